@@ -1,0 +1,156 @@
+"""Load every contract in a directory; one broken contract never hides the others.
+
+`load_contracts` returns the valid contracts and, separately, one `ContractError` per broken file,
+each naming the file and the key (`columns[2].type: unknown column type 'strng'`). The Dagster
+definitions show broken contracts as broken datasets instead of failing to load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from elt_assets.contracts.model import Contract
+
+MAX_CONTRACT_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class ContractError:
+    """A contract file that could not be loaded, and why."""
+
+    path: Path
+    message: str
+    dataset: str | None = None  # the name, when the file got far enough to tell
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ContractSet:
+    contracts: list[Contract] = field(default_factory=list)
+    errors: list[ContractError] = field(default_factory=list)
+    sources: dict[str, Path] = field(default_factory=dict)  # dataset -> contract file
+
+    def get(self, name: str) -> Contract:
+        for contract in self.contracts:
+            if contract.name == name:
+                return contract
+        raise KeyError(name)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in {"function-after[_checks_fit_type()]", "function-after[check_identifier()]"}:
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text.replace("schema_", "schema") or "(top level)"
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """Pydantic's errors as `key: message` lines a person can act on."""
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see README 'Contract reference')"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{_location(tuple(item['loc']))}: {message}")
+    return "; ".join(lines)
+
+
+def parse_contract(path: Path) -> Contract:
+    """Read one contract file; raises ContractError-shaped ValueError with file and key."""
+    if path.stat().st_size > MAX_CONTRACT_BYTES:
+        raise ValueError(f"larger than {MAX_CONTRACT_BYTES} bytes; is this really a contract?")
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(f"invalid YAML at {where}{problem}") from None
+    if not isinstance(document, dict):
+        raise ValueError("must be a YAML mapping with keys name, source, target, columns")
+    try:
+        return Contract.model_validate(document)
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error)) from None
+
+
+def load_contracts(directory: Path) -> ContractSet:
+    """Every *.yaml / *.yml contract in `directory` (not recursive), valid ones and errors apart."""
+    contracts: list[Contract] = []
+    errors: list[ContractError] = []
+    sources: dict[str, Path] = {}
+    tables: dict[tuple[str, str], str] = {}
+    paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    for path in paths:
+        try:
+            contract = parse_contract(path)
+        except (ValueError, OSError) as error:
+            errors.append(ContractError(path, str(error), _guess_name(path)))
+            continue
+        table = (contract.target.schema_.lower(), contract.target.table.lower())
+        if contract.name in sources:
+            errors.append(
+                ContractError(
+                    path,
+                    f"dataset name {contract.name!r} is also used by {sources[contract.name].name}",
+                )
+            )
+            continue
+        if table in tables:
+            errors.append(
+                ContractError(
+                    path,
+                    f"target {'.'.join(table)} is also the target of dataset {tables[table]!r}",
+                    contract.name,
+                )
+            )
+            continue
+        contracts.append(contract)
+        sources[contract.name] = path
+        tables[table] = contract.name
+    return ContractSet(contracts, errors, sources)
+
+
+def _guess_name(path: Path) -> str | None:
+    """The dataset name of a broken contract, if its `name:` key can still be read."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception:
+        document = None
+    name = document.get("name") if isinstance(document, dict) else None
+    return name if isinstance(name, str) and name.isidentifier() and name.islower() else None

@@ -1,0 +1,268 @@
+"""The dataset contract: what users write in contracts/<dataset>.yaml, as typed, validated objects.
+
+Pydantic does the structural validation (unknown keys, wrong types); the validators below add the
+rules that need the whole contract (primary key columns exist, checks fit their column's type).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
+
+from elt_assets.contracts.types import PgType
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+RESERVED_PREFIX = "_elt_"
+# "raw" and "staged" would collide with the raw/<dataset> and staged/<dataset> asset keys.
+PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
+
+
+def check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid identifier (letters, digits, _; not a digit first)"
+        )
+    if len(value.encode()) > 63:
+        raise ValueError(f"{value!r} is longer than PostgreSQL's 63-byte identifier limit")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+
+
+def _parse_type(value: Any) -> PgType:
+    if isinstance(value, PgType):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("the column type must be a string such as bigint or numeric(12,2)")
+    return PgType.parse(value)
+
+
+ColumnType = Annotated[PgType, BeforeValidator(_parse_type)]
+CheckBound = int | float | date | datetime | str
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CsvOptions(Strict):
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf8"
+    header: bool = True
+    null_values: list[str] = Field(default_factory=list)
+
+    @field_validator("delimiter", "quote")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1 or value in "\r\n":
+            raise ValueError("must be exactly one character, not a line break")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf8, latin-1, cp1252)") from None
+
+
+class Source(Strict):
+    glob: str
+    format: Literal["csv", "parquet"] | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    timezone: str = "UTC"
+
+    @field_validator("glob")
+    @classmethod
+    def _relative_glob(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or not value.strip():
+            raise ValueError("must be a non-empty pattern relative to the landing directory")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
+        return value
+
+
+class Target(Strict):
+    schema_: Identifier = Field(alias="schema")
+    table: Identifier
+    mode: Literal["upsert", "append"] = "upsert"
+    primary_key: list[Identifier] = Field(default_factory=list)
+    version_column: Identifier | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _not_platform_schema(cls, value: str) -> str:
+        if value.lower() in PLATFORM_SCHEMAS or value.lower().startswith("pg_"):
+            raise ValueError(f"schema {value!r} is reserved; choose a schema of your own")
+        return value
+
+
+class ColumnChecks(Strict):
+    ge: CheckBound | None = None
+    gt: CheckBound | None = None
+    le: CheckBound | None = None
+    lt: CheckBound | None = None
+    isin: list[Any] | None = None
+    notin: list[Any] | None = None
+    regex: str | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=0)
+    unique: bool = False
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression: {error}") from None
+        return value
+
+
+class Column(Strict):
+    name: Identifier
+    type: ColumnType
+    nullable: bool = True
+    source_name: str | None = None  # header in the file, when it differs from `name`
+    description: str | None = None
+    checks: ColumnChecks = Field(default_factory=ColumnChecks)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower().startswith(RESERVED_PREFIX):
+            raise ValueError(f"names starting with {RESERVED_PREFIX} are reserved for the platform")
+        return value
+
+    @model_validator(mode="after")
+    def _checks_fit_type(self) -> Column:
+        checks, kind = self.checks, self.type
+        bounds = [n for n in ("ge", "gt", "le", "lt") if getattr(checks, n) is not None]
+        if bounds and not kind.is_orderable:
+            raise ValueError(
+                f"checks {bounds} need a numeric, date or timestamp column, not {kind}"
+            )
+        lengths = [
+            n for n in ("regex", "min_length", "max_length") if getattr(checks, n) is not None
+        ]
+        if lengths and not kind.is_textual:
+            raise ValueError(f"checks {lengths} need a text or varchar column, not {kind}")
+        return self
+
+    @property
+    def header(self) -> str:
+        """The header this column is read from."""
+        return self.source_name if self.source_name is not None else self.name
+
+
+class Policy(Strict):
+    schema_drift: Literal["strict", "tolerant"] = "strict"
+    bad_rows: Literal["quarantine", "fail"] = "quarantine"
+    max_bad_row_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    duplicate_keys: Literal["last", "fail"] = "last"
+
+
+class RowCountBounds(Strict):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class DatasetChecks(Strict):
+    row_count: RowCountBounds | None = None
+    unique: list[list[Identifier]] = Field(default_factory=list)
+
+
+class Contract(Strict):
+    """One dataset: where its files land, how to read them, and the table they become."""
+
+    name: str
+    description: str | None = None
+    source: Source
+    target: Target
+    columns: list[Column] = Field(min_length=1)
+    policy: Policy = Field(default_factory=Policy)
+    checks: DatasetChecks = Field(default_factory=DatasetChecks)
+    freshness_hours: float | None = Field(default=None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        if not DATASET_NAME.match(value) or len(value) > 50:
+            raise ValueError(
+                f"{value!r}: use lowercase letters, digits and _, at most 50 characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _column_rules(self) -> Contract:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"columns: {duplicates} appear more than once")
+        headers = [c.header.strip().casefold() for c in self.columns]
+        if len(set(headers)) != len(headers):
+            raise ValueError("columns: two columns read the same header")
+        for group in self.checks.unique:
+            for column in group:
+                if column not in names:
+                    raise ValueError(f"checks.unique: {column!r} is not one of the columns")
+        return self
+
+    @model_validator(mode="after")
+    def _target_rules(self) -> Contract:
+        known = {c.name for c in self.columns}
+        target = self.target
+        for key in target.primary_key:
+            if key not in known:
+                raise ValueError(f"target.primary_key: {key!r} is not one of the columns")
+        if len(set(target.primary_key)) != len(target.primary_key):
+            raise ValueError("target.primary_key: a column is listed twice")
+        if target.mode == "upsert" and not target.primary_key:
+            raise ValueError("target.primary_key is required when target.mode is upsert")
+        version = target.version_column
+        if version is not None:
+            if version not in known:
+                raise ValueError(f"target.version_column: {version!r} is not a column")
+            if not self.column(version).type.is_orderable:
+                raise ValueError("target.version_column must be a number, date or timestamp column")
+            if version in target.primary_key:
+                raise ValueError("target.version_column cannot be part of the primary key")
+        return self
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def key_columns(self) -> list[Column]:
+        return [self.column(n) for n in self.target.primary_key]
+
+    def is_required(self, column: Column) -> bool:
+        """Primary-key columns are never nullable, whatever the contract says."""
+        return not column.nullable or column.name in self.target.primary_key
+
+    def file_format(self, relative_path: str) -> Literal["csv", "parquet"]:
+        """The contract's format, else the file's extension (.csv.gz is csv)."""
+        if self.source.format is not None:
+            return self.source.format
+        lower = relative_path.lower()
+        if lower.endswith((".parquet", ".pq")):
+            return "parquet"
+        return "csv"

@@ -1,0 +1,122 @@
+"""The one entry point: `defs`, built from the contracts directory when Dagster loads the code.
+
+Start reading here. For each valid contract: a dynamic partitions definition (one partition per
+file), the raw -> staged -> target assets with their checks, an ingestion job that runs the three
+in one process, a file sensor (on by default) and, if the contract sets freshness_hours, a
+freshness check. A broken contract becomes one visible "broken" asset whose description and
+failure say what to fix; the other datasets load normally.
+
+Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
+"""
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
+from elt_assets.contracts.model import Contract
+from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
+from elt_assets.defs.checks import staged_check_specs, target_check_specs
+from elt_assets.defs.partitions import files_partitions
+from elt_assets.defs.resources import build_resources
+from elt_assets.defs.sensors import build_file_sensor
+from elt_assets.log import configure_logging
+from elt_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+
+def ingest_job(
+    contract: Contract, partitions: dg.PartitionsDefinition
+) -> "UnresolvedAssetJobDefinition":
+    keys = DatasetKeys.of(contract)
+    return dg.define_asset_job(
+        name=f"ingest_{contract.name}",
+        # The assets and the checks they emit themselves; freshness runs on its own sensor.
+        selection=dg.AssetSelection.assets(keys.raw, keys.staged, keys.target).without_checks()
+        | dg.AssetSelection.checks(*_own_checks(contract, keys, partitions)),
+        partitions_def=partitions,
+        # The three steps of a file run in one process, one after the other: no process start per
+        # step. Files run in parallel as separate runs (limited by the run queue and the pool).
+        executor_def=dg.in_process_executor,
+        description=f"Load one file of dataset {contract.name}: raw -> staged -> target.",
+        tags={"elt/dataset": contract.name},
+    )
+
+
+def _own_checks(
+    contract: Contract, keys: DatasetKeys, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetCheckKey]:
+    specs = [
+        *staged_check_specs(contract, keys.staged, partitions),
+        *target_check_specs(contract, keys.target),
+    ]
+    return [spec.key for spec in specs]
+
+
+def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
+    """A placeholder that shows a broken contract in the UI and fails with its error."""
+    name = error.dataset or error.path.stem.lower().replace("-", "_")
+
+    @dg.asset(
+        key=dg.AssetKey(["broken_contracts", name]),
+        group_name="broken_contracts",
+        description=f"BROKEN CONTRACT {error.path.name}: {error.message}. Fix the file; the "
+        "dataset loads again when the code location is reloaded.",
+        metadata={"contract_file": str(error.path), "error": error.message},
+        kinds={"yaml"},
+    )
+    def broken() -> None:
+        raise dg.Failure(
+            description=f"contract {error.path.name} is broken: {error.message}",
+            allow_retries=False,
+        )
+
+    return broken
+
+
+def build_definitions(contract_set: ContractSet) -> dg.Definitions:
+    assets: list[dg.AssetsDefinition] = []
+    jobs: list[UnresolvedAssetJobDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    freshness_checks: list[dg.AssetChecksDefinition] = []
+    for contract in contract_set.contracts:
+        partitions = files_partitions(contract.name)
+        assets.extend(build_dataset_assets(contract, partitions))
+        job = ingest_job(contract, partitions)
+        jobs.append(job)
+        sensors.append(build_file_sensor(contract, job, partitions))
+        if contract.freshness_hours is not None:
+            freshness_checks.extend(
+                dg.build_last_update_freshness_checks(
+                    assets=[DatasetKeys.of(contract).target],
+                    lower_bound_delta=timedelta(hours=contract.freshness_hours),
+                )
+            )
+    assets.extend(broken_contract_asset(error) for error in contract_set.errors)
+    if freshness_checks:
+        sensors.append(
+            dg.build_sensor_for_freshness_checks(
+                freshness_checks=freshness_checks,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                name="freshness_checks",
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=freshness_checks,
+        jobs=jobs,
+        sensors=sensors,
+        resources=build_resources(),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return build_definitions(load_contracts(settings.contracts_dir))

@@ -1,0 +1,38 @@
+"""Resources the assets and sensors share: the landing zone and the warehouse."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from elt_assets.landing.files import resolve_inside
+from elt_assets.postgres.io_manager import StagingIOManager
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import SettingError, Settings
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The directory files land in (ELT_LANDING_DIR). Files are read, never changed or deleted."""
+
+    root_env: str = "ELT_LANDING_DIR"
+
+    def root(self) -> Path:
+        settings = Settings.from_env(check_dirs=False)
+        if not settings.landing_dir.is_dir():
+            raise SettingError(
+                f"{self.root_env} points to {settings.landing_dir}, which is not a directory: "
+                "create it or fix the setting"
+            )
+        return settings.landing_dir
+
+    def path(self, relative_path: str) -> Path:
+        """The absolute path of a landed file; never outside the landing directory."""
+        return resolve_inside(self.root(), relative_path)
+
+
+def build_resources() -> dict[str, object]:
+    warehouse = PostgresResource()
+    return {
+        "warehouse": warehouse,
+        "landing": LandingZone(),
+        "staging_io_manager": StagingIOManager(warehouse=warehouse),
+    }

@@ -1,0 +1,76 @@
+"""How a failing file is reported: in the manifest, in the Dagster UI, and to the retry policy.
+
+Every step that touches a file runs inside `file_failures`. A transient database problem is
+re-raised for the assets' RetryPolicy (exponential backoff with jitter). Anything retrying cannot
+fix (a malformed file, a contract the data breaks, a missing privilege) becomes a Dagster
+`Failure` with `allow_retries=False` and a message that names the file and says what to do; the
+manifest row of the file records it as `failed` with the same message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+import psycopg
+
+from elt_assets.landing.files import LandingPathError
+from elt_assets.landing.readers import FileChanged, FileRejected
+from elt_assets.log import get_logger, mask_secrets
+from elt_assets.postgres.copy import TooManyRefused
+from elt_assets.postgres.errors import (
+    TerminalDatabaseError,
+    TransientDatabaseError,
+    describe,
+    is_transient,
+)
+from elt_assets.postgres.load import ManifestKey, fail_file
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import SettingError
+from elt_assets.validation.casts import UncastableColumn
+
+log = get_logger(__name__)
+
+TERMINAL = (
+    FileRejected,
+    FileChanged,
+    UncastableColumn,
+    LandingPathError,
+    SettingError,
+    TerminalDatabaseError,
+    TooManyRefused,
+)
+
+
+def _record(
+    warehouse: PostgresResource, key: ManifestKey | None, message: str, run_id: str
+) -> None:
+    """Best effort: when the database itself is the problem, the log still has the message."""
+    if key is None:
+        return
+    try:
+        with warehouse.connection() as connection:
+            fail_file(connection, key, message, run_id)
+    except Exception as error:
+        log.warning("could not record the failure of %s in the manifest: %s", key.file, error)
+
+
+@contextlib.contextmanager
+def file_failures(
+    warehouse: PostgresResource, key: ManifestKey | None, run_id: str
+) -> Iterator[None]:
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as error:
+        message = describe(error) if isinstance(error, psycopg.Error) else mask_secrets(str(error))
+        _record(warehouse, key, message, run_id)
+        if is_transient(error):
+            log.warning("transient problem, the step will be retried: %s", message)
+            raise TransientDatabaseError(message) from None
+        if isinstance(error, TERMINAL | psycopg.Error):
+            metadata = {"file": key.file, "dataset": key.dataset} if key else {}
+            raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None
+        raise

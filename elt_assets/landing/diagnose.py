@@ -1,0 +1,91 @@
+"""Find where a CSV file goes wrong, so the error can name the line.
+
+Only called after the fast reader has failed; it re-reads the file line by line with Python's csv
+module (strict mode) and reports the first problem: bytes invalid in the declared encoding, a
+record with the wrong number of fields, a NUL byte, or a quote that is never closed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from elt_assets.contracts.model import CsvOptions
+
+_FIELD_LIMIT = 16 << 20
+
+
+class _Located(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _decoded_lines(stream: BinaryIO, encoding: str, counter: list[int]) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    first = True
+    for raw in stream:
+        counter[0] += 1
+        try:
+            text = decoder.decode(raw)
+        except UnicodeDecodeError as error:
+            raise _Located(
+                counter[0],
+                f"bytes that are not valid {encoding} ({error.reason} at byte {error.start + 1} "
+                "of the line); set source.csv.encoding to the file's real encoding",
+            ) from None
+        if first:
+            text, first = text.removeprefix("\ufeff"), False
+        yield text
+
+
+def locate_csv_problem(path: Path, options: CsvOptions) -> tuple[int, str] | None:
+    """(line, message) for the first problem found, or None if Python reads the file cleanly."""
+    csv.field_size_limit(_FIELD_LIMIT)
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
+        counter = [0]
+        lines = _decoded_lines(stream, options.encoding, counter)
+        reader = csv.reader(
+            lines, delimiter=options.delimiter, quotechar=options.quote, strict=True
+        )
+        expected: int | None = None
+        try:
+            while True:
+                start = counter[0] + 1
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return None
+                except csv.Error as error:
+                    text = str(error)
+                    if "unexpected end of data" in text:
+                        return (
+                            start,
+                            "a quoted field starting here is never closed (unterminated quote)",
+                        )
+                    if "NUL" in text:
+                        return counter[0], "the line contains a NUL byte; is this a binary file?"
+                    if "field larger" in text:
+                        return start, f"a field is larger than {_FIELD_LIMIT} bytes"
+                    return counter[0], f"malformed CSV ({text})"
+                if expected is None:
+                    expected = len(record)
+                elif len(record) != expected and record != []:
+                    return (
+                        start,
+                        f"expected {expected} fields like the first line, found {len(record)} "
+                        "(a ragged row: an unquoted delimiter or a missing value?)",
+                    )
+                elif record == [] and expected != 0:
+                    return start, "an empty line inside the data; remove it or quote it"
+        except _Located as located:
+            return located.line, located.message
+        except (EOFError, OSError) as error:
+            return counter[0], f"the file cannot be read to the end ({error})"

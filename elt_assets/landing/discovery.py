@@ -1,0 +1,129 @@
+"""What the file sensor decides on each tick, as a plain function.
+
+For each file matching a dataset's glob:
+- seen before with the same size and mtime and already hashed: nothing to do (this is the path
+  of almost every file on almost every tick, and costs one stat);
+- new, or changed since the last tick: remembered, and taken on a later tick only if its size and
+  mtime have not moved (the stable-file rule: a file still being written is never read);
+- stable and not hashed yet: hashed (bounded per tick). Content already loaded for this dataset
+  from another path is a duplicate, recorded and not loaded; content already sent from this path
+  (a touched file) is ignored; anything else becomes a run request.
+Files over the per-tick caps wait for the next tick, so no tick runs long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elt_assets.landing.files import LandedFile, LandingPathError, resolve_inside, scan, sha256_of
+
+
+@dataclass(frozen=True)
+class Known:
+    """The sensor's memory of one file (a row of elt.landing_files)."""
+
+    size_bytes: int
+    mtime_ns: int
+    sha256: str | None = None
+    hashed_size_bytes: int | None = None
+    hashed_mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A row to write back to elt.landing_files."""
+
+    file: LandedFile
+    sha256: str | None = None
+    requested: bool = False
+
+
+@dataclass
+class Decision:
+    requests: list[tuple[LandedFile, str]] = field(default_factory=list)
+    duplicates: list[tuple[LandedFile, str, str]] = field(default_factory=list)  # + original
+    observations: list[Observation] = field(default_factory=list)
+    files_seen: int = 0
+    waiting_for_stable: int = 0
+    deferred: int = 0
+    bytes_hashed: int = 0
+
+
+def discover(
+    root: Path,
+    pattern: str,
+    known: Mapping[str, Known],
+    loaded_content: Callable[[list[str]], dict[str, str]],
+    *,
+    max_requests: int,
+    max_hash_bytes: int = 4 << 30,
+) -> Decision:
+    """Decide this tick's run requests for one dataset.
+
+    `loaded_content(hashes)` returns {sha256: file} for contents this dataset already loaded.
+    """
+    decision = Decision()
+    stable: list[LandedFile] = []
+    for landed in scan(root, pattern):
+        decision.files_seen += 1
+        memory = known.get(landed.relative_path)
+        if (
+            memory is not None
+            and memory.sha256 is not None
+            and memory.hashed_size_bytes == landed.size_bytes
+            and memory.hashed_mtime_ns == landed.mtime_ns
+        ):
+            continue
+        if (
+            memory is not None
+            and memory.size_bytes == landed.size_bytes
+            and memory.mtime_ns == landed.mtime_ns
+        ):
+            stable.append(landed)
+        else:
+            decision.observations.append(Observation(landed))
+            decision.waiting_for_stable += 1
+    hashed = _hash_stable(root, stable, known, decision, max_requests, max_hash_bytes)
+    already = loaded_content(sorted({sha for _, sha in hashed})) if hashed else {}
+    sent_this_tick: dict[str, str] = {}
+    for landed, sha in hashed:
+        original = already.get(sha) or sent_this_tick.get(sha)
+        if original == landed.relative_path:
+            decision.observations.append(Observation(landed, sha))  # loaded before: nothing new
+        elif original is not None:
+            decision.duplicates.append((landed, sha, original))
+            decision.observations.append(Observation(landed, sha))
+        else:
+            decision.requests.append((landed, sha))
+            decision.observations.append(Observation(landed, sha, requested=True))
+            sent_this_tick[sha] = landed.relative_path
+    return decision
+
+
+def _hash_stable(
+    root: Path,
+    stable: list[LandedFile],
+    known: Mapping[str, Known],
+    decision: Decision,
+    max_requests: int,
+    max_hash_bytes: int,
+) -> list[tuple[LandedFile, str]]:
+    """Hash stable files, oldest first, within this tick's budget."""
+    hashed: list[tuple[LandedFile, str]] = []
+    for landed in sorted(stable, key=lambda f: (f.mtime_ns, f.relative_path)):
+        if len(hashed) >= max_requests or decision.bytes_hashed >= max_hash_bytes:
+            decision.deferred += 1
+            continue
+        try:
+            sha = sha256_of(resolve_inside(root, landed.relative_path))
+        except (OSError, LandingPathError):
+            continue  # vanished or moved out: the next scan decides
+        decision.bytes_hashed += landed.size_bytes
+        memory = known.get(landed.relative_path)
+        if memory is not None and memory.sha256 == sha:
+            decision.observations.append(Observation(landed, sha))  # touched, same content
+            continue
+        hashed.append((landed, sha))
+    return hashed

@@ -1,0 +1,393 @@
+"""Streaming readers: a landed file as bounded polars batches, never the whole file in memory.
+
+CSV goes through pyarrow's streaming reader, which keeps PostgreSQL's CSV meaning: an unquoted
+empty field is NULL, a quoted empty field ("") is an empty string, quotes, delimiters and line
+breaks inside quoted fields are data. Every value stays text here; typing is validation's job.
+The bytes pass through a tap that hashes them (to detect a file that changes while being read),
+bounds gzip expansion, and tracks quote parity (pyarrow accepts an unterminated quote at the end
+of a file; PostgreSQL does not). Parquet is read row group by row group with its own types.
+
+Every failure to read raises `FileRejected`, naming the file and, where known, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from elt_assets.contracts.model import Contract
+
+ROW_COLUMN = "_elt_row"
+MAX_COLUMNS = 4096
+MAX_ROW_BYTES = 16 << 20  # one CSV record; pyarrow's block size
+GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzip bomb
+GZIP_FLOOR_BYTES = 1 << 30
+READ_CHUNK = 1 << 20
+
+
+class FileRejected(Exception):
+    """The file as a whole cannot be loaded. The message says where and what to do."""
+
+    def __init__(
+        self, file: str, problem: str, *, line: int | None = None, column: str | None = None
+    ):
+        self.file, self.problem, self.line, self.column = file, problem, line, column
+        where = "".join(
+            [f", line {line}" if line is not None else "", f", column {column!r}" if column else ""]
+        )
+        super().__init__(f"{file}{where}: {problem}")
+
+
+class FileChanged(Exception):
+    """The file's bytes changed while it was being read; it is retried once it is stable."""
+
+
+@dataclass(frozen=True)
+class HeaderMapping:
+    """How the file's columns meet the contract's."""
+
+    sources: dict[str, str]  # contract column -> column in the file
+    missing: list[str] = field(default_factory=list)  # contract columns absent (filled with NULL)
+    extra: list[str] = field(default_factory=list)  # file columns the contract does not know
+
+
+def map_header(contract: Contract, file_columns: list[str], file: str) -> HeaderMapping:
+    """Match file columns to contract columns by name; column order never matters.
+
+    strict: names must match exactly, no column missing, none extra.
+    tolerant: names match after trimming and case-folding; extra columns are ignored and missing
+    nullable columns are filled with NULL (a missing required column still rejects the file).
+    """
+    tolerant = contract.policy.schema_drift == "tolerant"
+
+    def norm(name: str) -> str:
+        return name.strip().casefold() if tolerant else name
+
+    by_name: dict[str, str] = {}
+    for name in file_columns:
+        if norm(name) in by_name:
+            raise FileRejected(file, f"the header has column {name!r} twice", line=1)
+        by_name[norm(name)] = name
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    for column in contract.columns:
+        found = by_name.get(norm(column.header))
+        if found is None:
+            missing.append(column.name)
+        else:
+            sources[column.name] = found
+    used = set(sources.values())
+    extra = [name for name in file_columns if name not in used]
+    required_missing = [n for n in missing if contract.is_required(contract.column(n))]
+    if not tolerant and (missing or extra):
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if extra:
+            parts.append(f"unexpected columns {extra}")
+        fix = "fix the file, update the contract, or set policy.schema_drift: tolerant"
+        raise FileRejected(file, f"{' and '.join(parts)} (schema_drift: strict); {fix}", line=1)
+    if required_missing:
+        raise FileRejected(
+            file, f"required columns {required_missing} are missing from the header", line=1
+        )
+    return HeaderMapping(sources, missing, extra)
+
+
+class _Tap(io.RawIOBase):
+    """Reads the raw file, hashing its bytes; decompresses gzip; bounds expansion; counts quotes."""
+
+    def __init__(self, path: Path, file: str, quote: bytes, gzipped: bool):
+        self._raw = path.open("rb")
+        self._file = file
+        self._quote = quote
+        self.sha256 = hashlib.sha256()
+        self.raw_bytes = 0
+        self.data_bytes = 0
+        self.quotes = 0
+        self._limit = max(GZIP_FLOOR_BYTES, path.stat().st_size * GZIP_RATIO_LIMIT)
+        self._gzip = gzip.GzipFile(fileobj=self._hashing(), mode="rb") if gzipped else None
+
+    def _hashing(self) -> BinaryIO:
+        tap = self
+
+        class Hashing(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+                count = tap._raw.readinto(buffer)
+                tap.sha256.update(buffer[:count])
+                tap.raw_bytes += count
+                return count
+
+        return io.BufferedReader(Hashing(), READ_CHUNK)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._gzip is not None:
+            try:
+                data = self._gzip.read(len(buffer))
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                raise FileRejected(
+                    self._file,
+                    f"the gzip data is corrupt or truncated ({error}); ask the sender to resend it",
+                ) from None
+            if self.data_bytes + len(data) > self._limit:
+                raise FileRejected(
+                    self._file,
+                    f"gzip expands beyond {self._limit} bytes (over {GZIP_RATIO_LIMIT}x its size); "
+                    "refusing a likely gzip bomb",
+                )
+        else:
+            count = self._raw.readinto(buffer)
+            data = bytes(buffer[:count])
+            self.sha256.update(data)
+            self.raw_bytes += count
+        buffer[: len(data)] = data
+        self.data_bytes += len(data)
+        self.quotes += data.count(self._quote)
+        return len(data)
+
+    def finish_hash(self) -> str:
+        """Read whatever the parser left unread, so the hash covers the whole file."""
+        while chunk := self._raw.read(READ_CHUNK):
+            self.sha256.update(chunk)
+            self.raw_bytes += len(chunk)
+        return self.sha256.hexdigest()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+class FileReader:
+    """Streams one landed file as polars batches of the contract's columns plus `_elt_row`.
+
+    Use as a context manager; after `batches()` is exhausted, `sha256`, `rows_read` and
+    `bytes_read` describe exactly what was read.
+    """
+
+    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 200_000):
+        self.path, self.file, self.contract, self.batch_rows = path, file, contract, batch_rows
+        self.format = contract.file_format(file)
+        self.rows_read = 0
+        self.sha256: str | None = None
+        self.bytes_read = 0
+        self.header: HeaderMapping | None = None
+
+    def __enter__(self) -> FileReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        if self.path.stat().st_size == 0:
+            raise FileRejected(self.file, "the file is empty (0 bytes); expected at least a header")
+        if self.format == "parquet":
+            yield from self._parquet_batches()
+        else:
+            yield from self._csv_batches()
+
+    # -- CSV ---------------------------------------------------------------------------------
+
+    def _csv_batches(self) -> Iterator[pl.DataFrame]:
+        options = self.contract.source.csv
+        gzipped = _is_gzip(self.path)
+        names = self._csv_header(gzipped) if options.header else None
+        if names is not None:
+            self.header = map_header(self.contract, names, self.file)
+            file_columns = names
+        else:
+            file_columns = [c.header for c in self.contract.columns]
+            self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
+        tap = _Tap(self.path, self.file, options.quote.encode(), gzipped)
+        reader = self._open_arrow_csv(tap, file_columns, header=names is not None)
+        try:
+            for record_batch in self._arrow_batches(reader, tap):
+                yield self._frame(pl.from_arrow(record_batch))  # type: ignore[arg-type]
+            if tap.quotes % 2:
+                raise self._diagnosed("a quoted field is not closed (unterminated quote)")
+            self.sha256 = tap.finish_hash()
+            self.bytes_read = tap.raw_bytes
+        finally:
+            tap.close()
+
+    def _open_arrow_csv(
+        self, tap: _Tap, columns: list[str], header: bool
+    ) -> pa_csv.CSVStreamingReader:
+        options = self.contract.source.csv
+        null_values = ["", *options.null_values]
+        try:
+            return pa_csv.open_csv(
+                pa.PythonFile(io.BufferedReader(tap, READ_CHUNK), mode="r"),
+                read_options=pa_csv.ReadOptions(
+                    block_size=MAX_ROW_BYTES,
+                    encoding=options.encoding,
+                    column_names=None if header else columns,
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=options.delimiter,
+                    quote_char=options.quote,
+                    double_quote=True,
+                    escape_char=False,
+                    newlines_in_values=True,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(columns, pa.string()),
+                    null_values=null_values,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except FileRejected:
+            raise
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as error:
+            raise self._diagnosed(str(error)) from None
+
+    def _arrow_batches(
+        self, reader: pa_csv.CSVStreamingReader, tap: _Tap
+    ) -> Iterator[pa.RecordBatch]:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except FileRejected:
+                raise
+            except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as error:
+                raise self._diagnosed(str(error)) from None
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= self.batch_rows:
+                yield from self._combined(pending)
+                pending, pending_rows = [], 0
+        if pending:
+            yield from self._combined(pending)
+
+    @staticmethod
+    def _combined(batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(batches)
+        yield from table.combine_chunks().to_batches()
+
+    def _csv_header(self, gzipped: bool) -> list[str]:
+        """The first record, parsed with the contract's dialect, from at most MAX_ROW_BYTES."""
+        options = self.contract.source.csv
+        try:
+            with self.path.open("rb") as raw:
+                stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
+                head = stream.read(MAX_ROW_BYTES)
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
+            raise FileRejected(
+                self.file, f"the gzip data is corrupt or truncated ({error}); ask for a new copy"
+            ) from None
+        if not head.strip():
+            raise FileRejected(self.file, "the file has no header line (empty after decompression)")
+        try:
+            text = head.decode(options.encoding)
+        except UnicodeDecodeError as error:
+            if len(head) - error.start > 4:  # not merely a multi-byte character cut by the limit
+                line = head[: error.start].count(b"\n") + 1
+                raise FileRejected(
+                    self.file,
+                    f"bytes that are not valid {options.encoding} ({error.reason}); "
+                    "set source.csv.encoding to the file's real encoding",
+                    line=line,
+                ) from None
+            text = head[: error.start].decode(options.encoding)
+        text = text.removeprefix("\ufeff")
+        records = csv.reader(
+            io.StringIO(text, newline=""), delimiter=options.delimiter, quotechar=options.quote
+        )
+        try:
+            header = next(records)
+        except csv.Error as error:
+            raise FileRejected(
+                self.file, f"the header cannot be parsed ({error})", line=1
+            ) from None
+        if len(header) > MAX_COLUMNS:
+            raise FileRejected(
+                self.file, f"the header has {len(header)} columns; at most {MAX_COLUMNS} are read"
+            )
+        consumed = sum(len(x) for x in header)
+        if len(head) == MAX_ROW_BYTES and consumed >= len(text) - len(header) - 2:
+            raise FileRejected(self.file, f"the header line is longer than {MAX_ROW_BYTES} bytes")
+        return header
+
+    def _diagnosed(self, problem: str) -> FileRejected:
+        """Turn a parser error into one that names the line, by re-reading with Python's csv."""
+        from elt_assets.landing.diagnose import locate_csv_problem
+
+        located = locate_csv_problem(self.path, self.contract.source.csv)
+        if located is not None:
+            line, message = located
+            return FileRejected(self.file, message, line=line)
+        if "straddl" in problem:
+            problem = f"a single record is larger than {MAX_ROW_BYTES} bytes"
+        return FileRejected(self.file, f"the CSV cannot be parsed: {problem}")
+
+    # -- Parquet -----------------------------------------------------------------------------
+
+    def _parquet_batches(self) -> Iterator[pl.DataFrame]:
+        try:
+            parquet = pq.ParquetFile(self.path)
+            names = parquet.schema_arrow.names
+        except (pa.ArrowException, OSError) as error:
+            raise FileRejected(
+                self.file, f"not a readable Parquet file ({error}); it may be truncated or corrupt"
+            ) from None
+        self.header = map_header(self.contract, names, self.file)
+        wanted = list(self.header.sources.values())
+        try:
+            for record_batch in parquet.iter_batches(batch_size=self.batch_rows, columns=wanted):
+                yield self._frame(pl.from_arrow(record_batch))  # type: ignore[arg-type]
+        except (pa.ArrowException, OSError) as error:
+            raise FileRejected(
+                self.file,
+                f"the Parquet data cannot be read after row {self.rows_read} ({error})",
+            ) from None
+        finally:
+            parquet.close()
+        from elt_assets.landing.files import sha256_of
+
+        self.sha256 = sha256_of(self.path)
+        self.bytes_read = self.path.stat().st_size
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _frame(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """Rename file columns to contract columns, add missing ones as NULL, number the rows."""
+        assert self.header is not None
+        start = self.rows_read + 1
+        self.rows_read += raw.height
+        columns = [pl.int_range(start, start + raw.height, dtype=pl.Int64).alias(ROW_COLUMN)]
+        for column in self.contract.columns:
+            source = self.header.sources.get(column.name)
+            if source is None:
+                columns.append(pl.lit(None, dtype=pl.String).alias(column.name))
+            else:
+                columns.append(pl.col(source).alias(column.name))
+        return raw.select(columns)

@@ -1,0 +1,96 @@
+"""The staging IO manager: a staged asset's output becomes its file's slice of a staging table.
+
+handle_output streams a `StagedFile` into `elt_staging.<dataset>` with COPY through psycopg 3
+(never row by row), replacing exactly that file's slice in one transaction, with the quarantine
+rows and manifest counts in the same transaction. load_input hands the next asset a `StagedSlice`:
+a reference to those rows in PostgreSQL (the target is built in SQL, so the rows never travel
+back through Python).
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from elt_assets.landing.keys import key_to_path
+from elt_assets.log import log_context
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.load import ManifestKey
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.staging import write_staged
+from elt_assets.postgres.tables import ensure_dataset_tables
+from elt_assets.postgres.templates import STAGING_SCHEMA, render
+from elt_assets.validation.policy import StageReport
+from elt_assets.validation.staged_file import StagedFile
+
+
+@dataclass(frozen=True)
+class StagedSlice:
+    """One file's rows in the staging table, as recorded by the manifest."""
+
+    dataset: str
+    file: str
+    sha256: str
+    rows_staged: int
+    status: str
+    error: str | None
+
+    @property
+    def table(self) -> str:
+        return f"{STAGING_SCHEMA}.{self.dataset}"
+
+
+class StagingIOManager(dg.ConfigurableIOManager):
+    """COPYs each file's validated rows into its staging slice; loads slices as references."""
+
+    warehouse: dg.ResourceDependency[PostgresResource]
+
+    def handle_output(self, context: dg.OutputContext, obj: StagedFile) -> None:
+        from elt_assets.failures import file_failures  # the IO manager reports like the assets
+
+        key = ManifestKey(obj.dataset, obj.file, obj.sha256)
+        with (
+            log_context(dataset=obj.dataset, file=obj.file, run_id=obj.run_id),
+            file_failures(self.warehouse, key, obj.run_id),
+            self.warehouse.connection() as connection,
+        ):
+            ensure_dataset_tables(connection, obj.contract, self.warehouse.owner_connection)
+            report = write_staged(connection, obj)
+        obj.report = report
+        context.add_output_metadata(_metadata(obj, report))
+
+    def load_input(self, context: dg.InputContext) -> StagedSlice:
+        asset_key = context.asset_key
+        dataset = asset_key.path[-1]
+        file = key_to_path(context.asset_partition_key)
+        with self.warehouse.connection() as connection:
+            row = connection.execute(
+                render("manifest_current"), {"dataset": dataset, "file": file}
+            ).fetchone()
+        if row is None:
+            raise TerminalDatabaseError(
+                f"{file} has no staged slice yet: materialise raw/{dataset} and staged/{dataset} "
+                "for this partition first"
+            )
+        sha256, rows_staged, status, error = row
+        return StagedSlice(dataset, file, sha256, int(rows_staged or 0), status, error)
+
+
+def _metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.MetadataValue]:
+    counts = report.counts
+    seconds = report.seconds.get("stage_total", 0.0)
+    return {
+        "dagster/row_count": dg.MetadataValue.int(counts.rows_staged),
+        "rows_read": dg.MetadataValue.int(counts.rows_read),
+        "rows_staged": dg.MetadataValue.int(counts.rows_staged),
+        "rows_quarantined": dg.MetadataValue.int(counts.rows_quarantined),
+        "rows_refused_by_postgres": dg.MetadataValue.int(report.refused_by_postgres),
+        "duplicate_keys": dg.MetadataValue.int(counts.duplicate_keys),
+        "seconds_stage": dg.MetadataValue.float(round(seconds, 3)),
+        "seconds_copy": dg.MetadataValue.float(round(report.seconds.get("copy", 0.0), 3)),
+        "rows_per_second": dg.MetadataValue.float(
+            round(counts.rows_read / seconds, 1) if seconds > 0 else 0.0
+        ),
+        "staging_table": dg.MetadataValue.text(f"{STAGING_SCHEMA}.{staged.dataset}"),
+        "file": dg.MetadataValue.text(staged.file),
+        "sha256": dg.MetadataValue.text(staged.sha256),
+    }

@@ -1,0 +1,139 @@
+"""Loading one staged file into its target, and the manifest row that records it.
+
+One transaction: the target table's advisory lock (one writer per table, so parallel runs never
+deadlock on overlapping keys; their COPYs into staging still run in parallel), a check that the
+staged slice is what the staged step recorded, the upsert (or append), and the manifest's
+`success`. A crash anywhere leaves the target and the manifest as they were before.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from elt_assets.contracts.model import Contract
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.templates import (
+    render,
+    render_append,
+    render_upsert,
+    staging_table,
+    target_table,
+)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_staged: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    rows_deduplicated: int  # rows of the file dropped because a later row had the same key
+    rows_replaced: int  # append mode: rows of an earlier load of this file that were replaced
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ManifestKey:
+    dataset: str
+    file: str
+    sha256: str
+
+
+def manifest_row(connection: psycopg.Connection, key: ManifestKey) -> dict[str, object] | None:
+    cursor = connection.execute(render("manifest_row"), key.__dict__)
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    assert cursor.description is not None
+    return dict(zip([d.name for d in cursor.description], row, strict=True))
+
+
+def start_file(
+    connection: psycopg.Connection,
+    key: ManifestKey,
+    *,
+    partition_key: str,
+    size_bytes: int,
+    file_format: str,
+    run_id: str,
+) -> None:
+    with connection.transaction():
+        connection.execute(
+            render("manifest_start"),
+            {
+                **key.__dict__,
+                "partition_key": partition_key,
+                "size_bytes": size_bytes,
+                "format": file_format,
+                "run_id": run_id,
+            },
+        )
+
+
+def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
+    with connection.transaction():
+        connection.execute(
+            render("manifest_fail"), {**key.__dict__, "error": error, "run_id": run_id}
+        )
+
+
+def load_file(
+    connection: psycopg.Connection, contract: Contract, key: ManifestKey, run_id: str
+) -> LoadResult:
+    """Upsert or append the file's staged slice and mark it loaded, atomically."""
+    started = time.perf_counter()
+    params = {"file": key.file}
+    table = f"{contract.target.schema_}.{contract.target.table}"
+    with connection.transaction():
+        connection.execute(render("lock_table"), {"table": table})
+        connection.execute(render("lock_file"), {"dataset": key.dataset, "file": key.file})
+        recorded = manifest_row(connection, key)
+        staged_rows = _staged_rows(connection, contract, key.file)
+        if recorded is None or recorded["rows_staged"] != staged_rows:
+            raise TerminalDatabaseError(
+                f"the staging slice of {key.file} has {staged_rows} rows but the manifest recorded "
+                f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
+                "or the server restarted (staging is UNLOGGED); materialise staged again"
+            )
+        if contract.target.mode == "upsert":
+            row = connection.execute(render_upsert(contract), params).fetchone()
+            assert row is not None
+            source_rows, inserted, updated = (int(v) for v in row)
+            replaced = 0
+        else:
+            deleted = connection.execute(
+                render("slice_delete", table=target_table(contract)), params
+            )
+            replaced = max(deleted.rowcount, 0)
+            inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
+            source_rows, updated = staged_rows, 0
+        unchanged = source_rows - inserted - updated
+        connection.execute(
+            render("manifest_finish"),
+            {
+                **key.__dict__,
+                "run_id": run_id,
+                "rows_inserted": inserted,
+                "rows_updated": updated,
+                "rows_unchanged": unchanged,
+            },
+        )
+    return LoadResult(
+        rows_staged=staged_rows,
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_unchanged=unchanged,
+        rows_deduplicated=staged_rows - source_rows,
+        rows_replaced=replaced,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _staged_rows(connection: psycopg.Connection, contract: Contract, file: str) -> int:
+    row = connection.execute(
+        render("slice_count", table=staging_table(contract)), {"file": file}
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,208 @@
+"""Writing one file's staged slice: the transaction behind the staged asset.
+
+In one transaction, holding the file's advisory lock: delete the file's previous slice, mark its
+open quarantine rows resolved, stream every batch (good rows COPYed into staging, rejected rows
+COPYed into elt.quarantine), apply the whole-file checks (unique columns, duplicate keys), check
+the policy, and record the counts in the manifest. Either all of it commits or none of it does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from elt_assets.log import get_logger
+from elt_assets.postgres.copy import copy_frame
+from elt_assets.postgres.templates import (
+    FILE_COLUMN,
+    ROW_COLUMN,
+    render,
+    render_duplicate_keys,
+    render_move_duplicates,
+    staging_table,
+)
+from elt_assets.validation.policy import FileCounts, StageReport, policy_violations
+from elt_assets.validation.staged_file import StagedFile
+
+log = get_logger(__name__)
+QUARANTINE_TABLE = sql.Identifier("elt", "quarantine")
+QUARANTINE_COLUMNS = [
+    "dataset",
+    "file",
+    "sha256",
+    "row_number",
+    "column_name",
+    "check_name",
+    "reason",
+    "failures",
+    "raw_record",
+    "run_id",
+]
+_CONTEXT_COLUMN = re.compile(r"column (\w+)")
+
+
+def _lock_file(connection: psycopg.Connection, dataset: str, file: str) -> None:
+    connection.execute(render("lock_file"), {"dataset": dataset, "file": file})
+
+
+def _quarantine_frame(staged: StagedFile, records: pl.DataFrame) -> pl.DataFrame:
+    """Add the file's identity to quarantine records and make every text storable in PostgreSQL."""
+    safe = [
+        pl.col(c).str.replace_all("\x00", "\\x00", literal=True)
+        for c in ("column_name", "check_name", "reason")
+    ]
+    # jsonb cannot hold \u0000: keep it visible as text instead.
+    safe_json = [
+        pl.col(c).str.replace_all("\\u0000", "\\\\u0000", literal=True)
+        for c in ("failures", "raw_record")
+    ]
+    return records.with_columns(
+        *safe,
+        *safe_json,
+        pl.lit(staged.dataset).alias("dataset"),
+        pl.lit(staged.file).alias("file"),
+        pl.lit(staged.sha256).alias("sha256"),
+        pl.lit(staged.run_id).alias("run_id"),
+    )
+
+
+def _refused_records(
+    staged: StagedFile, good: pl.DataFrame, refused: list[tuple[int, str, str | None]]
+) -> pl.DataFrame:
+    """Quarantine records for rows PostgreSQL refused, with its own message as the reason."""
+    rows = []
+    by_row = {row: (message, column) for row, message, column in refused}
+    headers = staged.headers
+    for record in good.filter(pl.col(ROW_COLUMN).is_in(list(by_row))).to_dicts():
+        message, column = by_row[record[ROW_COLUMN]]
+        if column is None:
+            match = _CONTEXT_COLUMN.search(message)
+            column = match[1] if match else None
+        raw = {headers[name]: record[name] for name in headers}
+        failure = {"column": column, "check": "postgres", "reason": message}
+        rows.append(
+            {
+                "row_number": record[ROW_COLUMN],
+                "column_name": column,
+                "check_name": "postgres",
+                "reason": message,
+                "failures": json.dumps([failure], ensure_ascii=False),
+                "raw_record": json.dumps(raw, ensure_ascii=False),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "row_number": pl.Int64,
+            "column_name": pl.String,
+            "check_name": pl.String,
+            "reason": pl.String,
+            "failures": pl.String,
+            "raw_record": pl.String,
+        },
+    )
+
+
+def _copy_quarantine(
+    connection: psycopg.Connection, staged: StagedFile, records: pl.DataFrame
+) -> None:
+    if records.height:
+        frame = _quarantine_frame(staged, records)
+        refused = copy_frame(connection, QUARANTINE_TABLE, QUARANTINE_COLUMNS, frame, "row_number")
+        if refused:  # the quarantine must hold every rejected row; never drop one silently
+            raise RuntimeError(f"could not write quarantine rows of {staged.file}: {refused[0][1]}")
+
+
+def _move_duplicates(connection: psycopg.Connection, staged: StagedFile) -> int:
+    """Run the file-wide unique checks; offending rows move from staging to the quarantine."""
+    contract = staged.contract
+    groups = [[c.name] for c in contract.columns if c.checks.unique]
+    groups += [list(group) for group in contract.checks.unique]
+    moved = 0
+    for group in groups:
+        cursor = connection.execute(
+            render_move_duplicates(contract, group),
+            {
+                "dataset": staged.dataset,
+                "file": staged.file,
+                "sha256": staged.sha256,
+                "run_id": staged.run_id,
+                "first_column": group[0],
+                "label": ", ".join(group),
+            },
+        )
+        if cursor.rowcount:
+            moved += cursor.rowcount
+            staged.failure_counts[f"{'+'.join(group)}.unique"] += cursor.rowcount
+    return moved
+
+
+def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: FileCounts) -> None:
+    if not staged.contract.target.primary_key:
+        return
+    row = connection.execute(
+        render_duplicate_keys(staged.contract), {"file": staged.file}
+    ).fetchone()
+    assert row is not None
+    counts.duplicate_keys, counts.duplicate_key_rows = int(row[0]), int(row[1])
+    counts.duplicate_key_examples = list(row[2] or [])
+
+
+def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
+    """Replace the file's staging slice and quarantine rows, in one transaction."""
+    contract = staged.contract
+    table = staging_table(contract)
+    columns = [ROW_COLUMN, *[c.name for c in contract.columns], FILE_COLUMN]
+    params = {"dataset": staged.dataset, "file": staged.file, "run_id": staged.run_id}
+    counts = FileCounts()
+    report = StageReport(counts, [])
+    started = time.perf_counter()
+    with connection.transaction():
+        _lock_file(connection, staged.dataset, staged.file)
+        # Values without an offset are read in the contract's time zone, by PostgreSQL itself.
+        connection.execute("SELECT set_config('TimeZone', %s, true)", [contract.source.timezone])
+        connection.execute(render("slice_delete", table=table), params)
+        connection.execute(render("quarantine_resolve"), params)
+        for batch in staged.batches():
+            good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
+            refused = copy_frame(connection, table, columns, good, ROW_COLUMN)
+            _copy_quarantine(connection, staged, batch.quarantined)
+            if refused:
+                records = _refused_records(staged, good, refused)
+                staged.note_refused(records)
+                _copy_quarantine(connection, staged, records)
+                report.refused_by_postgres += len(refused)
+        report.seconds["copy"] = time.perf_counter() - started
+        checked = time.perf_counter()
+        report.duplicates_moved = _move_duplicates(connection, staged)
+        _duplicate_keys(connection, staged, counts)
+        report.seconds["file_checks"] = time.perf_counter() - checked
+        # Counted in the database, independently of the reader's own count.
+        counts.rows_read = staged.rows_read
+        staged_row = connection.execute(render("slice_count", table=table), params).fetchone()
+        counts.rows_staged = int(staged_row[0]) if staged_row else 0
+        open_row = connection.execute(render("quarantine_open_count"), params).fetchone()
+        counts.rows_quarantined = int(open_row[0]) if open_row else 0
+        report.violations = policy_violations(contract, counts)
+        connection.execute(
+            render("manifest_staged"),
+            {
+                **params,
+                "sha256": staged.sha256,
+                "rows_read": counts.rows_read,
+                "rows_staged": counts.rows_staged,
+                "rows_quarantined": counts.rows_quarantined,
+            },
+        )
+        if report.violations:
+            connection.execute(
+                render("manifest_fail"),
+                {**params, "sha256": staged.sha256, "error": "; ".join(report.violations)},
+            )
+    report.seconds["stage_total"] = time.perf_counter() - started
+    return report

@@ -1,0 +1,176 @@
+"""Staging and target tables of a dataset: created from the contract, checked against it.
+
+A missing target is created (typed, primary key, grants). An existing target that does not match
+the contract is never altered: the error names each difference and the fix. The staging table is
+the platform's own: when the contract changes shape, it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from elt_assets.contracts.model import Contract
+from elt_assets.log import get_logger
+from elt_assets.postgres.connection import as_owner
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.templates import (
+    FILE_COLUMN,
+    ROW_COLUMN,
+    STAGING_SCHEMA,
+    render,
+    render_create_staging,
+    render_create_target,
+    staging_table,
+    target_table,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    not_null: bool
+    has_default: bool
+    in_primary_key: bool
+
+
+def inspect_table(connection: psycopg.Connection, schema: str, table: str) -> list[ColumnInfo]:
+    """The table's columns, or [] when it does not exist."""
+    rows = connection.execute(
+        render("table_columns"), {"schema": schema, "table": table}
+    ).fetchall()
+    return [ColumnInfo(*row) for row in rows]
+
+
+def target_differences(contract: Contract, columns: list[ColumnInfo]) -> list[str]:
+    """How an existing target differs from what the contract needs (empty: compatible)."""
+    table = f"{contract.target.schema_}.{contract.target.table}"
+    existing = {c.name: c for c in columns}
+    problems: list[str] = []
+    for column in contract.columns:
+        found = existing.get(column.name)
+        if found is None:
+            problems.append(f"{table} has no column {column.name!r} ({column.type.ddl})")
+        elif found.type != column.type.ddl:
+            problems.append(
+                f"{table}.{column.name} is {found.type} in the database but {column.type.ddl} "
+                "in the contract"
+            )
+        elif found.not_null and not contract.is_required(column):
+            problems.append(
+                f"{table}.{column.name} is NOT NULL in the database but nullable in the contract"
+            )
+    wanted_key = set(contract.target.primary_key)
+    actual_key = {c.name for c in columns if c.in_primary_key}
+    if contract.target.mode == "upsert" and wanted_key != actual_key:
+        problems.append(
+            f"{table} has primary key {sorted(actual_key) or 'none'}, the contract "
+            f"{sorted(wanted_key)} (upsert needs exactly that key)"
+        )
+    if contract.target.mode == "append" and FILE_COLUMN not in existing:
+        problems.append(f"{table} has no {FILE_COLUMN} column, which append mode needs")
+    known = {c.name for c in contract.columns} | {FILE_COLUMN}
+    for info in columns:
+        if info.name not in known and info.not_null and not info.has_default:
+            problems.append(
+                f"{table}.{info.name} is NOT NULL without a default, but the contract does not "
+                "fill it"
+            )
+    return problems
+
+
+def _create_target(connection: psycopg.Connection, contract: Contract) -> None:
+    schema = sql.Identifier(contract.target.schema_)
+    table = target_table(contract)
+    with connection.transaction(), as_owner(connection):
+        connection.execute(render("schema_create", schema=schema))
+        if _roles_exist(connection):
+            connection.execute(render("target_schema_grants", schema=schema))
+        connection.execute(render_create_target(contract))
+        if contract.target.mode == "append":
+            connection.execute(
+                render(
+                    "index_create",
+                    name=sql.Identifier(f"{contract.target.table}_elt_file"[:63]),
+                    table=table,
+                    columns=sql.Identifier(FILE_COLUMN),
+                )
+            )
+        if _roles_exist(connection):
+            connection.execute(render("table_grants", table=table))
+            connection.execute(render("table_grant_reader", table=table))
+    log.info("created target table %s.%s", contract.target.schema_, contract.target.table)
+
+
+def _roles_exist(connection: psycopg.Connection) -> bool:
+    row = connection.execute(
+        "SELECT count(*) = 3 FROM pg_roles"
+        " WHERE rolname IN ('elt_owner', 'elt_loader', 'elt_reader')"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _staging_matches(contract: Contract, columns: list[ColumnInfo]) -> bool:
+    wanted = [(c.name, c.type.ddl) for c in contract.columns]
+    wanted += [(FILE_COLUMN, "text"), (ROW_COLUMN, "bigint")]
+    return [(c.name, c.type) for c in columns] == wanted
+
+
+def _create_staging(connection: psycopg.Connection, contract: Contract, replace: bool) -> None:
+    table = staging_table(contract)
+    with connection.transaction(), as_owner(connection):
+        connection.execute(render("schema_create", schema=sql.Identifier(STAGING_SCHEMA)))
+        if replace:
+            connection.execute(render("table_drop", table=table))
+        connection.execute(render_create_staging(contract))
+        if _roles_exist(connection):
+            connection.execute(render("table_grants", table=table))
+    log.info(
+        "%s staging table %s.%s", "rebuilt" if replace else "created", STAGING_SCHEMA, contract.name
+    )
+
+
+def ensure_dataset_tables(
+    connection: psycopg.Connection,
+    contract: Contract,
+    open_owner: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
+) -> None:
+    """Make sure staging and target exist and fit the contract.
+
+    `connection` is the runtime's; `open_owner`, when given, opens the owner's connection for
+    CREATE / DROP (only when something must be created). Without it `connection` itself tries, and
+    a missing privilege becomes an error that says to run `elt db init`.
+    """
+    target = inspect_table(connection, contract.target.schema_, contract.target.table)
+    if target:
+        problems = target_differences(contract, target)
+        if problems:
+            raise TerminalDatabaseError(
+                "the existing target table does not match the contract, and it is never altered "
+                "automatically: " + "; ".join(problems) + ". Migrate the table (or drop it to let "
+                "the platform recreate it), or change the contract."
+            )
+    staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
+    needs_staging = not staging or not _staging_matches(contract, staging)
+    if target and not needs_staging:
+        return
+    try:
+        with open_owner() if open_owner else contextlib.nullcontext(connection) as ddl:
+            if not target:
+                _create_target(ddl, contract)
+            if needs_staging:
+                _create_staging(ddl, contract, replace=bool(staging))
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise TerminalDatabaseError(
+            f"cannot create the tables of dataset {contract.name!r} as this role "
+            f"({error.diag.message_primary}): run `elt db init` with ELT_OWNER_DATABASE_URL set to "
+            "the owner role, or set ELT_OWNER_DATABASE_URL for the runtime"
+        ) from None

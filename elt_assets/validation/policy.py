@@ -1,0 +1,74 @@
+"""The contract's file-level policy: given a file's counts, does the file pass?
+
+Pure functions, so the rules are tested without a database and read in one place:
+- `bad_rows: fail` rejects a file with any bad row;
+- otherwise the share of bad rows may not exceed `max_bad_row_ratio`;
+- `duplicate_keys: fail` rejects a file that repeats a primary key;
+- the dataset's `row_count` bounds apply to the rows read.
+A file that fails policy keeps its good rows in staging and its bad rows in the quarantine (nothing
+is lost), and the target is not touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from elt_assets.contracts.model import Contract
+
+
+@dataclass
+class FileCounts:
+    rows_read: int = 0
+    rows_staged: int = 0
+    rows_quarantined: int = 0
+    duplicate_keys: int = 0  # distinct keys that occur more than once
+    duplicate_key_rows: int = 0
+    duplicate_key_examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageReport:
+    """What the staged step did to one file."""
+
+    counts: FileCounts
+    violations: list[str]
+    refused_by_postgres: int = 0
+    duplicates_moved: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def policy_violations(contract: Contract, counts: FileCounts) -> list[str]:
+    """Why the file fails its contract's policy; empty when it passes."""
+    policy = contract.policy
+    problems: list[str] = []
+    accounted = counts.rows_staged + counts.rows_quarantined
+    if counts.rows_read != accounted:
+        problems.append(
+            f"{counts.rows_read} rows read but {counts.rows_staged} staged and "
+            f"{counts.rows_quarantined} quarantined: rows are unaccounted for (please report this)"
+        )
+    bad, read = counts.rows_quarantined, counts.rows_read
+    if bad and policy.bad_rows == "fail":
+        problems.append(
+            f"{bad} of {read} rows failed validation and the contract says bad_rows: fail "
+            "(see elt.quarantine for each row and reason)"
+        )
+    elif read and bad / read > policy.max_bad_row_ratio:
+        problems.append(
+            f"{bad} of {read} rows ({bad / read:.2%}) failed validation, more than "
+            f"max_bad_row_ratio {policy.max_bad_row_ratio:.2%} allows (see elt.quarantine)"
+        )
+    if counts.duplicate_keys and policy.duplicate_keys == "fail":
+        examples = ", ".join(counts.duplicate_key_examples[:5])
+        problems.append(
+            f"{counts.duplicate_keys} primary keys occur more than once "
+            f"({counts.duplicate_key_rows} rows; e.g. {examples}) and the contract says "
+            "duplicate_keys: fail"
+        )
+    bounds = contract.checks.row_count
+    if bounds is not None:
+        if bounds.min is not None and read < bounds.min:
+            problems.append(f"the file has {read} rows, fewer than row_count.min {bounds.min}")
+        if bounds.max is not None and read > bounds.max:
+            problems.append(f"the file has {read} rows, more than row_count.max {bounds.max}")
+    return problems

@@ -1,0 +1,102 @@
+"""A landed file on its way to staging: read, cast and validated batch by batch, lazily.
+
+The staged asset returns a `StagedFile`; the Postgres IO manager iterates its batches while it
+COPYs, so the file streams from disk to PostgreSQL in bounded memory. As the batches pass, the
+object gathers what the asset reports afterwards: counts, failure counts per check, a sample of
+rejected rows, how the header matched. At the end the content hash is compared with the one the
+run started from: a file that changed while being read raises `FileChanged`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from elt_assets.contracts.model import Contract
+from elt_assets.landing.readers import FileChanged, FileReader, HeaderMapping
+from elt_assets.validation.batches import BatchValidator, ValidatedBatch
+from elt_assets.validation.policy import StageReport
+
+SAMPLE_ROWS = 20
+
+
+@dataclass
+class StagedFile:
+    contract: Contract
+    path: Path
+    file: str  # relative to the landing root
+    partition_key: str
+    sha256: str  # content hash taken when the run started (raw asset)
+    size_bytes: int
+    run_id: str
+    batch_rows: int = 200_000
+    rows_read: int = 0
+    rows_rejected: int = 0
+    failure_counts: Counter[str] = field(default_factory=Counter)
+    sample: list[dict[str, object]] = field(default_factory=list)
+    header: HeaderMapping | None = None
+    report: StageReport | None = None  # set by the IO manager once the slice is written
+
+    @property
+    def dataset(self) -> str:
+        return self.contract.name
+
+    @property
+    def format(self) -> str:
+        return self.contract.file_format(self.file)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Contract column -> the header it was read from (for raw_record keys)."""
+        sources = self.header.sources if self.header else {}
+        return {c.name: sources.get(c.name, c.header) for c in self.contract.columns}
+
+    def batches(self) -> Iterator[ValidatedBatch]:
+        reader = FileReader(self.path, self.file, self.contract, self.batch_rows)
+        validator: BatchValidator | None = None
+        for raw in reader.batches():
+            if validator is None:
+                self.header = reader.header
+                assert reader.header is not None
+                source_types = dict(raw.schema.items())
+                validator = BatchValidator(self.contract, reader.header, source_types)
+            validated = validator.validate(raw)
+            self.note(validated)
+            yield validated
+        self.header = reader.header
+        self.rows_read = reader.rows_read
+        if reader.sha256 is not None and reader.sha256 != self.sha256:
+            raise FileChanged(
+                f"{self.file} changed while it was being read (sha256 {self.sha256[:12]}... at the "
+                f"start, {reader.sha256[:12]}... at the end); it will be loaded again once it "
+                "stops changing"
+            )
+
+    def note(self, batch: ValidatedBatch) -> None:
+        """Count a batch's rejections and keep the first few as a sample for the UI."""
+        self.rows_rejected += batch.quarantined.height
+        self.failure_counts.update(batch.failure_counts)
+        room = SAMPLE_ROWS - len(self.sample)
+        if room > 0 and batch.quarantined.height:
+            self.sample.extend(
+                batch.quarantined.head(room)
+                .select("row_number", "column_name", "check_name", "reason")
+                .to_dicts()
+            )
+
+    def note_refused(self, refused: pl.DataFrame) -> None:
+        """Rows PostgreSQL itself refused during COPY (already in quarantine form)."""
+        self.rows_rejected += refused.height
+        for check in refused["check_name"].to_list():
+            self.failure_counts[f"postgres.{check}"] += 1
+        room = SAMPLE_ROWS - len(self.sample)
+        if room > 0:
+            self.sample.extend(
+                refused.head(room)
+                .select("row_number", "column_name", "check_name", "reason")
+                .to_dicts()
+            )

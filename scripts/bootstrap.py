@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Set up everything from a fresh clone, then run `elt dev` or the test suite.
+
+Needs only Python 3.11+. It installs a pinned uv into .elt/bootstrap, builds .venv from the
+committed uv.lock (never re-resolving), and then runs the requested command inside it:
+
+    python3 scripts/bootstrap.py dev     # the platform: embedded PostgreSQL + Dagster UI
+    python3 scripts/bootstrap.py test    # ruff, mypy, dagster definitions validate, pytest
+    python3 scripts/bootstrap.py sync    # only build the environment
+
+`make dev` and `make test` call this script.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+UV_VERSION = "0.13.9"
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP_DIR = ROOT / ".elt" / "bootstrap"
+
+
+def fail(message: str) -> None:
+    print(f"bootstrap: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def bootstrap_uv() -> Path:
+    """Return a uv binary of the pinned version, installing it into .elt/bootstrap if needed."""
+    uv = BOOTSTRAP_DIR / "bin" / "uv"
+    if uv.exists():
+        version = subprocess.run([str(uv), "--version"], capture_output=True, text=True).stdout
+        if UV_VERSION in version:
+            return uv
+    print(f"bootstrap: installing uv {UV_VERSION} into {BOOTSTRAP_DIR.relative_to(ROOT)}")
+    try:
+        venv.EnvBuilder(with_pip=True, clear=True).create(BOOTSTRAP_DIR)
+    except Exception as error:  # ensurepip missing on some distributions
+        fail(
+            f"could not create a virtual environment ({error}). On Debian/Ubuntu install "
+            "python3-venv, or install uv yourself and put it on PATH."
+        )
+    pip = BOOTSTRAP_DIR / "bin" / "pip"
+    subprocess.run([str(pip), "install", "--quiet", f"uv=={UV_VERSION}"], check=True)
+    return uv
+
+
+def sync(uv: Path) -> None:
+    """Build .venv exactly from uv.lock, with the interpreter running this script."""
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run(
+        [str(uv), "sync", "--locked", "--quiet", "--python", sys.executable],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+def run_tests(uv: Path, pytest_args: list[str]) -> int:
+    """The quality gates CI runs, in order from cheapest to slowest."""
+    steps = [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy"],
+        ["elt", "check-defs"],
+        ["pytest", *pytest_args],
+    ]
+    for step in steps:
+        print(f"\n==> {' '.join(step)}", flush=True)
+        code = subprocess.run([str(uv), "run", "--locked", "--no-sync", *step], cwd=ROOT).returncode
+        if code != 0:
+            print(f"\nFAILED: {' '.join(step)} (exit {code})", file=sys.stderr)
+            return code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
+    if not argv or argv[0] not in {"dev", "test", "sync"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    uv = Path(shutil.which("uv") or "") if os.environ.get("ELT_USE_SYSTEM_UV") else bootstrap_uv()
+    sync(uv)
+    if command == "sync":
+        return 0
+    if command == "test":
+        return run_tests(uv, rest)
+    os.chdir(ROOT)
+    os.execv(str(uv), [str(uv), "run", "--locked", "--no-sync", "elt", "dev", *rest])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,12 @@
+-- Privileges of the group roles on the platform schemas. Idempotent; run by every `elt db init`
+-- as elt_owner, after the migrations. Target schemas get theirs when their table is created
+-- (templates/target_schema_grants.sql).
+GRANT USAGE ON SCHEMA elt, elt_staging TO elt_loader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA elt, elt_staging TO elt_loader;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA elt TO elt_loader;
+REVOKE ALL ON elt.schema_migrations FROM elt_loader;
+GRANT SELECT ON elt.schema_migrations TO elt_loader;
+ALTER DEFAULT PRIVILEGES FOR ROLE elt_owner IN SCHEMA elt_staging
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO elt_loader;
+GRANT USAGE ON SCHEMA elt TO elt_reader;
+GRANT SELECT ON elt.ingestion_manifest, elt.quarantine TO elt_reader;

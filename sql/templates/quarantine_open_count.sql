@@ -1,0 +1,2 @@
+SELECT count(*) FROM elt.quarantine
+WHERE dataset = %(dataset)s AND file = %(file)s AND resolved_at IS NULL

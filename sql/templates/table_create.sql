@@ -1,0 +1,3 @@
+CREATE {unlogged} TABLE {table} (
+    {definitions}
+)

@@ -1,0 +1,1 @@
+GRANT SELECT ON {table} TO elt_reader
