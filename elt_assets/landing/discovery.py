@@ -59,10 +59,12 @@ def discover(
     *,
     max_requests: int,
     max_hash_bytes: int = 4 << 30,
+    assume_stable: bool = False,
 ) -> Decision:
     """Decide this tick's run requests for one dataset.
 
     `loaded_content(hashes)` returns {sha256: file} for contents this dataset already loaded.
+    `assume_stable` skips the stable-file rule (`elt ingest`: files are complete when it runs).
     """
     decision = Decision()
     stable: list[LandedFile] = []
@@ -76,7 +78,7 @@ def discover(
             and memory.hashed_mtime_ns == landed.mtime_ns
         ):
             continue
-        if (
+        if assume_stable or (
             memory is not None
             and memory.size_bytes == landed.size_bytes
             and memory.mtime_ns == landed.mtime_ns

@@ -65,6 +65,10 @@ class PostgresResource(dg.ConfigurableResource):
         self._pool = None  # opened on first use, so runs that never touch the database stay cheap
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pool (also for use outside Dagster, e.g. `elt ingest`)."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None

@@ -13,14 +13,15 @@ WITH counted AS (
 INSERT INTO elt.quarantine
     (dataset, file, sha256, row_number, column_name, check_name, reason, failures, raw_record,
      run_id)
-SELECT %(dataset)s, %(file)s, %(sha256)s, m._elt_row, %(first_column)s, 'unique',
+SELECT %(dataset)s::text, %(file)s::text, %(sha256)s::text, m._elt_row, %(first_column)s::text,
+       'unique',
        reason.text,
        jsonb_build_array(jsonb_build_object(
-           'column', %(first_column)s, 'check', 'unique', 'reason', reason.text)),
+           'column', %(first_column)s::text, 'check', 'unique', 'reason', reason.text)),
        to_jsonb(m) - '_elt_file' - '_elt_row' - 'occurrences',
-       %(run_id)s
+       %(run_id)s::text
 FROM moved AS m
 CROSS JOIN LATERAL (
     SELECT format('%%s: %%s appears %%s times in the file (check unique)',
-                  %(label)s, {values_text}, m.occurrences) AS text
+                  %(label)s::text, {values_text}, m.occurrences) AS text
 ) AS reason

@@ -1,0 +1,168 @@
+"""`elt dev`: the whole platform on one machine, started and stopped as one thing.
+
+Starts (or reuses) the embedded PostgreSQL, prepares the warehouse and Dagster's storage, then
+runs `dagster dev` (webserver + daemon; the file sensors are on by default, so the sample files
+load without a click). Ctrl-C stops everything this command started. A session killed with -9
+leaves a record in <state>/run/dev.json: the next `elt dev` stops its leftovers first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from elt_assets.contracts.loader import load_contracts
+from elt_assets.local import export, initialize_warehouse, resolve_databases
+from elt_assets.log import get_logger
+from elt_assets.postgres.embedded import port_is_free
+from elt_assets.settings import Settings
+
+log = get_logger(__name__)
+SHUTDOWN_GRACE_SECONDS = 30
+
+
+class DevError(RuntimeError):
+    """`elt dev` cannot start; the message says why and what to do."""
+
+
+def project_file(name: str) -> Path:
+    """workspace.yaml / dagster.yaml: beside the package in a checkout or image, else in cwd."""
+    beside = Path(__file__).resolve().parent.parent / name
+    return beside if beside.exists() else Path.cwd() / name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Session:
+    """The record of a running `elt dev`, so a crashed one can be cleaned up by the next."""
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "run" / "dev.json"
+
+    def recover(self) -> bool:
+        """Stop what a dead session left running; True if the embedded server was its own."""
+        try:
+            record = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        if _alive(int(record.get("pid", 0))):
+            raise DevError(
+                f"`elt dev` already runs (pid {record['pid']}); stop it with Ctrl-C in its "
+                f"terminal or `kill {record['pid']}`"
+            )
+        group = int(record.get("dagster_pgid", 0))
+        if group and _alive(group):
+            log.warning("stopping Dagster processes left by a previous `elt dev` (group %s)", group)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.path.unlink(missing_ok=True)
+        return bool(record.get("owns_postgres"))
+
+    def write(self, dagster_pgid: int, owns_postgres: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            json.dumps(
+                {"pid": os.getpid(), "dagster_pgid": dagster_pgid, "owns_postgres": owns_postgres}
+            )
+        )
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _dagster_home(settings: Settings) -> Path:
+    home = settings.state_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(project_file("dagster.yaml"), home / "dagster.yaml")
+    return home
+
+
+def run_dev(settings: Settings, host: str, port: int) -> int:
+    session = Session(settings.state_dir)
+    owned_before = session.recover()
+    if not port_is_free(port):
+        raise DevError(
+            f"port {port} on {host} is already in use (another Dagster, or a program of yours): "
+            f"stop it, or run `elt dev --port {port + 1}`"
+        )
+    contract_set = load_contracts(settings.contracts_dir)
+    for error in contract_set.errors:
+        log.error(
+            "contract %s is broken and will show as broken in the UI: %s",
+            error.path.name,
+            error.message,
+        )
+    databases = resolve_databases(settings, need_dagster=True)
+    owns_postgres = databases.started_server or owned_before
+    try:
+        export(databases)
+        report = initialize_warehouse(databases, contract_set.contracts)
+        if report.applied:
+            log.info("applied migrations: %s", ", ".join(report.applied))
+        return _run_dagster(settings, host, port, session, owns_postgres)
+    finally:
+        if databases.server is not None and owns_postgres:
+            databases.server.stop()
+            log.info("embedded PostgreSQL stopped")
+        session.clear()
+
+
+def _run_dagster(settings: Settings, host: str, port: int, session: Session, owns_pg: bool) -> int:
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(_dagster_home(settings)),
+        "ELT_LANDING_DIR": str(settings.landing_dir),
+        "ELT_CONTRACTS_DIR": str(settings.contracts_dir),
+        "ELT_STATE_DIR": str(settings.state_dir),
+    }
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [
+        str(dagster),
+        "dev",
+        "-w",
+        str(project_file("workspace.yaml")),
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    session.write(process.pid, owns_pg)
+    print(f"\n  Dagster UI: http://{host}:{port}   (Ctrl-C stops everything)\n", file=sys.stderr)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(process)
+    return 0 if code in (0, -signal.SIGINT, 130) else code
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Give Dagster time to shut down, then make sure nothing of its group is left."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
