@@ -39,7 +39,6 @@ def ingest_job(
         # The assets and the checks they emit themselves; freshness runs on its own sensor.
         selection=dg.AssetSelection.assets(keys.raw, keys.staged, keys.target).without_checks()
         | dg.AssetSelection.checks(*_own_checks(contract, keys, partitions)),
-        partitions_def=partitions,
         # The three steps of a file run in one process, one after the other: no process start per
         # step. Files run in parallel as separate runs (limited by the run queue and the pool).
         executor_def=dg.in_process_executor,

@@ -90,7 +90,13 @@ def database_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
     value = read_secret(name, env)
     if value is None:
         return None
-    if not value.startswith(("postgresql://", "postgres://")):
+    # Dagster's storage goes through SQLAlchemy (psycopg2); ours through libpq (psycopg 3).
+    schemes = (
+        ("postgresql://", "postgresql+psycopg2://")
+        if name == "ELT_DAGSTER_DATABASE_URL"
+        else ("postgresql://", "postgres://")
+    )
+    if not value.startswith(schemes):
         raise SettingError(
             f"{name} must be a URL like postgresql://user:password@host:5432/dbname "
             "(the value is not shown because it may contain a password)."

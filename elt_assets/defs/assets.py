@@ -113,8 +113,8 @@ def _raw_asset(
     ) -> dg.MaterializeResult:
         file = key_to_path(context.partition_key)
         with (
-            log_context(dataset=contract.name, file=file, run_id=context.run_id),
-            file_failures(warehouse, None, context.run_id),
+            log_context(dataset=contract.name, file=file, run_id=context.run.run_id),
+            file_failures(warehouse, None, context.run.run_id),
         ):
             path = landing.path(file)
             if not path.is_file():
@@ -130,7 +130,7 @@ def _raw_asset(
                     partition_key=context.partition_key,
                     size_bytes=stat.st_size,
                     file_format=contract.file_format(file),
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                 )
         return dg.MaterializeResult(
             metadata={
@@ -173,8 +173,8 @@ def _staged_asset(
         context: dg.AssetExecutionContext, landing: LandingZone, warehouse: PostgresResource
     ) -> Iterator[Any]:
         file = key_to_path(context.partition_key)
-        with log_context(dataset=contract.name, file=file, run_id=context.run_id):
-            with file_failures(warehouse, None, context.run_id):
+        with log_context(dataset=contract.name, file=file, run_id=context.run.run_id):
+            with file_failures(warehouse, None, context.run.run_id):
                 with warehouse.connection() as connection:
                     current = connection.execute(
                         render("manifest_current"), {"dataset": contract.name, "file": file}
@@ -189,7 +189,7 @@ def _staged_asset(
                 partition_key=context.partition_key,
                 sha256=current[0],
                 size_bytes=path.stat().st_size,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 batch_rows=Settings.from_env(check_dirs=False).batch_rows,
             )
             yield dg.Output(staged_file)  # the IO manager streams it into PostgreSQL here
@@ -237,7 +237,7 @@ def _target_asset(
         context: dg.AssetExecutionContext, staged: StagedSlice, warehouse: PostgresResource
     ) -> dg.MaterializeResult:
         key = ManifestKey(contract.name, staged.file, staged.sha256)
-        with log_context(dataset=contract.name, file=staged.file, run_id=context.run_id):
+        with log_context(dataset=contract.name, file=staged.file, run_id=context.run.run_id):
             if staged.status == "failed":
                 raise dg.Failure(
                     description=f"{staged.file} failed its contract, so the target is not "
@@ -245,11 +245,11 @@ def _target_asset(
                     allow_retries=False,
                 )
             with (
-                file_failures(warehouse, key, context.run_id),
+                file_failures(warehouse, key, context.run.run_id),
                 warehouse.connection() as connection,
             ):
                 ensure_dataset_tables(connection, contract, warehouse.owner_connection)
-                result = load_file(connection, contract, key, context.run_id)
+                result = load_file(connection, contract, key, context.run.run_id)
                 count = connection.execute(
                     render("table_row_count", table=target_table(contract))
                 ).fetchone()

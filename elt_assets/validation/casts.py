@@ -26,7 +26,7 @@ _INTEGER = r"^[+-]?[0-9]+$"
 _DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _FLOAT_SPECIAL = r"^(?i)[+-]?(inf|infinity|nan)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_TIME = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+_TIME = r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
 _OFFSET = r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)"
 _UUID = r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
 _TRUE = ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"]
@@ -104,7 +104,7 @@ def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Exp
     if k == "timestamp":
         typed = _to_naive_datetime(clean)
         ok = clean.str.contains(f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}$") & typed.is_not_null()
-        return typed, ok, "a timestamp as YYYY-MM-DD HH:MM[:SS[.ffffff]]"
+        return typed, ok, "a timestamp as YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]"
     if k == "timestamptz":
         return _timestamptz(clean, timezone)
     if k == "uuid":
@@ -128,33 +128,40 @@ def _numeric(clean: pl.Expr, kind: PgType) -> tuple[pl.Expr, pl.Expr, str]:
 
 
 def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
+    """ISO date and optional time (T or space, minutes, seconds, fraction) as a naive datetime."""
     spaced = clean.str.replace("T", " ", literal=True)
-    with_seconds = (
-        pl.when(spaced.str.contains(r"^.{10} [0-9]{2}:[0-9]{2}$"))
+    full = (
+        pl.when(spaced.str.contains(r"^.{10}$"))
+        .then(spaced + " 00:00:00")
+        .when(spaced.str.contains(r"^.{10} [0-9]{2}:[0-9]{2}$"))
         .then(spaced + ":00")
         .otherwise(spaced)
     )
-    return with_seconds.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+    return full.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
 
 
 def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
-    has_offset = clean.str.contains(f"{_OFFSET}$")
-    body = clean.str.replace(f"{_OFFSET}$", "")
-    offset = clean.str.extract(f"{_OFFSET}$", 1).str.replace("^[zZ]$", "+00:00")
-    naive = _to_naive_datetime(body)
+    # An offset only counts after a time: the "-01" that ends "2026-01-01" is the day.
+    with_time = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)"
+    parts = clean.str.extract_groups(f"{with_time} ?{_OFFSET}$")
+    has_offset = parts.struct.field("2").is_not_null()
+    offset = parts.struct.field("2").str.replace("^[zZ]$", "+00:00")
+    naive_with_offset = _to_naive_datetime(parts.struct.field("1"))
     with_offset = (
-        naive.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+        naive_with_offset.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
         .add(offset)
         .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_unit="us")
         .dt.convert_time_zone("UTC")
     )
-    local = naive.dt.replace_time_zone(
-        timezone, ambiguous="earliest", non_existent="null"
-    ).dt.convert_time_zone("UTC")
+    local = (
+        _to_naive_datetime(clean)
+        .dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
     typed = pl.when(has_offset).then(with_offset).otherwise(local)
-    shape = f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}{_OFFSET}?$"
-    ok = clean.str.contains(shape) & typed.is_not_null()
-    return typed, ok, "a timestamp as YYYY-MM-DD HH:MM[:SS[.ffffff]][+HH:MM|Z]"
+    without_offset = clean.str.contains(f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}$")
+    ok = (has_offset | without_offset) & typed.is_not_null()
+    return typed, ok, "a timestamp as YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][+HH:MM|Z]"
 
 
 def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> ColumnCast:

@@ -1,0 +1,193 @@
+"""Shared fixtures: a real PostgreSQL, a fresh database per test, landing and contract folders.
+
+The server is the embedded PostgreSQL 18 (a temporary cluster for the session) unless
+ELT_TEST_DATABASE_URL names an external one (a superuser URL of a test server). Point the embedded
+server at other binaries with ELT_PG_BIN_DIR, e.g. /usr/lib/postgresql/15/bin.
+
+Each database test gets its own database, cloned in milliseconds from a template that already has
+the roles and migrations; the runtime connects as elt_loader, the owner as elt_owner, exactly as
+in production.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from elt_assets.contracts.loader import parse_contract
+from elt_assets.contracts.model import Contract
+from elt_assets.log import register_secret
+from elt_assets.postgres.connection import connect
+from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port
+from elt_assets.postgres.migrate import apply_migrations, ensure_roles
+from elt_assets.postgres.templates import script
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# A known password: the secret-hygiene tests scan every log line and metadata value for it.
+TEST_PASSWORD = "Sekr3t-Test-Passw0rd"  # noqa: S105 (a test fixture, not a secret)
+TEMPLATE = "elt_test_template"
+_counter = itertools.count()
+
+
+def with_credentials(url: str, user: str, password: str, database: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(user)}:{quote(password, safe='')}@{host}:{parts.port or 5432}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
+
+
+@dataclass
+class Server:
+    superuser_url: str  # to the maintenance database
+
+    def url(self, role: str, database: str) -> str:
+        if role == "postgres":
+            parts = urlsplit(self.superuser_url)
+            return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+        return with_credentials(self.superuser_url, role, TEST_PASSWORD, database)
+
+
+def _prepare_template(server: Server) -> None:
+    register_secret(TEST_PASSWORD)
+    with connect(server.superuser_url, setting="ELT_TEST_DATABASE_URL") as admin:
+        ensure_roles(admin)
+        for role in ("elt_owner", "elt_loader"):
+            admin.execute(
+                sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(TEST_PASSWORD)
+                )
+            )
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(TEMPLATE)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER elt_owner TEMPLATE template0 ENCODING 'UTF8'").format(
+                sql.Identifier(TEMPLATE)
+            )
+        )
+        for statement in (
+            "GRANT CONNECT, TEMPORARY ON DATABASE {} TO elt_loader",
+            "GRANT CONNECT ON DATABASE {} TO elt_reader",
+        ):
+            admin.execute(sql.SQL(statement).format(sql.Identifier(TEMPLATE)))  # type: ignore[arg-type]
+    with connect(server.url("elt_owner", TEMPLATE), setting="test owner") as owner:
+        apply_migrations(owner)
+        with owner.transaction():
+            owner.execute(script("grants.sql"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    external = os.environ.get("ELT_TEST_DATABASE_URL")
+    if external:
+        server = Server(external)
+        _prepare_template(server)
+        yield server
+        return
+    root = tmp_path_factory.mktemp("pg")
+    bin_dir = (
+        Path(os.environ["ELT_PG_BIN_DIR"])
+        if os.environ.get("ELT_PG_BIN_DIR")
+        else default_bin_dir()
+    )
+    embedded = EmbeddedServer(root=root, port=free_port(), bin_dir=bin_dir)
+    embedded.ensure_started()
+    server = Server(embedded.url("postgres", "postgres"))
+    try:
+        _prepare_template(server)
+        yield server
+    finally:
+        embedded.stop(mode="immediate")
+
+
+@dataclass
+class Warehouse:
+    """A fresh database for one test, with URLs for each role and a query helper."""
+
+    server: Server
+    name: str
+
+    @property
+    def loader_url(self) -> str:
+        return self.server.url("elt_loader", self.name)
+
+    @property
+    def owner_url(self) -> str:
+        return self.server.url("elt_owner", self.name)
+
+    @property
+    def superuser_url(self) -> str:
+        return self.server.url("postgres", self.name)
+
+    def query(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a statement as the superuser (inspection only) and return its rows."""
+        with psycopg.connect(self.superuser_url, autocommit=True) as connection:
+            cursor = connection.execute(statement, params)  # type: ignore[call-overload]
+            return cursor.fetchall() if cursor.description else []
+
+    def value(self, statement: str, params: Any = None) -> Any:
+        rows = self.query(statement, params)
+        return rows[0][0] if rows else None
+
+
+@pytest.fixture
+def warehouse(pg_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
+    name = f"elt_test_{os.getpid()}_{next(_counter)}"
+    with connect(pg_server.superuser_url, setting="test server") as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER elt_owner").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
+    database = Warehouse(pg_server, name)
+    monkeypatch.setenv("ELT_DATABASE_URL", database.loader_url)
+    monkeypatch.setenv("ELT_OWNER_DATABASE_URL", database.owner_url)
+    monkeypatch.delenv("ELT_DATABASE_URL_FILE", raising=False)
+    monkeypatch.delenv("ELT_OWNER_DATABASE_URL_FILE", raising=False)
+    yield database
+    with connect(pg_server.superuser_url, setting="test server") as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "landing"
+    root.mkdir()
+    monkeypatch.setenv("ELT_LANDING_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def contracts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "contracts"
+    root.mkdir()
+    monkeypatch.setenv("ELT_CONTRACTS_DIR", str(root))
+    return root
+
+
+def write_contract(directory: Path, text: str, name: str | None = None) -> Contract:
+    """Write a contract file (dedented YAML) and return it parsed."""
+    body = textwrap.dedent(text).strip() + "\n"
+    path = directory / f"{name or 'contract'}.yaml"
+    path.write_text(body, encoding="utf-8")
+    contract = parse_contract(path)
+    if name is None:
+        path.rename(directory / f"{contract.name}.yaml")
+    return contract
+
+
+def copy_examples(landing: Path, contracts_dir: Path) -> None:
+    shutil.copytree(EXAMPLES / "landing", landing, dirs_exist_ok=True)
+    for path in (EXAMPLES / "contracts").glob("*.yaml"):
+        shutil.copy(path, contracts_dir / path.name)

@@ -1,0 +1,125 @@
+"""Files to tables through the real Dagster job, on a real instance and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from elt_assets_tests.conftest import Warehouse, write_contract
+from elt_assets_tests.helpers import check_results, materialization_metadata, run_file, step_failure
+
+pytestmark = [pytest.mark.db, pytest.mark.dagster]
+
+ORDERS = """
+    name: orders
+    source: {glob: "orders/*"}
+    target: {schema: sales, table: orders, primary_key: [order_id], version_column: updated_at}
+    columns:
+      - {name: order_id, type: bigint, nullable: false}
+      - {name: status, type: text, checks: {isin: [new, paid, shipped]}}
+      - {name: amount, type: "numeric(12,2)", checks: {ge: 0}}
+      - {name: updated_at, type: timestamptz}
+    policy: {max_bad_row_ratio: 0.5}
+"""
+HEADER = "order_id,status,amount,updated_at\n"
+
+
+def land(landing: Path, file: str, text: str) -> None:
+    path = landing / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(text.encode()) if file.endswith(".gz") else text.encode())
+
+
+def orders_table(warehouse: Warehouse) -> list[tuple[object, ...]]:
+    return warehouse.query(
+        "SELECT order_id, status, amount::text, updated_at::text FROM sales.orders ORDER BY 1"
+    )
+
+
+def test_csv_file_becomes_typed_rows_and_manifest_success(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    land(
+        landing,
+        "orders/a.csv",
+        HEADER + "1,new,10.50,2026-01-01 10:00:00+00\n2,paid,3,2026-01-01 11:00:00+00\n",
+    )
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+    assert result.success, step_failure(result)
+    assert orders_table(warehouse) == [
+        (1, "new", "10.50", "2026-01-01 10:00:00+00"),
+        (2, "paid", "3.00", "2026-01-01 11:00:00+00"),
+    ]
+    manifest = warehouse.query(
+        "SELECT status, rows_read, rows_staged, rows_quarantined, rows_inserted, rows_updated,"
+        " rows_unchanged, error FROM elt.ingestion_manifest"
+    )
+    assert manifest == [("success", 2, 2, 0, 2, 0, 0, None)]
+    target = materialization_metadata(result, "sales/orders")
+    assert target["rows_inserted"] == 2 and target["dagster/row_count"] == 2
+    checks = check_results(result)
+    assert checks["contract_conformance"].passed and checks["rows_reconciled"].passed
+    assert checks["primary_key_valid"].passed and checks["row_count_not_dropped"].passed
+
+
+def test_rerun_changes_nothing(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> None:
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv.gz", HEADER + "1,new,1,2026-01-01 10:00:00+00\n")
+    with dg.instance_for_test() as instance:
+        first = run_file(contracts_dir, "orders", "orders/a.csv.gz", instance)
+        table_before = orders_table(warehouse)
+        second = run_file(contracts_dir, "orders", "orders/a.csv.gz", instance)
+    assert first.success and second.success
+    assert orders_table(warehouse) == table_before
+    target = materialization_metadata(second, "sales/orders")
+    assert (target["rows_inserted"], target["rows_updated"], target["rows_unchanged"]) == (0, 0, 1)
+    assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 1
+
+
+def test_policy_failure_leaves_target_untouched_and_records_why(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/bad.csv", HEADER + "1,new,1,2026-01-01\n2,lost,-1,2026-01-01\n3,x,y,z\n")
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/bad.csv", instance)
+    assert not result.success
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 0
+    status, error = warehouse.query("SELECT status, error FROM elt.ingestion_manifest")[0]
+    assert status == "failed"
+    assert "2 of 3 rows" in error and "max_bad_row_ratio" in error
+    reasons = warehouse.query(
+        "SELECT row_number, check_name FROM elt.quarantine WHERE resolved_at IS NULL ORDER BY 1"
+    )
+    assert reasons == [(2, "isin"), (3, "type:numeric(12,2)")]
+    assert check_results(result)["contract_conformance"].passed is False
+
+
+def test_parquet_file_loads_with_its_types(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    (landing / "orders").mkdir()
+    pl.DataFrame(
+        {
+            "order_id": [7, 8],
+            "status": ["new", "shipped"],
+            "amount": [1.25, 99.99],
+            "updated_at": pl.Series(["2026-01-01T10:00:00", "2026-01-02T00:00:00"]).str.to_datetime(
+                time_zone="UTC"
+            ),
+        }
+    ).write_parquet(landing / "orders/p.parquet")
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/p.parquet", instance)
+    assert result.success, step_failure(result)
+    assert orders_table(warehouse) == [
+        (7, "new", "1.25", "2026-01-01 10:00:00+00"),
+        (8, "shipped", "99.99", "2026-01-02 00:00:00+00"),
+    ]
