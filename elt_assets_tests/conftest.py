@@ -35,7 +35,7 @@ from elt_assets.postgres.templates import script
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # A known password: the secret-hygiene tests scan every log line and metadata value for it.
-TEST_PASSWORD = "Sekr3t-Test-Passw0rd"  # noqa: S105 (a test fixture, not a secret)
+TEST_PASSWORD = "Sekr3t-Test-Passw0rd"
 TEMPLATE = "elt_test_template"
 _counter = itertools.count()
 
