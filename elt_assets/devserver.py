@@ -48,6 +48,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Session:
     """The record of a running `elt dev`, so a crashed one can be cleaned up by the next."""
 
@@ -70,6 +80,11 @@ class Session:
             log.warning("stopping Dagster processes left by a previous `elt dev` (group %s)", group)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
+            # SIGKILL is asynchronous: wait until the group is gone, or its webserver still holds
+            # the UI port and the port check below would blame "another program".
+            deadline = time.monotonic() + 10
+            while _group_alive(group) and time.monotonic() < deadline:
+                time.sleep(0.1)
         self.path.unlink(missing_ok=True)
         return bool(record.get("owns_postgres"))
 

@@ -70,7 +70,7 @@ def file_failures(
         if is_transient(error):
             log.warning("transient problem, the step will be retried: %s", message)
             raise TransientDatabaseError(message) from None
-        if isinstance(error, TERMINAL | psycopg.Error):
+        if isinstance(error, (*TERMINAL, psycopg.Error)):
             metadata = {"file": key.file, "dataset": key.dataset} if key else {}
             raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None
         raise

@@ -67,8 +67,13 @@ def export(databases: Databases) -> None:
 
 def initialize_warehouse(databases: Databases, contracts: list[Contract]) -> InitReport:
     """Migrations, roles, grants and the contracts' tables, as the owner."""
+    # After `export`, ELT_OWNER_DATABASE_URL is always in the environment: name the setting the
+    # user actually gave (the owner URL defaults to ELT_DATABASE_URL's value).
+    owner_url = databases.env["ELT_OWNER_DATABASE_URL"]
     setting = (
-        "ELT_OWNER_DATABASE_URL" if database_url("ELT_OWNER_DATABASE_URL") else "ELT_DATABASE_URL"
+        "ELT_DATABASE_URL"
+        if owner_url == databases.env.get("ELT_DATABASE_URL")
+        else "ELT_OWNER_DATABASE_URL"
     )
-    with connect(databases.env["ELT_OWNER_DATABASE_URL"], setting=setting) as connection:
+    with connect(owner_url, setting=setting) as connection:
         return initialize(connection, contracts)

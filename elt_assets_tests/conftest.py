@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,14 +87,16 @@ def _prepare_template(server: Server) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_server() -> Iterator[Server]:
     external = os.environ.get("ELT_TEST_DATABASE_URL")
     if external:
         server = Server(external)
         _prepare_template(server)
         yield server
         return
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's basetemp: pytest prunes old basetemps, and another pytest session
+    # running at the same time would delete this cluster's data directory under it.
+    root = Path(tempfile.mkdtemp(prefix="elt-test-pg-"))
     bin_dir = (
         Path(os.environ["ELT_PG_BIN_DIR"])
         if os.environ.get("ELT_PG_BIN_DIR")
@@ -107,6 +110,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         embedded.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

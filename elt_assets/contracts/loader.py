@@ -7,6 +7,7 @@ definitions show broken contracts as broken datasets instead of failing to load.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):  # `? [a, b]` or `{[a]: 1}`: `in` would raise TypeError
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice", key_node.start_mark
@@ -84,7 +92,11 @@ def format_validation_error(error: ValidationError) -> str:
             message = "unknown key (check the spelling; see README 'Contract reference')"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"{_location(tuple(item['loc']))}: {message}")
+        location = _location(tuple(item["loc"]))
+        # Whole-contract rules already name their key ("target.primary_key: ...").
+        lines.append(
+            message if location == "(top level)" and ": " in message else f"{location}: {message}"
+        )
     return "; ".join(lines)
 
 
@@ -96,6 +108,8 @@ def parse_contract(path: Path) -> Contract:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError("invalid YAML: nested too deeply") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

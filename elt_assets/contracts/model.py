@@ -94,7 +94,7 @@ class Source(Strict):
     def _known_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
             raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
         return value
 
@@ -132,7 +132,7 @@ class ColumnChecks(Strict):
         if value is not None:
             try:
                 re.compile(value)
-            except re.error as error:
+            except (re.error, OverflowError, RecursionError) as error:  # a{4294967296}, ((((...
                 raise ValueError(f"invalid regular expression: {error}") from None
         return value
 

@@ -92,6 +92,8 @@ class PgType:
         if match is None or kind is None:
             raise TypeSpellingError(f"unknown column type {text!r} (known: {KNOWN_TYPES})")
         args = [a.strip() for a in (match["args"] or "").split(",") if a.strip()]
+        if not all(a.isdigit() for a in args):  # "varchar(1 0)": int() would fail obscurely
+            raise TypeSpellingError(f"{text!r}: write whole numbers separated by commas")
         if kind == "numeric":
             return cls._numeric(text, args)
         if kind == "varchar":

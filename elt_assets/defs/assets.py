@@ -196,6 +196,13 @@ def _staged_asset(
             yield checks.conformance_result(staged_file)
             with warehouse.connection() as connection:
                 yield checks.reconciliation_result(connection, staged_file)
+            if staged_file.report is not None and staged_file.report.violations:
+                # The blocking check already stops the target; this puts the reason in the
+                # step's failure message too, where people look first.
+                raise dg.Failure(
+                    description=f"{file}: " + "; ".join(staged_file.report.violations),
+                    allow_retries=False,
+                )
 
     return staged
 

@@ -12,6 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from elt_assets.log import get_logger
+
+log = get_logger(__name__)
+
 IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".filepart", ".ready")
 HASH_CHUNK_BYTES = 1 << 20
 
@@ -55,8 +59,9 @@ def scan(root: Path, pattern: str) -> list[LandedFile]:
     real_root = root.resolve()
     found: list[LandedFile] = []
     for path in real_root.glob(pattern):
-        if is_in_progress(path.name):
-            continue
+        relative_parts = path.relative_to(real_root).parts
+        if is_in_progress(path.name) or any(p.startswith(".") for p in relative_parts[:-1]):
+            continue  # still being written, or inside a hidden folder (e.g. a writer's .staging/)
         try:
             real = path.resolve()
             if not real.is_relative_to(real_root):
@@ -67,9 +72,24 @@ def scan(root: Path, pattern: str) -> list[LandedFile]:
         if not os.path.isfile(real):
             continue
         relative = path.relative_to(real_root).as_posix()
+        if not _is_utf8(relative):
+            log.warning(
+                "skipping %r: its name is not valid UTF-8; rename the file to load it",
+                relative.encode("utf-8", "surrogateescape"),
+            )
+            continue
         found.append(LandedFile(relative, stat.st_size, stat.st_mtime_ns))
     found.sort(key=lambda f: f.relative_path)
     return found
+
+
+def _is_utf8(name: str) -> bool:
+    """False for names os.fsdecode could only represent with lone surrogates (raw bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sha256_of(path: Path) -> str:

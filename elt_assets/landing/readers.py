@@ -288,10 +288,9 @@ class FileReader:
         if pending:
             yield from self._combined(pending)
 
-    @staticmethod
-    def _combined(batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def _combined(self, batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = pa.Table.from_batches(batches)
-        yield from table.combine_chunks().to_batches()
+        yield from table.combine_chunks().to_batches(max_chunksize=self.batch_rows)
 
     def _csv_header(self, gzipped: bool) -> list[str]:
         """The first record, parsed with the contract's dialect, from at most MAX_ROW_BYTES."""
@@ -361,9 +360,26 @@ class FileReader:
             ) from None
         self.header = map_header(self.contract, names, self.file)
         wanted = list(self.header.sources.values())
+        for name in wanted:
+            arrow_type = parquet.schema_arrow.field(name).type
+            if pa.types.is_decimal256(arrow_type):  # polars panics on these
+                raise FileRejected(
+                    self.file,
+                    f"Parquet column {name!r} is {arrow_type}, which cannot be read; write it as "
+                    "decimal128 (up to 38 digits) or as a string",
+                    column=name,
+                )
         try:
             for record_batch in parquet.iter_batches(batch_size=self.batch_rows, columns=wanted):
-                yield self._frame(pl.from_arrow(record_batch))  # type: ignore[arg-type]
+                try:
+                    frame = pl.from_arrow(record_batch)
+                except pl.exceptions.PanicException as panic:  # a BaseException, not Exception
+                    raise FileRejected(
+                        self.file,
+                        f"a Parquet column has a type polars cannot read ({record_batch.schema}): "
+                        f"{str(panic)[:200]}; write it as a supported type (decimal128, string)",
+                    ) from None
+                yield self._frame(frame)  # type: ignore[arg-type]
         except (pa.ArrowException, OSError) as error:
             raise FileRejected(
                 self.file,

@@ -10,6 +10,7 @@ the rest is written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import polars as pl
@@ -21,6 +22,7 @@ from elt_assets.postgres.templates import render_copy
 
 MAX_REFUSED_PER_BATCH = 1_000
 COPY_CHUNK_BYTES = 1 << 20
+_COPY_COLUMN = re.compile(r"^COPY [^,]+, line \d+, column (\w+): ", re.MULTILINE)
 
 
 class TooManyRefused(Exception):
@@ -43,6 +45,15 @@ def _write(
             copy.write(view[start : start + COPY_CHUNK_BYTES])
 
 
+def _refused_column(error: psycopg.Error) -> str | None:
+    """The column of a refused value: COPY names it in its context line, which is not always the
+    first (a JSON error puts the JSON parser's context first)."""
+    if error.diag.column_name:
+        return error.diag.column_name
+    match = _COPY_COLUMN.search(error.diag.context or "")
+    return match[1] if match else None
+
+
 def copy_frame(
     connection: psycopg.Connection,
     table: sql.Identifier,
@@ -59,7 +70,7 @@ def copy_frame(
         return []
     except psycopg.errors.DataError as error:
         if frame.height == 1:
-            return [(int(frame[row_column][0]), describe(error), error.diag.column_name)]
+            return [(int(frame[row_column][0]), describe(error), _refused_column(error))]
         first_error = error
     refused: list[tuple[int, str, str | None]] = []
     middle = frame.height // 2

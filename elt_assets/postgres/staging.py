@@ -153,6 +153,25 @@ def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: 
     counts.duplicate_key_examples = list(row[2] or [])
 
 
+class _Progress:
+    """Logs how far a big file has come, every few seconds (terminal and Dagster run view)."""
+
+    INTERVAL_SECONDS = 5.0
+
+    def __init__(self, staged: StagedFile):
+        self.staged = staged
+        self.rows = 0
+        self.started = self.last = time.monotonic()
+
+    def batch(self, rows: int) -> None:
+        self.rows += rows
+        now = time.monotonic()
+        if now - self.last >= self.INTERVAL_SECONDS:
+            self.last = now
+            rate = self.rows / (now - self.started)
+            log.info("%s: %s rows read so far (%.0f rows/s)", self.staged.file, self.rows, rate)
+
+
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
     """Replace the file's staging slice and quarantine rows, in one transaction."""
     contract = staged.contract
@@ -168,7 +187,9 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         connection.execute("SELECT set_config('TimeZone', %s, true)", [contract.source.timezone])
         connection.execute(render("slice_delete", table=table), params)
         connection.execute(render("quarantine_resolve"), params)
+        progress = _Progress(staged)
         for batch in staged.batches():
+            progress.batch(batch.rows_read)
             good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
             refused = copy_frame(connection, table, columns, good, ROW_COLUMN)
             _copy_quarantine(connection, staged, batch.quarantined)

@@ -15,6 +15,7 @@ reason. PostgreSQL stays the last word: the COPY writer isolates any row it stil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import polars as pl
 
@@ -28,7 +29,8 @@ _FLOAT_SPECIAL = r"^(?i)[+-]?(inf|infinity|nan)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TIME = r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
 _OFFSET = r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)"
-_UUID = r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
+_UUID_BODY = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+_UUID = rf"^(\{{{_UUID_BODY}\}}|{_UUID_BODY})$"  # braces only in pairs, as PostgreSQL requires
 _TRUE = ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"]
 _FALSE = ["f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"]
 FLOAT4_MAX = 3.4028234663852886e38
@@ -84,8 +86,9 @@ def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Exp
         special = clean.str.contains(_FLOAT_SPECIAL)
         mantissa_nonzero = clean.str.replace(r"[eE].*$", "").str.contains("[1-9]")
         in_range = typed.is_finite() & ~((typed == 0) & mantissa_nonzero)
-        if k == "real":
-            in_range = in_range & (typed.abs() <= FLOAT4_MAX)
+        if k == "real":  # PostgreSQL parses real as float4: over- and underflow refer to it
+            single = typed.cast(pl.Float32)
+            in_range = in_range & single.is_finite() & ~((single == 0) & mantissa_nonzero)
         ok = special | (clean.str.contains(_DECIMAL) & in_range)
         return typed.cast(kind.polars_dtype), ok, f"a {k} number"
     if k == "boolean":
@@ -120,11 +123,22 @@ def _numeric(clean: pl.Expr, kind: PgType) -> tuple[pl.Expr, pl.Expr, str]:
     what = "a number"
     if kind.precision is not None:
         scale = kind.scale or 0
-        limit = 10.0 ** (kind.precision - scale)
-        ok = ok & (is_nan | (typed.round(scale).abs() < limit))
+        ok = ok & (is_nan | (typed.abs() < _numeric_bound(kind)))
         what = f"a number that fits numeric({kind.precision},{scale})"
-        typed = typed.round(scale)
+        typed = typed.round(scale, mode="half_away_from_zero")  # as PostgreSQL rounds numeric
     return typed, ok, what
+
+
+def _numeric_bound(kind: PgType) -> float:
+    """The smallest magnitude that numeric(p,s) overflows on once rounded to s places.
+
+    PostgreSQL rounds half away from zero, so 10^(p-s) - 0.5*10^-s already overflows. The bound is
+    computed exactly and then rounded to a float like the values are, so a value whose float lands
+    on the bound is rejected (rounding the float itself misjudges 9.995 = 9.99499...).
+    """
+    assert kind.precision is not None
+    scale = kind.scale or 0
+    return float(Decimal(10) ** (kind.precision - scale) - Decimal(5) * Decimal(10) ** (-scale - 1))
 
 
 def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
@@ -155,7 +169,7 @@ def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
     )
     local = (
         _to_naive_datetime(clean)
-        .dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+        .dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
         .dt.convert_time_zone("UTC")
     )
     typed = pl.when(has_offset).then(with_offset).otherwise(local)
@@ -181,12 +195,13 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         as_float = raw.cast(pl.Float64)
         ok = as_float.is_finite() | as_float.is_nan()
         if column.type.precision is not None:
-            limit = 10.0 ** (column.type.precision - (column.type.scale or 0))
-            ok = ok & (as_float.round(column.type.scale or 0).abs() < limit)
+            ok = ok & (as_float.is_nan() | (as_float.abs() < _numeric_bound(column.type)))
         return _typed(column, as_float, ok, raw.cast(pl.String))
     if kind in {"real", "double precision"} and source.is_numeric():
         value = raw.cast(pl.Float64)
-        ok = pl.lit(True) if kind == "double precision" else ~(value.abs() > FLOAT4_MAX)
+        single = value.cast(pl.Float32)  # real is float4: no over- or underflow of finite values
+        fits = single.is_finite() & ((single != 0) | (value == 0))
+        ok = pl.lit(True) if kind == "double precision" else ~value.is_finite() | fits
         return _typed(column, value.cast(target), ok, value.cast(pl.String))
     if kind == "boolean" and source == pl.Boolean:
         return _typed(column, raw, pl.lit(True), raw.cast(pl.String))
@@ -220,7 +235,7 @@ def _datetime(column: Column, source: pl.Datetime, timezone: str) -> ColumnCast:
     if source.time_zone:
         utc = raw.dt.convert_time_zone("UTC")
     else:
-        utc = raw.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+        utc = raw.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
         utc = utc.dt.convert_time_zone("UTC")
     text = utc.dt.to_string("%Y-%m-%d %H:%M:%S%.f") + pl.lit("+00:00")
     ok = utc.is_not_null()

@@ -61,7 +61,8 @@ def policy_violations(contract: Contract, counts: FileCounts) -> list[str]:
     if counts.duplicate_keys and policy.duplicate_keys == "fail":
         examples = ", ".join(counts.duplicate_key_examples[:5])
         problems.append(
-            f"{counts.duplicate_keys} primary keys occur more than once "
+            f"{counts.duplicate_keys} primary "
+            f"{'keys occur' if counts.duplicate_keys > 1 else 'key occurs'} more than once "
             f"({counts.duplicate_key_rows} rows; e.g. {examples}) and the contract says "
             "duplicate_keys: fail"
         )

@@ -1,0 +1,13 @@
+#!/usr/bin/env sh
+# Create the secret files docker-compose.yaml mounts (never committed: see .gitignore).
+# Demo set-up: every URL uses the postgres superuser of the compose database. In production use
+# separate login roles that are members of elt_owner / elt_loader (README, "Roles").
+set -eu
+cd "$(dirname "$0")/secrets"
+umask 077
+password=$(python3 -c "import secrets; print(secrets.token_urlsafe(24))")
+printf '%s' "$password" > postgres_password
+printf 'postgresql://postgres:%s@postgres:5432/postgres' "$password" > warehouse_url
+cp warehouse_url owner_url
+cp warehouse_url dagster_url
+echo "secrets written to $(pwd)"

@@ -1,0 +1,274 @@
+"""Splitting a batch into rows to stage and rows to quarantine, with every reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+import pytest
+
+from elt_assets.contracts.model import Contract
+from elt_assets.landing.readers import HeaderMapping
+from elt_assets.validation.batches import QUARANTINE_COLUMNS, BatchValidator, ValidatedBatch
+
+pytestmark = [pytest.mark.pure]
+
+
+def make_contract(columns: list[dict[str, Any]], primary_key: list[str] | None = None) -> Contract:
+    return Contract.model_validate(
+        {
+            "name": "orders",
+            "source": {"glob": "orders/*"},
+            "target": {
+                "schema": "shop",
+                "table": "orders",
+                "mode": "upsert" if primary_key else "append",
+                "primary_key": primary_key or [],
+            },
+            "columns": columns,
+        }
+    )
+
+
+def validate(
+    contract: Contract, rows: dict[str, list[str | None]], sources: dict[str, str] | None = None
+) -> ValidatedBatch:
+    """Validate CSV-like text columns (named after the contract columns) as one batch."""
+    height = len(next(iter(rows.values())))
+    batch = pl.DataFrame(
+        {"_elt_row": list(range(1, height + 1)), **rows},
+        schema={"_elt_row": pl.Int64, **dict.fromkeys(rows, pl.String)},
+    )
+    header = HeaderMapping(sources or {c.name: c.header for c in contract.columns})
+    return BatchValidator(contract, header, {}).validate(batch)
+
+
+ORDERS = make_contract(
+    [
+        {"name": "order_id", "type": "bigint", "source_name": "Order ID"},
+        {"name": "qty", "type": "integer", "checks": {"ge": 0, "lt": 100}},
+        {"name": "status", "type": "text", "checks": {"isin": ["new", "paid"]}},
+        {"name": "code", "type": "varchar(5)", "checks": {"regex": "^[A-Z]+$"}},
+        {"name": "note", "type": "text", "nullable": False},
+    ],
+    primary_key=["order_id"],
+)
+
+
+def test_good_rows_come_back_as_text_in_contract_order() -> None:
+    result = validate(
+        ORDERS,
+        {
+            "note": ["  keep  ", ""],
+            "code": ["AB", "XYZ"],
+            "status": ["new", "paid"],
+            "qty": [" 7 ", "0"],
+            "order_id": ["1", "+2"],
+        },
+    )
+    assert result.good.columns == ["_elt_row", "order_id", "qty", "status", "code", "note"]
+    assert result.good.schema["qty"] == pl.String
+    assert result.good.rows() == [
+        (1, "1", "7", "new", "AB", "  keep  "),  # non-text trimmed, text untouched
+        (2, "+2", "0", "paid", "XYZ", ""),  # an empty string is a value, not a NULL
+    ]
+    assert result.quarantined.height == 0 and result.failure_counts == {}
+    assert result.rows_read == 2
+    assert result.quarantined.columns == QUARANTINE_COLUMNS
+
+
+def test_a_row_carries_every_failure_and_its_original_text() -> None:
+    result = validate(
+        ORDERS,
+        {
+            "order_id": ["1", "x"],
+            "qty": ["5", "-1"],
+            "status": ["new", "lost"],
+            "code": ["AB", "ab"],
+            "note": ["ok", None],
+        },
+    )
+    assert result.good["_elt_row"].to_list() == [1]
+    [record] = result.quarantined.to_dicts()
+    assert record["row_number"] == 2
+    failures = json.loads(record["failures"])
+    assert failures == [
+        {
+            "column": "order_id",
+            "check": "type:bigint",
+            "reason": "order_id: 'x' is not a whole number in bigint range",
+        },
+        {"column": "qty", "check": "ge", "reason": "qty: '-1' must be >= 0"},
+        {
+            "column": "status",
+            "check": "isin",
+            "reason": "status: 'lost' must be one of ['new', 'paid']",
+        },
+        {
+            "column": "code",
+            "check": "regex",
+            "reason": "code: 'ab' must match the pattern '^[A-Z]+$'",
+        },
+        {"column": "note", "check": "not_null", "reason": "note: NULL is required but empty"},
+    ]
+    assert (record["column_name"], record["check_name"]) == ("order_id", "type:bigint")
+    assert record["reason"] == "order_id: 'x' is not a whole number in bigint range (+4 more)"
+    # keyed by the file's headers, with the text as it was in the file
+    assert json.loads(record["raw_record"]) == {
+        "Order ID": "x",
+        "qty": "-1",
+        "status": "lost",
+        "code": "ab",
+        "note": None,
+    }
+    assert result.failure_counts == {
+        "order_id.type:bigint": 1,
+        "qty.ge": 1,
+        "status.isin": 1,
+        "code.regex": 1,
+        "note.not_null": 1,
+    }
+
+
+def test_type_failures_are_listed_before_check_failures() -> None:
+    """A cast failure is the root problem; checks on other columns follow, in column order."""
+    result = validate(
+        ORDERS,
+        {
+            "order_id": ["1"],
+            "qty": ["100"],
+            "status": ["new"],
+            "code": ["ABCDEF"],
+            "note": ["x"],
+        },
+    )
+    [record] = result.quarantined.to_dicts()
+    assert [(f["column"], f["check"]) for f in json.loads(record["failures"])] == [
+        ("code", "type:varchar(5)"),
+        ("qty", "lt"),
+    ]
+    assert (record["column_name"], record["check_name"]) == ("code", "type:varchar(5)")
+    assert record["reason"] == "code: 'ABCDEF' is not at most 5 characters long (+1 more)"
+
+
+def test_a_value_that_fails_its_cast_is_not_reported_again_by_its_checks() -> None:
+    result = validate(
+        ORDERS,
+        {"order_id": ["1"], "qty": ["abc"], "status": ["new"], "code": ["A"], "note": ["x"]},
+    )
+    [record] = result.quarantined.to_dicts()
+    assert record["reason"] == "qty: 'abc' is not a whole number in integer range"
+    assert len(json.loads(record["failures"])) == 1
+
+
+def test_failure_counts_add_up_per_column_and_check() -> None:
+    result = validate(
+        ORDERS,
+        {
+            "order_id": ["1", "2", "3", "4"],
+            "qty": ["-1", "-2", "1", "1000"],
+            "status": ["new", "gone", "gone", "paid"],
+            "code": ["A", "A", "A", "A"],
+            "note": ["x", "x", "x", "x"],
+        },
+    )
+    assert result.failure_counts == {"qty.ge": 2, "status.isin": 2, "qty.lt": 1}
+    assert result.quarantined["row_number"].to_list() == [1, 2, 3, 4]
+    assert result.good.height == 0
+
+
+def test_primary_key_null_is_not_null_even_when_the_contract_says_nullable() -> None:
+    result = validate(
+        ORDERS,
+        {"order_id": [None], "qty": ["1"], "status": ["new"], "code": ["A"], "note": ["x"]},
+    )
+    [record] = result.quarantined.to_dicts()
+    assert (record["column_name"], record["check_name"]) == ("order_id", "not_null")
+    assert record["reason"] == "order_id: NULL is required but empty"
+
+
+def test_nullable_columns_accept_null_and_empty_text_is_not_null() -> None:
+    result = validate(
+        ORDERS,
+        {"order_id": ["1"], "qty": [None], "status": [None], "code": [None], "note": [""]},
+    )
+    assert result.good.rows() == [(1, "1", None, None, None, "")]
+
+
+def one_column(type_: str, checks: dict[str, Any], values: list[str | None]) -> ValidatedBatch:
+    contract = make_contract([{"name": "v", "type": type_, "checks": checks}])
+    return validate(contract, {"v": values})
+
+
+@pytest.mark.parametrize(
+    ("type_", "checks", "values", "failing", "check", "reason"),
+    [
+        ("integer", {"ge": 0}, ["0", "-1"], [2], "ge", "v: '-1' must be >= 0"),
+        ("numeric(6,2)", {"gt": 0}, ["0.01", "0.00"], [2], "gt", "v: '0.00' must be > 0"),
+        ("real", {"le": 1.5}, ["1.5", "1.6"], [2], "le", "v: '1.6' must be <= 1.5"),
+        ("bigint", {"lt": 10}, ["9", "10"], [2], "lt", "v: '10' must be < 10"),
+        (
+            "date",
+            {"ge": "2024-01-01"},
+            ["2024-01-01", "2023-12-31"],
+            [2],
+            "ge",
+            "v: '2023-12-31' must be >= 2024-01-01",
+        ),
+        (
+            "timestamptz",
+            {"lt": "2024-01-01T00:00:00+00:00"},
+            ["2023-12-31 23:59:59Z", "2024-01-01 01:00:00+01"],
+            [2],
+            "lt",
+            "v: '2024-01-01 01:00:00+01' must be < 2024-01-01T00:00:00+00:00",
+        ),
+        ("text", {"isin": ["a", "b"]}, ["a", "c"], [2], "isin", "v: 'c' must be one of ['a', 'b']"),
+        ("integer", {"isin": [1, 2]}, ["2", "3"], [2], "isin", "v: '3' must be one of [1, 2]"),
+        ("text", {"notin": ["x"]}, ["y", "x"], [2], "notin", "v: 'x' must not be one of ['x']"),
+        (
+            "text",
+            {"regex": "^[0-9]{3}$"},
+            ["123", "12a"],
+            [2],
+            "regex",
+            "v: '12a' must match the pattern '^[0-9]{3}$'",
+        ),
+        (
+            "varchar(10)",
+            {"min_length": 2},
+            ["ab", "a"],
+            [2],
+            "min_length",
+            "v: 'a' must be at least 2 characters long",
+        ),
+        (
+            "text",
+            {"max_length": 2},
+            ["ab", "abc"],
+            [2],
+            "max_length",
+            "v: 'abc' must be at most 2 characters long",
+        ),
+    ],
+)
+def test_each_check_reports_the_contracts_check_name(
+    type_: str,
+    checks: dict[str, Any],
+    values: list[str],
+    failing: list[int],
+    check: str,
+    reason: str,
+) -> None:
+    result = one_column(type_, checks, values)
+    assert result.quarantined["row_number"].to_list() == failing
+    [record] = result.quarantined.to_dicts()
+    assert (record["column_name"], record["check_name"], record["reason"]) == ("v", check, reason)
+    assert result.failure_counts == {f"v.{check}": 1}
+    assert result.good["_elt_row"].to_list() == [1]
+
+
+def test_checks_skip_null_values() -> None:
+    result = one_column("integer", {"ge": 0, "isin": [1]}, [None])
+    assert result.quarantined.height == 0 and result.good.height == 1

@@ -1,0 +1,518 @@
+"""Casting file values to contract types: the typed value, whether it failed, and why.
+
+Expected values follow PostgreSQL's own input rules (each one was checked against PostgreSQL 18:
+`SELECT 'value'::type`); our casts accept a subset of PostgreSQL's syntax, so every value we accept
+must be one PostgreSQL accepts too, with the same meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import polars as pl
+import pytest
+
+from elt_assets.contracts.model import Column
+from elt_assets.validation.casts import UncastableColumn, cast_text_column, cast_typed_column
+
+pytestmark = [pytest.mark.pure]
+
+FAILED = object()  # expected outcome: the cast fails
+
+
+def column(type_: str, name: str = "v") -> Column:
+    return Column.model_validate({"name": name, "type": type_})
+
+
+def cast_text(type_: str, values: list[str | None], tz: str = "UTC") -> list[dict[str, Any]]:
+    cast = cast_text_column(column(type_), tz)
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    return frame.select(
+        cast.typed.alias("typed"),
+        cast.failed.alias("failed"),
+        cast.reason.alias("reason"),
+        cast.text.alias("text"),
+    ).to_dicts()
+
+
+def check_cases(type_: str, cases: list[tuple[str, Any]], tz: str = "UTC") -> None:
+    """Each (input, expected typed value or FAILED); failures must name the column and value."""
+    results = cast_text(type_, [value for value, _ in cases], tz)
+    for (value, expected), result in zip(cases, results, strict=True):
+        if expected is FAILED:
+            assert result["failed"] is True, f"{type_} {value!r} should fail: {result}"
+            assert result["reason"].startswith("v: "), result["reason"]
+            shown = value if type_.startswith(("text", "varchar")) else value.strip()
+            assert f"'{shown}'" in result["reason"], result["reason"]
+        else:
+            assert result["failed"] is False, f"{type_} {value!r} should pass: {result}"
+            typed = result["typed"]
+            if isinstance(expected, float) and math.isnan(expected):
+                assert math.isnan(typed), (value, typed)
+            else:
+                assert typed == expected, (value, typed, expected)
+                assert type(typed) is type(expected), (value, typed)
+
+
+def test_null_stays_null_and_is_not_a_failure() -> None:
+    for type_ in ("integer", "numeric(5,2)", "boolean", "date", "timestamptz", "uuid", "jsonb"):
+        [result] = cast_text(type_, [None])
+        assert result == {"typed": None, "failed": False, "reason": None, "text": None}
+
+
+# -- integers ------------------------------------------------------------------------------------
+
+
+def test_smallint_range_edges_and_syntax() -> None:
+    check_cases(
+        "smallint",
+        [
+            ("32767", 32767),
+            ("-32768", -32768),
+            ("+5", 5),
+            (" 12 ", 12),
+            ("007", 7),
+            ("32768", FAILED),
+            ("-32769", FAILED),
+            ("1.0", FAILED),
+            ("1e2", FAILED),
+            ("", FAILED),
+            ("٣", FAILED),  # an Arabic-Indic digit: not ASCII
+            ("1 2", FAILED),
+        ],
+    )
+
+
+def test_integer_range_edges() -> None:
+    check_cases(
+        "integer",
+        [
+            ("2147483647", 2147483647),
+            ("-2147483648", -2147483648),
+            ("2147483648", FAILED),
+            ("-2147483649", FAILED),
+        ],
+    )
+
+
+def test_bigint_range_edges() -> None:
+    check_cases(
+        "bigint",
+        [
+            ("9223372036854775807", 2**63 - 1),
+            ("-9223372036854775808", -(2**63)),
+            ("9223372036854775808", FAILED),
+            ("-9223372036854775809", FAILED),
+            ("99999999999999999999", FAILED),
+        ],
+    )
+
+
+def test_integer_failure_reason_names_column_value_and_type() -> None:
+    [result] = cast_text("integer", ["12x"])
+    assert result["reason"] == "v: '12x' is not a whole number in integer range"
+
+
+def test_non_text_values_are_sent_trimmed_text_values_as_written() -> None:
+    assert cast_text("integer", [" 12 "])[0]["text"] == "12"
+    assert cast_text("text", [" 12 "])[0]["text"] == " 12 "
+
+
+# -- numeric -------------------------------------------------------------------------------------
+
+
+def test_numeric_precision_and_scale() -> None:
+    check_cases(
+        "numeric(5,2)",
+        [
+            ("999.99", 999.99),
+            ("999.994", 999.99),  # rounds down, fits
+            ("999.995", FAILED),  # rounds to 1000.00: overflow after rounding
+            ("-999.995", FAILED),
+            ("0.125", 0.13),  # PostgreSQL rounds half away from zero
+            ("-0.125", -0.13),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("+1.25", 1.25),
+            ("1e2", 100.0),
+            ("1E-2", 0.01),
+            ("12345.6", FAILED),
+            ("1e3", FAILED),
+            ("NaN", float("nan")),
+            ("nan", float("nan")),
+            ("inf", FAILED),
+            ("abc", FAILED),
+            ("1,5", FAILED),
+        ],
+    )
+
+
+def test_numeric_overflow_at_the_rounding_boundary_matches_postgresql() -> None:
+    """9.995 is 9.99499... as a float, yet PostgreSQL rounds the decimal up to 10.00."""
+    check_cases("numeric(3,2)", [("9.995", FAILED), ("9.994", 9.99), ("-9.995", FAILED)])
+    check_cases("numeric(2,0)", [("99.4", 99.0), ("99.5", FAILED), ("-99.5", FAILED)])
+
+
+def test_numeric_overflow_reason() -> None:
+    [result] = cast_text("numeric(5,2)", ["999.995"])
+    assert result["reason"] == "v: '999.995' is not a number that fits numeric(5,2)"
+
+
+def test_unconstrained_numeric_keeps_every_digit_in_the_text_sent() -> None:
+    many = "123456789012345678901234567890.123456789012345"
+    [result] = cast_text("numeric", [many])
+    assert result["failed"] is False
+    assert result["text"] == many  # PostgreSQL parses the exact text
+    assert result["typed"] == pytest.approx(1.2345678901234568e29)
+    check_cases("numeric", [("-1e5", -100000.0), ("NaN", float("nan")), ("Infinity", FAILED)])
+
+
+# -- floating point ------------------------------------------------------------------------------
+
+
+def test_double_precision_values_and_specials() -> None:
+    check_cases(
+        "double precision",
+        [
+            ("1.5", 1.5),
+            ("-0", -0.0),
+            ("1e308", 1e308),
+            ("4.9e-324", 5e-324),  # a denormal: PostgreSQL accepts it
+            ("inf", math.inf),
+            ("Infinity", math.inf),
+            ("-Infinity", -math.inf),
+            ("+INF", math.inf),
+            ("NaN", float("nan")),
+            ("-nan", float("nan")),
+            ("1e400", FAILED),  # overflow
+            ("1e-400", FAILED),  # underflow to zero
+            ("0e-400", 0.0),  # a real zero is not an underflow
+            ("1.2.3", FAILED),
+            ("infinite", FAILED),
+        ],
+    )
+
+
+def test_real_uses_the_float4_range() -> None:
+    check_cases(
+        "real",
+        [
+            ("1.5", 1.5),
+            ("Infinity", math.inf),
+            ("nan", float("nan")),
+            ("3.4028235e38", 3.4028234663852886e38),  # what PostgreSQL prints for FLT_MAX
+            ("1e-45", 1.401298464324817e-45),  # float4 denormal, accepted by PostgreSQL
+            ("3.5e38", FAILED),
+            ("3.40282357e38", FAILED),  # beyond FLT_MAX + half an ulp: PostgreSQL refuses it
+            ("1e-46", FAILED),  # underflows float4 (but not float8)
+            ("1e-50", FAILED),
+            ("1e400", FAILED),
+            ("1e-400", FAILED),
+        ],
+    )
+
+
+def test_float_failure_reason() -> None:
+    [result] = cast_text("real", ["1e400"])
+    assert result["reason"] == "v: '1e400' is not a real number"
+
+
+# -- boolean -------------------------------------------------------------------------------------
+
+
+def test_boolean_accepts_every_postgresql_spelling() -> None:
+    trues = ["t", "tr", "tru", "true", "TRUE", "True", "y", "ye", "yes", "YES", "on", "On", "1"]
+    falses = ["f", "fa", "fal", "fals", "false", "FALSE", "n", "no", "NO", "of", "off", "OFF", "0"]
+    check_cases(
+        "boolean",
+        [(v, True) for v in trues] + [(v, False) for v in falses] + [(" yes ", True)],
+    )
+
+
+def test_boolean_rejects_other_spellings() -> None:
+    check_cases(
+        "boolean",
+        [(v, FAILED) for v in ["o", "2", "-1", "truee", "yess", "onn", "nope", "", "ja", "10"]],
+    )
+    [result] = cast_text("boolean", ["nope"])
+    assert result["reason"] == "v: 'nope' is not a boolean (true/false, t/f, yes/no, 1/0)"
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+
+def test_text_is_kept_exactly_and_nul_is_rejected() -> None:
+    results = cast_text("text", ["  x  ", "", "a\x00b", "😀\r\n"])
+    assert [r["typed"] for r in results[:2]] == ["  x  ", ""]
+    assert [r["failed"] for r in results] == [False, False, True, False]
+    assert results[2]["reason"] == "v: the value contains a NUL character"
+    assert results[3]["text"] == "😀\r\n"
+
+
+def test_nul_is_rejected_for_every_type() -> None:
+    [result] = cast_text("integer", ["1\x00"])
+    assert result["failed"] is True
+    assert result["reason"] == "v: the value contains a NUL character"
+
+
+def test_varchar_length_ignores_trailing_spaces_like_postgresql() -> None:
+    """PostgreSQL truncates excess trailing spaces silently; any other excess is an error."""
+    check_cases(
+        "varchar(3)",
+        [
+            ("abc", "abc"),
+            ("ab   ", "ab   "),
+            ("abc  ", "abc  "),
+            ("   ", "   "),
+            ("é😀x", "é😀x"),  # characters, not bytes
+            ("abcd", FAILED),
+            ("abcd ", FAILED),
+            (" abc", FAILED),  # leading spaces count
+        ],
+    )
+    [result] = cast_text("varchar(3)", ["abcd"])
+    assert result["reason"] == "v: 'abcd' is not at most 3 characters long"
+
+
+# -- dates and times -----------------------------------------------------------------------------
+
+
+def test_date_valid_and_invalid() -> None:
+    check_cases(
+        "date",
+        [
+            ("2024-02-29", date(2024, 2, 29)),
+            ("0001-01-01", date(1, 1, 1)),
+            ("9999-12-31", date(9999, 12, 31)),
+            (" 2024-01-01 ", date(2024, 1, 1)),
+            ("2024-02-30", FAILED),
+            ("2023-02-29", FAILED),
+            ("2024-13-01", FAILED),
+            ("2024-1-1", FAILED),
+            ("20240101", FAILED),
+            ("01/02/2024", FAILED),
+            ("2024-01-01T00:00", FAILED),
+        ],
+    )
+    [result] = cast_text("date", ["2024-02-30"])
+    assert result["reason"] == "v: '2024-02-30' is not a date as YYYY-MM-DD"
+
+
+def test_timestamp_formats() -> None:
+    check_cases(
+        "timestamp",
+        [
+            ("2024-01-01 10:00:00", datetime(2024, 1, 1, 10)),
+            ("2024-01-01T10:00:00", datetime(2024, 1, 1, 10)),
+            ("2024-01-01 10:00", datetime(2024, 1, 1, 10)),
+            ("2024-01-01T23:59", datetime(2024, 1, 1, 23, 59)),
+            ("2024-01-01 10:00:00.5", datetime(2024, 1, 1, 10, 0, 0, 500000)),
+            ("2024-01-01 10:00:00.123456", datetime(2024, 1, 1, 10, 0, 0, 123456)),
+            ("2024-01-01", datetime(2024, 1, 1)),
+            ("2024-01-01 25:00", FAILED),
+            ("2024-02-30 10:00", FAILED),
+            ("2024-01-01 10:00:00+02", FAILED),  # an offset has no meaning for timestamp
+            ("2024-01-01 10", FAILED),
+            ("yesterday", FAILED),
+        ],
+    )
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_timestamptz_offsets() -> None:
+    check_cases(
+        "timestamptz",
+        [
+            ("2024-01-01 10:00:00Z", utc(2024, 1, 1, 10)),
+            ("2024-01-01T10:00:00z", utc(2024, 1, 1, 10)),
+            ("2024-01-01 10:00:00+02", utc(2024, 1, 1, 8)),
+            ("2024-01-01 10:00:00+02:30", utc(2024, 1, 1, 7, 30)),
+            ("2024-01-01 10:00:00-0530", utc(2024, 1, 1, 15, 30)),
+            ("2024-01-01 10:00:00 +02:00", utc(2024, 1, 1, 8)),
+            ("2024-01-01T10:00+01", utc(2024, 1, 1, 9)),
+            ("2024-01-01 10:00:00.25-01", utc(2024, 1, 1, 11, 0, 0, 250000)),
+            ("2024-01-01+02", FAILED),  # an offset needs a time
+            ("2024-01-01 10:00:00+2", FAILED),
+            ("2024-01-01 10:00:00 UTC", FAILED),  # zone names are outside our subset
+        ],
+        tz="Asia/Tokyo",  # irrelevant when the value carries its offset
+    )
+
+
+def test_timestamptz_without_offset_is_read_in_the_contract_time_zone() -> None:
+    check_cases(
+        "timestamptz",
+        [
+            ("2024-01-15 12:00:00", utc(2024, 1, 15, 11)),  # CET, +01
+            ("2024-07-15 12:00:00", utc(2024, 7, 15, 10)),  # CEST, +02
+            ("2024-01-15", utc(2024, 1, 14, 23)),  # a bare date is local midnight
+            ("2024-03-31 01:59:59", utc(2024, 3, 31, 0, 59, 59)),  # before spring forward
+            ("2024-03-31 03:00:00", utc(2024, 3, 31, 1)),  # after it
+            # Fall back: 02:30 happens twice; PostgreSQL takes the later one (standard time).
+            ("2024-10-27 02:30:00", utc(2024, 10, 27, 1, 30)),
+        ],
+        tz="Europe/Berlin",
+    )
+
+
+def test_timestamptz_in_the_spring_forward_gap_is_rejected() -> None:
+    [result] = cast_text("timestamptz", ["2024-03-31 02:30:00"], tz="Europe/Berlin")
+    assert result["failed"] is True
+    assert result["reason"].startswith("v: '2024-03-31 02:30:00' is not a timestamp")
+
+
+# -- uuid, jsonb ---------------------------------------------------------------------------------
+
+
+def test_uuid_forms() -> None:
+    canonical = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    check_cases(
+        "uuid",
+        [
+            (canonical, canonical),
+            (canonical.upper(), canonical.upper()),  # PostgreSQL lower-cases it itself
+            ("a0eebc999c0b4ef8bb6d6bb9bd380a11", "a0eebc999c0b4ef8bb6d6bb9bd380a11"),
+            ("{" + canonical + "}", "{" + canonical + "}"),
+            ("{" + canonical, FAILED),  # braces only in pairs
+            (canonical + "}", FAILED),
+            (canonical[:-1], FAILED),
+            (canonical[:-1] + "g", FAILED),
+            ("not-a-uuid", FAILED),
+        ],
+    )
+    [result] = cast_text("uuid", ["not-a-uuid"])
+    assert result["reason"] == "v: 'not-a-uuid' is not a UUID"
+
+
+def test_jsonb_passes_through_for_postgresql_to_judge() -> None:
+    values = ['{"a": [1, 2.50]}', '{"a":', "null", " [1] "]
+    results = cast_text("jsonb", values)
+    assert [r["failed"] for r in results] == [False, False, False, False]
+    assert [r["text"] for r in results] == ['{"a": [1, 2.50]}', '{"a":', "null", "[1]"]
+
+
+# -- typed (Parquet) sources ---------------------------------------------------------------------
+
+
+def cast_series(type_: str, series: pl.Series, tz: str = "UTC") -> list[dict[str, Any]]:
+    cast = cast_typed_column(column(type_), series.dtype, tz)
+    return (
+        pl.DataFrame({"v": series})
+        .select(
+            cast.typed.alias("typed"),
+            cast.failed.alias("failed"),
+            cast.reason.alias("reason"),
+            cast.text.alias("text"),
+        )
+        .to_dicts()
+    )
+
+
+def test_typed_integers_are_range_checked() -> None:
+    results = cast_series("integer", pl.Series([1, 2**31 - 1, 2**31, -(2**31) - 1, None]))
+    assert [r["typed"] for r in results] == [1, 2**31 - 1, None, None, None]
+    assert [r["failed"] for r in results] == [False, False, True, True, False]
+    assert results[2]["reason"] == "v: '2147483648' is not in range for integer"
+    assert [r["text"] for r in results[:2]] == ["1", "2147483647"]
+    unsigned = cast_series("bigint", pl.Series([2**64 - 1, 5], dtype=pl.UInt64))
+    assert [r["failed"] for r in unsigned] == [True, False]
+
+
+def test_typed_floats_into_numeric() -> None:
+    results = cast_series(
+        "numeric(5,2)", pl.Series([1.25, 9.995, 999.995, float("nan"), float("inf")])
+    )
+    assert [r["failed"] for r in results] == [False, False, True, False, True]
+    assert [r["text"] for r in results[:2]] == ["1.25", "9.995"]  # PostgreSQL rounds the text
+    assert cast_series("numeric", pl.Series([2**62]))[0]["text"] == str(2**62)  # exact
+
+
+def test_typed_floats_into_real_and_double() -> None:
+    real = cast_series("real", pl.Series([1.5, 3.5e38, 1e-50, 0.0, float("inf"), float("nan")]))
+    assert [r["failed"] for r in real] == [False, True, True, False, False, False]
+    assert real[0]["typed"] == 1.5
+    double = cast_series("double precision", pl.Series([0.1, 5e-324, -0.0]))
+    assert [r["failed"] for r in double] == [False, False, False]
+    assert [r["text"] for r in double] == ["0.1", "5e-324", "-0.0"]
+
+
+def test_typed_bool_and_date() -> None:
+    booleans = cast_series("boolean", pl.Series([True, False, None]))
+    assert [(r["typed"], r["text"]) for r in booleans] == [
+        (True, "true"),
+        (False, "false"),
+        (None, None),
+    ]
+    [day] = cast_series("date", pl.Series([date(2024, 2, 29)]))
+    assert (day["typed"], day["text"], day["failed"]) == (date(2024, 2, 29), "2024-02-29", False)
+
+
+def test_tz_aware_datetimes_into_timestamptz() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    series = pl.Series([datetime(2024, 1, 1, 19, tzinfo=tokyo)]).dt.convert_time_zone("Asia/Tokyo")
+    [result] = cast_series("timestamptz", series, tz="Europe/Berlin")  # tz ignored: it is aware
+    assert result["typed"] == utc(2024, 1, 1, 10)
+    assert result["text"] == "2024-01-01 10:00:00+00:00"
+
+
+def test_naive_datetimes_into_timestamptz_use_the_contract_time_zone() -> None:
+    series = pl.Series(
+        [
+            datetime(2024, 1, 1, 10),
+            datetime(2024, 7, 1, 10, 0, 0, 123456),
+            datetime(2024, 10, 27, 2, 30),  # ambiguous: the later, standard-time reading
+            datetime(2024, 3, 31, 2, 30),  # does not exist in Berlin
+        ]
+    )
+    results = cast_series("timestamptz", series, tz="Europe/Berlin")
+    assert [r["typed"] for r in results[:3]] == [
+        utc(2024, 1, 1, 9),
+        utc(2024, 7, 1, 8, 0, 0, 123456),
+        utc(2024, 10, 27, 1, 30),
+    ]
+    assert [r["text"] for r in results[:3]] == [
+        "2024-01-01 09:00:00+00:00",
+        "2024-07-01 08:00:00.123456+00:00",
+        "2024-10-27 01:30:00+00:00",
+    ]
+    assert [r["failed"] for r in results] == [False, False, False, True]
+
+
+def test_aware_datetimes_into_timestamp_keep_the_wall_clock() -> None:
+    series = pl.Series([utc(2024, 1, 1, 10)]).dt.convert_time_zone("Asia/Tokyo")
+    [result] = cast_series("timestamp", series)
+    assert (result["typed"], result["text"]) == (datetime(2024, 1, 1, 19), "2024-01-01 19:00:00")
+
+
+def test_text_from_numbers() -> None:
+    assert [r["text"] for r in cast_series("text", pl.Series([1, -2]))] == ["1", "-2"]
+    assert [r["text"] for r in cast_series("text", pl.Series([1.5, 2.0]))] == ["1.5", "2.0"]
+    narrow = cast_series("varchar(2)", pl.Series([12, 123]))
+    assert [r["failed"] for r in narrow] == [False, True]
+
+
+def test_string_parquet_columns_are_cast_like_csv() -> None:
+    [result] = cast_series("integer", pl.Series([" 42 "]))
+    assert (result["typed"], result["text"], result["failed"]) == (42, "42", False)
+
+
+@pytest.mark.parametrize(
+    ("type_", "source"),
+    [
+        ("date", pl.Series([1.5])),
+        ("date", pl.Series([datetime(2024, 1, 1)])),
+        ("integer", pl.Series([1.0])),
+        ("boolean", pl.Series([1])),
+        ("uuid", pl.Series([1])),
+        ("timestamptz", pl.Series([date(2024, 1, 1)])),
+    ],
+)
+def test_impossible_pairs_are_uncastable(type_: str, source: pl.Series) -> None:
+    with pytest.raises(UncastableColumn, match="'v'") as caught:
+        cast_typed_column(column(type_), source.dtype, "UTC")
+    assert type_ in str(caught.value)

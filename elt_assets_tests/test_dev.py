@@ -1,0 +1,266 @@
+"""`elt dev` as a user runs it: start, open the UI, see the samples load, Ctrl-C, crash, restart.
+
+Each test starts the real command in its own session with a temporary ELT_STATE_DIR, an embedded
+PostgreSQL on a free port and no database URL in the environment. Whatever happens, `cleanup`
+kills every process that carries the state directory (in its command line or environment) and
+the `elt dev` process group, so a failing test never leaves servers behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from elt_assets.postgres.embedded import free_port
+from elt_assets_tests.conftest import copy_examples
+
+pytestmark = [pytest.mark.slow]
+
+ELT = Path(sys.executable).parent / "elt"
+READY_TIMEOUT_SECONDS = 240
+EXIT_TIMEOUT_SECONDS = 60
+SAMPLE_FILES = {
+    "orders/orders_2026-11-20.csv",
+    "orders/orders_2026-11-21.csv.gz",
+    "customers/customers_2026-11.parquet",
+    "events/2026/11/21/events 09h.csv",
+    "events/2026/11/21/events 10h.csv",
+}
+
+
+class Dev:
+    """One platform set-up in a temporary directory, and the `elt dev` processes started on it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.state = root / "state"
+        self.landing, self.contracts = root / "landing", root / "contracts"
+        self.landing.mkdir()
+        self.contracts.mkdir()
+        copy_examples(self.landing, self.contracts)
+        self.ui_port, self.pg_port = free_port(), free_port()
+        self.processes: list[subprocess.Popen[str]] = []
+        self.logs: list[Path] = []
+
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+        if os.environ.get("ELT_PG_BIN_DIR"):
+            base["ELT_PG_BIN_DIR"] = os.environ["ELT_PG_BIN_DIR"]
+        return {
+            **base,
+            "ELT_STATE_DIR": str(self.state),
+            "ELT_EMBEDDED_PG_PORT": str(self.pg_port),
+            "ELT_SENSOR_INTERVAL_SECONDS": "2",
+            "ELT_LANDING_DIR": str(self.landing),
+            "ELT_CONTRACTS_DIR": str(self.contracts),
+            "ELT_LOG_FORMAT": "text",
+        }
+
+    def start(self, port: int | None = None) -> subprocess.Popen[str]:
+        """`elt dev` in a new session; its output goes to a log file (read on failure)."""
+        log = self.root / f"dev-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [str(ELT), "dev", "--port", str(port or self.ui_port)],
+                env=self.env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ELT), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def output(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')}" for log in self.logs)
+
+    def ui_answers(self) -> bool:
+        for path in ("/server_info", "/"):
+            url = f"http://127.0.0.1:{self.ui_port}{path}"
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=5) as response,
+            ):
+                if response.status == 200:
+                    return True
+        return False
+
+    def wait_for_ui(self, process: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"elt dev exited {process.returncode}\n{self.output()}"
+            if self.ui_answers():
+                return
+            time.sleep(1)
+        raise AssertionError(
+            f"the UI did not answer within {READY_TIMEOUT_SECONDS}s\n{self.output()}"
+        )
+
+    def wait_for_session(self, process: subprocess.Popen[str]) -> None:
+        """Until <state>/run/dev.json records `process`: it has started its own Dagster."""
+        record = self.state / "run/dev.json"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"elt dev exited {process.returncode}\n{self.output()}"
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(record.read_text())["pid"] == process.pid:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"{record} never named pid {process.pid}\n{self.output()}")
+
+    def manifest(self) -> dict[str, str]:
+        """file -> latest status in the embedded warehouse, as the owner role sees it."""
+        password = (self.state / "postgres/secrets/elt_owner").read_text().strip()
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=self.pg_port,
+            user="elt_owner",
+            password=password,
+            dbname="warehouse",
+            connect_timeout=5,
+        ) as connection:
+            rows = connection.execute(
+                "SELECT DISTINCT ON (file) file, status FROM elt.ingestion_manifest"
+                " ORDER BY file, started_at DESC, id DESC"
+            ).fetchall()
+        return dict(rows)
+
+    def wait_for_samples(self, process: subprocess.Popen[str]) -> dict[str, str]:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        seen: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"elt dev exited {process.returncode}\n{self.output()}"
+            with contextlib.suppress(OSError, psycopg.Error):
+                seen = self.manifest()
+                if set(seen) >= SAMPLE_FILES and all(s != "running" for s in seen.values()):
+                    return seen
+            time.sleep(2)
+        raise AssertionError(f"manifest after {READY_TIMEOUT_SECONDS}s: {seen}\n{self.output()}")
+
+    def leftovers(self) -> list[str]:
+        """Processes (other than this one) that belong to this set-up: the state directory in
+        their command line or environment, or a dagster command line with the UI port."""
+        found = []
+        marker = str(self.state).encode()
+        port = str(self.ui_port).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            dagster_on_port = b"dagster" in cmdline and port in cmdline.split(b"\0")
+            if marker in cmdline or marker in environ or dagster_on_port:
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name}: {command}")
+        return found
+
+    def wait_until_no_leftovers(self, timeout: float = 20) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while (left := self.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError):
+            group = int(json.loads((self.state / "run/dev.json").read_text())["dagster_pgid"])
+            if group:
+                os.killpg(group, signal.SIGKILL)
+        for line in self.leftovers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+        for process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[Dev]:
+    setup = Dev(tmp_path)
+    try:
+        yield setup
+    finally:
+        setup.cleanup()
+
+
+def interrupt_and_check_cleanup(dev: Dev, process: subprocess.Popen[str]) -> None:
+    """Ctrl-C: `elt dev` exits in time and nothing it started is left running."""
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=EXIT_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"elt dev still runs {EXIT_TIMEOUT_SECONDS}s after SIGINT") from None
+    assert code == 0, dev.output()
+    assert dev.wait_until_no_leftovers() == [], dev.output()
+    assert not (dev.state / "run/dev.json").exists()
+    assert not (dev.state / "postgres/data/postmaster.pid").exists()
+
+
+def test_dev_loads_the_samples_refuses_a_second_session_and_stops_on_ctrl_c(dev: Dev) -> None:
+    process = dev.start()
+    dev.wait_for_ui(process)
+    manifest = dev.wait_for_samples(process)
+    assert {file: manifest[file] for file in SAMPLE_FILES} == dict.fromkeys(SAMPLE_FILES, "success")
+
+    second = dev.run("dev", "--port", str(free_port()))
+    assert second.returncode == 2, second.stderr
+    assert f"`elt dev` already runs (pid {process.pid})" in second.stderr
+    assert process.poll() is None  # the running session is untouched
+
+    interrupt_and_check_cleanup(dev, process)
+
+
+def test_dev_recovers_after_being_killed_with_sigkill(dev: Dev) -> None:
+    crashed = dev.start()
+    dev.wait_for_ui(crashed)
+    os.kill(crashed.pid, signal.SIGKILL)  # only `elt dev`: Dagster and PostgreSQL keep running
+    crashed.wait(timeout=10)
+    assert dev.leftovers(), "expected Dagster and PostgreSQL to outlive the killed elt dev"
+    assert (dev.state / "run/dev.json").exists()
+
+    restarted = dev.start()
+    # The old webserver answers until the new session has stopped it: wait for its own record.
+    dev.wait_for_session(restarted)
+    dev.wait_for_ui(restarted)
+    interrupt_and_check_cleanup(dev, restarted)
+
+
+def test_dev_on_a_port_in_use_exits_2_naming_the_port(dev: Dev) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = dev.run("dev", "--port", str(port))
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"elt dev --port {port + 1}" in result.stderr
+    assert not (dev.state / "postgres").exists()  # refused before starting anything

@@ -1,0 +1,345 @@
+"""The fidelity promise: a file loaded by the platform equals the same file loaded by PostgreSQL.
+
+A CSV full of hostile values (quoting, line breaks, unicode, spaces, "" versus empty, time zones,
+numeric and float edges) goes through the real ingestion job; the same bytes go through
+PostgreSQL's own `COPY ... (FORMAT csv, HEADER true)` into an identically typed table in the same
+database. Both tables must agree value by value. The values PostgreSQL stored are then written as
+a Parquet file with typed columns, loaded into a second dataset, and compared again.
+
+Every value stays inside our documented input subset (ISO dates and timestamps, plain numbers):
+the validation deliberately accepts less than PostgreSQL does, never more.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import polars as pl
+import psycopg
+import pytest
+from psycopg import sql
+
+from elt_assets.contracts.model import Contract
+from elt_assets_tests.conftest import Warehouse, write_contract
+from elt_assets_tests.helpers import materialization_metadata, run_file, step_failure
+
+pytestmark = [pytest.mark.db, pytest.mark.dagster]
+
+TIMEZONE = "America/New_York"
+COLUMNS = """
+      - {name: id, type: integer, nullable: false}
+      - {name: small, type: smallint}
+      - {name: big, type: bigint}
+      - {name: money, type: "numeric(12,2)"}
+      - {name: exact, type: numeric}
+      - {name: r, type: real}
+      - {name: d, type: double precision}
+      - {name: flag, type: boolean}
+      - {name: note, type: text}
+      - {name: label, type: "varchar(20)"}
+      - {name: day, type: date}
+      - {name: ts, type: timestamp}
+      - {name: ts_tz, type: timestamptz}
+      - {name: ts_local, type: timestamptz}
+      - {name: uid, type: uuid}
+      - {name: doc, type: jsonb}
+"""
+
+
+def contract_yaml(name: str, schema: str) -> str:
+    return f"""
+    name: {name}
+    source: {{glob: "{name}/*", timezone: {TIMEZONE}}}
+    target: {{schema: {schema}, table: hostile, primary_key: [id]}}
+    columns:
+    {COLUMNS}
+    policy: {{max_bad_row_ratio: 0}}
+    """
+
+
+# Raw CSV fields, written exactly as they appear in the file (quotes included).
+# ts_tz values carry an offset; ts_local values have none and are read in TIMEZONE.
+ROWS: list[list[str]] = [
+    [
+        "1",
+        " -32768 ",
+        "9223372036854775807",
+        "1.005",  # rounds half away from zero: 1.01
+        "123456789012345678901234567890.123456789012345",
+        "3.4028235e38",  # float4 max as PostgreSQL prints it
+        "1.7976931348623157e308",
+        "yes",
+        '"a,b ""quoted"" c"',
+        '"x,y"',
+        "2024-02-29",
+        "2024-01-01T10:00",
+        "2024-01-01 10:00:00Z",
+        "2024-01-01 10:00",
+        "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+        '"{""k"": ""v,w"", ""n"": [1, 2.50, null]}"',
+    ],
+    [
+        "2",
+        "+32767",
+        "-9223372036854775808",
+        "-1.005",
+        "-0.000000000000000000001",
+        "1e-45",  # a float4 denormal
+        "4.9e-324",  # a float8 denormal
+        "OFF",
+        '"line1\r\nline2\nline3"',
+        '"a\nb"',
+        "0001-01-01",
+        "2024-01-01 10:00:00.123456",
+        "2024-06-01T10:00:00+02",
+        "2024-07-01 10:00:00",  # summer time
+        "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12}",
+        '"{""s"": ""multi\\nline"", ""b"": 1, ""a"": 2}"',
+    ],
+    [
+        "3",
+        "0",
+        "0",
+        "9999999999.99",
+        "1.50",  # unconstrained numeric keeps its scale
+        "-0",
+        "-0",
+        " t ",
+        "emoji 😀👍🏽 RTL שלום عربي combining e\u0301 A\u030a",
+        '"Ünïcödé ✓ 😀"',
+        "9999-12-31",
+        "2024-01-01",
+        "2024-06-01 10:00:00+05:30",
+        "2024-11-03 01:30:00",  # happens twice in New York: PostgreSQL takes standard time
+        "a0eebc999c0b4ef8bb6d6bb9bd380a13",
+        '"{""名"": ""值"", ""e"": ""\\ud83d\\ude00"", ""a"": 1, ""a"": 2}"',
+    ],
+    [
+        "4",
+        "1",
+        "1",
+        "  12.345 ",
+        "1e5",
+        "NaN",
+        "NaN",
+        "0",
+        "  lead and trail  ",
+        '"  quoted pad  "',
+        " 2024-01-01 ",
+        "2024-01-01 23:59:59.1234567",  # PostgreSQL rounds to microseconds
+        "2024-06-01 10:00:00-0330",
+        "2024-03-10 03:30:00",  # just after the spring-forward gap
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a14",
+        "null",  # JSON null, not SQL NULL
+    ],
+    ["5", "", "", "", "", "", "", "", '""', '""', "", "", "", "", "", ""],
+    [
+        "6",
+        "-1",
+        "-1",
+        "0.125",
+        "NaN",
+        "0.1",
+        "0.1",
+        "TRUE",
+        "NULL",  # text, not a null marker
+        "\\N",
+        "2000-01-01",
+        "1999-12-31 23:59:59",
+        "2024-06-01 10:00:00 +01:00",
+        "2024-01-01",  # local midnight
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15",
+        '"""a string, with comma"""',
+    ],
+    [
+        "7",
+        "2",
+        "3",
+        "-9999999999.99",
+        "0.1234567890123456789",
+        "-Infinity",
+        "Infinity",
+        "n",
+        '"tab\there"',
+        '"12345678901234567890   "',  # excess trailing spaces: PostgreSQL cuts them silently
+        "1970-01-01",
+        "1970-01-01T00:00:00",
+        "2024-01-01T00:00:00.5z",
+        "2024-11-03 00:59:59",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a16",
+        '"[1, ""two"", {""three"": 3.0}, [], {}]"',
+    ],
+    [
+        "8",
+        '"42"',
+        '"43"',
+        '"1.10"',
+        '"2.500"',
+        '"1.5"',
+        '"2.5"',
+        '"f"',
+        "x",
+        "y",
+        '"2024-01-02"',
+        '"2024-01-02 03:04:05"',
+        '"2024-01-02 03:04:05+00"',
+        '"2024-01-02 03:04:05"',
+        '"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a17"',
+        '"{}"',
+    ],
+]
+HEADER = "id,small,big,money,exact,r,d,flag,note,label,day,ts,ts_tz,ts_local,uid,doc"
+
+
+def hostile_csv() -> bytes:
+    assert all(len(row) == len(HEADER.split(",")) for row in ROWS)
+    return (HEADER + "\n" + "".join(",".join(row) + "\n" for row in ROWS)).encode()
+
+
+def rows_as_json(warehouse: Warehouse, schema: str, contract: Contract) -> list[str]:
+    """Each row as row_to_json text, ordered by id, rendered in one fixed session time zone."""
+    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in contract.columns)
+    query = sql.SQL("SELECT row_to_json(t)::text FROM (SELECT {} FROM {} ORDER BY id) t").format(
+        columns, sql.Identifier(schema, "hostile")
+    )
+    with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
+        connection.execute("SET TimeZone = 'UTC'")
+        return [row[0] for row in connection.execute(query)]
+
+
+def load_with_postgres_copy(warehouse: Warehouse, contract: Contract, data: bytes) -> None:
+    """PostgreSQL's own CSV loader, into reference.hostile with the contract's column types."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type.ddl))
+        for c in contract.columns
+    )
+    with psycopg.connect(warehouse.superuser_url) as connection:
+        connection.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(TIMEZONE)))
+        connection.execute("CREATE SCHEMA reference")
+        connection.execute(
+            sql.SQL("CREATE TABLE reference.hostile ({}, PRIMARY KEY (id))").format(columns)
+        )
+        with (
+            connection.cursor() as cursor,
+            cursor.copy("COPY reference.hostile FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        ):
+            copy.write(data)
+
+
+def reference_as_parquet(warehouse: Warehouse, path: Path) -> None:
+    """The values PostgreSQL stored, as a Parquet file with typed columns.
+
+    numeric(12,2) travels as Float64 (its values print back exactly); the unconstrained numeric has
+    45 digits, beyond any polars decimal, so it travels as text, as such files carry it. jsonb and
+    uuid are text in Parquet; jsonb is read as text to keep JSON null apart from SQL NULL.
+    """
+    local = ZoneInfo(TIMEZONE)
+    with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(TIMEZONE)))
+        rows = connection.execute(
+            "SELECT id, small, big, money::float8, exact::text, r, d, flag, note, label, day, ts,"
+            " ts_tz, ts_local, uid::text, doc::text FROM reference.hostile ORDER BY id"
+        ).fetchall()
+    records = [list(row) for row in rows]
+    for record in records:
+        if record[13] is not None:  # wall-clock time in the contract's zone, without offset
+            record[13] = record[13].astimezone(local).replace(tzinfo=None)
+    schema = {
+        "id": pl.Int32,
+        "small": pl.Int16,
+        "big": pl.Int64,
+        "money": pl.Float64,
+        "exact": pl.String,
+        "r": pl.Float32,
+        "d": pl.Float64,
+        "flag": pl.Boolean,
+        "note": pl.String,
+        "label": pl.String,
+        "day": pl.Date,
+        "ts": pl.Datetime("us"),
+        "ts_tz": pl.Datetime("us", "UTC"),
+        "ts_local": pl.Datetime("us"),
+        "uid": pl.String,
+        "doc": pl.String,
+    }
+    frame = pl.DataFrame(records, schema=schema, orient="row")
+    frame.write_parquet(path)
+
+
+def test_csv_and_parquet_load_exactly_like_postgresql_copy(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    contract = write_contract(contracts_dir, contract_yaml("hostile", "fidelity"))
+    parquet_contract = write_contract(contracts_dir, contract_yaml("hostile_pq", "fidelity_pq"))
+    data = hostile_csv()
+    (landing / "hostile").mkdir()
+    (landing / "hostile" / "hostile.csv").write_bytes(data)
+    load_with_postgres_copy(warehouse, contract, data)
+    expected = rows_as_json(warehouse, "reference", contract)
+    assert len(expected) == len(ROWS)
+
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "hostile", "hostile/hostile.csv", instance)
+        assert result.success, step_failure(result)
+        assert rows_as_json(warehouse, "fidelity", contract) == expected
+
+        (landing / "hostile_pq").mkdir()
+        reference_as_parquet(warehouse, landing / "hostile_pq" / "hostile.parquet")
+        result = run_file(contracts_dir, "hostile_pq", "hostile_pq/hostile.parquet", instance)
+        assert result.success, step_failure(result)
+        assert rows_as_json(warehouse, "fidelity_pq", parquet_contract) == expected
+
+    assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0
+    # A few values spelled out, so a shared misreading by both loaders cannot pass unnoticed.
+    first, second, third = (json.loads(row) for row in expected[:3])
+    assert first["note"] == 'a,b "quoted" c' and first["money"] == 1.01
+    assert first["ts_local"] == "2024-01-01T15:00:00+00:00"
+    assert second["note"] == "line1\r\nline2\nline3" and second["r"] == 1e-45
+    assert third["ts_local"] == "2024-11-03T06:30:00+00:00"  # 01:30 EST, not EDT
+    assert third["exact"] == 1.50 and third["doc"] == {"a": 2, "e": "😀", "名": "值"}
+    fifth = json.loads(expected[4])
+    assert (fifth["note"], fifth["label"], fifth["small"], fifth["doc"]) == ("", "", None, None)
+
+
+SAFETY_NET = """
+    name: docs
+    source: {glob: "docs/*"}
+    target: {schema: archive, table: docs, primary_key: [id]}
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: doc, type: jsonb}
+    policy: {max_bad_row_ratio: 0.5}
+"""
+
+
+def test_value_postgresql_refuses_is_quarantined_by_the_copy_fallback(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, SAFETY_NET)
+    (landing / "docs").mkdir()
+    (landing / "docs" / "d.csv").write_bytes(b'id,doc\n1,"{""a"": 1}"\n2,"{""a"":"\n3,[1]\n4,\n')
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "docs", "docs/d.csv", instance)
+    assert result.success, step_failure(result)
+    assert warehouse.query("SELECT id, doc::text FROM archive.docs ORDER BY id") == [
+        (1, '{"a": 1}'),
+        (3, "[1]"),
+        (4, None),
+    ]
+    [(row, column, check, reason, failures, raw)] = warehouse.query(
+        "SELECT row_number, column_name, check_name, reason, failures, raw_record"
+        " FROM elt.quarantine WHERE dataset = 'docs'"
+    )
+    assert (row, column, check) == (2, "doc", "postgres")
+    assert reason.startswith("PostgreSQL error 22P02: invalid input syntax for type json")
+    assert failures == [{"column": "doc", "check": "postgres", "reason": reason}]
+    assert raw == {"id": "2", "doc": '{"a":'}
+    manifest = warehouse.query(
+        "SELECT status, rows_read, rows_staged, rows_quarantined FROM elt.ingestion_manifest"
+    )
+    assert manifest == [("success", 4, 3, 1)]
+    staged = materialization_metadata(result, "staged/docs")
+    assert staged["rows_refused_by_postgres"] == 1

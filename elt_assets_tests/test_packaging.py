@@ -1,0 +1,125 @@
+"""The Dockerfile, compose file, dagster.yaml and README promise things; check them for real."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from elt_assets.settings import SETTINGS
+from elt_assets_tests.conftest import Warehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+CONSOLE_SCRIPTS = {e.name for e in entry_points(group="console_scripts")}
+
+
+def _instructions(keyword: str) -> list[str]:
+    return [m[1] for m in re.finditer(rf"^{keyword}\s+(.+)$", DOCKERFILE, re.MULTILINE)]
+
+
+@pytest.mark.pure
+def test_every_path_the_dockerfile_copies_exists() -> None:
+    sources = []
+    for line in _instructions("COPY"):
+        parts = [p for p in shlex.split(line) if not p.startswith("--")]
+        if "--from=" in line:
+            continue
+        sources.extend(parts[:-1])
+    assert sources, "the Dockerfile copies nothing?"
+    missing = [s for s in sources if not (ROOT / s).exists()]
+    assert missing == []
+
+
+def _json_command(line: str) -> list[str]:
+    return yaml.safe_load(line)  # JSON arrays are YAML
+
+
+@pytest.mark.pure
+def test_dockerfile_commands_are_real_entry_points() -> None:
+    entrypoint = _json_command(_instructions("ENTRYPOINT")[0])
+    command = _json_command(_instructions("CMD")[0])
+    assert entrypoint == ["elt", "exec", "--"]
+    for executable in (entrypoint[0], command[0]):
+        assert executable in CONSOLE_SCRIPTS, f"{executable} is not an installed command"
+    # The commands documented in the Dockerfile's comments must exist too.
+    for documented in re.findall(r"docker run IMAGE (\S+)", DOCKERFILE):
+        assert documented in CONSOLE_SCRIPTS, documented
+    assert "/app/workspace.yaml" in command
+    assert "USER elt" in DOCKERFILE and "uv sync --locked" in DOCKERFILE
+
+
+@pytest.mark.pure
+def test_compose_services_run_real_commands_and_mount_existing_paths() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if command:
+            assert command[0] in CONSOLE_SCRIPTS, f"service {name} runs {command[0]}"
+        for volume in service.get("volumes", []):
+            host = volume.split(":")[0]
+            if host.startswith("./"):
+                assert (ROOT / host).exists(), f"service {name} mounts missing {host}"
+
+
+@pytest.mark.pure
+def test_workspace_module_builds_the_sample_datasets_with_sensors_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    module = workspace["load_from"][0]["python_module"]["module_name"]
+    assert module == "elt_assets.definitions"
+    monkeypatch.setenv("ELT_CONTRACTS_DIR", str(ROOT / "examples" / "contracts"))
+    monkeypatch.setenv("ELT_LANDING_DIR", str(ROOT / "examples" / "landing"))
+    from elt_assets.definitions import defs
+
+    loaded = defs()
+    keys = {key.to_user_string() for key in loaded.resolve_asset_graph().get_all_asset_keys()}
+    for dataset, target in (("orders", "sales/orders"), ("customers", "crm/customers")):
+        assert {f"raw/{dataset}", f"staged/{dataset}", target} <= keys
+    assert "web/events" in keys
+    sensors = {s.name: s for s in loaded.sensors or []}
+    for name in ("orders_files", "customers_files", "events_files"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+@pytest.mark.pure
+def test_readme_configuration_table_lists_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(ELT_[A-Z_]+)` \| ([^|]+) \|", readme, re.MULTILINE))
+    assert set(rows) == set(SETTINGS)
+    for name, (default, _) in SETTINGS.items():
+        assert rows[name].strip().strip("`") == default, name
+
+
+@pytest.mark.pure
+def test_readme_quick_start_and_ci_run_the_same_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make dev" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.strip().splitlines()[-1] == "make test"
+
+
+@pytest.mark.db
+def test_dagster_yaml_loads_as_an_instance_on_postgres(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped dagster.yaml is valid and its storage really works on PostgreSQL."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("ELT_DAGSTER_DATABASE_URL", warehouse.owner_url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.run_coordinator is not None
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_monitoring_enabled
+        assert instance.run_retries_enabled
+        assert not instance.telemetry_enabled
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+        assert instance.get_runs() == []
