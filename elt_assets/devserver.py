@@ -76,7 +76,7 @@ class Session:
                 f"terminal or `kill {record['pid']}`"
             )
         group = int(record.get("dagster_pgid", 0))
-        if group and _alive(group):
+        if group and _group_alive(group):  # the leader may be dead while its children live
             log.warning("stopping Dagster processes left by a previous `elt dev` (group %s)", group)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
