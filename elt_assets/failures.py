@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Iterator
 
 import dagster as dg
-import psycopg
 
 from elt_assets.landing.files import LandingPathError
 from elt_assets.landing.readers import FileChanged, FileRejected
@@ -23,6 +22,7 @@ from elt_assets.postgres.errors import (
     TerminalDatabaseError,
     TransientDatabaseError,
     describe,
+    is_database_error,
     is_transient,
 )
 from elt_assets.postgres.load import ManifestKey, fail_file
@@ -65,12 +65,12 @@ def file_failures(
     except dg.Failure:
         raise
     except Exception as error:
-        message = describe(error) if isinstance(error, psycopg.Error) else mask_secrets(str(error))
+        message = describe(error) if is_database_error(error) else mask_secrets(str(error))
         _record(warehouse, key, message, run_id)
         if is_transient(error):
             log.warning("transient problem, the step will be retried: %s", message)
             raise TransientDatabaseError(message) from None
-        if isinstance(error, (*TERMINAL, psycopg.Error)):
+        if isinstance(error, TERMINAL) or is_database_error(error):
             metadata = {"file": key.file, "dataset": key.dataset} if key else {}
             raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None
         raise

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-import psycopg
 
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
@@ -28,9 +27,9 @@ from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import FileRejected
 from elt_assets.local import export, initialize_warehouse, resolve_databases
 from elt_assets.log import get_logger
+from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.postgres.templates import render
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.policy import FileCounts, policy_violations
@@ -150,8 +149,8 @@ def _run_contracts(
                 assume_stable=True,
             )
             save_decision(connection, contract, decision)
-            if retry_failed:
-                decision.requests.extend(_failed_files(connection, settings, contract))
+        if retry_failed:
+            decision.requests.extend(_failed_files(warehouse, settings, contract))
         keys = [path_to_key(landed.relative_path) for landed, _ in decision.requests]
         instance.add_dynamic_partitions(f"{contract.name}_files", keys)
         job = definitions.resolve_job_def(f"ingest_{contract.name}")
@@ -168,11 +167,12 @@ def _run_contracts(
 
 
 def _failed_files(
-    connection: psycopg.Connection, settings: Settings, contract: Contract
+    warehouse: PostgresResource, settings: Settings, contract: Contract
 ) -> list[tuple[LandedFile, str]]:
     """Files whose latest attempt failed or was interrupted, with their content unchanged."""
-    latest = connection.execute(render("manifest_latest"), {"dataset": contract.name}).fetchall()
-    retry = {row[1]: row[3] for row in latest if row[4] in ("failed", "running")}
+    with warehouse.connection() as connection:
+        latest = latest_manifest(connection, contract.name)
+    retry = {r["file"]: r["sha256"] for r in latest if r["status"] in ("failed", "running")}
     return [
         (landed, retry[landed.relative_path])
         for landed in scan(settings.landing_dir, contract.source.glob)
@@ -187,10 +187,7 @@ def _report(
     """The latest manifest row of every file of the dataset still in the landing directory."""
     present = {f.relative_path for f in scan(settings.landing_dir, contract.source.glob)}
     with warehouse.connection() as connection:
-        cursor = connection.execute(render("manifest_latest"), {"dataset": contract.name})
-        assert cursor.description is not None
-        names = [d.name for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = latest_manifest(connection, contract.name)
     return [{k: row.get(k) for k in REPORT_FIELDS} for row in rows if row["file"] in present]
 
 

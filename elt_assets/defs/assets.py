@@ -21,11 +21,17 @@ from elt_assets.landing.files import sha256_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
 from elt_assets.log import log_context
+from elt_assets.postgres.inspect import (
+    current_attempt,
+    primary_key_state,
+    slice_counts,
+    table_row_count,
+)
 from elt_assets.postgres.io_manager import StagedSlice
 from elt_assets.postgres.load import ManifestKey, load_file, start_file
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.tables import ensure_dataset_tables
-from elt_assets.postgres.templates import STAGING_SCHEMA, render, target_table
+from elt_assets.postgres.templates import STAGING_SCHEMA
 from elt_assets.settings import Settings
 from elt_assets.validation.staged_file import StagedFile
 
@@ -176,9 +182,7 @@ def _staged_asset(
         with log_context(dataset=contract.name, file=file, run_id=context.run.run_id):
             with file_failures(warehouse, None, context.run.run_id):
                 with warehouse.connection() as connection:
-                    current = connection.execute(
-                        render("manifest_current"), {"dataset": contract.name, "file": file}
-                    ).fetchone()
+                    current = current_attempt(connection, contract.name, file)
                 if current is None:
                     raise FileRejected(file, f"materialise raw/{contract.name} for this file first")
                 path = landing.path(file)
@@ -195,7 +199,8 @@ def _staged_asset(
             yield dg.Output(staged_file)  # the IO manager streams it into PostgreSQL here
             yield checks.conformance_result(staged_file)
             with warehouse.connection() as connection:
-                yield checks.reconciliation_result(connection, staged_file)
+                staged_rows, quarantined = slice_counts(connection, contract, file)
+            yield checks.reconciliation_result(staged_file, staged_rows, quarantined)
             if staged_file.report is not None and staged_file.report.violations:
                 # The blocking check already stops the target; this puts the reason in the
                 # step's failure message too, where people look first.
@@ -257,12 +262,9 @@ def _target_asset(
             ):
                 ensure_dataset_tables(connection, contract, warehouse.owner_connection)
                 result = load_file(connection, contract, key, context.run.run_id)
-                count = connection.execute(
-                    render("table_row_count", table=target_table(contract))
-                ).fetchone()
-                row_count = int(count[0]) if count else 0
+                row_count = table_row_count(connection, contract)
                 key_check = (
-                    checks.primary_key_result(connection, contract)
+                    checks.primary_key_result(primary_key_state(connection, contract))
                     if contract.target.primary_key
                     else None
                 )

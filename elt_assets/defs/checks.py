@@ -16,10 +16,9 @@ import warnings
 from typing import Any
 
 import dagster as dg
-import psycopg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.postgres.templates import render, render_key_problems, staging_table
+from elt_assets.postgres.inspect import KeyState
 from elt_assets.validation.staged_file import StagedFile
 
 CONFORMANCE = "contract_conformance"
@@ -136,15 +135,9 @@ def conformance_result(staged: StagedFile) -> dg.AssetCheckResult:
 
 
 def reconciliation_result(
-    connection: psycopg.Connection, staged: StagedFile
+    staged: StagedFile, staged_rows: int, quarantined: int
 ) -> dg.AssetCheckResult:
-    params = {"dataset": staged.dataset, "file": staged.file}
-    in_staging = connection.execute(
-        render("slice_count", table=staging_table(staged.contract)), params
-    ).fetchone()
-    in_quarantine = connection.execute(render("quarantine_open_count"), params).fetchone()
-    staged_rows = int(in_staging[0]) if in_staging else 0
-    quarantined = int(in_quarantine[0]) if in_quarantine else 0
+    """Counts measured in the database, apart from the reader's own count of rows read."""
     read = staged.rows_read
     passed = read == staged_rows + quarantined
     return dg.AssetCheckResult(
@@ -160,18 +153,15 @@ def reconciliation_result(
     )
 
 
-def primary_key_result(connection: psycopg.Connection, contract: Contract) -> dg.AssetCheckResult:
-    params = {"schema": contract.target.schema_, "table": contract.target.table}
-    row = connection.execute(render("primary_key_constraint"), params).fetchone()
-    if row is not None:
+def primary_key_result(state: KeyState) -> dg.AssetCheckResult:
+    if state.constraint is not None:
         return dg.AssetCheckResult(
             check_name=PRIMARY_KEY,
             passed=True,
-            metadata={"constraint": row[0]},
-            description=f"enforced by constraint {row[0]}",
+            metadata={"constraint": state.constraint},
+            description=f"enforced by constraint {state.constraint}",
         )
-    problems = connection.execute(render_key_problems(contract)).fetchone()
-    duplicated, nulls = (int(v) for v in problems) if problems else (0, 0)
+    duplicated, nulls = state.duplicated_keys, state.rows_with_null_key
     return dg.AssetCheckResult(
         check_name=PRIMARY_KEY,
         passed=duplicated == 0 and nulls == 0,

@@ -45,6 +45,10 @@ class TerminalDatabaseError(Exception):
     """Retrying cannot help; the message says why and what to do."""
 
 
+def is_database_error(error: BaseException) -> bool:
+    return isinstance(error, psycopg.Error)
+
+
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, TransientDatabaseError):
         return True
