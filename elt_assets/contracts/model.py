@@ -250,10 +250,6 @@ class Contract(Strict):
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
-    @property
-    def key_columns(self) -> list[Column]:
-        return [self.column(n) for n in self.target.primary_key]
-
     def is_required(self, column: Column) -> bool:
         """Primary-key columns are never nullable, whatever the contract says."""
         return not column.nullable or column.name in self.target.primary_key

@@ -84,10 +84,3 @@ def describe(error: BaseException) -> str:
         advice = f"{TRANSIENT_SQLSTATES.get(state, 'a connection problem')}; it will be retried"
     suffix = f". {advice[0].upper()}{advice[1:]}." if advice else ""
     return mask_secrets(f"PostgreSQL error {state}: {text}{detail}{suffix}")
-
-
-def classify(error: BaseException) -> Exception:
-    """The exception to raise instead of `error`: transient or terminal, with a clear message."""
-    if is_transient(error):
-        return TransientDatabaseError(describe(error))
-    return TerminalDatabaseError(describe(error))
