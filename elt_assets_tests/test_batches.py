@@ -272,3 +272,51 @@ def test_each_check_reports_the_contracts_check_name(
 def test_checks_skip_null_values() -> None:
     result = one_column("integer", {"ge": 0, "isin": [1]}, [None])
     assert result.quarantined.height == 0 and result.good.height == 1
+
+
+TIMESTAMP_SPELLINGS = [
+    "2024-05-01 10:00:00+02:00",  # the fast spelling
+    "2024-05-01 10:00:00.123456-03:30",
+    "2024-05-01 10:00:00.1+00:00",
+    "2024-05-01 10:00:00.1234567+00:00",  # 7 digits: not the fast spelling
+    "2024-02-30 10:00:00+01:00",  # fast shape, impossible date
+    "2024-05-01 24:00:00+00:00",
+    "2024-05-01 10:00:61+00:00",
+    "2024-05-01 10:00:00+15:00",
+    "2024-05-01T10:00:00Z",
+    "2024-05-01 10:00",
+    "2024-05-01",
+    " 2024-05-01 10:00:00+02:00 ",
+    "2024-05-01 10:00:00 +0200",
+    "2024-03-31 02:30:00",  # a local time in the DST gap of Europe/Berlin
+    "2024-10-27 02:30:00.25",  # an ambiguous local time
+    "2024-05-01 10:00:00",
+    "2024-02-30 10:00:00",
+    "10:00 2024-05-01",
+    "",
+    None,
+]
+
+
+@pytest.mark.parametrize("kind", ["timestamptz", "timestamp"])
+def test_fast_timestamp_cast_agrees_with_the_full_cast(kind: str) -> None:
+    """The one-strptime fast path settles only values the general rules give the same result."""
+    base = make_contract([{"name": "at", "type": kind}])
+    source = base.source.model_copy(update={"timezone": "Europe/Berlin"})
+    contract = base.model_copy(update={"source": source})
+    header = HeaderMapping({"at": "at"})
+    batch = pl.DataFrame(
+        {"_elt_row": list(range(1, len(TIMESTAMP_SPELLINGS) + 1)), "at": TIMESTAMP_SPELLINGS},
+        schema={"_elt_row": pl.Int64, "at": pl.String},
+    )
+    validator = BatchValidator(contract, header, {"at": pl.String()})
+    assert validator.casts["at"].fast is not None
+    two_phase = validator._cast(batch, ["at"])
+    full = batch.select(validator._cast_exprs(["at"]))
+    settled_by_fast = batch.select(validator.casts["at"].fast.alias("v"))["v"].is_not_null().sum()
+    assert settled_by_fast >= 3  # the fast path did take the common spellings of each kind
+    assert two_phase.equals(full)
+    failed_rows = full.filter(pl.col("__failed_at"))["_elt_row"].to_list()
+    quarantined = validator.validate(batch).quarantined
+    assert quarantined["row_number"].to_list() == failed_rows
+    assert all(reason.startswith("at: '") for reason in quarantined["reason"].to_list())

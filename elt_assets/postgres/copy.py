@@ -10,8 +10,13 @@ the rest is written.
 
 from __future__ import annotations
 
+import contextvars
+import io
+import queue
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import polars as pl
 import psycopg
@@ -25,20 +30,25 @@ COPY_CHUNK_BYTES = 1 << 20
 _COPY_COLUMN = re.compile(r"^COPY [^,]+, line \d+, column (\w+): ", re.MULTILINE)
 
 
+T = TypeVar("T")
+
+
 class TooManyRefused(Exception):
     """PostgreSQL refused so many rows of one batch that isolating them is not worth it."""
 
 
-def _write(
-    connection: psycopg.Connection,
-    table: sql.Identifier,
-    columns: Sequence[str],
-    frame: pl.DataFrame,
-) -> None:
-    payload = frame.select(columns).write_csv(
-        include_header=False, quote_style="non_numeric", line_terminator="\n"
+def encode_csv(frame: pl.DataFrame, columns: Sequence[str]) -> bytes:
+    """The frame's `columns` as COPY CSV: strings quoted (so "" stays empty), NULL as nothing."""
+    buffer = io.BytesIO()
+    frame.select(columns).write_csv(
+        buffer, include_header=False, quote_style="non_numeric", line_terminator="\n"
     )
-    data = payload.encode("utf-8")
+    return buffer.getvalue()
+
+
+def _write(
+    connection: psycopg.Connection, table: sql.Identifier, columns: Sequence[str], data: bytes
+) -> None:
     with connection.cursor() as cursor, cursor.copy(render_copy(table, columns)) as copy:
         view = memoryview(data)
         for start in range(0, len(view), COPY_CHUNK_BYTES):
@@ -60,13 +70,17 @@ def copy_frame(
     columns: Sequence[str],
     frame: pl.DataFrame,
     row_column: str,
+    payload: bytes | None = None,
 ) -> list[tuple[int, str, str | None]]:
-    """COPY `frame` into `table`; returns (row, PostgreSQL's message, column) for refused rows."""
+    """COPY `frame` into `table`; returns (row, PostgreSQL's message, column) for refused rows.
+
+    `payload` is the frame already encoded by `encode_csv` (e.g. by a read-ahead thread).
+    """
     if frame.height == 0:
         return []
     try:
         with connection.transaction():
-            _write(connection, table, columns, frame)
+            _write(connection, table, columns, payload or encode_csv(frame, columns))
         return []
     except psycopg.errors.DataError as error:
         if frame.height == 1:
@@ -82,3 +96,60 @@ def copy_frame(
                 f"first: {describe(first_error)}"
             )
     return refused
+
+
+class _End:
+    """Marks the end of a read-ahead stream, carrying the producer's exception if it failed."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error = error
+
+
+def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """Iterate `items` in a background thread, up to `depth` items ahead of the consumer.
+
+    The next batch is read, validated and encoded (polars and pyarrow release the GIL) while
+    PostgreSQL parses the current one: on two cores the two halves of the work overlap. The
+    producer's exceptions are re-raised here; if the consumer stops early, the producer stops.
+    """
+    handoff: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        result: _End = _End()
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            result = _End(error)
+        while not stop.is_set():
+            try:
+                handoff.put(result, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    context = contextvars.copy_context()  # log context (dataset, file, run) follows the work
+    thread = threading.Thread(target=context.run, args=(produce,), name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(items, "close", None)
+        if close is not None:  # release the file a generator holds open
+            close()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from elt_assets.log import get_logger
-from elt_assets.postgres.copy import copy_frame
+from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.templates import (
     FILE_COLUMN,
     ROW_COLUMN,
@@ -26,6 +27,7 @@ from elt_assets.postgres.templates import (
     render_move_duplicates,
     staging_table,
 )
+from elt_assets.validation.batches import ValidatedBatch
 from elt_assets.validation.policy import FileCounts, StageReport, policy_violations
 from elt_assets.validation.staged_file import StagedFile
 
@@ -153,6 +155,15 @@ def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: 
     counts.duplicate_key_examples = list(row[2] or [])
 
 
+def _encoded(
+    staged: StagedFile, columns: list[str]
+) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes]]:
+    """Each batch with its good rows tagged with the file, and those rows encoded for COPY."""
+    for batch in staged.batches():
+        good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
+        yield batch, good, encode_csv(good, columns)
+
+
 class _Progress:
     """Logs how far a big file has come, every few seconds (terminal and Dagster run view)."""
 
@@ -188,10 +199,9 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         connection.execute(render("slice_delete", table=table), params)
         connection.execute(render("quarantine_resolve"), params)
         progress = _Progress(staged)
-        for batch in staged.batches():
+        for batch, good, payload in read_ahead(_encoded(staged, columns)):
             progress.batch(batch.rows_read)
-            good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
-            refused = copy_frame(connection, table, columns, good, ROW_COLUMN)
+            refused = copy_frame(connection, table, columns, good, ROW_COLUMN, payload)
             _copy_quarantine(connection, staged, batch.quarantined)
             if refused:
                 records = _refused_records(staged, good, refused)
@@ -218,6 +228,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
                 "rows_read": counts.rows_read,
                 "rows_staged": counts.rows_staged,
                 "rows_quarantined": counts.rows_quarantined,
+                "duplicate_key_rows": counts.duplicate_key_rows,
             },
         )
         if report.violations:

@@ -117,8 +117,12 @@ def render_copy(table: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
     return render("copy_from_stdin", table=table, columns=identifiers(columns))
 
 
-def render_upsert(contract: Contract) -> sql.Composed:
-    """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions."""
+def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Composed:
+    """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions.
+
+    deduplicate=False when the staged step found no repeated key in the file: the slice then goes
+    straight in, without sorting it by key first.
+    """
     key = contract.target.primary_key
     columns = [c.name for c in contract.columns]
     others = [c for c in columns if c not in key]
@@ -146,13 +150,23 @@ def render_upsert(contract: Contract) -> sql.Composed:
     else:
         action = sql.SQL("NOTHING")
     return render(
-        "upsert",
+        "upsert" if deduplicate else "upsert_unique",
         key=identifiers(key),
         columns=identifiers(columns),
         staging=staging_table(contract),
         target=target_table(contract),
         order_within_key=sql.SQL(", ").join(order),
         conflict_action=action,
+    )
+
+
+def render_insert_new(contract: Contract) -> sql.Composed:
+    """A plain INSERT of one file's slice, for a first load into an empty target."""
+    return render(
+        "insert_new",
+        target=target_table(contract),
+        staging=staging_table(contract),
+        columns=identifiers(c.name for c in contract.columns),
     )
 
 

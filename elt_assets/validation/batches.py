@@ -56,15 +56,9 @@ class BatchValidator:
 
     def validate(self, batch: pl.DataFrame) -> ValidatedBatch:
         names = [c.name for c in self.contract.columns]
-        cast = batch.select(
-            pl.col(ROW_COLUMN),
-            *[self.casts[n].typed.alias(n) for n in names],
-            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
-            *[self.casts[n].failed.alias(f"__failed_{n}") for n in names],
-            *[self.casts[n].reason.alias(f"__reason_{n}") for n in names],
-        )
+        cast = self._cast(batch, names)
         failures = pl.concat(
-            [self._cast_failures(cast, names), self._check_failures(cast, names)],
+            [self._cast_failures(batch, cast, names), self._check_failures(cast, names)],
             how="vertical",
         )
         # A value that could not be cast is also NULL in the typed frame: report the cast only.
@@ -87,17 +81,60 @@ class BatchValidator:
             failure_counts={f"{column}.{check}": n for column, check, n in counts},
         )
 
-    def _cast_failures(self, cast: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-        parts = [
-            cast.filter(pl.col(f"__failed_{n}")).select(
-                pl.col(ROW_COLUMN),
-                pl.lit(n).alias("column_name"),
-                pl.lit(f"type:{self.contract.column(n).type}").alias("check_name"),
-                pl.col(f"__reason_{n}").alias("reason"),
-                pl.lit(position, dtype=pl.Int32).alias("position"),
-            )
-            for position, n in enumerate(names)
+    def _cast(self, batch: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        """Typed value, text and failure flag per column (reasons come later, for failures only).
+
+        Columns with a fast cast take it first; only the rows it leaves unsettled (another
+        spelling, or a bad value) take the full cast, whose results then replace theirs.
+        """
+        fast: dict[str, pl.Expr] = {
+            n: expr for n in names if (expr := self.casts[n].fast) is not None
+        }
+        if not fast:
+            return batch.select(self._cast_exprs(names))
+        cast = batch.select(
+            pl.col(ROW_COLUMN),
+            *[fast.get(n, self.casts[n].typed).alias(n) for n in names],
+            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
+            *[
+                (pl.lit(False) if n in fast else self.casts[n].failed).alias(f"__failed_{n}")
+                for n in names
+            ],
+        )
+        unsettled = pl.Series([False] * batch.height)
+        for name in fast:
+            unsettled = unsettled | (cast[name].is_null() & batch[name].is_not_null())
+        if not unsettled.any():
+            return cast
+        full = batch.filter(unsettled).select(self._cast_exprs(names))
+        return cast.update(full, on=ROW_COLUMN, include_nulls=True)
+
+    def _cast_exprs(self, names: list[str]) -> list[pl.Expr]:
+        return [
+            pl.col(ROW_COLUMN),
+            *[self.casts[n].typed.alias(n) for n in names],
+            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
+            *[self.casts[n].failed.alias(f"__failed_{n}") for n in names],
         ]
+
+    def _cast_failures(
+        self, batch: pl.DataFrame, cast: pl.DataFrame, names: list[str]
+    ) -> pl.DataFrame:
+        """One row per value that could not be cast, with its reason (computed for those only)."""
+        parts = []
+        for position, n in enumerate(names):
+            failed_rows = cast.filter(pl.col(f"__failed_{n}"))[ROW_COLUMN]
+            if failed_rows.len() == 0:
+                continue
+            parts.append(
+                batch.filter(pl.col(ROW_COLUMN).is_in(failed_rows.implode())).select(
+                    pl.col(ROW_COLUMN),
+                    pl.lit(n).alias("column_name"),
+                    pl.lit(f"type:{self.contract.column(n).type}").alias("check_name"),
+                    self.casts[n].reason.alias("reason"),
+                    pl.lit(position, dtype=pl.Int32).alias("position"),
+                )
+            )
         return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_FAILURE_SCHEMA)
 
     def _check_failures(self, cast: pl.DataFrame, names: list[str]) -> pl.DataFrame:

@@ -1,0 +1,239 @@
+"""The benchmark: our file -> table path against the hand-written limit, on one PostgreSQL.
+
+    make bench                                   # 1M rows, every format, every scenario
+    .venv/bin/python -m benchmarks.run --rows 10000000 --formats csv --scenarios big
+
+Scenarios:
+- big:   one file of --rows rows (initial load into an empty table, then a delta of 10% changed
+         and 10% new keys), per format, ours vs the two hand-written limits (benchmarks/limit.py);
+- small: --small-files files of --small-rows rows from landing to table through the sensor's run
+         requests and the batch job (benchmarks/small_files.py);
+- tick:  one sensor tick over --tick-files landed files, most already known (benchmarks/tick.py).
+
+It starts its own embedded PostgreSQL under .elt/bench (the same server settings `elt dev`
+applies), prints a table and writes it as Markdown to .elt/bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from benchmarks import limit
+from benchmarks.data import CONTRACT, BenchFiles, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".elt" / "bench"
+FORMATS = ["csv", "csv.gz", "parquet"]
+
+
+@dataclass
+class Row:
+    scenario: str
+    format: str
+    rows: int
+    size_mb: float
+    limit_text: float | None = None
+    limit_binary: float | None = None
+    ours: float | None = None
+    ours_rss_mb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def limit(self) -> float | None:
+        times = [t for t in (self.limit_text, self.limit_binary) if t is not None]
+        return min(times) if times else None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ours / self.limit if self.ours and self.limit else None
+
+
+@dataclass
+class Bench:
+    env: dict[str, str]
+    landing: Path
+    contracts: Path
+
+    @property
+    def owner_url(self) -> str:
+        return self.env["ELT_OWNER_DATABASE_URL"]
+
+    def checkpoint(self, superuser_url: str) -> None:
+        with psycopg.connect(superuser_url, autocommit=True) as connection:
+            connection.execute("CHECKPOINT")
+
+
+def start_server(pg_bin_dir: str | None) -> tuple[dict[str, str], str]:
+    from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
+
+    root = STATE / "postgres"
+    shutil.rmtree(root, ignore_errors=True)
+    server = EmbeddedServer(
+        root=root,
+        port=free_port(),
+        bin_dir=Path(pg_bin_dir) if pg_bin_dir else default_bin_dir(),
+    )
+    server.ensure_started()
+    env = provision(server)
+    import atexit
+
+    atexit.register(server.stop, "fast")
+    return env, server.url("postgres", "warehouse")
+
+
+def reset_ours(bench: Bench) -> None:
+    """An empty target, staging table and manifest for the benchmark dataset."""
+    from elt_assets.contracts.loader import load_contracts
+    from elt_assets.postgres.connection import connect
+    from elt_assets.postgres.migrate import initialize
+
+    with connect(bench.owner_url, setting="benchmark owner") as connection:
+        contracts = load_contracts(bench.contracts).contracts
+        initialize(connection, contracts)
+        connection.execute("DROP SCHEMA IF EXISTS bench CASCADE")
+        connection.execute("DROP TABLE IF EXISTS elt_staging.bench_orders")
+        connection.execute("DELETE FROM elt.ingestion_manifest WHERE dataset = 'bench_orders'")
+        connection.execute("DELETE FROM elt.quarantine WHERE dataset = 'bench_orders'")
+        initialize(connection, contracts)
+
+
+def land(bench: Bench, source: Path, name: str) -> str:
+    """Hard-link a generated file into the landing zone (no copy); returns its relative path."""
+    relative = f"bench_orders/{name}"
+    target = bench.landing / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    os.link(source, target)
+    return relative
+
+
+def run_ours(bench: Bench, relative: str) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ours", str(bench.landing), str(bench.contracts), relative],
+        env={**os.environ, **bench.env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode or not lines:
+        raise SystemExit(f"our path failed on {relative}:\n{completed.stderr[-4000:]}")
+    result: dict[str, object] = json.loads(lines[-1])
+    if not result["success"]:
+        raise SystemExit(f"our job did not succeed on {relative}:\n{completed.stderr[-4000:]}")
+    return result
+
+
+def big(bench: Bench, files: BenchFiles, fmt: str, superuser_url: str) -> list[Row]:
+    rows = []
+    for phase in ("initial", "delta"):
+        path = files.initial[fmt] if phase == "initial" else files.delta[fmt]
+        count = files.rows if phase == "initial" else files.delta_rows
+        rows.append(Row(f"{phase} load", fmt, count, path.stat().st_size / 1e6))
+    for name, path_fn in (("text", limit.text_path), ("binary", limit.binary_path)):
+        limit.reset(bench.owner_url, "bench_limit_target")
+        for row, path in zip(rows, (files.initial[fmt], files.delta[fmt]), strict=True):
+            bench.checkpoint(superuser_url)
+            seconds = path_fn(bench.owner_url, "bench_limit_target", path)
+            setattr(row, f"limit_{name}", seconds)
+            print(f"  limit {name:6} {fmt:8} {row.scenario:13} {seconds:7.2f} s", flush=True)
+    reset_ours(bench)
+    for row, phase, path in zip(
+        rows, ("initial", "delta"), (files.initial[fmt], files.delta[fmt]), strict=True
+    ):
+        relative = land(bench, path, f"{phase}.{fmt}")
+        bench.checkpoint(superuser_url)
+        result = run_ours(bench, relative)
+        row.ours = float(result["seconds"])  # type: ignore[arg-type]
+        row.ours_rss_mb = float(result["peak_rss_mb"])  # type: ignore[arg-type]
+        print(
+            f"  ours         {fmt:8} {row.scenario:13} {row.ours:7.2f} s  "
+            f"peak RSS {row.ours_rss_mb:.0f} MB  {json.dumps(result['metadata'])}",
+            flush=True,
+        )
+    return rows
+
+
+def markdown(rows: list[Row], extra: list[str]) -> str:
+    lines = [
+        f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, embedded PostgreSQL (benchmarks/run.py).",
+        "",
+        "| scenario | format | rows | MB | limit: text COPY | limit: binary COPY | ours | "
+        "ours / limit | ours rows/s | ours MB/s | ours peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+
+        def s(v: float | None) -> str:
+            return f"{v:.2f} s" if v is not None else "-"
+
+        rate = f"{r.rows / r.ours:,.0f}" if r.ours else "-"
+        mbps = f"{r.size_mb / r.ours:.1f}" if r.ours else "-"
+        ratio = f"**{r.ratio:.2f}**" if r.ratio else "-"
+        rss = f"{r.ours_rss_mb:.0f} MB" if r.ours_rss_mb else "-"
+        lines.append(
+            f"| {r.scenario} | {r.format} | {r.rows:,} | {r.size_mb:.0f} | {s(r.limit_text)} | "
+            f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} |"
+        )
+    return "\n".join(lines + [""] + extra) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--scenarios", default="big,small,tick")
+    parser.add_argument("--small-files", type=int, default=1000)
+    parser.add_argument("--small-rows", type=int, default=1000)
+    parser.add_argument("--tick-files", type=int, default=100_000)
+    parser.add_argument("--pg-bin-dir", default=os.environ.get("ELT_PG_BIN_DIR"))
+    args = parser.parse_args(argv)
+    scenarios = set(args.scenarios.split(","))
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    env, superuser_url = start_server(args.pg_bin_dir)
+    landing, contracts = STATE / "landing", STATE / "contracts"
+    shutil.rmtree(landing, ignore_errors=True)
+    landing.mkdir(parents=True)
+    contracts.mkdir(parents=True, exist_ok=True)
+    (contracts / "bench_orders.yaml").write_text(CONTRACT)
+    bench = Bench(env, landing, contracts)
+    rows: list[Row] = []
+    extra: list[str] = []
+    if "big" in scenarios:
+        print(f"generating {args.rows:,} rows ...", flush=True)
+        files = generate(STATE / "data", args.rows)
+        for fmt in args.formats.split(","):
+            rows += big(bench, files, fmt, superuser_url)
+    if "small" in scenarios:
+        from benchmarks.small_files import small_files_scenario
+
+        extra.append(small_files_scenario(bench, args.small_files, args.small_rows))
+    if "tick" in scenarios:
+        from benchmarks.tick import tick_scenario
+
+        extra.append(tick_scenario(bench, args.tick_files))
+    report = markdown(rows, extra)
+    (STATE / "results.md").write_text(report)
+    print()
+    print(report)
+    print(f"(benchmark took {time.perf_counter() - started:.0f} s; table in {STATE}/results.md)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+-- One file's staged slice into the target when no key repeats within the file (the staged step
+-- counted them, so no deduplication is needed): inserted when new, updated only when something
+-- really changed and the incoming version is not older. Returns what happened.
+WITH written AS (
+    INSERT INTO {target} AS t ({columns})
+    SELECT {columns} FROM {staging}
+    WHERE _elt_file = %(file)s
+    ON CONFLICT ({key}) DO {conflict_action}
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS updated
+FROM written
