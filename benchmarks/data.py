@@ -108,15 +108,16 @@ def orders_frame(keys: pl.Series, seed: int, version_offset_us: int = 0) -> pl.D
 
     frame = pl.select(order_id=keys).with_columns(
         customer_id=(_rand(n, seed, 1) % 200_000 + 1).cast(pl.Int64),
-        ordered_at=pl.from_epoch(EPOCH_US + (_rand(n, seed, 2) % YEAR_US).cast(pl.Int64), "us")
-        .dt.replace_time_zone("UTC"),
+        ordered_at=pl.from_epoch(
+            EPOCH_US + (_rand(n, seed, 2) % YEAR_US).cast(pl.Int64), "us"
+        ).dt.replace_time_zone("UTC"),
         ship_date=nulls(
             pl.from_epoch(EPOCH_US + (_rand(n, seed, 3) % YEAR_US).cast(pl.Int64), "us").dt.date(),
             4,
         ),
-        amount=nulls(((_rand(n, seed, 5) % 5_000_000).cast(pl.Int64) / 100).cast(
-            pl.Decimal(12, 2)
-        ), 6),
+        amount=nulls(
+            ((_rand(n, seed, 5) % 5_000_000).cast(pl.Int64) / 100).cast(pl.Decimal(12, 2)), 6
+        ),
         weight_kg=nulls((_rand(n, seed, 7) % 100_000).cast(pl.Float64) / 997.0, 8),
         quantity=nulls((_rand(n, seed, 9) % 20 + 1).cast(pl.Int32), 10),
         is_gift=nulls(_rand(n, seed, 11) % 7 == 0, 12),
@@ -129,9 +130,10 @@ def orders_frame(keys: pl.Series, seed: int, version_offset_us: int = 0) -> pl.D
             18,
         ),
         updated_at=pl.from_epoch(
-            EPOCH_US + YEAR_US + version_offset_us + (_rand(n, seed, 19) % 1_000_000).cast(
-                pl.Int64
-            ),
+            EPOCH_US
+            + YEAR_US
+            + version_offset_us
+            + (_rand(n, seed, 19) % 1_000_000).cast(pl.Int64),
             "us",
         ).dt.replace_time_zone("UTC"),
     )

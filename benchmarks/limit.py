@@ -53,8 +53,7 @@ def reset(url: str, target: str) -> None:
 def _upsert_sql(target: str) -> str:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMN_NAMES if c != "order_id")
     return (
-        f"INSERT INTO {target} SELECT * FROM {STAGE} "
-        f"ON CONFLICT (order_id) DO UPDATE SET {updates}"
+        f"INSERT INTO {target} SELECT * FROM {STAGE} ON CONFLICT (order_id) DO UPDATE SET {updates}"
     )
 
 
@@ -65,7 +64,7 @@ def _csv_bytes(path: Path) -> io.BufferedIOBase:
         buffer.seek(0)
         return buffer
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     return path.open("rb")
 
 

@@ -1,7 +1,7 @@
 """The benchmark: our file -> table path against the hand-written limit, on one PostgreSQL.
 
     make bench                                   # 1M rows, every format, every scenario
-    .venv/bin/python -m benchmarks.run --rows 10000000 --formats csv --scenarios big
+    .venv/bin/python -m benchmarks.run --rows 10000000 --formats csv --scenarios big --skip-limit
 
 Scenarios:
 - big:   one file of --rows rows (initial load into an empty table, then a delta of 10% changed
@@ -121,7 +121,14 @@ def land(bench: Bench, source: Path, name: str) -> str:
 
 def run_ours(bench: Bench, relative: str) -> dict[str, object]:
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ours", str(bench.landing), str(bench.contracts), relative],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ours",
+            str(bench.landing),
+            str(bench.contracts),
+            relative,
+        ],
         env={**os.environ, **bench.env},
         cwd=ROOT,
         capture_output=True,
@@ -137,13 +144,16 @@ def run_ours(bench: Bench, relative: str) -> dict[str, object]:
     return result
 
 
-def big(bench: Bench, files: BenchFiles, fmt: str, superuser_url: str) -> list[Row]:
+def big(
+    bench: Bench, files: BenchFiles, fmt: str, superuser_url: str, with_limit: bool = True
+) -> list[Row]:
     rows = []
     for phase in ("initial", "delta"):
         path = files.initial[fmt] if phase == "initial" else files.delta[fmt]
         count = files.rows if phase == "initial" else files.delta_rows
         rows.append(Row(f"{phase} load", fmt, count, path.stat().st_size / 1e6))
-    for name, path_fn in (("text", limit.text_path), ("binary", limit.binary_path)):
+    limits = (("text", limit.text_path), ("binary", limit.binary_path)) if with_limit else ()
+    for name, path_fn in limits:
         limit.reset(bench.owner_url, "bench_limit_target")
         for row, path in zip(rows, (files.initial[fmt], files.delta[fmt]), strict=True):
             bench.checkpoint(superuser_url)
@@ -189,7 +199,7 @@ def markdown(rows: list[Row], extra: list[str]) -> str:
             f"| {r.scenario} | {r.format} | {r.rows:,} | {r.size_mb:.0f} | {s(r.limit_text)} | "
             f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} |"
         )
-    return "\n".join(lines + [""] + extra) + "\n"
+    return "\n".join([*lines, "", *extra]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
+    parser.add_argument(
+        "--skip-limit",
+        action="store_true",
+        help="measure only our path (e.g. memory at 10M rows)",
+    )
     parser.add_argument("--pg-bin-dir", default=os.environ.get("ELT_PG_BIN_DIR"))
     args = parser.parse_args(argv)
     scenarios = set(args.scenarios.split(","))
@@ -219,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generating {args.rows:,} rows ...", flush=True)
         files = generate(STATE / "data", args.rows)
         for fmt in args.formats.split(","):
-            rows += big(bench, files, fmt, superuser_url)
+            rows += big(bench, files, fmt, superuser_url, with_limit=not args.skip_limit)
     if "small" in scenarios:
         from benchmarks.small_files import small_files_scenario
 

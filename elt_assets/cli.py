@@ -4,6 +4,8 @@
     elt ingest              load new files now, without the UI (same assets as the sensor)
     elt db start|stop|status|url|psql|init
     elt check-defs          load the Dagster definitions as the UI would, and report problems
+    elt contract infer FILE print a starting contract (YAML) inferred from a sample of FILE
+    elt quarantine export   a dataset's (or file's) quarantined rows as CSV, for the sender
     elt exec -- CMD ...     run CMD with *_FILE secrets resolved (for container entry points)
 
 Exit status: 0 success, 1 a file or a check failed, 2 usage or configuration error.
@@ -15,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from elt_assets.log import configure_logging, get_logger, mask_secrets
@@ -93,6 +96,60 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check-defs", help="load the Dagster definitions and report broken contracts"
     )
+    contract = commands.add_parser("contract", help="dataset contracts")
+    contract_commands = contract.add_subparsers(
+        dest="contract_command", required=True, metavar="ACTION"
+    )
+    infer = contract_commands.add_parser(
+        "infer",
+        help="print a starting contract inferred from a CSV, CSV.gz or Parquet file",
+        description="Read the first rows of FILE (streamed, never the whole file) and print a "
+        "contract on stdout that accepts every sampled value: types from the platform's own "
+        "casts (when in doubt, text), headers as snake_case names with source_name. Review it, "
+        "then save it as <contracts>/<name>.yaml. Exit 1 when the file cannot be read.",
+    )
+    infer.add_argument("file", metavar="FILE", help="the file to sample")
+    infer.add_argument("--name", help="dataset name (default: the file name, sanitised)")
+    infer.add_argument(
+        "--primary-key",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL",
+        help="key column(s), by header or name: mode upsert (default: append, no key)",
+    )
+    infer.add_argument(
+        "--sample-rows", type=int, default=10_000, metavar="N", help="rows read (default 10000)"
+    )
+    infer.add_argument("--schema", default="imported", help="target schema (default imported)")
+    infer.add_argument("--table", help="target table (default: the dataset name)")
+    infer.add_argument("--delimiter", default=",", help="CSV delimiter (default ,; \\t for tab)")
+    infer.add_argument("--encoding", default="utf8", help="CSV encoding (default utf8)")
+
+    quarantine = commands.add_parser("quarantine", help="rows rejected from files")
+    quarantine_commands = quarantine.add_subparsers(
+        dest="quarantine_command", required=True, metavar="ACTION"
+    )
+    export = quarantine_commands.add_parser(
+        "export",
+        help="write quarantined rows as CSV, for the sender of the file",
+        description="One CSV line per quarantined row: row_number, column_name, check_name, "
+        "reason, then the row's original fields in the contract's column order (a leading file "
+        "column without --file). Open rows only unless --all. Reads ELT_DATABASE_URL (else the "
+        "embedded server) as the runtime role.",
+    )
+    export.add_argument("--dataset", required=True, metavar="NAME", help="the dataset")
+    export.add_argument("--file", metavar="F", help="only this file (as the manifest names it)")
+    export.add_argument(
+        "--all",
+        dest="include_resolved",
+        action="store_true",
+        help="also rows resolved by a later run of their file (adds a resolved_at column)",
+    )
+    export.add_argument(
+        "--output", "-o", default="-", metavar="PATH|-", help="where to write (default - stdout)"
+    )
+    export.add_argument("--contracts", metavar="DIR", help="contracts dir (ELT_CONTRACTS_DIR)")
     execute = commands.add_parser(
         "exec",
         help="run a command with *_FILE secrets resolved into the environment",
@@ -106,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(check_dirs=args.command not in {"db", "exec"})
+        settings = Settings.from_env(
+            check_dirs=args.command not in {"db", "exec", "contract", "quarantine"}
+        )
         configure_logging(settings.log_level, settings.log_format)
         return _dispatch(args, settings)
     except SettingError as error:
@@ -146,6 +205,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_db(args, settings)
     if args.command == "check-defs":
         return _check_defs(settings)
+    if args.command == "contract":
+        return _contract_infer(args, settings)
+    if args.command == "quarantine":
+        return _quarantine_export(args, settings)
     return _exec(args.argv)
 
 
@@ -185,6 +248,125 @@ def _check_defs(settings: Settings) -> int:
     for error in contract_set.errors:
         print(f"broken contract {error}", file=sys.stderr)
     return 1 if contract_set.errors else 0
+
+
+def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
+    from elt_assets.contracts.infer import InferError, infer_contract
+
+    try:
+        inferred = infer_contract(
+            Path(args.file),
+            name=args.name,
+            primary_key=args.primary_key,
+            sample_rows=args.sample_rows,
+            schema=args.schema,
+            table=args.table,
+            landing_dir=settings.landing_dir,
+            delimiter="\t" if args.delimiter in {"\\t", "tab"} else args.delimiter,
+            encoding=args.encoding,
+        )
+    except InferError as error:
+        print(f"elt: error: {error}", file=sys.stderr)
+        return 2 if error.usage else 1
+    sys.stdout.write(inferred.yaml)
+    return 0
+
+
+def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:
+    from elt_assets.contracts.loader import load_contracts
+    from elt_assets.local import resolve_databases
+    from elt_assets.postgres.connection import connect
+    from elt_assets.postgres.inspect import latest_manifest
+    from elt_assets.postgres.quarantine import export_quarantine
+
+    contracts_dir = Path(args.contracts).resolve() if args.contracts else settings.contracts_dir
+    if not contracts_dir.is_dir():
+        raise SettingError(f"the contracts directory {contracts_dir} does not exist")
+    contract_set = load_contracts(contracts_dir)
+    try:
+        contract = contract_set.get(args.dataset)
+    except KeyError:
+        broken = [e for e in contract_set.errors if e.dataset == args.dataset]
+        if broken:
+            raise _usage_error(
+                f"the contract of dataset {args.dataset!r} is broken: {broken[0]}"
+            ) from None
+        known = ", ".join(sorted(c.name for c in contract_set.contracts)) or "none"
+        raise _usage_error(
+            f"no dataset named {args.dataset!r} in {contracts_dir} (known: {known})"
+        ) from None
+    databases = resolve_databases(settings, need_dagster=False)
+    try:
+        url = databases.env["ELT_DATABASE_URL"]
+        with connect(url, setting="ELT_DATABASE_URL", application_name="elt-export") as connection:
+            files = [row["file"] for row in latest_manifest(connection, contract.name)]
+            file = _manifest_file(args.file, files, settings.landing_dir, contract.name)
+            if args.output == "-":
+                rows = export_quarantine(
+                    connection,
+                    contract,
+                    sys.stdout,
+                    file=file,
+                    include_resolved=args.include_resolved,
+                )
+                where = "stdout"
+            else:
+                target = Path(args.output)
+                partial = target.with_name(target.name + ".part")
+                try:
+                    with partial.open("w", encoding="utf-8", newline="") as out:
+                        rows = export_quarantine(
+                            connection,
+                            contract,
+                            out,
+                            file=file,
+                            include_resolved=args.include_resolved,
+                        )
+                    partial.replace(target)
+                except OSError as error:
+                    raise _usage_error(
+                        f"cannot write {target}: {error.strerror or error}"
+                    ) from None
+                finally:
+                    partial.unlink(missing_ok=True)
+                where = str(target)
+    finally:
+        if databases.started_server and databases.server is not None:
+            databases.server.stop()
+    which = "open and resolved" if args.include_resolved else "open"
+    scope = f"file {file}" if file else f"dataset {contract.name}"
+    print(
+        f"{rows} {'row' if rows == 1 else 'rows'} written to {where} "
+        f"({which} quarantine rows of {scope})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _manifest_file(
+    given: str | None, files: list[str], landing_dir: Path, dataset: str
+) -> str | None:
+    """The file as the manifest names it: as given, or a path under the landing directory."""
+    if given is None or given in files:
+        return given
+    try:
+        relative = Path(given).resolve().relative_to(landing_dir.resolve()).as_posix()
+    except ValueError:
+        relative = None
+    if relative in files:
+        return relative
+    shown = ", ".join(files[:10]) + (", ..." if len(files) > 10 else "")
+    raise _usage_error(
+        f"dataset {dataset!r} has no file {given!r}; give the path relative to the landing "
+        f"directory, as the manifest records it (files: {shown or 'none loaded yet'})"
+    )
+
+
+def _usage_error(message: str) -> Exception:
+    """ingest.UsageError (exit 2), imported only when needed: ingest imports all of Dagster."""
+    from elt_assets.ingest import UsageError
+
+    return UsageError(message)
 
 
 def _exec(argv: list[str]) -> NoReturn:

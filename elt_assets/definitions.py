@@ -2,9 +2,10 @@
 
 Start reading here. For each valid contract: a dynamic partitions definition (one partition per
 file), the raw -> staged -> target assets with their checks, an ingestion job that runs the three
-in one process, a file sensor (on by default) and, if the contract sets freshness_hours, a
-freshness check. A broken contract becomes one visible "broken" asset whose description and
-failure say what to fix; the other datasets load normally.
+in one process, a batch job that loads a backlog of files in one run (defs/batch.py), a file
+sensor (on by default) and, if the contract sets freshness_hours, a freshness check. A broken
+contract becomes one visible "broken" asset whose description and failure say what to fix; the
+other datasets load normally.
 
 Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
 """
@@ -18,6 +19,7 @@ import dagster as dg
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
 from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
+from elt_assets.defs.batch import build_batch_job
 from elt_assets.defs.checks import staged_check_specs, target_check_specs
 from elt_assets.defs.partitions import files_partitions
 from elt_assets.defs.resources import build_resources
@@ -81,15 +83,16 @@ def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
 
 def build_definitions(contract_set: ContractSet) -> dg.Definitions:
     assets: list[dg.AssetsDefinition] = []
-    jobs: list[UnresolvedAssetJobDefinition] = []
+    jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     freshness_checks: list[dg.AssetChecksDefinition] = []
     for contract in contract_set.contracts:
         partitions = files_partitions(contract.name)
         assets.extend(build_dataset_assets(contract, partitions))
         job = ingest_job(contract, partitions)
-        jobs.append(job)
-        sensors.append(build_file_sensor(contract, job, partitions))
+        batch_job = build_batch_job(contract, partitions)
+        jobs += [job, batch_job]
+        sensors.append(build_file_sensor(contract, job, batch_job, partitions))
         if contract.freshness_hours is not None:
             freshness_checks.extend(
                 dg.build_last_update_freshness_checks(

@@ -4,7 +4,8 @@ Every step that touches a file runs inside `file_failures`. A transient database
 re-raised for the assets' RetryPolicy (exponential backoff with jitter). Anything retrying cannot
 fix (a malformed file, a contract the data breaks, a missing privilege) becomes a Dagster
 `Failure` with `allow_retries=False` and a message that names the file and says what to do; the
-manifest row of the file records it as `failed` with the same message.
+manifest row of the file records it as `failed` with the same message. A transient problem leaves
+the row `running` (its error notes the problem): the attempt goes on with the retry.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from elt_assets.postgres.errors import (
     is_transient,
 )
 from elt_assets.postgres.load import ManifestKey, fail_file
+from elt_assets.postgres.recovery import note_retry
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import SettingError
 from elt_assets.validation.casts import UncastableColumn
@@ -44,14 +46,26 @@ TERMINAL = (
 
 
 def _record(
-    warehouse: PostgresResource, key: ManifestKey | None, message: str, run_id: str
+    warehouse: PostgresResource,
+    key: ManifestKey | None,
+    message: str,
+    run_id: str,
+    *,
+    transient: bool = False,
 ) -> None:
-    """Best effort: when the database itself is the problem, the log still has the message."""
+    """Best effort: when the database itself is the problem, the log still has the message.
+
+    A transient error is retried by the step's RetryPolicy: the file stays `running` (with the
+    message as a note) instead of `failed`, which would stop the target after a good retry.
+    """
     if key is None:
         return
     try:
         with warehouse.connection() as connection:
-            fail_file(connection, key, message, run_id)
+            if transient:
+                note_retry(connection, key.dataset, key.file, key.sha256, message)
+            else:
+                fail_file(connection, key, message, run_id)
     except Exception as error:
         log.warning("could not record the failure of %s in the manifest: %s", key.file, error)
 
@@ -66,8 +80,9 @@ def file_failures(
         raise
     except Exception as error:
         message = describe(error) if is_database_error(error) else mask_secrets(str(error))
-        _record(warehouse, key, message, run_id)
-        if is_transient(error):
+        transient = is_transient(error)
+        _record(warehouse, key, message, run_id, transient=transient)
+        if transient:
             log.warning("transient problem, the step will be retried: %s", message)
             raise TransientDatabaseError(message) from None
         if isinstance(error, TERMINAL) or is_database_error(error):

@@ -3,7 +3,9 @@
 For each dataset: find new content exactly as the sensor does (minus the stable-file wait: the
 files are taken as complete), add their partitions to a Dagster instance (DAGSTER_HOME's if set,
 so the runs show in the UI, else an ephemeral one), execute the dataset's ingestion job for each
-file in-process, and report every file of the dataset from the manifest.
+file in-process (more than ELT_BATCH_THRESHOLD files: the batch job, many files per run, as the
+sensor does), and report every file of the dataset from the manifest. Files whose earlier run
+ended without finishing them are marked `interrupted` and loaded again (elt_assets/recovery.py).
 
 Exit status: 0 every file loaded (now or before), 1 some file failed, 2 usage or configuration.
 """
@@ -30,6 +32,7 @@ from elt_assets.log import get_logger
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.recovery import recover_stale_files
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.policy import FileCounts, policy_violations
@@ -134,8 +137,11 @@ def _run_contracts(
     retry_failed: bool,
 ) -> None:
     warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: used on purpose
+    stale_after = settings.stale_running_minutes * 60
     for contract in contracts:
         with warehouse.connection() as connection:
+            for item in recover_stale_files(connection, instance, contract.name, stale_after):
+                log.warning("%s: %s", item.row.file, item.error)
 
             def already_loaded(hashes: list[str], name: str = contract.name) -> dict[str, str]:
                 return loaded_content(connection, name, hashes)
@@ -149,30 +155,64 @@ def _run_contracts(
                 assume_stable=True,
             )
             save_decision(connection, contract, decision)
-        if retry_failed:
-            decision.requests.extend(_failed_files(warehouse, settings, contract))
+        # Interrupted files are loaded again; with --retry-failed, failed ones too.
+        statuses = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
+        requested = {landed.relative_path for landed, _ in decision.requests}
+        decision.requests.extend(
+            (landed, sha)
+            for landed, sha in _files_to_retry(warehouse, settings, contract, statuses)
+            if landed.relative_path not in requested
+        )
         keys = [path_to_key(landed.relative_path) for landed, _ in decision.requests]
         instance.add_dynamic_partitions(f"{contract.name}_files", keys)
-        job = definitions.resolve_job_def(f"ingest_{contract.name}")
-        for (landed, sha), key in zip(decision.requests, keys, strict=True):
-            log.info("loading %s (%s bytes)", landed.relative_path, landed.size_bytes)
-            job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET,
-                tags={"elt/sha256": sha, "elt/file": landed.relative_path},
-            )
-        report.extend(_report(warehouse, settings, contract))
+        if len(keys) > settings.batch_threshold:
+            _run_batches(settings, contract, definitions, instance, keys)
+        else:
+            job = definitions.resolve_job_def(f"ingest_{contract.name}")
+            for (landed, sha), key in zip(decision.requests, keys, strict=True):
+                log.info("loading %s (%s bytes)", landed.relative_path, landed.size_bytes)
+                job.execute_in_process(
+                    partition_key=key,
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config=QUIET,
+                    tags={"elt/sha256": sha, "elt/file": landed.relative_path},
+                )
+        taken = {landed.relative_path for landed, _ in decision.requests}
+        with warehouse.connection() as connection:  # runs of this call that ended unfinished
+            for item in recover_stale_files(connection, instance, contract.name, stale_after):
+                log.warning("%s: %s", item.row.file, item.error)
+        report.extend(_report(warehouse, settings, contract, taken))
 
 
-def _failed_files(
-    warehouse: PostgresResource, settings: Settings, contract: Contract
+def _run_batches(
+    settings: Settings,
+    contract: Contract,
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[str],
+) -> None:
+    """A backlog, as the sensor sends it: batch runs of many files each (defs/batch.py)."""
+    from elt_assets.defs.batch import batch_job_name, batch_run_config, batch_tags, split
+
+    job = definitions.resolve_job_def(batch_job_name(contract.name))
+    for chunk in split(keys, settings.batch_max_files):
+        log.info("loading %s files of %s in one batch run", len(chunk), contract.name)
+        job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={**QUIET, **batch_run_config(contract.name, chunk)},
+            tags={"elt/dataset": contract.name, **batch_tags(len(chunk))},
+        )
+
+
+def _files_to_retry(
+    warehouse: PostgresResource, settings: Settings, contract: Contract, statuses: set[str]
 ) -> list[tuple[LandedFile, str]]:
-    """Files whose latest attempt failed or was interrupted, with their content unchanged."""
+    """Files whose latest attempt has one of `statuses`, with their content unchanged."""
     with warehouse.connection() as connection:
         latest = latest_manifest(connection, contract.name)
-    retry = {r["file"]: r["sha256"] for r in latest if r["status"] in ("failed", "running")}
+    retry = {r["file"]: r["sha256"] for r in latest if r["status"] in statuses}
     return [
         (landed, retry[landed.relative_path])
         for landed in scan(settings.landing_dir, contract.source.glob)
@@ -182,10 +222,14 @@ def _failed_files(
 
 
 def _report(
-    warehouse: PostgresResource, settings: Settings, contract: Contract
+    warehouse: PostgresResource,
+    settings: Settings,
+    contract: Contract,
+    taken: set[str],
 ) -> list[dict[str, Any]]:
-    """The latest manifest row of every file of the dataset still in the landing directory."""
-    present = {f.relative_path for f in scan(settings.landing_dir, contract.source.glob)}
+    """The latest manifest row of every file of the dataset still in the landing directory, and
+    of the files this call took (with ELT_ARCHIVE_DIR, a loaded file is no longer there)."""
+    present = {f.relative_path for f in scan(settings.landing_dir, contract.source.glob)} | taken
     with warehouse.connection() as connection:
         rows = latest_manifest(connection, contract.name)
     return [{k: row.get(k) for k in REPORT_FIELDS} for row in rows if row["file"] in present]

@@ -63,7 +63,11 @@ def log_context(**fields: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _context.reset(token)
+        # A generator (an asset that yields inside the block) may be finalised later, in another
+        # context, by the garbage collector: that context never saw the fields, and raising here
+        # would only become an "exception ignored" report from whatever thread runs the GC.
+        with contextlib.suppress(ValueError):
+            _context.reset(token)
 
 
 class ContextAndMaskFilter(logging.Filter):

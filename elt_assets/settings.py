@@ -47,7 +47,30 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "ELT_SENSOR_INTERVAL_SECONDS": ("15", "How often the file sensor scans the landing zone."),
     "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
-    "ELT_BATCH_ROWS": ("200000", "Rows per streamed batch while reading a file."),
+    "ELT_BATCH_THRESHOLD": (
+        "10",
+        "More new files than this for one dataset in one sensor tick (or one `elt ingest`) are "
+        "loaded by batch runs of many files instead of one run per file; 0 always batches.",
+    ),
+    "ELT_BATCH_MAX_FILES": ("100", "Most files one batch run loads."),
+    "ELT_BATCH_ROWS": ("50000", "Rows per streamed batch while reading a file."),
+    "ELT_MAX_RECORD_BYTES": (
+        "1048576",
+        "Largest single CSV record (header included) a file may hold; the CSV parser's block "
+        "size. Raising it lets bigger records through and costs memory (about 40x its value).",
+    ),
+    "ELT_ARCHIVE_DIR": (
+        "unset",
+        "Unset: landing files are never moved. Set: once a file's load has committed, the file is "
+        "moved there under the same relative path (same filesystem as ELT_LANDING_DIR, not "
+        "inside it).",
+    ),
+    "ELT_STALE_RUNNING_MINUTES": (
+        "60",
+        "A file left `running` by a run the Dagster instance does not know (e.g. a killed "
+        "`elt ingest`), with no transaction open on it, counts as interrupted after this long "
+        "and is loaded again.",
+    ),
 }
 
 SECRET_SETTINGS = ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL")
@@ -129,6 +152,11 @@ def _int(name: str, env: Mapping[str, str] | None, low: int, high: int) -> int:
     return value
 
 
+def max_record_bytes(env: Mapping[str, str] | None = None) -> int:
+    """ELT_MAX_RECORD_BYTES (read when a file is read, so one setting serves every entry point)."""
+    return _int("ELT_MAX_RECORD_BYTES", env, 1 << 16, 1 << 30)
+
+
 def _bool(name: str, env: Mapping[str, str] | None, default: bool) -> bool:
     raw = _environ(env).get(name, "").strip().lower()
     if not raw:
@@ -162,7 +190,11 @@ class Settings:
     pg_bin_dir: Path | None
     sensor_interval_seconds: int
     max_runs_per_tick: int
+    batch_threshold: int
+    batch_max_files: int
     batch_rows: int
+    stale_running_minutes: int
+    archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
@@ -188,7 +220,46 @@ class Settings:
             pg_bin_dir=Path(bin_dir) if bin_dir else None,
             sensor_interval_seconds=_int("ELT_SENSOR_INTERVAL_SECONDS", env, 1, 3600),
             max_runs_per_tick=_int("ELT_MAX_RUNS_PER_TICK", env, 1, 10_000),
+            batch_threshold=_int("ELT_BATCH_THRESHOLD", env, 0, 10_000),
+            batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
+            stale_running_minutes=_int("ELT_STALE_RUNNING_MINUTES", env, 0, 525_600),
+            archive_dir=_archive_dir(env, check_dirs),
+        )
+
+
+def _archive_dir(env: Mapping[str, str] | None, check: bool) -> Path | None:
+    raw = _environ(env).get("ELT_ARCHIVE_DIR", "").strip()
+    if not raw:
+        return None
+    archive = Path(raw).expanduser().resolve()
+    if check:
+        check_archive_dir(_directory("ELT_LANDING_DIR", env, must_exist=True), archive)
+    return archive
+
+
+def check_archive_dir(landing_dir: Path, archive_dir: Path) -> None:
+    """Refuse an archive that files cannot be renamed into atomically, or that the sensor scans.
+
+    Called where a command, a run step or a sensor tick starts, so nothing is loaded with an
+    archive that would fail only after the load.
+    """
+    if not archive_dir.is_dir():
+        raise SettingError(
+            f"ELT_ARCHIVE_DIR points to {archive_dir}, which is not a directory: create it on the "
+            "filesystem of ELT_LANDING_DIR, or unset ELT_ARCHIVE_DIR to leave files in place."
+        )
+    landing, archive = landing_dir.resolve(), archive_dir.resolve()
+    if archive.is_relative_to(landing):
+        raise SettingError(
+            f"ELT_ARCHIVE_DIR ({archive}) is inside ELT_LANDING_DIR ({landing}), where the sensor "
+            "would find archived files again: choose a directory outside the landing directory."
+        )
+    if os.stat(archive).st_dev != os.stat(landing).st_dev:
+        raise SettingError(
+            f"ELT_ARCHIVE_DIR ({archive}) is on another filesystem than ELT_LANDING_DIR "
+            f"({landing}): files are archived with an atomic rename, which works only within one "
+            "filesystem; choose a directory on the same filesystem, or unset ELT_ARCHIVE_DIR."
         )
 
 

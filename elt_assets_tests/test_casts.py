@@ -44,7 +44,8 @@ def check_cases(type_: str, cases: list[tuple[str, Any]], tz: str = "UTC") -> No
         if expected is FAILED:
             assert result["failed"] is True, f"{type_} {value!r} should fail: {result}"
             assert result["reason"].startswith("v: "), result["reason"]
-            shown = value if type_.startswith(("text", "varchar")) else value.strip()
+            as_written = type_.startswith(("text", "varchar", "uuid", "jsonb"))
+            shown = value if as_written else value.strip()
             assert f"'{shown}'" in result["reason"], result["reason"]
         else:
             assert result["failed"] is False, f"{type_} {value!r} should pass: {result}"
@@ -153,6 +154,14 @@ def test_numeric_overflow_at_the_rounding_boundary_matches_postgresql() -> None:
     """9.995 is 9.99499... as a float, yet PostgreSQL rounds the decimal up to 10.00."""
     check_cases("numeric(3,2)", [("9.995", FAILED), ("9.994", 9.99), ("-9.995", FAILED)])
     check_cases("numeric(2,0)", [("99.4", 99.0), ("99.5", FAILED), ("-99.5", FAILED)])
+
+
+def test_numeric_38_10_limit_is_decided_on_the_exact_value() -> None:
+    """10^28 - 10^-10 is 1e28 as a float64, yet it fits numeric(38,10); PostgreSQL rounds the
+    next digit half away from zero before deciding."""
+    big = "9999999999999999999999999999.9999999999"
+    results = cast_text("numeric(38,10)", [big, big + "4", big + "5", "-" + big + "5"])
+    assert [r["failed"] for r in results] == [False, False, True, True]
 
 
 def test_numeric_overflow_reason() -> None:
@@ -360,10 +369,20 @@ def test_timestamptz_without_offset_is_read_in_the_contract_time_zone() -> None:
     )
 
 
-def test_timestamptz_in_the_spring_forward_gap_is_rejected() -> None:
+def test_timestamptz_in_the_spring_forward_gap_is_rejected_saying_why() -> None:
+    """PostgreSQL would move 02:30 to 03:30 silently; the reason names the clock change."""
     [result] = cast_text("timestamptz", ["2024-03-31 02:30:00"], tz="Europe/Berlin")
     assert result["failed"] is True
-    assert result["reason"].startswith("v: '2024-03-31 02:30:00' is not a timestamp")
+    assert result["reason"].startswith(
+        "v: '2024-03-31 02:30:00' does not exist in Europe/Berlin: the clocks skip it"
+    )
+    assert "UTC offset" in result["reason"]
+
+
+def test_year_zero_is_refused_like_postgresql_does() -> None:
+    check_cases("date", [("0000-01-01", FAILED), ("0001-01-01", date(1, 1, 1))])
+    check_cases("timestamp", [("0000-12-31 10:00:00", FAILED)])
+    check_cases("timestamptz", [("0000-12-31 10:00:00+00:00", FAILED)])
 
 
 # -- uuid, jsonb ---------------------------------------------------------------------------------
@@ -383,6 +402,8 @@ def test_uuid_forms() -> None:
             (canonical[:-1], FAILED),
             (canonical[:-1] + "g", FAILED),
             ("not-a-uuid", FAILED),
+            (" " + canonical, FAILED),  # PostgreSQL's uuid input does not trim: COPY refuses it
+            (canonical + "\t", FAILED),
         ],
     )
     [result] = cast_text("uuid", ["not-a-uuid"])
@@ -390,10 +411,11 @@ def test_uuid_forms() -> None:
 
 
 def test_jsonb_passes_through_for_postgresql_to_judge() -> None:
-    values = ['{"a": [1, 2.50]}', '{"a":', "null", " [1] "]
+    values = ['{"a": [1, 2.50]}', '{"a":', "null", " [1] ", "\x0c1"]
     results = cast_text("jsonb", values)
-    assert [r["failed"] for r in results] == [False, False, False, False]
-    assert [r["text"] for r in results] == ['{"a": [1, 2.50]}', '{"a":', "null", "[1]"]
+    assert [r["failed"] for r in results] == [False] * 5
+    # Sent as written: JSON allows only its own whitespace around a value (not a form feed).
+    assert [r["text"] for r in results] == values
 
 
 # -- typed (Parquet) sources ---------------------------------------------------------------------
@@ -475,11 +497,16 @@ def test_naive_datetimes_into_timestamptz_use_the_contract_time_zone() -> None:
         utc(2024, 7, 1, 8, 0, 0, 123456),
         utc(2024, 10, 27, 1, 30),
     ]
+    # Sent as the wall-clock time: PostgreSQL reads it in the contract's zone (its TimeZone while
+    # staging) and makes the same choice for the repeated 02:30 (standard time).
     assert [r["text"] for r in results[:3]] == [
-        "2024-01-01 09:00:00+00:00",
-        "2024-07-01 08:00:00.123456+00:00",
-        "2024-10-27 01:30:00+00:00",
+        "2024-01-01 10:00:00",
+        "2024-07-01 10:00:00.123456",
+        "2024-10-27 02:30:00",
     ]
+    assert results[3]["reason"].startswith(
+        "v: '2024-03-31 02:30:00.000000' does not exist in Europe/"
+    )
     assert [r["failed"] for r in results] == [False, False, False, True]
 
 

@@ -12,6 +12,7 @@ from elt_assets.settings import (
     SettingError,
     Settings,
     database_url,
+    max_record_bytes,
     read_secret,
     refuse_superuser,
     require_database_url,
@@ -149,7 +150,7 @@ def test_from_env_defaults() -> None:
     assert settings.pg_bin_dir is None
     assert settings.sensor_interval_seconds == 15
     assert settings.max_runs_per_tick == 50
-    assert settings.batch_rows == 200_000
+    assert settings.batch_rows == 50_000
 
 
 def test_from_env_reads_every_setting(tmp_path: Path) -> None:
@@ -185,7 +186,7 @@ def test_blank_values_mean_the_default() -> None:
     settings = Settings.from_env(
         {"ELT_LOG_LEVEL": "  ", "ELT_BATCH_ROWS": "", "ELT_PG_BIN_DIR": " "}, check_dirs=False
     )
-    assert (settings.log_level, settings.batch_rows, settings.pg_bin_dir) == ("INFO", 200_000, None)
+    assert (settings.log_level, settings.batch_rows, settings.pg_bin_dir) == ("INFO", 50_000, None)
 
 
 @pytest.mark.parametrize(
@@ -247,3 +248,9 @@ def test_refuse_superuser(value: str, expected: bool) -> None:
 def test_refuse_superuser_rejects_other_words() -> None:
     with pytest.raises(SettingError, match=re.escape("ELT_REFUSE_SUPERUSER='maybe' is not a")):
         refuse_superuser({"ELT_REFUSE_SUPERUSER": "Maybe"})
+
+
+def test_max_record_bytes_is_bounded_and_named_in_errors() -> None:
+    assert max_record_bytes({"ELT_MAX_RECORD_BYTES": "4194304"}) == 4 << 20
+    with pytest.raises(SettingError, match=r"ELT_MAX_RECORD_BYTES=12 is out of range"):
+        max_record_bytes({"ELT_MAX_RECORD_BYTES": "12"})

@@ -1,7 +1,8 @@
 -- Group roles of the platform. NOLOGIN: people and services get them through membership.
 --   elt_owner  owns the platform schemas and every table (migrations, CREATE TABLE for contracts)
---   elt_loader the runtime: reads and writes staging, targets, manifest and quarantine; nothing else
---   elt_reader reads the target tables
+--   elt_loader the runtime: reads and writes staging and targets, adds to and updates the manifest
+--              and the quarantine (never deletes from them); nothing else
+--   elt_reader reads the target tables, the manifest and the quarantine; never staging
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'elt_owner') THEN

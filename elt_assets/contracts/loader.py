@@ -18,6 +18,10 @@ from pydantic import ValidationError
 from elt_assets.contracts.model import Contract
 
 MAX_CONTRACT_BYTES = 1_000_000
+# Values a contract may hold once its YAML aliases are expanded. Aliases share one object while
+# loading, but everything that walks the contract (validation, Dagster metadata, JSON) expands
+# them: nine nested aliases of nine items (a "billion laughs") are 9**9 values.
+MAX_YAML_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,57 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for with its aliases expanded; refuses recursion and bombs.
+
+    An alias is the very node of its anchor, so each node is counted once (memoised): linear in
+    the document, whatever the expansion.
+    """
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            "an alias refers to a value that contains it (a recursive alias)",
+            node.start_mark,
+        )
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"with its aliases expanded the document holds more than {MAX_YAML_VALUES} "
+                "values (an alias bomb?); a contract needs far fewer, write it out plainly",
+                child.start_mark,
+            )
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
+
+
+def _load_yaml(text: str, loader_class: type[yaml.SafeLoader] = _UniqueKeyLoader) -> Any:
+    """yaml.load with a safe loader, refusing documents whose aliases expand too far."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
@@ -105,7 +160,7 @@ def parse_contract(path: Path) -> Contract:
     if path.stat().st_size > MAX_CONTRACT_BYTES:
         raise ValueError(f"larger than {MAX_CONTRACT_BYTES} bytes; is this really a contract?")
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+        document = _load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     except RecursionError:
@@ -163,7 +218,7 @@ def load_contracts(directory: Path) -> ContractSet:
 def _guess_name(path: Path) -> str | None:
     """The dataset name of a broken contract, if its `name:` key can still be read."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = _load_yaml(path.read_text(encoding="utf-8"), yaml.SafeLoader)
     except Exception:
         document = None
     name = document.get("name") if isinstance(document, dict) else None

@@ -3,7 +3,12 @@
 On staged (per file, blocking: a failing file never reaches the target):
 - contract_conformance: the file meets its contract's policy; failure counts per check and a
   table of sample rejected rows with row numbers;
-- rows_reconciled: rows read = rows staged + rows quarantined, counted independently.
+- rows_reconciled: rows read = rows staged + rows quarantined, counted independently;
+- schema_drift (WARN, non-blocking): the file's header is exactly the contract's. Under
+  `schema_drift: tolerant` a drifting file still loads, and this check warns with what was
+  tolerated: extra columns ignored, missing nullable columns filled with NULL, headers matched
+  only after trimming and case-folding. Under `strict` drift rejects the file before any check
+  runs (the step's error names the columns), so the check only ever passes there.
 On the target (per table, after each load):
 - primary_key_valid: the primary key is enforced, or no key is duplicated or NULL;
 - row_count_not_dropped (WARN): the table did not shrink since its previous load.
@@ -25,6 +30,7 @@ CONFORMANCE = "contract_conformance"
 RECONCILED = "rows_reconciled"
 PRIMARY_KEY = "primary_key_valid"
 ROW_COUNT = "row_count_not_dropped"
+SCHEMA_DRIFT = "schema_drift"
 
 
 def staged_check_specs(
@@ -61,6 +67,18 @@ def _staged_check_specs(
             description=(
                 "Nothing is lost: rows read from the file = rows in the staging slice + rows in "
                 "the quarantine, each counted on its own."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            SCHEMA_DRIFT,
+            asset=key,
+            blocking=False,
+            partitions_def=partitions,
+            description=(
+                "Warns when the file's header differs from the contract but was tolerated "
+                "(schema_drift: tolerant): extra columns ignored, missing nullable columns "
+                "filled with NULL, headers matched only after trimming or case-folding. "
+                "Under strict, drift fails the file itself."
             ),
         ),
     ]
@@ -131,6 +149,69 @@ def conformance_result(staged: StagedFile) -> dg.AssetCheckResult:
         passed=not report.violations,
         metadata=metadata,
         description=description,
+    )
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def drift_result(staged: StagedFile) -> dg.AssetCheckResult:
+    """How the file's header met the contract (landing/readers.py `map_header` decided it)."""
+    contract, header = staged.contract, staged.header
+    policy = contract.policy.schema_drift
+    base = {"file": staged.file, "schema_drift_policy": policy}
+    if header is None or (staged.format == "csv" and not contract.source.csv.header):
+        return dg.AssetCheckResult(
+            check_name=SCHEMA_DRIFT,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=base,
+            description="no header line (source.csv.header: false): columns are read by position"
+            if header is not None
+            else "the file's header was not read",
+        )
+    renamed = {
+        header.sources[c.name]: c.header
+        for c in contract.columns
+        if c.name in header.sources and header.sources[c.name] != c.header
+    }
+    metadata: dict[str, Any] = {
+        **base,
+        "extra_columns": dg.MetadataValue.json(header.extra),
+        "missing_columns": dg.MetadataValue.json(header.missing),
+        "renamed_headers": dg.MetadataValue.json(renamed),
+    }
+    if not (header.extra or header.missing or renamed):
+        return dg.AssetCheckResult(
+            check_name=SCHEMA_DRIFT,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=f"the header matches the contract exactly ({len(contract.columns)} "
+            "columns)",
+        )
+    found, fixes = [], []
+    if header.extra:
+        found.append(f"{len(header.extra)} extra column(s) ignored: {_quoted(header.extra)}")
+        fixes.append("add the extra columns to the contract if their data matters")
+    if header.missing:
+        found.append(
+            f"{len(header.missing)} contract column(s) missing, filled with NULL: "
+            f"{_quoted(header.missing)}"
+        )
+        fixes.append("ask the sender to restore the missing columns (or drop them)")
+    if renamed:
+        pairs = ", ".join(f"{k!r} -> {v!r}" for k, v in renamed.items())
+        found.append(f"{len(renamed)} header(s) matched only after trimming/case-folding: {pairs}")
+        fixes.append("ask the sender for the exact headers or set the columns' source_name")
+    return dg.AssetCheckResult(
+        check_name=SCHEMA_DRIFT,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=f"{staged.file}: the header drifted from the contract and was loaded anyway "
+        f"(schema_drift: {policy}): {'; '.join(found)}. To fix: {'; '.join(fixes)}.",
     )
 
 

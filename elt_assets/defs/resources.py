@@ -7,11 +7,12 @@ import dagster as dg
 from elt_assets.landing.files import resolve_inside
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import SettingError, Settings
+from elt_assets.settings import SettingError, Settings, check_archive_dir
 
 
 class LandingZone(dg.ConfigurableResource):
-    """The directory files land in (ELT_LANDING_DIR). Files are read, never changed or deleted."""
+    """The directory files land in (ELT_LANDING_DIR). Files are read, never changed or deleted,
+    except that with ELT_ARCHIVE_DIR set a loaded file is moved there (landing/archive.py)."""
 
     root_env: str = "ELT_LANDING_DIR"
 
@@ -22,6 +23,8 @@ class LandingZone(dg.ConfigurableResource):
                 f"{self.root_env} points to {settings.landing_dir}, which is not a directory: "
                 "create it or fix the setting"
             )
+        if settings.archive_dir is not None:  # refused here, before any step or tick works
+            check_archive_dir(settings.landing_dir, settings.archive_dir)
         return settings.landing_dir
 
     def path(self, relative_path: str) -> Path:

@@ -4,23 +4,37 @@ A sensor only decides (landing/discovery.py): it scans the dataset's glob, adds 
 file and requests a run per new content, with a run key of path and sha256 so the same content is
 never run twice by the sensor, while a file whose content changes runs again. Its memory lives in
 elt.landing_files, so the cursor stays a few bytes whatever the number of files.
+
+A backlog is batched: when one tick has more than ELT_BATCH_THRESHOLD new files for the dataset,
+they go to runs of the batch job `ingest_<dataset>_batch` (defs/batch.py), at most
+ELT_BATCH_MAX_FILES files each, instead of one run per file; every file still gets its partition.
+A batch's run key is a hash of its (partition key, sha256) pairs, so it is never launched twice.
+
+Each tick also recovers files whose run ended without finishing them (elt_assets/recovery.py):
+their manifest rows become `interrupted` and each gets one reload run.
 """
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
+from elt_assets.defs.batch import batch_run_config, batch_run_key, batch_tags, split
 from elt_assets.defs.resources import LandingZone
-from elt_assets.landing.discovery import discover
+from elt_assets.landing.discovery import Decision, Known, discover
+from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
+from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.recovery import files_to_reload, recover_stale_files, reload_run_key
 from elt_assets.settings import Settings
 
 if TYPE_CHECKING:
+    import psycopg
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
@@ -28,11 +42,13 @@ if TYPE_CHECKING:
 SHA_TAG = "elt/sha256"
 FILE_TAG = "elt/file"
 DATASET_TAG = "elt/dataset"
+RELOAD_OF_TAG = "elt/reload_of"  # the run that ended without finishing the file
 
 
 def build_file_sensor(
     contract: Contract,
     job: "UnresolvedAssetJobDefinition",
+    batch_job: dg.JobDefinition,
     partitions: dg.DynamicPartitionsDefinition,
 ) -> dg.SensorDefinition:
     settings = Settings.from_env(check_dirs=False)
@@ -41,13 +57,14 @@ def build_file_sensor(
 
     @dg.sensor(
         name=f"{contract.name}_files",
-        job=job,
+        jobs=[job, batch_job],
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Watches `{contract.source.glob}` in the landing directory. A file is taken once its "
             "size and mtime stay the same across two ticks; new content becomes a partition and a "
-            "run; content already loaded under another name is recorded as a duplicate."
+            "run (a backlog: batch runs of many files); content already loaded under another name "
+            "is recorded as a duplicate."
         ),
     )
     def file_sensor(
@@ -57,34 +74,37 @@ def build_file_sensor(
         limits = Settings.from_env(check_dirs=False)
         root = landing.root()
         with warehouse.connection() as connection:
+            known = load_known(connection, contract.name)
             decision = discover(
                 root,
                 contract.source.glob,
-                load_known(connection, contract.name),
+                known,
                 lambda hashes: loaded_content(connection, contract.name, hashes),
                 max_requests=limits.max_runs_per_tick,
             )
             save_decision(connection, contract, decision)
-        requests = [
-            dg.RunRequest(
-                run_key=f"{path_to_key(landed.relative_path)}@{sha}",
-                partition_key=path_to_key(landed.relative_path),
-                tags={SHA_TAG: sha, FILE_TAG: landed.relative_path, DATASET_TAG: contract.name},
+            recovered, reloads = _interrupted_runs(
+                context, connection, contract, known, decision, limits.stale_running_minutes
             )
-            for landed, sha in decision.requests
+        requests = file_requests(contract, decision.requests, job.name, batch_job.name, limits) + [
+            r.with_replaced_attrs(job_name=job.name) for r in reloads
         ]
-        new_keys = [r.partition_key for r in requests if r.partition_key]
+        new_keys = [path_to_key(landed.relative_path) for landed, _ in decision.requests]
+        new_keys += [r.partition_key for r in reloads if r.partition_key]
         existing = set(context.instance.get_dynamic_partitions(partitions_name))
         to_add = sorted({k for k in new_keys if k not in existing})
         summary = {
             "files_seen": decision.files_seen,
-            "requested": len(requests),
+            "requested": len(decision.requests) + len(reloads),
+            "runs_requested": len(requests),
             "duplicates": len(decision.duplicates),
             "waiting_for_stable": decision.waiting_for_stable,
             "deferred_to_next_tick": decision.deferred,
+            "interrupted": len(recovered),
+            "reloads_requested": len(reloads),
             "tick_seconds": round(time.monotonic() - started, 3),
         }
-        if requests or decision.duplicates or decision.deferred:
+        if requests or decision.duplicates or decision.deferred or recovered:
             context.log.info(f"{contract.name}: {summary}")
         return dg.SensorResult(
             run_requests=requests,
@@ -93,3 +113,86 @@ def build_file_sensor(
         )
 
     return file_sensor
+
+
+def file_requests(
+    contract: Contract,
+    files: list[tuple[LandedFile, str]],
+    job_name: str,
+    batch_job_name: str,
+    settings: Settings,
+) -> list[dg.RunRequest]:
+    """One run per file; more than ELT_BATCH_THRESHOLD files: batch runs of many files.
+
+    The batch job processes its files one after the other in one process: past a few files, the
+    seconds each run spends starting dominate, while a few single runs still run in parallel.
+    """
+    if len(files) <= settings.batch_threshold:
+        return [
+            dg.RunRequest(
+                run_key=f"{path_to_key(landed.relative_path)}@{sha}",
+                partition_key=path_to_key(landed.relative_path),
+                tags={SHA_TAG: sha, FILE_TAG: landed.relative_path, DATASET_TAG: contract.name},
+                job_name=job_name,
+            )
+            for landed, sha in files
+        ]
+    requests = []
+    for chunk in split(files, settings.batch_max_files):
+        keyed = [(path_to_key(landed.relative_path), sha) for landed, sha in chunk]
+        requests.append(
+            dg.RunRequest(
+                run_key=batch_run_key(keyed),
+                run_config=batch_run_config(contract.name, [key for key, _ in keyed]),
+                tags={DATASET_TAG: contract.name, **batch_tags(len(chunk))},
+                job_name=batch_job_name,
+            )
+        )
+    return requests
+
+
+def _interrupted_runs(
+    context: dg.SensorEvaluationContext,
+    connection: "psycopg.Connection",
+    contract: Contract,
+    known: Mapping[str, Known],
+    decision: Decision,
+    stale_running_minutes: int,
+) -> tuple[list[Interrupted], list[dg.RunRequest]]:
+    """Stale `running` rows marked interrupted, and one reload run per interruption.
+
+    See elt_assets/recovery.py. Each recovered file is named in the tick's log, with the reason.
+    """
+    recovered = recover_stale_files(
+        connection, context.instance, contract.name, stale_running_minutes * 60
+    )
+    for item in recovered:
+        context.log.warning(f"{contract.name}: {item.row.file}: {item.error}")
+    # The content each file holds now: what this tick observed, else what was known before.
+    observed = {o.file.relative_path: o.sha256 for o in decision.observations}
+    requested = {landed.relative_path for landed, _ in decision.requests}
+
+    def current(file: str) -> str | None:
+        if file in requested:
+            return None  # new content of the file already has its run this tick
+        if file in observed:
+            return observed[file]
+        memory = known.get(file)
+        return memory.sha256 if memory else None
+
+    reloads = []
+    for row in files_to_reload(connection, context.instance, contract.name, current):
+        context.log.info(f"{contract.name}: {row.file}: requesting a reload ({row.run_id} ended)")
+        reloads.append(
+            dg.RunRequest(
+                run_key=reload_run_key(row),
+                partition_key=row.partition_key,
+                tags={
+                    SHA_TAG: row.sha256,
+                    FILE_TAG: row.file,
+                    DATASET_TAG: contract.name,
+                    RELOAD_OF_TAG: row.run_id,
+                },
+            )
+        )
+    return recovered, reloads

@@ -17,6 +17,7 @@ from typing import BinaryIO
 from elt_assets.contracts.model import CsvOptions
 
 _FIELD_LIMIT = 16 << 20
+EMPTY_LINE = "an empty line inside the data; remove it or quote it"
 
 
 class _Located(Exception):
@@ -25,11 +26,25 @@ class _Located(Exception):
         self.line, self.message = line, message
 
 
-def _decoded_lines(stream: BinaryIO, encoding: str, counter: list[int]) -> Iterator[str]:
+def _decoded_lines(
+    stream: BinaryIO, encoding: str, counter: list[int], line_limit: int, max_bytes: int
+) -> Iterator[str]:
+    """Lines of at most `line_limit` bytes (a longer one is the problem: it is never read whole,
+    so a gigabyte without a line break cannot fill memory), up to `max_bytes` in all."""
     decoder = codecs.getincrementaldecoder(encoding)()
     first = True
-    for raw in stream:
+    total = 0
+    while raw := stream.readline(line_limit + 1):
         counter[0] += 1
+        total += len(raw)
+        if len(raw) > line_limit:
+            raise _Located(
+                counter[0],
+                f"a single record is larger than {line_limit} bytes (a line without a line "
+                "break that long); if the file is right, raise ELT_MAX_RECORD_BYTES",
+            )
+        if total > max_bytes:
+            return  # beyond what the reader itself reads (the gzip bound): no verdict
         try:
             text = decoder.decode(raw)
         except UnicodeDecodeError as error:
@@ -45,13 +60,21 @@ def _decoded_lines(stream: BinaryIO, encoding: str, counter: list[int]) -> Itera
 
 def locate_csv_problem(path: Path, options: CsvOptions) -> tuple[int, str] | None:
     """(line, message) for the first problem found, or None if Python reads the file cleanly."""
+    from elt_assets.landing import readers  # its limits, read now (settings, tests)
+
     csv.field_size_limit(_FIELD_LIMIT)
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
+        size = path.stat().st_size
+        max_bytes = (
+            max(readers.GZIP_FLOOR_BYTES, size * readers.GZIP_RATIO_LIMIT) if gzipped else size
+        )
         counter = [0]
-        lines = _decoded_lines(stream, options.encoding, counter)
+        lines = _decoded_lines(
+            stream, options.encoding, counter, readers._record_limit(), max_bytes
+        )
         reader = csv.reader(
             lines, delimiter=options.delimiter, quotechar=options.quote, strict=True
         )
@@ -84,7 +107,7 @@ def locate_csv_problem(path: Path, options: CsvOptions) -> tuple[int, str] | Non
                         "(a ragged row: an unquoted delimiter or a missing value?)",
                     )
                 elif record == [] and expected != 0:
-                    return start, "an empty line inside the data; remove it or quote it"
+                    return start, EMPTY_LINE
         except _Located as located:
             return located.line, located.message
         except (EOFError, OSError) as error:

@@ -16,6 +16,7 @@ import csv
 import gzip
 import hashlib
 import io
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,14 +25,16 @@ from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from elt_assets.contracts.model import Contract
+from elt_assets.settings import max_record_bytes
 
 ROW_COLUMN = "_elt_row"
 MAX_COLUMNS = 4096
-MAX_ROW_BYTES = 16 << 20  # one CSV record; pyarrow's block size
+MAX_ROW_BYTES = 1 << 20  # one CSV record; pyarrow's block size (ELT_MAX_RECORD_BYTES)
 GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzip bomb
 GZIP_FLOOR_BYTES = 1 << 30
 READ_CHUNK = 1 << 20
@@ -106,13 +109,104 @@ def map_header(contract: Contract, file_columns: list[str], file: str) -> Header
     return HeaderMapping(sources, missing, extra)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+class _QuoteCheck:
+    """Finds the first quote that is not at a field boundary, on the raw bytes, vectorised.
+
+    A quote with an even number of quotes before it opens a quoted field: it must follow a
+    delimiter, a line break, the start of the data or another quote (a doubled quote). With an odd
+    number it closes one: a delimiter, a line break, the end or another quote must follow. Readers
+    disagree on anything else: pyarrow keeps the quotes of Jo"h"n as data, PostgreSQL's COPY reads
+    them as quoting (John), so such a file has no single meaning and is rejected, naming its line.
+    Only for encodings where the quote, the delimiter and the line break are single ASCII bytes.
+    """
+
+    def __init__(self, file: str, quote: bytes, delimiter: bytes):
+        self._file = file
+        self._quote = pa.scalar(quote[0], pa.uint8())
+        self._quote_byte = quote[:1]
+        self._boundaries = set(delimiter + b"\n\r" + quote)  # a quote may touch these
+        self._allowed = pa.array(sorted(self._boundaries), pa.uint8())
+        self._quotes = 0  # quotes before the current chunk
+        self._lines = 0  # line breaks before the current chunk
+        self._previous = ord("\n")  # the byte before the current chunk (start of data: a break)
+        self._pending: tuple[int, int] | None = None  # a closing quote ending the last chunk
+        self._bom = _BOM  # what is left to match of a UTF-8 BOM at the start of the data
+
+    def feed(self, data: bytes) -> None:
+        while self._bom and data:  # a BOM is not data, even split across chunks
+            if data[0] != self._bom[0]:
+                self._bom = b""
+                break
+            data, self._bom = data[1:], self._bom[1:]
+        if not data:
+            return
+        if self._pending is not None:
+            if data[0] not in self._boundaries:
+                self._reject(*self._pending, closing=True)
+            self._pending = None
+        if self._quote_byte in data:
+            self._check(data)
+        self._lines += data.count(b"\n")
+        self._previous = data[-1]
+
+    def _check(self, data: bytes) -> None:
+        chunk = pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
+        positions = pc.indices_nonzero(pc.equal(chunk, self._quote))
+        if len(positions):
+            before = pa.concat_arrays([pa.array([self._previous], pa.uint8()), chunk[:-1]])
+            after = pa.concat_arrays([chunk[1:], pa.array([ord("\n")], pa.uint8())])
+            ordinal = pc.cumulative_sum(pc.cast(pc.is_valid(positions), pa.int64()))  # 1, 2, ...
+            opening = pc.equal(pc.bit_wise_and(pc.add(ordinal, self._quotes - 1), 1), 0)
+            bad_open = pc.and_(
+                opening, pc.invert(pc.is_in(pc.take(before, positions), self._allowed))
+            )
+            bad_close = pc.and_(
+                pc.invert(opening), pc.invert(pc.is_in(pc.take(after, positions), self._allowed))
+            )
+            last = positions[-1].as_py()
+            if last == len(data) - 1 and not opening[-1].as_py():
+                self._pending = (last, self._lines + data.count(b"\n", 0, last))
+                bad_close = pc.and_(bad_close, pc.not_equal(positions, last))
+            bad = pc.indices_nonzero(pc.or_(bad_open, bad_close))
+            if len(bad):
+                index = bad[0].as_py()
+                position = positions[index].as_py()
+                line = self._lines + data.count(b"\n", 0, position)
+                self._reject(position, line, closing=not opening[index].as_py())
+            self._quotes += len(positions)
+
+    def _reject(self, position: int, lines_before: int, closing: bool) -> None:
+        problem = (
+            "text follows the closing quote of a field"
+            if closing
+            else "a quote inside a field that does not start with one"
+        )
+        raise FileRejected(
+            self._file,
+            f'{problem} (as in "ab"c or a"b); CSV readers disagree on what that means: quote '
+            'the whole field and double every quote inside it ("a""b")',
+            line=lines_before + 1,
+        )
+
+
 class _Tap(io.RawIOBase):
     """Reads the raw file, hashing its bytes; decompresses gzip; bounds expansion; counts quotes."""
 
-    def __init__(self, path: Path, file: str, quote: bytes, gzipped: bool):
+    def __init__(
+        self,
+        path: Path,
+        file: str,
+        quote: bytes,
+        gzipped: bool,
+        checker: _QuoteCheck | None = None,
+    ):
         self._raw = path.open("rb")
         self._file = file
         self._quote = quote
+        self._checker = checker
         self.sha256 = hashlib.sha256()
         self.raw_bytes = 0
         self.data_bytes = 0
@@ -161,6 +255,8 @@ class _Tap(io.RawIOBase):
         buffer[: len(data)] = data
         self.data_bytes += len(data)
         self.quotes += data.count(self._quote)
+        if self._checker is not None:
+            self._checker.feed(data)
         return len(data)
 
     def finish_hash(self) -> str:
@@ -173,6 +269,13 @@ class _Tap(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def _record_limit() -> int:
+    """ELT_MAX_RECORD_BYTES when it is set, else MAX_ROW_BYTES."""
+    if os.environ.get("ELT_MAX_RECORD_BYTES", "").strip():
+        return max_record_bytes()
+    return MAX_ROW_BYTES
 
 
 def _is_gzip(path: Path) -> bool:
@@ -194,6 +297,7 @@ class FileReader:
         self.sha256: str | None = None
         self.bytes_read = 0
         self.header: HeaderMapping | None = None
+        self.record_limit = _record_limit()
 
     def __enter__(self) -> FileReader:
         return self
@@ -221,17 +325,37 @@ class FileReader:
         else:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
-        tap = _Tap(self.path, self.file, options.quote.encode(), gzipped)
+        tap = _Tap(self.path, self.file, options.quote.encode(), gzipped, self._quote_check())
         reader = self._open_arrow_csv(tap, file_columns, header=names is not None)
         try:
+            look_for_empty_lines = len(file_columns) > 1
             for record_batch in self._arrow_batches(reader, tap):
-                yield self._frame(pl.from_arrow(record_batch))  # type: ignore[arg-type]
+                frame: pl.DataFrame = pl.from_arrow(record_batch)  # type: ignore[assignment]
+                if (
+                    look_for_empty_lines
+                    and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
+                ):
+                    look_for_empty_lines = False
+                    self._reject_empty_line()
+                yield self._frame(frame)
             if tap.quotes % 2:
                 raise self._diagnosed("a quoted field is not closed (unterminated quote)")
             self.sha256 = tap.finish_hash()
             self.bytes_read = tap.raw_bytes
         finally:
             tap.close()
+
+    def _quote_check(self) -> _QuoteCheck | None:
+        options = self.contract.source.csv
+        try:
+            single = [c.encode(options.encoding) for c in (options.quote, options.delimiter, "\n")]
+        except UnicodeEncodeError:
+            return None
+        if single != [
+            c.encode("ascii", "replace") for c in (options.quote, options.delimiter, "\n")
+        ]:
+            return None  # UTF-16 and the like: no single-byte quote to look for
+        return _QuoteCheck(self.file, single[0], single[1])
 
     def _open_arrow_csv(
         self, tap: _Tap, columns: list[str], header: bool
@@ -242,7 +366,8 @@ class FileReader:
             return pa_csv.open_csv(
                 pa.PythonFile(io.BufferedReader(tap, READ_CHUNK), mode="r"),
                 read_options=pa_csv.ReadOptions(
-                    block_size=MAX_ROW_BYTES,
+                    block_size=self.record_limit,
+                    use_threads=False,  # the read-ahead thread already overlaps it with COPY
                     encoding=options.encoding,
                     column_names=None if header else columns,
                 ),
@@ -293,12 +418,12 @@ class FileReader:
         yield from table.combine_chunks().to_batches(max_chunksize=self.batch_rows)
 
     def _csv_header(self, gzipped: bool) -> list[str]:
-        """The first record, parsed with the contract's dialect, from at most MAX_ROW_BYTES."""
+        """The first record, parsed with the contract's dialect, from at most record_limit bytes."""
         options = self.contract.source.csv
         try:
             with self.path.open("rb") as raw:
                 stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
-                head = stream.read(MAX_ROW_BYTES)
+                head = stream.read(self.record_limit)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
             raise FileRejected(
                 self.file, f"the gzip data is corrupt or truncated ({error}); ask for a new copy"
@@ -308,7 +433,8 @@ class FileReader:
         try:
             text = head.decode(options.encoding)
         except UnicodeDecodeError as error:
-            if len(head) - error.start > 4:  # not merely a multi-byte character cut by the limit
+            cut = len(head) == self.record_limit and len(head) - error.start <= 4
+            if not cut:  # not merely a multi-byte character cut by the read limit
                 line = head[: error.start].count(b"\n") + 1
                 raise FileRejected(
                     self.file,
@@ -318,23 +444,41 @@ class FileReader:
                 ) from None
             text = head[: error.start].decode(options.encoding)
         text = text.removeprefix("\ufeff")
+        # csv's field limit is process-wide (128 KiB until diagnose.py raises it): a long header
+        # must get the same verdict in a fresh process as after a diagnosis.
+        csv.field_size_limit(max(csv.field_size_limit(), len(head) + 1))
         records = csv.reader(
             io.StringIO(text, newline=""), delimiter=options.delimiter, quotechar=options.quote
         )
         try:
-            header = next(records)
+            header = next(records, None)
         except csv.Error as error:
             raise FileRejected(
                 self.file, f"the header cannot be parsed ({error})", line=1
             ) from None
+        if header is None:  # a generator must not leak StopIteration
+            raise FileRejected(self.file, "the file has no header line", line=1)
         if len(header) > MAX_COLUMNS:
             raise FileRejected(
                 self.file, f"the header has {len(header)} columns; at most {MAX_COLUMNS} are read"
             )
         consumed = sum(len(x) for x in header)
-        if len(head) == MAX_ROW_BYTES and consumed >= len(text) - len(header) - 2:
-            raise FileRejected(self.file, f"the header line is longer than {MAX_ROW_BYTES} bytes")
+        if len(head) == self.record_limit and consumed >= len(text) - len(header) - 2:
+            raise FileRejected(
+                self.file,
+                f"the header line is longer than {self.record_limit} bytes (ELT_MAX_RECORD_BYTES)",
+            )
         return header
+
+    def _reject_empty_line(self) -> None:
+        """pyarrow reads an empty line as a row of NULLs; PostgreSQL refuses it ("missing data")
+        when there is more than one column. A row of NULLs may also be written as ,, so only a real
+        empty line, found by re-reading the file, rejects it."""
+        from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
+
+        located = locate_csv_problem(self.path, self.contract.source.csv)
+        if located is not None and located[1] == EMPTY_LINE:
+            raise FileRejected(self.file, EMPTY_LINE, line=located[0])
 
     def _diagnosed(self, problem: str) -> FileRejected:
         """Turn a parser error into one that names the line, by re-reading with Python's csv."""
@@ -345,7 +489,10 @@ class FileReader:
             line, message = located
             return FileRejected(self.file, message, line=line)
         if "straddl" in problem:
-            problem = f"a single record is larger than {MAX_ROW_BYTES} bytes"
+            problem = (
+                f"a single record is larger than {self.record_limit} bytes; if the file is "
+                "right, raise ELT_MAX_RECORD_BYTES"
+            )
         return FileRejected(self.file, f"the CSV cannot be parsed: {problem}")
 
     # -- Parquet -----------------------------------------------------------------------------

@@ -45,34 +45,45 @@ class StagingIOManager(dg.ConfigurableIOManager):
     warehouse: dg.ResourceDependency[PostgresResource]
 
     def handle_output(self, context: dg.OutputContext, obj: StagedFile) -> None:
-        from elt_assets.failures import file_failures  # the IO manager reports like the assets
-
-        key = ManifestKey(obj.dataset, obj.file, obj.sha256)
-        with (
-            log_context(dataset=obj.dataset, file=obj.file, run_id=obj.run_id),
-            file_failures(self.warehouse, key, obj.run_id),
-            self.warehouse.connection() as connection,
-        ):
-            ensure_dataset_tables(connection, obj.contract, self.warehouse.owner_connection)
-            report = write_staged(connection, obj)
-        obj.report = report
-        context.add_output_metadata(_metadata(obj, report))
+        context.add_output_metadata(stage_file(self.warehouse, obj))
 
     def load_input(self, context: dg.InputContext) -> StagedSlice:
-        asset_key = context.asset_key
-        dataset = asset_key.path[-1]
-        file = key_to_path(context.asset_partition_key)
-        with self.warehouse.connection() as connection:
-            row = connection.execute(
-                render("manifest_current"), {"dataset": dataset, "file": file}
-            ).fetchone()
-        if row is None:
-            raise TerminalDatabaseError(
-                f"{file} has no staged slice yet: materialise raw/{dataset} and staged/{dataset} "
-                "for this partition first"
-            )
-        sha256, rows_staged, status, error = row
-        return StagedSlice(dataset, file, sha256, int(rows_staged or 0), status, error)
+        dataset = context.asset_key.path[-1]
+        return staged_slice(self.warehouse, dataset, key_to_path(context.asset_partition_key))
+
+
+def stage_file(warehouse: PostgresResource, obj: StagedFile) -> dict[str, dg.MetadataValue]:
+    """Write the file's staging slice (sets `obj.report`); the staged asset's metadata.
+
+    What handle_output does, as a function: the batch job (defs/batch.py) calls it too.
+    """
+    from elt_assets.failures import file_failures  # the IO manager reports like the assets
+
+    key = ManifestKey(obj.dataset, obj.file, obj.sha256)
+    with (
+        log_context(dataset=obj.dataset, file=obj.file, run_id=obj.run_id),
+        file_failures(warehouse, key, obj.run_id),
+        warehouse.connection() as connection,
+    ):
+        ensure_dataset_tables(connection, obj.contract, warehouse.owner_connection)
+        report = write_staged(connection, obj)
+    obj.report = report
+    return _metadata(obj, report)
+
+
+def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> StagedSlice:
+    """The file's current staging slice as the manifest records it (what load_input returns)."""
+    with warehouse.connection() as connection:
+        row = connection.execute(
+            render("manifest_current"), {"dataset": dataset, "file": file}
+        ).fetchone()
+    if row is None:
+        raise TerminalDatabaseError(
+            f"{file} has no staged slice yet: materialise raw/{dataset} and staged/{dataset} "
+            "for this partition first"
+        )
+    sha256, rows_staged, status, error = row
+    return StagedSlice(dataset, file, sha256, int(rows_staged or 0), status, error)
 
 
 def _metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.MetadataValue]:

@@ -41,8 +41,11 @@ class PostgresResource(dg.ConfigurableResource):
 
     def _open_pool(self) -> ConnectionPool:
         url = self.url()
-        # Fail fast with a clear message if the database is unreachable or refuses us.
-        connect(url, setting=self.url_env, application_name=self.application_name).close()
+        # Fail fast with a clear message if the database is unreachable or refuses us, or if it
+        # is a superuser and ELT_REFUSE_SUPERUSER=true (raised inside the pool's `configure`,
+        # the refusal would only be logged and the caller would wait for a connection in vain).
+        with connect(url, setting=self.url_env, application_name=self.application_name) as probe:
+            check_not_superuser(probe, refuse=refuse_superuser(), setting=self.url_env)
         pool = ConnectionPool(
             url,
             min_size=0,

@@ -58,9 +58,14 @@ def _quarantine_frame(staged: StagedFile, records: pl.DataFrame) -> pl.DataFrame
         pl.col(c).str.replace_all("\x00", "\\x00", literal=True)
         for c in ("column_name", "check_name", "reason")
     ]
-    # jsonb cannot hold \u0000: keep it visible as text instead.
+    # jsonb cannot hold \u0000 (a NUL): keep it visible as the text \\u0000 instead. An escaped
+    # backslash followed by u0000 (a value that spells \u0000) is no NUL: the escaped backslashes
+    # are set aside first (as \x01, which JSON always escapes, so it cannot occur in the text).
     safe_json = [
-        pl.col(c).str.replace_all("\\u0000", "\\\\u0000", literal=True)
+        pl.col(c)
+        .str.replace_all("\\\\", "\x01", literal=True)
+        .str.replace_all("\\u0000", "\\\\u0000", literal=True)
+        .str.replace_all("\x01", "\\\\", literal=True)
         for c in ("failures", "raw_record")
     ]
     return records.with_columns(

@@ -138,6 +138,19 @@ def _create_staging(connection: psycopg.Connection, contract: Contract, replace:
     )
 
 
+def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
+    """Create what is still missing, looked at again under a lock: parallel runs of a new dataset
+    all find no table, and all but the first would fail on CREATE TABLE (42P07)."""
+    with connection.transaction():
+        connection.execute(render("lock_ddl"))
+        target = inspect_table(connection, contract.target.schema_, contract.target.table)
+        staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
+        if not target:
+            _create_target(connection, contract)
+        if not staging or not _staging_matches(contract, staging):
+            _create_staging(connection, contract, replace=bool(staging))
+
+
 def ensure_dataset_tables(
     connection: psycopg.Connection,
     contract: Contract,
@@ -164,10 +177,7 @@ def ensure_dataset_tables(
         return
     try:
         with open_owner() if open_owner else contextlib.nullcontext(connection) as ddl:
-            if not target:
-                _create_target(ddl, contract)
-            if needs_staging:
-                _create_staging(ddl, contract, replace=bool(staging))
+            _create_missing(ddl, contract)
     except psycopg.errors.InsufficientPrivilege as error:
         raise TerminalDatabaseError(
             f"cannot create the tables of dataset {contract.name!r} as this role "

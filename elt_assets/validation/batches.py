@@ -50,7 +50,9 @@ class BatchValidator:
         for column in contract.columns:
             source = source_types.get(column.name, pl.String())
             if source in (pl.String, pl.Null):
-                self.casts[column.name] = cast_text_column(column, timezone)
+                # A Parquet column of type null (all values missing) has no str namespace.
+                raw = pl.col(column.name).cast(pl.String) if source == pl.Null else None
+                self.casts[column.name] = cast_text_column(column, timezone, raw)
             else:
                 self.casts[column.name] = cast_typed_column(column, source, timezone)
 

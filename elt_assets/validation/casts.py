@@ -14,8 +14,9 @@ reason. PostgreSQL stays the last word: the COPY writer isolates any row it stil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 import polars as pl
 
@@ -34,6 +35,7 @@ _UUID = rf"^(\{{{_UUID_BODY}\}}|{_UUID_BODY})$"  # braces only in pairs, as Post
 _TRUE = ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"]
 _FALSE = ["f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"]
 FLOAT4_MAX = 3.4028234663852886e38
+_EXACT = Context(prec=2000, Emax=999_999, Emin=-999_999)  # numeric has up to 1000 digits
 
 
 class UncastableColumn(Exception):
@@ -53,17 +55,32 @@ class ColumnCast:
     fast: pl.Expr | None = None
 
 
-def _reason(column: Column, value: pl.Expr, what: str) -> pl.Expr:
+def _reason(column: Column, value: pl.Expr, what: str | pl.Expr) -> pl.Expr:
+    """The quarantine reason: "<column>: '<value>' is not <what>", or with an expression `what`,
+    the value followed by that text."""
     shown = value.str.slice(0, 80)
-    return pl.format("{}: '{}' is not {}", pl.lit(column.name), shown, pl.lit(what))
+    if isinstance(what, str):
+        return pl.format("{}: '{}' is not {}", pl.lit(column.name), shown, pl.lit(what))
+    return pl.format("{}: '{}' {}", pl.lit(column.name), shown, what)
+
+
+def _skipped_time(timezone: str) -> str:
+    return (
+        f"does not exist in {timezone}: the clocks skip it when daylight saving time starts "
+        "(PostgreSQL would silently move it an hour later); write it with its UTC offset"
+    )
 
 
 def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) -> ColumnCast:
     """Cast a String column (CSV, or text in Parquet) named after `column`."""
     raw = pl.col(column.name) if raw is None else raw
     kind = column.type
-    clean = raw if kind.is_textual else raw.str.strip_chars(WHITESPACE)
+    # PostgreSQL's own input functions trim surrounding whitespace for numbers, booleans, dates
+    # and times, never for text, uuid (it refuses it) or JSON (it trims only JSON's whitespace).
+    as_written = kind.is_textual or kind.kind in {"uuid", "jsonb"}
+    clean = raw if as_written else raw.str.strip_chars(WHITESPACE)
     typed, ok, what = _parse(clean, kind, timezone)
+    typed = _decide_bounds_exactly(column, typed, clean)
     has_nul = raw.str.contains("\x00", literal=True)
     failed = raw.is_not_null() & (has_nul | ~ok.fill_null(False))
     reason = (
@@ -84,16 +101,17 @@ def _fast(clean: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
     """The fast cast for types whose general cast is expensive (timestamps), else None."""
     if kind.kind == "timestamptz":
         shaped = clean.str.contains(f"{_FAST_TIMESTAMP}[+-][0-9]{{2}}:[0-9]{{2}}$")
+        shaped = shaped & _not_year_zero(clean)
         parsed = clean.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%:z", strict=False, time_unit="us")
         return pl.when(shaped).then(parsed.dt.convert_time_zone("UTC"))
     if kind.kind == "timestamp":
-        shaped = clean.str.contains(f"{_FAST_TIMESTAMP}$")
+        shaped = clean.str.contains(f"{_FAST_TIMESTAMP}$") & _not_year_zero(clean)
         parsed = clean.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
         return pl.when(shaped).then(parsed)
     return None
 
 
-def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
+def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Expr, str | pl.Expr]:
     """(typed value, syntax-and-range ok, description of what was expected)."""
     k = kind.kind
     if k in INTEGER_RANGES:
@@ -124,10 +142,10 @@ def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Exp
     if k == "text":
         return clean, pl.lit(True), "text"
     if k == "date":
-        typed = clean.str.to_date("%Y-%m-%d", strict=False)
+        typed = pl.when(_not_year_zero(clean)).then(clean.str.to_date("%Y-%m-%d", strict=False))
         return typed, clean.str.contains(_DATE) & typed.is_not_null(), "a date as YYYY-MM-DD"
     if k == "timestamp":
-        typed = _to_naive_datetime(clean)
+        typed = pl.when(_not_year_zero(clean)).then(_to_naive_datetime(clean))
         ok = clean.str.contains(f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}$") & typed.is_not_null()
         return typed, ok, "a timestamp as YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]"
     if k == "timestamptz":
@@ -145,7 +163,7 @@ def _numeric(clean: pl.Expr, kind: PgType) -> tuple[pl.Expr, pl.Expr, str]:
     what = "a number"
     if kind.precision is not None:
         scale = kind.scale or 0
-        ok = ok & (is_nan | (typed.abs() < _numeric_bound(kind)))
+        ok = ok & (is_nan | _fits_exactly(kind, typed, clean))
         what = f"a number that fits numeric({kind.precision},{scale})"
         typed = typed.round(scale, mode="half_away_from_zero")  # as PostgreSQL rounds numeric
     return typed, ok, what
@@ -163,6 +181,85 @@ def _numeric_bound(kind: PgType) -> float:
     return float(Decimal(10) ** (kind.precision - scale) - Decimal(5) * Decimal(10) ** (-scale - 1))
 
 
+def _fits_exactly(kind: PgType, value: pl.Expr, text: pl.Expr) -> pl.Expr:
+    """Whether the value fits numeric(p,s): on floats, except next to the limit.
+
+    numeric(38,10) holds up to 10^28 - 10^-10, which is 1e28 as a float64: values within float
+    and rounding error of the limit are decided on their exact decimal value, rounded half away
+    from zero to s places as PostgreSQL stores it. Only those few values are looked at in Python.
+    """
+    assert kind.precision is not None
+    scale = kind.scale or 0
+    bound = _numeric_bound(kind)
+    limit = Decimal(10) ** (kind.precision - scale)
+    step = Decimal(1).scaleb(-scale)
+    window = bound * 1e-15 + float(step)
+
+    def decide(parts: pl.Series) -> pl.Series:
+        values, texts = parts.struct.field("value"), parts.struct.field("text")
+        result = values.abs() < bound
+        near = ((values.abs() - bound).abs() <= window).fill_null(False)
+        for index in near.arg_true().to_list():
+            try:
+                exact = _EXACT.create_decimal(texts[index].strip(WHITESPACE))
+                exact = exact.quantize(step, rounding=ROUND_HALF_UP, context=_EXACT)
+            except InvalidOperation:
+                continue
+            result = result.scatter(index, exact.copy_abs() < limit)  # abs() would round
+        return result
+
+    return pl.struct(value.alias("value"), text.alias("text")).map_batches(
+        decide, return_dtype=pl.Boolean
+    )
+
+
+def _decide_bounds_exactly(column: Column, typed: pl.Expr, text: pl.Expr) -> pl.Expr:
+    """numeric values next to a ge/gt/le/lt bound, moved to the side of it they really are on.
+
+    The checks compare float64 values, and numeric(38,10) holds more digits than a float64:
+    100000000000000000.0000000001 is 1e17 as a float, so `le: 1e17` would pass it. Values within
+    float and rounding error of a bound are decided on their exact decimal value, rounded to the
+    column's scale as PostgreSQL stores it, and placed one float step to the right side of the
+    bound (or on it). Only those few values are looked at in Python; the rest stays vectorised.
+    """
+    if column.type.kind != "numeric":
+        return typed
+    checks = column.checks
+    bounds = [
+        b
+        for b in (checks.ge, checks.gt, checks.le, checks.lt)
+        if isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+    ]
+    if not bounds:
+        return typed
+    scale = column.type.scale if column.type.precision is not None else None
+    step = Decimal(1).scaleb(-scale) if scale is not None else None
+    unit = float(step) if step is not None else 0.0
+
+    def decide(pair: pl.Series) -> pl.Series:
+        values = pair.struct.field("typed")
+        texts = pair.struct.field("text")
+        for bound in bounds:
+            exact_bound, near_bound = Decimal(str(bound)), float(bound)
+            window = unit + abs(near_bound) * 1e-15 + 1e-300
+            near = ((values - near_bound).abs() <= window).fill_null(False)
+            for index in near.arg_true().to_list():
+                try:
+                    exact = _EXACT.create_decimal(texts[index].strip(WHITESPACE))
+                    if step is not None:  # rounded half away from zero, as PostgreSQL stores it
+                        exact = exact.quantize(step, rounding=ROUND_HALF_UP, context=_EXACT)
+                except InvalidOperation:
+                    continue
+                side = 0 if exact == exact_bound else (1 if exact > exact_bound else -1)
+                placed = near_bound if side == 0 else math.nextafter(near_bound, side * math.inf)
+                values = values.scatter(index, placed)
+        return values
+
+    return pl.struct(typed.alias("typed"), text.alias("text")).map_batches(
+        decide, return_dtype=pl.Float64
+    )
+
+
 def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
     """ISO date and optional time (T or space, minutes, seconds, fraction) as a naive datetime."""
     spaced = clean.str.replace("T", " ", literal=True)
@@ -176,7 +273,12 @@ def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
     return full.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
 
 
-def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
+def _not_year_zero(clean: pl.Expr) -> pl.Expr:
+    """Year 0000 does not exist for PostgreSQL (1 BC precedes AD 1); polars would read it."""
+    return ~clean.str.starts_with("0000")
+
+
+def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     # An offset only counts after a time: the "-01" that ends "2026-01-01" is the day.
     with_time = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)"
     parts = clean.str.extract_groups(f"{with_time} ?{_OFFSET}$")
@@ -189,15 +291,27 @@ def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, str]:
         .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_unit="us")
         .dt.convert_time_zone("UTC")
     )
-    local = (
-        _to_naive_datetime(clean)
-        .dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
-        .dt.convert_time_zone("UTC")
+    naive = _to_naive_datetime(clean)
+    local = naive.dt.replace_time_zone(
+        timezone, ambiguous="latest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+    typed = (
+        pl.when(~_not_year_zero(clean))
+        .then(None)
+        .when(has_offset)
+        .then(with_offset)
+        .otherwise(local)
     )
-    typed = pl.when(has_offset).then(with_offset).otherwise(local)
     without_offset = clean.str.contains(f"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}$")
     ok = (has_offset | without_offset) & typed.is_not_null()
-    return typed, ok, "a timestamp as YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][+HH:MM|Z]"
+    # A local time in the gap of a spring-forward change parses but does not exist.
+    skipped = ~has_offset & without_offset & naive.is_not_null() & local.is_null()
+    what = (
+        pl.when(skipped)
+        .then(pl.lit(_skipped_time(timezone)))
+        .otherwise(pl.lit("is not a timestamp as YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][+HH:MM|Z]"))
+    )
+    return typed, ok, what
 
 
 def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> ColumnCast:
@@ -207,7 +321,7 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     raw = pl.col(column.name)
     kind = column.type.kind
     target = column.type.polars_dtype
-    if kind in {"text", "varchar"}:
+    if kind in {"text", "varchar"} and not (source.is_nested() or source == pl.Binary):
         return cast_text_column(column, timezone, raw.cast(pl.String))
     if kind in INTEGER_RANGES and source.is_integer():
         low, high = INTEGER_RANGES[kind]
@@ -216,9 +330,10 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     if kind == "numeric" and (source.is_numeric()):
         as_float = raw.cast(pl.Float64)
         ok = as_float.is_finite() | as_float.is_nan()
+        text = raw.cast(pl.String)
         if column.type.precision is not None:
-            ok = ok & (as_float.is_nan() | (as_float.abs() < _numeric_bound(column.type)))
-        return _typed(column, as_float, ok, raw.cast(pl.String))
+            ok = ok & (as_float.is_nan() | _fits_exactly(column.type, as_float, text))
+        return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text)
     if kind in {"real", "double precision"} and source.is_numeric():
         value = raw.cast(pl.Float64)
         single = value.cast(pl.Float32)  # real is float4: no over- or underflow of finite values
@@ -239,13 +354,21 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     )
 
 
-def _typed(column: Column, typed: pl.Expr, ok: pl.Expr, text: pl.Expr) -> ColumnCast:
+def _typed(
+    column: Column,
+    typed: pl.Expr,
+    ok: pl.Expr,
+    text: pl.Expr,
+    what: str | pl.Expr | None = None,
+) -> ColumnCast:
     raw = pl.col(column.name)
     return ColumnCast(
         typed=typed,
         failed=raw.is_not_null() & ~ok.fill_null(False),
         text=text,
-        reason=_reason(column, raw.cast(pl.String), f"in range for {column.type}"),
+        reason=_reason(
+            column, raw.cast(pl.String), f"in range for {column.type}" if what is None else what
+        ),
     )
 
 
@@ -256,9 +379,12 @@ def _datetime(column: Column, source: pl.Datetime, timezone: str) -> ColumnCast:
         return _typed(column, naive, pl.lit(True), naive.dt.to_string("%Y-%m-%d %H:%M:%S%.f"))
     if source.time_zone:
         utc = raw.dt.convert_time_zone("UTC")
-    else:
-        utc = raw.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
-        utc = utc.dt.convert_time_zone("UTC")
-    text = utc.dt.to_string("%Y-%m-%d %H:%M:%S%.f") + pl.lit("+00:00")
-    ok = utc.is_not_null()
-    return _typed(column, utc, ok, text)
+        text = utc.dt.to_string("%Y-%m-%d %H:%M:%S%.f") + pl.lit("+00:00")
+        return _typed(column, utc, utc.is_not_null(), text)
+    utc = raw.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
+    utc = utc.dt.convert_time_zone("UTC")
+    # The wall-clock time as written, read by PostgreSQL in the contract's time zone (its session
+    # TimeZone while staging), exactly as for CSV: no year-0 UTC text for a local time of AD 1.
+    text = raw.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+    # The only naive value that fails is a time the clocks skip.
+    return _typed(column, utc, utc.is_not_null(), text, pl.lit(_skipped_time(timezone)))

@@ -17,8 +17,9 @@ from pathlib import Path
 import polars as pl
 
 from elt_assets.contracts.model import Contract
-from elt_assets.landing.readers import FileChanged, FileReader, HeaderMapping
+from elt_assets.landing.readers import FileChanged, FileReader, FileRejected, HeaderMapping
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
+from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.policy import StageReport
 
 SAMPLE_ROWS = 20
@@ -63,7 +64,10 @@ class StagedFile:
                 self.header = reader.header
                 assert reader.header is not None
                 source_types = dict(raw.schema.items())
-                validator = BatchValidator(self.contract, reader.header, source_types)
+                try:
+                    validator = BatchValidator(self.contract, reader.header, source_types)
+                except UncastableColumn as error:  # name the file, like every file-level error
+                    raise FileRejected(self.file, str(error)) from None
             validated = validator.validate(raw)
             self.note(validated)
             yield validated

@@ -1,0 +1,645 @@
+"""A starting contract for a file: `elt contract infer FILE` reads a sample and writes YAML.
+
+Only the first rows are read (10 000 by default), streamed by the platform's own `FileReader`, so a
+huge file costs one block. Each column gets the narrowest type that the platform's *own* casts
+(`validation/casts.py`) accept for every sampled value, which the result verifies: a CSV column is
+boolean, integer or bigint (by range), numeric(p,s) for plain decimals, date, timestamp (no
+offset) or timestamptz (offsets), uuid, else text. A Parquet column keeps its file type where the
+platform can load it. When in doubt the type is text: numbers with leading zeros (codes), whole
+numbers beyond bigint (identifiers), blanks ("" is an empty string, not NULL) or mixed values.
+
+Nulls are the unquoted empty field, and the NULL spellings of `NULL_MARKERS` when they stand where
+a typed column has no value: those are then listed in `source.csv.null_values`, so the loader reads
+them as NULL too. Every column is nullable except the primary key, which must have no null in the
+sample. Headers that are not lowercase snake_case become snake_case names with `source_name`
+keeping the header. The YAML is checked against the contract model before it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import ValidationError
+
+from elt_assets.contracts.loader import format_validation_error
+from elt_assets.contracts.model import DATASET_NAME, Column, Contract
+from elt_assets.contracts.types import INTEGER_RANGES, PgType
+from elt_assets.landing.readers import FileReader, FileRejected
+from elt_assets.validation.casts import (
+    WHITESPACE,
+    UncastableColumn,
+    cast_text_column,
+    cast_typed_column,
+)
+
+DEFAULT_SAMPLE_ROWS = 10_000
+DEFAULT_SCHEMA = "imported"
+TIMEZONE = "UTC"
+# Spellings of "no value" that exports write. One is added to source.csv.null_values only when it
+# stands in a column that is otherwise typed (in a text column it may be data: "NA" = Namibia).
+NULL_MARKERS = ("NULL", "null", "Null", "N/A", "n/a", "NA", "None", "none", "\\N")
+_SNAKE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$")
+_LEADING_ZERO = re.compile(r"^[+-]?0[0-9]+(\.[0-9]*)?$")
+_BOOLEANS = {"true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0"}
+_WITH_OFFSET = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)? ?"
+    r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+)
+_MAX_NAME_BYTES = 63
+READER_SETTLE_SECONDS = 0.2
+# integer only while the sample stays well inside its range (2 147 483 647): ids grow.
+INTEGER_HEADROOM = 100_000_000
+
+
+class InferError(Exception):
+    """The file cannot give a contract (missing, unreadable, empty, a key with nulls)."""
+
+    usage = False
+
+
+class InferUsageError(InferError):
+    """The arguments cannot give a valid contract (an unknown key column, a bad name)."""
+
+    usage = True
+
+
+@dataclass(frozen=True)
+class InferredColumn:
+    name: str
+    header: str  # as written in the file
+    type: PgType
+    nullable: bool
+    nulls: int  # in the sample, NULL markers included
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class InferredContract:
+    name: str
+    file: Path
+    format: Literal["csv", "parquet"]
+    rows_sampled: int
+    sample_limit: int
+    columns: list[InferredColumn]
+    primary_key: list[str]
+    schema: str
+    table: str
+    glob: str
+    explicit_format: bool = False  # the extension does not say the format
+    delimiter: str = ","
+    encoding: str = "utf8"
+    null_values: list[str] = field(default_factory=list)
+    duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
+
+    @property
+    def yaml(self) -> str:
+        return render_yaml(self)
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def snake_case(text: str) -> str:
+    """'Customer Name' -> customer_name, 'orderID' -> order_id, 'Prénom' -> prenom ('' if none)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    split = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", ascii_text)
+    return re.sub(r"[^a-z0-9]+", "_", split.lower()).strip("_")
+
+
+def column_names(headers: Sequence[str]) -> list[str]:
+    """A valid, unique, lowercase snake_case column name for every header, in order."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for position, header in enumerate(headers, start=1):
+        base = header if _SNAKE.match(header) and not header.startswith("_") else snake_case(header)
+        if not base:
+            base = f"column_{position}"
+        elif base[0].isdigit():
+            base = f"col_{base}"
+        base = base[:_MAX_NAME_BYTES].rstrip("_")
+        name, suffix = base, 2
+        while name in taken:  # "Order ID" and "order_id" both want order_id
+            name = f"{base[: _MAX_NAME_BYTES - len(str(suffix)) - 1].rstrip('_')}_{suffix}"
+            suffix += 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def dataset_name(path: Path) -> str:
+    """The file's stem as a dataset name: 'orders_2026-11-20.csv.gz' -> orders_2026_11_20."""
+    stem = path.name
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    name = snake_case(stem)[:50].rstrip("_")
+    if not name:
+        return "dataset"
+    return f"dataset_{name}"[:50].rstrip("_") if name[0].isdigit() else name
+
+
+def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
+    lower = path.name.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        pattern = "*.csv*"
+    else:
+        suffixes = "".join(path.suffixes[-2:]) if lower.endswith(".gz") else path.suffix
+        pattern = f"*{suffixes}"
+    folder = name
+    if landing_dir is not None:
+        try:
+            relative = path.resolve().parent.relative_to(landing_dir.resolve())
+        except ValueError:
+            pass
+        else:
+            parts = relative.parts
+            if not parts:
+                return pattern
+            # Dated sub-folders (events/2026/11/21/) are common: take the whole tree.
+            return f"{parts[0]}/**/{pattern}" if len(parts) > 1 else f"{parts[0]}/{pattern}"
+    return f"{folder}/{pattern}"
+
+
+# -- reading the sample ------------------------------------------------------------------------
+
+
+def _detect_format(path: Path) -> Literal["csv", "parquet"]:
+    with path.open("rb") as handle:
+        return "parquet" if handle.read(4) == b"PAR1" else "csv"
+
+
+def _provisional(
+    headers: list[str], names: list[str], fmt: str, delimiter: str, encoding: str
+) -> Contract:
+    """A contract that reads every column as it is, to sample the file through FileReader."""
+    return Contract.model_validate(
+        {
+            "name": "inferred",
+            "source": {
+                "glob": "*",
+                "format": fmt,
+                "csv": {"delimiter": delimiter, "encoding": encoding},
+            },
+            "target": {"schema": "inferred", "table": "inferred", "mode": "append"},
+            "columns": [
+                {"name": n, "type": "text", "source_name": h}
+                for n, h in zip(names, headers, strict=True)
+            ],
+        }
+    )
+
+
+def _headers(path: Path, file: str, fmt: str, delimiter: str, encoding: str) -> list[str]:
+    if fmt == "parquet":
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as error:
+            raise InferError(
+                f"{file}: not a readable Parquet file ({error}); it may be truncated or corrupt"
+            ) from None
+        for arrow_field in schema:
+            if pa.types.is_decimal256(arrow_field.type):
+                raise InferError(
+                    f"{file}: Parquet column {arrow_field.name!r} is {arrow_field.type}, which the "
+                    "platform cannot read; write it as decimal128 (up to 38 digits) or as a string"
+                )
+        return list(schema.names)
+    probe = _provisional(["x"], ["x"], fmt, delimiter, encoding)
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    # The loader's own header parsing (dialect, BOM, encoding errors, limits).
+    return FileReader(path, file, probe)._csv_header(gzipped)
+
+
+def _check_headers(file: str, headers: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for header in headers:
+        folded = header.strip().casefold()
+        if header in seen.values():
+            raise InferError(
+                f"{file}: the header has column {header!r} twice; the platform cannot load such "
+                "a file: ask the sender for distinct column names"
+            )
+        if folded in seen:
+            raise InferError(
+                f"{file}: headers {seen[folded]!r} and {header!r} differ only in case or spaces; "
+                "a contract cannot read both: ask the sender for distinct column names"
+            )
+        seen[folded] = header
+
+
+def read_sample(
+    path: Path, file: str, rows: int, delimiter: str = ",", encoding: str = "utf8"
+) -> tuple[Literal["csv", "parquet"], list[str], list[str], pl.DataFrame]:
+    """(format, headers, column names, the first `rows` rows) read as the loader reads them."""
+    if not path.exists():
+        raise InferError(f"{file}: no such file")
+    if not path.is_file():
+        raise InferError(f"{file}: not a regular file")
+    try:
+        if path.stat().st_size == 0:
+            raise InferError(f"{file}: the file is empty (0 bytes); expected at least a header")
+        fmt = _detect_format(path)
+        headers = _headers(path, file, fmt, delimiter, encoding)
+        _check_headers(file, headers)
+        names = column_names(headers)
+        contract = _provisional(headers, names, fmt, delimiter, encoding)
+        batches = cast(
+            Generator[pl.DataFrame, None, None],
+            FileReader(path, file, contract, batch_rows=rows).batches(),
+        )
+        try:
+            first = next(batches, None)
+        finally:
+            batches.close()  # stop reading: the rest of the file is never touched
+    except FileRejected as error:
+        # After a parse error pyarrow's background reader still finishes its last read; a process
+        # that exits at once (the CLI) can abort in that thread ("terminate called without an
+        # active exception", pyarrow 26, Python 3.11). Give it a moment before going on.
+        time.sleep(READER_SETTLE_SECONDS)
+        raise InferError(str(error)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InferError(f"{file}: cannot be read ({error})") from None
+    if first is None:
+        first = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+    return fmt, headers, names, first.drop("_elt_row", strict=False).head(rows)
+
+
+# -- types -------------------------------------------------------------------------------------
+
+
+def accepts(values: pl.Series, kind: PgType, source: pl.DataType | None = None) -> bool:
+    """Whether the platform's casts take every non-null value of `values` as `kind`."""
+    column = Column(name="value", type=kind)
+    # An all-null Parquet column (type null) is read as text, as BatchValidator reads it.
+    frame = pl.DataFrame({"value": values.cast(pl.String) if source == pl.Null else values})
+    try:
+        if source is None or source in (pl.String, pl.Null):
+            column_cast = cast_text_column(column, TIMEZONE)
+        else:
+            column_cast = cast_typed_column(column, source, TIMEZONE)
+        return not frame.select(column_cast.failed.any()).item()
+    except (UncastableColumn, pl.exceptions.PolarsError):
+        return False
+
+
+@dataclass(frozen=True)
+class Guess:
+    type: PgType
+    note: str | None = None
+
+
+TEXT = PgType("text")
+
+
+def infer_text_type(values: pl.Series) -> Guess:
+    """The type of a CSV column from its non-null values, checked with the platform's casts."""
+    if values.len() == 0:
+        return Guess(TEXT, "no value in the sample: review the type")
+    values = values.cast(pl.String)
+    clean = values.str.strip_chars(WHITESPACE)
+    blank = int((clean == "").sum())
+    guess = _typed_guess(values.filter(clean != ""), clean.filter(clean != ""))
+    if blank and guess.type != TEXT:
+        return Guess(
+            TEXT,
+            f'text: {blank} blank value(s) (a quoted "" is an empty string, not NULL); '
+            f"without them the column would be {guess.type}",
+        )
+    if guess.type == TEXT and guess.note is None and values.str.contains("\x00").any():
+        return Guess(TEXT, "some values contain NUL characters: those rows will be quarantined")
+    return guess
+
+
+def _typed_guess(values: pl.Series, clean: pl.Series) -> Guess:
+    if values.len() == 0:
+        return Guess(TEXT)
+    texts = clean.to_list()
+    if all(_INTEGER.match(v) or _PLAIN_DECIMAL.match(v) for v in texts) and any(
+        _LEADING_ZERO.match(v) for v in texts
+    ):
+        return Guess(TEXT, "text: numbers with leading zeros (codes?) keep their zeros as text")
+    lowered = {v.lower() for v in texts}
+    if lowered <= _BOOLEANS and not lowered <= {"0", "1"}:
+        return _verified(values, PgType("boolean"))
+    if all(_INTEGER.match(v) for v in texts):
+        return _integer(values, texts)
+    if all(_PLAIN_DECIMAL.match(v) for v in texts):
+        return _decimal(values, texts)
+    for kind in (PgType("numeric"), PgType("double precision")):  # exponents, NaN, Infinity
+        if accepts(values, kind):
+            return Guess(kind, "numbers with an exponent or NaN/Infinity: review the type")
+    if accepts(values, PgType("date")):
+        return Guess(PgType("date"))
+    with_offset = int(clean.str.contains(_WITH_OFFSET).sum())
+    if with_offset == 0 and accepts(values, PgType("timestamp")):
+        return Guess(PgType("timestamp"))
+    if with_offset and accepts(values, PgType("timestamptz")):
+        without = values.len() - with_offset
+        note = (
+            f"{without} of {values.len()} values have no offset: they are read in source.timezone"
+            if without
+            else None
+        )
+        return Guess(PgType("timestamptz"), note)
+    if accepts(values, PgType("uuid")):
+        return Guess(PgType("uuid"))
+    return Guess(TEXT)
+
+
+def _verified(values: pl.Series, kind: PgType, note: str | None = None) -> Guess:
+    return Guess(kind, note) if accepts(values, kind) else Guess(TEXT)
+
+
+def _integer(values: pl.Series, texts: list[str]) -> Guess:
+    largest = max(abs(int(v)) for v in texts)
+    if largest <= INTEGER_HEADROOM:
+        return _verified(values, PgType("integer"))
+    bottom, top = INTEGER_RANGES["bigint"]
+    if all(bottom <= int(v) <= top for v in texts):
+        return _verified(values, PgType("bigint"))
+    return Guess(TEXT, "text: whole numbers beyond bigint (identifiers?); numeric if quantities")
+
+
+def _decimal(values: pl.Series, texts: list[str]) -> Guess:
+    """numeric(p,s): s as in the sample when every decimal has it, p with headroom."""
+    digits, scales = 0, set()
+    for text in texts:
+        whole, _, fraction = text.lstrip("+-").partition(".")
+        digits = max(digits, len(whole.lstrip("0")))
+        if "." in text:
+            scales.add(len(fraction))
+    if len(scales) > 1:
+        return _verified(
+            values, PgType("numeric"), "decimals of varying scale: numeric keeps every digit"
+        )
+    scale = scales.pop() if scales else 0
+    precision = max(2 * digits, digits + 4) + scale
+    if precision > 1000:
+        return _verified(values, PgType("numeric"))
+    return _verified(values, PgType("numeric", precision=precision, scale=scale))
+
+
+def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
+    """The contract type of a Parquet column: its own type where the platform loads it."""
+    dtype = values.dtype
+    kind = _parquet_kind(dtype)
+    if kind is None:
+        raise InferError(
+            f"{file}: Parquet column {header!r} is {dtype}, which the platform cannot load; "
+            "flatten it or write it as a string (e.g. JSON text)"
+        )
+    if accepts(values, kind, dtype):
+        plain = kind != TEXT or dtype in (pl.String, pl.Null, pl.Categorical, pl.Enum)
+        return Guess(kind, None if plain else f"{dtype} in the file: loaded as text")
+    if accepts(values, TEXT, dtype):
+        return Guess(TEXT, f"{dtype} in the file: loaded as text")
+    raise InferError(f"{file}: Parquet column {header!r} ({dtype}) cannot be read as any type")
+
+
+def _parquet_kind(dtype: pl.DataType) -> PgType | None:
+    if isinstance(dtype, pl.Decimal):
+        return PgType("numeric", precision=dtype.precision, scale=dtype.scale)
+    if isinstance(dtype, pl.Datetime):
+        return PgType("timestamptz" if dtype.time_zone else "timestamp")
+    if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+        return None
+    simple: dict[type[pl.DataType], PgType] = {
+        pl.Boolean: PgType("boolean"),
+        pl.Int8: PgType("smallint"),
+        pl.Int16: PgType("smallint"),
+        pl.UInt8: PgType("smallint"),
+        pl.Int32: PgType("integer"),
+        pl.UInt16: PgType("integer"),
+        pl.Int64: PgType("bigint"),
+        pl.UInt32: PgType("bigint"),
+        pl.UInt64: PgType("numeric", precision=20, scale=0),
+        pl.Float32: PgType("real"),
+        pl.Float64: PgType("double precision"),
+        pl.Date: PgType("date"),
+    }
+    return simple.get(type(dtype), TEXT)
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+def infer_contract(
+    path: Path,
+    *,
+    name: str | None = None,
+    primary_key: Sequence[str] = (),
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    schema: str = DEFAULT_SCHEMA,
+    table: str | None = None,
+    landing_dir: Path | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf8",
+) -> InferredContract:
+    """Read the first `sample_rows` rows of `path` and infer a contract (checked to load)."""
+    file = str(path)
+    if sample_rows < 1:
+        raise InferUsageError(f"--sample-rows must be at least 1, not {sample_rows}")
+    dataset = name if name is not None else dataset_name(path)
+    if not DATASET_NAME.match(dataset) or len(dataset) > 50:
+        raise InferUsageError(
+            f"dataset name {dataset!r}: use lowercase letters, digits and _, at most 50 characters"
+        )
+    fmt, headers, names, sample = read_sample(path, file, sample_rows, delimiter, encoding)
+    key = _key_columns(primary_key, headers, names)
+    markers = _null_markers(sample, fmt)
+    columns = []
+    for header, column in zip(headers, names, strict=True):
+        values = sample[column]
+        is_null = values.is_null()
+        if fmt == "csv":
+            is_null = is_null | values.is_in(markers)
+            guess = infer_text_type(values.filter(~is_null))
+        else:
+            guess = infer_parquet_type(values, file, header)
+        nulls = int(is_null.sum())
+        if column in key and nulls:
+            raise InferError(
+                f"{file}: primary key column {header!r} is empty in {nulls} of {sample.height} "
+                "sampled rows; a key must never be NULL: choose another key or fix the file"
+            )
+        columns.append(
+            InferredColumn(column, header, guess.type, column not in key, nulls, guess.note)
+        )
+    inferred = InferredContract(
+        name=dataset,
+        file=path,
+        format=fmt,
+        rows_sampled=sample.height,
+        sample_limit=sample_rows,
+        columns=columns,
+        primary_key=key,
+        schema=schema,
+        table=table or dataset,
+        glob=_glob(path, landing_dir, dataset),
+        explicit_format=fmt != _format_by_extension(path),
+        delimiter=delimiter,
+        encoding=encoding,
+        null_values=markers,
+        duplicate_keys=sample.height - sample.select(key).n_unique()
+        if key and sample.height
+        else 0,
+    )
+    _check_loads(inferred)
+    return inferred
+
+
+def _format_by_extension(path: Path) -> str:
+    return "parquet" if path.name.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+def _key_columns(wanted: Sequence[str], headers: list[str], names: list[str]) -> list[str]:
+    """Key columns by name or by header (exact, then ignoring case and spaces)."""
+    key: list[str] = []
+    for item in wanted:
+        found = next((n for n in names if n == item), None)
+        if found is None:
+            found = next((n for n, h in zip(names, headers, strict=True) if h == item), None)
+        if found is None:
+            folded = item.strip().casefold()
+            found = next(
+                (n for n, h in zip(names, headers, strict=True) if h.strip().casefold() == folded),
+                None,
+            )
+        if found is None:
+            raise InferUsageError(
+                f"--primary-key {item!r} is not a column of the file (columns: {', '.join(names)})"
+            )
+        if found in key:
+            raise InferUsageError(f"--primary-key {item!r} is given twice")
+        key.append(found)
+    return key
+
+
+def _null_markers(sample: pl.DataFrame, fmt: str) -> list[str]:
+    """The NULL_MARKERS that stand in a CSV column whose other values are all of a typed kind."""
+    if fmt != "csv":
+        return []
+    chosen: set[str] = set()
+    for column in sample.columns:
+        values = sample[column].drop_nulls()
+        present = set(values.filter(values.is_in(NULL_MARKERS)).unique().to_list())
+        if present and infer_text_type(values.filter(~values.is_in(NULL_MARKERS))).type != TEXT:
+            chosen |= present
+    return [m for m in NULL_MARKERS if m in chosen]
+
+
+def _check_loads(inferred: InferredContract) -> None:
+    try:
+        Contract.model_validate(yaml.safe_load(inferred.yaml))
+    except ValidationError as error:
+        raise InferUsageError(
+            f"the inferred contract would not load: {format_validation_error(error)}"
+        ) from None
+
+
+# -- YAML --------------------------------------------------------------------------------------
+
+
+def _scalar(value: str) -> str:
+    """A YAML scalar: plain for identifiers, else double-quoted (JSON strings are valid YAML)."""
+    plain = _SNAKE.match(value) or re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value)
+    special = value.lower() in {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
+    return value if plain and not special else json.dumps(value, ensure_ascii=False)
+
+
+def _flow_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_scalar(v) for v in values) + "]"
+
+
+def _column_line(column: InferredColumn, rows: int) -> str:
+    parts = [f"name: {column.name}", f"type: {_scalar(str(column.type))}"]
+    if not column.nullable:
+        parts.append("nullable: false")
+    if column.header != column.name:
+        parts.append(f"source_name: {_scalar(column.header)}")
+    line = "  - {" + ", ".join(parts) + "}"
+    remarks = [f"empty in {column.nulls} of {rows} rows" if column.nulls else "never empty"]
+    if column.note:
+        remarks.append(column.note)
+    if rows == 0:
+        remarks = [column.note or "no rows sampled"]
+    return f"{line}  # {'; '.join(remarks)}"
+
+
+def render_yaml(inferred: InferredContract) -> str:
+    rows = inferred.rows_sampled
+    sampled = (
+        f"all {rows} rows sampled: the whole file"
+        if rows < inferred.sample_limit
+        else f"the first {rows} rows sampled"
+    )
+    shown = " ".join(inferred.file.name.split())  # a comment must stay on its line
+    lines = [
+        f"# Starting contract inferred by `elt contract infer` from {shown}",
+        f"# ({inferred.format}, {sampled}).",
+        "# Review before use. Each type accepts every sampled value under the platform's own",
+        "# casts, but later rows may not fit (they would be quarantined); when in doubt a column",
+        "# is text. Review types, nullable (only primary-key columns are NOT NULL), the target,",
+        "# the glob, and add checks (README, 'Adding a dataset').",
+        f"name: {inferred.name}",
+        "source:",
+        f"  glob: {_scalar(inferred.glob)}  # relative to the landing directory: review",
+    ]
+    if inferred.explicit_format:
+        lines.append(f"  format: {inferred.format}  # the extension does not say it")
+    csv_options = []
+    if inferred.delimiter != ",":
+        csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}")
+    if inferred.encoding.lower().replace("-", "") not in {"utf8"}:
+        csv_options.append(f"    encoding: {_scalar(inferred.encoding)}")
+    if inferred.null_values:
+        csv_options.append(
+            f"    null_values: {_flow_list(inferred.null_values)}"
+            "  # seen where typed columns have no value (also NULL in text columns)"
+        )
+    if inferred.format == "csv" and csv_options:
+        lines += ["  csv:", *csv_options]
+    if any(c.type.kind == "timestamptz" and c.note for c in inferred.columns):
+        lines.append("  timezone: UTC  # how timestamps without an offset are read: review")
+    lines += [
+        "target:",
+        f"  schema: {_scalar(inferred.schema)}  # review: where the table is created",
+        f"  table: {_scalar(inferred.table)}",
+    ]
+    if inferred.primary_key:
+        lines += ["  mode: upsert", f"  primary_key: {_flow_list(inferred.primary_key)}"]
+        if inferred.duplicate_keys:
+            lines.append(
+                f"  # the key repeats in the sample ({inferred.duplicate_keys} rows): "
+                "duplicate_keys: last keeps the last row of a key"
+            )
+    else:
+        lines.append(
+            "  mode: append  # no primary key given: rows are appended (elt contract infer "
+            "--primary-key COL for upsert)"
+        )
+    lines.append("columns:")
+    lines += [_column_line(c, rows) for c in inferred.columns]
+    lines += [
+        "policy:",
+        "  schema_drift: strict  # strict | tolerant (extra columns ignored, missing ones NULL)",
+        "  bad_rows: quarantine  # quarantine | fail",
+        "  max_bad_row_ratio: 0.01  # above it the whole file fails",
+    ]
+    if inferred.primary_key:
+        lines.append("  duplicate_keys: last  # last | fail (the same key twice in one file)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,329 @@
+"""Loading a backlog: many files of a dataset in one run, job `ingest_<dataset>_batch`.
+
+A run per file pays for a process start (seconds of imports and setup) before any work; for a
+backlog of hundreds of small files that cost dominates. The batch job loads a list of files (run
+config: their partition keys) in one op, with exactly the functions the partitioned assets run
+(defs/steps.py), and reports each file as those assets would: materialisations of raw/<dataset>,
+staged/<dataset> and the target for the file's partition, and evaluations of the staged checks
+(per partition). The target's checks concern the whole table and Dagster keeps one evaluation of
+them per run: they are measured after each file as usual and reported once per batch, the first
+failure if a file caused one, else the last. In the UI every file stays its own partition.
+
+1. Every file is hashed. Content the manifest already records as loaded is skipped, so a retry
+   of the op, or the same batch run again, redoes only the unfinished files. The others open
+   their manifest row (`running`, this run): a batch that dies leaves each file it took visible,
+   and the interrupted-run recovery (elt_assets/recovery.py) loads them again.
+2. Each file is staged, checked and loaded into the target, in the order given (oldest first).
+
+A file that fails (a bad file, a policy violation) is recorded in the manifest exactly as in a
+single run, and the op goes on with the next file; at the end the op fails with a message listing
+every failed file and its error, not retried. A transient database error stops the op at once and
+the RetryPolicy (the assets' own) retries it. The op takes one slot of the `warehouse` pool.
+
+The sensor (defs/sensors.py) and `elt ingest` use it when more than ELT_BATCH_THRESHOLD files are
+new in one tick, in runs of at most ELT_BATCH_MAX_FILES files.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the op's config annotation at runtime.
+import hashlib
+import math
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+from pydantic import Field
+
+from elt_assets.contracts.model import Contract
+from elt_assets.defs import checks, steps
+from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL, DatasetKeys
+from elt_assets.defs.resources import LandingZone
+from elt_assets.failures import file_failures
+from elt_assets.landing.keys import key_to_path
+from elt_assets.log import log_context, mask_secrets
+from elt_assets.postgres.errors import is_transient
+from elt_assets.postgres.inspect import current_attempt
+from elt_assets.postgres.load import ManifestKey
+from elt_assets.postgres.resource import PostgresResource
+
+BATCH_TAG = "elt/batch"  # "true" on batch runs
+BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
+
+T = TypeVar("T")
+
+
+class BatchConfig(dg.Config):
+    partition_keys: list[str] = Field(
+        description="Partition keys (landing/keys.py) of the files to load, in order."
+    )
+
+
+def batch_job_name(dataset: str) -> str:
+    return f"ingest_{dataset}_batch"
+
+
+def batch_op_name(dataset: str) -> str:
+    return f"load_{dataset}_files"
+
+
+def batch_run_config(dataset: str, partition_keys: Sequence[str]) -> dict[str, Any]:
+    return {"ops": {batch_op_name(dataset): {"config": {"partition_keys": list(partition_keys)}}}}
+
+
+def batch_tags(count: int) -> dict[str, str]:
+    return {BATCH_TAG: "true", BATCH_FILES_TAG: str(count)}
+
+
+def batch_run_key(files: Iterable[tuple[str, str]]) -> str:
+    """The same (partition key, sha256) set always gives the same run key, in any order."""
+    digest = hashlib.sha256("\n".join(sorted(f"{k}@{s}" for k, s in files)).encode()).hexdigest()
+    return f"batch@{digest}"
+
+
+def split(items: Sequence[T], max_files: int) -> list[list[T]]:
+    """Consecutive runs of at most `max_files` items, as even as possible (150/100 -> 75 + 75)."""
+    if not items:
+        return []
+    runs = math.ceil(len(items) / max_files)
+    size, extra = divmod(len(items), runs)
+    chunks, start = [], 0
+    for number in range(runs):
+        end = start + size + (1 if number < extra else 0)
+        chunks.append(list(items[start:end]))
+        start = end
+    return chunks
+
+
+def build_batch_job(
+    contract: Contract, partitions: dg.DynamicPartitionsDefinition
+) -> dg.JobDefinition:
+    keys = DatasetKeys.of(contract)
+    specs = [
+        *checks.staged_check_specs(contract, keys.staged, partitions),
+        *checks.target_check_specs(contract, keys.target),
+    ]
+    blocking = {spec.name: spec.blocking for spec in specs}
+    partitions_name = partitions.name
+    assert partitions_name is not None
+
+    @dg.op(
+        name=batch_op_name(contract.name),
+        retry_policy=RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
+        description=(
+            f"Load the listed files of dataset {contract.name} one after the other, each exactly "
+            "as its partition's run would (raw -> staged -> target, with the checks)."
+        ),
+    )
+    def load_files(
+        context: dg.OpExecutionContext,
+        config: BatchConfig,
+        landing: LandingZone,
+        warehouse: PostgresResource,
+    ) -> None:
+        _keep_storage_connections(context.instance)
+        batch = _Batch(context, contract, keys, blocking, landing, warehouse)
+        known = set(context.instance.get_dynamic_partitions(partitions_name))
+        wanted = list(dict.fromkeys(config.partition_keys))
+        missing = [key for key in wanted if key not in known]
+        if missing:  # e.g. a batch launched by hand: every file is still its own partition
+            context.instance.add_dynamic_partitions(partitions_name, missing)
+        batch.run(wanted)
+
+    @dg.job(
+        name=batch_job_name(contract.name),
+        executor_def=dg.in_process_executor,
+        description=(
+            f"Load many files of dataset {contract.name} in one run (a backlog): each file is "
+            "still reported as its own partition of the three assets."
+        ),
+        tags={"elt/dataset": contract.name},
+    )
+    def batch_job() -> None:
+        load_files()
+
+    return batch_job
+
+
+_pooled: "weakref.WeakSet[dg.DagsterInstance]" = weakref.WeakSet()
+
+
+def _keep_storage_connections(instance: dg.DagsterInstance) -> None:
+    """Let the instance's PostgreSQL storage keep its connection between events.
+
+    By default Dagster's PostgreSQL storage opens a new connection for every event it writes and
+    every query (tens of milliseconds each with password authentication); a batch writes five
+    events per file, so that alone cost more than loading a small file. The webserver's own
+    setting (a pool of one connection, more when threads need them) fixes it; statement_timeout
+    0 keeps the storage's default of no timeout. SQLite and in-memory storages ignore it.
+    """
+    if instance not in _pooled:
+        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+        _pooled.add(instance)
+
+
+class _Batch:
+    """One attempt of a batch op: the files it loads, skips and fails."""
+
+    def __init__(
+        self,
+        context: dg.OpExecutionContext,
+        contract: Contract,
+        keys: DatasetKeys,
+        blocking: dict[str, bool],
+        landing: LandingZone,
+        warehouse: PostgresResource,
+    ):
+        self.context = context
+        self.contract = contract
+        self.keys = keys
+        self.blocking = blocking
+        self.landing = landing
+        self.warehouse = warehouse
+        self.run_id = context.run.run_id
+        self.loaded: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: dict[str, str] = {}
+        # The target's checks are the table's, not a file's: Dagster keeps one evaluation per run,
+        # so the batch reports each once, the first failure among its files, else the last.
+        self.target_checks: dict[str, dg.AssetCheckResult] = {}
+        self.row_count: int | None = None  # the table's row count after this batch's last load
+
+    def run(self, partition_keys: list[str]) -> None:
+        started = time.perf_counter()
+        taken = [key for key in partition_keys if self._guard(key, self._raw)]
+        try:
+            for key in taken:
+                self._guard(key, self._staged_and_target)
+        finally:  # also when a transient error ends this attempt
+            for result in self.target_checks.values():
+                self._log_evaluation(self.keys.target, result, None)
+        seconds = time.perf_counter() - started
+        summary = {
+            "files": len(partition_keys),
+            "files_loaded": len(self.loaded),
+            "files_already_loaded": len(self.skipped),
+            "files_failed": len(self.failed),
+            "seconds": round(seconds, 3),
+        }
+        self.context.log.info(f"{self.contract.name}: batch {summary}")
+        self.context.add_output_metadata(summary)
+        if self.failed:
+            lines = [
+                error if error.startswith(file) else f"{file}: {error}"
+                for file, error in self.failed.items()
+            ]
+            raise dg.Failure(
+                description=f"{len(self.failed)} of {len(partition_keys)} files failed "
+                f"(the others loaded):\n" + "\n".join(lines),
+                metadata={**summary, "failed_files": dg.MetadataValue.json(self.failed)},
+                allow_retries=False,
+            )
+
+    def _guard(self, key: str, work: Callable[[str, str], bool]) -> bool:
+        """Run one file's step; a failure is this file's alone, unless retrying can fix it."""
+        file = key_to_path(key)
+        try:
+            with log_context(dataset=self.contract.name, file=file, run_id=self.run_id):
+                return work(key, file)
+        except dg.Failure as failure:
+            message = failure.description or str(failure)
+        except Exception as error:
+            if is_transient(error):
+                raise  # the whole op is retried; finished files are skipped then
+            message = mask_secrets(f"{type(error).__name__}: {error}")
+        self.failed[file] = message
+        self.context.log.error(f"{file} failed: {message}")
+        return False
+
+    def _raw(self, key: str, file: str) -> bool:
+        with file_failures(self.warehouse, None, self.run_id):
+            if not self.landing.path(file).is_file() and self._archived_after_load(file):
+                return self._skip(file, "it was loaded, then archived (ELT_ARCHIVE_DIR)")
+            raw = steps.describe_raw(self.contract, self.landing, file)
+            if steps.already_loaded(
+                self.warehouse, ManifestKey(self.contract.name, file, raw.sha256)
+            ):
+                return self._skip(file, "this content is already loaded")
+            steps.start_raw(self.warehouse, self.contract, raw, key, self.run_id)
+        self.context.log_event(
+            dg.AssetMaterialization(self.keys.raw, partition=key, metadata=raw.metadata())
+        )
+        return True
+
+    def _archived_after_load(self, file: str) -> bool:
+        """A file gone from the landing directory whose latest load succeeded: with
+        ELT_ARCHIVE_DIR set, a loaded file moves out, and a retry must not fail on it."""
+        with self.warehouse.connection() as connection:
+            latest = current_attempt(connection, self.contract.name, file)
+        return latest is not None and latest[2] == "success"
+
+    def _skip(self, file: str, why: str) -> bool:
+        self.skipped.append(file)
+        self.context.log.info(f"{file}: skipped, {why}")
+        return False
+
+    def _staged_and_target(self, key: str, file: str) -> bool:
+        contract, warehouse = self.contract, self.warehouse
+        staged_file = steps.prepare_staged(contract, self.landing, warehouse, key, self.run_id)
+        metadata = steps.stage_file(warehouse, staged_file)
+        self.context.log_event(
+            dg.AssetMaterialization(self.keys.staged, partition=key, metadata=metadata)
+        )
+        results = steps.staged_check_results(contract, warehouse, staged_file)
+        for result in results:
+            self._log_evaluation(self.keys.staged, result, key)
+        failure = steps.violation_failure(staged_file)
+        if failure is not None:
+            raise failure
+        blocked = [r for r in results if not r.passed and self.blocking.get(r.check_name or "")]
+        if blocked:  # what Dagster's blocking checks do for the partitioned assets
+            raise dg.Failure(
+                description=f"{file}: "
+                + "; ".join(f"{r.check_name}: {r.description}" for r in blocked),
+                allow_retries=False,
+            )
+        outcome = steps.load_target(
+            contract,
+            warehouse,
+            steps.staged_slice(warehouse, contract.name, file),
+            self.run_id,
+            self._previous_rows,
+        )
+        self.row_count = outcome.row_count
+        self.context.log_event(
+            dg.AssetMaterialization(self.keys.target, partition=key, metadata=outcome.metadata)
+        )
+        for result in outcome.check_results:
+            name = result.check_name or ""
+            kept = self.target_checks.get(name)
+            if kept is None or kept.passed:
+                self.target_checks[name] = result
+        self.loaded.append(file)
+        return True
+
+    def _previous_rows(self) -> int | None:
+        """The instance's latest row count for the first file, then this batch's own."""
+        if self.row_count is not None:
+            return self.row_count
+        return steps.previous_row_count(self.context.instance, self.keys.target)
+
+    def _log_evaluation(
+        self, asset_key: dg.AssetKey, result: dg.AssetCheckResult, partition: str | None
+    ) -> None:
+        """Record a check's result in the instance, as the asset's own step would."""
+        evaluation = AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=result.check_name or "",
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            description=result.description,
+            blocking=self.blocking.get(result.check_name or "", False),
+            partition=partition,
+        )
+        # log_event is typed for materialisations only; the instance records check evaluations
+        # (per partition when given) just the same.
+        self.context.log_event(evaluation)  # type: ignore[arg-type]

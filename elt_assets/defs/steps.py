@@ -1,0 +1,285 @@
+"""The work of each step of one file, as plain functions.
+
+The partitioned assets (defs/assets.py, one run per file) and the batch job (defs/batch.py, many
+files in one run) call exactly these functions, so a file loads, fails and is reported the same
+way whichever run takes it:
+
+- raw:    `describe_raw` (stat and sha256 of the landed file) then `start_raw` (its manifest row
+          opens as `running`);
+- staged: `prepare_staged` (a lazy `StagedFile`), `stage_file` (the staging IO manager's write,
+          postgres/io_manager.py), `staged_check_results` and `violation_failure`;
+- target: `staged_slice` (the IO manager's input) then `load_target` (which, with ELT_ARCHIVE_DIR
+          set, moves the file into the archive once its load has committed: `archive_loaded`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from elt_assets.contracts.model import Contract
+from elt_assets.defs import checks
+from elt_assets.defs.resources import LandingZone
+from elt_assets.failures import file_failures
+from elt_assets.landing.archive import NotArchived, archive_file
+from elt_assets.landing.files import sha256_of
+from elt_assets.landing.keys import key_to_path
+from elt_assets.landing.readers import FileRejected
+from elt_assets.log import get_logger, log_context, mask_secrets
+from elt_assets.postgres.inspect import (
+    current_attempt,
+    primary_key_state,
+    slice_counts,
+    table_row_count,
+)
+from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
+from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.tables import ensure_dataset_tables
+from elt_assets.settings import Settings
+from elt_assets.validation.staged_file import StagedFile
+
+__all__ = [
+    "RawFile",
+    "TargetOutcome",
+    "already_loaded",
+    "archive_loaded",
+    "describe_raw",
+    "load_target",
+    "prepare_staged",
+    "previous_row_count",
+    "stage_file",
+    "staged_check_results",
+    "staged_slice",
+    "start_raw",
+    "violation_failure",
+]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """What the raw step observed of a landed file."""
+
+    file: str
+    path: Path
+    size_bytes: int
+    mtime: float
+    sha256: str
+    format: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "path": dg.MetadataValue.path(str(self.path)),
+            "file": self.file,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "format": self.format,
+            "mtime": dg.MetadataValue.timestamp(self.mtime),
+        }
+
+
+def describe_raw(contract: Contract, landing: LandingZone, file: str) -> RawFile:
+    """Size, mtime and sha256 of the landed file; FileRejected when it is gone."""
+    path = landing.path(file)
+    if not path.is_file():
+        archive = Settings.from_env(check_dirs=False).archive_dir
+        if archive is not None and (archive / file).is_file():
+            raise FileRejected(
+                file,
+                f"the file is no longer in the landing directory: it was archived to "
+                f"{archive / file} after an earlier load; copy it back to load it again",
+            )
+        raise FileRejected(
+            file, "the file is no longer in the landing directory (moved or deleted?)"
+        )
+    stat = path.stat()
+    return RawFile(
+        file=file,
+        path=path,
+        size_bytes=stat.st_size,
+        mtime=stat.st_mtime,
+        sha256=sha256_of(path),
+        format=contract.file_format(file),
+    )
+
+
+def start_raw(
+    warehouse: PostgresResource, contract: Contract, raw: RawFile, partition_key: str, run_id: str
+) -> None:
+    """Open (or reopen) the file's manifest row for this content as `running`."""
+    with warehouse.connection() as connection:
+        start_file(
+            connection,
+            ManifestKey(contract.name, raw.file, raw.sha256),
+            partition_key=partition_key,
+            size_bytes=raw.size_bytes,
+            file_format=raw.format,
+            run_id=run_id,
+        )
+
+
+def already_loaded(warehouse: PostgresResource, key: ManifestKey) -> bool:
+    """True when the manifest records this content of this file as loaded (`success`)."""
+    with warehouse.connection() as connection:
+        row = manifest_row(connection, key)
+    return row is not None and row["status"] == "success"
+
+
+def prepare_staged(
+    contract: Contract,
+    landing: LandingZone,
+    warehouse: PostgresResource,
+    partition_key: str,
+    run_id: str,
+) -> StagedFile:
+    """The file as a lazy StagedFile, for the content its raw step recorded."""
+    file = key_to_path(partition_key)
+    with file_failures(warehouse, None, run_id):
+        with warehouse.connection() as connection:
+            current = current_attempt(connection, contract.name, file)
+        if current is None:
+            raise FileRejected(file, f"materialise raw/{contract.name} for this file first")
+        path = landing.path(file)
+    return StagedFile(
+        contract=contract,
+        path=path,
+        file=file,
+        partition_key=partition_key,
+        sha256=current[0],
+        size_bytes=path.stat().st_size,
+        run_id=run_id,
+        batch_rows=Settings.from_env(check_dirs=False).batch_rows,
+    )
+
+
+def staged_check_results(
+    contract: Contract, warehouse: PostgresResource, staged_file: StagedFile
+) -> list[dg.AssetCheckResult]:
+    """The staged checks of a file once `stage_file` has written it."""
+    results = [checks.conformance_result(staged_file)]
+    with warehouse.connection() as connection:
+        staged_rows, quarantined = slice_counts(connection, contract, staged_file.file)
+    results.append(checks.reconciliation_result(staged_file, staged_rows, quarantined))
+    results.append(checks.drift_result(staged_file))
+    return results
+
+
+def violation_failure(staged_file: StagedFile) -> dg.Failure | None:
+    """The failure of a file that broke its contract's policy, None when it did not."""
+    if staged_file.report is not None and staged_file.report.violations:
+        # The blocking check already stops the target; this puts the reason in the step's
+        # failure message too, where people look first.
+        return dg.Failure(
+            description=f"{staged_file.file}: " + "; ".join(staged_file.report.violations),
+            allow_retries=False,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    metadata: dict[str, Any]
+    check_results: list[dg.AssetCheckResult]
+    row_count: int
+
+
+def load_target(
+    contract: Contract,
+    warehouse: PostgresResource,
+    staged: StagedSlice,
+    run_id: str,
+    previous_rows: Callable[[], int | None],
+) -> TargetOutcome:
+    """Load the file's staged slice into the target; its metadata and the target's checks.
+
+    `previous_rows()` is the table's row count after its previous load (for the row-count check).
+    """
+    key = ManifestKey(contract.name, staged.file, staged.sha256)
+    settings = Settings.from_env(check_dirs=False)
+    with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
+        if staged.status == "failed":
+            raise dg.Failure(
+                description=f"{staged.file} failed its contract, so the target is not "
+                f"touched: {staged.error}",
+                allow_retries=False,
+            )
+        with (
+            file_failures(warehouse, key, run_id),
+            warehouse.connection() as connection,
+        ):
+            ensure_dataset_tables(connection, contract, warehouse.owner_connection)
+            result = load_file(connection, contract, key, run_id)  # committed on return
+            loaded = manifest_row(connection, key) if settings.archive_dir else None
+            row_count = table_row_count(connection, contract)
+            key_check = (
+                checks.primary_key_result(primary_key_state(connection, contract))
+                if contract.target.primary_key
+                else None
+            )
+    previous = previous_rows()
+    results = [key_check] if key_check is not None else []
+    results.append(checks.row_count_result(row_count, previous))
+    metadata: dict[str, Any] = {
+        "dagster/row_count": row_count,
+        "rows_staged": result.rows_staged,
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "rows_unchanged": result.rows_unchanged,
+        "rows_deduplicated": result.rows_deduplicated,
+        "rows_replaced": result.rows_replaced,
+        "seconds_load": round(result.seconds, 3),
+        "rows_per_second": round(result.rows_staged / result.seconds, 1)
+        if result.seconds > 0
+        else 0.0,
+        "file": staged.file,
+        "sha256": staged.sha256,
+    }
+    if settings.archive_dir is not None and loaded is not None:
+        quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
+        with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
+            metadata.update(archive_loaded(settings, staged, result.rows_staged, quarantined))
+    return TargetOutcome(metadata, results, row_count)
+
+
+def archive_loaded(
+    settings: Settings, staged: StagedSlice, rows_staged: int, rows_quarantined: int
+) -> dict[str, Any]:
+    """Move a file whose load has committed into ELT_ARCHIVE_DIR; metadata saying what happened.
+
+    Never raises: the file is loaded whatever happens here. A file whose every row went to the
+    quarantine stays where it is, for a corrected copy or a retry.
+    """
+    assert settings.archive_dir is not None
+    if rows_staged == 0 and rows_quarantined > 0:
+        reason = (
+            f"every row of it ({rows_quarantined}) is in elt.quarantine, so it stays in the "
+            "landing directory for a corrected copy or a retry"
+        )
+        log.info("%s not archived: %s", staged.file, reason)
+        return {"not_archived": reason}
+    try:
+        moved = archive_file(settings.landing_dir, settings.archive_dir, staged.file, staged.sha256)
+    except NotArchived as problem:
+        reason = str(problem)
+    except Exception as error:  # the load is committed: report, never fail the step
+        reason = mask_secrets(f"{type(error).__name__}: {error}")
+    else:
+        log.info("archived %s to %s", staged.file, moved)
+        return {"archived_to": dg.MetadataValue.path(str(moved))}
+    log.warning("%s is loaded but was not archived: %s", staged.file, reason)
+    return {"not_archived": reason}
+
+
+def previous_row_count(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    """The table's row count recorded by its previous materialisation, if any."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("dagster/row_count")
+    return int(value.value) if value is not None and isinstance(value.value, int) else None

@@ -1,0 +1,442 @@
+"""A backlog of files: the sensor's batch runs and the batch job, on a real instance and database.
+
+The sensor is evaluated as in test_sensor.py (fresh context, partitions applied to the instance);
+the runs it requests are executed in process with their own run config and tags, as the daemon
+would launch them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+
+from elt_assets.defs.batch import BATCH_FILES_TAG, BATCH_TAG, batch_run_config, batch_run_key
+from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.sensors import DATASET_TAG
+from elt_assets.ingest import run_ingest
+from elt_assets.landing.keys import path_to_key
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import Settings
+from elt_assets_tests.conftest import Warehouse, write_contract
+from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure
+
+pytestmark = [pytest.mark.db, pytest.mark.dagster]
+
+CONTRACT = """
+    name: items
+    source: {glob: "items/*.csv"}
+    target: {schema: shop, table: items, primary_key: [id]}
+    columns:
+      - {name: id, type: bigint}
+      - {name: label, type: text}
+    policy: {bad_rows: fail}
+"""
+STAGED = dg.AssetKey(["staged", "items"])
+RAW = dg.AssetKey(["raw", "items"])
+TARGET = dg.AssetKey(["shop", "items"])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def item_file(number: int) -> bytes:
+    """Two rows per file, ids 10n+1 and 10n+2."""
+    return f"id,label\n{10 * number + 1},a{number}\n{10 * number + 2},b{number}\n".encode()
+
+
+def land_files(landing: Path, count: int) -> dict[str, bytes]:
+    """items/f00.csv ... landed oldest first (distinct mtimes), so the load order is known."""
+    files = {}
+    for number in range(count):
+        relative = f"items/f{number:02d}.csv"
+        path = landing / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(item_file(number))
+        os.utime(path, ns=(1_700_000_000_000_000_000 + number, 1_700_000_000_000_000_000 + number))
+        files[relative] = item_file(number)
+    return files
+
+
+class Ticker:
+    """Evaluates the dataset's sensor like the daemon and runs what it requests, in process."""
+
+    def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
+        self.definitions = definitions(contracts_dir)
+        self.sensor = self.definitions.resolve_sensor_def("items_files")
+        self.instance = instance
+
+    def tick(self) -> list[dg.RunRequest]:
+        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
+            result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        for request in result.dynamic_partitions_requests or []:
+            assert isinstance(request, dg.AddDynamicPartitionsRequest)
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        return list(result.run_requests or [])
+
+    def execute(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        assert request.job_name is not None
+        job = self.definitions.resolve_job_def(request.job_name)
+        return job.execute_in_process(
+            run_config={**QUIET, **request.run_config},
+            tags=dict(request.tags),
+            partition_key=request.partition_key,
+            instance=self.instance,
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def always_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ELT_BATCH_THRESHOLD=0: every tick with new files sends them to batch runs."""
+    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "0")
+
+
+@pytest.fixture
+def ticker(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+) -> Ticker:
+    write_contract(contracts_dir, CONTRACT)
+    return Ticker(contracts_dir, instance)
+
+
+def batch_keys(request: dg.RunRequest) -> list[str]:
+    keys: list[str] = request.run_config["ops"]["load_items_files"]["config"]["partition_keys"]
+    return keys
+
+
+def expected_rows(numbers: range | list[int]) -> list[tuple[int, str]]:
+    rows = [(10 * n + 1, f"a{n}") for n in numbers] + [(10 * n + 2, f"b{n}") for n in numbers]
+    return sorted(rows)
+
+
+def manifest(warehouse: Warehouse) -> list[tuple[object, ...]]:
+    return warehouse.query(
+        "SELECT file, sha256, status, rows_read, rows_inserted, run_id, finished_at, error"
+        " FROM elt.ingestion_manifest ORDER BY file"
+    )
+
+
+def test_a_few_files_get_single_runs_and_a_backlog_gets_batch_runs(
+    ticker: Ticker, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to the threshold (10 by default) each file has its own run; above it, batches."""
+    ten = land_files(landing, 10)
+    ticker.tick()  # the stable-file rule: new files wait one tick
+    singles = ticker.tick()
+    assert sorted((r.job_name, r.partition_key) for r in singles) == [
+        ("ingest_items", path_to_key(f)) for f in sorted(ten)
+    ]
+
+    monkeypatch.setenv("ELT_BATCH_MAX_FILES", "5")
+    files = land_files(landing, 22)  # 12 new ones (f10 .. f21)
+    new = {f: data for f, data in files.items() if f not in ten}
+    ticker.tick()
+    batches = ticker.tick()
+    # 12 files, at most 5 per run: three runs as even as possible, oldest files first.
+    assert [r.job_name for r in batches] == ["ingest_items_batch"] * 3
+    assert [batch_keys(r) for r in batches] == [
+        [path_to_key(f"items/f{n:02d}.csv") for n in numbers]
+        for numbers in (range(10, 14), range(14, 18), range(18, 22))
+    ]
+    assert [r.tags for r in batches] == [
+        {DATASET_TAG: "items", BATCH_TAG: "true", BATCH_FILES_TAG: "4"}
+    ] * 3
+    assert all(r.partition_key is None for r in batches)
+    # Every file is still its own partition.
+    assert ticker.instance.get_dynamic_partitions("items_files") == [
+        path_to_key(f) for f in sorted(files)
+    ]
+    # The run key is a hash of the batch's (file, content) pairs, whatever their order.
+    first = [
+        (path_to_key(f"items/f{n:02d}.csv"), sha(new[f"items/f{n:02d}.csv"])) for n in range(10, 14)
+    ]
+    lines = "\n".join(sorted(f"{key}@{digest}" for key, digest in first))
+    assert batches[0].run_key == f"batch@{hashlib.sha256(lines.encode()).hexdigest()}"
+    assert batch_run_key(list(reversed(first))) == batches[0].run_key
+    assert len({r.run_key for r in batches}) == 3
+    assert ticker.tick() == []  # nothing is requested twice
+
+
+def test_batch_runs_load_every_file_and_report_each_partition(
+    ticker: Ticker, landing: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELT_BATCH_MAX_FILES", "6")
+    files = land_files(landing, 12)
+    ticker.tick()
+    requests = ticker.tick()
+    assert [len(batch_keys(r)) for r in requests] == [6, 6]
+    results = [ticker.execute(r) for r in requests]
+    assert all(r.success for r in results), [step_failure(r) for r in results]
+
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
+        range(12)
+    )
+    assert [
+        (f, s, status, read, inserted) for f, s, status, read, inserted, *_ in manifest(warehouse)
+    ] == [(f, sha(data), "success", 2, 2) for f, data in sorted(files.items())]
+    keys = {path_to_key(f) for f in files}
+    for asset in (RAW, STAGED, TARGET):
+        assert ticker.instance.get_materialized_partitions(asset) == keys, asset
+    # Each staged check has one evaluation per file, on that file's partition.
+    for check in ("contract_conformance", "rows_reconciled"):
+        history = ticker.instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(STAGED, check), limit=100
+        )
+        assert sorted(str(record.partition) for record in history) == sorted(keys), check
+        assert {record.status.value for record in history} == {"SUCCEEDED"}
+    # The target's checks are the table's: one evaluation per run, without a partition, after
+    # the batch's last file.
+    for check in ("primary_key_valid", "row_count_not_dropped"):
+        history = ticker.instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(TARGET, check), limit=100
+        )
+        assert sorted(r.run_id for r in history) == sorted(r.run_id for r in results), check
+        assert {(r.partition, r.status.value) for r in history} == {(None, "SUCCEEDED")}
+    latest = ticker.instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(TARGET, "row_count_not_dropped")
+    )
+    assert latest is not None and latest.event is not None
+    data = latest.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
+    assert data.metadata["row_count"].value == 24
+    assert data.metadata["previous_row_count"].value == 22  # after the file before the last
+    # The metadata each partition shows is the one a single run gives (rows of that file).
+    event = ticker.instance.get_latest_materialization_event(TARGET)
+    assert event is not None and event.asset_materialization is not None
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata["file"] == "items/f11.csv" and metadata["rows_inserted"] == 2
+    assert metadata["dagster/row_count"] == 24
+    assert event.asset_materialization.partition == path_to_key("items/f11.csv")
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_a_bad_file_fails_alone_and_the_batch_fails_naming_it(
+    ticker: Ticker, landing: Path, warehouse: Warehouse
+) -> None:
+    files = land_files(landing, 6)
+    (landing / "items/f02.csv").write_bytes(b"id,label\n21,ok\nnot-a-number,bad\n")
+    (landing / "items/f04.csv").write_bytes(b"id,wrong\n41,x\n")
+    ticker.tick()
+    (request,) = ticker.tick()
+    result = ticker.execute(request)
+
+    assert not result.success
+    message = step_failure(result)
+    assert message.startswith("2 of 6 files failed (the others loaded):")
+    rows = {str(f): (status, str(error)) for f, _, status, _, _, _, _, error in manifest(warehouse)}
+    assert rows["items/f02.csv"] == (
+        "failed",
+        "1 of 2 rows failed validation and the contract says bad_rows: fail (see elt.quarantine "
+        "for each row and reason)",
+    )
+    assert rows["items/f04.csv"][0] == "failed"
+    assert "items/f04.csv" in rows["items/f04.csv"][1] and "label" in rows["items/f04.csv"][1]
+    assert f"items/f02.csv: {rows['items/f02.csv'][1]}" in message
+    assert rows["items/f04.csv"][1] in message
+    assert {f: s for f, (s, _) in rows.items() if f not in ("items/f02.csv", "items/f04.csv")} == {
+        f: "success" for f in files if f not in ("items/f02.csv", "items/f04.csv")
+    }
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
+        [0, 1, 3, 5]
+    )
+    assert warehouse.query(
+        "SELECT file, row_number, column_name FROM elt.quarantine WHERE resolved_at IS NULL"
+    ) == [("items/f02.csv", 2, "id")]  # the second data row (row numbers count data rows)
+    # The bad file's conformance check failed on its own partition; the good ones passed.
+    history = ticker.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(STAGED, "contract_conformance"), limit=100
+    )
+    assert {r.partition: r.status.value for r in history} == {
+        **{
+            path_to_key(f): "SUCCEEDED"
+            for f in files
+            if f not in ("items/f02.csv", "items/f04.csv")
+        },
+        path_to_key("items/f02.csv"): "FAILED",
+    }
+    # A file that cannot be read is not materialised as staged; the policy failure is (its good
+    # rows are in staging), and neither reaches the target.
+    staged = ticker.instance.get_materialized_partitions(STAGED)
+    assert path_to_key("items/f04.csv") not in staged and path_to_key("items/f02.csv") in staged
+    assert ticker.instance.get_materialized_partitions(TARGET) == {
+        path_to_key(f) for f in files if f not in ("items/f02.csv", "items/f04.csv")
+    }
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_running_the_same_batch_again_changes_nothing(
+    ticker: Ticker, landing: Path, warehouse: Warehouse
+) -> None:
+    land_files(landing, 5)
+    ticker.tick()
+    (request,) = ticker.tick()
+    assert ticker.execute(request).success
+    table, rows = warehouse.query("SELECT * FROM shop.items ORDER BY id"), manifest(warehouse)
+
+    again = ticker.execute(request)
+    assert again.success, step_failure(again)
+    assert warehouse.query("SELECT * FROM shop.items ORDER BY id") == table
+    assert manifest(warehouse) == rows  # same run ids and finish times: nothing was redone
+    assert again.get_asset_materialization_events() == []
+    metadata = output_metadata(again)
+    assert metadata["files_already_loaded"] == 5 and metadata["files_loaded"] == 0
+
+
+def output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert output.step_output_data is not None
+    metadata = output.step_output_data.metadata
+    return {name: value.value for name, value in metadata.items()}
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_with_archiving_the_batch_moves_loaded_files_and_a_rerun_skips_them(
+    ticker: Ticker, landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    monkeypatch.setenv("ELT_ARCHIVE_DIR", str(archive))
+    files = land_files(landing, 3)
+    ticker.tick()
+    (request,) = ticker.tick()
+    assert ticker.execute(request).success
+    assert {f"items/{p.name}": p.read_bytes() for p in (archive / "items").iterdir()} == files
+    assert list((landing / "items").iterdir()) == []
+
+    again = ticker.execute(request)  # e.g. a retry: the files are gone, their loads succeeded
+    assert again.success, step_failure(again)
+    assert output_metadata(again)["files_already_loaded"] == 3
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_a_transient_error_retries_the_op_and_redoes_only_unfinished_files(
+    ticker: Ticker, landing: Path, warehouse: Warehouse
+) -> None:
+    """A lock that cannot be had in time (55P03) on the third file: the op is retried by its
+    RetryPolicy; the two files already loaded are skipped, the rest load."""
+    warehouse.query(f"ALTER DATABASE {warehouse.name} SET lock_timeout = '300ms'")
+    land_files(landing, 5)
+    ticker.tick()
+    (request,) = ticker.tick()
+    ready = threading.Event()
+
+    def hold_the_third_files_lock() -> None:
+        """The lock every write of items/f02.csv takes (sql/templates/lock_file.sql), held by
+        another session until the batch's first attempt has failed on it."""
+        lock = "hashtext('elt:file'), hashtext('items' || '/' || 'items/f02.csv')"
+        with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
+            connection.execute(f"SELECT pg_advisory_lock({lock})")
+            ready.set()
+            for _ in range(600):  # at most 60 s
+                status = connection.execute(
+                    "SELECT status FROM elt.ingestion_manifest WHERE file = 'items/f02.csv'"
+                ).fetchone()
+                if status == ("failed",):
+                    break
+                threading.Event().wait(0.1)
+            connection.execute(f"SELECT pg_advisory_unlock({lock})")
+
+    holder = threading.Thread(target=hold_the_third_files_lock)
+    holder.start()
+    assert ready.wait(10)
+    result = ticker.execute(request)
+    holder.join(70)
+
+    assert result.success, step_failure(result)
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1
+    assert warehouse.query("SELECT DISTINCT status FROM elt.ingestion_manifest") == [("success",)]
+    # f00 and f01 were loaded by the first attempt and skipped by the retry; the others were
+    # taken (raw) by both attempts and loaded by the second.
+    raw_events: dict[str | None, int] = {}
+    target_events: dict[str | None, int] = {}
+    for entry in ticker.instance.all_logs(
+        result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ):
+        materialization = entry.asset_materialization
+        assert materialization is not None
+        counter = raw_events if materialization.asset_key == RAW else target_events
+        if materialization.asset_key in (RAW, TARGET):
+            key = materialization.partition
+            counter[key] = counter.get(key, 0) + 1
+    names = [path_to_key(f"items/f{n:02d}.csv") for n in range(5)]
+    assert raw_events == dict(zip(names, [1, 1, 2, 2, 2], strict=True))
+    assert target_events == dict.fromkeys(names, 1)
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
+        range(5)
+    )
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_a_single_partition_run_works_after_a_batch(
+    ticker: Ticker, landing: Path, contracts_dir: Path, warehouse: Warehouse
+) -> None:
+    land_files(landing, 5)
+    ticker.tick()
+    (request,) = ticker.tick()
+    assert ticker.execute(request).success
+    (landing / "items/f01.csv").write_bytes(b"id,label\n11,changed\n12,b1\n99,new\n")
+
+    result = run_file(contracts_dir, "items", "items/f01.csv", ticker.instance)
+    assert result.success, step_failure(result)
+    assert warehouse.value("SELECT label FROM shop.items WHERE id = 11") == "changed"
+    assert warehouse.value("SELECT count(*) FROM shop.items") == 11
+    evaluation = ticker.instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(TARGET, "row_count_not_dropped")
+    )
+    assert evaluation is not None and evaluation.event is not None
+    data = evaluation.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
+    # The single run compares with the row count the batch recorded (10 rows).
+    assert data.metadata["previous_row_count"].value == 10 and data.passed
+
+
+def test_elt_ingest_loads_a_backlog_in_batch_runs(
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_contract(contracts_dir, CONTRACT)
+    land_files(landing, 7)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "6")
+    monkeypatch.setenv("ELT_BATCH_MAX_FILES", "4")
+    outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    assert outcome.exit_code == 0
+    assert sorted((f["file"], f["status"]) for f in outcome.files) == [
+        (f"items/f{n:02d}.csv", "success") for n in range(7)
+    ]
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert sorted((r.job_name, r.tags.get(BATCH_FILES_TAG)) for r in runs) == [
+            ("ingest_items_batch", "3"),
+            ("ingest_items_batch", "4"),
+        ]
+        configs: list[Any] = [r.run_config for r in runs]
+        assert {c["ops"]["load_items_files"]["config"]["partition_keys"][0] for c in configs} == {
+            path_to_key("items/f00.csv"),
+            path_to_key("items/f04.csv"),
+        }
+        assert len(instance.get_materialized_partitions(TARGET)) == 7
+    assert batch_run_config("items", ["k"]) == {
+        "ops": {"load_items_files": {"config": {"partition_keys": ["k"]}}}
+    }

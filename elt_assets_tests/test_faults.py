@@ -1,0 +1,890 @@
+"""Crash safety proven with real faults, recovery of interrupted files, and concurrency.
+
+Faults are real: kill -9 of the process running the job, pg_terminate_backend of its connection, a
+fast restart of PostgreSQL. To hit "during the COPY into staging" or "during the upsert" every
+time instead of racing timers, the test database gets a trigger (created as superuser) that holds
+the loader's transaction at a chosen row; the test waits until pg_stat_activity shows the loader's
+backend sleeping inside that very statement, then injects the fault. The trigger holds only the
+first statement that reaches the row (a sequence counts, and a rollback does not undo it), so
+retries and re-runs go through.
+
+Every process that runs a job is a real one: `elt ingest` as users run it, or a child process
+executing the same ingestion job for one file (forked from a server process that has imported
+Dagster already, so it starts in milliseconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+from elt_assets.contracts.model import Contract
+from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.sensors import DATASET_TAG, FILE_TAG, RELOAD_OF_TAG, SHA_TAG
+from elt_assets.ingest import run_ingest
+from elt_assets.landing.files import sha256_of
+from elt_assets.postgres.connection import connect
+from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
+from elt_assets.postgres.load import ManifestKey, start_file
+from elt_assets.postgres.migrate import initialize
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.recovery import RUN_KEY_TAG
+from elt_assets.settings import Settings
+from elt_assets_tests.conftest import Warehouse, write_contract
+from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure
+
+pytestmark = [pytest.mark.db, pytest.mark.dagster, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+ELT = Path(sys.executable).parent / "elt"
+CONTRACT = """
+    name: items
+    source: {glob: "items/*.csv"}
+    target: {schema: shop, table: items, primary_key: [id], version_column: version}
+    columns:
+      - {name: id, type: bigint, nullable: false}
+      - {name: label, type: text}
+      - {name: version, type: bigint, checks: {ge: 0}}
+    policy: {max_bad_row_ratio: 0.1}
+"""
+STAGING = "elt_staging.items"
+TARGET = "shop.items"
+Row = tuple[int, str, int]
+
+# -- files and what the target must hold ------------------------------------------------------
+
+
+def land(landing: Path, name: str, rows: list[Row]) -> str:
+    """Write rows as items/<name>; returns the relative path."""
+    relative = f"items/{name}"
+    path = landing / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id,label,version\n" + "".join(f"{i},{lab},{v}\n" for i, lab, v in rows))
+    return relative
+
+
+def read_rows(landing: Path, relative: str) -> list[Row]:
+    with (landing / relative).open(newline="") as handle:
+        return [(int(r["id"]), r["label"], int(r["version"])) for r in csv.DictReader(handle)]
+
+
+def expected_table(landing: Path, *files: str) -> list[Row]:
+    """The upsert's contract, computed independently: bad rows (version < 0) are quarantined;
+    per key the highest version wins (tests keep versions distinct per key, so load order does
+    not matter)."""
+    best: dict[int, Row] = {}
+    for relative in files:
+        for row in read_rows(landing, relative):
+            if row[2] >= 0 and (row[0] not in best or row[2] > best[row[0]][2]):
+                best[row[0]] = row
+    return [best[key] for key in sorted(best)]
+
+
+def bad_rows(landing: Path, relative: str) -> list[int]:
+    """1-based data row numbers the contract rejects."""
+    return [n for n, row in enumerate(read_rows(landing, relative), start=1) if row[2] < 0]
+
+
+def target_rows(warehouse: Warehouse) -> list[Row]:
+    rows = warehouse.query(f"SELECT id, label, version FROM {TARGET} ORDER BY 1")
+    return [(int(key), str(label), int(version)) for key, label, version in rows]
+
+
+def manifest(warehouse: Warehouse, relative: str) -> dict[str, Any]:
+    rows = warehouse.query(
+        "SELECT status, error, run_id, interruptions, rows_staged, rows_quarantined"
+        " FROM elt.ingestion_manifest WHERE file = %s",
+        [relative],
+    )
+    assert len(rows) == 1, rows
+    keys = ("status", "error", "run_id", "interruptions", "rows_staged", "rows_quarantined")
+    return dict(zip(keys, rows[0], strict=True))
+
+
+def open_quarantine(warehouse: Warehouse, relative: str) -> list[int]:
+    rows = warehouse.query(
+        "SELECT row_number FROM elt.quarantine WHERE file = %s AND resolved_at IS NULL ORDER BY 1",
+        [relative],
+    )
+    return [r[0] for r in rows]
+
+
+def first_file(n: int = 3000) -> list[Row]:
+    return [(i, f"a{i}", 1) for i in range(n)]
+
+
+def second_file(start: int = 1500, n: int = 3000, bad: tuple[int, ...] = (10, 2500)) -> list[Row]:
+    """Overlaps the first file's upper half with a newer version; rows `bad` are rejected."""
+    rows = [(start + k, f"b{start + k}", 2) for k in range(n)]
+    for number in bad:
+        key, label, _ = rows[number - 1]
+        rows[number - 1] = (key, label, -1)
+    return rows
+
+
+# -- the pause trigger and the loader's backend -----------------------------------------------
+
+PAUSE_SETUP = """
+CREATE TABLE IF NOT EXISTS public.fault_release (released_at timestamptz DEFAULT now());
+GRANT SELECT ON public.fault_release TO PUBLIC;
+CREATE SEQUENCE IF NOT EXISTS public.fault_fired;
+GRANT USAGE ON SEQUENCE public.fault_fired TO PUBLIC;
+CREATE OR REPLACE FUNCTION public.fault_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => TG_ARGV[1]::float8);
+BEGIN
+    IF TG_ARGV[0] = 'once' AND nextval('public.fault_fired') > 1 THEN
+        RETURN NEW;
+    END IF;
+    WHILE clock_timestamp() < deadline AND NOT EXISTS (SELECT FROM public.fault_release) LOOP
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+    RETURN NEW;
+END $$;
+"""
+
+
+class Pause:
+    """A test-only trigger holding the loader's transaction at one row (superuser DDL)."""
+
+    def __init__(self, superuser_url: str):
+        self.url = superuser_url
+
+    def execute(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def install(self, table: str, when: str, *, once: bool = True, seconds: float = 60) -> None:
+        """Before `table` gets a row matching `when`, wait until released (or `seconds`)."""
+        schema, name = table.split(".")
+        self.execute(PAUSE_SETUP)
+        self.execute(
+            sql.SQL(
+                "CREATE TRIGGER fault_pause BEFORE INSERT ON {} FOR EACH ROW WHEN ({}) "
+                "EXECUTE FUNCTION public.fault_pause({}, {})"
+            ).format(
+                sql.Identifier(schema, name),
+                sql.SQL(when),  # a fixed condition written in this file
+                sql.Literal("once" if once else "always"),
+                sql.Literal(str(seconds)),
+            )
+        )
+
+    def release(self) -> None:
+        self.execute("INSERT INTO public.fault_release DEFAULT VALUES")
+
+    def loader_backends(self, condition: str = "true") -> list[tuple[int, str]]:
+        return [
+            (int(pid), query)
+            for pid, query in self.execute(
+                "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database()"
+                f" AND usename = 'elt_loader' AND {condition}"
+            )
+        ]
+
+    def wait_paused(
+        self, process: Any, log: Path | None = None, timeout: float = 120
+    ) -> tuple[int, str]:
+        """The loader backend once it sleeps in the trigger: (pid, its statement)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            paused = self.loader_backends("wait_event = 'PgSleep'")
+            if paused:
+                return paused[0]
+            if not alive(process):
+                output = log.read_text() if log and log.exists() else ""
+                raise AssertionError(f"the loader ended before the pause: {process}\n{output}")
+            time.sleep(0.05)
+        raise AssertionError(f"the loader did not reach the pause within {timeout}s")
+
+    def wait_gone(self, pid: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]):
+            assert time.monotonic() < deadline, f"backend {pid} still exists after {timeout}s"
+            time.sleep(0.05)
+
+
+def alive(process: Any) -> bool:
+    if isinstance(process, subprocess.Popen):
+        return process.poll() is None
+    return bool(process.is_alive())
+
+
+def is_copy_into_staging(statement: str) -> bool:
+    return statement.lstrip().startswith('COPY "elt_staging"."items"')
+
+
+def is_upsert_into_target(statement: str) -> bool:
+    return 'INSERT INTO "shop"."items"' in statement and "ON CONFLICT" in statement
+
+
+# -- running the job in real processes --------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    """`elt ingest --json` in its own process, as users run it."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+
+def spawn_ingest(tmp_path: Path, env: dict[str, str]) -> Ingest:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    if os.environ.get("ELT_PG_BIN_DIR"):
+        base["ELT_PG_BIN_DIR"] = os.environ["ELT_PG_BIN_DIR"]
+    full = {
+        **base,
+        "ELT_STATE_DIR": str(tmp_path / "state"),
+        "ELT_LOG_FORMAT": "text",
+        "ELT_BATCH_ROWS": "1000",
+        **env,
+    }
+    name = f"ingest-{time.monotonic_ns()}"
+    stdout, stderr = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [str(ELT), "ingest", "--json", "--dataset", "items"], env=full, stdout=out, stderr=err
+        )
+    return Ingest(process, stdout, stderr)
+
+
+def ingest_env(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> dict[str, str]:
+    return {
+        "ELT_DATABASE_URL": warehouse.loader_url,
+        "ELT_OWNER_DATABASE_URL": warehouse.owner_url,
+        "ELT_LANDING_DIR": str(landing),
+        "ELT_CONTRACTS_DIR": str(contracts_dir),
+    }
+
+
+def _child(
+    contracts_dir: Path, file: str, report: Path, env: dict[str, str], home: str | None
+) -> None:
+    """Body of a child process: run the ingestion job for one file, write what happened."""
+    for name in [n for n in os.environ if n.startswith(("ELT_", "DAGSTER_"))]:
+        del os.environ[name]
+    os.environ.update(env)
+    with dg.DagsterInstance.from_config(home) if home else dg.DagsterInstance.ephemeral() as inst:
+        result = run_file(contracts_dir, "items", file, inst)
+    if result.success:
+        report.write_text("success")
+    else:
+        events = []
+        for event in result.all_events:
+            error = getattr(event.event_specific_data, "error", None)
+            events.append(f"{event.event_type_value}: {event.message} {error or ''}")
+        report.write_text(step_failure(result) or "\n".join(events))
+    sys.exit(0 if result.success else 1)
+
+
+# Children fork from a fresh, single-threaded server process (no lock held by a thread of the test
+# process can be inherited half-taken) that has imported what a run needs: Dagster imports much
+# of it lazily, so the server preloads every module of these packages the test process has loaded
+# by its first child (a run in this process usually came first). Children start in milliseconds.
+_CHILDREN = multiprocessing.get_context("forkserver")
+_PRELOAD = ("dagster", "sqlalchemy", "alembic", "polars", "pyarrow", "pandera", "psycopg", "elt_")
+
+
+def _preload() -> None:
+    if not getattr(_preload, "done", False):
+        names = sorted(n for n in list(sys.modules) if n.startswith(_PRELOAD))
+        _CHILDREN.set_forkserver_preload([__name__, *names])
+        _preload.done = True  # type: ignore[attr-defined]
+
+
+def fork_run(
+    contracts_dir: Path, file: str, tmp_path: Path, home: str | None = None
+) -> tuple[multiprocessing.process.BaseProcess, Path]:
+    """A new process running the ingestion job for `file`, with this process's ELT_* settings."""
+    report = tmp_path / f"child-{time.monotonic_ns()}.txt"
+    env = {n: v for n, v in os.environ.items() if n.startswith(("ELT_", "DAGSTER_"))}
+    _preload()
+    process = _CHILDREN.Process(target=_child, args=(contracts_dir, file, report, env, home))
+    process.start()
+    return process, report
+
+
+def join(process: multiprocessing.process.BaseProcess, report: Path, timeout: float = 180) -> str:
+    process.join(timeout)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+        raise AssertionError(f"the run did not finish within {timeout}s")
+    outcome = report.read_text() if report.exists() else f"no report (exit {process.exitcode})"
+    assert process.exitcode == 0, outcome
+    return outcome
+
+
+def join_all(runs: list[tuple[multiprocessing.process.BaseProcess, Path]]) -> list[str]:
+    """Wait for every run, then report: no run outlives the test's database."""
+    for process, _ in runs:
+        process.join(180)
+    return [join(process, report, timeout=0) for process, report in runs]
+
+
+@pytest.fixture
+def items(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Contract:
+    monkeypatch.setenv("ELT_BATCH_ROWS", "1000")  # several COPY batches per file
+    # A backend whose client was killed notices it within 100 ms even while it sleeps.
+    warehouse.query(f'ALTER DATABASE "{warehouse.name}" SET client_connection_check_interval = 100')
+    return write_contract(contracts_dir, CONTRACT)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def load_first(landing: Path, contracts_dir: Path, instance: dg.DagsterInstance) -> str:
+    """items/a.csv loaded in this process: the target exists and holds known rows."""
+    first = land(landing, "a.csv", first_file())
+    result = run_file(contracts_dir, "items", first, instance)
+    assert result.success, step_failure(result)
+    return first
+
+
+# -- A. files left `running` by a run that ended: recognised by the sensor, loaded again --------
+
+
+class Ticker:
+    """Evaluates the dataset's sensor like the daemon: fresh context, partitions applied."""
+
+    def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
+        self.sensor = definitions(contracts_dir).resolve_sensor_def("items_files")
+        self.instance = instance
+
+    def __call__(self) -> tuple[dg.SensorResult, dict[str, Any]]:
+        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
+            result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        for request in result.dynamic_partitions_requests or []:
+            assert isinstance(request, dg.AddDynamicPartitionsRequest)
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        return result, json.loads(result.cursor or "{}")
+
+
+def launch(
+    contracts_dir: Path, instance: dg.DagsterInstance, request: dg.RunRequest, *, raw_only: bool
+) -> dg.ExecuteInProcessResult:
+    """Run a sensor's request as the daemon would (its tags and run key); `raw_only` stops the
+    run after the raw step, leaving the file `running`, like a run killed after it."""
+    job = definitions(contracts_dir).resolve_job_def("ingest_items")
+    assert request.partition_key is not None and request.run_key is not None
+    return job.execute_in_process(
+        partition_key=request.partition_key,
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+        asset_selection=[dg.AssetKey(["raw", "items"])] if raw_only else None,
+    )
+
+
+def test_sensor_recovers_a_file_its_run_left_running_and_requests_one_reload(
+    capsys: pytest.CaptureFixture[str],
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+) -> None:
+    file = land(landing, "a.csv", first_file(40))
+    ticker = Ticker(contracts_dir, instance)
+    ticker()
+    (request,) = ticker()[0].run_requests or []
+    ended = launch(contracts_dir, instance, request, raw_only=True)
+    assert ended.success
+    assert manifest(warehouse, file)["status"] == "running"
+
+    result, summary = ticker()
+    row = manifest(warehouse, file)
+    message = f"run {ended.run_id} ended without finishing (run status SUCCESS)"
+    assert row["status"] == "interrupted" and row["interruptions"] == 1
+    assert row["error"] == f"{message}; the file will be loaded again"
+    (reload,) = result.run_requests or []
+    sha = sha256_of(landing / file)
+    assert reload.run_key == f"items/a.csv@{sha}@reload-{ended.run_id}"
+    assert reload.run_key != request.run_key  # Dagster must not dedupe it against the first run
+    assert reload.partition_key == "items/a.csv"
+    assert reload.tags == {
+        SHA_TAG: sha,
+        FILE_TAG: file,
+        DATASET_TAG: "items",
+        RELOAD_OF_TAG: ended.run_id,
+    }
+    assert (summary["interrupted"], summary["reloads_requested"]) == (1, 1)
+
+    # The tick's log names the file, the run and what happens next.
+    log = capsys.readouterr().err
+    assert f"items: {file}: {message}; the file will be loaded again" in log
+    # Once Dagster has a run for that run key (not started yet), it is not requested again.
+    pending = dg.DagsterRun(
+        job_name="ingest_items",
+        run_id=run_id(7),
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={RUN_KEY_TAG: reload.run_key or ""},
+    )
+    instance.add_run(pending)
+    assert ticker()[0].run_requests == []
+
+    reloaded = launch(contracts_dir, instance, reload, raw_only=False)
+    assert reloaded.success, step_failure(reloaded)
+    assert target_rows(warehouse) == expected_table(landing, file)
+    row = manifest(warehouse, file)
+    assert (row["status"], row["error"], row["interruptions"]) == ("success", None, 1)
+    result, summary = ticker()
+    assert result.run_requests == [] and summary["interrupted"] == 0
+
+
+def start(instance: dg.DagsterInstance, landing: Path, name: str, **run: Any) -> tuple[str, str]:
+    """A file taken by a run in a given state: the run in the instance, the row via raw's SQL."""
+    relative = land(landing, name, first_file(5))
+    if run:
+        dagster_run = dg.DagsterRun(job_name="ingest_items", run_id=run.pop("run_id"), **run)
+        instance.add_run(dagster_run)
+        owner = dagster_run.run_id
+    else:
+        owner = run_id(99)  # a run this Dagster instance does not know
+    with PostgresResource().connection() as connection:
+        start_file(
+            connection,
+            ManifestKey("items", relative, sha256_of(landing / relative)),
+            partition_key=relative,
+            size_bytes=(landing / relative).stat().st_size,
+            file_format="csv",
+            run_id=owner,
+        )
+    return relative, owner
+
+
+def run_id(n: int) -> str:
+    return f"{n:08d}-0000-4000-8000-000000000000"
+
+
+def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started = dg.DagsterRunStatus.STARTED
+    failed = dg.DagsterRunStatus.FAILURE
+    live, _ = start(instance, landing, "live.csv", run_id=run_id(1), status=started)
+    locked, _ = start(instance, landing, "locked.csv", run_id=run_id(2), status=failed)
+    retried, parent = start(
+        instance,
+        landing,
+        "retried.csv",
+        run_id=run_id(3),
+        status=failed,
+        tags={"dagster/will_retry": "true"},
+    )
+    unknown, unknown_run = start(instance, landing, "unknown.csv")
+    ticker = Ticker(contracts_dir, instance)
+    lock = connect(warehouse.loader_url, setting="test")
+    lock.execute("SELECT pg_advisory_lock(hashtext('elt:file'), hashtext(%s))", [f"items/{locked}"])
+    try:
+        ticker()
+        # A retry of the failed run is on its way (dagster.yaml run_retries): not stale either.
+        retry = dg.DagsterRun(
+            job_name="ingest_items",
+            run_id=run_id(4),
+            status=started,
+            tags={"dagster/parent_run_id": parent},
+        )
+        instance.add_run(retry)
+        ticker()
+        statuses = {f: manifest(warehouse, f)["status"] for f in (live, locked, retried, unknown)}
+        assert statuses == dict.fromkeys(statuses, "running")
+    finally:
+        lock.close()  # the session ends, the lock with it
+    instance.report_run_failed(retry)  # the retry died before its raw step took the file
+    _, summary = ticker()
+    assert summary["interrupted"] == 2
+    assert manifest(warehouse, locked)["status"] == "interrupted"
+    assert manifest(warehouse, retried)["error"] == (
+        f"run {parent} ended without finishing (run status FAILURE); the file will be loaded again"
+    )
+    assert manifest(warehouse, live)["status"] == "running"  # Dagster says it still runs
+    # A run this instance does not know (a killed `elt ingest`) counts only after
+    # ELT_STALE_RUNNING_MINUTES (60 by default).
+    assert manifest(warehouse, unknown)["status"] == "running"
+    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "0")
+    Ticker(contracts_dir, instance)()
+    row = manifest(warehouse, unknown)
+    assert row["status"] == "interrupted"
+    assert row["error"].startswith(
+        f"run {unknown_run} ended without finishing (it is unknown to this Dagster instance"
+    )
+    assert manifest(warehouse, live)["status"] == "running"
+
+
+def test_a_content_interrupted_three_times_fails_instead_of_looping(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+) -> None:
+    file, run = start(
+        instance, landing, "oom.csv", run_id=run_id(5), status=dg.DagsterRunStatus.FAILURE
+    )
+    warehouse.query("UPDATE elt.ingestion_manifest SET interruptions = 2")  # two earlier kills
+    result, summary = Ticker(contracts_dir, instance)()
+    row = manifest(warehouse, file)
+    assert (row["status"], row["interruptions"]) == ("failed", 3)
+    assert row["error"].startswith(f"run {run} ended without finishing (run status FAILURE); ")
+    assert "ended 3 times without finishing this content" in row["error"]
+    assert "`elt ingest --retry-failed`" in row["error"]
+    assert summary["interrupted"] == 1 and summary["reloads_requested"] == 0
+    assert [r.run_key for r in result.run_requests or []] == []
+
+
+# -- B. real faults in the middle of a load ---------------------------------------------------
+
+
+def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_again(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    first = load_first(landing, contracts_dir, instance)
+    before = target_rows(warehouse)
+    assert before == expected_table(landing, first)
+    second = land(landing, "b.csv", second_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    env = ingest_env(warehouse, landing, contracts_dir)
+    ingest = spawn_ingest(tmp_path, env)
+    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+
+    assert is_copy_into_staging(statement), statement  # batch 1 is in, batch 2 half-way
+    assert target_rows(warehouse) == before
+    during = manifest(warehouse, second)
+    assert during["status"] == "running"
+    assert warehouse.value(f"SELECT count(*) FROM {STAGING} WHERE _elt_file = %s", [second]) == 0
+
+    ingest.process.kill()
+    assert ingest.process.wait() == -9
+    pause.wait_gone(pid)  # PostgreSQL noticed the dead client and rolled back
+    assert target_rows(warehouse) == before
+    assert manifest(warehouse, second) == during  # still `running`, never `success`
+    assert warehouse.value(f"SELECT count(*) FROM {STAGING} WHERE _elt_file = %s", [second]) == 0
+    assert open_quarantine(warehouse, second) == []
+
+    # The next `elt ingest` (here in this process) sees the file left running by a run its
+    # instance does not know, with no transaction on it: interrupted, and loaded again.
+    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "0")
+    with caplog.at_level(logging.WARNING, logger="elt_assets"):
+        outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    files = {f["file"]: f for f in outcome.files}
+    assert outcome.exit_code == 0, files
+    assert (files[second]["status"], files[second]["error"]) == ("success", None)
+    assert f"{second}: run {during['run_id']} ended without finishing" in caplog.text
+    assert target_rows(warehouse) == expected_table(landing, first, second)
+    final = manifest(warehouse, second)
+    assert (final["status"], final["error"], final["interruptions"]) == ("success", None, 1)
+    assert open_quarantine(warehouse, second) == bad_rows(landing, second) == [10, 2500]
+
+
+def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_it(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    first = load_first(landing, contracts_dir, instance)
+    before = target_rows(warehouse)
+    second = land(landing, "b.csv", second_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(TARGET, "NEW.id = 3000")  # ids 1500..2999 are already updated by then
+    process, _ = fork_run(contracts_dir, second, tmp_path)
+    pid, statement = pause.wait_paused(process)
+
+    assert is_upsert_into_target(statement), statement
+    assert target_rows(warehouse) == before  # the half-done upsert is invisible
+    during = manifest(warehouse, second)
+    assert (during["status"], during["rows_staged"]) == ("running", 2998)
+
+    process.kill()
+    process.join()
+    assert process.exitcode == -9
+    pause.wait_gone(pid)
+    assert target_rows(warehouse) == before
+    assert manifest(warehouse, second) == during
+
+    rerun = run_file(contracts_dir, "items", second, instance)  # re-materialise the partition
+    assert rerun.success, step_failure(rerun)
+    assert target_rows(warehouse) == expected_table(landing, first, second)
+    final = manifest(warehouse, second)
+    assert (final["status"], final["error"], final["interruptions"]) == ("success", None, 0)
+    assert open_quarantine(warehouse, second) == [10, 2500]
+
+
+def test_terminated_connection_mid_copy_is_retried_and_the_run_finishes(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    first = load_first(landing, contracts_dir, instance)
+    before = target_rows(warehouse)
+    second = land(landing, "b.csv", second_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    process, report = fork_run(contracts_dir, second, tmp_path)
+    pid, statement = pause.wait_paused(process)
+    assert is_copy_into_staging(statement), statement
+
+    assert pause.execute("SELECT pg_terminate_backend(%s)", [pid]) == [(True,)]
+    pause.wait_gone(pid)
+    assert target_rows(warehouse) == before
+    assert manifest(warehouse, second)["status"] != "success"
+
+    assert join(process, report) == "success"  # the staged step's RetryPolicy took over
+    assert target_rows(warehouse) == expected_table(landing, first, second)
+    final = manifest(warehouse, second)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, 2998)
+    assert open_quarantine(warehouse, second) == [10, 2500]
+
+
+@pytest.fixture
+def own_server() -> Iterator[EmbeddedServer]:
+    """A PostgreSQL of this test alone, to restart it (not the session's shared server)."""
+    bin_dir = Path(os.environ["ELT_PG_BIN_DIR"]) if os.environ.get("ELT_PG_BIN_DIR") else None
+    # Not under pytest's basetemp: a pytest session starting meanwhile makes it 0700 again, and
+    # the server (user nobody when we are root) could no longer reach its data (as conftest.py).
+    root = Path(tempfile.mkdtemp(prefix="elt-test-restart-"))
+    server = EmbeddedServer(root, free_port(), bin_dir or default_bin_dir())
+    try:
+        server.ensure_started()
+        yield server
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_fast_restart_during_the_upsert_is_retried_and_the_run_finishes(
+    own_server: EmbeddedServer,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    contract = write_contract(contracts_dir, CONTRACT)
+    for name, value in provision(own_server).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ELT_BATCH_ROWS", "1000")
+    with connect(os.environ["ELT_OWNER_DATABASE_URL"], setting="test") as owner:
+        initialize(owner, [contract])
+    first = load_first(landing, contracts_dir, instance)
+    pause = Pause(own_server.url("postgres", "warehouse"))
+    before = pause.execute(f"SELECT id, label, version FROM {TARGET} ORDER BY 1")
+    assert before == expected_table(landing, first)
+    second = land(landing, "b.csv", second_file())
+    pause.install(TARGET, "NEW.id = 3000")
+    process, report = fork_run(contracts_dir, second, tmp_path)
+    _, statement = pause.wait_paused(process)
+    assert is_upsert_into_target(statement), statement
+
+    own_server.stop(mode="fast")  # = pg_ctl restart -m fast
+    own_server.ensure_started()
+    assert pause.execute(f"SELECT id, label, version FROM {TARGET} ORDER BY 1") == before
+    assert join(process, report) == "success"  # the target step's RetryPolicy took over
+    after = pause.execute(f"SELECT id, label, version FROM {TARGET} ORDER BY 1")
+    assert after == expected_table(landing, first, second)
+    status = pause.execute(
+        "SELECT status, error FROM elt.ingestion_manifest WHERE file = %s", [second]
+    )
+    assert status == [("success", None)]
+    quarantined = pause.execute(
+        "SELECT row_number FROM elt.quarantine WHERE file = %s AND resolved_at IS NULL ORDER BY 1",
+        [second],
+    )
+    assert quarantined == [(10,), (2500,)]
+
+
+# -- C. concurrency ---------------------------------------------------------------------------
+
+
+def test_the_same_file_run_twice_at_once_has_exactly_one_effect(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    first = load_first(landing, contracts_dir, instance)
+    second = land(landing, "b.csv", second_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    one = fork_run(contracts_dir, second, tmp_path)
+    pause.wait_paused(one[0])
+    two = fork_run(contracts_dir, second, tmp_path)
+    deadline = time.monotonic() + 120
+    # The second run has taken the file too and now waits for the first one's lock.
+    while not pause.loader_backends("wait_event_type = 'Lock' AND wait_event = 'advisory'"):
+        assert time.monotonic() < deadline and alive(two[0]), "the second run never overlapped"
+        time.sleep(0.05)
+    pause.release()
+    assert join_all([one, two]) == ["success", "success"]
+
+    assert target_rows(warehouse) == expected_table(landing, first, second)
+    rows = warehouse.query(
+        "SELECT status, error, rows_staged, rows_quarantined FROM elt.ingestion_manifest"
+        " WHERE file = %s",
+        [second],
+    )
+    assert rows == [("success", None, 2998, 2)]
+    assert open_quarantine(warehouse, second) == [10, 2500]
+    # Each run quarantined the two rows; the later one resolved the earlier one's.
+    assert warehouse.value("SELECT count(*) FROM elt.quarantine WHERE file = %s", [second]) == 4
+
+
+def round_files(landing: Path, rng: random.Random, round_number: int, files: int) -> list[str]:
+    """`files` files over 1000 keys, 400 each; within the round every key gets distinct versions
+    across files (the winner varies by key), and each round's versions beat the last round's."""
+    names = []
+    versions = {key: rng.sample(range(files), files) for key in range(1000)}
+    for f in range(files):
+        keys = sorted(rng.sample(range(1000), 400))
+        rows = [(k, f"r{round_number}f{f}k{k}", round_number * 100 + versions[k][f]) for k in keys]
+        names.append(land(landing, f"r{round_number}_f{f}.csv", rows))
+    return names
+
+
+ROUNDS = 4  # 32 parallel runs in all; a race between two files shows within a few rounds
+
+
+def test_eight_files_of_one_table_in_parallel_merge_by_version_round_after_round(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(20261122)
+    loaded: list[str] = []
+    for round_number in range(1, ROUNDS + 1):
+        files = round_files(landing, rng, round_number, 8)
+        outcomes = join_all([fork_run(contracts_dir, file, tmp_path) for file in files])
+        assert outcomes == ["success"] * 8
+        loaded += files
+        assert target_rows(warehouse) == expected_table(landing, *loaded), round_number
+        statuses = warehouse.query("SELECT status, count(*) FROM elt.ingestion_manifest GROUP BY 1")
+        assert statuses == [("success", len(loaded))]
+    deadlocks = warehouse.value(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    )
+    assert deadlocks == 0
+
+
+def test_the_warehouse_pool_limit_holds_while_many_files_load(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    limit = shipped["concurrency"]["pools"]["default_limit"]
+    assert limit == 2
+    # Dagster's storage in PostgreSQL, as in production, with the shipped dagster.yaml.
+    storage = f"{warehouse.name}_dagster"
+    pause = Pause(warehouse.server.url("postgres", "postgres"))
+    pause.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(storage)))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("ELT_DAGSTER_DATABASE_URL", warehouse.server.url("postgres", storage))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    try:
+        files = [
+            land(landing, f"p{n}.csv", [(i, f"p{n}x{i}", n) for i in range(200)]) for n in range(5)
+        ]
+        with dg.DagsterInstance.from_config(str(home)) as shared:
+            # One run first: creates Dagster's schema, the tables, and the pool's limit from
+            # dagster.yaml (Dagster's own first-use initialisation is not safe to race).
+            warm = run_file(contracts_dir, "items", files[0], shared)
+            assert warm.success, step_failure(warm)
+            shared.add_dynamic_partitions("items_files", files[1:])
+        # Every COPY into staging holds its file for half a second, so writers overlap.
+        Pause(warehouse.superuser_url).install(STAGING, "NEW._elt_row = 1", once=False, seconds=0.5)
+        writers: list[int] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            """Loader sessions holding an advisory lock: every staging write and every load
+            holds its file's (and table's) lock for its whole transaction."""
+            with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
+                while not stop.is_set():
+                    row = connection.execute(
+                        "SELECT count(DISTINCT l.pid) FROM pg_locks l"
+                        " JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " AND a.usename = 'elt_loader' AND a.datname = current_database()"
+                    ).fetchone()
+                    writers.append(int(row[0]) if row else 0)
+                    time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            runs = [fork_run(contracts_dir, file, tmp_path, home=str(home)) for file in files[1:]]
+            outcomes = join_all(runs)
+        finally:
+            stop.set()
+            sampler.join()
+        assert outcomes == ["success"] * 4
+        # Staged and target steps take a slot of the `warehouse` pool: never more writers than
+        # the limit, and the limit was reached (so a breach would have been seen).
+        assert max(writers) == limit, (len(writers), max(writers))
+        assert target_rows(warehouse) == expected_table(landing, *files)
+    finally:
+        pause.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(storage))
+        )
