@@ -340,16 +340,18 @@ def test_a_transient_error_retries_the_op_and_redoes_only_unfinished_files(
 
     def hold_the_third_files_lock() -> None:
         """The lock every write of items/f02.csv takes (sql/templates/lock_file.sql), held by
-        another session until the batch's first attempt has failed on it."""
+        another session until the batch's first attempt has failed on it (and noted it)."""
         lock = "hashtext('elt:file'), hashtext('items' || '/' || 'items/f02.csv')"
         with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
             connection.execute(f"SELECT pg_advisory_lock({lock})")
             ready.set()
             for _ in range(600):  # at most 60 s
-                status = connection.execute(
-                    "SELECT status FROM elt.ingestion_manifest WHERE file = 'items/f02.csv'"
+                # A transient error keeps the file `running` and records the retried error.
+                noted = connection.execute(
+                    "SELECT error IS NOT NULL FROM elt.ingestion_manifest "
+                    "WHERE file = 'items/f02.csv'"
                 ).fetchone()
-                if status == ("failed",):
+                if noted == (True,):
                     break
                 threading.Event().wait(0.1)
             connection.execute(f"SELECT pg_advisory_unlock({lock})")
