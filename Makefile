@@ -10,8 +10,8 @@ test:   ## run every quality gate: ruff, mypy, dagster definitions, pytest on a 
 sync:   ## only build the environment
 	python3 scripts/bootstrap.py sync
 
-bench:  ## run the benchmark (see benchmarks/README.md for options)
-	python3 scripts/bootstrap.py sync && .venv/bin/python -m benchmarks.run
+bench:  ## run the benchmark (benchmarks/run.py; options in README "Performance")
+	python3 scripts/bootstrap.py bench
 
 clean-state:  ## stop the embedded server and delete local state (.elt/: database, Dagster home)
 	-.venv/bin/elt db stop

@@ -7,6 +7,7 @@ committed uv.lock (never re-resolving), and then runs the requested command insi
     python3 scripts/bootstrap.py dev     # the platform: embedded PostgreSQL + Dagster UI
     python3 scripts/bootstrap.py test    # ruff, mypy, dagster definitions validate, pytest
     python3 scripts/bootstrap.py sync    # only build the environment
+    python3 scripts/bootstrap.py bench   # the benchmark (benchmarks/run.py), with its extras
 
 `make dev` and `make test` call this script.
 """
@@ -50,11 +51,12 @@ def bootstrap_uv() -> Path:
     return uv
 
 
-def sync(uv: Path) -> None:
+def sync(uv: Path, groups: tuple[str, ...] = ()) -> None:
     """Build .venv exactly from uv.lock, with the interpreter running this script."""
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    extra = [arg for group in groups for arg in ("--group", group)]
     subprocess.run(
-        [str(uv), "sync", "--locked", "--quiet", "--python", sys.executable],
+        [str(uv), "sync", "--locked", "--quiet", *extra, "--python", sys.executable],
         cwd=ROOT,
         env=env,
         check=True,
@@ -92,12 +94,16 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):
         fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
-    if not argv or argv[0] not in {"dev", "test", "sync"}:
+    if not argv or argv[0] not in {"dev", "test", "sync", "bench"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     uv = Path(shutil.which("uv") or "") if os.environ.get("ELT_USE_SYSTEM_UV") else bootstrap_uv()
-    sync(uv)
+    sync(uv, ("bench",) if command == "bench" else ())
+    if command == "bench":  # the benchmark also needs the binary-COPY limit's driver (ADBC)
+        os.chdir(ROOT)
+        bench = [str(uv), "run", "--locked", "--no-sync", "python", "-m", "benchmarks.run"]
+        os.execv(str(uv), [*bench, *rest])
     if command == "sync":
         return 0
     if command == "test":
