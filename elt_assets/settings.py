@@ -53,7 +53,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "loaded by batch runs of many files instead of one run per file; 0 always batches.",
     ),
     "ELT_BATCH_MAX_FILES": ("100", "Most files one batch run loads."),
-    "ELT_BATCH_ROWS": ("50000", "Rows per streamed batch while reading a file."),
+    "ELT_BATCH_ROWS": (
+        "25000",
+        "Rows per streamed batch while reading a file (a batch also ends at 8 MiB of data).",
+    ),
     "ELT_MAX_RECORD_BYTES": (
         "1048576",
         "Largest single CSV record (header included) a file may hold; the CSV parser's block "

@@ -378,6 +378,21 @@ def test_row_numbers_continue_across_parser_blocks(
     assert pl.concat(frames)["a"].to_list() == [str(i) for i in range(200)]
 
 
+def test_wide_rows_end_a_batch_at_the_byte_bound_before_the_row_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays flat for wide rows: a batch ends at MAX_BATCH_BYTES of data."""
+    monkeypatch.setattr(readers, "MAX_ROW_BYTES", 4096)  # parser blocks of ~4 KB
+    monkeypatch.setattr(readers, "MAX_BATCH_BYTES", 16_384)
+    wide = b"x" * 1000
+    data = b"a,b\n" + b"".join(b"%d,%s\n" % (i, wide) for i in range(100))
+    reader, frames = read_frames(tmp_path, data, batch_rows=1000)
+    assert len(frames) >= 5  # 100 KB of rows in batches of about 16 KB, not one 1000-row batch
+    assert all(f.height < 30 for f in frames)
+    assert pl.concat(frames)["_elt_row"].to_list() == list(range(1, 101))
+    assert reader.rows_read == 100
+
+
 # -- Parquet -----------------------------------------------------------------------------------
 
 
@@ -489,3 +504,17 @@ def test_a_record_beyond_elt_max_record_bytes_is_rejected_naming_the_setting(
     error = rejection(tmp_path, b"a,b\n" + b"2,small\n" * 10 + big)
     assert "larger than 65536 bytes" in error.problem
     assert "ELT_MAX_RECORD_BYTES" in error.problem
+
+
+def test_parquet_batches_of_wide_rows_are_bounded_in_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "MAX_BATCH_BYTES", 20_000)
+    path = tmp_path / "p.parquet"
+    table = pa.table({"id": range(100), "name": ["y" * 1000] * 100, "price": [1.0] * 100})
+    pq.write_table(table, path, compression="none", use_dictionary=False)  # 100 KB of data
+    reader = FileReader(path, "p.parquet", parquet_contract(), batch_rows=1000)
+    frames = list(reader.batches())
+    assert len(frames) >= 5
+    assert all(f.height <= 20 for f in frames)
+    assert pl.concat(frames)["id"].to_list() == list(range(100))

@@ -38,6 +38,8 @@ MAX_ROW_BYTES = 1 << 20  # one CSV record; pyarrow's block size (ELT_MAX_RECORD_
 GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzip bomb
 GZIP_FLOOR_BYTES = 1 << 30
 READ_CHUNK = 1 << 20
+# A batch also ends at this much column data, however few rows: wide rows keep memory flat.
+MAX_BATCH_BYTES = 8 << 20
 
 
 class FileRejected(Exception):
@@ -290,7 +292,7 @@ class FileReader:
     `bytes_read` describe exactly what was read.
     """
 
-    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 50_000):
+    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 25_000):
         self.path, self.file, self.contract, self.batch_rows = path, file, contract, batch_rows
         self.format = contract.file_format(file)
         self.rows_read = 0
@@ -395,7 +397,7 @@ class FileReader:
         self, reader: pa_csv.CSVStreamingReader, tap: _Tap
     ) -> Iterator[pa.RecordBatch]:
         pending: list[pa.RecordBatch] = []
-        pending_rows = 0
+        pending_rows = pending_bytes = 0
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -407,9 +409,10 @@ class FileReader:
                 raise self._diagnosed(str(error)) from None
             pending.append(batch)
             pending_rows += batch.num_rows
-            if pending_rows >= self.batch_rows:
+            pending_bytes += batch.nbytes
+            if pending_rows >= self.batch_rows or pending_bytes >= MAX_BATCH_BYTES:
                 yield from self._combined(pending)
-                pending, pending_rows = [], 0
+                pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
             yield from self._combined(pending)
 
@@ -517,7 +520,8 @@ class FileReader:
                     column=name,
                 )
         try:
-            for record_batch in parquet.iter_batches(batch_size=self.batch_rows, columns=wanted):
+            rows = self._parquet_batch_rows(parquet)
+            for record_batch in parquet.iter_batches(batch_size=rows, columns=wanted):
                 try:
                     frame = pl.from_arrow(record_batch)
                 except pl.exceptions.PanicException as panic:  # a BaseException, not Exception
@@ -538,6 +542,17 @@ class FileReader:
 
         self.sha256 = sha256_of(self.path)
         self.bytes_read = self.path.stat().st_size
+
+    def _parquet_batch_rows(self, parquet: pq.ParquetFile) -> int:
+        """Rows per batch: ELT_BATCH_ROWS, fewer when the row groups say rows are wide."""
+        metadata = parquet.metadata
+        if metadata.num_rows == 0:
+            return self.batch_rows
+        data_bytes = sum(
+            metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+        )
+        row_bytes = max(1, data_bytes // metadata.num_rows)
+        return max(1, min(self.batch_rows, MAX_BATCH_BYTES // row_bytes))
 
     # -- shared ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ ROLES = ("elt_owner", "elt_loader", "dagster")
 DATABASES = {"warehouse": "elt_owner", "dagster": "dagster"}
 UNPRIVILEGED_USER = "nobody"
 
-# Applied on every start; documented in the README ("Benchmarks"). Durability stays on: fault tests
+# Applied on every start; documented in the README ("Performance"). Durability stays on: fault tests
 # kill the server and expect every committed manifest row to survive.
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -43,7 +43,10 @@ SERVER_SETTINGS = {
     "maintenance_work_mem": "'256MB'",
     "max_wal_size": "'4GB'",
     "checkpoint_timeout": "'15min'",
-    "wal_compression": "'on'",
+    # Not pglz compression: with data checksums (PostgreSQL 18's default) the first read of freshly
+    # loaded pages writes each page to the WAL once (hint bits), and compressing those with pglz
+    # made a 200k-row upsert into a 1M-row table 4x slower (benchmarks/, README "Performance").
+    "wal_compression": "'off'",
     "log_min_messages": "'warning'",
     "log_line_prefix": "'%m [%p] %u@%d '",
 }
