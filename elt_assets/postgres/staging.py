@@ -8,6 +8,7 @@ the policy, and record the counts in the manifest. Either all of it commits or n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -23,6 +24,7 @@ from elt_assets.postgres.templates import (
     FILE_COLUMN,
     ROW_COLUMN,
     render,
+    render_copy,
     render_duplicate_keys,
     render_move_duplicates,
     staging_table,
@@ -188,6 +190,47 @@ class _Progress:
             log.info("%s: %s rows read so far (%.0f rows/s)", self.staged.file, self.rows, rate)
 
 
+def _stream(
+    connection: psycopg.Connection, staged: StagedFile, table: sql.Identifier, columns: list[str]
+) -> None:
+    """The whole file in one COPY stream, so PostgreSQL never waits for the next batch's end.
+
+    Only a batch with rejected rows ends the COPY, to write them to the quarantine (another
+    table on the same connection); the next batch starts a new one.
+    """
+    progress = _Progress(staged)
+    with connection.cursor() as cursor, contextlib.ExitStack() as open_copy:
+        copy = None
+        for batch, _good, payload in read_ahead(_encoded(staged, columns)):
+            progress.batch(batch.rows_read)
+            if copy is None:
+                copy = open_copy.enter_context(cursor.copy(render_copy(table, columns)))
+            copy.write(payload)
+            if batch.quarantined.height:
+                open_copy.close()
+                copy = None
+                _copy_quarantine(connection, staged, batch.quarantined)
+
+
+def _stream_isolating(
+    connection: psycopg.Connection, staged: StagedFile, table: sql.Identifier, columns: list[str]
+) -> int:
+    """A COPY per batch in a savepoint; rows PostgreSQL refuses go to the quarantine. Returns
+    how many it refused."""
+    progress = _Progress(staged)
+    refused_rows = 0
+    for batch, good, payload in read_ahead(_encoded(staged, columns)):
+        progress.batch(batch.rows_read)
+        refused = copy_frame(connection, table, columns, good, ROW_COLUMN, payload)
+        _copy_quarantine(connection, staged, batch.quarantined)
+        if refused:
+            records = _refused_records(staged, good, refused)
+            staged.note_refused(records)
+            _copy_quarantine(connection, staged, records)
+            refused_rows += len(refused)
+    return refused_rows
+
+
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
     """Replace the file's staging slice and quarantine rows, in one transaction."""
     contract = staged.contract
@@ -203,16 +246,15 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         connection.execute("SELECT set_config('TimeZone', %s, true)", [contract.source.timezone])
         connection.execute(render("slice_delete", table=table), params)
         connection.execute(render("quarantine_resolve"), params)
-        progress = _Progress(staged)
-        for batch, good, payload in read_ahead(_encoded(staged, columns)):
-            progress.batch(batch.rows_read)
-            refused = copy_frame(connection, table, columns, good, ROW_COLUMN, payload)
-            _copy_quarantine(connection, staged, batch.quarantined)
-            if refused:
-                records = _refused_records(staged, good, refused)
-                staged.note_refused(records)
-                _copy_quarantine(connection, staged, records)
-                report.refused_by_postgres += len(refused)
+        try:
+            with connection.transaction():
+                _stream(connection, staged, table, columns)
+        except psycopg.errors.DataError:
+            # PostgreSQL refused a value our validation let through (rare): read the file again,
+            # a COPY per batch, isolating the refused rows with PostgreSQL's own reasons.
+            log.info("%s: PostgreSQL refused a value; isolating the refused rows", staged.file)
+            staged.restart()
+            report.refused_by_postgres = _stream_isolating(connection, staged, table, columns)
         report.seconds["copy"] = time.perf_counter() - started
         checked = time.perf_counter()
         report.duplicates_moved = _move_duplicates(connection, staged)

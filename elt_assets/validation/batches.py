@@ -65,12 +65,10 @@ class BatchValidator:
         )
         # A value that could not be cast is also NULL in the typed frame: report the cast only.
         failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
-        bad_rows = failures.select(ROW_COLUMN).unique()
-        good = (
-            cast.join(bad_rows, on=ROW_COLUMN, how="anti")
-            .select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
-            .sort(ROW_COLUMN)
-        )
+        if failures.height:  # most batches have none: no join, no sort (cast is in row order)
+            bad_rows = failures.select(ROW_COLUMN).unique()
+            cast = cast.join(bad_rows, on=ROW_COLUMN, how="anti").sort(ROW_COLUMN)
+        good = cast.select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
         counts = (
             failures.group_by("column_name", "check_name").len().iter_rows()
             if failures.height

@@ -80,6 +80,12 @@ class StagedFile:
                 "stops changing"
             )
 
+    def restart(self) -> None:
+        """Forget what a previous pass over the file gathered, before reading it again."""
+        self.rows_read = self.rows_rejected = 0
+        self.failure_counts = Counter()
+        self.sample = []
+
     def note(self, batch: ValidatedBatch) -> None:
         """Count a batch's rejections and keep the first few as a sample for the UI."""
         self.rows_rejected += batch.quarantined.height
