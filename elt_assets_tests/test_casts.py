@@ -13,6 +13,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elt_assets.contracts.model import Column
 from elt_assets.validation.casts import UncastableColumn, cast_text_column, cast_typed_column
@@ -543,3 +545,64 @@ def test_impossible_pairs_are_uncastable(type_: str, source: pl.Series) -> None:
     with pytest.raises(UncastableColumn, match="'v'") as caught:
         cast_typed_column(column(type_), source.dtype, "UTC")
     assert type_ in str(caught.value)
+
+
+# -- the fast casts agree with the general cast --------------------------------------------------
+
+FAST_TYPES = [
+    "smallint",
+    "integer",
+    "bigint",
+    "real",
+    "double precision",
+    "boolean",
+    "date",
+    "numeric(12,2)",
+    "numeric(15,4)",
+    "numeric(3,0)",
+    "timestamp",
+    "timestamptz",
+]
+TRICKY_VALUES = [
+    *["0", "-0", "+1", "007", " 12", "12 ", "1e3", "1E-3", "1.5", "-1.25", ".5", "5.", "-", ""],
+    *["32767", "32768", "-32768", "-32769", "2147483647", "2147483648", "-2147483649"],
+    *["9223372036854775807", "9223372036854775808", "999999999999999999", "1000000000000000000"],
+    *["0.1", "0.29", "0.9999", "0.99995", "999", "999.5", "9999999999.99", "9999999999.995"],
+    *["99999999999.99", "1.005", "100000000000000.5", "1.0000000000000001", "nan", "NaN", "inf"],
+    *["123456789012345.12345678901234567", "0.000000000000000000000000000000000000000000001"],
+    *["3.4028235e38", "340282350000000000000000000000000000000", "1e-50", "0.0000000000000001"],
+    *["t", "f", "true", "false", "TRUE", "yes", "no", "on", "off", "1", "0", "tru", "x"],
+    *["2024-02-29", "2023-02-29", "0000-01-01", "2024-1-5", "2024-13-01", "9999-12-31"],
+    *["2024-01-01 10:00:00", "2024-01-01 10:00:00.123456+02:00", "2024-01-01T10:00:00Z"],
+]
+
+
+def assert_fast_agrees(type_: str, values: list[str]) -> int:
+    """Where the fast cast gives a value, the general cast gives the same one and passes it.
+    Returns how many values the fast cast settled."""
+    cast = cast_text_column(column(type_), "UTC")
+    if cast.fast is None:
+        return 0
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String}).select(
+        cast.fast.alias("fast"), cast.typed.alias("typed"), cast.failed.alias("failed"), "v"
+    )
+    settled = frame.filter(pl.col("fast").is_not_null())
+    for fast, typed, failed, value in settled.iter_rows():
+        assert failed is False, f"{type_}: the fast cast passed {value!r}, the general one fails it"
+        assert fast == typed, f"{type_}: {value!r} fast {fast!r} != general {typed!r}"
+    return settled.height
+
+
+@pytest.mark.parametrize("type_", FAST_TYPES)
+def test_fast_casts_agree_with_the_general_cast(type_: str) -> None:
+    settled = assert_fast_agrees(type_, TRICKY_VALUES)
+    assert settled > 0  # the fast cast is in use for this type and settles its plain spellings
+
+
+@given(
+    values=st.lists(st.text(alphabet="0123456789-+.eE :tfTF", min_size=1, max_size=24), max_size=60)
+)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+def test_fast_casts_agree_on_generated_spellings(values: list[str]) -> None:
+    for type_ in [*FAST_TYPES, "numeric(4,4)", "numeric(20,2)", "numeric"]:  # the last: no fast
+        assert_fast_agrees(type_, values)

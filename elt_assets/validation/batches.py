@@ -106,8 +106,9 @@ class BatchValidator:
             unsettled = unsettled | (cast[name].is_null() & batch[name].is_not_null())
         if not unsettled.any():
             return cast
-        full = batch.filter(unsettled).select(self._cast_exprs(names))
-        return cast.update(full, on=ROW_COLUMN, include_nulls=True)
+        rows = unsettled.arg_true()
+        full = batch[rows].select(self._cast_exprs(names))
+        return cast.with_columns(cast[c].scatter(rows, full[c]) for c in full.columns[1:])
 
     def _cast_exprs(self, names: list[str]) -> list[pl.Expr]:
         return [

@@ -97,8 +97,46 @@ def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) 
 _FAST_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
 
 
+# Plain spellings whose value can never overflow or lose digits, so the cheap cast is exact.
+_FAST_INTEGER = r"^-?[0-9]{1,18}$"
+_FAST_FLOAT = r"^-?[0-9]{1,15}(\.[0-9]{1,300})?$"  # no overflow, no underflow
+_FAST_BOOLEAN = {"true": True, "false": False, "t": True, "f": False, "1": True, "0": False}
+_FAST_NUMERIC_MAX_PRECISION = 15  # digits a float64 holds exactly: comparisons stay exact
+
+
 def _fast(clean: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
-    """The fast cast for types whose general cast is expensive (timestamps), else None."""
+    """The fast cast of the common spelling of a type, or None where the general cast is cheap.
+
+    Where it gives a value, the general cast gives the same value and does not fail (the test
+    test_fast_casts_agree_with_the_general_cast holds them to that).
+    """
+    k = kind.kind
+    if k in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[k]
+        value = pl.when(clean.str.contains(_FAST_INTEGER)).then(clean.cast(pl.Int64, strict=False))
+        return pl.when(value.is_between(low, high)).then(value).cast(kind.polars_dtype)
+    if k in {"real", "double precision"}:
+        value = pl.when(clean.str.contains(_FAST_FLOAT)).then(clean.cast(pl.Float64, strict=False))
+        if k == "real":  # a float4 overflow or underflow is for the general cast to report
+            single = value.cast(pl.Float32)
+            value = pl.when(single.is_finite() & ((single != 0) | (value == 0))).then(value)
+        return value.cast(kind.polars_dtype)
+    if k == "boolean":
+        return clean.replace_strict(_FAST_BOOLEAN, default=None, return_dtype=pl.Boolean)
+    if k == "date":
+        shaped = clean.str.contains(_DATE) & _not_year_zero(clean)
+        return pl.when(shaped).then(clean.str.to_date("%Y-%m-%d", strict=False))
+    if k == "numeric" and kind.precision is not None:
+        if kind.precision > _FAST_NUMERIC_MAX_PRECISION:
+            return None
+        scale = kind.scale or 0
+        whole = kind.precision - scale
+        if whole == 0:
+            return None
+        fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
+        shaped = clean.str.contains(rf"^-?[0-9]{{1,{whole}}}{fraction}$")
+        value = clean.cast(pl.Float64, strict=False).round(scale, mode="half_away_from_zero")
+        return pl.when(shaped).then(value)
     if kind.kind == "timestamptz":
         shaped = clean.str.contains(f"{_FAST_TIMESTAMP}[+-][0-9]{{2}}:[0-9]{{2}}$")
         shaped = shaped & _not_year_zero(clean)
