@@ -154,6 +154,30 @@ def test_duplicate_keys_last_keeps_the_last_occurrence(
     assert check_results(result)["contract_conformance"].metadata["duplicate_keys"].value == 1
 
 
+def test_keys_in_order_skip_the_duplicate_query_but_a_repeat_across_batches_is_found(
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys that only increase prove there is no duplicate; the proof must span batches."""
+    monkeypatch.setenv("ELT_BATCH_ROWS", "1000")
+    write_contract(contracts_dir, orders_contract().replace(", version_column: updated_at", ""))
+    row = "{},new,1,2026-01-01 00:00:00+00\n"
+    land(landing, "orders/sorted.csv", HEADER + "".join(row.format(k) for k in range(1, 2501)))
+    result = load(contracts_dir, "orders", "orders/sorted.csv", instance)
+    assert check_results(result)["contract_conformance"].metadata["duplicate_keys"].value == 0
+    assert materialization_metadata(result, "sales/orders")["rows_inserted"] == 2500
+    # Each batch of 1,000 rows increases on its own; the second starts with the first's last key.
+    keys = [*range(3001, 4001), *range(4000, 5000)]
+    land(landing, "orders/seam.csv", HEADER + "".join(row.format(k) for k in keys))
+    result = load(contracts_dir, "orders", "orders/seam.csv", instance)
+    assert check_results(result)["contract_conformance"].metadata["duplicate_keys"].value == 1
+    assert materialization_metadata(result, "sales/orders")["rows_deduplicated"] == 1
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 2500 + 1999
+
+
 def test_duplicate_keys_fail_rejects_the_file_and_names_the_key(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:

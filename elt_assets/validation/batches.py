@@ -34,6 +34,9 @@ class ValidatedBatch:
     quarantined: pl.DataFrame  # QUARANTINE_COLUMNS, one row per rejected row
     rows_read: int
     failure_counts: dict[str, int]  # "column.check" -> failing rows in this batch
+    # A single-column primary key whose good rows' values strictly increase: their first and last
+    # value. Files exported in key order then need no duplicate-key query (staged_file.py).
+    increasing_keys: tuple[object, object] | None = None
 
 
 class BatchValidator:
@@ -69,6 +72,7 @@ class BatchValidator:
             bad_rows = failures.select(ROW_COLUMN).unique()
             cast = cast.join(bad_rows, on=ROW_COLUMN, how="anti").sort(ROW_COLUMN)
         good = cast.select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
+        increasing = self._increasing_keys(cast)
         counts = (
             failures.group_by("column_name", "check_name").len().iter_rows()
             if failures.height
@@ -79,7 +83,24 @@ class BatchValidator:
             quarantined=self._quarantine_records(batch, failures),
             rows_read=batch.height,
             failure_counts={f"{column}.{check}": n for column, check, n in counts},
+            increasing_keys=increasing,
         )
+
+    def _increasing_keys(self, good: pl.DataFrame) -> tuple[object, object] | None:
+        """(first, last) typed key of the good rows if the key is one column and strictly increases.
+
+        Distinct typed values mean distinct values in PostgreSQL (its equal values always cast to
+        equal typed values), so strictly increasing keys cannot repeat.
+        """
+        key = self.contract.target.primary_key
+        if len(key) != 1 or good.height == 0:
+            return None
+        values = good[key[0]]
+        if values.null_count() or not bool(
+            (values.slice(1) > values.slice(0, len(values) - 1)).all()
+        ):
+            return None
+        return values[0], values[-1]
 
     def _cast(self, batch: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         """Typed value, text and failure flag per column (reasons come later, for failures only).

@@ -135,8 +135,8 @@ def _fast(clean: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
             return None
         fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
         shaped = clean.str.contains(rf"^-?[0-9]{{1,{whole}}}{fraction}$")
-        value = clean.cast(pl.Float64, strict=False).round(scale, mode="half_away_from_zero")
-        return pl.when(shaped).then(value)
+        number = clean.cast(pl.Float64, strict=False).round(scale, mode="half_away_from_zero")
+        return pl.when(shaped).then(number)
     if kind.kind == "timestamptz":
         shaped = clean.str.contains(f"{_FAST_TIMESTAMP}[+-][0-9]{{2}}:[0-9]{{2}}$")
         shaped = shaped & _not_year_zero(clean)

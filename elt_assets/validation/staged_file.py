@@ -41,6 +41,9 @@ class StagedFile:
     sample: list[dict[str, object]] = field(default_factory=list)
     header: HeaderMapping | None = None
     report: StageReport | None = None  # set by the IO manager once the slice is written
+    # True while every staged key so far is greater than the one before (single-column keys).
+    keys_increasing: bool = True
+    _last_key: object = None
 
     @property
     def dataset(self) -> str:
@@ -82,6 +85,7 @@ class StagedFile:
 
     def restart(self) -> None:
         """Forget what a previous pass over the file gathered, before reading it again."""
+        self.keys_increasing, self._last_key = True, None
         self.rows_read = self.rows_rejected = 0
         self.failure_counts = Counter()
         self.sample = []
@@ -90,6 +94,7 @@ class StagedFile:
         """Count a batch's rejections and keep the first few as a sample for the UI."""
         self.rows_rejected += batch.quarantined.height
         self.failure_counts.update(batch.failure_counts)
+        self._note_keys(batch)
         room = SAMPLE_ROWS - len(self.sample)
         if room > 0 and batch.quarantined.height:
             self.sample.extend(
@@ -97,6 +102,15 @@ class StagedFile:
                 .select("row_number", "column_name", "check_name", "reason")
                 .to_dicts()
             )
+
+    def _note_keys(self, batch: ValidatedBatch) -> None:
+        if not self.keys_increasing or batch.good.height == 0:
+            return
+        keys = batch.increasing_keys
+        if keys is None or (self._last_key is not None and not keys[0] > self._last_key):  # type: ignore[operator]
+            self.keys_increasing = False
+            return
+        self._last_key = keys[1]
 
     def note_refused(self, refused: pl.DataFrame) -> None:
         """Rows PostgreSQL itself refused during COPY (already in quarantine form)."""
