@@ -216,7 +216,11 @@ def load_target(
             ensure_dataset_tables(connection, contract, warehouse.owner_connection)
             result = load_file(connection, contract, key, run_id)  # committed on return
             loaded = manifest_row(connection, key) if settings.archive_dir else None
-            row_count = table_row_count(connection, contract)
+            row_count = (
+                result.row_count
+                if result.row_count is not None
+                else table_row_count(connection, contract)
+            )
             key_check = (
                 checks.primary_key_result(primary_key_state(connection, contract))
                 if contract.target.primary_key

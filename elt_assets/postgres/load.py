@@ -34,6 +34,9 @@ class LoadResult:
     rows_deduplicated: int  # rows of the file dropped because a later row had the same key
     rows_replaced: int  # append mode: rows of an earlier load of this file that were replaced
     seconds: float
+    # The table's rows at commit when this load alone decides it (a first load into the empty
+    # table, under its lock), so nobody has to count them; else None.
+    row_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,13 @@ def load_file(
                 f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
                 "or the server restarted (staging is UNLOGGED); materialise staged again"
             )
+        row_count = None
         if contract.target.mode == "upsert":
-            source_rows, inserted, updated = _upsert(
+            source_rows, inserted, updated, first_load = _upsert(
                 connection, contract, params, staged_rows, recorded.get("duplicate_key_rows")
             )
             replaced = 0
+            row_count = inserted if first_load else None
         else:
             deleted = connection.execute(
                 render("slice_delete", table=target_table(contract)), params
@@ -130,6 +135,7 @@ def load_file(
         rows_deduplicated=staged_rows - source_rows,
         rows_replaced=replaced,
         seconds=time.perf_counter() - started,
+        row_count=row_count,
     )
 
 
@@ -139,8 +145,8 @@ def _upsert(
     params: dict[str, str],
     staged_rows: int,
     duplicate_key_rows: object,
-) -> tuple[int, int, int]:
-    """(rows of the slice after deduplication, rows inserted, rows updated).
+) -> tuple[int, int, int, bool]:
+    """(rows of the slice after deduplication, rows inserted, rows updated, first load).
 
     The cheapest statement that is exact: a plain INSERT for a first load of a file with unique
     keys (the table's lock is held, so "empty" stays true), no DISTINCT ON when no key repeats,
@@ -153,14 +159,14 @@ def _upsert(
         ).fetchone()
         if empty is not None and empty[0]:
             inserted = connection.execute(render_insert_new(contract), params).rowcount
-            return staged_rows, inserted, 0
+            return staged_rows, inserted, 0, True
         row = connection.execute(render_upsert(contract, deduplicate=False), params).fetchone()
         assert row is not None
-        return staged_rows, int(row[0]), int(row[1])
+        return staged_rows, int(row[0]), int(row[1]), False
     row = connection.execute(render_upsert(contract), params).fetchone()
     assert row is not None
     source_rows, inserted, updated = (int(v) for v in row)
-    return source_rows, inserted, updated
+    return source_rows, inserted, updated, False
 
 
 def _staged_rows(connection: psycopg.Connection, contract: Contract, file: str) -> int:
