@@ -409,16 +409,21 @@ class FileReader:
                 raise self._diagnosed(str(error)) from None
             pending.append(batch)
             pending_rows += batch.num_rows
-            pending_bytes += batch.nbytes
+            # One batch per parser block of `record_limit` bytes of text (the last one shorter);
+            # batch.nbytes would count the parser's whole buffer allocations instead.
+            pending_bytes += self.record_limit
             if pending_rows >= self.batch_rows or pending_bytes >= MAX_BATCH_BYTES:
-                yield from self._combined(pending)
-                pending, pending_rows, pending_bytes = [], 0, 0
+                table = pa.Table.from_batches(pending).combine_chunks()
+                full = table.num_rows - table.num_rows % self.batch_rows
+                size = full if full else table.num_rows  # byte bound: all of it
+                yield from table.slice(0, size).to_batches(max_chunksize=self.batch_rows)
+                # The rows beyond the full batches start the next one, not a batch of their own.
+                rest = table.slice(size)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                pending_bytes = pending_bytes * rest.num_rows // table.num_rows
         if pending:
-            yield from self._combined(pending)
-
-    def _combined(self, batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = pa.Table.from_batches(batches)
-        yield from table.combine_chunks().to_batches(max_chunksize=self.batch_rows)
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield from table.to_batches(max_chunksize=self.batch_rows)
 
     def _csv_header(self, gzipped: bool) -> list[str]:
         """The first record, parsed with the contract's dialect, from at most record_limit bytes."""
