@@ -54,7 +54,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "ELT_BATCH_MAX_FILES": ("100", "Most files one batch run loads."),
     "ELT_BATCH_ROWS": (
-        "25000",
+        "15000",
         "Rows per streamed batch while reading a file (a batch also ends at 8 MiB of data).",
     ),
     "ELT_MAX_RECORD_BYTES": (

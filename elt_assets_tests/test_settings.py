@@ -150,7 +150,7 @@ def test_from_env_defaults() -> None:
     assert settings.pg_bin_dir is None
     assert settings.sensor_interval_seconds == 15
     assert settings.max_runs_per_tick == 50
-    assert settings.batch_rows == 25_000
+    assert settings.batch_rows == 15_000
 
 
 def test_from_env_reads_every_setting(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_blank_values_mean_the_default() -> None:
     settings = Settings.from_env(
         {"ELT_LOG_LEVEL": "  ", "ELT_BATCH_ROWS": "", "ELT_PG_BIN_DIR": " "}, check_dirs=False
     )
-    assert (settings.log_level, settings.batch_rows, settings.pg_bin_dir) == ("INFO", 25_000, None)
+    assert (settings.log_level, settings.batch_rows, settings.pg_bin_dir) == ("INFO", 15_000, None)
 
 
 @pytest.mark.parametrize(

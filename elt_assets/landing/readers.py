@@ -292,7 +292,7 @@ class FileReader:
     `bytes_read` describe exactly what was read.
     """
 
-    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 25_000):
+    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 15_000):
         self.path, self.file, self.contract, self.batch_rows = path, file, contract, batch_rows
         self.format = contract.file_format(file)
         self.rows_read = 0

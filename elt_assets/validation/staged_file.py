@@ -34,7 +34,7 @@ class StagedFile:
     sha256: str  # content hash taken when the run started (raw asset)
     size_bytes: int
     run_id: str
-    batch_rows: int = 25_000
+    batch_rows: int = 15_000
     rows_read: int = 0
     rows_rejected: int = 0
     failure_counts: Counter[str] = field(default_factory=Counter)
