@@ -32,7 +32,7 @@ from elt_assets.log import get_logger
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.recovery import recover_stale_files
+from elt_assets.recovery import process_tag, recover_stale_files
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.policy import FileCounts, policy_violations
@@ -176,7 +176,7 @@ def _run_contracts(
                     instance=instance,
                     raise_on_error=False,
                     run_config=QUIET,
-                    tags={"elt/sha256": sha, "elt/file": landed.relative_path},
+                    tags={"elt/sha256": sha, "elt/file": landed.relative_path, **process_tag()},
                 )
         taken = {landed.relative_path for landed, _ in decision.requests}
         with warehouse.connection() as connection:  # runs of this call that ended unfinished
@@ -202,7 +202,7 @@ def _run_batches(
             instance=instance,
             raise_on_error=False,
             run_config={**QUIET, **batch_run_config(contract.name, chunk)},
-            tags={"elt/dataset": contract.name, **batch_tags(len(chunk))},
+            tags={"elt/dataset": contract.name, **batch_tags(len(chunk)), **process_tag()},
         )
 
 

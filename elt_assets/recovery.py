@@ -12,13 +12,18 @@ lost or whose retries run out leaves the row `running`. The sensor (every tick) 
 A stale row becomes `interrupted` with an error naming the run. The sensor then requests one run
 per interruption, with a run key of its own (`<partition>@<sha256>@reload-<run id>`) so Dagster
 neither dedupes it against the first run nor launches it twice; `elt ingest` loads the file on its
-next call. A run Dagster still reports as in progress is never second-guessed: Dagster's code
-server marks a run whose process died as failed.
+next call. A run Dagster still reports as in progress is not second-guessed (Dagster's run
+monitoring fails a launched run whose process died), with one exception: a run executed in process
+by `elt ingest` is tagged with its process (host, pid, start time); nobody monitors it, so when
+that process is gone from this host the run is reported failed here and its files recovered.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -38,6 +43,62 @@ if TYPE_CHECKING:  # only postgres/ imports psycopg; the connection just passes 
 WILL_RETRY_TAG = "dagster/will_retry"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 RUN_KEY_TAG = "dagster/run_key"
+# Set on runs executed in process (elt ingest): "host:pid:start", so a killed one can be recognised.
+PROCESS_TAG = "elt/process"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When the process started (clock ticks since boot, Linux), None if it is gone or a zombie;
+    "" where /proc does not exist. Tells a reused pid from the process that had it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else ""
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return None if fields[0] in ("Z", "X") else fields[19]  # state is field 3, starttime 22
+
+
+def process_tag() -> dict[str, str]:
+    """The tag naming this process, for runs it executes in process."""
+    pid = os.getpid()
+    return {PROCESS_TAG: f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"}
+
+
+def _process_gone(tag: str) -> bool:
+    """The tagged process ran on this host and no longer exists (or its pid now belongs to
+    another process). A process on another host is never judged from here."""
+    host, pid, started = tag.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, under another user
+    now = _start_ticks(int(pid))
+    return now is None or (bool(started) and bool(now) and now != started)
+
+
+def _fail_dead_in_process_runs(
+    instance: dg.DagsterInstance, runs: dict[str, dg.DagsterRun]
+) -> dict[str, dg.DagsterRun]:
+    """Report failed the in-process runs whose process is gone (killed, out of memory): Dagster
+    would show them as started forever. Returns the runs as they are now."""
+    dead = [
+        run
+        for run in runs.values()
+        if not run.is_finished and (tag := run.tags.get(PROCESS_TAG)) and _process_gone(tag)
+    ]
+    for run in dead:
+        pid = run.tags[PROCESS_TAG].rsplit(":", 2)[1]
+        instance.report_run_failed(
+            run, f"the process that ran it in process (pid {pid}) is gone: killed or crashed"
+        )
+    if not dead:
+        return runs
+    found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(runs)))
+    return {run.run_id: run for run in found}
 
 
 def _retry_pending(
@@ -84,7 +145,7 @@ def recover_stale_files(
     if not rows:
         return []
     found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted({r.run_id for r in rows})))
-    runs = {run.run_id: run for run in found}
+    runs = _fail_dead_in_process_runs(instance, {run.run_id: run for run in found})
     stale = [
         (row, why)
         for row in rows

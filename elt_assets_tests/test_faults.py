@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -621,6 +622,73 @@ def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_
     final = manifest(warehouse, second)
     assert (final["status"], final["error"], final["interruptions"]) == ("success", None, 1)
     assert open_quarantine(warehouse, second) == bad_rows(landing, second) == [10, 2500]
+
+
+def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_loaded_again(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """With DAGSTER_HOME set, `elt ingest` records its runs in the instance, where nobody would
+    ever finish a run whose process was killed: the next call sees the process gone, reports the
+    run failed and loads the file, without waiting ELT_STALE_RUNNING_MINUTES."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    file = land(landing, "b.csv", second_file())
+    with connect(warehouse.owner_url, setting="test") as owner:
+        initialize(owner, [items])  # the staging table, for the pause trigger
+    pause = Pause(warehouse.superuser_url)
+    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    env = {**ingest_env(warehouse, landing, contracts_dir), "DAGSTER_HOME": str(home)}
+    ingest = spawn_ingest(tmp_path, env)
+    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+    assert is_copy_into_staging(statement), statement
+    ingest.process.kill()
+    assert ingest.process.wait() == -9
+    pause.wait_gone(pid)
+    during = manifest(warehouse, file)
+    assert during["status"] == "running"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        killed = instance.get_run_by_id(during["run_id"])
+        assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "600")  # the dead process decides, not age
+    with caplog.at_level(logging.WARNING, logger="elt_assets"):
+        outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    files = {f["file"]: f for f in outcome.files}
+    assert outcome.exit_code == 0, files
+    assert (files[file]["status"], files[file]["error"]) == ("success", None)
+    assert f"{file}: run {during['run_id']} ended without finishing (run status FAILURE)" in (
+        caplog.text
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        killed = instance.get_run_by_id(during["run_id"])
+        assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
+        failure = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert f"(pid {ingest.process.pid}) is gone" in (failure[-1].message or "")
+    final = manifest(warehouse, file)
+    assert (final["status"], final["interruptions"]) == ("success", 1)
+    assert target_rows(warehouse) == expected_table(landing, file)
+
+
+def test_the_process_tag_tells_a_gone_or_reused_process_from_a_live_one() -> None:
+    """Judged on this host only; a pid now held by a process started later counts as gone."""
+    from elt_assets.recovery import PROCESS_TAG, _process_gone, process_tag
+
+    alive = process_tag()[PROCESS_TAG]
+    host, pid, started = alive.rsplit(":", 2)
+    assert (host, pid) == (socket.gethostname(), str(os.getpid())) and started.isdigit()
+    assert not _process_gone(alive)
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    assert _process_gone(f"{host}:{exited.pid}:{started}")
+    assert _process_gone(f"{host}:{pid}:{int(started) - 1}")  # the pid was reused since
+    assert not _process_gone(f"elsewhere-{host}:{exited.pid}:{started}")
 
 
 def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_it(
