@@ -178,6 +178,27 @@ def test_keys_in_order_skip_the_duplicate_query_but_a_repeat_across_batches_is_f
     assert warehouse.value("SELECT count(*) FROM sales.orders") == 2500 + 1999
 
 
+def test_loading_into_a_non_empty_table_does_not_wait_for_autovacuum(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+) -> None:
+    """Autovacuum holds SHARE UPDATE EXCLUSIVE on a table it works on (often right after a big
+    load) and gives way only after deadlock_timeout; the upsert's ROW EXCLUSIVE does not wait for
+    it. Only a first load into an empty table locks out other writers."""
+    write_contract(contracts_dir, orders_contract())
+    row = "{},new,1,2026-01-01 00:00:00+00\n"
+    land(landing, "orders/a.csv", HEADER + "".join(row.format(k) for k in range(1, 101)))
+    load(contracts_dir, "orders", "orders/a.csv", instance)
+    warehouse.query(f"ALTER DATABASE \"{warehouse.name}\" SET lock_timeout = '5s'")
+    land(landing, "orders/b.csv", HEADER + "".join(row.format(k) for k in range(50, 201)))
+    with psycopg.connect(warehouse.superuser_url) as vacuum_like:
+        vacuum_like.execute("LOCK TABLE sales.orders IN SHARE UPDATE EXCLUSIVE MODE")
+        result = run_file(contracts_dir, "orders", "orders/b.csv", instance)
+        vacuum_like.rollback()
+    assert result.success, step_failure(result)
+    assert target_counts(result, "sales/orders") == (100, 0, 51)
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 200
+
+
 def test_duplicate_keys_fail_rejects_the_file_and_names_the_key(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:

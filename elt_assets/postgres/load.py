@@ -153,13 +153,15 @@ def _upsert(
     else the full deduplicating upsert. Unknown duplicate counts (NULL) take the full path.
     """
     if duplicate_key_rows == 0:
-        connection.execute(render("table_lock_writes", table=target_table(contract)))
-        empty = connection.execute(
-            render("table_is_empty", table=target_table(contract))
-        ).fetchone()
-        if empty is not None and empty[0]:
-            inserted = connection.execute(render_insert_new(contract), params).rowcount
-            return staged_rows, inserted, 0, True
+        # Only a table that looks empty is locked against writers: the lock also waits for
+        # autovacuum (up to deadlock_timeout, 1 s by default, before autovacuum gives way), which
+        # often works on a table after a big load. A non-empty table takes the upsert, which is
+        # right whatever happens to the table meanwhile.
+        if _is_empty(connection, contract):
+            connection.execute(render("table_lock_writes", table=target_table(contract)))
+            if _is_empty(connection, contract):
+                inserted = connection.execute(render_insert_new(contract), params).rowcount
+                return staged_rows, inserted, 0, True
         row = connection.execute(render_upsert(contract, deduplicate=False), params).fetchone()
         assert row is not None
         return staged_rows, int(row[0]), int(row[1]), False
@@ -167,6 +169,11 @@ def _upsert(
     assert row is not None
     source_rows, inserted, updated = (int(v) for v in row)
     return source_rows, inserted, updated, False
+
+
+def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:
+    row = connection.execute(render("table_is_empty", table=target_table(contract))).fetchone()
+    return bool(row and row[0])
 
 
 def _staged_rows(connection: psycopg.Connection, contract: Contract, file: str) -> int:
