@@ -97,6 +97,13 @@ def _typed_table(path: Path) -> pa.Table:
     )
 
 
+def binary_available() -> bool:
+    """ADBC's PostgreSQL driver is installed (the `bench` dependency group)."""
+    import importlib.util
+
+    return importlib.util.find_spec("adbc_driver_postgresql") is not None
+
+
 def binary_path(url: str, target: str, path: Path) -> float:
     """Binary COPY of typed Arrow data into staging (ADBC), then upsert; returns seconds."""
     import adbc_driver_postgresql.dbapi as adbc

@@ -10,8 +10,10 @@ Scenarios:
          requests and the batch job (benchmarks/small_files.py);
 - tick:  one sensor tick over --tick-files landed files, most already known (benchmarks/tick.py).
 
-It starts its own embedded PostgreSQL under .elt/bench (the same server settings `elt dev`
-applies), prints a table and writes it as Markdown to .elt/bench/results.md.
+It starts its own embedded PostgreSQL under .elt/bench (--state; the same server settings `elt dev`
+applies), prints a table and writes it as Markdown to .elt/bench/results.md. A speed is only
+reported for a right answer: after each format, our target table must equal the limit's, row for
+row, or the benchmark stops.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,11 +34,13 @@ from pathlib import Path
 import psycopg
 
 from benchmarks import limit
-from benchmarks.data import CONTRACT, BenchFiles, generate
+from benchmarks.data import COLUMN_NAMES, CONTRACT, BenchFiles, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".elt" / "bench"
 FORMATS = ["csv", "csv.gz", "parquet"]
+OUR_TABLE = "bench.orders"
+LIMIT_TABLE = "bench_limit_target"
 
 
 @dataclass
@@ -65,6 +70,8 @@ class Bench:
     env: dict[str, str]
     landing: Path
     contracts: Path
+    state: Path
+    identical: dict[str, int] = field(default_factory=dict)  # format -> rows equal to the limit's
 
     @property
     def owner_url(self) -> str:
@@ -75,10 +82,10 @@ class Bench:
             connection.execute("CHECKPOINT")
 
 
-def start_server(pg_bin_dir: str | None) -> tuple[dict[str, str], str]:
+def start_server(pg_bin_dir: str | None, state: Path = STATE) -> tuple[dict[str, str], str]:
     from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
 
-    root = STATE / "postgres"
+    root = state / "postgres"
     shutil.rmtree(root, ignore_errors=True)
     server = EmbeddedServer(
         root=root,
@@ -154,10 +161,13 @@ def big(
         rows.append(Row(f"{phase} load", fmt, count, path.stat().st_size / 1e6))
     limits = (("text", limit.text_path), ("binary", limit.binary_path)) if with_limit else ()
     for name, path_fn in limits:
-        limit.reset(bench.owner_url, "bench_limit_target")
+        if name == "binary" and not limit.binary_available():
+            print("  limit binary: skipped (ADBC is not installed; `make bench` installs it)")
+            continue
+        limit.reset(bench.owner_url, LIMIT_TABLE)
         for row, path in zip(rows, (files.initial[fmt], files.delta[fmt]), strict=True):
             bench.checkpoint(superuser_url)
-            seconds = path_fn(bench.owner_url, "bench_limit_target", path)
+            seconds = path_fn(bench.owner_url, LIMIT_TABLE, path)
             setattr(row, f"limit_{name}", seconds)
             print(f"  limit {name:6} {fmt:8} {row.scenario:13} {seconds:7.2f} s", flush=True)
     reset_ours(bench)
@@ -174,10 +184,38 @@ def big(
             f"peak RSS {row.ours_rss_mb:.0f} MB  {json.dumps(result['metadata'])}",
             flush=True,
         )
+    if limits:
+        bench.identical[fmt] = same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
     return rows
 
 
-def markdown(rows: list[Row], extra: list[str]) -> str:
+def same_table(url: str, ours: str, limit_table: str, columns: Sequence[str] = COLUMN_NAMES) -> int:
+    """Rows of our target after initial + delta, checked equal to the limit's (every column,
+    repeated rows included); stops the benchmark otherwise."""
+    names = ", ".join(columns)
+    with psycopg.connect(url) as connection:
+
+        def count(query: str) -> int:
+            row = connection.execute(query).fetchone()
+            return int(row[0]) if row else 0
+
+        ours_rows, limit_rows = (count(f"SELECT count(*) FROM {t}") for t in (ours, limit_table))
+        missing, extra = (
+            count(
+                f"SELECT count(*) FROM (SELECT {names} FROM {a} EXCEPT ALL "
+                f"SELECT {names} FROM {b}) AS d"
+            )
+            for a, b in ((limit_table, ours), (ours, limit_table))
+        )
+    if missing or extra or ours_rows != limit_rows:
+        raise SystemExit(
+            f"our table {ours} differs from the limit's {limit_table}: rows {ours_rows} and "
+            f"{limit_rows}, {missing} of the limit's rows missing, {extra} extra"
+        )
+    return ours_rows
+
+
+def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, embedded PostgreSQL (benchmarks/run.py).",
@@ -199,6 +237,9 @@ def markdown(rows: list[Row], extra: list[str]) -> str:
             f"| {r.scenario} | {r.format} | {r.rows:,} | {r.size_mb:.0f} | {s(r.limit_text)} | "
             f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} |"
         )
+    if identical:
+        checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical.items())
+        lines += ["", f"Our target table equals the limit's, every row and column: {checked}."]
     return "\n".join([*lines, "", *extra]) + "\n"
 
 
@@ -216,23 +257,25 @@ def main(argv: list[str] | None = None) -> None:
         help="measure only our path (e.g. memory at 10M rows)",
     )
     parser.add_argument("--pg-bin-dir", default=os.environ.get("ELT_PG_BIN_DIR"))
+    parser.add_argument("--state", type=Path, default=STATE, help="server, data and results")
     args = parser.parse_args(argv)
     scenarios = set(args.scenarios.split(","))
 
-    STATE.mkdir(parents=True, exist_ok=True)
+    state: Path = args.state
+    state.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    env, superuser_url = start_server(args.pg_bin_dir)
-    landing, contracts = STATE / "landing", STATE / "contracts"
+    env, superuser_url = start_server(args.pg_bin_dir, state)
+    landing, contracts = state / "landing", state / "contracts"
     shutil.rmtree(landing, ignore_errors=True)
     landing.mkdir(parents=True)
     contracts.mkdir(parents=True, exist_ok=True)
     (contracts / "bench_orders.yaml").write_text(CONTRACT)
-    bench = Bench(env, landing, contracts)
+    bench = Bench(env, landing, contracts, state)
     rows: list[Row] = []
     extra: list[str] = []
     if "big" in scenarios:
         print(f"generating {args.rows:,} rows ...", flush=True)
-        files = generate(STATE / "data", args.rows)
+        files = generate(state / "data", args.rows)
         for fmt in args.formats.split(","):
             rows += big(bench, files, fmt, superuser_url, with_limit=not args.skip_limit)
     if "small" in scenarios:
@@ -243,11 +286,11 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.tick import tick_scenario
 
         extra.append(tick_scenario(bench, args.tick_files))
-    report = markdown(rows, extra)
-    (STATE / "results.md").write_text(report)
+    report = markdown(rows, extra, bench.identical)
+    (state / "results.md").write_text(report)
     print()
     print(report)
-    print(f"(benchmark took {time.perf_counter() - started:.0f} s; table in {STATE}/results.md)")
+    print(f"(benchmark took {time.perf_counter() - started:.0f} s; table in {state}/results.md)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from benchmarks.run import Bench
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".elt" / "bench" / "data"
 
 
 def _land(bench: Bench, files: int, rows_per_file: int) -> None:
@@ -39,7 +38,9 @@ def _land(bench: Bench, files: int, rows_per_file: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     print(f"generating {files:,} files of {rows_per_file:,} rows ...", flush=True)
-    for path in small_files(DATA / f"small_{files}x{rows_per_file}", files, rows_per_file):
+    for path in small_files(
+        bench.state / "data" / f"small_{files}x{rows_per_file}", files, rows_per_file
+    ):
         os.link(path, folder / path.name)
 
 

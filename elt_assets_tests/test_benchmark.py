@@ -1,0 +1,67 @@
+"""The benchmark runs end to end on tiny files, and refuses to report a speed for a wrong table.
+
+`make bench` measures; this only keeps the benchmark working: every scenario, our path against
+the hand-written limit (text COPY here: the binary limit needs the `bench` dependency group), and
+the check that our table equals the limit's, row for row.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import same_table
+from elt_assets_tests.conftest import Warehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow]
+
+
+def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limit(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    if os.environ.get("ELT_PG_BIN_DIR"):
+        env["ELT_PG_BIN_DIR"] = os.environ["ELT_PG_BIN_DIR"]
+    arguments = ["--rows", "2000", "--formats", "csv,parquet", "--small-files", "3"]
+    arguments += ["--small-rows", "10", "--tick-files", "50", "--state", str(tmp_path)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = (tmp_path / "results.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith(("| initial", "| delta"))]
+    assert len(rows) == 4, report
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[4].endswith(" s") and cells[6].endswith(" s"), row  # limit and ours timed
+        assert cells[10].endswith(" MB"), row
+    assert "equals the limit's, every row and column: csv (2,200 rows), parquet (2,200 rows)" in (
+        report
+    )
+    assert "**3 small files**" in report and "all loaded" in report, report
+    assert "| nothing new |" in report, report
+
+
+def test_a_table_that_differs_from_the_limit_stops_the_benchmark(warehouse: Warehouse) -> None:
+    warehouse.query("CREATE TABLE ours_t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v")
+    warehouse.query("CREATE TABLE limit_t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v")
+    columns = ("column1", "column2")
+    assert same_table(warehouse.superuser_url, "ours_t", "limit_t", columns) == 2
+    warehouse.query("UPDATE ours_t SET column2 = 'B' WHERE column1 = 2")
+    with pytest.raises(SystemExit, match="1 of the limit's rows missing, 1 extra"):
+        same_table(warehouse.superuser_url, "ours_t", "limit_t", columns)
+    warehouse.query("UPDATE ours_t SET column2 = 'b' WHERE column1 = 2")
+    warehouse.query("INSERT INTO ours_t VALUES (2, 'b')")  # a repeated row is a difference too
+    with pytest.raises(SystemExit, match="rows 3 and 2, 0 of the limit's rows missing, 1 extra"):
+        same_table(warehouse.superuser_url, "ours_t", "limit_t", columns)
