@@ -3,7 +3,8 @@
 Start reading here. For each valid contract: a dynamic partitions definition (one partition per
 file), the raw -> staged -> target assets with their checks, an ingestion job that runs the three
 in one process, a batch job that loads a backlog of files in one run (defs/batch.py), a file
-sensor (on by default) and, if the contract sets freshness_hours, a freshness check. A broken
+sensor (on by default) and, if the contract sets freshness_hours, a freshness check; once, the
+`prune_staging` job and its daily schedule (defs/maintenance.py). A broken
 contract becomes one visible "broken" asset whose description and failure say what to fix; the
 other datasets load normally.
 
@@ -21,6 +22,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
 from elt_assets.defs.batch import build_batch_job
 from elt_assets.defs.checks import staged_check_specs, target_check_specs
+from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
 from elt_assets.defs.partitions import files_partitions
 from elt_assets.defs.resources import build_resources
 from elt_assets.defs.sensors import build_file_sensor
@@ -113,11 +115,18 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
                     name="freshness_checks",
                 )
             )
+    schedules: list[dg.ScheduleDefinition] = []
+    if contract_set.contracts:
+        prune_job = build_prune_job(contract_set.contracts)
+        jobs.append(prune_job)
+        if Settings.from_env(check_dirs=False).staging_retention_hours:
+            schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,
         asset_checks=freshness_checks,
         jobs=jobs,
         sensors=sensors,
+        schedules=schedules,
         resources=build_resources(),
     )
 

@@ -74,6 +74,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "`elt ingest`), with no transaction open on it, counts as interrupted after this long "
         "and is loaded again.",
     ),
+    "ELT_STAGING_RETENTION_HOURS": (
+        "168",
+        "A file's staging slice is deleted by the daily `prune_staging` job once the file's load "
+        "ended longer ago than this (the landed file stays the source); 0 keeps slices forever.",
+    ),
 }
 
 SECRET_SETTINGS = ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL")
@@ -197,6 +202,7 @@ class Settings:
     batch_max_files: int
     batch_rows: int
     stale_running_minutes: int
+    staging_retention_hours: int = 168
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
 
     @classmethod
@@ -227,6 +233,7 @@ class Settings:
             batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
             stale_running_minutes=_int("ELT_STALE_RUNNING_MINUTES", env, 0, 525_600),
+            staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
             archive_dir=_archive_dir(env, check_dirs),
         )
 

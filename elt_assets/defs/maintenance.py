@@ -1,0 +1,70 @@
+"""Housekeeping: job `prune_staging` and its daily schedule (on by default).
+
+Deletes the staging slices of files whose latest load ended more than
+ELT_STAGING_RETENTION_HOURS ago (postgres/retention.py), so staging does not keep a second copy
+of every file ever loaded. Run it from the UI at any time; ELT_STAGING_RETENTION_HOURS=0 keeps
+slices forever (no schedule then).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the op's resource annotations at runtime.
+from collections.abc import Sequence
+
+import dagster as dg
+
+from elt_assets.contracts.model import Contract
+from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.retention import prune_staging
+from elt_assets.settings import Settings
+
+PRUNE_JOB = "prune_staging"
+PRUNE_CRON = "17 3 * * *"  # daily, at a quiet hour, off the full hour most jobs start on
+
+
+def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
+    names = [c.name for c in contracts]
+
+    @dg.op(
+        name="prune_staging_slices",
+        retry_policy=RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
+        description="Delete the staging slices of files loaded (or failed) longer ago than "
+        "ELT_STAGING_RETENTION_HOURS, for every dataset; the landed files stay the source.",
+    )
+    def prune(context: dg.OpExecutionContext, warehouse: PostgresResource) -> dg.Output[None]:
+        hours = Settings.from_env(check_dirs=False).staging_retention_hours
+        if hours == 0:
+            context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
+            return dg.Output(None)
+        by_name = {c.name: c for c in contracts}
+        metadata: dict[str, int] = {}
+        with warehouse.connection() as connection:
+            for name in names:
+                pruned = prune_staging(connection, by_name[name], hours)
+                context.log.info(
+                    f"{name}: deleted the staging slices of {pruned.files} files "
+                    f"({pruned.rows} rows) whose load ended over {hours} h ago"
+                )
+                metadata[f"{name}.files"] = pruned.files
+                metadata[f"{name}.rows"] = pruned.rows
+        return dg.Output(None, metadata=metadata)  # shown on the step in the run view
+
+    @dg.job(
+        name=PRUNE_JOB,
+        description="Delete staging slices past ELT_STAGING_RETENTION_HOURS (daily).",
+        tags={"elt/maintenance": "true"},
+    )
+    def prune_job() -> None:
+        prune()
+
+    return prune_job
+
+
+def build_prune_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=f"{PRUNE_JOB}_daily",
+        job=job,
+        cron_schedule=PRUNE_CRON,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Prunes staging slices once a day (ELT_STAGING_RETENTION_HOURS).",
+    )

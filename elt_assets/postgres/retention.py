@@ -1,0 +1,40 @@
+"""How long staging slices stay: a file's slice is deleted some time after its load ended.
+
+A slice is only needed until its file is loaded; it is kept a while (ELT_STAGING_RETENTION_HOURS)
+so that the target can be materialised again and the staged rows inspected. After that the
+landed file is the source again: materialising the partition stages it anew. Without pruning,
+staging would hold a second copy of every file ever loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from elt_assets.contracts.model import Contract
+from elt_assets.postgres.templates import render, staging_table
+
+
+@dataclass(frozen=True)
+class Pruned:
+    dataset: str
+    rows: int
+    files: int
+
+
+def prune_staging(connection: psycopg.Connection, contract: Contract, hours: int) -> Pruned:
+    """Delete the slices of the dataset's files whose latest attempt ended over `hours` ago."""
+    with connection.transaction():
+        exists = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            [staging_table(contract).as_string(connection)],
+        ).fetchone()
+        if not (exists and exists[0]):
+            return Pruned(contract.name, 0, 0)  # never staged anything yet
+        row = connection.execute(
+            render("staging_prune", staging=staging_table(contract)),
+            {"dataset": contract.name, "hours": hours},
+        ).fetchone()
+    rows, files = (int(row[0]), int(row[1])) if row else (0, 0)
+    return Pruned(contract.name, rows, files)
