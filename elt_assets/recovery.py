@@ -58,17 +58,28 @@ def _start_ticks(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]  # state is field 3, starttime 22
 
 
+def _this_host() -> str:
+    """This host, and its process id namespace where there is one: two containers can share a
+    hostname, never a pid namespace, and a pid means something only inside its namespace."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{namespace.removeprefix('pid:').strip('[]')}"
+
+
 def process_tag() -> dict[str, str]:
     """The tag naming this process, for runs it executes in process."""
     pid = os.getpid()
-    return {PROCESS_TAG: f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"}
+    return {PROCESS_TAG: f"{_this_host()}:{pid}:{_start_ticks(pid) or ''}"}
 
 
 def _process_gone(tag: str) -> bool:
     """The tagged process ran on this host and no longer exists (or its pid now belongs to
-    another process). A process on another host is never judged from here."""
+    another process). A process on another host (or in another pid namespace) is never judged
+    from here."""
     host, pid, started = tag.rsplit(":", 2)
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != _this_host() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)

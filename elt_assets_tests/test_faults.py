@@ -682,13 +682,17 @@ def test_the_process_tag_tells_a_gone_or_reused_process_from_a_live_one() -> Non
 
     alive = process_tag()[PROCESS_TAG]
     host, pid, started = alive.rsplit(":", 2)
-    assert (host, pid) == (socket.gethostname(), str(os.getpid())) and started.isdigit()
+    namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    assert host == f"{socket.gethostname()}/{namespace}" and namespace.isdigit()
+    assert pid == str(os.getpid()) and started.isdigit()
     assert not _process_gone(alive)
     exited = subprocess.Popen([sys.executable, "-c", "pass"])
     exited.wait()
     assert _process_gone(f"{host}:{exited.pid}:{started}")
     assert _process_gone(f"{host}:{pid}:{int(started) - 1}")  # the pid was reused since
     assert not _process_gone(f"elsewhere-{host}:{exited.pid}:{started}")
+    other_namespace = f"{socket.gethostname()}/1:{exited.pid}:{started}"  # another container
+    assert not _process_gone(other_namespace)
 
 
 def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_it(
