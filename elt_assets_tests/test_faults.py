@@ -272,6 +272,18 @@ def spawn_ingest(tmp_path: Path, env: dict[str, str]) -> Ingest:
     return Ingest(process, stdout, stderr)
 
 
+def ingest_paused_in_copy(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, tmp_path: Path, **env: str
+) -> tuple[str, Ingest, Pause, tuple[int, str]]:
+    """`elt ingest` of a new items/b.csv, held by the pause trigger half-way through its COPY
+    into staging: (file, the ingest, the pause, (its backend pid, the statement))."""
+    file = land(landing, "b.csv", second_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    ingest = spawn_ingest(tmp_path, {**ingest_env(warehouse, landing, contracts_dir), **env})
+    return file, ingest, pause, pause.wait_paused(ingest.process, ingest.stderr)
+
+
 def ingest_env(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> dict[str, str]:
     return {
         "ELT_DATABASE_URL": warehouse.loader_url,
@@ -588,12 +600,9 @@ def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_
     first = load_first(landing, contracts_dir, instance)
     before = target_rows(warehouse)
     assert before == expected_table(landing, first)
-    second = land(landing, "b.csv", second_file())
-    pause = Pause(warehouse.superuser_url)
-    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
-    env = ingest_env(warehouse, landing, contracts_dir)
-    ingest = spawn_ingest(tmp_path, env)
-    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+    second, ingest, pause, (pid, statement) = ingest_paused_in_copy(
+        warehouse, landing, contracts_dir, tmp_path
+    )
 
     assert is_copy_into_staging(statement), statement  # batch 1 is in, batch 2 half-way
     assert target_rows(warehouse) == before
@@ -638,14 +647,11 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
     run failed and loads the file, without waiting ELT_STALE_RUNNING_MINUTES."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    file = land(landing, "b.csv", second_file())
     with connect(warehouse.owner_url, setting="test") as owner:
         initialize(owner, [items])  # the staging table, for the pause trigger
-    pause = Pause(warehouse.superuser_url)
-    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
-    env = {**ingest_env(warehouse, landing, contracts_dir), "DAGSTER_HOME": str(home)}
-    ingest = spawn_ingest(tmp_path, env)
-    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+    file, ingest, pause, (pid, statement) = ingest_paused_in_copy(
+        warehouse, landing, contracts_dir, tmp_path, DAGSTER_HOME=str(home)
+    )
     assert is_copy_into_staging(statement), statement
     ingest.process.kill()
     assert ingest.process.wait() == -9

@@ -22,8 +22,6 @@ PRUNE_CRON = "17 3 * * *"  # daily, at a quiet hour, off the full hour most jobs
 
 
 def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
-    names = [c.name for c in contracts]
-
     @dg.op(
         name="prune_staging_slices",
         retry_policy=RETRY_POLICY,
@@ -36,17 +34,16 @@ def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
         if hours == 0:
             context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
             return dg.Output(None)
-        by_name = {c.name: c for c in contracts}
         metadata: dict[str, int] = {}
         with warehouse.connection() as connection:
-            for name in names:
-                pruned = prune_staging(connection, by_name[name], hours)
+            for contract in contracts:
+                pruned = prune_staging(connection, contract, hours)
                 context.log.info(
-                    f"{name}: deleted the staging slices of {pruned.files} files "
+                    f"{pruned.dataset}: deleted the staging slices of {pruned.files} files "
                     f"({pruned.rows} rows) whose load ended over {hours} h ago"
                 )
-                metadata[f"{name}.files"] = pruned.files
-                metadata[f"{name}.rows"] = pruned.rows
+                metadata[f"{pruned.dataset}.files"] = pruned.files
+                metadata[f"{pruned.dataset}.rows"] = pruned.rows
         return dg.Output(None, metadata=metadata)  # shown on the step in the run view
 
     @dg.job(

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import psycopg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.postgres.templates import render, staging_table
+from elt_assets.postgres.tables import inspect_table
+from elt_assets.postgres.templates import STAGING_SCHEMA, render, staging_table
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,7 @@ class Pruned:
 def prune_staging(connection: psycopg.Connection, contract: Contract, hours: int) -> Pruned:
     """Delete the slices of the dataset's files whose latest attempt ended over `hours` ago."""
     with connection.transaction():
-        exists = connection.execute(
-            "SELECT to_regclass(%s) IS NOT NULL",
-            [staging_table(contract).as_string(connection)],
-        ).fetchone()
-        if not (exists and exists[0]):
+        if not inspect_table(connection, STAGING_SCHEMA, contract.name):
             return Pruned(contract.name, 0, 0)  # never staged anything yet
         row = connection.execute(
             render("staging_prune", staging=staging_table(contract)),
