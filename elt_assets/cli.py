@@ -163,9 +163,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(
-            check_dirs=args.command not in {"db", "exec", "contract", "quarantine"}
-        )
+        settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
         return _dispatch(args, settings)
     except SettingError as error:
@@ -196,9 +194,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dev":
         from elt_assets.devserver import run_dev
 
-        return run_dev(settings, args.host, args.port)
+        return run_dev(settings.with_samples(), args.host, args.port)
     if args.command == "ingest":
-        return _ingest(args)
+        return _ingest(args, settings.with_directories(args.landing, args.contracts))
     if args.command == "db":
         from elt_assets.dbcommands import run_db
 
@@ -212,14 +210,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return _exec(args.argv)
 
 
-def _ingest(args: argparse.Namespace) -> int:
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from elt_assets.ingest import print_outcome, run_ingest
 
-    if args.landing:
-        os.environ["ELT_LANDING_DIR"] = args.landing
-    if args.contracts:
-        os.environ["ELT_CONTRACTS_DIR"] = args.contracts
-    settings = Settings.from_env()
     outcome = run_ingest(settings, args.dataset, args.dry_run, args.retry_failed)
     print_outcome(outcome, args.json)
     return outcome.exit_code
@@ -234,7 +227,7 @@ def _check_defs(settings: Settings) -> int:
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
 
-    contract_set = load_contracts(settings.contracts_dir)
+    contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         definitions = build_definitions(contract_set)
@@ -279,9 +272,9 @@ def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:
     from elt_assets.postgres.inspect import latest_manifest
     from elt_assets.postgres.quarantine import export_quarantine
 
-    contracts_dir = Path(args.contracts).resolve() if args.contracts else settings.contracts_dir
-    if not contracts_dir.is_dir():
-        raise SettingError(f"the contracts directory {contracts_dir} does not exist")
+    contracts_dir = settings.with_directories(None, args.contracts).require_contracts_dir(
+        "--contracts"
+    )
     contract_set = load_contracts(contracts_dir)
     try:
         contract = contract_set.get(args.dataset)
@@ -344,13 +337,17 @@ def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _manifest_file(
-    given: str | None, files: list[str], landing_dir: Path, dataset: str
+    given: str | None, files: list[str], landing_dir: Path | None, dataset: str
 ) -> str | None:
     """The file as the manifest names it: as given, or a path under the landing directory."""
     if given is None or given in files:
         return given
     try:
-        relative = Path(given).resolve().relative_to(landing_dir.resolve()).as_posix()
+        relative = (
+            Path(given).resolve().relative_to(landing_dir.resolve()).as_posix()
+            if landing_dir
+            else None
+        )
     except ValueError:
         relative = None
     if relative in files:

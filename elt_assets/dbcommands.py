@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from elt_assets.contracts.loader import load_contracts
+from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.local import embedded_server, export, initialize_warehouse, resolve_databases
 from elt_assets.log import MASK
 from elt_assets.postgres.embedded import EmbeddedServer, provision
@@ -75,7 +75,12 @@ def _status(server: EmbeddedServer) -> int:
 
 
 def _init(settings: Settings) -> int:
-    contract_set = load_contracts(settings.contracts_dir)
+    # Without contracts: the platform's own tables (a dataset's appear on its first load).
+    contract_set = (
+        load_contracts(settings.require_contracts_dir())
+        if settings.contracts_dir is not None
+        else ContractSet()
+    )
     databases = resolve_databases(settings, need_dagster=False)
     try:
         export(databases)
@@ -84,7 +89,12 @@ def _init(settings: Settings) -> int:
         if databases.started_server and databases.server is not None:
             databases.server.stop()
     print(f"migrations applied: {', '.join(report.applied) or 'none (up to date)'}")
-    print(f"roles created: {'yes' if report.created_roles else 'no (already there)'}")
+    if report.single_role:
+        print(f"roles: single-role mode ({report.single_role}; see the SECURITY line above)")
+    else:
+        print(f"roles created: {'yes' if report.created_roles else 'no (already there)'}")
+    if report.adopted:
+        print(f"handed to elt_owner: {', '.join(report.adopted)}")
     print(f"dataset tables ready: {', '.join(report.datasets) or 'none'}")
     for error in contract_set.errors:
         print(f"broken contract {error}", file=sys.stderr)

@@ -3,16 +3,14 @@
 Start reading here. For each valid contract: a dynamic partitions definition (one partition per
 file), the raw -> staged -> target assets with their checks, an ingestion job that runs the three
 in one process, a batch job that loads a backlog of files in one run (defs/batch.py), a file
-sensor (on by default) and, if the contract sets freshness_hours, a freshness check; once, the
-`prune_staging` job and its daily schedule (defs/maintenance.py). A broken
-contract becomes one visible "broken" asset whose description and failure say what to fix; the
-other datasets load normally.
+sensor (on by default) and, if the contract sets freshness_hours, a freshness policy on the target
+(evaluated by Dagster's daemon); once, the `prune_staging` job and its daily schedule
+(defs/maintenance.py). A broken contract becomes one visible "broken" asset whose description and
+failure say what to fix; the other datasets load normally.
 
 Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
 """
 
-import warnings
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -41,7 +39,7 @@ def ingest_job(
     keys = DatasetKeys.of(contract)
     return dg.define_asset_job(
         name=f"ingest_{contract.name}",
-        # The assets and the checks they emit themselves; freshness runs on its own sensor.
+        # The assets and the checks they emit themselves.
         selection=dg.AssetSelection.assets(keys.raw, keys.staged, keys.target).without_checks()
         | dg.AssetSelection.checks(*_own_checks(contract, keys, partitions)),
         # The three steps of a file run in one process, one after the other: no process start per
@@ -87,7 +85,6 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
     assets: list[dg.AssetsDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
-    freshness_checks: list[dg.AssetChecksDefinition] = []
     for contract in contract_set.contracts:
         partitions = files_partitions(contract.name)
         assets.extend(build_dataset_assets(contract, partitions))
@@ -95,35 +92,15 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
         batch_job = build_batch_job(contract, partitions)
         jobs += [job, batch_job]
         sensors.append(build_file_sensor(contract, job, batch_job, partitions))
-        if contract.freshness_hours is not None:
-            freshness_checks.extend(
-                dg.build_last_update_freshness_checks(
-                    assets=[DatasetKeys.of(contract).target],
-                    lower_bound_delta=timedelta(hours=contract.freshness_hours),
-                )
-            )
     assets.extend(broken_contract_asset(error) for error in contract_set.errors)
-    if freshness_checks:
-        # Freshness is an asset check here, next to the others on the checks dashboard; Dagster
-        # now also offers FreshnessPolicy (no checks), hence the "superseded" notice we silence.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.SupersessionWarning)
-            sensors.append(
-                dg.build_sensor_for_freshness_checks(
-                    freshness_checks=freshness_checks,
-                    default_status=dg.DefaultSensorStatus.RUNNING,
-                    name="freshness_checks",
-                )
-            )
     schedules: list[dg.ScheduleDefinition] = []
     if contract_set.contracts:
         prune_job = build_prune_job(contract_set.contracts)
         jobs.append(prune_job)
-        if Settings.from_env(check_dirs=False).staging_retention_hours:
+        if Settings.from_env().staging_retention_hours:
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,
-        asset_checks=freshness_checks,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
@@ -135,4 +112,4 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
 def defs() -> dg.Definitions:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    return build_definitions(load_contracts(settings.contracts_dir))
+    return build_definitions(load_contracts(settings.require_contracts_dir()))

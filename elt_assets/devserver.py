@@ -115,7 +115,9 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
             f"port {port} on {host} is already in use (another Dagster, or a program of yours): "
             f"stop it, or run `elt dev --port {port + 1}`"
         )
-    contract_set = load_contracts(settings.contracts_dir)
+    landing_dir = settings.require_landing_dir()
+    contract_set = load_contracts(settings.require_contracts_dir())
+    log.info("landing directory %s, contracts in %s", landing_dir, settings.contracts_dir)
     for error in contract_set.errors:
         log.error(
             "contract %s is broken and will show as broken in the UI: %s",

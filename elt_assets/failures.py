@@ -1,11 +1,11 @@
 """How a failing file is reported: in the manifest, in the Dagster UI, and to the retry policy.
 
 Every step that touches a file runs inside `file_failures`. A transient database problem is
-re-raised for the assets' RetryPolicy (exponential backoff with jitter). Anything retrying cannot
-fix (a malformed file, a contract the data breaks, a missing privilege) becomes a Dagster
-`Failure` with `allow_retries=False` and a message that names the file and says what to do; the
-manifest row of the file records it as `failed` with the same message. A transient problem leaves
-the row `running` (its error notes the problem): the attempt goes on with the retry.
+re-raised for the assets' RetryPolicy (exponential backoff with jitter). Anything else (a malformed
+file, a contract the data breaks, a missing privilege, and any error of no known kind) becomes a
+Dagster `Failure` with `allow_retries=False` and a message that names the file and says what to
+do; the manifest row of the file records it as `failed` with the same message. A transient problem
+leaves the row `running` (its error notes the problem): the attempt goes on with the retry.
 """
 
 from __future__ import annotations
@@ -74,18 +74,30 @@ def _record(
 def file_failures(
     warehouse: PostgresResource, key: ManifestKey | None, run_id: str
 ) -> Iterator[None]:
+    """Turn what goes wrong with a file into a retry (transient) or one failure (all else).
+
+    An error of no known kind is a defect somewhere: retrying it could only repeat it, or worse,
+    let a retry succeed after the manifest recorded `failed`. It fails the file at once, like
+    every terminal error, with its traceback in the log.
+    """
     try:
         yield
     except dg.Failure:
         raise
     except Exception as error:
-        message = describe(error) if is_database_error(error) else mask_secrets(str(error))
         transient = is_transient(error)
+        if is_database_error(error):
+            message = describe(error)
+        elif transient or isinstance(error, TERMINAL):
+            message = mask_secrets(str(error))
+        else:
+            message = mask_secrets(f"unexpected {type(error).__name__}: {error}")
+            log.error("%s", message, exc_info=error)
         _record(warehouse, key, message, run_id, transient=transient)
         if transient:
             log.warning("transient problem, the step will be retried: %s", message)
             raise TransientDatabaseError(message) from None
-        if isinstance(error, TERMINAL) or is_database_error(error):
-            metadata = {"file": key.file, "dataset": key.dataset} if key else {}
-            raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None
-        raise
+        metadata = {"file": key.file, "dataset": key.dataset} if key else {}
+        if key is not None:  # the file is finished (failed): another run may take it
+            warehouse.leases().release(key.dataset, key.file)
+        raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None

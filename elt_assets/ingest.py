@@ -6,8 +6,10 @@ so the runs show in the UI, else an ephemeral one), execute the dataset's ingest
 file in-process (more than ELT_BATCH_THRESHOLD files: the batch job, many files per run, as the
 sensor does), and report every file of the dataset from the manifest. Files whose earlier run
 ended without finishing them are marked `interrupted` and loaded again (elt_assets/recovery.py).
+Files another process is loading at the same time are waited for (`_Dataset`).
 
-Exit status: 0 every file loaded (now or before), 1 some file failed, 2 usage or configuration.
+Exit status: 0 every file loaded (now, before, or still in progress in another process), 1 some
+file failed, 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -31,6 +35,8 @@ from elt_assets.local import export, initialize_warehouse, resolve_databases
 from elt_assets.log import get_logger
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
+from elt_assets.postgres.lease import leases_held, wait_for_lease
+from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.recovery import process_tag, recover_stale_files
 from elt_assets.settings import Settings
@@ -67,7 +73,8 @@ class Outcome:
     def exit_code(self) -> int:
         if self.broken_contracts:
             return 2
-        ok = {"success", "duplicate", "would_load"}
+        # `running`: in progress in another process (this call's own runs are over); not a failure.
+        ok = {"success", "duplicate", "would_load", "running"}
         return 0 if all(f["status"] in ok for f in self.files) else 1
 
 
@@ -86,15 +93,17 @@ def select(contract_set: ContractSet, dataset: str | None) -> tuple[list[Contrac
 def run_ingest(
     settings: Settings, dataset: str | None, dry_run: bool, retry_failed: bool = False
 ) -> Outcome:
-    contracts, broken = select(load_contracts(settings.contracts_dir), dataset)
+    landing = settings.require_landing_dir("--landing")
+    contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
+    contracts, broken = select(contract_set, dataset)
     if dry_run:
-        return Outcome([row for c in contracts for row in _dry_run(settings, c)], broken)
+        return Outcome([row for c in contracts for row in _dry_run(settings, landing, c)], broken)
     databases = resolve_databases(settings, need_dagster=False)
     try:
         export(databases)
-        os.environ["ELT_LANDING_DIR"] = str(settings.landing_dir)
+        os.environ["ELT_LANDING_DIR"] = str(landing)
         initialize_warehouse(databases, contracts)
-        files = _ingest(settings, contracts, retry_failed)
+        files = _ingest(settings, landing, contracts, retry_failed)
     finally:
         if databases.started_server and databases.server is not None:
             databases.server.stop()
@@ -110,7 +119,7 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _ingest(
-    settings: Settings, contracts: list[Contract], retry_failed: bool
+    settings: Settings, landing: Path, contracts: list[Contract], retry_failed: bool
 ) -> list[dict[str, Any]]:
     from elt_assets.definitions import build_definitions
 
@@ -119,127 +128,195 @@ def _ingest(
     report: list[dict[str, Any]] = []
     try:
         with _instance() as instance, warnings.catch_warnings():
-            _run_contracts(
-                settings, contracts, definitions, warehouse, instance, report, retry_failed
-            )
+            warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
+            for contract in contracts:
+                dataset = _Dataset(settings, landing, contract, definitions, warehouse, instance)
+                report.extend(dataset.ingest(retry_failed))
     finally:
         warehouse.close()
     return report
 
 
-def _run_contracts(
-    settings: Settings,
-    contracts: list[Contract],
-    definitions: dg.Definitions,
-    warehouse: PostgresResource,
-    instance: dg.DagsterInstance,
-    report: list[dict[str, Any]],
-    retry_failed: bool,
-) -> None:
-    warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: used on purpose
-    stale_after = settings.stale_running_minutes * 60
-    for contract in contracts:
-        with warehouse.connection() as connection:
-            for item in recover_stale_files(connection, instance, contract.name, stale_after):
-                log.warning("%s: %s", item.row.file, item.error)
+# Rounds of "wait for the files other processes load, then load what they left unfinished".
+MAX_SETTLE_ROUNDS = 5
 
-            def already_loaded(hashes: list[str], name: str = contract.name) -> dict[str, str]:
-                return loaded_content(connection, name, hashes)
 
+class _Dataset:
+    """One dataset's part of an `elt ingest`.
+
+    Files another process is loading right now (it holds their lease) are not started here: this
+    call loads the others, then waits up to ELT_FILE_WAIT_MINUTES for those and reports their
+    outcome. A file such a process left unfinished (it died) is loaded here. A file still in
+    progress elsewhere when the wait runs out is reported `running`, which is not a failure.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        landing: Path,
+        contract: Contract,
+        definitions: dg.Definitions,
+        warehouse: PostgresResource,
+        instance: dg.DagsterInstance,
+    ):
+        self.settings, self.landing, self.contract = settings, landing, contract
+        self.definitions, self.warehouse, self.instance = definitions, warehouse, instance
+        self.taken: set[str] = set()  # files this call ran
+        self.own_runs: set[str] = set()  # run ids of this call
+
+    def ingest(self, retry_failed: bool) -> list[dict[str, Any]]:
+        self._recover()  # files other processes left running when they died
+        requests = self._discover(retry_failed)
+        with self.warehouse.connection() as connection:
+            busy = leases_held(
+                connection, self.contract.name, [landed.relative_path for landed, _ in requests]
+            )
+        for file in sorted(busy):
+            log.info("%s: another process is loading it; waiting for it at the end", file)
+        self._load([(landed, sha) for landed, sha in requests if landed.relative_path not in busy])
+        self._settle()
+        return _report(self.warehouse, self.landing, self.contract, self.taken)
+
+    def _recover(self) -> list[Interrupted]:
+        with self.warehouse.connection() as connection:
+            recovered = recover_stale_files(connection, self.instance, self.contract.name)
+        for item in recovered:
+            log.warning("%s: %s", item.row.file, item.error)
+        return recovered
+
+    def _discover(self, retry_failed: bool) -> list[tuple[LandedFile, str]]:
+        """New content (as the sensor finds it, files taken as complete), then files to load
+        again: interrupted ones and, with --retry-failed, failed ones, content unchanged."""
+        name = self.contract.name
+        with self.warehouse.connection() as connection:
             decision = discover(
-                settings.landing_dir,
-                contract.source.glob,
-                load_known(connection, contract.name),
-                already_loaded,
+                self.landing,
+                self.contract.source.glob,
+                load_known(connection, name),
+                lambda hashes: loaded_content(connection, name, hashes),
                 max_requests=1_000_000,
                 assume_stable=True,
             )
-            save_decision(connection, contract, decision)
-        # Interrupted files are loaded again; with --retry-failed, failed ones too.
+            save_decision(connection, self.contract, decision)
         statuses = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
         requested = {landed.relative_path for landed, _ in decision.requests}
-        decision.requests.extend(
+        return decision.requests + [
             (landed, sha)
-            for landed, sha in _files_to_retry(warehouse, settings, contract, statuses)
+            for landed, sha in self._unchanged(statuses)
             if landed.relative_path not in requested
-        )
-        keys = [path_to_key(landed.relative_path) for landed, _ in decision.requests]
-        instance.add_dynamic_partitions(f"{contract.name}_files", keys)
-        if len(keys) > settings.batch_threshold:
-            _run_batches(settings, contract, definitions, instance, keys)
-        else:
-            job = definitions.resolve_job_def(f"ingest_{contract.name}")
-            for (landed, sha), key in zip(decision.requests, keys, strict=True):
-                log.info("loading %s (%s bytes)", landed.relative_path, landed.size_bytes)
-                job.execute_in_process(
-                    partition_key=key,
-                    instance=instance,
-                    raise_on_error=False,
-                    run_config=QUIET,
-                    tags={"elt/sha256": sha, "elt/file": landed.relative_path, **process_tag()},
-                )
-        taken = {landed.relative_path for landed, _ in decision.requests}
-        with warehouse.connection() as connection:  # runs of this call that ended unfinished
-            for item in recover_stale_files(connection, instance, contract.name, stale_after):
-                log.warning("%s: %s", item.row.file, item.error)
-        report.extend(_report(warehouse, settings, contract, taken))
+        ]
 
+    def _unchanged(
+        self, statuses: set[str], files: set[str] | None = None
+    ) -> list[tuple[LandedFile, str]]:
+        """Files whose latest attempt has one of `statuses`, with their content unchanged."""
+        with self.warehouse.connection() as connection:
+            latest = latest_manifest(connection, self.contract.name)
+        wanted = {
+            r["file"]: r["sha256"]
+            for r in latest
+            if r["status"] in statuses and (files is None or r["file"] in files)
+        }
+        return [
+            (landed, wanted[landed.relative_path])
+            for landed in scan(self.landing, self.contract.source.glob)
+            if landed.relative_path in wanted
+            and sha256_of(self.landing / landed.relative_path) == wanted[landed.relative_path]
+        ]
 
-def _run_batches(
-    settings: Settings,
-    contract: Contract,
-    definitions: dg.Definitions,
-    instance: dg.DagsterInstance,
-    keys: list[str],
-) -> None:
-    """A backlog, as the sensor sends it: batch runs of many files each (defs/batch.py)."""
-    from elt_assets.defs.batch import batch_job_name, batch_run_config, batch_tags, split
+    def _load(self, files: list[tuple[LandedFile, str]]) -> None:
+        if not files:
+            return
+        self.taken |= {landed.relative_path for landed, _ in files}
+        keys = [path_to_key(landed.relative_path) for landed, _ in files]
+        self.instance.add_dynamic_partitions(f"{self.contract.name}_files", keys)
+        if len(keys) > self.settings.batch_threshold:
+            self._run_batches(keys)
+            return
+        job = self.definitions.resolve_job_def(f"ingest_{self.contract.name}")
+        for (landed, sha), key in zip(files, keys, strict=True):
+            log.info("loading %s (%s bytes)", landed.relative_path, landed.size_bytes)
+            result = job.execute_in_process(
+                partition_key=key,
+                instance=self.instance,
+                raise_on_error=False,
+                run_config=QUIET,
+                tags={"elt/sha256": sha, "elt/file": landed.relative_path, **process_tag()},
+            )
+            self.own_runs.add(result.run_id)
 
-    job = definitions.resolve_job_def(batch_job_name(contract.name))
-    for chunk in split(keys, settings.batch_max_files):
-        log.info("loading %s files of %s in one batch run", len(chunk), contract.name)
-        job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={**QUIET, **batch_run_config(contract.name, chunk)},
-            tags={"elt/dataset": contract.name, **batch_tags(len(chunk)), **process_tag()},
-        )
+    def _run_batches(self, keys: list[str]) -> None:
+        """A backlog, as the sensor sends it: batch runs of many files each (defs/batch.py)."""
+        from elt_assets.defs.batch import batch_job_name, batch_run_config, batch_tags, split
 
+        name = self.contract.name
+        job = self.definitions.resolve_job_def(batch_job_name(name))
+        for chunk in split(keys, self.settings.batch_max_files):
+            log.info("loading %s files of %s in one batch run", len(chunk), name)
+            result = job.execute_in_process(
+                instance=self.instance,
+                raise_on_error=False,
+                run_config={**QUIET, **batch_run_config(name, chunk)},
+                tags={"elt/dataset": name, **batch_tags(len(chunk)), **process_tag()},
+            )
+            self.own_runs.add(result.run_id)
 
-def _files_to_retry(
-    warehouse: PostgresResource, settings: Settings, contract: Contract, statuses: set[str]
-) -> list[tuple[LandedFile, str]]:
-    """Files whose latest attempt has one of `statuses`, with their content unchanged."""
-    with warehouse.connection() as connection:
-        latest = latest_manifest(connection, contract.name)
-    retry = {r["file"]: r["sha256"] for r in latest if r["status"] in statuses}
-    return [
-        (landed, retry[landed.relative_path])
-        for landed in scan(settings.landing_dir, contract.source.glob)
-        if landed.relative_path in retry
-        and sha256_of(settings.landing_dir / landed.relative_path) == retry[landed.relative_path]
-    ]
+    def _settle(self) -> None:
+        """Wait for the files other processes are loading; load what they left unfinished."""
+        deadline = time.monotonic() + self.settings.file_wait_minutes * 60
+        for _ in range(MAX_SETTLE_ROUNDS):
+            if not self._wait_for_others(deadline):
+                return  # still in progress elsewhere: reported `running`
+            left = {
+                item.row.file
+                for item in self._recover()
+                if item.reload and item.row.run_id not in self.own_runs
+            }
+            if not left:
+                return
+            self._load(self._unchanged({"interrupted"}, left))
+
+    def _wait_for_others(self, deadline: float) -> bool:
+        """Wait until no file of the dataset is `running` under another process's lease; False
+        when the deadline passed first."""
+        present = {f.relative_path for f in scan(self.landing, self.contract.source.glob)}
+        with self.warehouse.connection() as connection:
+            running = [
+                row["file"]
+                for row in latest_manifest(connection, self.contract.name)
+                if row["status"] == "running" and row["file"] in present | self.taken
+            ]
+            for file in running:
+                if not wait_for_lease(connection, self.contract.name, file, deadline):
+                    log.warning(
+                        "%s: still in progress in another process after %s min "
+                        "(ELT_FILE_WAIT_MINUTES); reported as running",
+                        file,
+                        self.settings.file_wait_minutes,
+                    )
+                    return False
+        return True
 
 
 def _report(
     warehouse: PostgresResource,
-    settings: Settings,
+    landing: Path,
     contract: Contract,
     taken: set[str],
 ) -> list[dict[str, Any]]:
     """The latest manifest row of every file of the dataset still in the landing directory, and
     of the files this call took (with ELT_ARCHIVE_DIR, a loaded file is no longer there)."""
-    present = {f.relative_path for f in scan(settings.landing_dir, contract.source.glob)} | taken
+    present = {f.relative_path for f in scan(landing, contract.source.glob)} | taken
     with warehouse.connection() as connection:
         rows = latest_manifest(connection, contract.name)
     return [{k: row.get(k) for k in REPORT_FIELDS} for row in rows if row["file"] in present]
 
 
-def _dry_run(settings: Settings, contract: Contract) -> list[dict[str, Any]]:
+def _dry_run(settings: Settings, landing: Path, contract: Contract) -> list[dict[str, Any]]:
     """Parse, cast and validate every file; write nothing anywhere."""
     rows = []
-    for landed in scan(settings.landing_dir, contract.source.glob):
-        path = settings.landing_dir / landed.relative_path
+    for landed in scan(landing, contract.source.glob):
+        path = landing / landed.relative_path
         staged = StagedFile(
             contract,
             path,

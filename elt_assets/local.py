@@ -15,7 +15,7 @@ from elt_assets.log import get_logger
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, provision
 from elt_assets.postgres.migrate import InitReport, initialize
-from elt_assets.settings import Settings, database_url
+from elt_assets.settings import Settings, database_url, require_separate_roles
 
 log = get_logger(__name__)
 
@@ -76,4 +76,4 @@ def initialize_warehouse(databases: Databases, contracts: list[Contract]) -> Ini
         else "ELT_OWNER_DATABASE_URL"
     )
     with connect(owner_url, setting=setting) as connection:
-        return initialize(connection, contracts)
+        return initialize(connection, contracts, require_separate_roles=require_separate_roles())

@@ -1,21 +1,20 @@
 """Files whose run ended without finishing them: recognised, marked `interrupted`, loaded again.
 
-A run takes a file by setting its manifest row `running` (raw step) and finishes it with `success`
-in the target step's transaction, or with `failed`. A run whose process is killed, whose node is
-lost or whose retries run out leaves the row `running`. The sensor (every tick) and `elt ingest`
-(every call) take such a row as stale when
-  - the run that owns it is over: the Dagster instance reports it finished and no automatic retry
-    of it (dagster.yaml `run_retries`) is pending; or, for a run the instance does not know (an
-    `elt ingest` on its own ephemeral instance), the row is older than ELT_STALE_RUNNING_MINUTES;
-  - and no session holds the file's advisory lock (every write of the file holds it, so a live
-    transaction would), checked while marking (postgres/recovery.py).
+A run takes a file by taking its lease (postgres/lease.py: a session-level advisory lock that
+PostgreSQL frees the moment the process dies) and then setting its manifest row `running`; it
+finishes it with `success` in the target step's transaction, or with `failed`. A run whose process
+is killed, whose node is lost or whose retries run out leaves the row `running`. The sensor (every
+tick) and `elt ingest` (every call) take such a row as stale, at once and from any host, when no
+process holds the file's lease any more and
+  - the run that owns it is unknown to this Dagster instance (an `elt ingest` on an ephemeral
+    instance, or another instance's run), or over: the instance reports it finished and no
+    automatic retry of it (dagster.yaml `run_retries`) is pending; or
+  - it is a run executed in process by `elt ingest` (tag `elt/process`), which nobody else
+    monitors: the instance still shows it started, so it is reported failed here first.
 A stale row becomes `interrupted` with an error naming the run. The sensor then requests one run
 per interruption, with a run key of its own (`<partition>@<sha256>@reload-<run id>`) so Dagster
-neither dedupes it against the first run nor launches it twice; `elt ingest` loads the file on its
-next call. A run Dagster still reports as in progress is not second-guessed (Dagster's run
-monitoring fails a launched run whose process died), with one exception: a run executed in process
-by `elt ingest` is tagged with its process (host, pid, start time); nobody monitors it, so when
-that process is gone from this host the run is reported failed here and its files recovered.
+neither dedupes it against the first run nor launches it twice; `elt ingest` loads the file
+itself. Other runs that Dagster still shows in progress are left to Dagster's run monitoring.
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import (
     Interrupted,
     OpenFile,
@@ -43,68 +42,33 @@ if TYPE_CHECKING:  # only postgres/ imports psycopg; the connection just passes 
 WILL_RETRY_TAG = "dagster/will_retry"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 RUN_KEY_TAG = "dagster/run_key"
-# Set on runs executed in process (elt ingest): "host:pid:start", so a killed one can be recognised.
+# Set on runs `elt ingest` executes in process: "host:pid", for people reading the run.
 PROCESS_TAG = "elt/process"
-
-
-def _start_ticks(pid: int) -> str | None:
-    """When the process started (clock ticks since boot, Linux), None if it is gone or a zombie;
-    "" where /proc does not exist. Tells a reused pid from the process that had it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None if Path("/proc/self/stat").exists() else ""
-    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-    return None if fields[0] in ("Z", "X") else fields[19]  # state is field 3, starttime 22
-
-
-def _this_host() -> str:
-    """This host, and its process id namespace where there is one: two containers can share a
-    hostname, never a pid namespace, and a pid means something only inside its namespace."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
-    except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}/{namespace.removeprefix('pid:').strip('[]')}"
+# How long a failed run's automatic retry may take to appear (the daemon may be down).
+RETRY_GRACE_SECONDS = 600
 
 
 def process_tag() -> dict[str, str]:
     """The tag naming this process, for runs it executes in process."""
-    pid = os.getpid()
-    return {PROCESS_TAG: f"{_this_host()}:{pid}:{_start_ticks(pid) or ''}"}
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _process_gone(tag: str) -> bool:
-    """The tagged process ran on this host and no longer exists (or its pid now belongs to
-    another process). A process on another host (or in another pid namespace) is never judged
-    from here."""
-    host, pid, started = tag.rsplit(":", 2)
-    if host != _this_host() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # it exists, under another user
-    now = _start_ticks(int(pid))
-    return now is None or (bool(started) and bool(now) and now != started)
-
-
-def _fail_dead_in_process_runs(
-    instance: dg.DagsterInstance, runs: dict[str, dg.DagsterRun]
+def _fail_abandoned_in_process_runs(
+    instance: dg.DagsterInstance, runs: dict[str, dg.DagsterRun], orphans: list[OpenFile]
 ) -> dict[str, dg.DagsterRun]:
-    """Report failed the in-process runs whose process is gone (killed, out of memory): Dagster
-    would show them as started forever. Returns the runs as they are now."""
+    """Report failed the in-process runs whose files nobody holds any more (their `elt ingest`
+    was killed): Dagster would show them as started forever. Returns the runs as they are now."""
+    files = {row.run_id: row.file for row in orphans}
     dead = [
         run
         for run in runs.values()
-        if not run.is_finished and (tag := run.tags.get(PROCESS_TAG)) and _process_gone(tag)
+        if not run.is_finished and PROCESS_TAG in run.tags and run.run_id in files
     ]
     for run in dead:
-        pid = run.tags[PROCESS_TAG].rsplit(":", 2)[1]
         instance.report_run_failed(
-            run, f"the process that ran it in process (pid {pid}) is gone: killed or crashed"
+            run,
+            f"the process that ran it ({run.tags[PROCESS_TAG]}) is gone: it no longer holds the "
+            f"lease of {files[run.run_id]} (killed, out of memory, or its host lost)",
         )
     if not dead:
         return runs
@@ -112,56 +76,43 @@ def _fail_dead_in_process_runs(
     return {run.run_id: run for run in found}
 
 
-def _retry_pending(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, row: OpenFile, wait: float
-) -> bool:
+def _retry_pending(instance: dg.DagsterInstance, run: dg.DagsterRun, row: OpenFile) -> bool:
     """Dagster's run retries will run the file again themselves."""
     if run.tags.get(WILL_RETRY_TAG) != "true":
         return False
     retries = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}))
-    if not retries:
-        return row.age_seconds < wait  # not created yet; the daemon may be down, so not forever
+    if not retries:  # not created yet; the daemon may be down, so not forever
+        return row.age_seconds < RETRY_GRACE_SECONDS
     return any(not retry.is_finished for retry in retries)
 
 
 def _why_over(
-    instance: dg.DagsterInstance,
-    row: OpenFile,
-    runs: dict[str, dg.DagsterRun],
-    stale_after_seconds: float,
+    instance: dg.DagsterInstance, row: OpenFile, runs: dict[str, dg.DagsterRun]
 ) -> str | None:
     """Why the row's run is over, or None while it may still finish the file."""
     run = runs.get(row.run_id)
     if run is None:
-        if row.age_seconds < stale_after_seconds:
-            return None
         return (
-            f"run {row.run_id} ended without finishing (it is unknown to this Dagster instance and "
-            f"left the file running for {row.age_seconds / 60:.0f} min without an open "
-            "transaction)"
+            f"run {row.run_id} ended without finishing (it is unknown to this Dagster instance "
+            "and no process holds the file any more)"
         )
-    if not run.is_finished or _retry_pending(instance, run, row, stale_after_seconds):
+    if not run.is_finished or _retry_pending(instance, run, row):
         return None
     return f"run {row.run_id} ended without finishing (run status {run.status.value})"
 
 
 def recover_stale_files(
-    connection: psycopg.Connection,
-    instance: dg.DagsterInstance,
-    dataset: str,
-    stale_after_seconds: float,
+    connection: psycopg.Connection, instance: dg.DagsterInstance, dataset: str
 ) -> list[Interrupted]:
     """Mark the dataset's stale `running` rows `interrupted` (or `failed`, too many times)."""
     rows = running_files(connection, dataset)
-    if not rows:
+    held = leases_held(connection, dataset, [row.file for row in rows])
+    orphans = [row for row in rows if row.file not in held]
+    if not orphans:
         return []
-    found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted({r.run_id for r in rows})))
-    runs = _fail_dead_in_process_runs(instance, {run.run_id: run for run in found})
-    stale = [
-        (row, why)
-        for row in rows
-        if (why := _why_over(instance, row, runs, stale_after_seconds)) is not None
-    ]
+    found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted({r.run_id for r in orphans})))
+    runs = _fail_abandoned_in_process_runs(instance, {run.run_id: run for run in found}, orphans)
+    stale = [(row, why) for row in orphans if (why := _why_over(instance, row, runs)) is not None]
     return mark_interrupted(connection, stale) if stale else []
 
 

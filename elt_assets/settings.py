@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from elt_assets.log import register_secret, secrets_in_url
@@ -30,9 +30,21 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "embedded server",
         "Database for Dagster's own storage (runs, events, schedules), used by dagster.yaml.",
     ),
-    "ELT_LANDING_DIR": ("examples/landing", "Landing zone the sensor scans."),
-    "ELT_CONTRACTS_DIR": ("examples/contracts", "Directory of dataset contracts (*.yaml)."),
-    "ELT_STATE_DIR": (".elt", "Local state: embedded PostgreSQL data, Dagster home, pid files."),
+    "ELT_LANDING_DIR": (
+        "unset",
+        "Landing zone the sensor scans (`elt ingest --landing` overrides it). Unset: `elt dev` "
+        "uses the sample files, every other command asks for it.",
+    ),
+    "ELT_CONTRACTS_DIR": (
+        "unset",
+        "Directory of dataset contracts, *.yaml (`elt ingest --contracts` overrides it). Unset: "
+        "`elt dev` uses the sample contracts, every other command asks for it.",
+    ),
+    "ELT_STATE_DIR": (
+        ".elt",
+        "Local state: embedded PostgreSQL data, Dagster home, pid files. Relative to the checkout "
+        "when run from one, else to the current directory.",
+    ),
     "ELT_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR."),
     "ELT_LOG_FORMAT": ("auto", "json, text, or auto (text on a terminal, json otherwise)."),
     "ELT_EMBEDDED_PG_PORT": ("54329", "TCP port of the embedded PostgreSQL (127.0.0.1 only)."),
@@ -44,6 +56,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "false",
         "true: refuse to run when ELT_DATABASE_URL connects as a superuser (set it in production); "
         "false: warn loudly.",
+    ),
+    "ELT_REQUIRE_SEPARATE_ROLES": (
+        "false",
+        "true: refuse single-role mode, where one role owns the tables and loads them (a "
+        "database owner that may not create the platform's roles); also refuses a runtime role "
+        "that may alter the platform's tables. false: single-role mode works, with a SECURITY "
+        "line saying what it costs (README, Roles).",
     ),
     "ELT_SENSOR_INTERVAL_SECONDS": ("15", "How often the file sensor scans the landing zone."),
     "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
@@ -68,11 +87,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "moved there under the same relative path (same filesystem as ELT_LANDING_DIR, not "
         "inside it).",
     ),
-    "ELT_STALE_RUNNING_MINUTES": (
+    "ELT_FILE_WAIT_MINUTES": (
         "60",
-        "A file left `running` by a run the Dagster instance does not know (e.g. a killed "
-        "`elt ingest`), with no transaction open on it, counts as interrupted after this long "
-        "and is loaded again.",
+        "How long a run, or `elt ingest`, waits for another process that is loading the same file "
+        "before it gives up (the run fails; `elt ingest` reports the file `running`, exit 0).",
     ),
     "ELT_STAGING_RETENTION_HOURS": (
         "168",
@@ -176,11 +194,45 @@ def _bool(name: str, env: Mapping[str, str] | None, default: bool) -> bool:
     raise SettingError(f"{name}={raw!r} is not a boolean: use true or false.")
 
 
-def _directory(name: str, env: Mapping[str, str] | None, must_exist: bool) -> Path:
-    path = Path(_text(name, env)).expanduser().resolve()
-    if must_exist and not path.is_dir():
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from, if it does (None when installed as a wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        project = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if 'name = "elt-assets"' in project else None
+
+
+def sample_directories() -> tuple[Path, Path]:
+    """(landing, contracts) of the sample datasets `elt dev` runs when none are configured: the
+    checkout's examples/, or the copy shipped inside the wheel."""
+    root = checkout_root()
+    examples = root / "examples" if root else Path(__file__).resolve().parent / "_examples"
+    return examples / "landing", examples / "contracts"
+
+
+def _optional_path(name: str, env: Mapping[str, str] | None) -> Path | None:
+    raw = _environ(env).get(name, "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
+def _state_dir(env: Mapping[str, str] | None) -> Path:
+    raw = _environ(env).get("ELT_STATE_DIR", "").strip()
+    if raw:
+        return Path(raw).expanduser().resolve()
+    root = checkout_root()
+    return (root if root else Path.cwd()) / ".elt"
+
+
+def existing_directory(path: Path | None, source: str, what: str, flag: str | None = None) -> Path:
+    """`path`, named by `source` (a setting or a flag), which must be a directory."""
+    if path is None:
+        alternative = f", or pass {flag} DIR" if flag else ""
+        raise SettingError(f"{source} is not set: set it to the {what} directory{alternative}.")
+    if not path.is_dir():
         raise SettingError(
-            f"{name} points to {path}, which is not a directory: create it or fix it."
+            f"{source} points to {path}, which is not a directory: create it or fix it."
         )
     return path
 
@@ -189,8 +241,8 @@ def _directory(name: str, env: Mapping[str, str] | None, must_exist: bool) -> Pa
 class Settings:
     """Non-secret settings, read once where a command or resource starts."""
 
-    landing_dir: Path
-    contracts_dir: Path
+    landing_dir: Path | None  # None: not configured (ELT_LANDING_DIR unset)
+    contracts_dir: Path | None  # None: not configured (ELT_CONTRACTS_DIR unset)
     state_dir: Path
     log_level: str
     log_format: str
@@ -201,12 +253,17 @@ class Settings:
     batch_threshold: int
     batch_max_files: int
     batch_rows: int
-    stale_running_minutes: int
+    file_wait_minutes: int
     staging_retention_hours: int = 168
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
+    # Where landing_dir / contracts_dir came from, for messages: the setting or a flag.
+    landing_source: str = "ELT_LANDING_DIR"
+    contracts_source: str = "ELT_CONTRACTS_DIR"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every setting, checked for shape. Directories are checked where a command needs
+        them (`require_landing_dir`, `require_contracts_dir`), after its flags are applied."""
         level = _text("ELT_LOG_LEVEL", env).upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingError(f"ELT_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR.")
@@ -220,9 +277,9 @@ class Settings:
                 "bin directory such as /usr/lib/postgresql/15/bin, or unset it."
             )
         return cls(
-            landing_dir=_directory("ELT_LANDING_DIR", env, check_dirs),
-            contracts_dir=_directory("ELT_CONTRACTS_DIR", env, check_dirs),
-            state_dir=_directory("ELT_STATE_DIR", env, must_exist=False),
+            landing_dir=_optional_path("ELT_LANDING_DIR", env),
+            contracts_dir=_optional_path("ELT_CONTRACTS_DIR", env),
+            state_dir=_state_dir(env),
             log_level=level,
             log_format=log_format,
             embedded_pg_port=_int("ELT_EMBEDDED_PG_PORT", env, 1024, 65535),
@@ -232,20 +289,42 @@ class Settings:
             batch_threshold=_int("ELT_BATCH_THRESHOLD", env, 0, 10_000),
             batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
-            stale_running_minutes=_int("ELT_STALE_RUNNING_MINUTES", env, 0, 525_600),
+            file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
             staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
-            archive_dir=_archive_dir(env, check_dirs),
+            archive_dir=_optional_path("ELT_ARCHIVE_DIR", env),
         )
 
+    def with_directories(self, landing: str | None, contracts: str | None) -> Settings:
+        """These settings with the command line's --landing / --contracts applied."""
 
-def _archive_dir(env: Mapping[str, str] | None, check: bool) -> Path | None:
-    raw = _environ(env).get("ELT_ARCHIVE_DIR", "").strip()
-    if not raw:
-        return None
-    archive = Path(raw).expanduser().resolve()
-    if check:
-        check_archive_dir(_directory("ELT_LANDING_DIR", env, must_exist=True), archive)
-    return archive
+        settings = self
+        if landing:
+            path = Path(landing).expanduser().resolve()
+            settings = replace(settings, landing_dir=path, landing_source="--landing")
+        if contracts:
+            path = Path(contracts).expanduser().resolve()
+            settings = replace(settings, contracts_dir=path, contracts_source="--contracts")
+        return settings
+
+    def with_samples(self) -> Settings:
+        """These settings, with the sample datasets where no directory is configured."""
+        landing, contracts = sample_directories()
+        return replace(
+            self,
+            landing_dir=self.landing_dir or landing,
+            contracts_dir=self.contracts_dir or contracts,
+        )
+
+    def require_landing_dir(self, flag: str | None = None) -> Path:
+        """The landing directory, which must exist; also checks ELT_ARCHIVE_DIR against it.
+        `flag` names the command-line option that could have given it."""
+        landing = existing_directory(self.landing_dir, self.landing_source, "landing", flag)
+        if self.archive_dir is not None:
+            check_archive_dir(landing, self.archive_dir)
+        return landing
+
+    def require_contracts_dir(self, flag: str | None = None) -> Path:
+        return existing_directory(self.contracts_dir, self.contracts_source, "contracts", flag)
 
 
 def check_archive_dir(landing_dir: Path, archive_dir: Path) -> None:
@@ -275,3 +354,7 @@ def check_archive_dir(landing_dir: Path, archive_dir: Path) -> None:
 
 def refuse_superuser(env: Mapping[str, str] | None = None) -> bool:
     return _bool("ELT_REFUSE_SUPERUSER", env, default=False)
+
+
+def require_separate_roles(env: Mapping[str, str] | None = None) -> bool:
+    return _bool("ELT_REQUIRE_SEPARATE_ROLES", env, default=False)

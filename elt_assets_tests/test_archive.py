@@ -233,8 +233,9 @@ def test_archive_on_another_filesystem_is_refused_naming_the_setting(tmp_path: P
     archive.mkdir(exist_ok=True)
     try:
         env = {"ELT_LANDING_DIR": str(landing), "ELT_ARCHIVE_DIR": str(archive)}
+        settings = Settings.from_env({**env, "ELT_CONTRACTS_DIR": str(tmp_path)})
         with pytest.raises(SettingError) as caught:
-            Settings.from_env({**env, "ELT_CONTRACTS_DIR": str(tmp_path)})
+            settings.require_landing_dir()
     finally:
         archive.rmdir()
     assert str(caught.value).startswith(
@@ -250,7 +251,7 @@ def test_missing_archive_directory_is_refused_naming_the_setting(tmp_path: Path)
         "ELT_ARCHIVE_DIR": str(missing),
     }
     with pytest.raises(SettingError, match=rf"^ELT_ARCHIVE_DIR points to {missing}, which is not"):
-        Settings.from_env(env)
+        Settings.from_env(env).require_landing_dir()
     assert Settings.from_env({**env, "ELT_ARCHIVE_DIR": " "}).archive_dir is None
 
 

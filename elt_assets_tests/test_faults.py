@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ from elt_assets.ingest import run_ingest
 from elt_assets.landing.files import sha256_of
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.lease import FileLeases, leases_held
 from elt_assets.postgres.load import ManifestKey, start_file
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
@@ -509,7 +510,6 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
     landing: Path,
     contracts_dir: Path,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started = dg.DagsterRunStatus.STARTED
     failed = dg.DagsterRunStatus.FAILURE
@@ -523,10 +523,13 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
         status=failed,
         tags={"dagster/will_retry": "true"},
     )
-    unknown, unknown_run = start(instance, landing, "unknown.csv")
+    leased, _ = start(instance, landing, "leased.csv")  # a run unknown here, its process alive
+    unknown, unknown_run = start(instance, landing, "unknown.csv")  # ... and its process gone
     ticker = Ticker(contracts_dir, instance)
     lock = connect(warehouse.loader_url, setting="test")
     lock.execute("SELECT pg_advisory_lock(hashtext('elt:file'), hashtext(%s))", [f"items/{locked}"])
+    other_process = FileLeases(warehouse.loader_url, setting="test", application_name="other")
+    other_process.take("items", leased, wait_seconds=0)
     try:
         ticker()
         # A retry of the failed run is on its way (dagster.yaml run_retries): not stale either.
@@ -538,28 +541,27 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
         )
         instance.add_run(retry)
         ticker()
-        statuses = {f: manifest(warehouse, f)["status"] for f in (live, locked, retried, unknown)}
+        statuses = {f: manifest(warehouse, f)["status"] for f in (live, locked, retried, leased)}
         assert statuses == dict.fromkeys(statuses, "running")
+        # Nobody holds the file of a run this instance does not know: taken again at once.
+        row = manifest(warehouse, unknown)
+        assert row["status"] == "interrupted"
+        assert row["error"] == (
+            f"run {unknown_run} ended without finishing (it is unknown to this Dagster instance "
+            "and no process holds the file any more); the file will be loaded again"
+        )
     finally:
         lock.close()  # the session ends, the lock with it
+        other_process.close()  # ... and the lease with it
     instance.report_run_failed(retry)  # the retry died before its raw step took the file
     _, summary = ticker()
-    assert summary["interrupted"] == 2
+    assert summary["interrupted"] == 3
     assert manifest(warehouse, locked)["status"] == "interrupted"
+    assert manifest(warehouse, leased)["status"] == "interrupted"
     assert manifest(warehouse, retried)["error"] == (
         f"run {parent} ended without finishing (run status FAILURE); the file will be loaded again"
     )
-    assert manifest(warehouse, live)["status"] == "running"  # Dagster says it still runs
-    # A run this instance does not know (a killed `elt ingest`) counts only after
-    # ELT_STALE_RUNNING_MINUTES (60 by default).
-    assert manifest(warehouse, unknown)["status"] == "running"
-    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "0")
-    Ticker(contracts_dir, instance)()
-    row = manifest(warehouse, unknown)
-    assert row["status"] == "interrupted"
-    assert row["error"].startswith(
-        f"run {unknown_run} ended without finishing (it is unknown to this Dagster instance"
-    )
+    # A launched run Dagster says still runs is left to Dagster's run monitoring.
     assert manifest(warehouse, live)["status"] == "running"
 
 
@@ -619,8 +621,7 @@ def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_
     assert open_quarantine(warehouse, second) == []
 
     # The next `elt ingest` (here in this process) sees the file left running by a run its
-    # instance does not know, with no transaction on it: interrupted, and loaded again.
-    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "0")
+    # instance does not know, whose lease nobody holds: interrupted, and loaded again at once.
     with caplog.at_level(logging.WARNING, logger="elt_assets"):
         outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
     files = {f["file"]: f for f in outcome.files}
@@ -643,8 +644,8 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
     tmp_path: Path,
 ) -> None:
     """With DAGSTER_HOME set, `elt ingest` records its runs in the instance, where nobody would
-    ever finish a run whose process was killed: the next call sees the process gone, reports the
-    run failed and loads the file, without waiting ELT_STALE_RUNNING_MINUTES."""
+    ever finish a run whose process was killed: the next call sees the file's lease free, reports
+    the run failed and loads the file at once."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     with connect(warehouse.owner_url, setting="test") as owner:
@@ -663,7 +664,6 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
         assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("ELT_STALE_RUNNING_MINUTES", "600")  # the dead process decides, not age
     with caplog.at_level(logging.WARNING, logger="elt_assets"):
         outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
     files = {f["file"]: f for f in outcome.files}
@@ -676,29 +676,55 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
         killed = instance.get_run_by_id(during["run_id"])
         assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
         failure = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        assert f"(pid {ingest.process.pid}) is gone" in (failure[-1].message or "")
+        assert f":{ingest.process.pid}) is gone: it no longer holds the lease of {file}" in (
+            failure[-1].message or ""
+        )
     final = manifest(warehouse, file)
     assert (final["status"], final["interruptions"]) == ("success", 1)
     assert target_rows(warehouse) == expected_table(landing, file)
 
 
-def test_the_process_tag_tells_a_gone_or_reused_process_from_a_live_one() -> None:
-    """Judged on this host only; a pid now held by a process started later counts as gone."""
-    from elt_assets.recovery import PROCESS_TAG, _process_gone, process_tag
-
-    alive = process_tag()[PROCESS_TAG]
-    host, pid, started = alive.rsplit(":", 2)
-    namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
-    assert host == f"{socket.gethostname()}/{namespace}" and namespace.isdigit()
-    assert pid == str(os.getpid()) and started.isdigit()
-    assert not _process_gone(alive)
-    exited = subprocess.Popen([sys.executable, "-c", "pass"])
-    exited.wait()
-    assert _process_gone(f"{host}:{exited.pid}:{started}")
-    assert _process_gone(f"{host}:{pid}:{int(started) - 1}")  # the pid was reused since
-    assert not _process_gone(f"elsewhere-{host}:{exited.pid}:{started}")
-    other_namespace = f"{socket.gethostname()}/1:{exited.pid}:{started}"  # another container
-    assert not _process_gone(other_namespace)
+def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:
+    """The lease is PostgreSQL's knowledge: no timer, no look at /proc."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from elt_assets.postgres.lease import FileLeases\n"
+            "leases = FileLeases(sys.argv[1], setting='t', application_name='holder')\n"
+            "leases.take('items', 'items/x.csv', 0)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n",
+            warehouse.loader_url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with connect(warehouse.loader_url, setting="test") as connection:
+            assert leases_held(connection, "items", ["items/x.csv", "items/y.csv"]) == {
+                "items/x.csv"
+            }
+            waiter = FileLeases(warehouse.loader_url, setting="test", application_name="waiter")
+            with pytest.raises(TerminalDatabaseError) as caught:
+                waiter.take("items", "items/x.csv", wait_seconds=0.5)
+            assert "another process has been loading this file for over 0 s" in str(caught.value)
+            assert "holder-lease" in str(caught.value)  # who holds it, for the operator
+            holder.kill()
+            holder.wait()
+            deadline = time.monotonic() + 10
+            while leases_held(connection, "items", ["items/x.csv"]):
+                assert time.monotonic() < deadline, "the lease outlived its process"
+                time.sleep(0.05)
+            assert waiter.take("items", "items/x.csv", wait_seconds=0) < 1
+            waiter.close()
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_it(
@@ -842,7 +868,7 @@ def test_the_same_file_run_twice_at_once_has_exactly_one_effect(
     pause.wait_paused(one[0])
     two = fork_run(contracts_dir, second, tmp_path)
     deadline = time.monotonic() + 120
-    # The second run has taken the file too and now waits for the first one's lock.
+    # The second run waits for the first one's lease before it takes the file.
     while not pause.loader_backends("wait_event_type = 'Lock' AND wait_event = 'advisory'"):
         assert time.monotonic() < deadline and alive(two[0]), "the second run never overlapped"
         time.sleep(0.05)
@@ -943,7 +969,7 @@ def test_the_warehouse_pool_limit_holds_while_many_files_load(
                     row = connection.execute(
                         "SELECT count(DISTINCT l.pid) FROM pg_locks l"
                         " JOIN pg_stat_activity a ON a.pid = l.pid"
-                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
                         " AND a.usename = 'elt_loader' AND a.datname = current_database()"
                     ).fetchone()
                     writers.append(int(row[0]) if row else 0)

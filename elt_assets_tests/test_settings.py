@@ -11,11 +11,13 @@ from elt_assets.log import mask_secrets
 from elt_assets.settings import (
     SettingError,
     Settings,
+    checkout_root,
     database_url,
     max_record_bytes,
     read_secret,
     refuse_superuser,
     require_database_url,
+    require_separate_roles,
 )
 
 pytestmark = [pytest.mark.pure]
@@ -140,10 +142,15 @@ def test_require_database_url_explains_what_to_set() -> None:
 
 
 def test_from_env_defaults() -> None:
-    settings = Settings.from_env({}, check_dirs=False)
-    assert settings.landing_dir == Path("examples/landing").resolve()
-    assert settings.contracts_dir == Path("examples/contracts").resolve()
-    assert settings.state_dir == Path(".elt").resolve()
+    settings = Settings.from_env({})
+    # No directory defaults to the working directory's: `elt dev` alone uses the samples.
+    assert settings.landing_dir is None and settings.contracts_dir is None
+    root = checkout_root()
+    assert root is not None and (root / "pyproject.toml").is_file()  # the suite runs a checkout
+    assert settings.state_dir == root / ".elt"
+    samples = settings.with_samples()
+    assert samples.landing_dir == root / "examples" / "landing"
+    assert samples.contracts_dir == root / "examples" / "contracts"
     assert settings.log_level == "INFO"
     assert settings.log_format == "auto"
     assert settings.embedded_pg_port == 54329
@@ -184,7 +191,7 @@ def test_from_env_reads_every_setting(tmp_path: Path) -> None:
 
 def test_blank_values_mean_the_default() -> None:
     settings = Settings.from_env(
-        {"ELT_LOG_LEVEL": "  ", "ELT_BATCH_ROWS": "", "ELT_PG_BIN_DIR": " "}, check_dirs=False
+        {"ELT_LOG_LEVEL": "  ", "ELT_BATCH_ROWS": "", "ELT_PG_BIN_DIR": " "}
     )
     assert (settings.log_level, settings.batch_rows, settings.pg_bin_dir) == ("INFO", 15_000, None)
 
@@ -209,29 +216,48 @@ def test_blank_values_mean_the_default() -> None:
 )
 def test_from_env_malformed_value_names_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingError) as caught:
-        Settings.from_env({name: value}, check_dirs=False)
+        Settings.from_env({name: value})
     assert str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize("name", ["ELT_LANDING_DIR", "ELT_CONTRACTS_DIR"])
-def test_from_env_missing_directory_names_the_variable(tmp_path: Path, name: str) -> None:
+def test_a_missing_directory_is_named_where_a_command_needs_it(tmp_path: Path, name: str) -> None:
     existing = tmp_path / "exists"
     existing.mkdir()
     env = {"ELT_LANDING_DIR": str(existing), "ELT_CONTRACTS_DIR": str(existing)}
     env[name] = str(tmp_path / "missing")
+    settings = Settings.from_env(env)  # reading the settings never checks directories
+    assert getattr(settings, name.removeprefix("ELT_").lower()) == tmp_path / "missing"
+    require = (
+        settings.require_landing_dir
+        if name == "ELT_LANDING_DIR"
+        else settings.require_contracts_dir
+    )
     with pytest.raises(SettingError) as caught:
-        Settings.from_env(env, check_dirs=True)
+        require()
     assert str(caught.value) == (
         f"{name} points to {tmp_path / 'missing'}, which is not a directory: create it or fix it."
     )
-    # Not checked when the caller does not need the folders yet.
-    unchecked = Settings.from_env(env, check_dirs=False)
-    assert getattr(unchecked, name.removeprefix("ELT_").lower()) == tmp_path / "missing"
+
+
+def test_command_line_directories_win_and_are_named_in_errors(tmp_path: Path) -> None:
+    env = {"ELT_LANDING_DIR": str(tmp_path / "nope"), "ELT_CONTRACTS_DIR": str(tmp_path)}
+    settings = Settings.from_env(env).with_directories(str(tmp_path), "relative/contracts")
+    assert settings.require_landing_dir() == tmp_path  # the flag, not the setting
+    assert settings.contracts_dir == (Path.cwd() / "relative/contracts").resolve()
+    with pytest.raises(SettingError, match=r"^--contracts points to .*relative/contracts, which"):
+        settings.require_contracts_dir()
+    unset = Settings.from_env({})
+    with pytest.raises(SettingError) as caught:
+        unset.require_landing_dir("--landing")
+    assert str(caught.value) == (
+        "ELT_LANDING_DIR is not set: set it to the landing directory, or pass --landing DIR."
+    )
 
 
 def test_from_env_pg_bin_dir_without_postgres(tmp_path: Path) -> None:
     with pytest.raises(SettingError) as caught:
-        Settings.from_env({"ELT_PG_BIN_DIR": str(tmp_path)}, check_dirs=False)
+        Settings.from_env({"ELT_PG_BIN_DIR": str(tmp_path)})
     assert str(caught.value).startswith(
         f"ELT_PG_BIN_DIR={str(tmp_path)!r} has no `postgres` binary: point it at a PostgreSQL bin"
     )
@@ -243,6 +269,11 @@ def test_from_env_pg_bin_dir_without_postgres(tmp_path: Path) -> None:
 )
 def test_refuse_superuser(value: str, expected: bool) -> None:
     assert refuse_superuser({"ELT_REFUSE_SUPERUSER": value}) is expected
+
+
+def test_require_separate_roles_is_off_unless_asked() -> None:
+    assert require_separate_roles({}) is False
+    assert require_separate_roles({"ELT_REQUIRE_SEPARATE_ROLES": "true"}) is True
 
 
 def test_refuse_superuser_rejects_other_words() -> None:

@@ -81,10 +81,16 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").touch()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    # The code location as `elt dev` serves it: the sample datasets.
+    samples = {
+        "ELT_LANDING_DIR": str(ROOT / "examples" / "landing"),
+        "ELT_CONTRACTS_DIR": str(ROOT / "examples" / "contracts"),
+    }
     for step in steps:
         print(f"\n==> {' '.join(step)}", flush=True)
         command = [str(uv), "run", "--locked", "--no-sync", *step]
-        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        step_env = {**env, **samples} if step[0] == "dagster" else env
+        code = subprocess.run(command, cwd=ROOT, env=step_env).returncode
         if code != 0:
             print(f"\nFAILED: {' '.join(step)} (exit {code})", file=sys.stderr)
             return code

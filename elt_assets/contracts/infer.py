@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import unicodedata
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,6 @@ _WITH_OFFSET = (
     r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 )
 _MAX_NAME_BYTES = 63
-READER_SETTLE_SECONDS = 0.2
 # integer only while the sample stays well inside its range (2 147 483 647): ids grow.
 INTEGER_HEADROOM = 100_000_000
 
@@ -266,10 +264,6 @@ def read_sample(
         finally:
             batches.close()  # stop reading: the rest of the file is never touched
     except FileRejected as error:
-        # After a parse error pyarrow's background reader still finishes its last read; a process
-        # that exits at once (the CLI) can abort in that thread ("terminate called without an
-        # active exception", pyarrow 26, Python 3.11). Give it a moment before going on.
-        time.sleep(READER_SETTLE_SECONDS)
         raise InferError(str(error)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise InferError(f"{file}: cannot be read ({error})") from None

@@ -11,6 +11,7 @@ The work of each step lives in defs/steps.py, shared with the batch job (defs/ba
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -185,6 +186,12 @@ def _target_asset(
     @dg.asset(
         key=keys.target,
         ins={"staged": dg.AssetIn(keys.staged)},
+        # Late data turns the asset's freshness red in the UI (Dagster's daemon evaluates it).
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=contract.freshness_hours)
+        )
+        if contract.freshness_hours is not None
+        else None,
         partitions_def=partitions,
         group_name=contract.name,
         kinds={"postgres"},

@@ -135,6 +135,10 @@ def build_batch_job(
     @dg.job(
         name=batch_job_name(contract.name),
         executor_def=dg.in_process_executor,
+        # Bound here, not left to Definitions: Dagster would rebuild the sensor that targets this
+        # job to bind them, and its rebuild passes the sensor's (empty) owners on, a beta
+        # parameter that warns on every load.
+        resource_defs={"landing": LandingZone(), "warehouse": PostgresResource()},
         description=(
             f"Load many files of dataset {contract.name} in one run (a backlog): each file is "
             "still reported as its own partition of the three assets."

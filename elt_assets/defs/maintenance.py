@@ -30,7 +30,7 @@ def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
         "ELT_STAGING_RETENTION_HOURS, for every dataset; the landed files stay the source.",
     )
     def prune(context: dg.OpExecutionContext, warehouse: PostgresResource) -> dg.Output[None]:
-        hours = Settings.from_env(check_dirs=False).staging_retention_hours
+        hours = Settings.from_env().staging_retention_hours
         if hours == 0:
             context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
             return dg.Output(None)

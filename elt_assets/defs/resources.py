@@ -7,7 +7,7 @@ import dagster as dg
 from elt_assets.landing.files import resolve_inside
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import SettingError, Settings, check_archive_dir
+from elt_assets.settings import Settings
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -17,15 +17,8 @@ class LandingZone(dg.ConfigurableResource):
     root_env: str = "ELT_LANDING_DIR"
 
     def root(self) -> Path:
-        settings = Settings.from_env(check_dirs=False)
-        if not settings.landing_dir.is_dir():
-            raise SettingError(
-                f"{self.root_env} points to {settings.landing_dir}, which is not a directory: "
-                "create it or fix the setting"
-            )
-        if settings.archive_dir is not None:  # refused here, before any step or tick works
-            check_archive_dir(settings.landing_dir, settings.archive_dir)
-        return settings.landing_dir
+        # ELT_ARCHIVE_DIR is checked here too, before any step or tick works.
+        return Settings.from_env().require_landing_dir()
 
     def path(self, relative_path: str) -> Path:
         """The absolute path of a landed file; never outside the landing directory."""

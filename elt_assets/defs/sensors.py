@@ -51,7 +51,7 @@ def build_file_sensor(
     batch_job: dg.JobDefinition,
     partitions: dg.DynamicPartitionsDefinition,
 ) -> dg.SensorDefinition:
-    settings = Settings.from_env(check_dirs=False)
+    settings = Settings.from_env()
     partitions_name = partitions.name
     assert partitions_name is not None
 
@@ -71,7 +71,7 @@ def build_file_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZone, warehouse: PostgresResource
     ) -> dg.SensorResult:
         started = time.monotonic()
-        limits = Settings.from_env(check_dirs=False)
+        limits = Settings.from_env()
         root = landing.root()
         with warehouse.connection() as connection:
             known = load_known(connection, contract.name)
@@ -83,9 +83,7 @@ def build_file_sensor(
                 max_requests=limits.max_runs_per_tick,
             )
             save_decision(connection, contract, decision)
-            recovered, reloads = _interrupted_runs(
-                context, connection, contract, known, decision, limits.stale_running_minutes
-            )
+            recovered, reloads = _interrupted_runs(context, connection, contract, known, decision)
         requests = file_requests(contract, decision.requests, job.name, batch_job.name, limits) + [
             r.with_replaced_attrs(job_name=job.name) for r in reloads
         ]
@@ -157,15 +155,12 @@ def _interrupted_runs(
     contract: Contract,
     known: Mapping[str, Known],
     decision: Decision,
-    stale_running_minutes: int,
 ) -> tuple[list[Interrupted], list[dg.RunRequest]]:
     """Stale `running` rows marked interrupted, and one reload run per interruption.
 
     See elt_assets/recovery.py. Each recovered file is named in the tick's log, with the reason.
     """
-    recovered = recover_stale_files(
-        connection, context.instance, contract.name, stale_running_minutes * 60
-    )
+    recovered = recover_stale_files(connection, context.instance, contract.name)
     for item in recovered:
         context.log.warning(f"{contract.name}: {item.row.file}: {item.error}")
     # The content each file holds now: what this tick observed, else what was known before.

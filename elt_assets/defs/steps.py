@@ -88,7 +88,7 @@ def describe_raw(contract: Contract, landing: LandingZone, file: str) -> RawFile
     """Size, mtime and sha256 of the landed file; FileRejected when it is gone."""
     path = landing.path(file)
     if not path.is_file():
-        archive = Settings.from_env(check_dirs=False).archive_dir
+        archive = Settings.from_env().archive_dir
         if archive is not None and (archive / file).is_file():
             raise FileRejected(
                 file,
@@ -109,10 +109,21 @@ def describe_raw(contract: Contract, landing: LandingZone, file: str) -> RawFile
     )
 
 
+def hold_file(warehouse: PostgresResource, dataset: str, file: str) -> None:
+    """Hold the file's lease for this run (postgres/lease.py): taken before its manifest row says
+    `running`, checked again at each step (a restarted server ends the session that held it).
+    Waits up to ELT_FILE_WAIT_MINUTES for another process that is loading the same file."""
+    waited = warehouse.leases().take(dataset, file, Settings.from_env().file_wait_minutes * 60)
+    if waited >= 1:
+        log.info("%s: waited %.0f s for another process that was loading it", file, waited)
+
+
 def start_raw(
     warehouse: PostgresResource, contract: Contract, raw: RawFile, partition_key: str, run_id: str
 ) -> None:
-    """Open (or reopen) the file's manifest row for this content as `running`."""
+    """Take the file's lease, then open (or reopen) its manifest row for this content as
+    `running`."""
+    hold_file(warehouse, contract.name, raw.file)
     with warehouse.connection() as connection:
         start_file(
             connection,
@@ -141,6 +152,7 @@ def prepare_staged(
     """The file as a lazy StagedFile, for the content its raw step recorded."""
     file = key_to_path(partition_key)
     with file_failures(warehouse, None, run_id):
+        hold_file(warehouse, contract.name, file)
         with warehouse.connection() as connection:
             current = current_attempt(connection, contract.name, file)
         if current is None:
@@ -154,7 +166,7 @@ def prepare_staged(
         sha256=current[0],
         size_bytes=path.stat().st_size,
         run_id=run_id,
-        batch_rows=Settings.from_env(check_dirs=False).batch_rows,
+        batch_rows=Settings.from_env().batch_rows,
     )
 
 
@@ -201,7 +213,7 @@ def load_target(
     `previous_rows()` is the table's row count after its previous load (for the row-count check).
     """
     key = ManifestKey(contract.name, staged.file, staged.sha256)
-    settings = Settings.from_env(check_dirs=False)
+    settings = Settings.from_env()
     with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
         if staged.status == "failed":
             raise dg.Failure(
@@ -209,12 +221,15 @@ def load_target(
                 f"touched: {staged.error}",
                 allow_retries=False,
             )
+        with file_failures(warehouse, key, run_id):
+            hold_file(warehouse, contract.name, staged.file)
         with (
             file_failures(warehouse, key, run_id),
             warehouse.connection() as connection,
         ):
             ensure_dataset_tables(connection, contract, warehouse.owner_connection)
             result = load_file(connection, contract, key, run_id)  # committed on return
+            warehouse.leases().release(contract.name, staged.file)  # the file is finished
             loaded = manifest_row(connection, key) if settings.archive_dir else None
             row_count = (
                 result.row_count
@@ -268,7 +283,9 @@ def archive_loaded(
         log.info("%s not archived: %s", staged.file, reason)
         return {"not_archived": reason}
     try:
-        moved = archive_file(settings.landing_dir, settings.archive_dir, staged.file, staged.sha256)
+        moved = archive_file(
+            settings.require_landing_dir(), settings.archive_dir, staged.file, staged.sha256
+        )
     except NotArchived as problem:
         reason = str(problem)
     except Exception as error:  # the load is committed: report, never fail the step

@@ -17,6 +17,8 @@ import gzip
 import hashlib
 import io
 import os
+import threading
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +32,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from elt_assets.contracts.model import Contract
+from elt_assets.log import get_logger
 from elt_assets.settings import max_record_bytes
+
+log = get_logger(__name__)
 
 ROW_COLUMN = "_elt_row"
 MAX_COLUMNS = 4096
@@ -206,6 +211,9 @@ class _Tap(io.RawIOBase):
         checker: _QuoteCheck | None = None,
     ):
         self._raw = path.open("rb")
+        self._stopped = False
+        self.error: Exception | None = None
+        self.file = file
         self._file = file
         self._quote = quote
         self._checker = checker
@@ -234,7 +242,29 @@ class _Tap(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def stop(self) -> None:
+        """Answer every later read with end of data (the reader is done with the file)."""
+        self._stopped = True
+
+    def raise_error(self) -> None:
+        """Raise what stopped the tap (a bad gzip stream, a stray quote, a read error), if any."""
+        if self.error is not None:
+            raise self.error
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Called by pyarrow's read-ahead thread. A problem is kept for the reader's own thread
+        to raise (`raise_error`) and ends the data here: an exception raised into pyarrow would
+        be held by it as a Python object, which is what `_ArrowCsv` must never leave behind."""
+        if self._stopped:
+            return 0
+        try:
+            return self._read(buffer)
+        except Exception as error:
+            self.error = error
+            self._stopped = True
+            return 0
+
+    def _read(self, buffer: memoryview) -> int:
         if self._gzip is not None:
             try:
                 data = self._gzip.read(len(buffer))
@@ -268,9 +298,68 @@ class _Tap(io.RawIOBase):
             self.raw_bytes += len(chunk)
         return self.sha256.hexdigest()
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close the file itself. (`close`, which pyarrow's side calls when it lets go of the
+        tap, leaves it open: the hash still reads the rest of it.)"""
         self._raw.close()
-        super().close()
+        self.close()
+
+
+class _ArrowCsv:
+    """pyarrow's streaming CSV reader over a tap, torn down so that no thread of pyarrow's ever
+    runs Python code once `close` has returned.
+
+    The reader reads ahead on threads of its own. Whatever Python object it still holds when the
+    interpreter shuts down is released from such a thread, which must then take the GIL: the
+    interpreter ends that thread inside C++ code and the process aborts ("terminate called
+    without an active exception", exit 134), typically right after a rejected file. So the blocks
+    pyarrow reads are copied into memory it owns (no Python bytes in its buffers), and `close`
+    waits until pyarrow has let go of the one Python object it holds, the file it reads from.
+    """
+
+    RELEASE_TIMEOUT_SECONDS = 60.0
+
+    def __init__(
+        self,
+        tap: _Tap,
+        read_options: pa_csv.ReadOptions,
+        parse_options: pa_csv.ParseOptions,
+        convert_options: pa_csv.ConvertOptions,
+    ):
+        self.tap = tap
+        self._released = threading.Event()
+        source: io.BufferedReader | None = io.BufferedReader(tap, READ_CHUNK)
+        weakref.finalize(source, self._released.set)
+        # Only pyarrow may hold the stream: a Python frame that did (a function taking it as an
+        # argument) would keep it alive through the traceback of any error.
+        stream: pa.NativeFile | None = pa.BufferedInputStream(
+            pa.PythonFile(source, mode="r"), READ_CHUNK
+        )
+        source = None
+        self.reader: pa_csv.CSVStreamingReader | None = None
+        try:
+            self.reader = pa_csv.open_csv(
+                stream,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        except BaseException:
+            stream = None
+            self.close()
+            raise
+        stream = None
+
+    def read_next_batch(self) -> pa.RecordBatch:
+        assert self.reader is not None
+        return self.reader.read_next_batch()
+
+    def close(self) -> None:
+        """Stop reading and wait until pyarrow has released the file (idempotent)."""
+        self.tap.stop()  # a read still on its way gets "end of data" at once
+        self.reader = None
+        if not self._released.wait(self.RELEASE_TIMEOUT_SECONDS):
+            log.warning("%s: the CSV reader did not release the file", self.tap.file)
 
 
 def _record_limit() -> int:
@@ -328,24 +417,30 @@ class FileReader:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
         tap = _Tap(self.path, self.file, options.quote.encode(), gzipped, self._quote_check())
-        reader = self._open_arrow_csv(tap, file_columns, header=names is not None)
         try:
-            look_for_empty_lines = len(file_columns) > 1
-            for record_batch in self._arrow_batches(reader, tap):
-                frame: pl.DataFrame = pl.from_arrow(record_batch)  # type: ignore[assignment]
-                if (
-                    look_for_empty_lines
-                    and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
-                ):
-                    look_for_empty_lines = False
-                    self._reject_empty_line()
-                yield self._frame(frame)
+            parser = self._open_arrow_csv(tap, file_columns, header=names is not None)
+            try:
+                yield from self._csv_frames(parser, len(file_columns) > 1)
+            finally:
+                parser.close()  # before anything else returns or raises: see _ArrowCsv
+            tap.raise_error()  # the data may have ended early because of it
             if tap.quotes % 2:
                 raise self._diagnosed("a quoted field is not closed (unterminated quote)")
             self.sha256 = tap.finish_hash()
             self.bytes_read = tap.raw_bytes
         finally:
-            tap.close()
+            tap.release()
+
+    def _csv_frames(self, parser: _ArrowCsv, look_for_empty_lines: bool) -> Iterator[pl.DataFrame]:
+        for record_batch in self._arrow_batches(parser):
+            frame: pl.DataFrame = pl.from_arrow(record_batch)  # type: ignore[assignment]
+            if (
+                look_for_empty_lines
+                and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
+            ):
+                look_for_empty_lines = False
+                self._reject_empty_line()
+            yield self._frame(frame)
 
     def _quote_check(self) -> _QuoteCheck | None:
         options = self.contract.source.csv
@@ -359,14 +454,12 @@ class FileReader:
             return None  # UTF-16 and the like: no single-byte quote to look for
         return _QuoteCheck(self.file, single[0], single[1])
 
-    def _open_arrow_csv(
-        self, tap: _Tap, columns: list[str], header: bool
-    ) -> pa_csv.CSVStreamingReader:
+    def _open_arrow_csv(self, tap: _Tap, columns: list[str], header: bool) -> _ArrowCsv:
         options = self.contract.source.csv
         null_values = ["", *options.null_values]
         try:
-            return pa_csv.open_csv(
-                pa.PythonFile(io.BufferedReader(tap, READ_CHUNK), mode="r"),
+            return _ArrowCsv(
+                tap,
                 read_options=pa_csv.ReadOptions(
                     block_size=self.record_limit,
                     use_threads=False,  # the read-ahead thread already overlaps it with COPY
@@ -388,25 +481,22 @@ class FileReader:
                     quoted_strings_can_be_null=False,
                 ),
             )
-        except FileRejected:
-            raise
         except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as error:
+            tap.raise_error()  # the data ended early because of it
             raise self._diagnosed(str(error)) from None
 
-    def _arrow_batches(
-        self, reader: pa_csv.CSVStreamingReader, tap: _Tap
-    ) -> Iterator[pa.RecordBatch]:
+    def _arrow_batches(self, parser: _ArrowCsv) -> Iterator[pa.RecordBatch]:
         pending: list[pa.RecordBatch] = []
         pending_rows = pending_bytes = 0
         while True:
             try:
-                batch = reader.read_next_batch()
+                batch = parser.read_next_batch()
             except StopIteration:
                 break
-            except FileRejected:
-                raise
             except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as error:
+                parser.tap.raise_error()  # the data ended early because of it
                 raise self._diagnosed(str(error)) from None
+            parser.tap.raise_error()  # a batch cut short by it is never handed on
             pending.append(batch)
             pending_rows += batch.num_rows
             # One batch per parser block of `record_limit` bytes of text (the last one shorter);

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
 
 from elt_assets.log import get_logger, mask_secrets
 from elt_assets.postgres.errors import TerminalDatabaseError, TransientDatabaseError, is_transient
+from elt_assets.postgres.templates import render
 
 log = get_logger(__name__)
 CONNECT_TIMEOUT_SECONDS = 10
@@ -38,14 +38,19 @@ def connect(
     setting: str,
     application_name: str = "elt-assets",
     autocommit: bool = True,
+    **parameters: str | int,
 ) -> psycopg.Connection:
-    """A new connection to `url`; failures name the setting that holds it and what to do."""
+    """A new connection to `url`; failures name the setting that holds it and what to do.
+
+    `parameters` are further libpq connection parameters (keepalives, options).
+    """
     try:
         return psycopg.connect(
             url,
+            autocommit=autocommit,
             application_name=application_name,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            autocommit=autocommit,
+            **parameters,  # type: ignore[arg-type]  # libpq parameters, passed on as keywords
         )
     except psycopg.Error as error:
         text = mask_secrets(str(error).strip().splitlines()[0] if str(error).strip() else "")
@@ -64,9 +69,7 @@ def connect(
 
 def check_not_superuser(connection: psycopg.Connection, *, refuse: bool, setting: str) -> None:
     """Warn (or refuse, in production) when the runtime connects with superuser rights."""
-    row = connection.execute(
-        "SELECT current_setting('is_superuser') = 'on', current_user"
-    ).fetchone()
+    row = connection.execute(render("role_is_superuser")).fetchone()
     assert row is not None
     is_superuser, user = row
     if not is_superuser:
@@ -86,17 +89,26 @@ def check_not_superuser(connection: psycopg.Connection, *, refuse: bool, setting
         )
 
 
+def check_role_separation(connection: psycopg.Connection, *, setting: str) -> None:
+    """With ELT_REQUIRE_SEPARATE_ROLES=true: refuse a runtime role that may alter the platform's
+    tables (single-role mode, or a member of elt_owner)."""
+    row = connection.execute(render("runtime_owns_platform")).fetchone()
+    if row and row[0]:
+        raise TerminalDatabaseError(
+            f"{setting} connects as {connection.info.user!r}, which owns the platform's tables "
+            "(single-role mode, or a member of elt_owner), and ELT_REQUIRE_SEPARATE_ROLES=true "
+            "refuses that: load as a login role that is a member of elt_loader only (README, "
+            "Roles)"
+        )
+
+
 @contextlib.contextmanager
 def as_owner(connection: psycopg.Connection) -> Iterator[None]:
     """Run DDL as the elt_owner role when the login role may, so objects belong to elt_owner."""
-    row = connection.execute(
-        "SELECT current_user <> 'elt_owner' AND EXISTS ("
-        " SELECT FROM pg_roles WHERE rolname = 'elt_owner')"
-        " AND pg_has_role(current_user, 'elt_owner', 'MEMBER')"
-    ).fetchone()
+    row = connection.execute(render("role_may_switch_to_owner")).fetchone()
     switch = bool(row and row[0])
     if switch:
-        connection.execute(sql.SQL("SET ROLE {}").format(sql.Identifier("elt_owner")))
+        connection.execute(render("role_set_owner"))
     try:
         yield
     finally:
@@ -109,4 +121,4 @@ def as_owner(connection: psycopg.Connection) -> Iterator[None]:
                 "INTRANS",
             )
         ):
-            connection.execute("RESET ROLE")
+            connection.execute(render("role_reset"))

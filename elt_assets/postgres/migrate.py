@@ -39,6 +39,9 @@ class Migration:
 @dataclass
 class InitReport:
     created_roles: bool = False
+    # Why the platform runs in single-role mode (one role owns and loads), None with separate roles.
+    single_role: str | None = None
+    adopted: list[str] = field(default_factory=list)  # objects handed to elt_owner by this init
     applied: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
 
@@ -58,11 +61,74 @@ def available_migrations() -> list[Migration]:
 
 
 def _missing_roles(connection: psycopg.Connection) -> list[str]:
-    rows = connection.execute(
-        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(ROLES)]
-    ).fetchall()
+    rows = connection.execute(render("roles_present"), {"roles": list(ROLES)}).fetchall()
     present = {r[0] for r in rows}
     return [r for r in ROLES if r not in present]
+
+
+def _flag(connection: psycopg.Connection, template_name: str) -> bool:
+    row = connection.execute(render(template_name)).fetchone()
+    return bool(row and row[0])
+
+
+def single_role_notice(user: str, why: str) -> str:
+    """What single-role mode costs, and the DBA step that ends it (logged, README "Roles")."""
+    return (
+        f"SECURITY: single-role mode: {why}, so {user!r} owns the platform's tables and also "
+        "loads them. The loader can therefore alter or drop tables and delete the manifest's "
+        "and the quarantine's history, and there is no read-only role for reporting. To "
+        f"separate them, a DBA runs sql/roles.sql and `GRANT elt_owner TO {user}`, then `elt db "
+        "init` hands the tables to elt_owner; run the loads as a login that is a member of "
+        "elt_loader (ELT_DATABASE_URL) and keep this one as ELT_OWNER_DATABASE_URL. Set "
+        "ELT_REQUIRE_SEPARATE_ROLES=true to refuse single-role mode (README, Roles)."
+    )
+
+
+def _separate_roles(connection: psycopg.Connection) -> tuple[bool, str | None]:
+    """Make the separate roles usable if this role may: (created any, why not if it may not)."""
+    created = False
+    missing = _missing_roles(connection)
+    if missing:
+        try:
+            with connection.transaction():
+                connection.execute(script("roles.sql"))
+        except psycopg.errors.InsufficientPrivilege:
+            return False, f"the roles {', '.join(missing)} do not exist and may not be created"
+        log.info("created roles %s", missing)
+        created = True
+    if not _flag(connection, "role_is_owner_member"):
+        try:  # a CREATEROLE role may make itself a member of the roles it manages
+            with connection.transaction():
+                connection.execute(render("role_grant_owner_to_self"))
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
+            return created, "this role is not a member of elt_owner and may not become one"
+    return created, None
+
+
+def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Contract]) -> list[str]:
+    """Hand what this role owns of the platform to elt_owner (a database that ran in single-role
+    mode until its roles were created). Runs as the login role, before any SET ROLE."""
+    rows = connection.execute(
+        render("platform_owned_objects"),
+        {
+            "target_schemas": [c.target.schema_ for c in contracts],
+            "target_tables": [c.target.table for c in contracts],
+        },
+    ).fetchall()
+    kinds = {
+        "SCHEMA": sql.SQL("SCHEMA"),
+        "TABLE": sql.SQL("TABLE"),
+        "SEQUENCE": sql.SQL("SEQUENCE"),
+    }
+    adopted = []
+    with connection.transaction():
+        for kind, schema, name in rows:
+            target = sql.Identifier(schema, name) if name else sql.Identifier(schema)
+            connection.execute(render("owner_to_elt_owner", kind=kinds[kind], name=target))
+            adopted.append(f"{kind.lower()} {schema}{'.' + name if name else ''}")
+    if adopted:
+        log.info("handed to elt_owner: %s", ", ".join(adopted))
+    return adopted
 
 
 def ensure_roles(connection: psycopg.Connection) -> bool:
@@ -103,9 +169,7 @@ def apply_migrations(connection: psycopg.Connection) -> list[str]:
     """Apply pending migrations in order; returns the names applied."""
     with connection.transaction():
         connection.execute(render("schema_migrations_create"))
-    applied_rows = connection.execute(
-        "SELECT version, name, sha256 FROM elt.schema_migrations ORDER BY version"
-    ).fetchall()
+    applied_rows = connection.execute(render("schema_migrations_applied")).fetchall()
     applied = {version: (name, digest) for version, name, digest in applied_rows}
     done: list[str] = []
     for migration in available_migrations():
@@ -120,38 +184,72 @@ def apply_migrations(connection: psycopg.Connection) -> list[str]:
         with connection.transaction():
             connection.execute(script(f"migrations/{migration.path.name}"))
             connection.execute(
-                "INSERT INTO elt.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
-                [migration.version, migration.name, migration.sha256],
+                render("schema_migrations_record"),
+                {"version": migration.version, "name": migration.name, "sha256": migration.sha256},
             )
         done.append(migration.path.name)
         log.info("applied migration %s", migration.path.name)
     return done
 
 
-def initialize(connection: psycopg.Connection, contracts: list[Contract]) -> InitReport:
-    """Everything `elt db init` does, on an autocommit connection as the owner."""
+_announced: set[tuple[str, str]] = set()
+
+
+def initialize(
+    connection: psycopg.Connection,
+    contracts: list[Contract],
+    *,
+    require_separate_roles: bool = False,
+) -> InitReport:
+    """Everything `elt db init` does, on an autocommit connection as the owner.
+
+    With separate roles when this role may have them (it may create the group roles, or they
+    exist and it is a member of elt_owner); else in single-role mode, said once per process, or
+    refused with `require_separate_roles` (ELT_REQUIRE_SEPARATE_ROLES).
+    """
     report = InitReport()
-    connection.execute("SELECT pg_advisory_lock(hashtext('elt:init'))")
+    connection.execute(render("lock_init"))
     try:
-        report.created_roles = ensure_roles(connection)
-        _grant_database_privileges(connection)
-        with as_owner(connection):
-            report.applied = apply_migrations(connection)
-            with connection.transaction():
-                connection.execute(script("grants.sql"))
-            for contract in contracts:
-                ensure_dataset_tables(connection, contract)
-                report.datasets.append(contract.name)
+        report.created_roles, report.single_role = _separate_roles(connection)
+        if report.single_role is None:
+            _grant_database_privileges(connection)
+            report.adopted = _adopt_platform_objects(connection, contracts)
+            with as_owner(connection):
+                _migrate(connection, contracts, report, grants=True)
+        else:
+            user = connection.info.user
+            if require_separate_roles:
+                raise TerminalDatabaseError(
+                    f"{report.single_role}, and ELT_REQUIRE_SEPARATE_ROLES=true refuses "
+                    f"single-role mode: a DBA runs sql/roles.sql and `GRANT elt_owner TO {user}` "
+                    "(README, Roles), then run `elt db init` again"
+                )
+            if (user, connection.info.dbname) not in _announced:
+                _announced.add((user, connection.info.dbname))
+                log.warning(single_role_notice(user, report.single_role))
+            _migrate(connection, contracts, report, grants=False)
     finally:
-        connection.execute("SELECT pg_advisory_unlock(hashtext('elt:init'))")
+        connection.execute(render("unlock_init"))
     return report
+
+
+def _migrate(
+    connection: psycopg.Connection, contracts: list[Contract], report: InitReport, *, grants: bool
+) -> None:
+    report.applied = apply_migrations(connection)
+    if grants:
+        with connection.transaction():
+            connection.execute(script("grants.sql"))
+    for contract in contracts:
+        ensure_dataset_tables(connection, contract)
+        report.datasets.append(contract.name)
 
 
 def initialize_embedded_roles(connection: psycopg.Connection, passwords: dict[str, str]) -> None:
     """On the embedded server: let elt_owner / elt_loader / dagster log in with their passwords."""
     ensure_roles(connection)
     for role, password in passwords.items():
-        exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        exists = connection.execute(render("roles_present"), {"roles": [role]}).fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
         # Utility statements take no bind parameters; sql.Literal quotes the value client-side.
         connection.execute(

@@ -1,9 +1,10 @@
 """Manifest rows left `running` by a run that ended without finishing its file: the SQL side.
 
-Which rows are stale is decided with Dagster's knowledge of the runs (elt_assets/recovery.py);
-here are the questions and the one update. Marking a row is safe even when the judgement was
-wrong: it changes only while the row is still `running` for the same run and nobody holds the
-file's lock, and a run that was in fact alive still writes `success` when it finishes.
+Which rows are stale is decided with the files' leases and Dagster's knowledge of the runs
+(elt_assets/recovery.py); here are the questions and the one update. Marking a row is safe even
+when the judgement was wrong: it changes only while the row is still `running` for the same run
+and nobody holds the file's lease or lock, and a run that was in fact alive still writes
+`success` when it finishes.
 """
 
 from __future__ import annotations
@@ -69,16 +70,20 @@ def mark_interrupted(
 ) -> list[Interrupted]:
     """Mark rows whose run is over (`why` says how we know) as interrupted, in one transaction.
 
-    A row whose file lock is held (a live transaction writes it) or that a new run has taken
-    since it was read is left alone.
+    A row whose lease or file lock is held (a live process works on it; both are taken here until
+    the transaction ends, so none can start meanwhile) or that a new run has taken since it was
+    read is left alone.
     """
     done: list[Interrupted] = []
     with connection.transaction():
         for row, why in stale:
-            free = connection.execute(
+            locked = connection.execute(
                 render("lock_file_try"), {"dataset": row.dataset, "file": row.file}
             ).fetchone()
-            if not (free and free[0]):
+            leased = connection.execute(
+                render("lease_probe"), {"dataset": row.dataset, "files": [row.file]}
+            ).fetchone()
+            if not (locked and locked[0] and leased and leased[1]):
                 continue
             count = row.interruptions + 1
             if count < MAX_INTERRUPTIONS:

@@ -14,9 +14,20 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import PrivateAttr
 
-from elt_assets.postgres.connection import check_not_superuser, connect, describe_target
+from elt_assets.postgres.connection import (
+    check_not_superuser,
+    check_role_separation,
+    connect,
+    describe_target,
+)
 from elt_assets.postgres.errors import TransientDatabaseError
-from elt_assets.settings import database_url, refuse_superuser, require_database_url
+from elt_assets.postgres.lease import FileLeases
+from elt_assets.settings import (
+    database_url,
+    refuse_superuser,
+    require_database_url,
+    require_separate_roles,
+)
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -28,6 +39,7 @@ class PostgresResource(dg.ConfigurableResource):
     pool_max_size: int = 4
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
+    _leases: FileLeases | None = PrivateAttr(default=None)
 
     def url(self) -> str:
         return require_database_url(self.url_env)
@@ -46,6 +58,8 @@ class PostgresResource(dg.ConfigurableResource):
         # the refusal would only be logged and the caller would wait for a connection in vain).
         with connect(url, setting=self.url_env, application_name=self.application_name) as probe:
             check_not_superuser(probe, refuse=refuse_superuser(), setting=self.url_env)
+            if require_separate_roles():
+                check_role_separation(probe, setting=self.url_env)
         pool = ConnectionPool(
             url,
             min_size=0,
@@ -71,10 +85,22 @@ class PostgresResource(dg.ConfigurableResource):
         self.close()
 
     def close(self) -> None:
-        """Close the pool (also for use outside Dagster, e.g. `elt ingest`)."""
+        """Close the pool and give back every file lease (also for use outside Dagster)."""
+        if self._leases is not None:
+            self._leases.close()
+            self._leases = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+    def leases(self) -> FileLeases:
+        """The leases of the files this process works on (postgres/lease.py), on a session of
+        their own that lives as long as this resource: for a run, the whole run."""
+        if self._leases is None:
+            self._leases = FileLeases(
+                self.url(), setting=self.url_env, application_name=self.application_name
+            )
+        return self._leases
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

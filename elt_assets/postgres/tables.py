@@ -92,7 +92,7 @@ def _create_target(connection: psycopg.Connection, contract: Contract) -> None:
     table = target_table(contract)
     with connection.transaction(), as_owner(connection):
         connection.execute(render("schema_create", schema=schema))
-        if _roles_exist(connection):
+        if _separate_roles(connection):
             connection.execute(render("target_schema_grants", schema=schema))
         connection.execute(render_create_target(contract))
         if contract.target.mode == "append":
@@ -104,17 +104,17 @@ def _create_target(connection: psycopg.Connection, contract: Contract) -> None:
                     columns=sql.Identifier(FILE_COLUMN),
                 )
             )
-        if _roles_exist(connection):
+        if _separate_roles(connection):
             connection.execute(render("table_grants", table=table))
             connection.execute(render("table_grant_reader", table=table))
     log.info("created target table %s.%s", contract.target.schema_, contract.target.table)
 
 
-def _roles_exist(connection: psycopg.Connection) -> bool:
-    row = connection.execute(
-        "SELECT count(*) = 3 FROM pg_roles"
-        " WHERE rolname IN ('elt_owner', 'elt_loader', 'elt_reader')"
-    ).fetchone()
+def _separate_roles(connection: psycopg.Connection) -> bool:
+    """Grants to elt_loader / elt_reader only where the platform runs with separate roles: in
+    single-role mode roles of those names may still exist (another installation on the same
+    server), and must not be given this database's tables."""
+    row = connection.execute(render("platform_separate_roles")).fetchone()
     return bool(row and row[0])
 
 
@@ -131,7 +131,7 @@ def _create_staging(connection: psycopg.Connection, contract: Contract, replace:
         if replace:
             connection.execute(render("table_drop", table=table))
         connection.execute(render_create_staging(contract))
-        if _roles_exist(connection):
+        if _separate_roles(connection):
             connection.execute(render("table_grants", table=table))
     log.info(
         "%s staging table %s.%s", "rebuilt" if replace else "created", STAGING_SCHEMA, contract.name

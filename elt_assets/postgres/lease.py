@@ -1,0 +1,155 @@
+"""A file's lease: PostgreSQL itself knows whether a process still works on a file.
+
+A run takes the lease of each file it loads before it opens the file's manifest row, and keeps it
+until the file is finished (`success` or `failed`) or the run ends. The lease is a session-level
+advisory lock held on a connection of its own: when the process dies (kill -9, out of memory, a
+lost node), PostgreSQL ends its session and the lease is free at once, on the same host or any
+other. TCP keepalives on both sides bound how long a vanished node can look alive.
+
+So a manifest row left `running` whose lease is free belongs to nobody: the next sensor tick or
+`elt ingest` takes the file again at once (elt_assets/recovery.py). A run that finds the lease
+held waits for the other process to finish the file (bounded), then loads it itself; `elt
+ingest` waits for files in progress elsewhere and reports their outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from elt_assets.postgres.connection import connect
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.templates import render
+
+# A vanished client is noticed by the server within about idle + interval * count seconds.
+KEEPALIVE_OPTIONS = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
+POLL_SECONDS = 0.5  # how often `elt ingest` looks whether a file another process holds is done
+
+
+def _key(dataset: str, file: str) -> dict[str, str]:
+    return {"dataset": dataset, "file": file}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a file's lease, for messages."""
+
+    application: str
+    address: str
+    backend_pid: int
+    since: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.application or 'a client'} at {self.address or 'a local socket'} "
+            f"(backend {self.backend_pid}, connected since {self.since})"
+        )
+
+
+class FileLeases:
+    """The leases one process holds, on one dedicated connection opened on first use."""
+
+    def __init__(self, url: str, *, setting: str, application_name: str):
+        self._url, self._setting, self._application_name = url, setting, application_name
+        self._connection: psycopg.Connection | None = None
+        self._held: set[tuple[str, str]] = set()
+
+    def _open(self) -> psycopg.Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = connect(
+                self._url,
+                setting=self._setting,
+                application_name=f"{self._application_name}-lease",
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                options=KEEPALIVE_OPTIONS,
+            )
+            self._held.clear()
+        return self._connection
+
+    def take(self, dataset: str, file: str, wait_seconds: float) -> float:
+        """Hold the file's lease, waiting up to `wait_seconds` for another process to finish it
+        (a lock wait PostgreSQL shows in pg_stat_activity). Returns how long it waited; raises
+        TerminalDatabaseError naming the holder if the wait runs out."""
+        if (dataset, file) in self._held and self._alive():
+            return 0.0
+        connection = self._open()
+        started = time.monotonic()
+        row = connection.execute(render("lease_try"), _key(dataset, file)).fetchone()
+        if not (row and row[0]):
+            try:
+                with connection.transaction():
+                    connection.execute(
+                        render("lock_timeout_local"), {"ms": int(wait_seconds * 1000)}
+                    )
+                    connection.execute(render("lease_wait"), _key(dataset, file))
+            except psycopg.errors.LockNotAvailable:
+                holder = lease_holder(connection, dataset, file)
+                raise TerminalDatabaseError(
+                    f"{file}: another process has been loading this file for over "
+                    f"{wait_seconds:.0f} s ({holder or 'it just finished'}); let it finish, then "
+                    "load the file again if it did not succeed (ELT_FILE_WAIT_MINUTES)"
+                ) from None
+        self._held.add((dataset, file))
+        return time.monotonic() - started
+
+    def _alive(self) -> bool:
+        """Is the session still there? (A restarted server or a lost connection ended it, and
+        with it every lease: `take` then takes them again on a new one.)"""
+        try:
+            assert self._connection is not None
+            self._connection.execute(render("lease_ping"))
+        except (psycopg.Error, AssertionError):
+            self.close()
+            return False
+        return True
+
+    def release(self, dataset: str, file: str) -> None:
+        """Give the lease back (the file is finished). A lost connection already gave it back."""
+        if (dataset, file) not in self._held:
+            return
+        self._held.discard((dataset, file))
+        if self._connection is not None and not self._connection.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.execute(render("lease_release"), _key(dataset, file))
+
+    def close(self) -> None:
+        """End the session: every lease it held is free."""
+        self._held.clear()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def leases_held(connection: psycopg.Connection, dataset: str, files: list[str]) -> set[str]:
+    """Which of `files` another session holds the lease of (this one takes none of them)."""
+    if not files:
+        return set()
+    with connection.transaction():  # the probes' locks end with the transaction
+        rows = connection.execute(
+            render("lease_probe"), {"dataset": dataset, "files": files}
+        ).fetchall()
+    return {file for file, free in rows if not free}
+
+
+def lease_holder(connection: psycopg.Connection, dataset: str, file: str) -> Holder | None:
+    row = connection.execute(render("lease_holder"), _key(dataset, file)).fetchone()
+    return Holder(*row) if row else None
+
+
+def wait_for_lease(
+    connection: psycopg.Connection, dataset: str, file: str, deadline: float
+) -> bool:
+    """Wait until nobody holds the file's lease (True), or until `deadline` (False)."""
+    while leases_held(connection, dataset, [file]):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
