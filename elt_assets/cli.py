@@ -175,7 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from elt_assets.devserver import DevError
         from elt_assets.ingest import UsageError
         from elt_assets.postgres.embedded import EmbeddedServerError
-        from elt_assets.postgres.errors import TerminalDatabaseError, TransientDatabaseError
+        from elt_assets.postgres.errors import (
+            TerminalDatabaseError,
+            TransientDatabaseError,
+            describe,
+            is_database_error,
+        )
 
         known = (
             DevError,
@@ -186,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if isinstance(error, known):
             print(f"elt: error: {mask_secrets(str(error))}", file=sys.stderr)
+            return 2
+        if is_database_error(error):  # what PostgreSQL refused, and the advice for it
+            print(f"elt: error: {describe(error)}", file=sys.stderr)
             return 2
         raise
 

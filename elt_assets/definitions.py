@@ -11,6 +11,7 @@ failure say what to fix; the other datasets load normally.
 Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
 """
 
+import re
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -62,7 +63,8 @@ def _own_checks(
 
 def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
     """A placeholder that shows a broken contract in the UI and fails with its error."""
-    name = error.dataset or error.path.stem.lower().replace("-", "_")
+    # Named after the file: two broken files may claim the same dataset name.
+    name = re.sub(r"[^a-z0-9_]", "_", error.path.name.lower())
 
     @dg.asset(
         key=dg.AssetKey(["broken_contracts", name]),

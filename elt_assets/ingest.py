@@ -138,7 +138,7 @@ def _ingest(
 
 
 # Rounds of "wait for the files other processes load, then load what they left unfinished".
-MAX_SETTLE_ROUNDS = 5
+MAX_SETTLE_ROUNDS = 10
 
 
 class _Dataset:
@@ -174,8 +174,7 @@ class _Dataset:
         for file in sorted(busy):
             log.info("%s: another process is loading it; waiting for it at the end", file)
         self._load([(landed, sha) for landed, sha in requests if landed.relative_path not in busy])
-        self._settle()
-        return _report(self.warehouse, self.landing, self.contract, self.taken)
+        return self._settle()
 
     def _recover(self) -> list[Interrupted]:
         with self.warehouse.connection() as connection:
@@ -185,22 +184,37 @@ class _Dataset:
         return recovered
 
     def _discover(self, retry_failed: bool) -> list[tuple[LandedFile, str]]:
-        """New content (as the sensor finds it, files taken as complete), then files to load
-        again: interrupted ones and, with --retry-failed, failed ones, content unchanged."""
+        """New content (as the sensor finds it, files taken as complete), files an earlier
+        discovery took that are not loaded yet, then files to load again: interrupted ones and,
+        with --retry-failed, failed ones, content unchanged."""
         name = self.contract.name
         with self.warehouse.connection() as connection:
+            known = load_known(connection, name)
             decision = discover(
                 self.landing,
                 self.contract.source.glob,
-                load_known(connection, name),
+                known,
                 lambda hashes: loaded_content(connection, name, hashes),
                 max_requests=1_000_000,
                 assume_stable=True,
             )
             save_decision(connection, self.contract, decision)
+            latest = {row["file"]: row["status"] for row in latest_manifest(connection, name)}
+        seen = {observation.file.relative_path for observation in decision.observations}
+        # A sensor tick or another `elt ingest` took these (their hash is remembered), but no
+        # load has finished them: this call loads them too (or waits for the one in progress).
+        taken_elsewhere = [
+            (landed, memory.sha256)
+            for landed in scan(self.landing, self.contract.source.glob)
+            if landed.relative_path not in seen
+            and (memory := known.get(landed.relative_path)) is not None
+            and memory.sha256 is not None
+            and latest.get(landed.relative_path) not in ("success", "failed", "duplicate")
+        ]
         statuses = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
-        requested = {landed.relative_path for landed, _ in decision.requests}
-        return decision.requests + [
+        requests = decision.requests + taken_elsewhere
+        requested = {landed.relative_path for landed, _ in requests}
+        return requests + [
             (landed, sha)
             for landed, sha in self._unchanged(statuses)
             if landed.relative_path not in requested
@@ -225,6 +239,9 @@ class _Dataset:
         ]
 
     def _load(self, files: list[tuple[LandedFile, str]]) -> None:
+        with self.warehouse.connection() as connection:  # another process may have loaded some
+            done = loaded_content(connection, self.contract.name, [sha for _, sha in files])
+        files = [(landed, sha) for landed, sha in files if done.get(sha) != landed.relative_path]
         if not files:
             return
         self.taken |= {landed.relative_path for landed, _ in files}
@@ -261,32 +278,27 @@ class _Dataset:
             )
             self.own_runs.add(result.run_id)
 
-    def _settle(self) -> None:
-        """Wait for the files other processes are loading; load what they left unfinished."""
+    def _settle(self) -> list[dict[str, Any]]:
+        """The report, once no file is in progress elsewhere (or ELT_FILE_WAIT_MINUTES passed):
+        waits for the files other processes are loading, and loads what they left unfinished."""
         deadline = time.monotonic() + self.settings.file_wait_minutes * 60
         for _ in range(MAX_SETTLE_ROUNDS):
-            if not self._wait_for_others(deadline):
-                return  # still in progress elsewhere: reported `running`
+            rows = _report(self.warehouse, self.landing, self.contract, self.taken)
+            running = [row["file"] for row in rows if row["status"] == "running"]
+            if not running or not self._wait_for(running, deadline):
+                return rows
             left = {
                 item.row.file
                 for item in self._recover()
                 if item.reload and item.row.run_id not in self.own_runs
             }
-            if not left:
-                return
             self._load(self._unchanged({"interrupted"}, left))
+        return _report(self.warehouse, self.landing, self.contract, self.taken)
 
-    def _wait_for_others(self, deadline: float) -> bool:
-        """Wait until no file of the dataset is `running` under another process's lease; False
-        when the deadline passed first."""
-        present = {f.relative_path for f in scan(self.landing, self.contract.source.glob)}
+    def _wait_for(self, files: list[str], deadline: float) -> bool:
+        """Wait until no process holds these files' leases; False when the deadline passed."""
         with self.warehouse.connection() as connection:
-            running = [
-                row["file"]
-                for row in latest_manifest(connection, self.contract.name)
-                if row["status"] == "running" and row["file"] in present | self.taken
-            ]
-            for file in running:
+            for file in files:
                 if not wait_for_lease(connection, self.contract.name, file, deadline):
                     log.warning(
                         "%s: still in progress in another process after %s min "

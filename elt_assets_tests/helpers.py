@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import psycopg
+from psycopg import sql
 
 from elt_assets.contracts.loader import load_contracts
 from elt_assets.definitions import build_definitions
@@ -65,3 +69,93 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         for event in result.all_events
         if event.event_type_value == "ASSET_CHECK_EVALUATION"
     }
+
+
+# -- the pause trigger and the loader's backend -----------------------------------------------
+
+PAUSE_SETUP = """
+CREATE TABLE IF NOT EXISTS public.fault_release (released_at timestamptz DEFAULT now());
+GRANT SELECT ON public.fault_release TO PUBLIC;
+CREATE SEQUENCE IF NOT EXISTS public.fault_fired;
+GRANT USAGE ON SEQUENCE public.fault_fired TO PUBLIC;
+CREATE OR REPLACE FUNCTION public.fault_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => TG_ARGV[1]::float8);
+BEGIN
+    IF TG_ARGV[0] = 'once' AND nextval('public.fault_fired') > 1 THEN
+        RETURN NEW;
+    END IF;
+    WHILE clock_timestamp() < deadline AND NOT EXISTS (SELECT FROM public.fault_release) LOOP
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+    RETURN NEW;
+END $$;
+"""
+
+
+class Pause:
+    """A test-only trigger holding the loader's transaction at one row (superuser DDL)."""
+
+    def __init__(self, superuser_url: str, loader: str = "elt_loader"):
+        self.url = superuser_url
+        self.loader = loader  # the role the loads run as
+
+    def execute(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def install(self, table: str, when: str, *, once: bool = True, seconds: float = 60) -> None:
+        """Before `table` gets a row matching `when`, wait until released (or `seconds`)."""
+        schema, name = table.split(".")
+        self.execute(PAUSE_SETUP)
+        self.execute(
+            sql.SQL(
+                "CREATE TRIGGER fault_pause BEFORE INSERT ON {} FOR EACH ROW WHEN ({}) "
+                "EXECUTE FUNCTION public.fault_pause({}, {})"
+            ).format(
+                sql.Identifier(schema, name),
+                sql.SQL(when),  # a fixed condition written in this file
+                sql.Literal("once" if once else "always"),
+                sql.Literal(str(seconds)),
+            )
+        )
+
+    def release(self) -> None:
+        self.execute("INSERT INTO public.fault_release DEFAULT VALUES")
+
+    def loader_backends(self, condition: str = "true") -> list[tuple[int, str]]:
+        return [
+            (int(pid), query)
+            for pid, query in self.execute(
+                "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database()"
+                f" AND usename = '{self.loader}' AND {condition}"
+            )
+        ]
+
+    def wait_paused(
+        self, process: Any, log: Path | None = None, timeout: float = 120
+    ) -> tuple[int, str]:
+        """The loader backend once it sleeps in the trigger: (pid, its statement)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            paused = self.loader_backends("wait_event = 'PgSleep'")
+            if paused:
+                return paused[0]
+            if not alive(process):
+                output = log.read_text() if log and log.exists() else ""
+                raise AssertionError(f"the loader ended before the pause: {process}\n{output}")
+            time.sleep(0.05)
+        raise AssertionError(f"the loader did not reach the pause within {timeout}s")
+
+    def wait_gone(self, pid: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]):
+            assert time.monotonic() < deadline, f"backend {pid} still exists after {timeout}s"
+            time.sleep(0.05)
+
+
+def alive(process: Any) -> bool:
+    if isinstance(process, subprocess.Popen):
+        return process.poll() is None
+    return bool(process.is_alive())

@@ -366,15 +366,25 @@ def test_not_utf8_file(tmp_path: Path) -> None:
     assert [str(e) for e in loaded.errors] == ["latin.yaml: not UTF-8 text"]
 
 
-def test_same_dataset_name_in_two_files(tmp_path: Path) -> None:
+def test_same_dataset_name_in_two_files_loads_neither(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", BASE)
     write(tmp_path, "b.yml", BASE.replace("table: orders", "table: orders_copy"))
+    write(
+        tmp_path,
+        "c.yaml",
+        BASE.replace("name: orders", "name: other").replace("table: orders", "table: other"),
+    )
     loaded = load_contracts(tmp_path)
-    assert [c.name for c in loaded.contracts] == ["orders"]
-    assert loaded.sources == {"orders": tmp_path / "a.yaml"}
+    assert [c.name for c in loaded.contracts] == ["other"]  # the others still load
+    assert loaded.sources == {"other": tmp_path / "c.yaml"}
+    why = "which one is meant is unknown, so none of them loads: rename the dataset"
     assert [str(e) for e in loaded.errors] == [
-        "b.yml: dataset name 'orders' is also used by a.yaml"
+        f"a.yaml: dataset name 'orders' is also claimed by b.yml; {why} (or change the target) "
+        "in all but one",
+        f"b.yml: dataset name 'orders' is also claimed by a.yaml; {why} (or change the target) "
+        "in all but one",
     ]
+    assert [e.dataset for e in loaded.errors] == ["orders", "orders"]
 
 
 def test_two_contracts_with_the_same_target_table(tmp_path: Path) -> None:
@@ -385,11 +395,14 @@ def test_two_contracts_with_the_same_target_table(tmp_path: Path) -> None:
     )
     write(tmp_path, "b.yaml", other)
     loaded = load_contracts(tmp_path)
-    assert [c.name for c in loaded.contracts] == ["orders"]
-    assert len(loaded.errors) == 1
-    error = loaded.errors[0]
-    assert str(error) == "b.yaml: target sales.orders is also the target of dataset 'orders'"
-    assert error.dataset == "orders_b"
+    assert loaded.contracts == []
+    assert [(e.path.name, e.dataset) for e in loaded.errors] == [
+        ("a.yaml", "orders"),
+        ("b.yaml", "orders_b"),
+    ]
+    assert str(loaded.errors[1]).startswith(
+        "b.yaml: target table 'sales.orders' is also claimed by a.yaml; "
+    )
 
 
 def test_one_broken_file_never_hides_the_valid_ones(tmp_path: Path) -> None:

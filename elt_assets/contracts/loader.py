@@ -7,7 +7,7 @@ definitions show broken contracts as broken datasets instead of failing to load.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,40 +179,55 @@ def parse_contract(path: Path) -> Contract:
 
 
 def load_contracts(directory: Path) -> ContractSet:
-    """Every *.yaml / *.yml contract in `directory` (not recursive), valid ones and errors apart."""
-    contracts: list[Contract] = []
+    """Every *.yaml / *.yml contract in `directory` (not recursive), valid ones and errors apart.
+
+    Two files that claim the same dataset name, or the same target table, are both refused:
+    which one was meant cannot be known, so neither loads until one of them is changed.
+    """
+    parsed: list[tuple[Path, Contract]] = []
     errors: list[ContractError] = []
-    sources: dict[str, Path] = {}
-    tables: dict[tuple[str, str], str] = {}
-    paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-    for path in paths:
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
-            contract = parse_contract(path)
+            parsed.append((path, parse_contract(path)))
         except (ValueError, OSError) as error:
             errors.append(ContractError(path, str(error), _guess_name(path)))
-            continue
-        table = (contract.target.schema_.lower(), contract.target.table.lower())
-        if contract.name in sources:
-            errors.append(
-                ContractError(
-                    path,
-                    f"dataset name {contract.name!r} is also used by {sources[contract.name].name}",
-                )
-            )
-            continue
-        if table in tables:
-            errors.append(
-                ContractError(
-                    path,
-                    f"target {'.'.join(table)} is also the target of dataset {tables[table]!r}",
-                    contract.name,
-                )
-            )
+    by_name = _claims(parsed, lambda c: c.name)
+    by_table = _claims(parsed, lambda c: f"{c.target.schema_}.{c.target.table}".lower())
+    contracts: list[Contract] = []
+    sources: dict[str, Path] = {}
+    for path, contract in parsed:
+        clash = _clash("dataset name", contract.name, by_name, path) or _clash(
+            "target table",
+            f"{contract.target.schema_}.{contract.target.table}".lower(),
+            by_table,
+            path,
+        )
+        if clash:
+            errors.append(ContractError(path, clash, contract.name))
             continue
         contracts.append(contract)
         sources[contract.name] = path
-        tables[table] = contract.name
     return ContractSet(contracts, errors, sources)
+
+
+def _claims(
+    parsed: list[tuple[Path, Contract]], what: Callable[[Contract], str]
+) -> dict[str, list[Path]]:
+    claims: dict[str, list[Path]] = {}
+    for path, contract in parsed:
+        claims.setdefault(what(contract), []).append(path)
+    return claims
+
+
+def _clash(kind: str, value: str, claims: dict[str, list[Path]], path: Path) -> str | None:
+    """Why `path` may not load when other files claim the same `value`, else None."""
+    others = [other.name for other in claims[value] if other != path]
+    if not others:
+        return None
+    return (
+        f"{kind} {value!r} is also claimed by {', '.join(others)}; which one is meant is unknown, "
+        f"so none of them loads: rename the dataset (or change the target) in all but one"
+    )
 
 
 def _guess_name(path: Path) -> str | None:

@@ -26,6 +26,7 @@ from elt_assets.postgres.templates import render, script, sql_dir
 log = get_logger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ROLES = ("elt_owner", "elt_loader", "elt_reader")
+PLATFORM_SCHEMAS = ("elt", "elt_staging")
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ def _separate_roles(connection: psycopg.Connection) -> tuple[bool, str | None]:
 
 def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Contract]) -> list[str]:
     """Hand what this role owns of the platform to elt_owner (a database that ran in single-role
-    mode until its roles were created). Runs as the login role, before any SET ROLE."""
+    mode until its roles were created), with the grants a separate loader and reader need. Runs
+    as the login role, before any SET ROLE."""
     rows = connection.execute(
         render("platform_owned_objects"),
         {
@@ -115,17 +117,22 @@ def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Cont
             "target_tables": [c.target.table for c in contracts],
         },
     ).fetchall()
-    kinds = {
-        "SCHEMA": sql.SQL("SCHEMA"),
-        "TABLE": sql.SQL("TABLE"),
-        "SEQUENCE": sql.SQL("SEQUENCE"),
-    }
+    kinds = {kind: sql.SQL(kind) for kind in ("SCHEMA", "TABLE", "SEQUENCE")}  # a fixed list
+    targets = [(s, n) for kind, s, n in rows if kind == "TABLE" and s not in PLATFORM_SCHEMAS]
     adopted = []
     with connection.transaction():
+        for schema in sorted({schema for schema, _ in targets}):
+            # A table can only go to an owner that may create in its schema; the loader and the
+            # reader need to reach it (the schema stays its owner's).
+            connection.execute(render("schema_grant_owner", schema=sql.Identifier(schema)))
+            connection.execute(render("target_schema_grants", schema=sql.Identifier(schema)))
         for kind, schema, name in rows:
             target = sql.Identifier(schema, name) if name else sql.Identifier(schema)
             connection.execute(render("owner_to_elt_owner", kind=kinds[kind], name=target))
             adopted.append(f"{kind.lower()} {schema}{'.' + name if name else ''}")
+        for schema, name in targets:
+            connection.execute(render("table_grants", table=sql.Identifier(schema, name)))
+            connection.execute(render("table_grant_reader", table=sql.Identifier(schema, name)))
     if adopted:
         log.info("handed to elt_owner: %s", ", ".join(adopted))
     return adopted

