@@ -12,6 +12,9 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-dev --no-install-project
 COPY elt_assets ./elt_assets
 COPY sql ./sql
+# The wheel also carries the sample datasets and the instance config (what `elt dev` runs).
+COPY examples ./examples
+COPY dagster.yaml workspace.yaml ./
 RUN uv sync --locked --no-dev --no-editable
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -33,9 +33,10 @@ class DevError(RuntimeError):
 
 
 def project_file(name: str) -> Path:
-    """workspace.yaml / dagster.yaml: beside the package in a checkout or image, else in cwd."""
+    """workspace.yaml / dagster.yaml: beside the package in a checkout or image, else the copy
+    the wheel ships inside the package. Never the working directory's."""
     beside = Path(__file__).resolve().parent.parent / name
-    return beside if beside.exists() else Path.cwd() / name
+    return beside if beside.exists() else Path(__file__).resolve().parent / "_project" / name
 
 
 def _alive(pid: int) -> bool:

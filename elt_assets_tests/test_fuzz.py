@@ -18,6 +18,7 @@ import re
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,11 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> Pipeline:
+def pipeline(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> Iterator[Pipeline]:
     (landing / "fz").mkdir()
-    return Pipeline(write_contract(contracts_dir, CONTRACT), landing, warehouse)
+    pipeline = Pipeline(write_contract(contracts_dir, CONTRACT), landing, warehouse)
+    yield pipeline
+    pipeline.postgres.close()  # its pool and the session holding the files' leases
 
 
 @pytest.mark.db

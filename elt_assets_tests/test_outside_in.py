@@ -511,3 +511,76 @@ def test_an_unexpected_error_fails_the_file_and_is_not_retried(
         "SELECT status, error FROM elt.ingestion_manifest WHERE file = 'items/a.csv'"
     )
     assert row == [("failed", "unexpected KeyError: 'a defect'")]
+
+
+# -- 1: the package as users install it ----------------------------------------------------------
+
+
+def test_the_wheel_in_a_fresh_virtualenv_runs_from_another_directory(
+    owner: Owner, tmp_path: Path
+) -> None:
+    """Built like a release, installed into a new virtualenv (the checkout's .venv plays no part)
+    at the versions of uv.lock, and run from the user's directory."""
+    bootstrap_uv = CHECKOUT / ".elt" / "bootstrap" / "bin" / "uv"
+    uv = str(bootstrap_uv) if bootstrap_uv.exists() else shutil.which("uv")
+    if uv is None:
+        pytest.skip("no uv: `make test` installs it into .elt/bootstrap")
+    dist, venv = tmp_path / "dist", tmp_path / "venv"
+
+    def run(*command: str, **options: Any) -> None:
+        done = subprocess.run(command, check=False, capture_output=True, text=True, **options)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    run(uv, "build", "--wheel", "--out-dir", str(dist), cwd=CHECKOUT)
+    constraints = tmp_path / "constraints.txt"
+    run(
+        uv,
+        "export",
+        "--locked",
+        "--no-dev",
+        "--no-hashes",
+        "--no-emit-project",
+        "-q",
+        "-o",
+        str(constraints),
+        cwd=CHECKOUT,
+    )
+    run(uv, "venv", "-q", "--python", sys.executable, str(venv))
+    (wheel,) = dist.glob("elt_assets-*.whl")
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    run(uv, "pip", "install", "-q", "-c", str(constraints), str(wheel), env=env)
+    installed = venv / "bin" / "elt"
+    assert installed.exists()
+
+    examples(owner.home)  # relative paths below: the user's own directory
+    command = [str(installed), "ingest", "--landing", "landing", "--contracts", "contracts"]
+    result = subprocess.run(
+        [*command, "--json"],
+        check=False,
+        cwd=owner.home,
+        env=owner.environment(None),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    files = report(result)
+    assert result.returncode == 0, result.stderr
+    assert {f["status"] for f in files.values()} == {"success"}
+    assert noise(result.stderr) == []
+    # Nothing of the checkout was used: the package, its SQL and its samples come from the venv.
+    probe = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import elt_assets, elt_assets.settings as s, elt_assets.postgres.templates as t;"
+            "print(elt_assets.__file__); print(t.sql_dir()); print(s.checkout_root());"
+            "print(all(p.is_dir() for p in s.sample_directories()))",
+        ],
+        check=True,
+        cwd=owner.home,
+        capture_output=True,
+        text=True,
+    )
+    package, sql_dir, checkout, samples = probe.stdout.split("\n")[:4]
+    assert package.startswith(str(venv)) and sql_dir.startswith(str(venv))
+    assert (checkout, samples) == ("None", "True")
