@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from elt_assets.errors import EltError
 from elt_assets.log import configure_logging, get_logger, mask_secrets
 from elt_assets.settings import SECRET_SETTINGS, SettingError, Settings, read_secret
 
@@ -171,27 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except EltError as error:  # every error the platform raises on purpose says what to do
+        print(f"elt: error: {mask_secrets(str(error))}", file=sys.stderr)
+        return 2
     except Exception as error:
-        from elt_assets.devserver import DevError
-        from elt_assets.ingest import UsageError
-        from elt_assets.postgres.embedded import EmbeddedServerError
-        from elt_assets.postgres.errors import (
-            TerminalDatabaseError,
-            TransientDatabaseError,
-            describe,
-            is_database_error,
-        )
+        from elt_assets.postgres.errors import describe, is_database_error
 
-        known = (
-            DevError,
-            UsageError,
-            EmbeddedServerError,
-            TerminalDatabaseError,
-            TransientDatabaseError,
-        )
-        if isinstance(error, known):
-            print(f"elt: error: {mask_secrets(str(error))}", file=sys.stderr)
-            return 2
         if is_database_error(error):  # what PostgreSQL refused, and the advice for it
             print(f"elt: error: {describe(error)}", file=sys.stderr)
             return 2

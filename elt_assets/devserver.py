@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from elt_assets.contracts.loader import load_contracts
+from elt_assets.errors import TerminalError
 from elt_assets.local import export, initialize_warehouse, resolve_databases
 from elt_assets.log import get_logger
 from elt_assets.postgres.embedded import port_is_free
@@ -28,7 +29,7 @@ log = get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30
 
 
-class DevError(RuntimeError):
+class DevError(TerminalError):
     """`elt dev` cannot start; the message says why and what to do."""
 
 

@@ -15,12 +15,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from elt_assets.landing.files import LandingPathError
-from elt_assets.landing.readers import FileChanged, FileRejected
+from elt_assets.errors import EltError
 from elt_assets.log import get_logger, mask_secrets
-from elt_assets.postgres.copy import TooManyRefused
 from elt_assets.postgres.errors import (
-    TerminalDatabaseError,
     TransientDatabaseError,
     describe,
     is_database_error,
@@ -29,20 +26,8 @@ from elt_assets.postgres.errors import (
 from elt_assets.postgres.load import ManifestKey, fail_file
 from elt_assets.postgres.recovery import note_retry
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import SettingError
-from elt_assets.validation.casts import UncastableColumn
 
 log = get_logger(__name__)
-
-TERMINAL = (
-    FileRejected,
-    FileChanged,
-    UncastableColumn,
-    LandingPathError,
-    SettingError,
-    TerminalDatabaseError,
-    TooManyRefused,
-)
 
 
 def _record(
@@ -88,7 +73,7 @@ def file_failures(
         transient = is_transient(error)
         if is_database_error(error):
             message = describe(error)
-        elif transient or isinstance(error, TERMINAL):
+        elif isinstance(error, EltError):  # its message already says what to do
             message = mask_secrets(str(error))
         else:
             message = mask_secrets(f"unexpected {type(error).__name__}: {error}")

@@ -27,6 +27,7 @@ import dagster as dg
 
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
+from elt_assets.errors import TerminalError
 from elt_assets.landing.discovery import discover
 from elt_assets.landing.files import LandedFile, scan, sha256_of
 from elt_assets.landing.keys import path_to_key
@@ -60,7 +61,7 @@ REPORT_FIELDS = (
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-class UsageError(Exception):
+class UsageError(TerminalError):
     """Wrong arguments or configuration: exit status 2."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from elt_assets.errors import TerminalError
 from elt_assets.log import register_secret, secrets_in_url
 
 # name -> (default shown in the README, what it is for). The README table is checked against it.
@@ -102,7 +103,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
 SECRET_SETTINGS = ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL")
 
 
-class SettingError(Exception):
+class SettingError(TerminalError):
     """A setting is missing or malformed; the message names it and says what to do."""
 
 

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from elt_assets.contracts.loader import format_validation_error
 from elt_assets.contracts.model import DATASET_NAME, Column, Contract
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
+from elt_assets.errors import TerminalError
 from elt_assets.landing.readers import FileReader, FileRejected
 from elt_assets.validation.casts import (
     WHITESPACE,
@@ -62,7 +63,7 @@ _MAX_NAME_BYTES = 63
 INTEGER_HEADROOM = 100_000_000
 
 
-class InferError(Exception):
+class InferError(TerminalError):
     """The file cannot give a contract (missing, unreadable, empty, a key with nulls)."""
 
     usage = False

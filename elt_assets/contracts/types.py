@@ -13,6 +13,8 @@ from typing import Literal
 
 import polars as pl
 
+from elt_assets.errors import TerminalError
+
 Kind = Literal[
     "smallint",
     "integer",
@@ -73,7 +75,7 @@ KNOWN_TYPES = (
 )
 
 
-class TypeSpellingError(ValueError):
+class TypeSpellingError(TerminalError, ValueError):
     """The text is not a column type we support."""
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from elt_assets.errors import TerminalError
 from elt_assets.landing.files import LandingPathError, resolve_inside, sha256_of
 
 SUFFIX_DIGITS = 12
 _DOUBLE_EXTENSIONS = (".csv.gz", ".tsv.gz", ".txt.gz")
 
 
-class NotArchived(Exception):
+class NotArchived(TerminalError):
     """The file stays in the landing directory; the message says why."""
 
 

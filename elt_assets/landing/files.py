@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
 
 log = get_logger(__name__)
@@ -21,7 +22,7 @@ IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".f
 HASH_CHUNK_BYTES = 1 << 20
 
 
-class LandingPathError(ValueError):
+class LandingPathError(TerminalError, ValueError):
     """A path that is not a regular file inside the landing root."""
 
 

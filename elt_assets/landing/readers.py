@@ -32,6 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from elt_assets.contracts.model import Contract
+from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
 from elt_assets.settings import max_record_bytes
 
@@ -47,7 +48,7 @@ READ_CHUNK = 1 << 20
 MAX_BATCH_BYTES = 8 << 20
 
 
-class FileRejected(Exception):
+class FileRejected(TerminalError):
     """The file as a whole cannot be loaded. The message says where and what to do."""
 
     def __init__(
@@ -60,7 +61,7 @@ class FileRejected(Exception):
         super().__init__(f"{file}{where}: {problem}")
 
 
-class FileChanged(Exception):
+class FileChanged(TerminalError):
     """The file's bytes changed while it was being read; it is retried once it is stable."""
 
 

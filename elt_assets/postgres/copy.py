@@ -22,6 +22,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from elt_assets.errors import TerminalError
 from elt_assets.postgres.errors import describe
 from elt_assets.postgres.templates import render_copy
 
@@ -33,7 +34,7 @@ _COPY_COLUMN = re.compile(r"^COPY [^,]+, line \d+, column (\w+): ", re.MULTILINE
 T = TypeVar("T")
 
 
-class TooManyRefused(Exception):
+class TooManyRefused(TerminalError):
     """PostgreSQL refused so many rows of one batch that isolating them is not worth it."""
 
 

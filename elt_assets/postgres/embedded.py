@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger, register_secret
 
 log = get_logger(__name__)
@@ -52,7 +53,7 @@ SERVER_SETTINGS = {
 }
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(TerminalError):
     """The embedded server could not be set up or started; the message says what to do."""
 
 
@@ -315,18 +316,21 @@ def provision(server: EmbeddedServer) -> dict[str, str]:
 
     from elt_assets.postgres.connection import connect
     from elt_assets.postgres.migrate import initialize_embedded_roles
+    from elt_assets.postgres.templates import render
 
     with connect(server.url(), setting="the embedded server", autocommit=True) as connection:
         initialize_embedded_roles(connection, {role: server.password(role) for role in ROLES})
         for database, owner in DATABASES.items():
             exists = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [database]
+                render("database_exists"), {"database": database}
             ).fetchone()
             if not exists:
                 connection.execute(
-                    sql.SQL(
-                        "CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0"
-                    ).format(sql.Identifier(database), sql.Identifier(owner))
+                    render(
+                        "database_create",
+                        database=sql.Identifier(database),
+                        owner=sql.Identifier(owner),
+                    )
                 )
     return {
         "ELT_DATABASE_URL": server.url("elt_loader", "warehouse"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import psycopg
 
+from elt_assets.errors import TerminalError, TransientError
 from elt_assets.log import mask_secrets
 
 TRANSIENT_SQLSTATES = {
@@ -37,11 +38,11 @@ ADVICE = {
 }
 
 
-class TransientDatabaseError(Exception):
+class TransientDatabaseError(TransientError):
     """Worth retrying; raised so Dagster's RetryPolicy takes over."""
 
 
-class TerminalDatabaseError(Exception):
+class TerminalDatabaseError(TerminalError):
     """Retrying cannot help; the message says why and what to do."""
 
 
@@ -50,7 +51,7 @@ def is_database_error(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    if isinstance(error, TransientDatabaseError):
+    if isinstance(error, TransientError):
         return True
     if not isinstance(error, psycopg.Error):
         return False

@@ -158,15 +158,11 @@ def ensure_roles(connection: psycopg.Connection) -> bool:
 
 def _grant_database_privileges(connection: psycopg.Connection) -> None:
     """elt_owner may create schemas; elt_loader may create temporary tables. Best effort."""
-    database = connection.info.dbname
-    for statement in (
-        sql.SQL("GRANT CREATE, CONNECT, TEMPORARY ON DATABASE {} TO elt_owner"),
-        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO elt_loader"),
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO elt_reader"),
-    ):
+    database = sql.Identifier(connection.info.dbname)
+    for template_name in ("database_grant_owner", "database_grant_loader", "database_grant_reader"):
         try:
             with connection.transaction():
-                connection.execute(statement.format(sql.Identifier(database)))
+                connection.execute(render(template_name, database=database))
         except psycopg.errors.InsufficientPrivilege:
             log.info("could not grant database privileges (not the database owner); continuing")
             return
@@ -258,9 +254,11 @@ def initialize_embedded_roles(connection: psycopg.Connection, passwords: dict[st
     for role, password in passwords.items():
         exists = connection.execute(render("roles_present"), {"roles": [role]}).fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-        # Utility statements take no bind parameters; sql.Literal quotes the value client-side.
         connection.execute(
-            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                verb, sql.Identifier(role), sql.Literal(password)
+            render(
+                "role_login_password",
+                verb=verb,
+                role=sql.Identifier(role),
+                password=sql.Literal(password),
             )
         )

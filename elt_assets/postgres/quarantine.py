@@ -74,7 +74,7 @@ def export_quarantine(
     }
     rows = 0
     with connection.transaction():
-        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        connection.execute(render("transaction_snapshot_read_only"))
         keys = [key for (key,) in connection.execute(render("quarantine_export_keys"), params)]
         columns = field_columns(contract, keys)
         header = [

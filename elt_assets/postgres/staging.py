@@ -245,7 +245,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
     with connection.transaction():
         _lock_file(connection, staged.dataset, staged.file)
         # Values without an offset are read in the contract's time zone, by PostgreSQL itself.
-        connection.execute("SELECT set_config('TimeZone', %s, true)", [contract.source.timezone])
+        connection.execute(render("timezone_local"), {"timezone": contract.source.timezone})
         connection.execute(render("slice_delete", table=table), params)
         connection.execute(render("quarantine_resolve"), params)
         try:

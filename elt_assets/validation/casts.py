@@ -22,6 +22,7 @@ import polars as pl
 
 from elt_assets.contracts.model import Column
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
+from elt_assets.errors import TerminalError
 
 WHITESPACE = " \t\n\r\x0b\x0c"
 _INTEGER = r"^[+-]?[0-9]+$"
@@ -38,7 +39,7 @@ FLOAT4_MAX = 3.4028234663852886e38
 _EXACT = Context(prec=2000, Emax=999_999, Emin=-999_999)  # numeric has up to 1000 digits
 
 
-class UncastableColumn(Exception):
+class UncastableColumn(TerminalError):
     """A Parquet column whose type can never become the contract's type (a file-level error)."""
 
 
