@@ -17,9 +17,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from elt_assets.cli.ingest import run_ingest
 from elt_assets.defs.batch import batch_run_config
 from elt_assets.defs.resources import LandingZone
-from elt_assets.ingest import run_ingest
 from elt_assets.landing.archive import NotArchived, archive_file
 from elt_assets.landing.keys import path_to_key
 from elt_assets.postgres.resource import PostgresResource

@@ -18,10 +18,10 @@ import dagster as dg
 import psycopg
 import pytest
 
+from elt_assets.cli.ingest import run_ingest
 from elt_assets.defs.batch import BATCH_FILES_TAG, BATCH_TAG, batch_run_config, batch_run_key
 from elt_assets.defs.resources import LandingZone
 from elt_assets.defs.sensors import DATASET_TAG
-from elt_assets.ingest import run_ingest
 from elt_assets.landing.keys import path_to_key
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings

@@ -38,10 +38,11 @@ import pytest
 import yaml
 from psycopg import sql
 
+from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
+from elt_assets.defs.recovery import RUN_KEY_TAG
 from elt_assets.defs.resources import LandingZone
 from elt_assets.defs.sensors import DATASET_TAG, FILE_TAG, RELOAD_OF_TAG, SHA_TAG
-from elt_assets.ingest import run_ingest
 from elt_assets.landing.files import sha256_of
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
@@ -50,7 +51,6 @@ from elt_assets.postgres.lease import FileLeases, leases_held
 from elt_assets.postgres.load import ManifestKey, start_file
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.recovery import RUN_KEY_TAG
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from elt_assets.contracts.infer import (
+from elt_assets.cli.infer import (
     InferError,
     InferUsageError,
     column_names,

@@ -19,9 +19,9 @@ import dagster as dg
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks, steps
 from elt_assets.defs.resources import LandingZone
-from elt_assets.failures import file_failures
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
+from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.io_manager import StagedSlice
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.templates import STAGING_SCHEMA

@@ -12,7 +12,7 @@ failure if a file caused one, else the last. In the UI every file stays its own 
 1. Every file is hashed. Content the manifest already records as loaded is skipped, so a retry
    of the op, or the same batch run again, redoes only the unfinished files. The others open
    their manifest row (`running`, this run): a batch that dies leaves each file it took visible,
-   and the interrupted-run recovery (elt_assets/recovery.py) loads them again.
+   and the interrupted-run recovery (elt_assets/defs/recovery.py) loads them again.
 2. Each file is staged, checked and loaded into the target, in the order given (oldest first).
 
 A file that fails (a bad file, a policy violation) is recorded in the manifest exactly as in a
@@ -40,10 +40,10 @@ from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks, steps
 from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL, DatasetKeys
 from elt_assets.defs.resources import LandingZone
-from elt_assets.failures import file_failures
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context, mask_secrets
 from elt_assets.postgres.errors import is_transient
+from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import current_attempt
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource

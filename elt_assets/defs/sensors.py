@@ -10,7 +10,7 @@ they go to runs of the batch job `ingest_<dataset>_batch` (defs/batch.py), at mo
 ELT_BATCH_MAX_FILES files each, instead of one run per file; every file still gets its partition.
 A batch's run key is a hash of its (partition key, sha256) pairs, so it is never launched twice.
 
-Each tick also recovers files whose run ended without finishing them (elt_assets/recovery.py):
+Each tick also recovers files whose run ended without finishing them (elt_assets/defs/recovery.py):
 their manifest rows become `interrupted` and each gets one reload run.
 """
 
@@ -23,6 +23,7 @@ import dagster as dg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs.batch import batch_run_config, batch_run_key, batch_tags, split
+from elt_assets.defs.recovery import files_to_reload, recover_stale_files, reload_run_key
 from elt_assets.defs.resources import LandingZone
 from elt_assets.landing.discovery import Decision, Known, discover
 from elt_assets.landing.files import LandedFile
@@ -30,7 +31,6 @@ from elt_assets.landing.keys import path_to_key
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.recovery import files_to_reload, recover_stale_files, reload_run_key
 from elt_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def _interrupted_runs(
 ) -> tuple[list[Interrupted], list[dg.RunRequest]]:
     """Stale `running` rows marked interrupted, and one reload run per interruption.
 
-    See elt_assets/recovery.py. Each recovered file is named in the tick's log, with the reason.
+    See defs/recovery.py. Each recovered file is named in the tick's log, with the reason.
     """
     recovered = recover_stale_files(connection, context.instance, contract.name)
     for item in recovered:

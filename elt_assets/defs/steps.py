@@ -24,12 +24,12 @@ import dagster as dg
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks
 from elt_assets.defs.resources import LandingZone
-from elt_assets.failures import file_failures
 from elt_assets.landing.archive import NotArchived, archive_file
 from elt_assets.landing.files import sha256_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
 from elt_assets.log import get_logger, log_context, mask_secrets
+from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
     current_attempt,
     primary_key_state,

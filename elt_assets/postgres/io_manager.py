@@ -57,7 +57,7 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> dict[str, dg.Met
 
     What handle_output does, as a function: the batch job (defs/batch.py) calls it too.
     """
-    from elt_assets.failures import file_failures  # the IO manager reports like the assets
+    from elt_assets.postgres.failures import file_failures  # the IO manager reports like the assets
 
     key = ManifestKey(obj.dataset, obj.file, obj.sha256)
     with (

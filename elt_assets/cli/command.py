@@ -186,13 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dev":
-        from elt_assets.devserver import run_dev
+        from elt_assets.cli.dev import run_dev
 
         return run_dev(settings.with_samples(), args.host, args.port)
     if args.command == "ingest":
         return _ingest(args, settings.with_directories(args.landing, args.contracts))
     if args.command == "db":
-        from elt_assets.dbcommands import run_db
+        from elt_assets.cli.db import run_db
 
         return run_db(args, settings)
     if args.command == "check-defs":
@@ -205,7 +205,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from elt_assets.ingest import print_outcome, run_ingest
+    from elt_assets.cli.ingest import print_outcome, run_ingest
 
     outcome = run_ingest(settings, args.dataset, args.dry_run, args.retry_failed)
     print_outcome(outcome, args.json)
@@ -238,7 +238,7 @@ def _check_defs(settings: Settings) -> int:
 
 
 def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
-    from elt_assets.contracts.infer import InferError, infer_contract
+    from elt_assets.cli.infer import InferError, infer_contract
 
     try:
         inferred = infer_contract(
@@ -260,8 +260,8 @@ def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:
+    from elt_assets.cli.databases import resolve_databases
     from elt_assets.contracts.loader import load_contracts
-    from elt_assets.local import resolve_databases
     from elt_assets.postgres.connection import connect
     from elt_assets.postgres.inspect import latest_manifest
     from elt_assets.postgres.quarantine import export_quarantine
@@ -355,7 +355,7 @@ def _manifest_file(
 
 def _usage_error(message: str) -> Exception:
     """ingest.UsageError (exit 2), imported only when needed: ingest imports all of Dagster."""
-    from elt_assets.ingest import UsageError
+    from elt_assets.cli.ingest import UsageError
 
     return UsageError(message)
 

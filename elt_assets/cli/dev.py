@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from elt_assets.cli.databases import export, initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import load_contracts
 from elt_assets.errors import TerminalError
-from elt_assets.local import export, initialize_warehouse, resolve_databases
 from elt_assets.log import get_logger
 from elt_assets.postgres.embedded import port_is_free
-from elt_assets.settings import Settings
+from elt_assets.settings import Settings, checkout_root
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30
@@ -34,10 +34,12 @@ class DevError(TerminalError):
 
 
 def project_file(name: str) -> Path:
-    """workspace.yaml / dagster.yaml: beside the package in a checkout or image, else the copy
-    the wheel ships inside the package. Never the working directory's."""
-    beside = Path(__file__).resolve().parent.parent / name
-    return beside if beside.exists() else Path(__file__).resolve().parent / "_project" / name
+    """workspace.yaml / dagster.yaml: the checkout's when run from one, else the copy the wheel
+    ships inside the package. Never the working directory's."""
+    root = checkout_root()
+    if root is not None and (root / name).exists():
+        return root / name
+    return Path(__file__).resolve().parents[1] / "_project" / name
 
 
 def _alive(pid: int) -> bool:

@@ -6,8 +6,13 @@ import argparse
 import os
 import sys
 
+from elt_assets.cli.databases import (
+    embedded_server,
+    export,
+    initialize_warehouse,
+    resolve_databases,
+)
 from elt_assets.contracts.loader import ContractSet, load_contracts
-from elt_assets.local import embedded_server, export, initialize_warehouse, resolve_databases
 from elt_assets.log import MASK
 from elt_assets.postgres.embedded import EmbeddedServer, provision
 from elt_assets.settings import Settings

@@ -5,7 +5,7 @@ files are taken as complete), add their partitions to a Dagster instance (DAGSTE
 so the runs show in the UI, else an ephemeral one), execute the dataset's ingestion job for each
 file in-process (more than ELT_BATCH_THRESHOLD files: the batch job, many files per run, as the
 sensor does), and report every file of the dataset from the manifest. Files whose earlier run
-ended without finishing them are marked `interrupted` and loaded again (elt_assets/recovery.py).
+ended without finishing them are marked `interrupted` and loaded again (defs/recovery.py).
 Files another process is loading at the same time are waited for (`_Dataset`).
 
 Exit status: 0 every file loaded (now, before, or still in progress in another process), 1 some
@@ -25,21 +25,21 @@ from typing import Any
 
 import dagster as dg
 
+from elt_assets.cli.databases import export, initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
+from elt_assets.defs.recovery import process_tag, recover_stale_files
 from elt_assets.errors import TerminalError
 from elt_assets.landing.discovery import discover
 from elt_assets.landing.files import LandedFile, scan, sha256_of
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import FileRejected
-from elt_assets.local import export, initialize_warehouse, resolve_databases
 from elt_assets.log import get_logger
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.lease import leases_held, wait_for_lease
 from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.recovery import process_tag, recover_stale_files
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.policy import FileCounts, policy_violations
