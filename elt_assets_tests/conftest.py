@@ -11,6 +11,7 @@ in production.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -94,20 +95,27 @@ def pg_server() -> Iterator[Server]:
         _prepare_template(server)
         yield server
         return
+    with embedded_server("elt-test-pg-") as embedded:
+        server = Server(embedded.url("postgres", "postgres"))
+        _prepare_template(server)
+        yield server
+
+
+@contextlib.contextmanager
+def embedded_server(prefix: str) -> Iterator[EmbeddedServer]:
+    """A throw-away embedded PostgreSQL (ELT_PG_BIN_DIR's binaries when set), removed after."""
     # Not under pytest's basetemp: pytest prunes old basetemps, and another pytest session
     # running at the same time would delete this cluster's data directory under it.
-    root = Path(tempfile.mkdtemp(prefix="elt-test-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     bin_dir = (
         Path(os.environ["ELT_PG_BIN_DIR"])
         if os.environ.get("ELT_PG_BIN_DIR")
         else default_bin_dir()
     )
     embedded = EmbeddedServer(root=root, port=free_port(), bin_dir=bin_dir)
-    embedded.ensure_started()
-    server = Server(embedded.url("postgres", "postgres"))
     try:
-        _prepare_template(server)
-        yield server
+        embedded.ensure_started()
+        yield embedded
     finally:
         embedded.stop(mode="immediate")
         shutil.rmtree(root, ignore_errors=True)

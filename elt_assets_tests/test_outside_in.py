@@ -21,7 +21,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +33,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port
-from elt_assets_tests.conftest import EXAMPLES, with_credentials
+from elt_assets.postgres.embedded import EmbeddedServer
+from elt_assets_tests.conftest import EXAMPLES, embedded_server, with_credentials
 from elt_assets_tests.helpers import Pause, run_file, step_failure
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
@@ -68,15 +67,8 @@ columns:
 @pytest.fixture(scope="module")
 def bare_server() -> Iterator[EmbeddedServer]:
     """A server of our own: none of the platform's roles exist on it."""
-    root = Path(tempfile.mkdtemp(prefix="elt-outside-pg-"))
-    bin_dir = Path(os.environ["ELT_PG_BIN_DIR"]) if os.environ.get("ELT_PG_BIN_DIR") else None
-    server = EmbeddedServer(root=root, port=free_port(), bin_dir=bin_dir or default_bin_dir())
-    server.ensure_started()
-    try:
+    with embedded_server("elt-outside-pg-") as server:
         yield server
-    finally:
-        server.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -215,7 +215,6 @@ class _Tap(io.RawIOBase):
         self._stopped = False
         self.error: Exception | None = None
         self.file = file
-        self._file = file
         self._quote = quote
         self._checker = checker
         self.sha256 = hashlib.sha256()
@@ -271,12 +270,12 @@ class _Tap(io.RawIOBase):
                 data = self._gzip.read(len(buffer))
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 raise FileRejected(
-                    self._file,
+                    self.file,
                     f"the gzip data is corrupt or truncated ({error}); ask the sender to resend it",
                 ) from None
             if self.data_bytes + len(data) > self._limit:
                 raise FileRejected(
-                    self._file,
+                    self.file,
                     f"gzip expands beyond {self._limit} bytes (over {GZIP_RATIO_LIMIT}x its size); "
                     "refusing a likely gzip bomb",
                 )
