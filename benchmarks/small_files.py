@@ -78,21 +78,22 @@ def run_backlog(bench: Bench, instance: dg.DagsterInstance) -> dict[str, Any]:
     """Tick the real sensor and execute what it requests until the backlog is gone."""
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
-    from elt_assets.defs.resources import LandingZone
+    from elt_assets.defs.resources import landing_resource
     from elt_assets.postgres.resource import PostgresResource
+    from elt_assets.settings import Settings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         definitions = build_definitions(load_contracts(bench.contracts))
     sensor = definitions.resolve_sensor_def("bench_orders_files")
-    warehouse = PostgresResource()
+    warehouse = PostgresResource.from_env()
     stats: dict[str, Any] = {"ticks": 0, "tick_seconds": 0.0, "runs": Counter(), "failed": 0}
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     started = time.perf_counter()
     idle = 0
     while idle < 2:  # the first tick only sees the files; stop after two with nothing to do
         tick_started = time.perf_counter()
-        resources = {"landing": LandingZone(), "warehouse": warehouse}
+        resources = {"landing": landing_resource(Settings.from_env()), "warehouse": warehouse}
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = sensor(context)
         assert isinstance(result, dg.SensorResult)

@@ -40,8 +40,9 @@ def _write_files(root: Path, start: int, count: int) -> None:
 def tick_scenario(bench: Bench, files: int) -> str:
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
-    from elt_assets.defs.resources import LandingZone
+    from elt_assets.defs.resources import landing_resource
     from elt_assets.postgres.resource import PostgresResource
+    from elt_assets.settings import Settings
 
     os.environ.update(bench.env)
     os.environ["ELT_LANDING_DIR"] = str(bench.landing)
@@ -53,10 +54,10 @@ def tick_scenario(bench: Bench, files: int) -> str:
         warnings.simplefilter("ignore")
         definitions = build_definitions(load_contracts(bench.contracts))
     sensor = definitions.resolve_sensor_def("bench_ticks_files")
-    warehouse = PostgresResource()
+    warehouse = PostgresResource.from_env()
 
     def tick(instance: dg.DagsterInstance) -> tuple[float, int]:
-        resources = {"landing": LandingZone(), "warehouse": warehouse}
+        resources = {"landing": landing_resource(Settings.from_env()), "warehouse": warehouse}
         started = time.perf_counter()
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = sensor(context)

@@ -22,9 +22,10 @@ from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
 from elt_assets.defs.batch import build_batch_job
 from elt_assets.defs.checks import staged_check_specs, target_check_specs
 from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
+from elt_assets.defs.names import ingest_job_name
 from elt_assets.defs.partitions import files_partitions
 from elt_assets.defs.resources import build_resources
-from elt_assets.defs.sensors import build_file_sensor
+from elt_assets.defs.sensors import Discovery, build_file_sensor
 from elt_assets.log import configure_logging
 from elt_assets.settings import Settings
 
@@ -39,7 +40,7 @@ def ingest_job(
 ) -> "UnresolvedAssetJobDefinition":
     keys = DatasetKeys.of(contract)
     return dg.define_asset_job(
-        name=f"ingest_{contract.name}",
+        name=ingest_job_name(contract.name),
         # The assets and the checks they emit themselves.
         selection=dg.AssetSelection.assets(keys.raw, keys.staged, keys.target).without_checks()
         | dg.AssetSelection.checks(*_own_checks(contract, keys, partitions)),
@@ -83,7 +84,18 @@ def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
     return broken
 
 
-def build_definitions(contract_set: ContractSet) -> dg.Definitions:
+def build_definitions(
+    contract_set: ContractSet,
+    settings: Settings | None = None,
+    resources: dict[str, object] | None = None,
+    discovery: Discovery | None = None,
+) -> dg.Definitions:
+    """The definitions of these contracts. Configuration enters here once: `settings` (default:
+    the environment's) and the resources built from them (defs/resources.py); `elt ingest`
+    passes its own resources and a headless discovery."""
+    settings = settings or Settings.from_env()
+    resources = resources or build_resources(settings)
+    discovery = discovery or Discovery.from_settings(settings)
     assets: list[dg.AssetsDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
@@ -91,22 +103,22 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
         partitions = files_partitions(contract.name)
         assets.extend(build_dataset_assets(contract, partitions))
         job = ingest_job(contract, partitions)
-        batch_job = build_batch_job(contract, partitions)
+        batch_job = build_batch_job(contract, partitions, resources)
         jobs += [job, batch_job]
-        sensors.append(build_file_sensor(contract, job, batch_job, partitions))
+        sensors.append(build_file_sensor(contract, job, batch_job, partitions, discovery))
     assets.extend(broken_contract_asset(error) for error in contract_set.errors)
     schedules: list[dg.ScheduleDefinition] = []
     if contract_set.contracts:
-        prune_job = build_prune_job(contract_set.contracts)
+        prune_job = build_prune_job(contract_set.contracts, settings.staging_retention_hours)
         jobs.append(prune_job)
-        if Settings.from_env().staging_retention_hours:
+        if settings.staging_retention_hours:
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
-        resources=build_resources(),
+        resources=resources,
     )
 
 
@@ -114,4 +126,4 @@ def build_definitions(contract_set: ContractSet) -> dg.Definitions:
 def defs() -> dg.Definitions:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    return build_definitions(load_contracts(settings.require_contracts_dir()))
+    return build_definitions(load_contracts(settings.require_contracts_dir()), settings)

@@ -111,6 +111,26 @@ def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
+def secret_from_file(name: str, file_name: str) -> str:
+    """The contents of the secret file `name`_FILE points to (registered for masking)."""
+    try:
+        value = Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise SettingError(
+            f"{name}_FILE points to {file_name!r}, which cannot be read ({error.strerror}): "
+            "mount the secret file there or fix the path."
+        ) from None
+    if not value:
+        raise SettingError(f"{name}_FILE points to {file_name!r}, which is empty.")
+    _mask(value)
+    return value
+
+
+def _mask(value: str) -> None:
+    for secret in secrets_in_url(value):
+        register_secret(secret)
+
+
 def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """Value of `name`, or the contents of the file named by `name_FILE`; None when neither."""
     environ = _environ(env)
@@ -119,27 +139,15 @@ def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
     if value and file_name:
         raise SettingError(f"{name} and {name}_FILE are both set: keep only one of them.")
     if file_name:
-        path = Path(file_name)
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise SettingError(
-                f"{name}_FILE points to {file_name!r}, which cannot be read ({error.strerror}): "
-                "mount the secret file there or fix the path."
-            ) from None
-        if not value:
-            raise SettingError(f"{name}_FILE points to {file_name!r}, which is empty.")
+        return secret_from_file(name, file_name)
     if value:
-        for secret in secrets_in_url(value):
-            register_secret(secret)
+        _mask(value)
     return value or None
 
 
-def database_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
-    """A PostgreSQL URL from `name` / `name_FILE`, checked for shape (never echoed back)."""
-    value = read_secret(name, env)
-    if value is None:
-        return None
+def checked_database_url(name: str, value: str) -> str:
+    """`value`, the PostgreSQL URL of setting `name`, checked for shape (never echoed back)."""
+    _mask(value)
     # Dagster's storage goes through SQLAlchemy (psycopg2); ours through libpq (psycopg 3).
     schemes = (
         ("postgresql://", "postgresql+psycopg2://")
@@ -154,14 +162,24 @@ def database_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return value
 
 
-def require_database_url(name: str, env: Mapping[str, str] | None = None) -> str:
-    value = database_url(name, env)
+def database_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A PostgreSQL URL from `name` / `name_FILE`, checked for shape (never echoed back)."""
+    value = read_secret(name, env)
+    return None if value is None else checked_database_url(name, value)
+
+
+def required_url(name: str, value: str | None) -> str:
+    """`value`, or an error saying how to set `name`."""
     if value is None:
         raise SettingError(
             f"{name} is not set: set it (or {name}_FILE) to postgresql://user:password@host/db, "
             "or run through `elt dev` / `elt ingest`, which start the embedded PostgreSQL."
         )
     return value
+
+
+def require_database_url(name: str, env: Mapping[str, str] | None = None) -> str:
+    return required_url(name, database_url(name, env))
 
 
 def _text(name: str, env: Mapping[str, str] | None) -> str:

@@ -19,10 +19,9 @@ import pytest
 
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.defs.batch import batch_run_config
-from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.resources import build_resources
 from elt_assets.landing.archive import NotArchived, archive_file
 from elt_assets.landing.keys import path_to_key
-from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import SettingError, Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (
@@ -287,7 +286,7 @@ def test_sensor_takes_an_archived_file_as_done_and_a_new_file_of_that_name_as_ne
     sensor = definitions(items).resolve_sensor_def("items_files")
 
     def tick() -> dg.SensorResult:
-        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        resources = build_resources(Settings.from_env())
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = sensor(context)
         assert isinstance(result, dg.SensorResult)

@@ -19,11 +19,10 @@ import psycopg
 import pytest
 
 from elt_assets.cli.ingest import run_ingest
-from elt_assets.defs.batch import BATCH_FILES_TAG, BATCH_TAG, batch_run_config, batch_run_key
-from elt_assets.defs.resources import LandingZone
-from elt_assets.defs.sensors import DATASET_TAG
+from elt_assets.defs.batch import batch_run_config, batch_run_key
+from elt_assets.defs.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG
+from elt_assets.defs.resources import build_resources
 from elt_assets.landing.keys import path_to_key
-from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure
@@ -70,12 +69,16 @@ class Ticker:
     """Evaluates the dataset's sensor like the daemon and runs what it requests, in process."""
 
     def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
-        self.definitions = definitions(contracts_dir)
+        self.contracts_dir, self.instance = contracts_dir, instance
+        self.reload()
+
+    def reload(self) -> None:
+        """Load the code again, as Dagster does after a deployment changes the settings."""
+        self.definitions = definitions(self.contracts_dir)
         self.sensor = self.definitions.resolve_sensor_def("items_files")
-        self.instance = instance
 
     def tick(self) -> list[dg.RunRequest]:
-        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        resources = build_resources(Settings.from_env())
         with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
             result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)
@@ -147,6 +150,7 @@ def test_a_few_files_get_single_runs_and_a_backlog_gets_batch_runs(
     ]
 
     monkeypatch.setenv("ELT_BATCH_MAX_FILES", "5")
+    ticker.reload()
     files = land_files(landing, 22)  # 12 new ones (f10 .. f21)
     new = {f: data for f, data in files.items() if f not in ten}
     ticker.tick()
@@ -180,6 +184,7 @@ def test_batch_runs_load_every_file_and_report_each_partition(
     ticker: Ticker, landing: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ELT_BATCH_MAX_FILES", "6")
+    ticker.reload()
     files = land_files(landing, 12)
     ticker.tick()
     requests = ticker.tick()
@@ -314,6 +319,7 @@ def test_with_archiving_the_batch_moves_loaded_files_and_a_rerun_skips_them(
     archive = tmp_path / "archive"
     archive.mkdir()
     monkeypatch.setenv("ELT_ARCHIVE_DIR", str(archive))
+    ticker.reload()
     files = land_files(landing, 3)
     ticker.tick()
     (request,) = ticker.tick()

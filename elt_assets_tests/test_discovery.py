@@ -15,6 +15,7 @@ import pytest
 
 from elt_assets.landing.discovery import Decision, Known, discover
 from elt_assets.landing.files import LandingPathError, resolve_inside, scan
+from elt_assets.landing.zone import LocalDirectory
 
 pytestmark = [pytest.mark.pure]
 
@@ -55,7 +56,9 @@ class Sensor:
 
     def tick(self, **limits: int | bool) -> Decision:
         options: dict = {"max_requests": 50, **limits}
-        decision = discover(self.root, self.pattern, self.known, self.loaded_content, **options)
+        decision = discover(
+            LocalDirectory(self.root), self.pattern, self.known, self.loaded_content, **options
+        )
         for seen in decision.observations:  # COALESCE semantics of landing_files_save.sql
             before = self.known.get(seen.file.relative_path)
             hashed = seen.sha256 is not None

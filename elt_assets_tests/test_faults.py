@@ -40,9 +40,8 @@ from psycopg import sql
 
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.recovery import RUN_KEY_TAG
-from elt_assets.defs.resources import LandingZone
-from elt_assets.defs.sensors import DATASET_TAG, FILE_TAG, RELOAD_OF_TAG, SHA_TAG
+from elt_assets.defs.names import DATASET_TAG, FILE_TAG, RELOAD_OF_TAG, RUN_KEY_TAG, SHA_TAG
+from elt_assets.defs.resources import build_resources
 from elt_assets.landing.files import sha256_of
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
@@ -312,7 +311,7 @@ class Ticker:
         self.instance = instance
 
     def __call__(self) -> tuple[dg.SensorResult, dict[str, Any]]:
-        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        resources = build_resources(Settings.from_env())
         with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
             result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)
@@ -406,7 +405,7 @@ def start(instance: dg.DagsterInstance, landing: Path, name: str, **run: Any) ->
         owner = dagster_run.run_id
     else:
         owner = run_id(99)  # a run this Dagster instance does not know
-    with PostgresResource().connection() as connection:
+    with PostgresResource.from_env().connection() as connection:
         start_file(
             connection,
             ManifestKey("items", relative, sha256_of(landing / relative)),

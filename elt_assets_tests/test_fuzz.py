@@ -31,10 +31,11 @@ from hypothesis import strategies as st
 from elt_assets.contracts.loader import MAX_YAML_VALUES, load_contracts
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import steps
-from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.resources import landing_resource
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import MAX_COLUMNS, MAX_ROW_BYTES
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 
 CONTRACT = """
@@ -98,8 +99,8 @@ class Pipeline:
 
     def __init__(self, contract: Contract, landing: Path, warehouse: Warehouse):
         self.contract, self.landing, self.warehouse = contract, landing, warehouse
-        self.zone = LandingZone()
-        self.postgres = PostgresResource()
+        self.zone = landing_resource(Settings.from_env())
+        self.postgres = PostgresResource.from_env()
         self.numbers = itertools.count()
 
     def load(self, data: bytes) -> tuple[str, dg.Failure | None]:
@@ -107,7 +108,7 @@ class Pipeline:
         (self.landing / file).write_bytes(data)
         key, run_id = path_to_key(file), f"fuzz-{file}"
         try:
-            raw = steps.describe_raw(self.contract, self.zone, file)
+            raw = steps.describe_raw(self.contract, self.zone.zone(), file)
             steps.start_raw(self.postgres, self.contract, raw, key, run_id)
             staged_file = steps.prepare_staged(self.contract, self.zone, self.postgres, key, run_id)
             steps.stage_file(self.postgres, staged_file)
@@ -115,7 +116,9 @@ class Pipeline:
             if failure is not None:
                 raise failure
             slice_ = steps.staged_slice(self.postgres, self.contract.name, file)
-            steps.load_target(self.contract, self.postgres, slice_, run_id, lambda: None)
+            steps.load_target(
+                self.contract, self.postgres, self.zone.zone(), slice_, run_id, lambda: None
+            )
         except dg.Failure as failure:
             return file, failure
         return file, None

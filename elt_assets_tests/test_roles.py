@@ -247,24 +247,24 @@ def test_a_real_ingestion_runs_as_elt_loader(
 
 
 @pytest.fixture
-def superuser_runtime(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> PostgresResource:
+def superuser_runtime(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ELT_DATABASE_URL names a superuser (tests build the resource after their own settings)."""
     monkeypatch.setenv("ELT_DATABASE_URL", warehouse.superuser_url)
     monkeypatch.setattr(connection_module, "_warned_superuser", set())  # warn once per process
-    return PostgresResource()
 
 
+@pytest.mark.usefixtures("superuser_runtime")
 def test_superuser_runtime_is_warned_about_loudly_by_default(
-    superuser_runtime: PostgresResource,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("ELT_REFUSE_SUPERUSER", raising=False)
+    resource = PostgresResource.from_env()
     with caplog.at_level(logging.WARNING, logger="elt_assets"):
         try:
-            with superuser_runtime.connection() as session:
+            with resource.connection() as session:
                 assert session.execute("SELECT current_user").fetchone() == ("postgres",)
         finally:
-            superuser_runtime.close()
+            resource.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert (
         "SECURITY: ELT_DATABASE_URL connects as 'postgres', a SUPERUSER. The platform needs only "
@@ -272,13 +272,15 @@ def test_superuser_runtime_is_warned_about_loudly_by_default(
     ) in warnings
 
 
+@pytest.mark.usefixtures("superuser_runtime")
 def test_superuser_runtime_is_refused_at_once_with_the_setting_named(
-    superuser_runtime: PostgresResource, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ELT_REFUSE_SUPERUSER", "true")
-    with pytest.raises(TerminalDatabaseError) as caught, superuser_runtime.connection():
+    resource = PostgresResource.from_env()
+    with pytest.raises(TerminalDatabaseError) as caught, resource.connection():
         pass
-    superuser_runtime.close()
+    resource.close()
     assert str(caught.value) == (
         "ELT_DATABASE_URL connects as 'postgres', a superuser, and ELT_REFUSE_SUPERUSER=true "
         "refuses that: connect as a login role that is a member of elt_loader (README, Roles)"
@@ -286,8 +288,8 @@ def test_superuser_runtime_is_refused_at_once_with_the_setting_named(
 
 
 @pytest.mark.dagster
+@pytest.mark.usefixtures("superuser_runtime")
 def test_superuser_refusal_fails_the_run_without_retrying(
-    superuser_runtime: PostgresResource,
     landing: Path,
     contracts_dir: Path,
     monkeypatch: pytest.MonkeyPatch,

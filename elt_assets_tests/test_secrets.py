@@ -10,6 +10,7 @@ their causes and stacks) and the messages of the exceptions raised.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -21,8 +22,10 @@ import dagster as dg
 import pytest
 import yaml
 
+from elt_assets.defs.resources import build_resources
 from elt_assets.postgres.embedded import free_port
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import SettingError, Settings
 from elt_assets_tests.conftest import TEST_PASSWORD, Warehouse, with_credentials, write_contract
 from elt_assets_tests.helpers import run_file, step_failure
 
@@ -143,7 +146,7 @@ def test_connection_errors_name_the_setting_never_the_password(
         db=warehouse.name,
     )
     monkeypatch.setenv("ELT_DATABASE_URL", url)
-    resource = PostgresResource()
+    resource = PostgresResource.from_env()
     with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as caught, resource.connection():
         pass
     resource.close()
@@ -263,3 +266,43 @@ def test_elt_db_commands_mask_the_embedded_passwords_unless_asked(tmp_path: Path
     assert f"postgresql://elt_loader:{loader}@127.0.0.1:{port}/warehouse" in shown
     found = leaks([started, masked, status_text], *passwords.values())
     assert found == []
+
+
+# -- the resources: where configuration enters -------------------------------------------------
+
+
+@pytest.mark.pure
+def test_the_resources_hold_the_url_variables_names_never_their_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What Dagster shows of a resource (its field values) names the variables; the URLs are read
+    when a run uses them, from the variable or from the *_FILE secret file."""
+    loader_password, owner_password = "L0ader-In-Env-31", "0wner-In-File-62"
+    monkeypatch.setenv(
+        "ELT_DATABASE_URL", f"postgresql://elt_loader:{loader_password}@db.example/w"
+    )
+    monkeypatch.delenv("ELT_OWNER_DATABASE_URL", raising=False)
+    secret = tmp_path / "owner_url"
+    secret.write_text(f"postgresql://elt_owner:{owner_password}@db.example/w\n")
+    monkeypatch.setenv("ELT_OWNER_DATABASE_URL_FILE", str(secret))
+    monkeypatch.setenv("ELT_LANDING_DIR", str(tmp_path))
+    resources = build_resources(Settings.from_env())
+    warehouse = resources["warehouse"]
+    assert isinstance(warehouse, PostgresResource)
+    shown = json.dumps(
+        {name: r.model_dump() for name, r in resources.items() if name != "staging_io_manager"},
+        default=str,
+    )
+    assert leaks([shown], loader_password, owner_password) == []
+    assert "ELT_DATABASE_URL" in shown and "ELT_OWNER_DATABASE_URL_FILE" in shown
+    assert str(tmp_path) in shown  # the landing directory is shown as it is
+    assert warehouse.url_value().endswith(f":{loader_password}@db.example/w")
+    assert warehouse.owner_url_value().endswith(f":{owner_password}@db.example/w")
+
+
+@pytest.mark.pure
+def test_a_resource_without_a_url_names_the_setting_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ELT_DATABASE_URL", "ELT_DATABASE_URL_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SettingError, match="ELT_DATABASE_URL is not set: set it"):
+        PostgresResource.from_env().url_value()

@@ -15,10 +15,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from elt_assets.defs.resources import LandingZone
-from elt_assets.defs.sensors import DATASET_TAG, FILE_TAG, SHA_TAG
+from elt_assets.defs.names import DATASET_TAG, FILE_TAG, SHA_TAG
+from elt_assets.defs.resources import build_resources
 from elt_assets.landing.keys import key_to_path, path_to_key
-from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import definitions, run_file, step_failure
 
@@ -45,14 +45,17 @@ def land(landing: Path, relative: str, data: bytes) -> None:
 
 
 class Ticker:
-    """Evaluates the dataset's sensor like the daemon: fresh context, partitions applied."""
+    """Evaluates the dataset's sensor like the daemon: fresh context, partitions applied. The
+    code is loaded at the first tick, so settings a test sets before it apply (as on a reload)."""
 
     def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
-        self.sensor = definitions(contracts_dir).resolve_sensor_def("items_files")
-        self.instance = instance
+        self.contracts_dir, self.instance = contracts_dir, instance
+        self.sensor: dg.SensorDefinition | None = None
 
     def __call__(self) -> dg.SensorResult:
-        resources = {"landing": LandingZone(), "warehouse": PostgresResource()}
+        if self.sensor is None:
+            self.sensor = definitions(self.contracts_dir).resolve_sensor_def("items_files")
+        resources = build_resources(Settings.from_env())
         with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
             result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)

@@ -7,7 +7,6 @@ those not set. `initialize_warehouse` then applies migrations, roles and the con
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from elt_assets.contracts.model import Contract
@@ -60,15 +59,10 @@ def resolve_databases(settings: Settings, *, need_dagster: bool) -> Databases:
     return Databases(env, server, started, used)
 
 
-def export(databases: Databases) -> None:
-    """Put the URLs into this process's environment (child processes and resources read them)."""
-    os.environ.update(databases.env)
-
-
 def initialize_warehouse(databases: Databases, contracts: list[Contract]) -> InitReport:
     """Migrations, roles, grants and the contracts' tables, as the owner."""
-    # After `export`, ELT_OWNER_DATABASE_URL is always in the environment: name the setting the
-    # user actually gave (the owner URL defaults to ELT_DATABASE_URL's value).
+    # ELT_OWNER_DATABASE_URL is always resolved: name the setting the user actually gave (the
+    # owner URL defaults to ELT_DATABASE_URL's value).
     owner_url = databases.env["ELT_OWNER_DATABASE_URL"]
     setting = (
         "ELT_DATABASE_URL"

@@ -8,7 +8,6 @@ import sys
 
 from elt_assets.cli.databases import (
     embedded_server,
-    export,
     initialize_warehouse,
     resolve_databases,
 )
@@ -88,7 +87,6 @@ def _init(settings: Settings) -> int:
     )
     databases = resolve_databases(settings, need_dagster=False)
     try:
-        export(databases)
         report = initialize_warehouse(databases, contract_set.contracts)
     finally:
         if databases.started_server and databases.server is not None:

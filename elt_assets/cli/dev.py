@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from elt_assets.cli.databases import export, initialize_warehouse, resolve_databases
+from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import load_contracts
 from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
@@ -131,11 +131,11 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     databases = resolve_databases(settings, need_dagster=True)
     owns_postgres = databases.started_server or owned_before
     try:
-        export(databases)
         report = initialize_warehouse(databases, contract_set.contracts)
         if report.applied:
             log.info("applied migrations: %s", ", ".join(report.applied))
-        return _run_dagster(settings, host, port, session, owns_postgres)
+        embedded = {name: databases.env[name] for name in databases.embedded_for}
+        return _run_dagster(settings, embedded, host, port, session, owns_postgres)
     finally:
         if databases.server is not None and owns_postgres:
             databases.server.stop()
@@ -143,9 +143,19 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         session.clear()
 
 
-def _run_dagster(settings: Settings, host: str, port: int, session: Session, owns_pg: bool) -> int:
+def _run_dagster(
+    settings: Settings,
+    urls: dict[str, str],
+    host: str,
+    port: int,
+    session: Session,
+    owns_pg: bool,
+) -> int:
+    """Dagster's processes get the configuration in their environment, where they read it:
+    the user's, plus the URLs of the embedded server where none is configured."""
     env = {
         **os.environ,
+        **urls,
         "DAGSTER_HOME": str(_dagster_home(settings)),
         "ELT_LANDING_DIR": str(settings.landing_dir),
         "ELT_CONTRACTS_DIR": str(settings.contracts_dir),

@@ -32,7 +32,7 @@ import yaml
 from pydantic import ValidationError
 
 from elt_assets.contracts.loader import format_validation_error
-from elt_assets.contracts.model import DATASET_NAME, Column, Contract
+from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contract
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing.readers import FileReader, FileRejected
@@ -270,7 +270,7 @@ def read_sample(
         raise InferError(f"{file}: cannot be read ({error})") from None
     if first is None:
         first = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    return fmt, headers, names, first.drop("_elt_row", strict=False).head(rows)
+    return fmt, headers, names, first.drop(ROW_COLUMN, strict=False).head(rows)
 
 
 # -- types -------------------------------------------------------------------------------------

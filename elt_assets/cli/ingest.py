@@ -1,12 +1,11 @@
-"""`elt ingest`: the sensor's discovery and the same assets, run headless, in this process.
+"""`elt ingest`: the sensors' ticks and the same jobs, run headless, in this process.
 
-For each dataset: find new content exactly as the sensor does (minus the stable-file wait: the
-files are taken as complete), add their partitions to a Dagster instance (DAGSTER_HOME's if set,
-so the runs show in the UI, else an ephemeral one), execute the dataset's ingestion job for each
-file in-process (more than ELT_BATCH_THRESHOLD files: the batch job, many files per run, as the
-sensor does), and report every file of the dataset from the manifest. Files whose earlier run
-ended without finishing them are marked `interrupted` and loaded again (defs/recovery.py).
-Files another process is loading at the same time are waited for (`_Dataset`).
+For each dataset: run the dataset's sensor tick (defs/sensors.py `Tick`: recovery of files whose
+run died, discovery of new content, reloads), with every file taken as complete, then execute the
+run requests it returns in process (one run per file, or batch runs for a backlog, exactly as the
+daemon would launch them) on a Dagster instance (DAGSTER_HOME's if set, so the runs show in the
+UI, else an ephemeral one), and report every file of the dataset from the manifest. Files another
+process is loading at the same time are waited for (`_Dataset`).
 
 Exit status: 0 every file loaded (now, before, or still in progress in another process), 1 some
 file failed, 2 usage or configuration.
@@ -20,25 +19,34 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from elt_assets.cli.databases import export, initialize_warehouse, resolve_databases
+from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.recovery import process_tag, recover_stale_files
+from elt_assets.defs.names import (
+    RELOAD_OF_TAG,
+    RUN_KEY_TAG,
+    batch_job_name,
+    files_partitions_name,
+    ingest_job_name,
+    request_files,
+)
+from elt_assets.defs.partitions import files_partitions
+from elt_assets.defs.recovery import process_tag
+from elt_assets.defs.resources import LandingResource, build_resources, landing_resource
+from elt_assets.defs.sensors import Discovery, Tick, file_requests
 from elt_assets.errors import TerminalError
-from elt_assets.landing.discovery import discover
-from elt_assets.landing.files import LandedFile, scan, sha256_of
+from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import FileRejected
+from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger
 from elt_assets.postgres.inspect import latest_manifest
-from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
+from elt_assets.postgres.landing_state import load_known, loaded_content
 from elt_assets.postgres.lease import leases_held, wait_for_lease
-from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
@@ -94,17 +102,19 @@ def select(contract_set: ContractSet, dataset: str | None) -> tuple[list[Contrac
 def run_ingest(
     settings: Settings, dataset: str | None, dry_run: bool, retry_failed: bool = False
 ) -> Outcome:
-    landing = settings.require_landing_dir("--landing")
+    settings.require_landing_dir("--landing")
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     contracts, broken = select(contract_set, dataset)
+    landing = landing_resource(settings)
     if dry_run:
-        return Outcome([row for c in contracts for row in _dry_run(settings, landing, c)], broken)
+        return Outcome([row for c in contracts for row in _dry_run(landing, c)], broken)
     databases = resolve_databases(settings, need_dagster=False)
     try:
-        export(databases)
-        os.environ["ELT_LANDING_DIR"] = str(landing)
         initialize_warehouse(databases, contracts)
-        files = _ingest(settings, landing, contracts, retry_failed)
+        warehouse = PostgresResource.for_urls(
+            databases.env["ELT_DATABASE_URL"], databases.env["ELT_OWNER_DATABASE_URL"], settings
+        )
+        files = _ingest(settings, contracts, build_resources(settings, warehouse), retry_failed)
     finally:
         if databases.started_server and databases.server is not None:
             databases.server.stop()
@@ -120,21 +130,24 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _ingest(
-    settings: Settings, landing: Path, contracts: list[Contract], retry_failed: bool
+    settings: Settings,
+    contracts: list[Contract],
+    resources: dict[str, Any],
+    retry_failed: bool,
 ) -> list[dict[str, Any]]:
     from elt_assets.definitions import build_definitions
 
-    definitions = build_definitions(ContractSet(contracts))
-    warehouse = PostgresResource()
+    discovery = Discovery.from_settings(settings).headless()
+    definitions = build_definitions(ContractSet(contracts), settings, resources, discovery)
     report: list[dict[str, Any]] = []
     try:
         with _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
-                dataset = _Dataset(settings, landing, contract, definitions, warehouse, instance)
+                dataset = _Dataset(settings, contract, definitions, resources, instance)
                 report.extend(dataset.ingest(retry_failed))
     finally:
-        warehouse.close()
+        resources["warehouse"].close()
     return report
 
 
@@ -143,157 +156,130 @@ MAX_SETTLE_ROUNDS = 10
 
 
 class _Dataset:
-    """One dataset's part of an `elt ingest`.
+    """One dataset's part of an `elt ingest`: ticks of the dataset's own sensor, run here.
 
-    Files another process is loading right now (it holds their lease) are not started here: this
-    call loads the others, then waits up to ELT_FILE_WAIT_MINUTES for those and reports their
-    outcome. A file such a process left unfinished (it died) is loaded here. A file still in
-    progress elsewhere when the wait runs out is reported `running`, which is not a failure.
+    Each tick (the sensor's code, defs/sensors.py) recovers files whose run died, finds new
+    content and asks for reloads; this class runs the requests it returns in this process. It
+    adds what only a command that loads everything now needs: files an earlier tick took that
+    no load has finished, and with --retry-failed the failed ones. Files another process is
+    loading right now are left to it: this call waits up to ELT_FILE_WAIT_MINUTES for them,
+    ticks again (a file such a process left unfinished is loaded here) and reports their
+    outcome; one still in progress when the wait runs out is reported `running`, not a failure.
     """
 
     def __init__(
         self,
         settings: Settings,
-        landing: Path,
         contract: Contract,
         definitions: dg.Definitions,
-        warehouse: PostgresResource,
+        resources: dict[str, Any],
         instance: dg.DagsterInstance,
     ):
-        self.settings, self.landing, self.contract = settings, landing, contract
-        self.definitions, self.warehouse, self.instance = definitions, warehouse, instance
+        self.settings, self.contract, self.instance = settings, contract, instance
+        self.definitions, self.resources = definitions, resources
+        self.discovery = Discovery.from_settings(settings).headless()
+        self.warehouse: PostgresResource = resources["warehouse"]
+        self.landing: Landing = resources["landing"].zone()
         self.taken: set[str] = set()  # files this call ran
         self.own_runs: set[str] = set()  # run ids of this call
 
     def ingest(self, retry_failed: bool) -> list[dict[str, Any]]:
-        self._recover()  # files other processes left running when they died
-        requests = self._discover(retry_failed)
-        with self.warehouse.connection() as connection:
-            busy = leases_held(
-                connection, self.contract.name, [landed.relative_path for landed, _ in requests]
-            )
-        for file in sorted(busy):
-            log.info("%s: another process is loading it; waiting for it at the end", file)
-        self._load([(landed, sha) for landed, sha in requests if landed.relative_path not in busy])
+        requests = self._tick()
+        self._run(requests + self._leftovers(requests, retry_failed))
         return self._settle()
 
-    def _recover(self) -> list[Interrupted]:
-        with self.warehouse.connection() as connection:
-            recovered = recover_stale_files(connection, self.instance, self.contract.name)
-        for item in recovered:
-            log.warning("%s: %s", item.row.file, item.error)
-        return recovered
+    def _tick(self) -> list[dg.RunRequest]:
+        """One tick of the dataset's sensor (its code, with this command's log); its new
+        partitions added, its requests returned (minus reloads of files this call's own runs
+        left unfinished)."""
+        partitions = files_partitions(self.contract.name)
+        tick = Tick(self.contract, self.discovery, partitions, self.instance, log)
+        result = tick.evaluate(self.resources["landing"], self.warehouse)
+        for added in result.dynamic_partitions_requests or []:
+            if isinstance(added, dg.AddDynamicPartitionsRequest):
+                self.instance.add_dynamic_partitions(
+                    added.partitions_def_name, list(added.partition_keys)
+                )
+        return [
+            request
+            for request in result.run_requests or []
+            if request.tags.get(RELOAD_OF_TAG) not in self.own_runs
+        ]
 
-    def _discover(self, retry_failed: bool) -> list[tuple[LandedFile, str]]:
-        """New content (as the sensor finds it, files taken as complete), files an earlier
-        discovery took that are not loaded yet, then files to load again: interrupted ones and,
-        with --retry-failed, failed ones, content unchanged."""
+    def _leftovers(self, requests: list[dg.RunRequest], retry_failed: bool) -> list[dg.RunRequest]:
+        """Files the sensor does not ask for that this call loads too: content an earlier tick
+        (or another `elt ingest`) took that no load has finished, interrupted files whose
+        reload was asked before, and with --retry-failed failed (or stuck) ones, unchanged."""
         name = self.contract.name
+        requested = {file for request in requests for file in request_files(request, name)}
         with self.warehouse.connection() as connection:
             known = load_known(connection, name)
-            decision = discover(
-                self.landing,
-                self.contract.source.glob,
-                known,
-                lambda hashes: loaded_content(connection, name, hashes),
-                max_requests=1_000_000,
-                assume_stable=True,
-            )
-            save_decision(connection, self.contract, decision)
-            latest = {row["file"]: row["status"] for row in latest_manifest(connection, name)}
-        seen = {observation.file.relative_path for observation in decision.observations}
-        # A sensor tick or another `elt ingest` took these (their hash is remembered), but no
-        # load has finished them: this call loads them too (or waits for the one in progress).
-        taken_elsewhere = [
-            (landed, memory.sha256)
-            for landed in scan(self.landing, self.contract.source.glob)
-            if landed.relative_path not in seen
-            and (memory := known.get(landed.relative_path)) is not None
-            and memory.sha256 is not None
-            and latest.get(landed.relative_path) not in ("success", "failed", "duplicate")
-        ]
-        statuses = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
-        requests = decision.requests + taken_elsewhere
-        requested = {landed.relative_path for landed, _ in requests}
-        return requests + [
-            (landed, sha)
-            for landed, sha in self._unchanged(statuses)
-            if landed.relative_path not in requested
-        ]
-
-    def _unchanged(
-        self, statuses: set[str], files: set[str] | None = None
-    ) -> list[tuple[LandedFile, str]]:
-        """Files whose latest attempt has one of `statuses`, with their content unchanged."""
-        with self.warehouse.connection() as connection:
-            latest = latest_manifest(connection, self.contract.name)
-        wanted = {
-            r["file"]: r["sha256"]
-            for r in latest
-            if r["status"] in statuses and (files is None or r["file"] in files)
-        }
-        return [
-            (landed, wanted[landed.relative_path])
-            for landed in scan(self.landing, self.contract.source.glob)
-            if landed.relative_path in wanted
-            and sha256_of(self.landing / landed.relative_path) == wanted[landed.relative_path]
-        ]
-
-    def _load(self, files: list[tuple[LandedFile, str]]) -> None:
-        with self.warehouse.connection() as connection:  # another process may have loaded some
-            done = loaded_content(connection, self.contract.name, [sha for _, sha in files])
-        files = [(landed, sha) for landed, sha in files if done.get(sha) != landed.relative_path]
+            latest = {row["file"]: row for row in latest_manifest(connection, name)}
+        retry = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
+        files: list[tuple[LandedFile, str]] = []
+        for landed in self.landing.scan(self.contract.source.glob):
+            file = landed.relative_path
+            row, memory = latest.get(file), known.get(file)
+            if file in requested:
+                continue
+            if row is None or row["status"] not in ("success", "failed", "duplicate", *retry):
+                sha = memory.sha256 if memory is not None else None  # taken, not finished
+            else:
+                sha = row["sha256"] if row["status"] in retry else None
+            if sha is not None and self.landing.sha256(file) == sha:
+                files.append((landed, sha))
         if not files:
-            return
-        self.taken |= {landed.relative_path for landed, _ in files}
+            return []
+        with self.warehouse.connection() as connection:
+            busy = leases_held(connection, name, [landed.relative_path for landed, _ in files])
+            done = loaded_content(connection, name, [sha for _, sha in files])
+        files = [
+            (landed, sha)
+            for landed, sha in files
+            if landed.relative_path not in busy and done.get(sha) != landed.relative_path
+        ]
         keys = [path_to_key(landed.relative_path) for landed, _ in files]
-        self.instance.add_dynamic_partitions(f"{self.contract.name}_files", keys)
-        if len(keys) > self.settings.batch_threshold:
-            self._run_batches(keys)
-            return
-        job = self.definitions.resolve_job_def(f"ingest_{self.contract.name}")
-        for (landed, sha), key in zip(files, keys, strict=True):
-            log.info("loading %s (%s bytes)", landed.relative_path, landed.size_bytes)
-            result = job.execute_in_process(
-                partition_key=key,
-                instance=self.instance,
-                raise_on_error=False,
-                run_config=QUIET,
-                tags={"elt/sha256": sha, "elt/file": landed.relative_path, **process_tag()},
+        self.instance.add_dynamic_partitions(files_partitions_name(name), keys)
+        return file_requests(
+            self.contract,
+            files,
+            ingest_job_name(name),
+            batch_job_name(name),
+            Discovery.from_settings(self.settings),
+        )
+
+    def _run(self, requests: list[dg.RunRequest]) -> None:
+        """Run each request as the daemon would launch it, in this process."""
+        for request in requests:
+            files = request_files(request, self.contract.name)
+            self.taken.update(files)
+            log.info("loading %s", files[0] if len(files) == 1 else f"{len(files)} files")
+            job = self.definitions.resolve_job_def(
+                request.job_name or ingest_job_name(self.contract.name)
             )
-            self.own_runs.add(result.run_id)
-
-    def _run_batches(self, keys: list[str]) -> None:
-        """A backlog, as the sensor sends it: batch runs of many files each (defs/batch.py)."""
-        from elt_assets.defs.batch import batch_job_name, batch_run_config, batch_tags, split
-
-        name = self.contract.name
-        job = self.definitions.resolve_job_def(batch_job_name(name))
-        for chunk in split(keys, self.settings.batch_max_files):
-            log.info("loading %s files of %s in one batch run", len(chunk), name)
+            tags = {**request.tags, **process_tag()}
+            if request.run_key:
+                tags[RUN_KEY_TAG] = request.run_key  # as a sensor's launched run carries it
             result = job.execute_in_process(
+                partition_key=request.partition_key,
                 instance=self.instance,
                 raise_on_error=False,
-                run_config={**QUIET, **batch_run_config(name, chunk)},
-                tags={"elt/dataset": name, **batch_tags(len(chunk)), **process_tag()},
+                run_config={**QUIET, **request.run_config},
+                tags=tags,
             )
             self.own_runs.add(result.run_id)
 
     def _settle(self) -> list[dict[str, Any]]:
         """The report, once no file is in progress elsewhere (or ELT_FILE_WAIT_MINUTES passed):
-        waits for the files other processes are loading, and loads what they left unfinished."""
+        waits for the files other processes are loading, then ticks again."""
         deadline = time.monotonic() + self.settings.file_wait_minutes * 60
         for _ in range(MAX_SETTLE_ROUNDS):
             rows = _report(self.warehouse, self.landing, self.contract, self.taken)
             running = [row["file"] for row in rows if row["status"] == "running"]
             if not running or not self._wait_for(running, deadline):
                 return rows
-            left = {
-                item.row.file
-                for item in self._recover()
-                if item.reload and item.row.run_id not in self.own_runs
-            }
-            self._load(self._unchanged({"interrupted"}, left))
+            requests = self._tick()
+            self._run(requests + self._leftovers(requests, retry_failed=False))
         return _report(self.warehouse, self.landing, self.contract, self.taken)
 
     def _wait_for(self, files: list[str], deadline: float) -> bool:
@@ -313,35 +299,36 @@ class _Dataset:
 
 def _report(
     warehouse: PostgresResource,
-    landing: Path,
+    landing: Landing,
     contract: Contract,
     taken: set[str],
 ) -> list[dict[str, Any]]:
-    """The latest manifest row of every file of the dataset still in the landing directory, and
+    """The latest manifest row of every file of the dataset still in the landing zone, and
     of the files this call took (with ELT_ARCHIVE_DIR, a loaded file is no longer there)."""
-    present = {f.relative_path for f in scan(landing, contract.source.glob)} | taken
+    present = {f.relative_path for f in landing.scan(contract.source.glob)} | taken
     with warehouse.connection() as connection:
         rows = latest_manifest(connection, contract.name)
     return [{k: row.get(k) for k in REPORT_FIELDS} for row in rows if row["file"] in present]
 
 
-def _dry_run(settings: Settings, landing: Path, contract: Contract) -> list[dict[str, Any]]:
+def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any]]:
     """Parse, cast and validate every file; write nothing anywhere."""
+    zone = landing.zone()
     rows = []
-    for landed in scan(landing, contract.source.glob):
-        path = landing / landed.relative_path
+    for landed in zone.scan(contract.source.glob):
+        file = landed.relative_path
         staged = StagedFile(
             contract,
-            path,
-            landed.relative_path,
-            path_to_key(landed.relative_path),
-            sha256_of(path),
+            zone.local_path(file),
+            file,
+            path_to_key(file),
+            zone.sha256(file),
             landed.size_bytes,
             "dry-run",
-            settings.batch_rows,
+            landing.batch_rows,
         )
         entry: dict[str, Any] = dict.fromkeys(REPORT_FIELDS)
-        entry.update(dataset=contract.name, file=landed.relative_path)
+        entry.update(dataset=contract.name, file=file)
         try:
             good = sum(batch.good.height for batch in staged.batches())
         except (FileRejected, UncastableColumn) as error:

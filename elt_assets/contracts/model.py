@@ -21,6 +21,10 @@ from elt_assets.contracts.types import PgType
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 RESERVED_PREFIX = "_elt_"
+# The platform's own columns, beside a contract's: the file a staged row came from, and its
+# 1-based data row in that file (kept in staging and the quarantine, for messages and lineage).
+FILE_COLUMN = RESERVED_PREFIX + "file"
+ROW_COLUMN = RESERVED_PREFIX + "row"
 # "raw" and "staged" would collide with the raw/<dataset> and staged/<dataset> asset keys.
 PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import dagster as dg
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.defs import checks, steps
-from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.postgres.failures import file_failures
@@ -64,8 +64,8 @@ def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchem
     ]
     if staging:
         columns += [
-            dg.TableColumn("_elt_file", "text", "the file (partition key) the row came from"),
-            dg.TableColumn("_elt_row", "bigint", "1-based data row in the file"),
+            dg.TableColumn(FILE_COLUMN, "text", "the file (partition key) the row came from"),
+            dg.TableColumn(ROW_COLUMN, "bigint", "1-based data row in the file"),
         ]
     return dg.TableSchema(columns=columns)
 
@@ -104,10 +104,10 @@ def _raw_asset(
             "opens its manifest row; the file itself is never copied or changed (with "
             "ELT_ARCHIVE_DIR set, it is moved there once loaded)."
         ),
-        metadata={"glob": contract.source.glob, "landing_directory_setting": "ELT_LANDING_DIR"},
+        metadata={"glob": contract.source.glob},
     )
     def raw(
-        context: dg.AssetExecutionContext, landing: LandingZone, warehouse: PostgresResource
+        context: dg.AssetExecutionContext, landing: LandingResource, warehouse: PostgresResource
     ) -> dg.MaterializeResult:
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
@@ -115,7 +115,7 @@ def _raw_asset(
             log_context(dataset=contract.name, file=file, run_id=run_id),
             file_failures(warehouse, None, run_id),
         ):
-            raw = steps.describe_raw(contract, landing, file)
+            raw = steps.describe_raw(contract, landing.zone(), file)
             steps.start_raw(warehouse, contract, raw, context.partition_key, run_id)
         return dg.MaterializeResult(metadata=raw.metadata())
 
@@ -146,7 +146,7 @@ def _staged_asset(
         },
     )
     def staged(
-        context: dg.AssetExecutionContext, landing: LandingZone, warehouse: PostgresResource
+        context: dg.AssetExecutionContext, landing: LandingResource, warehouse: PostgresResource
     ) -> Iterator[Any]:
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
@@ -208,11 +208,15 @@ def _target_asset(
         },
     )
     def target(
-        context: dg.AssetExecutionContext, staged: StagedSlice, warehouse: PostgresResource
+        context: dg.AssetExecutionContext,
+        staged: StagedSlice,
+        landing: LandingResource,
+        warehouse: PostgresResource,
     ) -> dg.MaterializeResult:
         outcome = steps.load_target(
             contract,
             warehouse,
+            landing.zone(),
             staged,
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),

@@ -33,13 +33,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 from pydantic import Field
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks, steps
 from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL, DatasetKeys
-from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.names import BATCH_FILES_TAG, BATCH_TAG, batch_job_name, batch_op_name
+from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context, mask_secrets
 from elt_assets.postgres.errors import is_transient
@@ -48,9 +48,6 @@ from elt_assets.postgres.inspect import current_attempt
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
 
-BATCH_TAG = "elt/batch"  # "true" on batch runs
-BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
-
 T = TypeVar("T")
 
 
@@ -58,14 +55,6 @@ class BatchConfig(dg.Config):
     partition_keys: list[str] = Field(
         description="Partition keys (landing/keys.py) of the files to load, in order."
     )
-
-
-def batch_job_name(dataset: str) -> str:
-    return f"ingest_{dataset}_batch"
-
-
-def batch_op_name(dataset: str) -> str:
-    return f"load_{dataset}_files"
 
 
 def batch_run_config(dataset: str, partition_keys: Sequence[str]) -> dict[str, Any]:
@@ -97,7 +86,9 @@ def split(items: Sequence[T], max_files: int) -> list[list[T]]:
 
 
 def build_batch_job(
-    contract: Contract, partitions: dg.DynamicPartitionsDefinition
+    contract: Contract,
+    partitions: dg.DynamicPartitionsDefinition,
+    resources: dict[str, object],
 ) -> dg.JobDefinition:
     keys = DatasetKeys.of(contract)
     specs = [
@@ -120,7 +111,7 @@ def build_batch_job(
     def load_files(
         context: dg.OpExecutionContext,
         config: BatchConfig,
-        landing: LandingZone,
+        landing: LandingResource,
         warehouse: PostgresResource,
     ) -> None:
         _keep_storage_connections(context.instance)
@@ -138,7 +129,7 @@ def build_batch_job(
         # Bound here, not left to Definitions: Dagster would rebuild the sensor that targets this
         # job to bind them, and its rebuild passes the sensor's (empty) owners on, a beta
         # parameter that warns on every load.
-        resource_defs={"landing": LandingZone(), "warehouse": PostgresResource()},
+        resource_defs={name: resources[name] for name in ("landing", "warehouse")},
         description=(
             f"Load many files of dataset {contract.name} in one run (a backlog): each file is "
             "still reported as its own partition of the three assets."
@@ -177,7 +168,7 @@ class _Batch:
         contract: Contract,
         keys: DatasetKeys,
         blocking: dict[str, bool],
-        landing: LandingZone,
+        landing: LandingResource,
         warehouse: PostgresResource,
     ):
         self.context = context
@@ -244,9 +235,10 @@ class _Batch:
 
     def _raw(self, key: str, file: str) -> bool:
         with file_failures(self.warehouse, None, self.run_id):
-            if not self.landing.path(file).is_file() and self._archived_after_load(file):
+            zone = self.landing.zone()
+            if zone.stat(file) is None and self._archived_after_load(file):
                 return self._skip(file, "it was loaded, then archived (ELT_ARCHIVE_DIR)")
-            raw = steps.describe_raw(self.contract, self.landing, file)
+            raw = steps.describe_raw(self.contract, zone, file)
             if steps.already_loaded(
                 self.warehouse, ManifestKey(self.contract.name, file, raw.sha256)
             ):
@@ -292,6 +284,7 @@ class _Batch:
         outcome = steps.load_target(
             contract,
             warehouse,
+            self.landing.zone(),
             steps.staged_slice(warehouse, contract.name, file),
             self.run_id,
             self._previous_rows,
@@ -318,7 +311,7 @@ class _Batch:
         self, asset_key: dg.AssetKey, result: dg.AssetCheckResult, partition: str | None
     ) -> None:
         """Record a check's result in the instance, as the asset's own step would."""
-        evaluation = AssetCheckEvaluation(
+        evaluation = dg.AssetCheckEvaluation(
             asset_key=asset_key,
             check_name=result.check_name or "",
             passed=result.passed,

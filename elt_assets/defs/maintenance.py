@@ -15,13 +15,12 @@ from elt_assets.contracts.model import Contract
 from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.retention import prune_staging
-from elt_assets.settings import Settings
 
 PRUNE_JOB = "prune_staging"
 PRUNE_CRON = "17 3 * * *"  # daily, at a quiet hour, off the full hour most jobs start on
 
 
-def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
+def build_prune_job(contracts: Sequence[Contract], retention_hours: int) -> dg.JobDefinition:
     @dg.op(
         name="prune_staging_slices",
         retry_policy=RETRY_POLICY,
@@ -30,7 +29,7 @@ def build_prune_job(contracts: Sequence[Contract]) -> dg.JobDefinition:
         "ELT_STAGING_RETENTION_HOURS, for every dataset; the landed files stay the source.",
     )
     def prune(context: dg.OpExecutionContext, warehouse: PostgresResource) -> dg.Output[None]:
-        hours = Settings.from_env().staging_retention_hours
+        hours = retention_hours
         if hours == 0:
             context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
             return dg.Output(None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from elt_assets.defs.names import files_partitions_name
+
 
 def files_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
     """Partitions of a dataset: keys are the files' paths (see landing/keys.py)."""
-    return dg.DynamicPartitionsDefinition(name=f"{dataset}_files")
+    return dg.DynamicPartitionsDefinition(name=files_partitions_name(dataset))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from elt_assets.defs.names import PARENT_RUN_ID_TAG, PROCESS_TAG, RUN_KEY_TAG, WILL_RETRY_TAG
 from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import (
     Interrupted,
@@ -38,12 +39,6 @@ from elt_assets.postgres.recovery import (
 if TYPE_CHECKING:  # only postgres/ imports psycopg; the connection just passes through here
     import psycopg
 
-# Tags Dagster itself sets on runs (dagster._core.storage.tags).
-WILL_RETRY_TAG = "dagster/will_retry"
-PARENT_RUN_ID_TAG = "dagster/parent_run_id"
-RUN_KEY_TAG = "dagster/run_key"
-# Set on runs `elt ingest` executes in process: "host:pid", for people reading the run.
-PROCESS_TAG = "elt/process"
 # How long a failed run's automatic retry may take to appear (the daemon may be down).
 RETRY_GRACE_SECONDS = 600
 

@@ -1,34 +1,82 @@
-"""Resources the assets and sensors share: the landing zone and the warehouse."""
+"""Resources the assets and sensors share: the landing zone and the warehouse.
+
+Configuration enters here, once: `build_resources` turns the settings (environment variables,
+read when Dagster loads the code) into resource fields, and `elt ingest` builds the same
+resources from its flags. Steps and sensors read their configuration from the resources they
+are given, never from the environment. Secrets stay out of the UI: a URL is passed as a
+`dg.EnvVar`, which Dagster shows by name and resolves when a run or tick starts.
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field, PrivateAttr
 
-from elt_assets.landing.files import resolve_inside
+from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import Settings
+from elt_assets.settings import SETTINGS, Settings, check_archive_dir, existing_directory
 
 
-class LandingZone(dg.ConfigurableResource):
-    """The directory files land in (ELT_LANDING_DIR). Files are read, never changed or deleted,
-    except that with ELT_ARCHIVE_DIR set a loaded file is moved there (landing/archive.py)."""
+class LandingResource(dg.ConfigurableResource):
+    """The landing zone files are read from (one implementation per kind of zone)."""
 
-    root_env: str = "ELT_LANDING_DIR"
+    batch_rows: int = Field(
+        default=int(SETTINGS["ELT_BATCH_ROWS"][0]),
+        description="Rows per streamed batch while reading a file (ELT_BATCH_ROWS).",
+    )
 
-    def root(self) -> Path:
-        # ELT_ARCHIVE_DIR is checked here too, before any step or tick works.
-        return Settings.from_env().require_landing_dir()
-
-    def path(self, relative_path: str) -> Path:
-        """The absolute path of a landed file; never outside the landing directory."""
-        return resolve_inside(self.root(), relative_path)
+    def zone(self) -> Landing:
+        raise NotImplementedError
 
 
-def build_resources() -> dict[str, object]:
-    warehouse = PostgresResource()
+class LocalLanding(LandingResource):
+    """A directory on the machine that runs the steps (ELT_LANDING_DIR). Files are read, never
+    changed or deleted, except that with `archive_dir` (ELT_ARCHIVE_DIR) a loaded file is moved
+    there (landing/archive.py)."""
+
+    root: str | None = Field(default=None, description="The landing directory (ELT_LANDING_DIR).")
+    root_source: str = Field(
+        default="ELT_LANDING_DIR", description="Where `root` came from, for messages."
+    )
+    archive_dir: str | None = Field(
+        default=None, description="Where loaded files move to (ELT_ARCHIVE_DIR); unset: nowhere."
+    )
+
+    _zone: LocalDirectory | None = PrivateAttr(default=None)
+
+    def zone(self) -> Landing:
+        """The directory, checked on first use (with the archive against it)."""
+        if self._zone is None:
+            root = existing_directory(
+                Path(self.root) if self.root else None, self.root_source, "landing"
+            )
+            archive = Path(self.archive_dir) if self.archive_dir else None
+            if archive is not None:
+                check_archive_dir(root, archive)
+            self._zone = LocalDirectory(root, archive)
+        return self._zone
+
+
+def landing_resource(settings: Settings) -> LandingResource:
+    return LocalLanding(
+        root=str(settings.landing_dir) if settings.landing_dir else None,
+        root_source=settings.landing_source,
+        archive_dir=str(settings.archive_dir) if settings.archive_dir else None,
+        batch_rows=settings.batch_rows,
+    )
+
+
+def build_resources(
+    settings: Settings, warehouse: PostgresResource | None = None
+) -> dict[str, object]:
+    """The resources of the definitions: from the settings, or with a given warehouse (the
+    CLI's, which knows its URLs without the environment)."""
+    warehouse = warehouse or PostgresResource.from_env(settings)
     return {
         "warehouse": warehouse,
-        "landing": LandingZone(),
+        "landing": landing_resource(settings),
         "staging_io_manager": StagingIOManager(warehouse=warehouse),
     }

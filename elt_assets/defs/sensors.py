@@ -11,24 +11,42 @@ ELT_BATCH_MAX_FILES files each, instead of one run per file; every file still ge
 A batch's run key is a hash of its (partition key, sha256) pairs, so it is never launched twice.
 
 Each tick also recovers files whose run ended without finishing them (elt_assets/defs/recovery.py):
-their manifest rows become `interrupted` and each gets one reload run.
+their manifest rows become `interrupted` and each gets one reload run. A file another process is
+loading right now (it holds the file's lease) is not requested; the next tick looks again.
+
+A tick is `Tick.evaluate`. `elt ingest` runs the very same ticks in its own process (with
+`Discovery.headless`) and executes the requests they return: there is one way a file is found
+and sent to a run.
 """
 
 import json
+import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs.batch import batch_run_config, batch_run_key, batch_tags, split
+from elt_assets.defs.names import (
+    DATASET_TAG,
+    FILE_TAG,
+    RELOAD_OF_TAG,
+    SHA_TAG,
+    batch_job_name,
+    files_partitions_name,
+    ingest_job_name,
+    sensor_name,
+)
 from elt_assets.defs.recovery import files_to_reload, recover_stale_files, reload_run_key
-from elt_assets.defs.resources import LandingZone
+from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.discovery import Decision, Known, discover
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
+from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
@@ -39,10 +57,32 @@ if TYPE_CHECKING:
         UnresolvedAssetJobDefinition,
     )
 
-SHA_TAG = "elt/sha256"
-FILE_TAG = "elt/file"
-DATASET_TAG = "elt/dataset"
-RELOAD_OF_TAG = "elt/reload_of"  # the run that ended without finishing the file
+
+@dataclass(frozen=True)
+class Discovery:
+    """How the sensor takes files, from the settings. `elt ingest` runs the same sensor with
+    `headless()`: every file is taken at once (files are complete when it is called)."""
+
+    interval_seconds: int
+    max_runs_per_tick: int
+    batch_threshold: int
+    batch_max_files: int
+    assume_stable: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Discovery":
+        return cls(
+            interval_seconds=settings.sensor_interval_seconds,
+            max_runs_per_tick=settings.max_runs_per_tick,
+            batch_threshold=settings.batch_threshold,
+            batch_max_files=settings.batch_max_files,
+        )
+
+    def headless(self) -> "Discovery":
+        return replace(self, max_runs_per_tick=HEADLESS_MAX_FILES, assume_stable=True)
+
+
+HEADLESS_MAX_FILES = 1_000_000
 
 
 def build_file_sensor(
@@ -50,15 +90,12 @@ def build_file_sensor(
     job: "UnresolvedAssetJobDefinition",
     batch_job: dg.JobDefinition,
     partitions: dg.DynamicPartitionsDefinition,
+    rules: Discovery,
 ) -> dg.SensorDefinition:
-    settings = Settings.from_env()
-    partitions_name = partitions.name
-    assert partitions_name is not None
-
     @dg.sensor(
-        name=f"{contract.name}_files",
+        name=sensor_name(contract.name),
         jobs=[job, batch_job],
-        minimum_interval_seconds=settings.sensor_interval_seconds,
+        minimum_interval_seconds=rules.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Watches `{contract.source.glob}` in the landing directory. A file is taken once its "
@@ -68,28 +105,50 @@ def build_file_sensor(
         ),
     )
     def file_sensor(
-        context: dg.SensorEvaluationContext, landing: LandingZone, warehouse: PostgresResource
+        context: dg.SensorEvaluationContext, landing: LandingResource, warehouse: PostgresResource
     ) -> dg.SensorResult:
+        tick = Tick(contract, rules, partitions, context.instance, context.log)
+        return tick.evaluate(landing, warehouse)
+
+    return file_sensor
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One evaluation of a dataset's file sensor. The sensor runs it with its context's instance
+    and log (the tick's log in the UI); `elt ingest` runs the very same with its own log."""
+
+    contract: Contract
+    rules: Discovery
+    partitions: dg.DynamicPartitionsDefinition
+    instance: dg.DagsterInstance
+    log: logging.Logger
+
+    def evaluate(self, landing: LandingResource, warehouse: PostgresResource) -> dg.SensorResult:
         started = time.monotonic()
-        limits = Settings.from_env()
-        root = landing.root()
+        contract, rules = self.contract, self.rules
+        zone = landing.zone()
         with warehouse.connection() as connection:
             known = load_known(connection, contract.name)
             decision = discover(
-                root,
+                zone,
                 contract.source.glob,
                 known,
                 lambda hashes: loaded_content(connection, contract.name, hashes),
-                max_requests=limits.max_runs_per_tick,
+                max_requests=rules.max_runs_per_tick,
+                assume_stable=rules.assume_stable,
+                busy=lambda files: leases_held(connection, contract.name, files),
             )
             save_decision(connection, contract, decision)
-            recovered, reloads = _interrupted_runs(context, connection, contract, known, decision)
-        requests = file_requests(contract, decision.requests, job.name, batch_job.name, limits) + [
-            r.with_replaced_attrs(job_name=job.name) for r in reloads
-        ]
+            recovered, reloads = self._interrupted_runs(connection, known, decision)
+        job_name = ingest_job_name(contract.name)
+        requests = file_requests(
+            contract, decision.requests, job_name, batch_job_name(contract.name), rules
+        ) + [r.with_replaced_attrs(job_name=job_name) for r in reloads]
         new_keys = [path_to_key(landed.relative_path) for landed, _ in decision.requests]
         new_keys += [r.partition_key for r in reloads if r.partition_key]
-        existing = set(context.instance.get_dynamic_partitions(partitions_name))
+        partitions_name = files_partitions_name(contract.name)
+        existing = set(self.instance.get_dynamic_partitions(partitions_name))
         to_add = sorted({k for k in new_keys if k not in existing})
         summary = {
             "files_seen": decision.files_seen,
@@ -98,19 +157,60 @@ def build_file_sensor(
             "duplicates": len(decision.duplicates),
             "waiting_for_stable": decision.waiting_for_stable,
             "deferred_to_next_tick": decision.deferred,
+            "busy_elsewhere": len(decision.busy),
             "interrupted": len(recovered),
             "reloads_requested": len(reloads),
             "tick_seconds": round(time.monotonic() - started, 3),
         }
-        if requests or decision.duplicates or decision.deferred or recovered:
-            context.log.info(f"{contract.name}: {summary}")
+        if requests or decision.duplicates or decision.deferred or decision.busy or recovered:
+            self.log.info(f"{contract.name}: {summary}")
         return dg.SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[partitions.build_add_request(to_add)] if to_add else [],
+            dynamic_partitions_requests=[self.partitions.build_add_request(to_add)]
+            if to_add
+            else [],
             cursor=json.dumps(summary, sort_keys=True),
         )
 
-    return file_sensor
+    def _interrupted_runs(
+        self, connection: "psycopg.Connection", known: Mapping[str, Known], decision: Decision
+    ) -> tuple[list[Interrupted], list[dg.RunRequest]]:
+        """Stale `running` rows marked interrupted, and one reload run per interruption.
+
+        See defs/recovery.py. Each recovered file is named in the tick's log, with the reason.
+        """
+        contract = self.contract
+        recovered = recover_stale_files(connection, self.instance, contract.name)
+        for item in recovered:
+            self.log.warning(f"{contract.name}: {item.row.file}: {item.error}")
+        # The content each file holds now: what this tick observed, else what was known before.
+        observed = {o.file.relative_path: o.sha256 for o in decision.observations}
+        requested = {landed.relative_path for landed, _ in decision.requests}
+
+        def current(file: str) -> str | None:
+            if file in requested:
+                return None  # new content of the file already has its run this tick
+            if file in observed:
+                return observed[file]
+            memory = known.get(file)
+            return memory.sha256 if memory else None
+
+        reloads = []
+        for row in files_to_reload(connection, self.instance, contract.name, current):
+            self.log.info(f"{contract.name}: {row.file}: requesting a reload ({row.run_id} ended)")
+            reloads.append(
+                dg.RunRequest(
+                    run_key=reload_run_key(row),
+                    partition_key=row.partition_key,
+                    tags={
+                        SHA_TAG: row.sha256,
+                        FILE_TAG: row.file,
+                        DATASET_TAG: contract.name,
+                        RELOAD_OF_TAG: row.run_id,
+                    },
+                )
+            )
+        return recovered, reloads
 
 
 def file_requests(
@@ -118,14 +218,14 @@ def file_requests(
     files: list[tuple[LandedFile, str]],
     job_name: str,
     batch_job_name: str,
-    settings: Settings,
+    rules: Discovery,
 ) -> list[dg.RunRequest]:
     """One run per file; more than ELT_BATCH_THRESHOLD files: batch runs of many files.
 
     The batch job processes its files one after the other in one process: past a few files, the
     seconds each run spends starting dominate, while a few single runs still run in parallel.
     """
-    if len(files) <= settings.batch_threshold:
+    if len(files) <= rules.batch_threshold:
         return [
             dg.RunRequest(
                 run_key=f"{path_to_key(landed.relative_path)}@{sha}",
@@ -136,7 +236,7 @@ def file_requests(
             for landed, sha in files
         ]
     requests = []
-    for chunk in split(files, settings.batch_max_files):
+    for chunk in split(files, rules.batch_max_files):
         keyed = [(path_to_key(landed.relative_path), sha) for landed, sha in chunk]
         requests.append(
             dg.RunRequest(
@@ -147,47 +247,3 @@ def file_requests(
             )
         )
     return requests
-
-
-def _interrupted_runs(
-    context: dg.SensorEvaluationContext,
-    connection: "psycopg.Connection",
-    contract: Contract,
-    known: Mapping[str, Known],
-    decision: Decision,
-) -> tuple[list[Interrupted], list[dg.RunRequest]]:
-    """Stale `running` rows marked interrupted, and one reload run per interruption.
-
-    See defs/recovery.py. Each recovered file is named in the tick's log, with the reason.
-    """
-    recovered = recover_stale_files(connection, context.instance, contract.name)
-    for item in recovered:
-        context.log.warning(f"{contract.name}: {item.row.file}: {item.error}")
-    # The content each file holds now: what this tick observed, else what was known before.
-    observed = {o.file.relative_path: o.sha256 for o in decision.observations}
-    requested = {landed.relative_path for landed, _ in decision.requests}
-
-    def current(file: str) -> str | None:
-        if file in requested:
-            return None  # new content of the file already has its run this tick
-        if file in observed:
-            return observed[file]
-        memory = known.get(file)
-        return memory.sha256 if memory else None
-
-    reloads = []
-    for row in files_to_reload(connection, context.instance, contract.name, current):
-        context.log.info(f"{contract.name}: {row.file}: requesting a reload ({row.run_id} ended)")
-        reloads.append(
-            dg.RunRequest(
-                run_key=reload_run_key(row),
-                partition_key=row.partition_key,
-                tags={
-                    SHA_TAG: row.sha256,
-                    FILE_TAG: row.file,
-                    DATASET_TAG: contract.name,
-                    RELOAD_OF_TAG: row.run_id,
-                },
-            )
-        )
-    return recovered, reloads

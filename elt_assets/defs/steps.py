@@ -16,18 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks
-from elt_assets.defs.resources import LandingZone
-from elt_assets.landing.archive import NotArchived, archive_file
-from elt_assets.landing.files import sha256_of
+from elt_assets.defs.resources import LandingResource
+from elt_assets.landing.archive import NotArchived
 from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
+from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
@@ -40,7 +39,6 @@ from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
 from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.tables import ensure_dataset_tables
-from elt_assets.settings import Settings
 from elt_assets.validation.staged_file import StagedFile
 
 __all__ = [
@@ -67,7 +65,7 @@ class RawFile:
     """What the raw step observed of a landed file."""
 
     file: str
-    path: Path
+    location: str  # the full path (or URL) of the file
     size_bytes: int
     mtime: float
     sha256: str
@@ -75,7 +73,7 @@ class RawFile:
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "path": dg.MetadataValue.path(str(self.path)),
+            "path": dg.MetadataValue.path(self.location),
             "file": self.file,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
@@ -84,27 +82,26 @@ class RawFile:
         }
 
 
-def describe_raw(contract: Contract, landing: LandingZone, file: str) -> RawFile:
+def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
     """Size, mtime and sha256 of the landed file; FileRejected when it is gone."""
-    path = landing.path(file)
-    if not path.is_file():
-        archive = Settings.from_env().archive_dir
-        if archive is not None and (archive / file).is_file():
+    landed = landing.stat(file)
+    if landed is None:
+        archived = landing.archived_copy(file)
+        if archived is not None:
             raise FileRejected(
                 file,
                 f"the file is no longer in the landing directory: it was archived to "
-                f"{archive / file} after an earlier load; copy it back to load it again",
+                f"{archived} after an earlier load; copy it back to load it again",
             )
         raise FileRejected(
             file, "the file is no longer in the landing directory (moved or deleted?)"
         )
-    stat = path.stat()
     return RawFile(
         file=file,
-        path=path,
-        size_bytes=stat.st_size,
-        mtime=stat.st_mtime,
-        sha256=sha256_of(path),
+        location=landing.location(file),
+        size_bytes=landed.size_bytes,
+        mtime=landed.mtime_ns / 1e9,
+        sha256=landing.sha256(file),
         format=contract.file_format(file),
     )
 
@@ -113,7 +110,7 @@ def hold_file(warehouse: PostgresResource, dataset: str, file: str) -> None:
     """Hold the file's lease for this run (postgres/lease.py): taken before its manifest row says
     `running`, checked again at each step (a restarted server ends the session that held it).
     Waits up to ELT_FILE_WAIT_MINUTES for another process that is loading the same file."""
-    waited = warehouse.leases().take(dataset, file, Settings.from_env().file_wait_minutes * 60)
+    waited = warehouse.leases().take(dataset, file, warehouse.file_wait_minutes * 60)
     if waited >= 1:
         log.info("%s: waited %.0f s for another process that was loading it", file, waited)
 
@@ -144,7 +141,7 @@ def already_loaded(warehouse: PostgresResource, key: ManifestKey) -> bool:
 
 def prepare_staged(
     contract: Contract,
-    landing: LandingZone,
+    landing: LandingResource,
     warehouse: PostgresResource,
     partition_key: str,
     run_id: str,
@@ -157,7 +154,7 @@ def prepare_staged(
             current = current_attempt(connection, contract.name, file)
         if current is None:
             raise FileRejected(file, f"materialise raw/{contract.name} for this file first")
-        path = landing.path(file)
+        path = landing.zone().local_path(file)
     return StagedFile(
         contract=contract,
         path=path,
@@ -166,7 +163,7 @@ def prepare_staged(
         sha256=current[0],
         size_bytes=path.stat().st_size,
         run_id=run_id,
-        batch_rows=Settings.from_env().batch_rows,
+        batch_rows=landing.batch_rows,
     )
 
 
@@ -204,6 +201,7 @@ class TargetOutcome:
 def load_target(
     contract: Contract,
     warehouse: PostgresResource,
+    landing: Landing,
     staged: StagedSlice,
     run_id: str,
     previous_rows: Callable[[], int | None],
@@ -213,7 +211,6 @@ def load_target(
     `previous_rows()` is the table's row count after its previous load (for the row-count check).
     """
     key = ManifestKey(contract.name, staged.file, staged.sha256)
-    settings = Settings.from_env()
     with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
         if staged.status == "failed":
             raise dg.Failure(
@@ -230,7 +227,7 @@ def load_target(
             ensure_dataset_tables(connection, contract, warehouse.owner_connection)
             result = load_file(connection, contract, key, run_id)  # committed on return
             warehouse.leases().release(contract.name, staged.file)  # the file is finished
-            loaded = manifest_row(connection, key) if settings.archive_dir else None
+            loaded = manifest_row(connection, key) if landing.archives else None
             row_count = (
                 result.row_count
                 if result.row_count is not None
@@ -259,22 +256,21 @@ def load_target(
         "file": staged.file,
         "sha256": staged.sha256,
     }
-    if settings.archive_dir is not None and loaded is not None:
+    if loaded is not None:
         quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
         with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
-            metadata.update(archive_loaded(settings, staged, result.rows_staged, quarantined))
+            metadata.update(archive_loaded(landing, staged, result.rows_staged, quarantined))
     return TargetOutcome(metadata, results, row_count)
 
 
 def archive_loaded(
-    settings: Settings, staged: StagedSlice, rows_staged: int, rows_quarantined: int
+    landing: Landing, staged: StagedSlice, rows_staged: int, rows_quarantined: int
 ) -> dict[str, Any]:
     """Move a file whose load has committed into ELT_ARCHIVE_DIR; metadata saying what happened.
 
     Never raises: the file is loaded whatever happens here. A file whose every row went to the
     quarantine stays where it is, for a corrected copy or a retry.
     """
-    assert settings.archive_dir is not None
     if rows_staged == 0 and rows_quarantined > 0:
         reason = (
             f"every row of it ({rows_quarantined}) is in elt.quarantine, so it stays in the "
@@ -283,16 +279,14 @@ def archive_loaded(
         log.info("%s not archived: %s", staged.file, reason)
         return {"not_archived": reason}
     try:
-        moved = archive_file(
-            settings.require_landing_dir(), settings.archive_dir, staged.file, staged.sha256
-        )
+        moved = landing.archive(staged.file, staged.sha256)
     except NotArchived as problem:
         reason = str(problem)
     except Exception as error:  # the load is committed: report, never fail the step
         reason = mask_secrets(f"{type(error).__name__}: {error}")
     else:
         log.info("archived %s to %s", staged.file, moved)
-        return {"archived_to": dg.MetadataValue.path(str(moved))}
+        return {"archived_to": dg.MetadataValue.path(moved)}
     log.warning("%s is loaded but was not archived: %s", staged.file, reason)
     return {"not_archived": reason}
 

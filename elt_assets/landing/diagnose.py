@@ -58,23 +58,19 @@ def _decoded_lines(
         yield text
 
 
-def locate_csv_problem(path: Path, options: CsvOptions) -> tuple[int, str] | None:
-    """(line, message) for the first problem found, or None if Python reads the file cleanly."""
-    from elt_assets.landing import readers  # its limits, read now (settings, tests)
-
+def locate_csv_problem(
+    path: Path, options: CsvOptions, record_limit: int, gzip_limit: int
+) -> tuple[int, str] | None:
+    """(line, message) for the first problem found, or None if Python reads the file cleanly.
+    The limits are the reader's: the longest record, and the most bytes a gzip may inflate to."""
     csv.field_size_limit(_FIELD_LIMIT)
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
-        size = path.stat().st_size
-        max_bytes = (
-            max(readers.GZIP_FLOOR_BYTES, size * readers.GZIP_RATIO_LIMIT) if gzipped else size
-        )
+        max_bytes = gzip_limit if gzipped else path.stat().st_size
         counter = [0]
-        lines = _decoded_lines(
-            stream, options.encoding, counter, readers._record_limit(), max_bytes
-        )
+        lines = _decoded_lines(stream, options.encoding, counter, record_limit, max_bytes)
         reader = csv.reader(
             lines, delimiter=options.delimiter, quotechar=options.quote, strict=True
         )

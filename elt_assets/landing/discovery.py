@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from elt_assets.landing.files import LandedFile, LandingPathError, resolve_inside, scan, sha256_of
+from elt_assets.landing.files import LandedFile, LandingPathError
+from elt_assets.landing.zone import Landing
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,12 @@ class Decision:
     files_seen: int = 0
     waiting_for_stable: int = 0
     deferred: int = 0
+    busy: list[str] = field(default_factory=list)  # another process is loading them now
     bytes_hashed: int = 0
 
 
 def discover(
-    root: Path,
+    landing: Landing,
     pattern: str,
     known: Mapping[str, Known],
     loaded_content: Callable[[list[str]], dict[str, str]],
@@ -60,15 +61,18 @@ def discover(
     max_requests: int,
     max_hash_bytes: int = 4 << 30,
     assume_stable: bool = False,
+    busy: Callable[[list[str]], set[str]] = lambda files: set(),
 ) -> Decision:
     """Decide this tick's run requests for one dataset.
 
     `loaded_content(hashes)` returns {sha256: file} for contents this dataset already loaded.
+    `busy(files)` returns those another process is loading right now (it holds their lease):
+    they are not requested, and are looked at again next tick, hashed anew.
     `assume_stable` skips the stable-file rule (`elt ingest`: files are complete when it runs).
     """
     decision = Decision()
     stable: list[LandedFile] = []
-    for landed in scan(root, pattern):
+    for landed in landing.scan(pattern):
         decision.files_seen += 1
         memory = known.get(landed.relative_path)
         if (
@@ -87,7 +91,13 @@ def discover(
         else:
             decision.observations.append(Observation(landed))
             decision.waiting_for_stable += 1
-    hashed = _hash_stable(root, stable, known, decision, max_requests, max_hash_bytes)
+    hashed = _hash_stable(landing, stable, known, decision, max_requests, max_hash_bytes)
+    taken = busy([landed.relative_path for landed, _ in hashed]) if hashed else set()
+    for landed, _ in hashed:
+        if landed.relative_path in taken:
+            decision.busy.append(landed.relative_path)
+            decision.observations.append(Observation(landed))  # no hash: seen again next tick
+    hashed = [(landed, sha) for landed, sha in hashed if landed.relative_path not in taken]
     already = loaded_content(sorted({sha for _, sha in hashed})) if hashed else {}
     sent_this_tick: dict[str, str] = {}
     for landed, sha in hashed:
@@ -105,7 +115,7 @@ def discover(
 
 
 def _hash_stable(
-    root: Path,
+    landing: Landing,
     stable: list[LandedFile],
     known: Mapping[str, Known],
     decision: Decision,
@@ -119,7 +129,7 @@ def _hash_stable(
             decision.deferred += 1
             continue
         try:
-            sha = sha256_of(resolve_inside(root, landed.relative_path))
+            sha = landing.sha256(landed.relative_path)
         except (OSError, LandingPathError):
             continue  # vanished or moved out: the next scan decides
         decision.bytes_hashed += landed.size_bytes

@@ -31,14 +31,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.errors import TerminalError
+from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
 from elt_assets.log import get_logger
 from elt_assets.settings import max_record_bytes
 
 log = get_logger(__name__)
 
-ROW_COLUMN = "_elt_row"
 MAX_COLUMNS = 4096
 MAX_ROW_BYTES = 1 << 20  # one CSV record; pyarrow's block size (ELT_MAX_RECORD_BYTES)
 GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzip bomb
@@ -572,17 +572,20 @@ class FileReader:
         """pyarrow reads an empty line as a row of NULLs; PostgreSQL refuses it ("missing data")
         when there is more than one column. A row of NULLs may also be written as ,, so only a real
         empty line, found by re-reading the file, rejects it."""
-        from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
-
-        located = locate_csv_problem(self.path, self.contract.source.csv)
+        located = self._locate()
         if located is not None and located[1] == EMPTY_LINE:
             raise FileRejected(self.file, EMPTY_LINE, line=located[0])
 
+    def _locate(self) -> tuple[int, str] | None:
+        """The first problem Python's csv module finds, reading with this reader's limits."""
+        gzip_limit = max(GZIP_FLOOR_BYTES, self.path.stat().st_size * GZIP_RATIO_LIMIT)
+        return locate_csv_problem(
+            self.path, self.contract.source.csv, self.record_limit, gzip_limit
+        )
+
     def _diagnosed(self, problem: str) -> FileRejected:
         """Turn a parser error into one that names the line, by re-reading with Python's csv."""
-        from elt_assets.landing.diagnose import locate_csv_problem
-
-        located = locate_csv_problem(self.path, self.contract.source.csv)
+        located = self._locate()
         if located is not None:
             line, message = located
             return FileRejected(self.file, message, line=line)

@@ -1,18 +1,19 @@
 """The warehouse as a Dagster resource: pooled connections, no password anywhere in the UI.
 
-Its config holds the *names* of the environment variables (ELT_DATABASE_URL,
-ELT_OWNER_DATABASE_URL), never their values, so the Dagster UI's resource page shows nothing
-secret. URLs are read when a run or sensor tick starts, from the variable or its `*_FILE` twin.
+Built from the environment (`from_env`), its URL fields hold `dg.EnvVar`s: the UI's resource page
+shows the variable's name (ELT_DATABASE_URL, or ELT_DATABASE_URL_FILE for a secret file), and the
+value is read when a run or sensor tick starts. `elt ingest` passes the URLs it resolved instead.
 """
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from elt_assets.postgres.connection import (
     check_not_superuser,
@@ -23,43 +24,120 @@ from elt_assets.postgres.connection import (
 from elt_assets.postgres.errors import TransientDatabaseError
 from elt_assets.postgres.lease import FileLeases
 from elt_assets.settings import (
-    database_url,
+    SETTINGS,
+    Settings,
+    checked_database_url,
     refuse_superuser,
-    require_database_url,
     require_separate_roles,
+    required_url,
+    secret_from_file,
 )
+
+URL_SETTING = "ELT_DATABASE_URL"
+OWNER_URL_SETTING = "ELT_OWNER_DATABASE_URL"
+
+
+def _env_var(name: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(value field, file field) for a secret setting: the one that is set, as a dg.EnvVar."""
+    if env.get(f"{name}_FILE"):
+        return None, dg.EnvVar(f"{name}_FILE")
+    if env.get(name):
+        return dg.EnvVar(name), None
+    return None, None
+
+
+def _resolved(value: str | None) -> str | None:
+    """A field's value; an EnvVar not resolved by Dagster (use outside a run) is read here."""
+    if isinstance(value, dg.EnvVar):
+        return value.get_value()
+    return value
 
 
 class PostgresResource(dg.ConfigurableResource):
     """Connections to the warehouse PostgreSQL: the runtime role, and the owner role for DDL."""
 
-    url_env: str = "ELT_DATABASE_URL"
-    owner_url_env: str = "ELT_OWNER_DATABASE_URL"
+    url: str | None = Field(default=None, description="Warehouse URL as the runtime role.")
+    url_file: str | None = Field(default=None, description="A file holding `url` instead.")
+    owner_url: str | None = Field(default=None, description="Warehouse URL as the owner role.")
+    owner_url_file: str | None = Field(default=None, description="A file holding `owner_url`.")
+    refuse_superuser: bool = Field(
+        default=False, description="Refuse a superuser runtime role (ELT_REFUSE_SUPERUSER)."
+    )
+    require_separate_roles: bool = Field(
+        default=False, description="Refuse single-role mode (ELT_REQUIRE_SEPARATE_ROLES)."
+    )
+    file_wait_minutes: int = Field(
+        default=int(SETTINGS["ELT_FILE_WAIT_MINUTES"][0]),
+        description="How long a run waits for another process loading the same file "
+        "(ELT_FILE_WAIT_MINUTES).",
+    )
     application_name: str = "elt-assets"
     pool_max_size: int = 4
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
     _leases: FileLeases | None = PrivateAttr(default=None)
 
-    def url(self) -> str:
-        return require_database_url(self.url_env)
+    @classmethod
+    def from_env(
+        cls, settings: Settings | None = None, env: Mapping[str, str] | None = None
+    ) -> "PostgresResource":
+        """The warehouse the environment names (URLs as dg.EnvVar, never their values)."""
+        environ = os.environ if env is None else env
+        settings = settings or Settings.from_env(env)
+        url, url_file = _env_var(URL_SETTING, environ)
+        owner_url, owner_url_file = _env_var(OWNER_URL_SETTING, environ)
+        return cls(
+            url=url,
+            url_file=url_file,
+            owner_url=owner_url,
+            owner_url_file=owner_url_file,
+            refuse_superuser=refuse_superuser(env),
+            require_separate_roles=require_separate_roles(env),
+            file_wait_minutes=settings.file_wait_minutes,
+        )
 
-    def owner_url(self) -> str:
-        return database_url(self.owner_url_env) or self.url()
+    @classmethod
+    def for_urls(cls, url: str, owner_url: str, settings: Settings) -> "PostgresResource":
+        """The warehouse at known URLs (the CLI's, resolved or embedded)."""
+        return cls(
+            url=url,
+            owner_url=owner_url,
+            refuse_superuser=refuse_superuser(),
+            require_separate_roles=require_separate_roles(),
+            file_wait_minutes=settings.file_wait_minutes,
+        )
+
+    def _secret(self, setting: str, value: str | None, file: str | None) -> str | None:
+        path = _resolved(file)
+        if path:
+            return checked_database_url(setting, secret_from_file(setting, path))
+        resolved = _resolved(value)
+        return checked_database_url(setting, resolved) if resolved else None
+
+    def url_value(self) -> str:
+        """The runtime role's URL (registered for masking in logs)."""
+        return required_url(URL_SETTING, self._secret(URL_SETTING, self.url, self.url_file))
+
+    def owner_url_value(self) -> str:
+        owner = self._secret(OWNER_URL_SETTING, self.owner_url, self.owner_url_file)
+        return owner or self.url_value()
+
+    def _owner_setting(self) -> str:
+        return OWNER_URL_SETTING if (self.owner_url or self.owner_url_file) else URL_SETTING
 
     def _configure(self, connection: psycopg.Connection) -> None:
-        check_not_superuser(connection, refuse=refuse_superuser(), setting=self.url_env)
+        check_not_superuser(connection, refuse=self.refuse_superuser, setting=URL_SETTING)
         connection.commit()
 
     def _open_pool(self) -> ConnectionPool:
-        url = self.url()
+        url = self.url_value()
         # Fail fast with a clear message if the database is unreachable or refuses us, or if it
         # is a superuser and ELT_REFUSE_SUPERUSER=true (raised inside the pool's `configure`,
         # the refusal would only be logged and the caller would wait for a connection in vain).
-        with connect(url, setting=self.url_env, application_name=self.application_name) as probe:
-            check_not_superuser(probe, refuse=refuse_superuser(), setting=self.url_env)
-            if require_separate_roles():
-                check_role_separation(probe, setting=self.url_env)
+        with connect(url, setting=URL_SETTING, application_name=self.application_name) as probe:
+            check_not_superuser(probe, refuse=self.refuse_superuser, setting=URL_SETTING)
+            if self.require_separate_roles:
+                check_role_separation(probe, setting=URL_SETTING)
         pool = ConnectionPool(
             url,
             min_size=0,
@@ -98,7 +176,7 @@ class PostgresResource(dg.ConfigurableResource):
         their own that lives as long as this resource: for a run, the whole run."""
         if self._leases is None:
             self._leases = FileLeases(
-                self.url(), setting=self.url_env, application_name=self.application_name
+                self.url_value(), setting=URL_SETTING, application_name=self.application_name
             )
         return self._leases
 
@@ -112,19 +190,20 @@ class PostgresResource(dg.ConfigurableResource):
                 yield connection
         except PoolTimeout:
             raise TransientDatabaseError(
-                f"no connection to the warehouse ({self.url_env}) became free within 60 s"
+                f"no connection to the warehouse ({URL_SETTING}) became free within 60 s"
             ) from None
 
     @contextlib.contextmanager
     def owner_connection(self) -> Iterator[psycopg.Connection]:
         """A separate autocommit connection for CREATE TABLE and migrations."""
-        url = self.owner_url()
-        setting = self.owner_url_env if database_url(self.owner_url_env) else self.url_env
         with connect(
-            url, setting=setting, application_name=f"{self.application_name}-ddl", autocommit=True
+            self.owner_url_value(),
+            setting=self._owner_setting(),
+            application_name=f"{self.application_name}-ddl",
+            autocommit=True,
         ) as connection:
             yield connection
 
     def describe(self) -> dict[str, Any]:
         """Where the warehouse is, for metadata: user@host:port/db, never the password."""
-        return {"warehouse": describe_target(self.url())}
+        return {"warehouse": describe_target(self.url_value())}

@@ -18,11 +18,10 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN
 from elt_assets.log import get_logger
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.templates import (
-    FILE_COLUMN,
-    ROW_COLUMN,
     render,
     render_copy,
     render_duplicate_keys,

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.connection import as_owner
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.templates import (
-    FILE_COLUMN,
-    ROW_COLUMN,
     STAGING_SCHEMA,
     render,
     render_create_staging,

@@ -14,11 +14,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 
 STAGING_SCHEMA = "elt_staging"
-FILE_COLUMN = "_elt_file"
-ROW_COLUMN = "_elt_row"
 
 
 def sql_dir() -> Path:

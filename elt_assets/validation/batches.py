@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pandera.errors as pa_errors
 import polars as pl
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.landing.readers import HeaderMapping
 from elt_assets.validation.casts import ColumnCast, cast_text_column, cast_typed_column
-from elt_assets.validation.schema import ROW_COLUMN, build_schema
+from elt_assets.validation.schema import build_schema
 
 QUARANTINE_COLUMNS = ["row_number", "column_name", "check_name", "reason", "failures", "raw_record"]
 _FAILURE_SCHEMA = {

@@ -15,8 +15,6 @@ import pandera.polars as pa
 
 from elt_assets.contracts.model import Column, Contract
 
-ROW_COLUMN = "_elt_row"
-
 
 @dataclass(frozen=True)
 class CheckInfo:

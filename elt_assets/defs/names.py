@@ -1,0 +1,52 @@
+"""The names the platform gives Dagster objects and run tags: one home, so the sensor, the jobs
+and `elt ingest` cannot drift apart."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from elt_assets.landing.keys import key_to_path
+
+# Tags on the runs of a file or a batch.
+SHA_TAG = "elt/sha256"
+FILE_TAG = "elt/file"
+DATASET_TAG = "elt/dataset"
+RELOAD_OF_TAG = "elt/reload_of"  # the run that ended without finishing the file
+BATCH_TAG = "elt/batch"  # "true" on batch runs
+BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
+# Set on runs `elt ingest` executes in process: "host:pid", for people reading the run.
+PROCESS_TAG = "elt/process"
+# Tags Dagster itself sets on runs (dagster._core.storage.tags).
+WILL_RETRY_TAG = "dagster/will_retry"
+PARENT_RUN_ID_TAG = "dagster/parent_run_id"
+RUN_KEY_TAG = "dagster/run_key"
+
+
+def ingest_job_name(dataset: str) -> str:
+    return f"ingest_{dataset}"
+
+
+def batch_job_name(dataset: str) -> str:
+    return f"ingest_{dataset}_batch"
+
+
+def batch_op_name(dataset: str) -> str:
+    return f"load_{dataset}_files"
+
+
+def sensor_name(dataset: str) -> str:
+    return f"{dataset}_files"
+
+
+def files_partitions_name(dataset: str) -> str:
+    return f"{dataset}_files"
+
+
+def request_files(request: dg.RunRequest, dataset: str) -> list[str]:
+    """The landed files a run request loads: its file tag, or its batch's partition keys."""
+    if FILE_TAG in request.tags:
+        return [request.tags[FILE_TAG]]
+    if request.partition_key is not None:
+        return [key_to_path(request.partition_key)]
+    config = request.run_config.get("ops", {}).get(batch_op_name(dataset), {}).get("config", {})
+    return [key_to_path(key) for key in config.get("partition_keys", [])]

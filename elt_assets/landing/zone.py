@@ -1,0 +1,103 @@
+"""Where files land, behind one small interface: list, stat, read, archive.
+
+Every step, the sensor and `elt ingest` reach landed files only through a `Landing`, so a second
+kind of landing zone (object storage) is one more class here, not a branch in every caller.
+`LocalDirectory` is a directory on this machine's filesystem.
+
+Files are named by their POSIX path relative to the zone's root (the partition key's source,
+landing/keys.py). A name that would leave the root is refused.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from elt_assets.landing.archive import archive_file
+from elt_assets.landing.files import LandedFile, resolve_inside, scan, sha256_of
+
+
+class Landing(ABC):
+    """A landing zone: the files of one root, read-only except for archiving loaded files."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the zone is, for messages and metadata (no secrets)."""
+
+    @abstractmethod
+    def location(self, file: str) -> str:
+        """The file's full name as users know it (a path, a URL), for metadata and messages."""
+
+    @abstractmethod
+    def scan(self, pattern: str) -> list[LandedFile]:
+        """The complete-looking files matching the glob `pattern`, sorted by name."""
+
+    @abstractmethod
+    def stat(self, file: str) -> LandedFile | None:
+        """The file's size and mtime now; None when it is not there."""
+
+    @abstractmethod
+    def sha256(self, file: str) -> str:
+        """The file's content hash (OSError when it is unreadable or gone)."""
+
+    @abstractmethod
+    def local_path(self, file: str) -> Path:
+        """A local path the readers can open and re-read (for a remote zone, a copy)."""
+
+    @property
+    @abstractmethod
+    def archives(self) -> bool:
+        """Whether loaded files move out of the zone (`archive`)."""
+
+    @abstractmethod
+    def archive(self, file: str, sha256: str) -> str:
+        """Move a loaded file (still holding `sha256`) out of the zone; where it went. Raises
+        landing.archive.NotArchived, with the reason, when it stays."""
+
+    @abstractmethod
+    def archived_copy(self, file: str) -> str | None:
+        """Where an earlier load archived this file, if it did (for messages)."""
+
+
+class LocalDirectory(Landing):
+    """A directory on this machine; with `archive_dir`, loaded files move there (same
+    filesystem, checked by settings.check_archive_dir before anything runs)."""
+
+    def __init__(self, root: Path, archive_dir: Path | None = None):
+        self.root, self.archive_dir = root, archive_dir
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def location(self, file: str) -> str:
+        return str(resolve_inside(self.root, file))
+
+    def scan(self, pattern: str) -> list[LandedFile]:
+        return scan(self.root, pattern)
+
+    def stat(self, file: str) -> LandedFile | None:
+        path = resolve_inside(self.root, file)
+        if not path.is_file():
+            return None
+        info = path.stat()
+        return LandedFile(file, info.st_size, info.st_mtime_ns)
+
+    def sha256(self, file: str) -> str:
+        return sha256_of(resolve_inside(self.root, file))
+
+    def local_path(self, file: str) -> Path:
+        return resolve_inside(self.root, file)
+
+    @property
+    def archives(self) -> bool:
+        return self.archive_dir is not None
+
+    def archive(self, file: str, sha256: str) -> str:
+        assert self.archive_dir is not None, "archive() needs an archive directory"
+        return str(archive_file(self.root, self.archive_dir, file, sha256))
+
+    def archived_copy(self, file: str) -> str | None:
+        if self.archive_dir is None:
+            return None
+        copy = self.archive_dir / file
+        return str(copy) if copy.is_file() else None
