@@ -144,7 +144,7 @@ def _ingest(
         with _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
-                dataset = _Dataset(settings, contract, definitions, resources, instance)
+                dataset = _Dataset(settings, contract, definitions, discovery, resources, instance)
                 report.extend(dataset.ingest(retry_failed))
     finally:
         resources["warehouse"].close()
@@ -172,12 +172,13 @@ class _Dataset:
         settings: Settings,
         contract: Contract,
         definitions: dg.Definitions,
+        discovery: Discovery,
         resources: dict[str, Any],
         instance: dg.DagsterInstance,
     ):
         self.settings, self.contract, self.instance = settings, contract, instance
         self.definitions, self.resources = definitions, resources
-        self.discovery = Discovery.from_settings(settings).headless()
+        self.discovery = discovery  # the headless rules the definitions were built with
         self.warehouse: PostgresResource = resources["warehouse"]
         self.landing: Landing = resources["landing"].zone()
         self.taken: set[str] = set()  # files this call ran
@@ -245,7 +246,7 @@ class _Dataset:
             files,
             ingest_job_name(name),
             batch_job_name(name),
-            Discovery.from_settings(self.settings),
+            self.discovery,
         )
 
     def _run(self, requests: list[dg.RunRequest]) -> None:
