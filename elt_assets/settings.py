@@ -198,7 +198,7 @@ def _int(name: str, env: Mapping[str, str] | None, low: int, high: int) -> int:
 
 
 def max_record_bytes(env: Mapping[str, str] | None = None) -> int:
-    """ELT_MAX_RECORD_BYTES (read when a file is read, so one setting serves every entry point)."""
+    """ELT_MAX_RECORD_BYTES: the longest CSV record a reader accepts."""
     return _int("ELT_MAX_RECORD_BYTES", env, 1 << 16, 1 << 30)
 
 
@@ -273,6 +273,7 @@ class Settings:
     batch_max_files: int
     batch_rows: int
     file_wait_minutes: int
+    max_record_bytes: int = 1 << 20
     staging_retention_hours: int = 168
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
     # Where landing_dir / contracts_dir came from, for messages: the setting or a flag.
@@ -309,6 +310,7 @@ class Settings:
             batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
             file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
+            max_record_bytes=max_record_bytes(env),
             staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
             archive_dir=_optional_path("ELT_ARCHIVE_DIR", env),
         )

@@ -111,8 +111,8 @@ class Pipeline:
             raw = steps.describe_raw(self.contract, self.zone.zone(), file)
             steps.start_raw(self.postgres, self.contract, raw, key, run_id)
             staged_file = steps.prepare_staged(self.contract, self.zone, self.postgres, key, run_id)
-            steps.stage_file(self.postgres, staged_file)
-            failure = steps.violation_failure(staged_file)
+            report = steps.stage_file(self.postgres, staged_file)
+            failure = steps.violation_failure(file, report)
             if failure is not None:
                 raise failure
             slice_ = steps.staged_slice(self.postgres, self.contract.name, file)

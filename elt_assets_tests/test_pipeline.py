@@ -98,7 +98,16 @@ def test_policy_failure_leaves_target_untouched_and_records_why(
         "SELECT row_number, check_name FROM elt.quarantine WHERE resolved_at IS NULL ORDER BY 1"
     )
     assert reasons == [(2, "isin"), (3, "type:numeric(12,2)")]
-    assert check_results(result)["contract_conformance"].passed is False
+    conformance = check_results(result)["contract_conformance"]
+    assert conformance.passed is False
+    # The staging IO manager recorded what it wrote in the manifest row; the check shows that
+    # record (the asset reads it back, nothing is handed back in memory).
+    report = warehouse.value("SELECT stage_report FROM elt.ingestion_manifest")
+    assert report["counts"]["rows_read"] == 3 and report["counts"]["rows_quarantined"] == 2
+    assert report["violations"] == [error]
+    assert [row["row_number"] for row in report["sample"]] == [2, 3]
+    assert conformance.metadata["failures_by_check"].value == report["failure_counts"]
+    assert conformance.description == error
 
 
 def test_parquet_file_loads_with_its_types(
@@ -123,3 +132,20 @@ def test_parquet_file_loads_with_its_types(
         (7, "new", "1.25", "2026-01-01 10:00:00+00"),
         (8, "shipped", "99.99", "2026-01-02 00:00:00+00"),
     ]
+
+
+def test_elt_max_record_bytes_reaches_the_run_through_the_landing_resource(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 kB record loads under the default limit (1 MiB) and is refused under 64 kB."""
+    write_contract(contracts_dir, ORDERS)
+    long_status = "x" * 200_000  # fails the isin check: quarantined, not refused, by default
+    land(landing, "orders/long.csv", HEADER + f"1,{long_status},1,2026-01-01\n2,new,1,2026-01-01\n")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "orders", "orders/long.csv", instance).success
+        monkeypatch.setenv("ELT_MAX_RECORD_BYTES", "65536")
+        land(landing, "orders/long2.csv", HEADER + f"3,{long_status},1,2026-01-01\n")
+        refused = run_file(contracts_dir, "orders", "orders/long2.csv", instance)
+    assert not refused.success
+    assert "a single record is larger than 65536 bytes" in step_failure(refused)
+    assert "ELT_MAX_RECORD_BYTES" in step_failure(refused)

@@ -497,11 +497,12 @@ def test_parquet_column_of_an_unreadable_type_is_rejected_by_name(tmp_path: Path
 
 
 def test_a_record_beyond_elt_max_record_bytes_is_rejected_naming_the_setting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("ELT_MAX_RECORD_BYTES", "65536")
     big = b"1," + b"x" * 200_000 + b"\n"
-    error = rejection(tmp_path, b"a,b\n" + b"2,small\n" * 10 + big)
+    with pytest.raises(FileRejected) as caught:
+        read_frames(tmp_path, b"a,b\n" + b"2,small\n" * 10 + big, record_limit=65536)
+    error = caught.value
     assert "larger than 65536 bytes" in error.problem
     assert "ELT_MAX_RECORD_BYTES" in error.problem
 

@@ -36,6 +36,7 @@ from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contrac
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing.readers import FileReader, FileRejected
+from elt_assets.settings import max_record_bytes
 from elt_assets.validation.casts import (
     WHITESPACE,
     UncastableColumn,
@@ -220,7 +221,7 @@ def _headers(path: Path, file: str, fmt: str, delimiter: str, encoding: str) -> 
     with path.open("rb") as handle:
         gzipped = handle.read(2) == b"\x1f\x8b"
     # The loader's own header parsing (dialect, BOM, encoding errors, limits).
-    return FileReader(path, file, probe)._csv_header(gzipped)
+    return FileReader(path, file, probe, record_limit=max_record_bytes())._csv_header(gzipped)
 
 
 def _check_headers(file: str, headers: list[str]) -> None:
@@ -258,7 +259,9 @@ def read_sample(
         contract = _provisional(headers, names, fmt, delimiter, encoding)
         batches = cast(
             Generator[pl.DataFrame, None, None],
-            FileReader(path, file, contract, batch_rows=rows).batches(),
+            FileReader(
+                path, file, contract, batch_rows=rows, record_limit=max_record_bytes()
+            ).batches(),
         )
         try:
             first = next(batches, None)

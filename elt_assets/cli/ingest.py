@@ -327,6 +327,7 @@ def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any
             landed.size_bytes,
             "dry-run",
             landing.batch_rows,
+            landing.max_record_bytes,
         )
         entry: dict[str, Any] = dict.fromkeys(REPORT_FIELDS)
         entry.update(dataset=contract.name, file=file)

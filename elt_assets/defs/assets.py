@@ -159,8 +159,10 @@ def _staged_asset(
             )
         yield dg.Output(staged_file)  # the IO manager streams it into PostgreSQL here
         with log_context(dataset=contract.name, file=file, run_id=run_id):
-            results = list(steps.staged_check_results(contract, warehouse, staged_file))
-            failure = steps.violation_failure(staged_file)
+            # What the IO manager wrote, as it recorded it: the data flows one way.
+            report = steps.recorded_report(warehouse, staged_file)
+            results = steps.staged_check_results(contract, warehouse, file, report)
+            failure = steps.violation_failure(file, report)
         yield from results
         if failure is not None:
             raise failure

@@ -45,6 +45,7 @@ from elt_assets.log import log_context, mask_secrets
 from elt_assets.postgres.errors import is_transient
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import current_attempt
+from elt_assets.postgres.io_manager import stage_metadata
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
 
@@ -264,14 +265,15 @@ class _Batch:
     def _staged_and_target(self, key: str, file: str) -> bool:
         contract, warehouse = self.contract, self.warehouse
         staged_file = steps.prepare_staged(contract, self.landing, warehouse, key, self.run_id)
-        metadata = steps.stage_file(warehouse, staged_file)
+        report = steps.stage_file(warehouse, staged_file)
+        metadata = stage_metadata(staged_file, report)
         self.context.log_event(
             dg.AssetMaterialization(self.keys.staged, partition=key, metadata=metadata)
         )
-        results = steps.staged_check_results(contract, warehouse, staged_file)
+        results = steps.staged_check_results(contract, warehouse, file, report)
         for result in results:
             self._log_evaluation(self.keys.staged, result, key)
-        failure = steps.violation_failure(staged_file)
+        failure = steps.violation_failure(file, report)
         if failure is not None:
             raise failure
         blocked = [r for r in results if not r.passed and self.blocking.get(r.check_name or "")]

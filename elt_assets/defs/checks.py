@@ -24,7 +24,7 @@ import dagster as dg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.postgres.inspect import KeyState
-from elt_assets.validation.staged_file import StagedFile
+from elt_assets.validation.policy import HeaderReport, StageReport
 
 CONFORMANCE = "contract_conformance"
 RECONCILED = "rows_reconciled"
@@ -107,7 +107,7 @@ def target_check_specs(contract: Contract, key: dg.AssetKey) -> list[dg.AssetChe
     return specs
 
 
-def _sample_table(staged: StagedFile) -> dg.TableMetadataValue:
+def _sample_table(report: StageReport) -> dg.TableMetadataValue:
     schema = dg.TableSchema(
         columns=[
             dg.TableColumn("row_number", "int"),
@@ -116,29 +116,28 @@ def _sample_table(staged: StagedFile) -> dg.TableMetadataValue:
             dg.TableColumn("reason", "string"),
         ]
     )
-    records = [dg.TableRecord(dict(row)) for row in staged.sample]  # type: ignore[arg-type]
+    records = [dg.TableRecord(dict(row)) for row in report.sample]  # type: ignore[arg-type]
     return dg.MetadataValue.table(records, schema)
 
 
-def conformance_result(staged: StagedFile) -> dg.AssetCheckResult:
-    report = staged.report
-    assert report is not None
+def conformance_result(contract: Contract, file: str, report: StageReport) -> dg.AssetCheckResult:
     counts = report.counts
     ratio = counts.rows_quarantined / counts.rows_read if counts.rows_read else 0.0
     metadata: dict[str, Any] = {
         "rows_read": counts.rows_read,
         "rows_quarantined": counts.rows_quarantined,
         "bad_row_ratio": round(ratio, 6),
-        "max_bad_row_ratio": staged.contract.policy.max_bad_row_ratio,
-        "failures_by_check": dg.MetadataValue.json(dict(staged.failure_counts)),
+        "max_bad_row_ratio": contract.policy.max_bad_row_ratio,
+        "failures_by_check": dg.MetadataValue.json(report.failure_counts),
         "duplicate_keys": counts.duplicate_keys,
-        "file": staged.file,
+        "file": file,
     }
-    if staged.sample:
-        metadata["sample_failures"] = _sample_table(staged)
-    if staged.header is not None and (staged.header.extra or staged.header.missing):
-        metadata["extra_columns_ignored"] = dg.MetadataValue.json(staged.header.extra)
-        metadata["missing_columns_filled_with_null"] = dg.MetadataValue.json(staged.header.missing)
+    if report.sample:
+        metadata["sample_failures"] = _sample_table(report)
+    header = report.header
+    if header is not None and (header.extra or header.missing):
+        metadata["extra_columns_ignored"] = dg.MetadataValue.json(header.extra)
+        metadata["missing_columns_filled_with_null"] = dg.MetadataValue.json(header.missing)
     description = (
         "; ".join(report.violations)
         if report.violations
@@ -156,12 +155,11 @@ def _quoted(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def drift_result(staged: StagedFile) -> dg.AssetCheckResult:
+def drift_result(contract: Contract, file: str, header: HeaderReport | None) -> dg.AssetCheckResult:
     """How the file's header met the contract (landing/readers.py `map_header` decided it)."""
-    contract, header = staged.contract, staged.header
     policy = contract.policy.schema_drift
-    base = {"file": staged.file, "schema_drift_policy": policy}
-    if header is None or (staged.format == "csv" and not contract.source.csv.header):
+    base = {"file": file, "schema_drift_policy": policy}
+    if header is None or (contract.file_format(file) == "csv" and not contract.source.csv.header):
         return dg.AssetCheckResult(
             check_name=SCHEMA_DRIFT,
             passed=True,
@@ -210,16 +208,13 @@ def drift_result(staged: StagedFile) -> dg.AssetCheckResult:
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description=f"{staged.file}: the header drifted from the contract and was loaded anyway "
+        description=f"{file}: the header drifted from the contract and was loaded anyway "
         f"(schema_drift: {policy}): {'; '.join(found)}. To fix: {'; '.join(fixes)}.",
     )
 
 
-def reconciliation_result(
-    staged: StagedFile, staged_rows: int, quarantined: int
-) -> dg.AssetCheckResult:
+def reconciliation_result(read: int, staged_rows: int, quarantined: int) -> dg.AssetCheckResult:
     """Counts measured in the database, apart from the reader's own count of rows read."""
-    read = staged.rows_read
     passed = read == staged_rows + quarantined
     return dg.AssetCheckResult(
         check_name=RECONCILED,

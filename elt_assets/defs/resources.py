@@ -28,6 +28,11 @@ class LandingResource(dg.ConfigurableResource):
         description="Rows per streamed batch while reading a file (ELT_BATCH_ROWS).",
     )
 
+    max_record_bytes: int = Field(
+        default=int(SETTINGS["ELT_MAX_RECORD_BYTES"][0]),
+        description="The longest CSV record a file may hold (ELT_MAX_RECORD_BYTES).",
+    )
+
     def zone(self) -> Landing:
         raise NotImplementedError
 
@@ -66,6 +71,7 @@ def landing_resource(settings: Settings) -> LandingResource:
         root_source=settings.landing_source,
         archive_dir=str(settings.archive_dir) if settings.archive_dir else None,
         batch_rows=settings.batch_rows,
+        max_record_bytes=settings.max_record_bytes,
     )
 
 

@@ -7,7 +7,8 @@ way whichever run takes it:
 - raw:    `describe_raw` (stat and sha256 of the landed file) then `start_raw` (its manifest row
           opens as `running`);
 - staged: `prepare_staged` (a lazy `StagedFile`), `stage_file` (the staging IO manager's write,
-          postgres/io_manager.py), `staged_check_results` and `violation_failure`;
+          postgres/io_manager.py, which records a `StageReport` in the manifest), then from that
+          report `staged_check_results` and `violation_failure`;
 - target: `staged_slice` (the IO manager's input) then `load_target` (which, with ELT_ARCHIVE_DIR
           set, moves the file into the archive once its load has committed: `archive_loaded`).
 """
@@ -28,6 +29,7 @@ from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
+from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
     current_attempt,
@@ -38,7 +40,9 @@ from elt_assets.postgres.inspect import (
 from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
 from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.staging import recorded_report as read_recorded_report
 from elt_assets.postgres.tables import ensure_dataset_tables
+from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "load_target",
     "prepare_staged",
     "previous_row_count",
+    "recorded_report",
     "stage_file",
     "staged_check_results",
     "staged_slice",
@@ -164,28 +169,42 @@ def prepare_staged(
         size_bytes=path.stat().st_size,
         run_id=run_id,
         batch_rows=landing.batch_rows,
+        record_limit=landing.max_record_bytes,
     )
 
 
-def staged_check_results(
-    contract: Contract, warehouse: PostgresResource, staged_file: StagedFile
-) -> list[dg.AssetCheckResult]:
-    """The staged checks of a file once `stage_file` has written it."""
-    results = [checks.conformance_result(staged_file)]
+def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> StageReport:
+    """What the staging IO manager recorded for this file's content (it wrote it just now)."""
+    key = ManifestKey(staged_file.dataset, staged_file.file, staged_file.sha256)
     with warehouse.connection() as connection:
-        staged_rows, quarantined = slice_counts(connection, contract, staged_file.file)
-    results.append(checks.reconciliation_result(staged_file, staged_rows, quarantined))
-    results.append(checks.drift_result(staged_file))
+        report = read_recorded_report(connection, key)
+    if report is None:
+        raise TerminalDatabaseError(
+            f"{staged_file.file}: the staged step recorded no report for this content (was the "
+            "row replaced by another run?); materialise staged again"
+        )
+    return report
+
+
+def staged_check_results(
+    contract: Contract, warehouse: PostgresResource, file: str, report: StageReport
+) -> list[dg.AssetCheckResult]:
+    """The staged checks of a file, from what its staging write recorded."""
+    results = [checks.conformance_result(contract, file, report)]
+    with warehouse.connection() as connection:
+        staged_rows, quarantined = slice_counts(connection, contract, file)
+    results.append(checks.reconciliation_result(report.counts.rows_read, staged_rows, quarantined))
+    results.append(checks.drift_result(contract, file, report.header))
     return results
 
 
-def violation_failure(staged_file: StagedFile) -> dg.Failure | None:
+def violation_failure(file: str, report: StageReport) -> dg.Failure | None:
     """The failure of a file that broke its contract's policy, None when it did not."""
-    if staged_file.report is not None and staged_file.report.violations:
+    if report.violations:
         # The blocking check already stops the target; this puts the reason in the step's
         # failure message too, where people look first.
         return dg.Failure(
-            description=f"{staged_file.file}: " + "; ".join(staged_file.report.violations),
+            description=f"{file}: " + "; ".join(report.violations),
             allow_retries=False,
         )
     return None

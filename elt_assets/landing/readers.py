@@ -16,7 +16,6 @@ import csv
 import gzip
 import hashlib
 import io
-import os
 import threading
 import weakref
 import zlib
@@ -35,7 +34,6 @@ from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.errors import TerminalError
 from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
 from elt_assets.log import get_logger
-from elt_assets.settings import max_record_bytes
 
 log = get_logger(__name__)
 
@@ -362,13 +360,6 @@ class _ArrowCsv:
             log.warning("%s: the CSV reader did not release the file", self.tap.file)
 
 
-def _record_limit() -> int:
-    """ELT_MAX_RECORD_BYTES when it is set, else MAX_ROW_BYTES."""
-    if os.environ.get("ELT_MAX_RECORD_BYTES", "").strip():
-        return max_record_bytes()
-    return MAX_ROW_BYTES
-
-
 def _is_gzip(path: Path) -> bool:
     with path.open("rb") as handle:
         return handle.read(2) == b"\x1f\x8b"
@@ -381,14 +372,22 @@ class FileReader:
     `bytes_read` describe exactly what was read.
     """
 
-    def __init__(self, path: Path, file: str, contract: Contract, batch_rows: int = 15_000):
+    def __init__(
+        self,
+        path: Path,
+        file: str,
+        contract: Contract,
+        batch_rows: int = 15_000,
+        record_limit: int | None = None,
+    ):
         self.path, self.file, self.contract, self.batch_rows = path, file, contract, batch_rows
         self.format = contract.file_format(file)
         self.rows_read = 0
         self.sha256: str | None = None
         self.bytes_read = 0
         self.header: HeaderMapping | None = None
-        self.record_limit = _record_limit()
+        # The longest CSV record (ELT_MAX_RECORD_BYTES, through the landing resource).
+        self.record_limit = record_limit or MAX_ROW_BYTES
 
     def __enter__(self) -> FileReader:
         return self

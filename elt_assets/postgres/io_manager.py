@@ -45,15 +45,15 @@ class StagingIOManager(dg.ConfigurableIOManager):
     warehouse: dg.ResourceDependency[PostgresResource]
 
     def handle_output(self, context: dg.OutputContext, obj: StagedFile) -> None:
-        context.add_output_metadata(stage_file(self.warehouse, obj))
+        context.add_output_metadata(stage_metadata(obj, stage_file(self.warehouse, obj)))
 
     def load_input(self, context: dg.InputContext) -> StagedSlice:
         dataset = context.asset_key.path[-1]
         return staged_slice(self.warehouse, dataset, key_to_path(context.asset_partition_key))
 
 
-def stage_file(warehouse: PostgresResource, obj: StagedFile) -> dict[str, dg.MetadataValue]:
-    """Write the file's staging slice (sets `obj.report`); the staged asset's metadata.
+def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
+    """Write the file's staging slice; what was written, also recorded in the manifest row.
 
     What handle_output does, as a function: the batch job (defs/batch.py) calls it too.
     """
@@ -66,9 +66,7 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> dict[str, dg.Met
         warehouse.connection() as connection,
     ):
         ensure_dataset_tables(connection, obj.contract, warehouse.owner_connection)
-        report = write_staged(connection, obj)
-    obj.report = report
-    return _metadata(obj, report)
+        return write_staged(connection, obj)
 
 
 def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> StagedSlice:
@@ -86,7 +84,8 @@ def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> Staged
     return StagedSlice(dataset, file, sha256, int(rows_staged or 0), status, error)
 
 
-def _metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.MetadataValue]:
+def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.MetadataValue]:
+    """The staged asset's materialisation metadata."""
     counts = report.counts
     seconds = report.seconds.get("stage_total", 0.0)
     return {

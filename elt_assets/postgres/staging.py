@@ -17,10 +17,12 @@ from collections.abc import Iterator
 import polars as pl
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN
 from elt_assets.log import get_logger
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
+from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.templates import (
     render,
     render_copy,
@@ -29,7 +31,7 @@ from elt_assets.postgres.templates import (
     staging_table,
 )
 from elt_assets.validation.batches import ValidatedBatch
-from elt_assets.validation.policy import FileCounts, StageReport, policy_violations
+from elt_assets.validation.policy import FileCounts, HeaderReport, StageReport, policy_violations
 from elt_assets.validation.staged_file import StagedFile
 
 log = get_logger(__name__)
@@ -232,6 +234,32 @@ def _stream_isolating(
     return refused_rows
 
 
+def _summarise_reading(staged: StagedFile, report: StageReport) -> None:
+    """What the reader gathered while the file streamed by, into the report."""
+    report.failure_counts = dict(staged.failure_counts)
+    report.sample = list(staged.sample)
+    if staged.header is not None:
+        header = staged.header
+        report.header = HeaderReport(dict(header.sources), list(header.missing), list(header.extra))
+
+
+def _storable(value: object) -> object:
+    """`value` with every NUL in its texts spelled \\x00: jsonb cannot hold \\u0000."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
+def recorded_report(connection: psycopg.Connection, key: ManifestKey) -> StageReport | None:
+    """The report the staged step recorded for this content of the file, if any."""
+    row = connection.execute(render("manifest_stage_report"), key.__dict__).fetchone()
+    return StageReport.from_json(row[0]) if row and row[0] is not None else None
+
+
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
     """Replace the file's staging slice and quarantine rows, in one transaction."""
     contract = staged.contract
@@ -268,6 +296,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         open_row = connection.execute(render("quarantine_open_count"), params).fetchone()
         counts.rows_quarantined = int(open_row[0]) if open_row else 0
         report.violations = policy_violations(contract, counts)
+        _summarise_reading(staged, report)
         connection.execute(
             render("manifest_staged"),
             {
@@ -277,6 +306,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
                 "rows_staged": counts.rows_staged,
                 "rows_quarantined": counts.rows_quarantined,
                 "duplicate_key_rows": counts.duplicate_key_rows,
+                "stage_report": Jsonb(_storable(report.to_json())),
             },
         )
         if report.violations:

@@ -11,7 +11,8 @@ is lost), and the target is not touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from elt_assets.contracts.model import Contract
 
@@ -27,14 +28,44 @@ class FileCounts:
 
 
 @dataclass
+class HeaderReport:
+    """How the file's header met the contract (landing/readers.py `HeaderMapping`)."""
+
+    sources: dict[str, str]  # contract column -> column in the file
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass
 class StageReport:
-    """What the staged step did to one file."""
+    """What the staged step did to one file. The staging IO manager records it in the file's
+    manifest row (`to_json`); the staged asset reads it back (`from_json`) for its checks."""
 
     counts: FileCounts
     violations: list[str]
     refused_by_postgres: int = 0
     duplicates_moved: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    failure_counts: dict[str, int] = field(default_factory=dict)  # quarantined rows per check
+    sample: list[dict[str, object]] = field(default_factory=list)  # the first quarantined rows
+    header: HeaderReport | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> StageReport:
+        header = document.get("header")
+        return cls(
+            counts=FileCounts(**document["counts"]),
+            violations=list(document["violations"]),
+            refused_by_postgres=int(document.get("refused_by_postgres", 0)),
+            duplicates_moved=int(document.get("duplicates_moved", 0)),
+            seconds=dict(document.get("seconds", {})),
+            failure_counts=dict(document.get("failure_counts", {})),
+            sample=list(document.get("sample", [])),
+            header=HeaderReport(**header) if header is not None else None,
+        )
 
 
 def policy_violations(contract: Contract, counts: FileCounts) -> list[str]:

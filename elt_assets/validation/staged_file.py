@@ -20,7 +20,6 @@ from elt_assets.contracts.model import Contract
 from elt_assets.landing.readers import FileChanged, FileReader, FileRejected, HeaderMapping
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
 from elt_assets.validation.casts import UncastableColumn
-from elt_assets.validation.policy import StageReport
 
 SAMPLE_ROWS = 20
 
@@ -35,12 +34,12 @@ class StagedFile:
     size_bytes: int
     run_id: str
     batch_rows: int = 15_000
+    record_limit: int | None = None  # the longest CSV record; None: the reader's default
     rows_read: int = 0
     rows_rejected: int = 0
     failure_counts: Counter[str] = field(default_factory=Counter)
     sample: list[dict[str, object]] = field(default_factory=list)
     header: HeaderMapping | None = None
-    report: StageReport | None = None  # set by the IO manager once the slice is written
     # True while every staged key so far is greater than the one before (single-column keys).
     keys_increasing: bool = True
     _last_key: object = None
@@ -60,7 +59,7 @@ class StagedFile:
         return {c.name: sources.get(c.name, c.header) for c in self.contract.columns}
 
     def batches(self) -> Iterator[ValidatedBatch]:
-        reader = FileReader(self.path, self.file, self.contract, self.batch_rows)
+        reader = FileReader(self.path, self.file, self.contract, self.batch_rows, self.record_limit)
         validator: BatchValidator | None = None
         for raw in reader.batches():
             if validator is None:
