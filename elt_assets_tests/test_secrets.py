@@ -237,7 +237,7 @@ def test_elt_ingest_check_defs_and_failing_urls_print_no_password(
 
 
 @pytest.mark.slow
-def test_elt_db_commands_mask_the_embedded_passwords_unless_asked(tmp_path: Path) -> None:
+def test_elt_db_commands_mask_passwords_and_psql_takes_every_other_argument(tmp_path: Path) -> None:
     env = {"ELT_EMBEDDED_PG_PORT": str(free_port())}
     status, started = elt(tmp_path, {"start": (["db", "start"], env)})["start"]
     assert status == 0, started
@@ -249,12 +249,22 @@ def test_elt_db_commands_mask_the_embedded_passwords_unless_asked(tmp_path: Path
                 "masked": (["db", "url"], env),
                 "status": (["db", "status"], env),
                 "shown": (["db", "url", "--with-password"], env),
+                # Every argument that is not elt's goes to psql, with or without `--`.
+                "psql": (["db", "psql", "-At", "-c", "SELECT current_user"], env),
+                "psql --": (
+                    ["db", "psql", "--role", "elt_loader", "--", "-Atc", "SELECT 6*7"],
+                    env,
+                ),
+                "unknown": (["db", "status", "-c", "x"], env),
             },
         )
         passwords = {p.name: p.read_text().strip() for p in secrets_dir.iterdir()}
     finally:
         elt(tmp_path, {"stop": (["db", "stop"], env)})
-    assert [status for status, _ in results.values()] == [0, 0, 0], results
+    assert [status for status, _ in results.values()] == [0, 0, 0, 0, 0, 2], results
+    assert results["psql"][1].split() == ["elt_owner"]
+    assert results["psql --"][1].split() == ["42"]
+    assert "unrecognized arguments: -c x" in results["unknown"][1]
     masked, status_text, shown = (results[k][1] for k in ("masked", "status", "shown"))
     assert "running" in status_text
     assert {"postgres", "elt_loader", "elt_owner"} <= set(passwords)

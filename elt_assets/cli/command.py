@@ -80,12 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     url.add_argument(
         "--with-password", action="store_true", help="include the password (it is masked otherwise)"
     )
-    psql = db_commands.add_parser("psql", help="open psql on the embedded warehouse")
+    psql = db_commands.add_parser(
+        "psql",
+        help="open psql on the embedded warehouse; every other argument goes to psql",
+        usage="elt db psql [--role ROLE] [--database DB] [psql arguments, e.g. -c 'SELECT 1']",
+    )
     psql.add_argument(
         "--role", default="elt_owner", choices=["elt_loader", "elt_owner", "dagster", "postgres"]
     )
     psql.add_argument("--database", default="warehouse")
-    psql.add_argument("args", nargs=argparse.REMAINDER, help="extra psql arguments")
     db_commands.add_parser(
         "init",
         help="apply migrations, roles, grants and contract tables",
@@ -162,7 +165,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "db_command", None) == "psql":
+        # Everything that is not ours goes to psql, in order (`--` first is allowed, not passed).
+        args.args = extra[1:] if extra[:1] == ["--"] else extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
