@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ class Sensor:
         self.asked.append(hashes)
         return {h: self.loaded[h] for h in hashes if h in self.loaded}
 
-    def tick(self, **limits: int | bool) -> Decision:
+    def tick(self, **limits: Any) -> Decision:
         options: dict = {"max_requests": 50, **limits}
         decision = discover(
             LocalDirectory(self.root), self.pattern, self.known, self.loaded_content, **options
@@ -85,10 +86,10 @@ def test_new_file_waits_one_tick_then_is_requested_with_its_sha256(tmp_path: Pat
     sensor = Sensor(tmp_path)
     first = sensor.tick()
     assert requested(first) == []
-    assert (first.files_seen, first.waiting_for_stable) == (1, 1)
+    assert (first.files_seen, len(first.waiting)) == (1, 1)
     second = sensor.tick()
     assert requested(second) == [("orders/a.csv", sha(b"id\n1\n"))]
-    assert second.waiting_for_stable == 0
+    assert len(second.waiting) == 0
     assert second.bytes_hashed == len(b"id\n1\n")
 
 
@@ -101,7 +102,7 @@ def test_file_that_grows_between_ticks_waits_again(tmp_path: Path) -> None:
     touch(path)
     growing = sensor.tick()
     assert requested(growing) == []
-    assert growing.waiting_for_stable == 1
+    assert len(growing.waiting) == 1
     assert requested(sensor.tick()) == [("a.csv", sha(b"id\n1\n2\n"))]
 
 
@@ -112,7 +113,7 @@ def test_unchanged_file_costs_nothing_on_later_ticks(tmp_path: Path) -> None:
     sensor.tick()
     later = sensor.tick()
     assert requested(later) == [] and later.observations == []
-    assert (later.files_seen, later.bytes_hashed, later.waiting_for_stable) == (1, 0, 0)
+    assert (later.files_seen, later.bytes_hashed, len(later.waiting)) == (1, 0, 0)
 
 
 def test_touched_file_with_same_content_is_not_requested_again(tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ def test_touched_file_with_same_content_is_not_requested_again(tmp_path: Path) -
     sensor.tick()
     assert len(sensor.tick().requests) == 1
     touch(path)  # new mtime, same bytes
-    assert sensor.tick().waiting_for_stable == 1
+    assert len(sensor.tick().waiting) == 1
     rehashed = sensor.tick()
     assert requested(rehashed) == [] and rehashed.duplicates == []
     assert rehashed.bytes_hashed == path.stat().st_size  # it was hashed, and found unchanged
@@ -286,5 +287,16 @@ def test_assume_stable_takes_new_files_at_once(tmp_path: Path) -> None:
     sensor = Sensor(tmp_path)
     decision = sensor.tick(assume_stable=True)
     assert requested(decision) == [("a.csv", sha(b"id\n1\n"))]
-    assert decision.waiting_for_stable == 0
+    assert len(decision.waiting) == 0
     assert requested(sensor.tick(assume_stable=True)) == []
+
+
+def test_a_file_another_process_is_loading_is_left_and_looked_at_again(tmp_path: Path) -> None:
+    put(tmp_path, "a.csv", b"id\n1\n")
+    put(tmp_path, "b.csv", b"id\n2\n")
+    sensor = Sensor(tmp_path)
+    held = sensor.tick(assume_stable=True, busy=lambda files: {"a.csv"} & set(files))
+    assert requested(held) == [("b.csv", sha(b"id\n2\n"))]
+    assert held.busy == ["a.csv"]
+    # Not remembered as hashed: once its lease is free, the next tick takes it.
+    assert requested(sensor.tick(assume_stable=True)) == [("a.csv", sha(b"id\n1\n"))]

@@ -16,7 +16,6 @@ Dagster already, so it starts in milliseconds).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import multiprocessing
 import os
@@ -306,21 +305,38 @@ def load_first(landing: Path, contracts_dir: Path, instance: dg.DagsterInstance)
 class Ticker:
     """Evaluates the dataset's sensor like the daemon: fresh context, partitions applied."""
 
-    def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
+    def __init__(
+        self, contracts_dir: Path, instance: dg.DagsterInstance, capsys: pytest.CaptureFixture[str]
+    ):
         self.sensor = definitions(contracts_dir).resolve_sensor_def("items_files")
-        self.instance = instance
+        self.instance, self.capsys = instance, capsys
 
-    def __call__(self) -> tuple[dg.SensorResult, dict[str, Any]]:
+    def __call__(self) -> tuple[dg.SensorResult, Tally]:
         resources = build_resources(Settings.from_env())
+        self.capsys.readouterr()
         with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
             result = self.sensor(context)
+        log = self.capsys.readouterr().err  # Dagster prints a tick's log on stderr
         assert isinstance(result, dg.SensorResult)
         for request in result.dynamic_partitions_requests or []:
             assert isinstance(request, dg.AddDynamicPartitionsRequest)
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
             )
-        return result, json.loads(result.cursor or "{}")
+        reloads = [r for r in result.run_requests or [] if RELOAD_OF_TAG in r.tags]
+        return result, Tally(
+            log, interrupted=log.count(" ended without finishing ("), reloads=len(reloads)
+        )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a tick said it did: its log, the files it marked interrupted (one warning line each,
+    "<file>: run <id> ended without finishing (<why>)..."), the reloads it requested."""
+
+    log: str
+    interrupted: int
+    reloads: int
 
 
 def launch(
@@ -349,7 +365,7 @@ def test_sensor_recovers_a_file_its_run_left_running_and_requests_one_reload(
     instance: dg.DagsterInstance,
 ) -> None:
     file = land(landing, "a.csv", first_file(40))
-    ticker = Ticker(contracts_dir, instance)
+    ticker = Ticker(contracts_dir, instance, capsys)
     ticker()
     (request,) = ticker()[0].run_requests or []
     ended = launch(contracts_dir, instance, request, raw_only=True)
@@ -372,11 +388,11 @@ def test_sensor_recovers_a_file_its_run_left_running_and_requests_one_reload(
         DATASET_TAG: "items",
         RELOAD_OF_TAG: ended.run_id,
     }
-    assert (summary["interrupted"], summary["reloads_requested"]) == (1, 1)
+    assert (summary.interrupted, summary.reloads) == (1, 1)
 
     # The tick's log names the file, the run and what happens next.
-    log = capsys.readouterr().err
-    assert f"items: {file}: {message}; the file will be loaded again" in log
+    assert f"items: {file}: {message}; the file will be loaded again" in summary.log
+    assert f"items: loading again (their run ended without finishing): {file}" in summary.log
     # Once Dagster has a run for that run key (not started yet), it is not requested again.
     pending = dg.DagsterRun(
         job_name="ingest_items",
@@ -393,7 +409,7 @@ def test_sensor_recovers_a_file_its_run_left_running_and_requests_one_reload(
     row = manifest(warehouse, file)
     assert (row["status"], row["error"], row["interruptions"]) == ("success", None, 1)
     result, summary = ticker()
-    assert result.run_requests == [] and summary["interrupted"] == 0
+    assert result.run_requests == [] and summary.interrupted == 0
 
 
 def start(instance: dg.DagsterInstance, landing: Path, name: str, **run: Any) -> tuple[str, str]:
@@ -422,6 +438,7 @@ def run_id(n: int) -> str:
 
 
 def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
+    capsys: pytest.CaptureFixture[str],
     items: Contract,
     warehouse: Warehouse,
     landing: Path,
@@ -442,7 +459,7 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
     )
     leased, _ = start(instance, landing, "leased.csv")  # a run unknown here, its process alive
     unknown, unknown_run = start(instance, landing, "unknown.csv")  # ... and its process gone
-    ticker = Ticker(contracts_dir, instance)
+    ticker = Ticker(contracts_dir, instance, capsys)
     lock = connect(warehouse.loader_url, setting="test")
     lock.execute("SELECT pg_advisory_lock(hashtext('elt:file'), hashtext(%s))", [f"items/{locked}"])
     other_process = FileLeases(warehouse.loader_url, setting="test", application_name="other")
@@ -472,7 +489,7 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
         other_process.close()  # ... and the lease with it
     instance.report_run_failed(retry)  # the retry died before its raw step took the file
     _, summary = ticker()
-    assert summary["interrupted"] == 3
+    assert summary.interrupted == 3
     assert manifest(warehouse, locked)["status"] == "interrupted"
     assert manifest(warehouse, leased)["status"] == "interrupted"
     assert manifest(warehouse, retried)["error"] == (
@@ -483,6 +500,7 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
 
 
 def test_a_content_interrupted_three_times_fails_instead_of_looping(
+    capsys: pytest.CaptureFixture[str],
     items: Contract,
     warehouse: Warehouse,
     landing: Path,
@@ -493,13 +511,13 @@ def test_a_content_interrupted_three_times_fails_instead_of_looping(
         instance, landing, "oom.csv", run_id=run_id(5), status=dg.DagsterRunStatus.FAILURE
     )
     warehouse.query("UPDATE elt.ingestion_manifest SET interruptions = 2")  # two earlier kills
-    result, summary = Ticker(contracts_dir, instance)()
+    result, summary = Ticker(contracts_dir, instance, capsys)()
     row = manifest(warehouse, file)
     assert (row["status"], row["interruptions"]) == ("failed", 3)
     assert row["error"].startswith(f"run {run} ended without finishing (run status FAILURE); ")
     assert "ended 3 times without finishing this content" in row["error"]
     assert "`elt ingest --retry-failed`" in row["error"]
-    assert summary["interrupted"] == 1 and summary["reloads_requested"] == 0
+    assert summary.interrupted == 1 and summary.reloads == 0
     assert [r.run_key for r in result.run_requests or []] == []
 
 

@@ -8,7 +8,7 @@ instance, as the sensor daemon does.
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,16 +48,21 @@ class Ticker:
     """Evaluates the dataset's sensor like the daemon: fresh context, partitions applied. The
     code is loaded at the first tick, so settings a test sets before it apply (as on a reload)."""
 
-    def __init__(self, contracts_dir: Path, instance: dg.DagsterInstance):
-        self.contracts_dir, self.instance = contracts_dir, instance
+    def __init__(
+        self, contracts_dir: Path, instance: dg.DagsterInstance, capsys: pytest.CaptureFixture[str]
+    ):
+        self.contracts_dir, self.instance, self.capsys = contracts_dir, instance, capsys
         self.sensor: dg.SensorDefinition | None = None
+        self.log = ""  # what the last tick logged (Dagster prints a tick's log on stderr)
 
     def __call__(self) -> dg.SensorResult:
         if self.sensor is None:
             self.sensor = definitions(self.contracts_dir).resolve_sensor_def("items_files")
         resources = build_resources(Settings.from_env())
+        self.capsys.readouterr()
         with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
             result = self.sensor(context)
+        self.log = self.capsys.readouterr().err
         assert isinstance(result, dg.SensorResult)
         for request in result.dynamic_partitions_requests or []:
             assert isinstance(request, dg.AddDynamicPartitionsRequest)
@@ -75,10 +80,14 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture
 def ticker(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture[str],
 ) -> Ticker:
     write_contract(contracts_dir, CONTRACT)
-    return Ticker(contracts_dir, instance)
+    return Ticker(contracts_dir, instance, capsys)
 
 
 def run_keys(result: dg.SensorResult) -> list[str | None]:
@@ -101,7 +110,11 @@ def test_files_wait_a_tick_then_each_gets_one_run_and_a_partition(
         land(landing, relative, data)
     first = ticker()
     assert first.run_requests == [] and added_keys(first) == []
-    assert json.loads(first.cursor or "{}")["waiting_for_stable"] == 2
+    assert (
+        "items: new or changed, taken once their size and mtime hold still until the next tick: "
+        "items/a.csv, items/b.csv"
+    ) in ticker.log
+    assert first.cursor is None  # the memory is elt.landing_files, not a cursor to edit
     assert warehouse.value("SELECT count(*) FROM elt.landing_files WHERE sha256 IS NULL") == 2
 
     second = ticker()
@@ -182,7 +195,10 @@ def test_content_already_loaded_under_another_name_is_recorded_as_duplicate(
     ticker()
     result = ticker()
     assert result.run_requests == []  # a.csv: loaded already; the copy: a duplicate
-    assert json.loads(result.cursor or "{}")["duplicates"] == 1
+    assert (
+        "items: not loaded, content already loaded from another file: "
+        "items/copy of a.csv (same content as items/a.csv)"
+    ) in ticker.log
     rows = warehouse.query(
         "SELECT file, status, duplicate_of, sha256, error FROM elt.ingestion_manifest"
         " WHERE status = 'duplicate'"
@@ -207,21 +223,35 @@ def test_max_runs_per_tick_caps_requests_and_the_rest_follow(
     for i in range(5):
         land(landing, f"items/f{i}.csv", f"id,label\n{i},x\n".encode())
     assert ticker().run_requests == []
-    ticks = [ticker() for _ in range(4)]
+    ticks, logs = [], []
+    for _ in range(4):
+        ticks.append(ticker())
+        logs.append(ticker.log)
     assert [len(t.run_requests or []) for t in ticks] == [2, 2, 1, 0]
-    assert [json.loads(t.cursor or "{}")["deferred_to_next_tick"] for t in ticks] == [3, 1, 0, 0]
+    deferred = [
+        re.findall(r"items: (\d+) more file\(s\) wait for the next tick \(at most 2 per tick", log)
+        for log in logs
+    ]
+    assert deferred == [["3"], ["1"], [], []]
+    assert "items: sent 2 new file(s) to one run each: items/f0.csv, items/f1.csv" in logs[0]
     keys = [r.partition_key for t in ticks for r in t.run_requests or []]
     assert sorted(keys) == [f"items/f{i}.csv" for i in range(5)]  # each file exactly once
 
 
-def test_cursor_stays_small_with_hundreds_of_files(
+def test_hundreds_of_files_are_taken_fifty_a_tick_with_a_log_that_stays_short(
     ticker: Ticker, landing: Path, warehouse: Warehouse
 ) -> None:
     for i in range(300):
         land(landing, f"items/{i // 100}/file_{i:04d}_with_a_fairly_long_name.csv", b"%d\n" % i)
-    cursors = [ticker().cursor or "" for _ in range(3)]
-    assert all(len(cursor) < 300 for cursor in cursors), cursors
-    assert json.loads(cursors[1])["requested"] == 50  # ELT_MAX_RUNS_PER_TICK default
-    assert json.loads(cursors[2])["deferred_to_next_tick"] == 200
+    logs = []
+    for _ in range(3):
+        assert ticker().cursor is None
+        logs.append(ticker.log)
+    # ELT_MAX_RUNS_PER_TICK (50) a tick, in one batch run (more than ELT_BATCH_THRESHOLD files).
+    assert "items: sent 50 new file(s) to 1 run(s): " in logs[1]
+    assert " and 40 more" in logs[1]  # ten files named per line, the rest counted
+    assert "items: 250 more file(s) wait for the next tick" in logs[1]
+    assert "items: 200 more file(s) wait for the next tick" in logs[2]
+    assert all(len(line) < 1000 for log in logs for line in log.splitlines())
     assert warehouse.value("SELECT count(*) FROM elt.landing_files") == 300
     assert warehouse.value("SELECT count(*) FROM elt.landing_files WHERE sha256 IS NOT NULL") == 100

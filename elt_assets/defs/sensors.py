@@ -19,11 +19,9 @@ A tick is `Tick.evaluate`. `elt ingest` runs the very same ticks in its own proc
 and sent to a run.
 """
 
-import json
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -113,19 +111,83 @@ def build_file_sensor(
     return file_sensor
 
 
-@dataclass(frozen=True)
+NAMES_PER_LINE = 10  # files named in one line of a tick's log; the rest are counted
+
+
+def _named(files: list[str]) -> str:
+    shown = ", ".join(files[:NAMES_PER_LINE])
+    more = len(files) - NAMES_PER_LINE
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass
+class TickSummary:
+    """What one tick did, file by file (for its log, in words)."""
+
+    files_seen: int = 0
+    requested: list[str] = field(default_factory=list)
+    runs: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (file, loaded as)
+    waiting: list[str] = field(default_factory=list)
+    deferred: int = 0
+    busy: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    reloads: list[str] = field(default_factory=list)
+
+    def lines(self, dataset: str, max_per_tick: int) -> list[str]:
+        said = []
+        if self.requested:
+            runs = "one run each" if self.runs == len(self.requested) else f"{self.runs} run(s)"
+            said.append(
+                f"{dataset}: sent {len(self.requested)} new file(s) to {runs}: "
+                f"{_named(self.requested)}"
+            )
+        if self.reloads:
+            said.append(
+                f"{dataset}: loading again (their run ended without finishing): "
+                f"{_named(self.reloads)}"
+            )
+        if self.duplicates:
+            pairs = [f"{file} (same content as {original})" for file, original in self.duplicates]
+            said.append(
+                f"{dataset}: not loaded, content already loaded from another file: {_named(pairs)}"
+            )
+        if self.waiting:
+            said.append(
+                f"{dataset}: new or changed, taken once their size and mtime hold still "
+                f"until the next tick: {_named(self.waiting)}"
+            )
+        if self.busy:
+            said.append(
+                f"{dataset}: another process is loading these now; looked at again next "
+                f"tick: {_named(self.busy)}"
+            )
+        if self.deferred:
+            said.append(
+                f"{dataset}: {self.deferred} more file(s) wait for the next tick (at most "
+                f"{max_per_tick} per tick, ELT_MAX_RUNS_PER_TICK)"
+            )
+        return said
+
+
 class Tick:
     """One evaluation of a dataset's file sensor. The sensor runs it with its context's instance
-    and log (the tick's log in the UI); `elt ingest` runs the very same with its own log."""
+    and log (the tick's log in the UI); `elt ingest` runs the very same with its own log. After
+    `evaluate`, `summary` says what it did."""
 
-    contract: Contract
-    rules: Discovery
-    partitions: dg.DynamicPartitionsDefinition
-    instance: dg.DagsterInstance
-    log: logging.Logger
+    def __init__(
+        self,
+        contract: Contract,
+        rules: Discovery,
+        partitions: dg.DynamicPartitionsDefinition,
+        instance: dg.DagsterInstance,
+        log: logging.Logger,
+    ):
+        self.contract, self.rules, self.partitions = contract, rules, partitions
+        self.instance, self.log = instance, log
+        self.summary = TickSummary()
 
     def evaluate(self, landing: LandingResource, warehouse: PostgresResource) -> dg.SensorResult:
-        started = time.monotonic()
         contract, rules = self.contract, self.rules
         zone = landing.zone()
         with warehouse.connection() as connection:
@@ -150,26 +212,27 @@ class Tick:
         partitions_name = files_partitions_name(contract.name)
         existing = set(self.instance.get_dynamic_partitions(partitions_name))
         to_add = sorted({k for k in new_keys if k not in existing})
-        summary = {
-            "files_seen": decision.files_seen,
-            "requested": len(decision.requests) + len(reloads),
-            "runs_requested": len(requests),
-            "duplicates": len(decision.duplicates),
-            "waiting_for_stable": decision.waiting_for_stable,
-            "deferred_to_next_tick": decision.deferred,
-            "busy_elsewhere": len(decision.busy),
-            "interrupted": len(recovered),
-            "reloads_requested": len(reloads),
-            "tick_seconds": round(time.monotonic() - started, 3),
-        }
-        if requests or decision.duplicates or decision.deferred or decision.busy or recovered:
-            self.log.info(f"{contract.name}: {summary}")
+        self.summary = TickSummary(
+            files_seen=decision.files_seen,
+            requested=[landed.relative_path for landed, _ in decision.requests],
+            runs=len(requests) - len(reloads),
+            duplicates=[
+                (landed.relative_path, original) for landed, _, original in decision.duplicates
+            ],
+            waiting=decision.waiting,
+            deferred=decision.deferred,
+            busy=decision.busy,
+            interrupted=[item.row.file for item in recovered],
+            reloads=[r.tags[FILE_TAG] for r in reloads],
+        )
+        for line in self.summary.lines(contract.name, rules.max_runs_per_tick):
+            self.log.info(line)
+        # No cursor: the sensor's memory is elt.landing_files, not a value to edit in the UI.
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[self.partitions.build_add_request(to_add)]
             if to_add
             else [],
-            cursor=json.dumps(summary, sort_keys=True),
         )
 
     def _interrupted_runs(

@@ -46,7 +46,7 @@ class Decision:
     duplicates: list[tuple[LandedFile, str, str]] = field(default_factory=list)  # + original
     observations: list[Observation] = field(default_factory=list)
     files_seen: int = 0
-    waiting_for_stable: int = 0
+    waiting: list[str] = field(default_factory=list)  # new or changed: taken once stable
     deferred: int = 0
     busy: list[str] = field(default_factory=list)  # another process is loading them now
     bytes_hashed: int = 0
@@ -90,7 +90,7 @@ def discover(
             stable.append(landed)
         else:
             decision.observations.append(Observation(landed))
-            decision.waiting_for_stable += 1
+            decision.waiting.append(landed.relative_path)
     hashed = _hash_stable(landing, stable, known, decision, max_requests, max_hash_bytes)
     taken = busy([landed.relative_path for landed, _ in hashed]) if hashed else set()
     for landed, _ in hashed:
