@@ -264,3 +264,48 @@ def test_dev_on_a_port_in_use_exits_2_naming_the_port(dev: Dev) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"elt dev --port {port + 1}" in result.stderr
     assert not (dev.state / "postgres").exists()  # refused before starting anything
+
+
+def test_ctrl_c_under_make_stops_everything_and_make_exits_0(dev: Dev, tmp_path: Path) -> None:
+    """`make dev` in a terminal, then Ctrl-C: the terminal interrupts its foreground process
+    group, which would include make (it then reports "Interrupt" and fails). elt dev holds the
+    foreground alone, so only it gets the Ctrl-C; make sees a clean exit."""
+    import pty
+    import select
+
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(f"dev:\n\t{ELT} dev --port {dev.ui_port}\n")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: make in the pty, as a user's shell would start it
+        os.execvpe("make", ["make", "-f", str(makefile), "dev"], dev.env())
+    output = b""
+
+    def read(seconds: float) -> None:
+        nonlocal output
+        ready, _, _ = select.select([terminal], [], [], seconds)
+        if ready:
+            with contextlib.suppress(OSError):
+                output += os.read(terminal, 65536)
+
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not dev.ui_answers():
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            read(1)
+        os.write(terminal, b"\x03")  # Ctrl-C, typed
+        deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
+        status = None
+        while status is None and time.monotonic() < deadline:
+            read(0.5)
+            finished, code = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(code) if finished else None
+        text = output.decode(errors="replace")
+        assert status == 0, text
+        assert "make: ***" not in text and "Aborted!" not in text and "Traceback" not in text, text
+        assert "embedded PostgreSQL stopped" in text, text
+        assert dev.wait_until_no_leftovers() == [], text
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(terminal)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from elt_assets.cli.databases import initialize_warehouse, resolve_databases
@@ -27,6 +28,8 @@ from elt_assets.settings import Settings, checkout_root
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30
+# A signal within this time of the first is the same Ctrl-C relayed again (by uv), not a second.
+REPEATED_SIGNAL_SECONDS = 2.0
 
 
 class DevError(TerminalError):
@@ -153,14 +156,17 @@ def _run_dagster(
 ) -> int:
     """Dagster's processes get the configuration in their environment, where they read it:
     the user's, plus the URLs of the embedded server where none is configured."""
+    home = _dagster_home(settings)
     env = {
         **os.environ,
         **urls,
-        "DAGSTER_HOME": str(_dagster_home(settings)),
+        "DAGSTER_HOME": str(home),
         "ELT_LANDING_DIR": str(settings.landing_dir),
         "ELT_CONTRACTS_DIR": str(settings.contracts_dir),
         "ELT_STATE_DIR": str(settings.state_dir),
     }
+    if settings.archive_dir is not None:
+        env["ELT_ARCHIVE_DIR"] = str(settings.archive_dir)  # absolute: Dagster runs elsewhere
     dagster = Path(sys.executable).parent / "dagster"
     command = [
         str(dagster),
@@ -172,22 +178,67 @@ def _run_dagster(
         "-p",
         str(port),
     ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    # Run from the Dagster home: a dagster.yaml in the user's folder (the checkout has one) would
+    # make `dagster dev` warn that it is not used.
+    process = subprocess.Popen(command, env=env, cwd=home, start_new_session=True)
     session.write(process.pid, owns_pg)
     print(f"\n  Dagster UI: http://{host}:{port}   (Ctrl-C stops everything)\n", file=sys.stderr)
+    first_signal: list[float] = []
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
+        """The first Ctrl-C asks `dagster dev` alone to stop (it stops its webserver and daemon
+        in order); the same signal relayed again (uv forwards it too) is ignored; a second
+        Ctrl-C from an impatient user stops the whole group at once."""
+        now = time.monotonic()
+        if not first_signal:
+            first_signal.append(now)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGINT)
+        elif now - first_signal[0] > REPEATED_SIGNAL_SECONDS:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = process.wait()
+        with _foreground():
+            code = process.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop_group(process)
     return 0 if code in (0, -signal.SIGINT, 130) else code
+
+
+@contextlib.contextmanager
+def _foreground() -> Iterator[None]:
+    """Hold the terminal's foreground alone while Dagster runs, when there is a terminal.
+
+    Ctrl-C interrupts the terminal's whole foreground process group. Under `make dev` that
+    includes make and uv, and make reports "Interrupt" (and fails) although everything stopped
+    cleanly. In a process group of its own in the foreground, only this process gets Ctrl-C: it
+    stops Dagster and PostgreSQL and exits 0, and make with it. The terminal is handed back.
+    """
+    try:
+        terminal = os.open("/dev/tty", os.O_RDWR)
+    except OSError:  # no controlling terminal (a service, a test): nothing to do
+        yield
+        return
+    try:
+        owner = os.tcgetpgrp(terminal)
+        if owner != os.getpgrp():  # started in the background: leave the terminal alone
+            yield
+            return
+        ignored = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may set it
+        try:
+            os.setpgid(0, 0)
+            os.tcsetpgrp(terminal, os.getpgrp())
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(terminal, owner)
+            signal.signal(signal.SIGTTOU, ignored)
+    finally:
+        os.close(terminal)
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
