@@ -38,8 +38,8 @@ CONTRACT = """
       - {name: label, type: text}
     policy: {bad_rows: fail}
 """
-STAGED = dg.AssetKey(["staged", "items"])
-RAW = dg.AssetKey(["raw", "items"])
+STAGED = dg.AssetKey(["staged", "items_staging"])
+RAW = dg.AssetKey(["raw", "items_files"])
 TARGET = dg.AssetKey(["shop", "items"])
 
 

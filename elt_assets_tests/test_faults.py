@@ -352,7 +352,7 @@ def launch(
         run_config=QUIET,
         raise_on_error=False,
         tags={**request.tags, RUN_KEY_TAG: request.run_key},
-        asset_selection=[dg.AssetKey(["raw", "items"])] if raw_only else None,
+        asset_selection=[dg.AssetKey(["raw", "items_files"])] if raw_only else None,
     )
 
 

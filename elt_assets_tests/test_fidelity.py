@@ -341,5 +341,5 @@ def test_value_postgresql_refuses_is_quarantined_by_the_copy_fallback(
         "SELECT status, rows_read, rows_staged, rows_quarantined FROM elt.ingestion_manifest"
     )
     assert manifest == [("success", 4, 3, 1)]
-    staged = materialization_metadata(result, "staged/docs")
+    staged = materialization_metadata(result, "staged/docs_staging")
     assert staged["rows_refused_by_postgres"] == 1

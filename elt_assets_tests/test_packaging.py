@@ -81,7 +81,7 @@ def test_workspace_module_builds_the_sample_datasets_with_sensors_on(
     loaded = defs()
     keys = {key.to_user_string() for key in loaded.resolve_asset_graph().get_all_asset_keys()}
     for dataset, target in (("orders", "sales/orders"), ("customers", "crm/customers")):
-        assert {f"raw/{dataset}", f"staged/{dataset}", target} <= keys
+        assert {f"raw/{dataset}_files", f"staged/{dataset}_staging", target} <= keys
     assert "web/events" in keys
     sensors = {s.name: s for s in loaded.sensors or []}
     for name in ("orders_files", "customers_files", "events_files"):

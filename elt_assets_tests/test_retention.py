@@ -80,7 +80,10 @@ def test_prune_deletes_old_slices_only_and_a_pruned_file_loads_again(
         partition_key=path_to_key(again),
         instance=instance,
         run_config=QUIET,
-        asset_selection=[dg.AssetKey(["raw", "items"]), dg.AssetKey(["staged", "items"])],
+        asset_selection=[
+            dg.AssetKey(["raw", "items_files"]),
+            dg.AssetKey(["staged", "items_staging"]),
+        ],
     )
     assert staged_only.success, step_failure(staged_only)
     assert slices(warehouse) == {old: 50, recent: 50, again: 60}

@@ -25,7 +25,7 @@ RESERVED_PREFIX = "_elt_"
 # 1-based data row in that file (kept in staging and the quarantine, for messages and lineage).
 FILE_COLUMN = RESERVED_PREFIX + "file"
 ROW_COLUMN = RESERVED_PREFIX + "row"
-# "raw" and "staged" would collide with the raw/<dataset> and staged/<dataset> asset keys.
+# "raw" and "staged" would collide with the raw/<dataset>_files and staged/<dataset>_staging keys.
 PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
 
 

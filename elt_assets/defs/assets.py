@@ -1,12 +1,17 @@
 """The three assets of a dataset, all partitioned by file: raw -> staged -> target.
 
-raw/<dataset>       the landed file itself: observed (size, sha256, mtime), never copied.
-staged/<dataset>    the file parsed in bounded batches, cast to the contract's types, validated;
-                    written by the staging IO manager with COPY; blocking checks gate the target.
-<schema>/<table>    the file's rows upserted on the primary key (or appended once), with the
-                    manifest's `success` in the same transaction.
+raw/<dataset>_files
+    the landed file itself: observed (size, sha256, mtime), never copied.
+staged/<dataset>_staging
+    the file parsed in bounded batches, cast to the contract's types, validated; written by the
+    staging IO manager with COPY; blocking checks gate the target.
+<schema>/<table>
+    the file's rows upserted on the primary key (or appended once), with the manifest's
+    `success` in the same transaction.
 
-The work of each step lives in defs/steps.py, shared with the batch job (defs/batch.py).
+The UI titles a node by its key's last part, so the three read "<dataset>_files",
+"<dataset>_staging" and the table's name. The work of each step lives in defs/steps.py, shared
+with the batch job (defs/batch.py).
 """
 
 from collections.abc import Iterator
@@ -22,7 +27,7 @@ from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.postgres.failures import file_failures
-from elt_assets.postgres.io_manager import StagedSlice
+from elt_assets.postgres.io_manager import DATASET_METADATA, StagedSlice
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.templates import STAGING_SCHEMA
 
@@ -42,9 +47,10 @@ class DatasetKeys:
 
     @classmethod
     def of(cls, contract: Contract) -> "DatasetKeys":
+        # The UI titles a node by the key's last part: three distinct, telling titles.
         return cls(
-            raw=dg.AssetKey(["raw", contract.name]),
-            staged=dg.AssetKey(["staged", contract.name]),
+            raw=dg.AssetKey(["raw", f"{contract.name}_files"]),
+            staged=dg.AssetKey(["staged", f"{contract.name}_staging"]),
             target=dg.AssetKey([contract.target.schema_, contract.target.table]),
         )
 
@@ -187,7 +193,7 @@ def _target_asset(
 
     @dg.asset(
         key=keys.target,
-        ins={"staged": dg.AssetIn(keys.staged)},
+        ins={"staged": dg.AssetIn(keys.staged, metadata={DATASET_METADATA: contract.name})},
         # Late data turns the asset's freshness red in the UI (Dagster's daemon evaluates it).
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=contract.freshness_hours)

@@ -3,8 +3,8 @@
 A run per file pays for a process start (seconds of imports and setup) before any work; for a
 backlog of hundreds of small files that cost dominates. The batch job loads a list of files (run
 config: their partition keys) in one op, with exactly the functions the partitioned assets run
-(defs/steps.py), and reports each file as those assets would: materialisations of raw/<dataset>,
-staged/<dataset> and the target for the file's partition, and evaluations of the staged checks
+(defs/steps.py), and reports each file as those assets would: materialisations of the raw, the
+staged and the target asset for the file's partition, and evaluations of the staged checks
 (per partition). The target's checks concern the whole table and Dagster keeps one evaluation of
 them per run: they are measured after each file as usual and reported once per batch, the first
 failure if a file caused one, else the last. In the UI every file stays its own partition.

@@ -158,7 +158,7 @@ def prepare_staged(
         with warehouse.connection() as connection:
             current = current_attempt(connection, contract.name, file)
         if current is None:
-            raise FileRejected(file, f"materialise raw/{contract.name} for this file first")
+            raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
         path = landing.zone().local_path(file)
     return StagedFile(
         contract=contract,

@@ -22,6 +22,8 @@ from elt_assets.postgres.templates import STAGING_SCHEMA, render
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 
+DATASET_METADATA = "elt/dataset"  # on the target's input: whose staging slice to load
+
 
 @dataclass(frozen=True)
 class StagedSlice:
@@ -48,7 +50,7 @@ class StagingIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(stage_metadata(obj, stage_file(self.warehouse, obj)))
 
     def load_input(self, context: dg.InputContext) -> StagedSlice:
-        dataset = context.asset_key.path[-1]
+        dataset = str(context.definition_metadata[DATASET_METADATA])  # the target's input says
         return staged_slice(self.warehouse, dataset, key_to_path(context.asset_partition_key))
 
 
@@ -77,7 +79,8 @@ def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> Staged
         ).fetchone()
     if row is None:
         raise TerminalDatabaseError(
-            f"{file} has no staged slice yet: materialise raw/{dataset} and staged/{dataset} "
+            f"{file} has no staged slice yet: materialise raw/{dataset}_files and "
+            f"staged/{dataset}_staging "
             "for this partition first"
         )
     sha256, rows_staged, status, error = row
