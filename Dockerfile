@@ -9,13 +9,13 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --locked --no-dev --no-install-project
+RUN uv sync --locked --no-dev --extra platform --no-install-project
 COPY elt_assets ./elt_assets
 COPY sql ./sql
 # The wheel also carries the sample datasets and the instance config (what `elt dev` runs).
 COPY examples ./examples
 COPY dagster.yaml workspace.yaml ./
-RUN uv sync --locked --no-dev --no-editable
+RUN uv sync --locked --no-dev --extra platform --no-editable
 
 FROM python:3.11-slim-bookworm AS runtime
 RUN groupadd --gid 10001 elt \

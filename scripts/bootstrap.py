@@ -52,11 +52,13 @@ def bootstrap_uv() -> Path:
 
 
 def sync(uv: Path, groups: tuple[str, ...] = ()) -> None:
-    """Build .venv exactly from uv.lock, with the interpreter running this script."""
+    """Build .venv exactly from uv.lock, with the interpreter running this script, with the
+    `platform` extra (the UI and the embedded PostgreSQL) that the platform's commands use."""
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     extra = [arg for group in groups for arg in ("--group", group)]
     subprocess.run(
-        [str(uv), "sync", "--locked", "--quiet", *extra, "--python", sys.executable],
+        [str(uv), "sync", "--locked", "--quiet", "--extra", "platform", *extra]
+        + ["--python", sys.executable],
         cwd=ROOT,
         env=env,
         check=True,

