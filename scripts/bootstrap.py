@@ -56,9 +56,9 @@ def sync(uv: Path, groups: tuple[str, ...] = ()) -> None:
     `platform` extra (the UI and the embedded PostgreSQL) that the platform's commands use."""
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     extra = [arg for group in groups for arg in ("--group", group)]
+    command = [str(uv), "sync", "--locked", "--quiet", "--extra", "platform", *extra]
     subprocess.run(
-        [str(uv), "sync", "--locked", "--quiet", "--extra", "platform", *extra]
-        + ["--python", sys.executable],
+        [*command, "--python", sys.executable],
         cwd=ROOT,
         env=env,
         check=True,
