@@ -93,7 +93,10 @@ def run_backlog(bench: Bench, instance: dg.DagsterInstance) -> dict[str, Any]:
     idle = 0
     while idle < 2:  # the first tick only sees the files; stop after two with nothing to do
         tick_started = time.perf_counter()
-        resources = {"landing": landing_resource(Settings.from_env()), "warehouse": warehouse}
+        resources = {
+            "elt_landing": landing_resource(Settings.from_env()),
+            "elt_warehouse": warehouse,
+        }
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = sensor(context)
         assert isinstance(result, dg.SensorResult)

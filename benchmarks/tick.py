@@ -57,7 +57,10 @@ def tick_scenario(bench: Bench, files: int) -> str:
     warehouse = PostgresResource.from_env()
 
     def tick(instance: dg.DagsterInstance) -> tuple[float, int]:
-        resources = {"landing": landing_resource(Settings.from_env()), "warehouse": warehouse}
+        resources = {
+            "elt_landing": landing_resource(Settings.from_env()),
+            "elt_warehouse": warehouse,
+        }
         started = time.perf_counter()
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = sensor(context)

@@ -123,3 +123,39 @@ def test_dagster_yaml_loads_as_an_instance_on_postgres(
         assert not instance.telemetry_enabled
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         assert instance.get_runs() == []
+
+
+class Theirs(dg.ConfigurableResource):
+    """A resource of the user's own project."""
+
+    name: str = "theirs"
+
+
+@pytest.mark.pure
+def test_a_projects_own_warehouse_and_landing_resources_do_not_collide(tmp_path: Path) -> None:
+    """Our resource keys are prefixed (elt_*): a Dagster project with resources named
+    `warehouse` and `landing` merges with our definitions."""
+    from elt_assets.contracts.loader import load_contracts
+    from elt_assets.definitions import build_definitions
+    from elt_assets.settings import Settings
+
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "items.yaml").write_text(
+        "name: items\nsource: {glob: 'items/*.csv'}\n"
+        "target: {schema: shop, table: items, primary_key: [id]}\n"
+        "columns: [{name: id, type: bigint}]\n"
+    )
+    settings = Settings.from_env({"ELT_LANDING_DIR": str(tmp_path), "ELT_STATE_DIR": str(tmp_path)})
+    ours = build_definitions(load_contracts(contracts), settings)
+
+    @dg.asset
+    def their_report(warehouse: Theirs, landing: Theirs) -> None:
+        """A user's own asset on their own resources."""
+
+    theirs = dg.Definitions(
+        assets=[their_report], resources={"warehouse": Theirs(), "landing": Theirs()}
+    )
+    merged = dg.Definitions.merge(ours, theirs)
+    merged.get_repository_def()  # resolves every resource of every asset, sensor and job
+    assert {"warehouse", "landing", "elt_warehouse", "elt_landing"} <= set(merged.resources or {})

@@ -297,10 +297,10 @@ def test_the_resources_hold_the_url_variables_names_never_their_values(
     monkeypatch.setenv("ELT_OWNER_DATABASE_URL_FILE", str(secret))
     monkeypatch.setenv("ELT_LANDING_DIR", str(tmp_path))
     resources = build_resources(Settings.from_env())
-    warehouse = resources["warehouse"]
+    warehouse = resources["elt_warehouse"]
     assert isinstance(warehouse, PostgresResource)
     shown = json.dumps(
-        {name: r.model_dump() for name, r in resources.items() if name != "staging_io_manager"},
+        {name: r.model_dump() for name, r in resources.items() if name != "elt_staging_io_manager"},
         default=str,
     )
     assert leaks([shown], loader_password, owner_password) == []

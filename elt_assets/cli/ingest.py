@@ -27,8 +27,10 @@ from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
 from elt_assets.defs.names import (
+    LANDING_KEY,
     RELOAD_OF_TAG,
     RUN_KEY_TAG,
+    WAREHOUSE_KEY,
     batch_job_name,
     files_partitions_name,
     ingest_job_name,
@@ -147,7 +149,7 @@ def _ingest(
                 dataset = _Dataset(settings, contract, definitions, discovery, resources, instance)
                 report.extend(dataset.ingest(retry_failed))
     finally:
-        resources["warehouse"].close()
+        resources[WAREHOUSE_KEY].close()
     return report
 
 
@@ -179,8 +181,8 @@ class _Dataset:
         self.settings, self.contract, self.instance = settings, contract, instance
         self.definitions, self.resources = definitions, resources
         self.discovery = discovery  # the headless rules the definitions were built with
-        self.warehouse: PostgresResource = resources["warehouse"]
-        self.landing: Landing = resources["landing"].zone()
+        self.warehouse: PostgresResource = resources[WAREHOUSE_KEY]
+        self.landing: Landing = resources[LANDING_KEY].zone()
         self.taken: set[str] = set()  # files this call ran
         self.own_runs: set[str] = set()  # run ids of this call
 
@@ -195,7 +197,7 @@ class _Dataset:
         left unfinished)."""
         partitions = files_partitions(self.contract.name)
         tick = Tick(self.contract, self.discovery, partitions, self.instance, log)
-        result = tick.evaluate(self.resources["landing"], self.warehouse)
+        result = tick.evaluate(self.resources[LANDING_KEY], self.warehouse)
         for added in result.dynamic_partitions_requests or []:
             if isinstance(added, dg.AddDynamicPartitionsRequest):
                 self.instance.add_dynamic_partitions(

@@ -23,6 +23,7 @@ import dagster as dg
 
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.defs import checks, steps
+from elt_assets.defs.names import STAGING_IO_MANAGER_KEY
 from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
@@ -113,8 +114,11 @@ def _raw_asset(
         metadata={"glob": contract.source.glob},
     )
     def raw(
-        context: dg.AssetExecutionContext, landing: LandingResource, warehouse: PostgresResource
+        context: dg.AssetExecutionContext,
+        elt_landing: LandingResource,
+        elt_warehouse: PostgresResource,
     ) -> dg.MaterializeResult:
+        landing, warehouse = elt_landing, elt_warehouse
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
         with (
@@ -137,7 +141,7 @@ def _staged_asset(
         partitions_def=partitions,
         group_name=contract.name,
         kinds={"polars", "postgres"},
-        io_manager_key="staging_io_manager",
+        io_manager_key=STAGING_IO_MANAGER_KEY,
         retry_policy=RETRY_POLICY,
         pool=WAREHOUSE_POOL,
         check_specs=checks.staged_check_specs(contract, keys.staged, partitions),
@@ -152,8 +156,11 @@ def _staged_asset(
         },
     )
     def staged(
-        context: dg.AssetExecutionContext, landing: LandingResource, warehouse: PostgresResource
+        context: dg.AssetExecutionContext,
+        elt_landing: LandingResource,
+        elt_warehouse: PostgresResource,
     ) -> Iterator[Any]:
+        landing, warehouse = elt_landing, elt_warehouse
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
         # Never yield inside log_context: when the IO manager fails, Dagster abandons this
@@ -218,13 +225,13 @@ def _target_asset(
     def target(
         context: dg.AssetExecutionContext,
         staged: StagedSlice,
-        landing: LandingResource,
-        warehouse: PostgresResource,
+        elt_landing: LandingResource,
+        elt_warehouse: PostgresResource,
     ) -> dg.MaterializeResult:
         outcome = steps.load_target(
             contract,
-            warehouse,
-            landing.zone(),
+            elt_warehouse,
+            elt_landing.zone(),
             staged,
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),

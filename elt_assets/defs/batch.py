@@ -38,7 +38,14 @@ from pydantic import Field
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks, steps
 from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL, DatasetKeys
-from elt_assets.defs.names import BATCH_FILES_TAG, BATCH_TAG, batch_job_name, batch_op_name
+from elt_assets.defs.names import (
+    BATCH_FILES_TAG,
+    BATCH_TAG,
+    LANDING_KEY,
+    WAREHOUSE_KEY,
+    batch_job_name,
+    batch_op_name,
+)
 from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context, mask_secrets
@@ -112,11 +119,11 @@ def build_batch_job(
     def load_files(
         context: dg.OpExecutionContext,
         config: BatchConfig,
-        landing: LandingResource,
-        warehouse: PostgresResource,
+        elt_landing: LandingResource,
+        elt_warehouse: PostgresResource,
     ) -> None:
         _keep_storage_connections(context.instance)
-        batch = _Batch(context, contract, keys, blocking, landing, warehouse)
+        batch = _Batch(context, contract, keys, blocking, elt_landing, elt_warehouse)
         known = set(context.instance.get_dynamic_partitions(partitions_name))
         wanted = list(dict.fromkeys(config.partition_keys))
         missing = [key for key in wanted if key not in known]
@@ -130,7 +137,7 @@ def build_batch_job(
         # Bound here, not left to Definitions: Dagster would rebuild the sensor that targets this
         # job to bind them, and its rebuild passes the sensor's (empty) owners on, a beta
         # parameter that warns on every load.
-        resource_defs={name: resources[name] for name in ("landing", "warehouse")},
+        resource_defs={name: resources[name] for name in (LANDING_KEY, WAREHOUSE_KEY)},
         description=(
             f"Load many files of dataset {contract.name} in one run (a backlog): each file is "
             "still reported as its own partition of the three assets."

@@ -28,8 +28,8 @@ def build_prune_job(contracts: Sequence[Contract], retention_hours: int) -> dg.J
         description="Delete the staging slices of files loaded (or failed) longer ago than "
         "ELT_STAGING_RETENTION_HOURS, for every dataset; the landed files stay the source.",
     )
-    def prune(context: dg.OpExecutionContext, warehouse: PostgresResource) -> dg.Output[None]:
-        hours = retention_hours
+    def prune(context: dg.OpExecutionContext, elt_warehouse: PostgresResource) -> dg.Output[None]:
+        hours, warehouse = retention_hours, elt_warehouse
         if hours == 0:
             context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
             return dg.Output(None)

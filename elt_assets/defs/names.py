@@ -7,6 +7,11 @@ import dagster as dg
 
 from elt_assets.landing.keys import key_to_path
 
+# Resource keys: prefixed, so a user's own `warehouse` or `landing` resource never collides.
+WAREHOUSE_KEY = "elt_warehouse"
+LANDING_KEY = "elt_landing"
+STAGING_IO_MANAGER_KEY = "elt_staging_io_manager"
+
 # Tags on the runs of a file or a batch.
 SHA_TAG = "elt/sha256"
 FILE_TAG = "elt/file"

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from elt_assets.defs.names import LANDING_KEY, STAGING_IO_MANAGER_KEY, WAREHOUSE_KEY
 from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
@@ -82,7 +83,7 @@ def build_resources(
     CLI's, which knows its URLs without the environment)."""
     warehouse = warehouse or PostgresResource.from_env(settings)
     return {
-        "warehouse": warehouse,
-        "landing": landing_resource(settings),
-        "staging_io_manager": StagingIOManager(warehouse=warehouse),
+        WAREHOUSE_KEY: warehouse,
+        LANDING_KEY: landing_resource(settings),
+        STAGING_IO_MANAGER_KEY: StagingIOManager(warehouse=warehouse),
     }

@@ -103,10 +103,12 @@ def build_file_sensor(
         ),
     )
     def file_sensor(
-        context: dg.SensorEvaluationContext, landing: LandingResource, warehouse: PostgresResource
+        context: dg.SensorEvaluationContext,
+        elt_landing: LandingResource,
+        elt_warehouse: PostgresResource,
     ) -> dg.SensorResult:
         tick = Tick(contract, rules, partitions, context.instance, context.log)
-        return tick.evaluate(landing, warehouse)
+        return tick.evaluate(elt_landing, elt_warehouse)
 
     return file_sensor
 
