@@ -5,7 +5,7 @@ Needs only Python 3.11+. It installs a pinned uv into .elt/bootstrap, builds .ve
 committed uv.lock (never re-resolving), and then runs the requested command inside it:
 
     python3 scripts/bootstrap.py dev     # the platform: embedded PostgreSQL + Dagster UI
-    python3 scripts/bootstrap.py test    # ruff, mypy, dagster definitions validate, pytest
+    python3 scripts/bootstrap.py test    # ruff, mypy, dg check defs, pytest
     python3 scripts/bootstrap.py sync    # only build the environment
     python3 scripts/bootstrap.py bench   # the benchmark (benchmarks/run.py), with its extras
 
@@ -71,7 +71,8 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
         ["mypy"],
-        ["dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        # The definitions load as Dagster's `dg` loads a project ([tool.dg] in pyproject.toml).
+        ["dg", "check", "defs"],
         ["pytest", *pytest_args, "--ignore=elt_assets_tests/test_faults.py"],
         # The fault tests kill processes and restart servers from a forkserver of their own;
         # in their own pytest process they cannot be disturbed by the threads and state the
@@ -91,7 +92,7 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
     for step in steps:
         print(f"\n==> {' '.join(step)}", flush=True)
         command = [str(uv), "run", "--locked", "--no-sync", *step]
-        step_env = {**env, **samples} if step[0] == "dagster" else env
+        step_env = {**env, **samples} if step[0] == "dg" else env
         code = subprocess.run(command, cwd=ROOT, env=step_env).returncode
         if code != 0:
             print(f"\nFAILED: {' '.join(step)} (exit {code})", file=sys.stderr)
