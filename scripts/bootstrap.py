@@ -82,7 +82,7 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
     # Validation loads the code location only; an empty instance directory is enough for it.
     home = ROOT / ".elt" / "ci_dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     # The code location as `elt dev` serves it: the sample datasets.
     samples = {
