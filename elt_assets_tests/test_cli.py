@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from elt_assets.postgres.embedded import free_port
 from elt_assets_tests.conftest import EXAMPLES, Warehouse, copy_examples, write_contract
 
 pytestmark = [pytest.mark.slow]
@@ -393,3 +394,42 @@ def test_retry_failed_reruns_a_failed_file_once_its_contract_is_fixed(
         (1, "bolt"),
         (2, "nut"),
     ]
+
+
+@pytest.mark.slow
+def test_db_init_without_a_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    """No URL configured: `elt db init` names the settings (and --embedded) and exits 2; it does
+    not quietly create a new embedded cluster in the user's directory."""
+    result = elt("db", "init", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        "no database to set up: set ELT_OWNER_DATABASE_URL (or ELT_DATABASE_URL)" in result.stderr
+    )
+    assert "--embedded" in result.stderr
+    assert not (tmp_path / "state" / "postgres").exists()
+
+
+@pytest.mark.slow
+def test_db_init_with_only_the_owner_url_sets_up_that_database(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """ELT_OWNER_DATABASE_URL alone is enough: set-up runs as the owner, nothing embedded."""
+    result = elt(
+        "db", "init", tmp_path=tmp_path, env={"ELT_OWNER_DATABASE_URL": warehouse.owner_url}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "migrations applied" in result.stdout
+    assert not (tmp_path / "state" / "postgres").exists()
+    assert warehouse.value("SELECT count(*) FROM elt.schema_migrations") >= 4
+
+
+@pytest.mark.slow
+def test_db_init_embedded_sets_up_the_embedded_server(tmp_path: Path) -> None:
+    env = {"ELT_EMBEDDED_PG_PORT": str(free_port())}
+    try:
+        result = elt("db", "init", "--embedded", tmp_path=tmp_path, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "migrations applied: 0001_platform" in result.stdout
+        assert (tmp_path / "state" / "postgres").is_dir()
+    finally:
+        elt("db", "stop", tmp_path=tmp_path, env=env)

@@ -89,12 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         "--role", default="elt_owner", choices=["elt_loader", "elt_owner", "dagster", "postgres"]
     )
     psql.add_argument("--database", default="warehouse")
-    db_commands.add_parser(
+    init = db_commands.add_parser(
         "init",
         help="apply migrations, roles, grants and contract tables",
         description="Apply sql/ migrations, create the roles and grants, and create the tables "
-        "of every contract, as ELT_OWNER_DATABASE_URL (else ELT_DATABASE_URL, else the "
-        "embedded server). Idempotent.",
+        "of every contract, as ELT_OWNER_DATABASE_URL (else ELT_DATABASE_URL; with --embedded, "
+        "on the embedded server). Idempotent.",
+    )
+    init.add_argument(
+        "--embedded",
+        action="store_true",
+        help="set up the embedded server (started if needed) instead of a configured database",
     )
 
     commands.add_parser(

@@ -35,10 +35,13 @@ class Databases:
     embedded_for: list[str] = field(default_factory=list)
 
 
-def resolve_databases(settings: Settings, *, need_dagster: bool) -> Databases:
-    """The warehouse (and Dagster) URLs from the environment, else from the embedded server."""
+def resolve_databases(
+    settings: Settings, *, need_dagster: bool, embedded_only: bool = False
+) -> Databases:
+    """The warehouse (and Dagster) URLs from the environment, else from the embedded server
+    (with `embedded_only`, from the embedded server whatever is configured)."""
     env: dict[str, str] = {}
-    warehouse = database_url("ELT_DATABASE_URL")
+    warehouse = None if embedded_only else database_url("ELT_DATABASE_URL")
     dagster = database_url("ELT_DAGSTER_DATABASE_URL") if need_dagster else "unused"
     if warehouse:
         env["ELT_DATABASE_URL"] = warehouse

@@ -7,6 +7,7 @@ import os
 import sys
 
 from elt_assets.cli.databases import (
+    Databases,
     embedded_server,
     initialize_warehouse,
     resolve_databases,
@@ -14,7 +15,7 @@ from elt_assets.cli.databases import (
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.log import MASK
 from elt_assets.postgres.embedded import EmbeddedServer, provision
-from elt_assets.settings import Settings
+from elt_assets.settings import SettingError, Settings, database_url
 
 
 def run_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -62,7 +63,7 @@ def run_db(args: argparse.Namespace, settings: Settings) -> int:
             *args.args,
         ]
         os.execve(command[0], command, env)  # noqa: S606
-    return _init(settings)
+    return _init(settings, embedded=args.embedded)
 
 
 def _status(server: EmbeddedServer) -> int:
@@ -78,14 +79,26 @@ def _status(server: EmbeddedServer) -> int:
     return 0 if pid else 3
 
 
-def _init(settings: Settings) -> int:
+def _init(settings: Settings, *, embedded: bool) -> int:
     # Without contracts: the platform's own tables (a dataset's appear on its first load).
     contract_set = (
         load_contracts(settings.require_contracts_dir())
         if settings.contracts_dir is not None
         else ContractSet()
     )
-    databases = resolve_databases(settings, need_dagster=False)
+    owner = database_url("ELT_OWNER_DATABASE_URL")
+    if embedded:
+        databases = resolve_databases(settings, need_dagster=False, embedded_only=True)
+    elif owner is not None and database_url("ELT_DATABASE_URL") is None:
+        databases = Databases({"ELT_OWNER_DATABASE_URL": owner})  # set-up needs only the owner
+    elif owner is None and database_url("ELT_DATABASE_URL") is None:
+        # Never a silent new cluster in the working directory when a database was meant.
+        raise SettingError(
+            "elt db init: no database to set up: set ELT_OWNER_DATABASE_URL (or "
+            "ELT_DATABASE_URL) to it, or pass --embedded for the embedded server"
+        )
+    else:
+        databases = resolve_databases(settings, need_dagster=False)
     try:
         report = initialize_warehouse(databases, contract_set.contracts)
     finally:
