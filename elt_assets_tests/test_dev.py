@@ -302,6 +302,7 @@ def test_ctrl_c_under_make_stops_everything_and_make_exits_0(dev: Dev, tmp_path:
         text = output.decode(errors="replace")
         assert status == 0, text
         assert "make: ***" not in text and "Aborted!" not in text and "Traceback" not in text, text
+        assert "Warning" not in text, text  # no Python warning the user did not cause
         assert "embedded PostgreSQL stopped" in text, text
         assert dev.wait_until_no_leftovers() == [], text
     finally:

@@ -167,6 +167,10 @@ def _run_dagster(
     }
     if settings.archive_dir is not None:
         env["ELT_ARCHIVE_DIR"] = str(settings.archive_dir)  # absolute: Dagster runs elsewhere
+    # `dagster dev` warns on every start that `dg dev` supersedes it; `dg` is not part of the
+    # platform's dependencies yet, so the warning would only be noise the user did not cause.
+    quiet = "ignore:Function `dev_command` is superseded"
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     dagster = Path(sys.executable).parent / "dagster"
     command = [
         str(dagster),
