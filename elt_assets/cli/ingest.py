@@ -219,7 +219,7 @@ class _Dataset:
             known = load_known(connection, name)
             latest = {row["file"]: row for row in latest_manifest(connection, name)}
         retry = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
-        files: list[tuple[LandedFile, str]] = []
+        candidates: list[tuple[LandedFile, str]] = []  # with the content they should still hold
         for landed in self.landing.scan(self.contract.source.glob):
             file = landed.relative_path
             row, memory = latest.get(file), known.get(file)
@@ -229,17 +229,20 @@ class _Dataset:
                 sha = memory.sha256 if memory is not None else None  # taken, not finished
             else:
                 sha = row["sha256"] if row["status"] in retry else None
-            if sha is not None and self.landing.sha256(file) == sha:
-                files.append((landed, sha))
-        if not files:
+            if sha is not None:
+                candidates.append((landed, sha))
+        if not candidates:
             return []
         with self.warehouse.connection() as connection:
-            busy = leases_held(connection, name, [landed.relative_path for landed, _ in files])
-            done = loaded_content(connection, name, [sha for _, sha in files])
+            busy = leases_held(connection, name, [landed.relative_path for landed, _ in candidates])
+            done = loaded_content(connection, name, [sha for _, sha in candidates])
+        # Hashed last: a file another process is loading (maybe a large one) is not read here.
         files = [
             (landed, sha)
-            for landed, sha in files
-            if landed.relative_path not in busy and done.get(sha) != landed.relative_path
+            for landed, sha in candidates
+            if landed.relative_path not in busy
+            and done.get(sha) != landed.relative_path
+            and self.landing.sha256(landed.relative_path) == sha
         ]
         keys = [path_to_key(landed.relative_path) for landed, _ in files]
         self.instance.add_dynamic_partitions(files_partitions_name(name), keys)

@@ -40,7 +40,7 @@ from elt_assets.postgres.inspect import (
 from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
 from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.postgres.staging import recorded_report as read_recorded_report
+from elt_assets.postgres.staging import read_stage_report
 from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
@@ -177,7 +177,7 @@ def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> Sta
     """What the staging IO manager recorded for this file's content (it wrote it just now)."""
     key = ManifestKey(staged_file.dataset, staged_file.file, staged_file.sha256)
     with warehouse.connection() as connection:
-        report = read_recorded_report(connection, key)
+        report = read_stage_report(connection, key)
     if report is None:
         raise TerminalDatabaseError(
             f"{staged_file.file}: the staged step recorded no report for this content (was the "

@@ -254,7 +254,7 @@ def _storable(value: object) -> object:
     return value
 
 
-def recorded_report(connection: psycopg.Connection, key: ManifestKey) -> StageReport | None:
+def read_stage_report(connection: psycopg.Connection, key: ManifestKey) -> StageReport | None:
     """The report the staged step recorded for this content of the file, if any."""
     row = connection.execute(render("manifest_stage_report"), key.__dict__).fetchone()
     return StageReport.from_json(row[0]) if row and row[0] is not None else None
