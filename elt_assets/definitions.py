@@ -18,9 +18,9 @@ import dagster as dg
 
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
+from elt_assets.defs.assets import DatasetKeys, build_dataset_assets, build_table_checks
 from elt_assets.defs.batch import build_batch_job
-from elt_assets.defs.checks import staged_check_specs, target_check_specs
+from elt_assets.defs.checks import staged_check_specs
 from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
 from elt_assets.defs.names import ingest_job_name
 from elt_assets.defs.partitions import files_partitions
@@ -41,25 +41,18 @@ def ingest_job(
     keys = DatasetKeys.of(contract)
     return dg.define_asset_job(
         name=ingest_job_name(contract.name),
-        # The assets and the checks they emit themselves.
+        # The assets and the file's own checks; the table's checks are recorded by the target
+        # step after a load, never planned in a file's run (a failed file would mark them).
         selection=dg.AssetSelection.assets(keys.raw, keys.staged, keys.target).without_checks()
-        | dg.AssetSelection.checks(*_own_checks(contract, keys, partitions)),
+        | dg.AssetSelection.checks(
+            *(spec.key for spec in staged_check_specs(contract, keys.staged, partitions))
+        ),
         # The three steps of a file run in one process, one after the other: no process start per
         # step. Files run in parallel as separate runs (limited by the run queue and the pool).
         executor_def=dg.in_process_executor,
         description=f"Load one file of dataset {contract.name}: raw -> staged -> target.",
         tags={"elt/dataset": contract.name},
     )
-
-
-def _own_checks(
-    contract: Contract, keys: DatasetKeys, partitions: dg.PartitionsDefinition
-) -> list[dg.AssetCheckKey]:
-    specs = [
-        *staged_check_specs(contract, keys.staged, partitions),
-        *target_check_specs(contract, keys.target),
-    ]
-    return [spec.key for spec in specs]
 
 
 def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
@@ -97,11 +90,13 @@ def build_definitions(
     resources = resources or build_resources(settings)
     discovery = discovery or Discovery.from_settings(settings)
     assets: list[dg.AssetsDefinition] = []
+    table_checks: list[dg.AssetChecksDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for contract in contract_set.contracts:
         partitions = files_partitions(contract.name)
         assets.extend(build_dataset_assets(contract, partitions))
+        table_checks.append(build_table_checks(contract))
         job = ingest_job(contract, partitions)
         batch_job = build_batch_job(contract, partitions, resources)
         jobs += [job, batch_job]
@@ -115,6 +110,7 @@ def build_definitions(
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,
+        asset_checks=table_checks,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 import pytest
 
+from elt_assets_tests import helpers
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import check_results, materialization_metadata, run_file, step_failure
 
@@ -149,3 +151,38 @@ def test_elt_max_record_bytes_reaches_the_run_through_the_landing_resource(
     assert not refused.success
     assert "a single record is larger than 65536 bytes" in step_failure(refused)
     assert "ELT_MAX_RECORD_BYTES" in step_failure(refused)
+
+
+def test_the_table_checks_run_on_their_own_and_see_the_table_as_it_is_now(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    # What the UI's "Execute" button runs: the table's checks alone.
+    checks_job = dg.define_asset_job(
+        "table_checks", dg.AssetSelection.checks_for_assets(dg.AssetKey(["sales", "orders"]))
+    )
+    definitions = dg.Definitions.merge(
+        helpers.definitions(contracts_dir), dg.Definitions(jobs=[checks_job])
+    )
+    job = definitions.resolve_job_def("table_checks")
+    with dg.instance_for_test() as instance:
+
+        def execute_table_checks() -> dict[str, Any]:
+            result = job.execute_in_process(instance=instance, run_config=helpers.QUIET)
+            assert result.success, step_failure(result)
+            return check_results(result)
+
+        before = execute_table_checks()  # nothing loaded yet: said, not hidden
+        assert set(before) == {"primary_key_valid", "row_count_not_dropped"}
+        for evaluation in before.values():
+            assert not evaluation.passed
+            assert "does not exist yet" in (evaluation.description or "")
+
+        land(landing, "orders/a.csv", HEADER + "1,new,1,\n2,new,2,\n3,new,3,\n")
+        assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
+        warehouse.query("DELETE FROM sales.orders WHERE order_id = 3")  # outside the platform
+        after = execute_table_checks()
+    assert after["primary_key_valid"].passed
+    dropped = after["row_count_not_dropped"]
+    assert not dropped.passed and dropped.severity == dg.AssetCheckSeverity.WARN
+    assert dropped.description.startswith("2 rows, 1 fewer than after the previous load")

@@ -212,7 +212,6 @@ def _target_asset(
         kinds={"postgres"},
         retry_policy=RETRY_POLICY,
         pool=WAREHOUSE_POOL,
-        check_specs=checks.target_check_specs(contract, keys.target),
         description=(contract.description + "\n\n" if contract.description else "")
         + f"Table {contract.target.schema_}.{contract.target.table}: each file's rows {how}. "
         "Unchanged rows are not rewritten.",
@@ -227,7 +226,7 @@ def _target_asset(
         staged: StagedSlice,
         elt_landing: LandingResource,
         elt_warehouse: PostgresResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         outcome = steps.load_target(
             contract,
             elt_warehouse,
@@ -236,6 +235,34 @@ def _target_asset(
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),
         )
-        return dg.MaterializeResult(check_results=outcome.check_results, metadata=outcome.metadata)
+        yield dg.MaterializeResult(metadata=outcome.metadata)
+        # The table changed: its checks are evaluated now, after the materialisation they see.
+        for result in outcome.check_results:
+            checks.record_evaluation(context, keys.target, result)
 
     return target
+
+
+def build_table_checks(contract: Contract) -> dg.AssetChecksDefinition:
+    """The target table's checks, to execute on their own (the UI's "Execute" button).
+
+    A load evaluates them too (see the target asset), so they are left out of a file's run: a
+    file that fails before the target never marks the table's checks failed.
+    """
+    key = DatasetKeys.of(contract).target
+
+    @dg.multi_asset_check(
+        specs=checks.target_check_specs(contract, key),
+        name=f"{contract.name}_table_checks",
+        description=f"Check table {contract.target.schema_}.{contract.target.table} as it is "
+        "now: its primary key, and its row count against the count after its latest load.",
+    )
+    def table_checks(
+        context: dg.AssetCheckExecutionContext, elt_warehouse: PostgresResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        previous = steps.previous_row_count(context.instance, key)
+        with log_context(dataset=contract.name, run_id=context.run.run_id):
+            results = steps.measure_table(contract, elt_warehouse, previous)
+        yield from results
+
+    return table_checks

@@ -319,17 +319,7 @@ class _Batch:
     def _log_evaluation(
         self, asset_key: dg.AssetKey, result: dg.AssetCheckResult, partition: str | None
     ) -> None:
-        """Record a check's result in the instance, as the asset's own step would."""
-        evaluation = dg.AssetCheckEvaluation(
-            asset_key=asset_key,
-            check_name=result.check_name or "",
-            passed=result.passed,
-            metadata=result.metadata,
-            severity=result.severity,
-            description=result.description,
-            blocking=self.blocking.get(result.check_name or "", False),
-            partition=partition,
+        blocking = self.blocking.get(result.check_name or "", False)
+        checks.record_evaluation(
+            self.context, asset_key, result, partition=partition, blocking=blocking
         )
-        # log_event is typed for materialisations only; the instance records check evaluations
-        # (per partition when given) just the same.
-        self.context.log_event(evaluation)  # type: ignore[arg-type]

@@ -9,10 +9,13 @@ On staged (per file, blocking: a failing file never reaches the target):
   tolerated: extra columns ignored, missing nullable columns filled with NULL, headers matched
   only after trimming and case-folding. Under `strict` drift rejects the file before any check
   runs (the step's error names the columns), so the check only ever passes there.
-On the target (per table, after each load):
+On the target (per table):
 - primary_key_valid: the primary key is enforced, or no key is duplicated or NULL;
 - row_count_not_dropped (WARN): the table did not shrink since its previous load.
-Freshness comes from Dagster's own last-update checks (see definitions.py).
+The table's checks are evaluated when the table changed: right after each load, by the step that
+loaded (`record_evaluation`), and whenever someone executes them in the UI. They are not part of
+a file's run, so a file that fails, and never touched the table, cannot mark them failed.
+Freshness is the target's FreshnessPolicy, evaluated by Dagster's daemon.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ def _staged_check_specs(
             ),
         ),
     ]
+
+
+def target_check_names(contract: Contract) -> list[str]:
+    return [PRIMARY_KEY, ROW_COUNT] if contract.target.primary_key else [ROW_COUNT]
 
 
 def target_check_specs(contract: Contract, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -266,3 +273,28 @@ def row_count_result(current: int, previous: int | None) -> dg.AssetCheckResult:
             else f"{current} rows"
         ),
     )
+
+
+def record_evaluation(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    asset_key: dg.AssetKey,
+    result: dg.AssetCheckResult,
+    *,
+    partition: str | None = None,
+    blocking: bool = False,
+) -> None:
+    """Record a check's result in the run's event log, for a check this step does not declare:
+    the table's checks after a load, and every check of the batch job's files."""
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=result.check_name or "",
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        blocking=blocking,
+        partition=partition,
+    )
+    # log_event is typed for materialisations and observations; Dagster records a check
+    # evaluation logged this way just the same (per partition when given), in this run.
+    context.log_event(evaluation)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks
@@ -32,9 +33,11 @@ from elt_assets.log import get_logger, log_context, mask_secrets
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
+    KeyState,
     current_attempt,
     primary_key_state,
     slice_counts,
+    table_exists,
     table_row_count,
 )
 from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
@@ -52,6 +55,7 @@ __all__ = [
     "archive_loaded",
     "describe_raw",
     "load_target",
+    "measure_table",
     "prepare_staged",
     "previous_row_count",
     "recorded_report",
@@ -59,6 +63,7 @@ __all__ = [
     "staged_check_results",
     "staged_slice",
     "start_raw",
+    "table_check_results",
     "violation_failure",
 ]
 
@@ -252,14 +257,8 @@ def load_target(
                 if result.row_count is not None
                 else table_row_count(connection, contract)
             )
-            key_check = (
-                checks.primary_key_result(primary_key_state(connection, contract))
-                if contract.target.primary_key
-                else None
-            )
-    previous = previous_rows()
-    results = [key_check] if key_check is not None else []
-    results.append(checks.row_count_result(row_count, previous))
+            key_state = _key_state(connection, contract)
+    results = table_check_results(contract, key_state, row_count, previous_rows())
     metadata: dict[str, Any] = {
         "dagster/row_count": row_count,
         "rows_staged": result.rows_staged,
@@ -308,6 +307,41 @@ def archive_loaded(
         return {"archived_to": dg.MetadataValue.path(moved)}
     log.warning("%s is loaded but was not archived: %s", staged.file, reason)
     return {"not_archived": reason}
+
+
+def _key_state(connection: psycopg.Connection, contract: Contract) -> KeyState | None:
+    return primary_key_state(connection, contract) if contract.target.primary_key else None
+
+
+def table_check_results(
+    contract: Contract, key_state: KeyState | None, row_count: int, previous: int | None
+) -> list[dg.AssetCheckResult]:
+    """The table's checks as the table is now: its primary key (if it has one), its row count."""
+    results = [checks.primary_key_result(key_state)] if key_state is not None else []
+    results.append(checks.row_count_result(row_count, previous))
+    return results
+
+
+def measure_table(
+    contract: Contract, warehouse: PostgresResource, previous: int | None
+) -> list[dg.AssetCheckResult]:
+    """The table's checks run on their own (from the UI): the table as it is now, or a failure
+    saying it does not exist yet."""
+    with warehouse.connection() as connection:
+        if not table_exists(connection, contract):
+            return [
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=f"table {contract.target.schema_}.{contract.target.table} does "
+                    "not exist yet: no file of this dataset has been loaded",
+                )
+                for name in checks.target_check_names(contract)
+            ]
+        row_count = table_row_count(connection, contract)
+        key_state = _key_state(connection, contract)
+    return table_check_results(contract, key_state, row_count, previous)
 
 
 def previous_row_count(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:

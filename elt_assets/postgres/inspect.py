@@ -29,6 +29,12 @@ def slice_counts(connection: psycopg.Connection, contract: Contract, file: str) 
     return staged, quarantined
 
 
+def table_exists(connection: psycopg.Connection, contract: Contract) -> bool:
+    params = {"schema": contract.target.schema_, "table": contract.target.table}
+    row = connection.execute(render("table_exists"), params).fetchone()
+    return bool(row and row[0])
+
+
 def table_row_count(connection: psycopg.Connection, contract: Contract) -> int:
     return _count(connection, render("table_row_count", table=target_table(contract)))
 

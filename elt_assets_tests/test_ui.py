@@ -1,0 +1,317 @@
+"""What the Dagster UI shows, asked the way the UI asks: Dagster's GraphQL API of a served
+instance (issue 25). No screenshots here; scripts/screenshot.py makes the README's.
+
+The story a user lives: the sample orders land beside a file that breaks its contract's policy
+(too many bad rows) and a file that cannot be parsed (a ragged line). `elt ingest` loads what it
+can; `dagster dev` serves the instance (webserver and daemon). The table must stay green, each
+bad file must be red on its own partition with its reason, and once the sender's corrected files
+land, the sensor loads them and everything is green, freshness included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elt_assets.landing.keys import path_to_key
+from elt_assets.postgres.embedded import free_port
+from elt_assets_tests.conftest import Warehouse, copy_examples
+
+pytestmark = [pytest.mark.slow, pytest.mark.db]
+
+BIN = Path(sys.executable).parent
+HEADER = "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
+RAGGED = "orders/orders_2026-11-22.csv"
+# Line 3 has nine fields under an eight-column header: the file cannot be read.
+RAGGED_TEXT = HEADER + (
+    "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    "2,2,extra,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+)
+FIXED_TEXT = HEADER + (
+    "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    "2,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+)
+BAD_ROWS = "orders/orders_2026-11-23.csv"
+# Half the rows have a status the contract does not know: over the 5% policy.
+BAD_ROWS_TEXT = HEADER + "".join(
+    f"{n},3,{'lost' if n % 2 else 'paid'},2.00,EUR,2026-11-23 08:00:00,,2026-11-23T09:00:00+01:00\n"
+    for n in range(10, 20)
+)
+GOOD_ROWS_TEXT = BAD_ROWS_TEXT.replace(",lost,", ",paid,")
+STAGED = ["staged", "orders_staging"]
+TARGET = ["sales", "orders"]
+STAGED_CHECKS = ("contract_conformance", "rows_reconciled", "schema_drift")
+TABLE_CHECKS = ("primary_key_valid", "row_count_not_dropped")
+
+
+class Served:
+    """`dagster dev` on the test's instance, asked through GraphQL."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        self.log = log
+        self._log_file = log.open("wb")
+        command = [str(BIN / "dagster"), "dev", "-m", "elt_assets.definitions"]
+        self.process = subprocess.Popen(
+            [*command, "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=cwd,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def query(self, text: str, **variables: Any) -> dict[str, Any]:
+        body = json.dumps({"query": text, "variables": variables}).encode()
+        request = urllib.request.Request(
+            self.url, body, {"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            document = json.loads(response.read())
+        assert not document.get("errors"), document["errors"]
+        return document["data"]
+
+    def wait_until_up(self, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text(errors="replace")[-4000:]
+            try:
+                self.query("{ version }")
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(1)
+        raise AssertionError("dagster dev did not answer:\n" + self.log.read_text()[-4000:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log_file.close()
+
+    # -- the UI's questions ---------------------------------------------------------------------
+
+    def executions(self, asset: list[str], check: str) -> list[dict[str, Any]]:
+        """A check's history, newest first, as the check's history tab lists it."""
+        data = self.query(
+            """query ($key: AssetKeyInput!, $check: String!) {
+                 assetCheckExecutions(assetKey: $key, checkName: $check, limit: 50) {
+                   status partition runId evaluation { description }
+                 }
+               }""",
+            key={"path": asset},
+            check=check,
+        )
+        return data["assetCheckExecutions"]
+
+    def partitions(self, asset: list[str]) -> dict[str, list[str]]:
+        data = self.query(
+            """query ($key: AssetKeyInput!) {
+                 assetNodeOrError(assetKey: $key) {
+                   ... on AssetNode {
+                     assetPartitionStatuses {
+                       ... on DefaultPartitionStatuses {
+                         materializedPartitions failedPartitions materializingPartitions
+                       }
+                     }
+                   }
+                 }
+               }""",
+            key={"path": asset},
+        )
+        return data["assetNodeOrError"]["assetPartitionStatuses"]
+
+    def latest_check_statuses(self, asset: list[str]) -> dict[str, str | None]:
+        """Each check's status for the asset's latest materialisation: the asset's check badges."""
+        data = self.query(
+            """query ($key: AssetKeyInput!) {
+                 assetNodeOrError(assetKey: $key) {
+                   ... on AssetNode {
+                     assetChecksOrError {
+                       ... on AssetChecks {
+                         checks { name executionForLatestMaterialization { status } }
+                       }
+                     }
+                   }
+                 }
+               }""",
+            key={"path": asset},
+        )
+        checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        return {
+            c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks
+        }
+
+    def freshness(self, asset: list[str]) -> str | None:
+        data = self.query(
+            """query ($key: AssetKeyInput!) {
+                 assetNodeOrError(assetKey: $key) {
+                   ... on AssetNode { freshnessStatusInfo { freshnessStatus } }
+                 }
+               }""",
+            key={"path": asset},
+        )
+        info = data["assetNodeOrError"]["freshnessStatusInfo"]
+        return info["freshnessStatus"] if info else None
+
+    def failure_messages(self, partition: str) -> list[str]:
+        """The step failures of the runs of a partition: what its "Run failed" link opens."""
+        data = self.query(
+            """query ($value: String!) {
+                 runsOrError(filter: {tags: [{key: "dagster/partition", value: $value}]}) {
+                   ... on Runs {
+                     results {
+                       status
+                       eventConnection { events { __typename ... on ExecutionStepFailureEvent {
+                         error { message } failureMetadata { description } } } }
+                     }
+                   }
+                 }
+               }""",
+            value=partition,
+        )
+        messages = []
+        for run in data["runsOrError"]["results"]:
+            for event in run["eventConnection"]["events"]:
+                if event["__typename"] == "ExecutionStepFailureEvent":
+                    metadata = event.get("failureMetadata") or {}
+                    messages.append(
+                        (metadata.get("description") or "")
+                        + " "
+                        + ((event.get("error") or {}).get("message") or "")
+                    )
+        return messages
+
+
+def wait_for(what: str, probe: Any, seconds: float = 240) -> Any:
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(2)
+    raise AssertionError(f"{what}: still not true after {seconds:.0f} s (last: {last!r})")
+
+
+@pytest.fixture
+def served(tmp_path: Path, warehouse: Warehouse) -> Iterator[tuple[Served, dict[str, str], Path]]:
+    landing, contracts = tmp_path / "landing", tmp_path / "contracts"
+    landing.mkdir()
+    contracts.mkdir()
+    copy_examples(landing, contracts)
+    for other in ("customers", "events"):  # one dataset keeps the run short
+        (contracts / f"{other}.yaml").unlink()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    work = tmp_path / "elsewhere"  # a user's own directory, outside the checkout
+    work.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env = {
+        **base,
+        "DAGSTER_HOME": str(home),
+        "ELT_DATABASE_URL": warehouse.loader_url,
+        "ELT_OWNER_DATABASE_URL": warehouse.owner_url,
+        "ELT_LANDING_DIR": str(landing),
+        "ELT_CONTRACTS_DIR": str(contracts),
+        "ELT_STATE_DIR": str(tmp_path / "state"),
+        "ELT_SENSOR_INTERVAL_SECONDS": "3",
+        "FRESHNESS_DAEMON_INTERVAL_SECONDS": "2",
+        "PYTHONWARNINGS": "ignore",
+    }
+    (landing / RAGGED).write_text(RAGGED_TEXT)
+    (landing / BAD_ROWS).write_text(BAD_ROWS_TEXT)
+    ingest = subprocess.run(
+        [str(BIN / "elt"), "ingest"], check=False, cwd=work, env=env, capture_output=True, text=True
+    )
+    assert ingest.returncode == 1, ingest.stdout + ingest.stderr  # two files failed
+    server = Served(env, work, tmp_path / "dagster-dev.log")
+    try:
+        server.wait_until_up()
+        yield server, env, landing
+    finally:
+        server.stop()
+
+
+def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
+    served: tuple[Served, dict[str, str], Path], warehouse: Warehouse
+) -> None:
+    ui, _, landing = served
+    ragged, bad_rows = path_to_key(RAGGED), path_to_key(BAD_ROWS)
+    good = [
+        path_to_key("orders/orders_2026-11-20.csv"),
+        path_to_key("orders/orders_2026-11-21.csv.gz"),
+    ]
+
+    # The table was never touched by the bad files: its checks passed after each good load and
+    # no run marked them failed (they are not planned in a file's run).
+    for check in TABLE_CHECKS:
+        history = ui.executions(TARGET, check)
+        assert history, f"{check} was never evaluated"
+        assert {e["status"] for e in history} == {"SUCCEEDED"}, (check, history)
+        assert all(e["partition"] is None for e in history), history
+    assert set(ui.latest_check_statuses(TARGET).values()) == {"SUCCEEDED"}
+
+    # Each bad file is one failed partition of the target; the good ones are materialised.
+    target = ui.partitions(TARGET)
+    assert sorted(target["failedPartitions"]) == sorted([ragged, bad_rows]), target
+    assert sorted(target["materializedPartitions"]) == sorted(good), target
+    # The unreadable file never reached staging: red there too. The file over the bad-row limit
+    # was staged (its good rows in the slice, its bad rows quarantined) and stopped by the check.
+    staged = ui.partitions(STAGED)
+    assert staged["failedPartitions"] == [ragged], staged
+    assert sorted(staged["materializedPartitions"]) == sorted([*good, bad_rows]), staged
+
+    # The file checks' history names the file; the policy failure says why on the check itself.
+    conformance = [
+        e for e in ui.executions(STAGED, "contract_conformance") if e["partition"] == bad_rows
+    ]
+    assert [e["status"] for e in conformance] == ["FAILED"], conformance
+    assert "max_bad_row_ratio 5.00% allows" in conformance[0]["evaluation"]["description"]
+    for check in STAGED_CHECKS:
+        for execution in ui.executions(STAGED, check):
+            assert execution["partition"] in {*good, ragged, bad_rows}, (check, execution)
+
+    # The unreadable file's reason (file and line) is in the failure its partition links to.
+    assert any(f"{RAGGED}, line 3" in m for m in ui.failure_messages(ragged)), ui.failure_messages(
+        ragged
+    )
+    # ...and in the manifest.
+    error = warehouse.value(
+        "SELECT error FROM elt.ingestion_manifest WHERE file = %s ORDER BY id DESC LIMIT 1",
+        (RAGGED,),
+    )
+    assert f"{RAGGED}, line 3" in error
+
+    # The sender's corrected files land; the sensor (daemon) loads them; everything is green.
+    (landing / RAGGED).write_text(FIXED_TEXT)
+    (landing / BAD_ROWS).write_text(GOOD_ROWS_TEXT)
+
+    def all_loaded() -> bool:
+        statuses = ui.partitions(TARGET)
+        return not statuses["failedPartitions"] and len(statuses["materializedPartitions"]) == 4
+
+    wait_for("the corrected files loaded by the sensor", all_loaded)
+    assert not ui.partitions(STAGED)["failedPartitions"]
+    assert set(ui.latest_check_statuses(TARGET).values()) == {"SUCCEEDED"}
+    for partition in (ragged, bad_rows):
+        for check in ("contract_conformance", "rows_reconciled"):
+            latest = next(e for e in ui.executions(STAGED, check) if e["partition"] == partition)
+            assert latest["status"] == "SUCCEEDED", (partition, check, latest)
+    assert wait_for("freshness evaluated", lambda: ui.freshness(TARGET)) == "HEALTHY"
