@@ -22,7 +22,7 @@ from elt_assets.defs.assets import DatasetKeys, build_dataset_assets, build_tabl
 from elt_assets.defs.batch import build_batch_job
 from elt_assets.defs.checks import staged_check_specs
 from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
-from elt_assets.defs.names import ingest_job_name
+from elt_assets.defs.names import DEFAULT_NAMING, Naming, ingest_job_name
 from elt_assets.defs.partitions import files_partitions
 from elt_assets.defs.resources import build_resources
 from elt_assets.defs.sensors import Discovery, build_file_sensor
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 
 def ingest_job(
-    contract: Contract, partitions: dg.PartitionsDefinition
+    contract: Contract, partitions: dg.PartitionsDefinition, naming: Naming = DEFAULT_NAMING
 ) -> "UnresolvedAssetJobDefinition":
-    keys = DatasetKeys.of(contract)
+    keys = DatasetKeys.of(contract, naming)
     return dg.define_asset_job(
         name=ingest_job_name(contract.name),
         # The assets and the file's own checks; the table's checks are recorded by the target
@@ -55,13 +55,15 @@ def ingest_job(
     )
 
 
-def broken_contract_asset(error: ContractError) -> dg.AssetsDefinition:
+def broken_contract_asset(
+    error: ContractError, naming: Naming = DEFAULT_NAMING
+) -> dg.AssetsDefinition:
     """A placeholder that shows a broken contract in the UI and fails with its error."""
     # Named after the file: two broken files may claim the same dataset name.
     name = re.sub(r"[^a-z0-9_]", "_", error.path.name.lower())
 
     @dg.asset(
-        key=dg.AssetKey(["broken_contracts", name]),
+        key=dg.AssetKey([*naming.key_prefix, "broken_contracts", name]),
         group_name="broken_contracts",
         description=f"BROKEN CONTRACT {error.path.name}: {error.message}. Fix the file; the "
         "dataset loads again when the code location is reloaded.",
@@ -82,12 +84,14 @@ def build_definitions(
     settings: Settings | None = None,
     resources: dict[str, object] | None = None,
     discovery: Discovery | None = None,
+    naming: Naming = DEFAULT_NAMING,
 ) -> dg.Definitions:
     """The definitions of these contracts. Configuration enters here once: `settings` (default:
-    the environment's) and the resources built from them (defs/resources.py); `elt ingest`
-    passes its own resources and a headless discovery."""
+    the environment's) and the resources built from them (defs/resources.py), under `naming`'s
+    keys; `elt ingest` passes its own resources and a headless discovery, the component its
+    own resources, discovery and naming."""
     settings = settings or Settings.from_env()
-    resources = resources or build_resources(settings)
+    resources = resources or build_resources(settings, naming=naming)
     discovery = discovery or Discovery.from_settings(settings)
     assets: list[dg.AssetsDefinition] = []
     table_checks: list[dg.AssetChecksDefinition] = []
@@ -95,18 +99,19 @@ def build_definitions(
     sensors: list[dg.SensorDefinition] = []
     for contract in contract_set.contracts:
         partitions = files_partitions(contract.name)
-        assets.extend(build_dataset_assets(contract, partitions))
-        table_checks.append(build_table_checks(contract))
-        job = ingest_job(contract, partitions)
-        batch_job = build_batch_job(contract, partitions, resources)
+        assets.extend(build_dataset_assets(contract, partitions, naming))
+        table_checks.append(build_table_checks(contract, naming))
+        job = ingest_job(contract, partitions, naming)
+        batch_job = build_batch_job(contract, partitions, resources, naming)
         jobs += [job, batch_job]
-        sensors.append(build_file_sensor(contract, job, batch_job, partitions, discovery))
-    assets.extend(broken_contract_asset(error) for error in contract_set.errors)
+        sensors.append(build_file_sensor(contract, job, batch_job, partitions, discovery, naming))
+    assets.extend(broken_contract_asset(error, naming) for error in contract_set.errors)
     schedules: list[dg.ScheduleDefinition] = []
     if contract_set.contracts:
-        prune_job = build_prune_job(contract_set.contracts, settings.staging_retention_hours)
+        hours = settings.staging_retention_hours
+        prune_job = build_prune_job(contract_set.contracts, hours, naming)
         jobs.append(prune_job)
-        if settings.staging_retention_hours:
+        if hours:
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,

@@ -20,6 +20,12 @@ from elt_assets.contracts.types import PgType
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# What Dagster accepts for an asset's group, owners and tags (checked here, so a contract that
+# breaks them is one broken contract, not a code location that fails to load).
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+OWNER = re.compile(r"^(team:[A-Za-z0-9_]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
+TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
 RESERVED_PREFIX = "_elt_"
 # The platform's own columns, beside a contract's: the file a staged row came from, and its
 # 1-based data row in that file (kept in staging and the quarantine, for messages and lineage).
@@ -210,6 +216,40 @@ class Contract(Strict):
     policy: Policy = Field(default_factory=Policy)
     checks: DatasetChecks = Field(default_factory=DatasetChecks)
     freshness_hours: float | None = Field(default=None, gt=0)
+    # How the dataset's assets show in Dagster: group (default: the dataset's name), owners
+    # (e-mail addresses or team:name), tags (key: value).
+    group: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not GROUP_NAME.match(value):
+            raise ValueError(f"{value!r}: use letters, digits and _ only")
+        return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        for owner in value:
+            if not OWNER.match(owner):
+                raise ValueError(f"{owner!r}: an owner is an e-mail address or team:name")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not TAG_KEY.match(key):
+                raise ValueError(f"tag {key!r}: letters, digits, _ . - (at most 63), one / prefix")
+            if not TAG_VALUE.match(tag):
+                raise ValueError(f"tag {key}: {tag!r}: letters, digits, _ . - (at most 63)")
+        return value
+
+    @property
+    def group_name(self) -> str:
+        return self.group or self.name
 
     @field_validator("name")
     @classmethod

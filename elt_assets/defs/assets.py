@@ -23,13 +23,12 @@ import dagster as dg
 
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.defs import checks, steps
-from elt_assets.defs.names import STAGING_IO_MANAGER_KEY
-from elt_assets.defs.resources import LandingResource
+from elt_assets.defs.names import DEFAULT_NAMING, Naming
+from elt_assets.defs.resources import landing_of, warehouse_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.io_manager import DATASET_METADATA, StagedSlice
-from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.templates import STAGING_SCHEMA
 
 # Transient database trouble is retried with exponential backoff and jitter; terminal errors
@@ -37,7 +36,6 @@ from elt_assets.postgres.templates import STAGING_SCHEMA
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-WAREHOUSE_POOL = "warehouse"
 
 
 @dataclass(frozen=True)
@@ -47,12 +45,13 @@ class DatasetKeys:
     target: dg.AssetKey
 
     @classmethod
-    def of(cls, contract: Contract) -> "DatasetKeys":
+    def of(cls, contract: Contract, naming: Naming = DEFAULT_NAMING) -> "DatasetKeys":
         # The UI titles a node by the key's last part: three distinct, telling titles.
+        prefix = list(naming.key_prefix)
         return cls(
-            raw=dg.AssetKey(["raw", f"{contract.name}_files"]),
-            staged=dg.AssetKey(["staged", f"{contract.name}_staging"]),
-            target=dg.AssetKey([contract.target.schema_, contract.target.table]),
+            raw=dg.AssetKey([*prefix, "raw", f"{contract.name}_files"]),
+            staged=dg.AssetKey([*prefix, "staged", f"{contract.name}_staging"]),
+            target=dg.AssetKey([*prefix, contract.target.schema_, contract.target.table]),
         )
 
 
@@ -86,23 +85,29 @@ def _raw_kinds(contract: Contract) -> set[str]:
 
 
 def build_dataset_assets(
-    contract: Contract, partitions: dg.DynamicPartitionsDefinition
+    contract: Contract, partitions: dg.DynamicPartitionsDefinition, naming: Naming = DEFAULT_NAMING
 ) -> list[dg.AssetsDefinition]:
-    keys = DatasetKeys.of(contract)
+    keys = DatasetKeys.of(contract, naming)
     return [
-        _raw_asset(contract, keys, partitions),
-        _staged_asset(contract, keys, partitions),
-        _target_asset(contract, keys, partitions),
+        _raw_asset(contract, keys, partitions, naming),
+        _staged_asset(contract, keys, partitions, naming),
+        _target_asset(contract, keys, partitions, naming),
     ]
 
 
 def _raw_asset(
-    contract: Contract, keys: DatasetKeys, partitions: dg.DynamicPartitionsDefinition
+    contract: Contract,
+    keys: DatasetKeys,
+    partitions: dg.DynamicPartitionsDefinition,
+    naming: Naming,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=keys.raw,
         partitions_def=partitions,
-        group_name=contract.name,
+        group_name=contract.group_name,
+        owners=contract.owners,
+        tags=contract.tags,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
         kinds=_raw_kinds(contract) | {"file"},
         retry_policy=RETRY_POLICY,
         description=(
@@ -113,12 +118,8 @@ def _raw_asset(
         ),
         metadata={"glob": contract.source.glob},
     )
-    def raw(
-        context: dg.AssetExecutionContext,
-        elt_landing: LandingResource,
-        elt_warehouse: PostgresResource,
-    ) -> dg.MaterializeResult:
-        landing, warehouse = elt_landing, elt_warehouse
+    def raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
         with (
@@ -133,17 +134,23 @@ def _raw_asset(
 
 
 def _staged_asset(
-    contract: Contract, keys: DatasetKeys, partitions: dg.DynamicPartitionsDefinition
+    contract: Contract,
+    keys: DatasetKeys,
+    partitions: dg.DynamicPartitionsDefinition,
+    naming: Naming,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=keys.staged,
         deps=[keys.raw],
         partitions_def=partitions,
-        group_name=contract.name,
+        group_name=contract.group_name,
+        owners=contract.owners,
+        tags=contract.tags,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
         kinds={"polars", "postgres"},
-        io_manager_key=STAGING_IO_MANAGER_KEY,
+        io_manager_key=naming.staging_io_manager_key,
         retry_policy=RETRY_POLICY,
-        pool=WAREHOUSE_POOL,
+        pool=naming.pool,
         check_specs=checks.staged_check_specs(contract, keys.staged, partitions),
         description=(
             f"The file parsed in bounded batches, cast to the contract's types and validated "
@@ -155,12 +162,8 @@ def _staged_asset(
             "dagster/column_schema": column_schema(contract, staging=True),
         },
     )
-    def staged(
-        context: dg.AssetExecutionContext,
-        elt_landing: LandingResource,
-        elt_warehouse: PostgresResource,
-    ) -> Iterator[Any]:
-        landing, warehouse = elt_landing, elt_warehouse
+    def staged(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
         file = key_to_path(context.partition_key)
         run_id = context.run.run_id
         # Never yield inside log_context: when the IO manager fails, Dagster abandons this
@@ -184,7 +187,10 @@ def _staged_asset(
 
 
 def _target_asset(
-    contract: Contract, keys: DatasetKeys, partitions: dg.DynamicPartitionsDefinition
+    contract: Contract,
+    keys: DatasetKeys,
+    partitions: dg.DynamicPartitionsDefinition,
+    naming: Naming,
 ) -> dg.AssetsDefinition:
     mode = contract.target.mode
     how = (
@@ -208,10 +214,13 @@ def _target_asset(
         if contract.freshness_hours is not None
         else None,
         partitions_def=partitions,
-        group_name=contract.name,
+        group_name=contract.group_name,
+        owners=contract.owners,
+        tags=contract.tags,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
         kinds={"postgres"},
         retry_policy=RETRY_POLICY,
-        pool=WAREHOUSE_POOL,
+        pool=naming.pool,
         description=(contract.description + "\n\n" if contract.description else "")
         + f"Table {contract.target.schema_}.{contract.target.table}: each file's rows {how}. "
         "Unchanged rows are not rewritten.",
@@ -222,15 +231,12 @@ def _target_asset(
         },
     )
     def target(
-        context: dg.AssetExecutionContext,
-        staged: StagedSlice,
-        elt_landing: LandingResource,
-        elt_warehouse: PostgresResource,
+        context: dg.AssetExecutionContext, staged: StagedSlice
     ) -> Iterator[dg.MaterializeResult]:
         outcome = steps.load_target(
             contract,
-            elt_warehouse,
-            elt_landing.zone(),
+            warehouse_of(context, naming),
+            landing_of(context, naming).zone(),
             staged,
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),
@@ -243,26 +249,27 @@ def _target_asset(
     return target
 
 
-def build_table_checks(contract: Contract) -> dg.AssetChecksDefinition:
+def build_table_checks(
+    contract: Contract, naming: Naming = DEFAULT_NAMING
+) -> dg.AssetChecksDefinition:
     """The target table's checks, to execute on their own (the UI's "Execute" button).
 
     A load evaluates them too (see the target asset), so they are left out of a file's run: a
     file that fails before the target never marks the table's checks failed.
     """
-    key = DatasetKeys.of(contract).target
+    key = DatasetKeys.of(contract, naming).target
 
     @dg.multi_asset_check(
         specs=checks.target_check_specs(contract, key),
         name=f"{contract.name}_table_checks",
         description=f"Check table {contract.target.schema_}.{contract.target.table} as it is "
         "now: its primary key, and its row count against the count after its latest load.",
+        required_resource_keys={naming.warehouse_key},
     )
-    def table_checks(
-        context: dg.AssetCheckExecutionContext, elt_warehouse: PostgresResource
-    ) -> Iterator[dg.AssetCheckResult]:
+    def table_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         previous = steps.previous_row_count(context.instance, key)
         with log_context(dataset=contract.name, run_id=context.run.run_id):
-            results = steps.measure_table(contract, elt_warehouse, previous)
+            results = steps.measure_table(contract, warehouse_of(context, naming), previous)
         yield from results
 
     return table_checks

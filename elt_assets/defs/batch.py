@@ -37,16 +37,16 @@ from pydantic import Field
 
 from elt_assets.contracts.model import Contract
 from elt_assets.defs import checks, steps
-from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL, DatasetKeys
+from elt_assets.defs.assets import RETRY_POLICY, DatasetKeys
 from elt_assets.defs.names import (
     BATCH_FILES_TAG,
     BATCH_TAG,
-    LANDING_KEY,
-    WAREHOUSE_KEY,
+    DEFAULT_NAMING,
+    Naming,
     batch_job_name,
     batch_op_name,
 )
-from elt_assets.defs.resources import LandingResource
+from elt_assets.defs.resources import LandingResource, landing_of, warehouse_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context, mask_secrets
 from elt_assets.postgres.errors import is_transient
@@ -97,8 +97,9 @@ def build_batch_job(
     contract: Contract,
     partitions: dg.DynamicPartitionsDefinition,
     resources: dict[str, object],
+    naming: Naming = DEFAULT_NAMING,
 ) -> dg.JobDefinition:
-    keys = DatasetKeys.of(contract)
+    keys = DatasetKeys.of(contract, naming)
     specs = [
         *checks.staged_check_specs(contract, keys.staged, partitions),
         *checks.target_check_specs(contract, keys.target),
@@ -110,20 +111,17 @@ def build_batch_job(
     @dg.op(
         name=batch_op_name(contract.name),
         retry_policy=RETRY_POLICY,
-        pool=WAREHOUSE_POOL,
+        pool=naming.pool,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
         description=(
             f"Load the listed files of dataset {contract.name} one after the other, each exactly "
             "as its partition's run would (raw -> staged -> target, with the checks)."
         ),
     )
-    def load_files(
-        context: dg.OpExecutionContext,
-        config: BatchConfig,
-        elt_landing: LandingResource,
-        elt_warehouse: PostgresResource,
-    ) -> None:
+    def load_files(context: dg.OpExecutionContext, config: BatchConfig) -> None:
         _keep_storage_connections(context.instance)
-        batch = _Batch(context, contract, keys, blocking, elt_landing, elt_warehouse)
+        landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
+        batch = _Batch(context, contract, keys, blocking, landing, warehouse)
         known = set(context.instance.get_dynamic_partitions(partitions_name))
         wanted = list(dict.fromkeys(config.partition_keys))
         missing = [key for key in wanted if key not in known]
@@ -137,7 +135,7 @@ def build_batch_job(
         # Bound here, not left to Definitions: Dagster would rebuild the sensor that targets this
         # job to bind them, and its rebuild passes the sensor's (empty) owners on, a beta
         # parameter that warns on every load.
-        resource_defs={name: resources[name] for name in (LANDING_KEY, WAREHOUSE_KEY)},
+        resource_defs={key: resources[key] for key in (naming.landing_key, naming.warehouse_key)},
         description=(
             f"Load many files of dataset {contract.name} in one run (a backlog): each file is "
             "still reported as its own partition of the three assets."

@@ -12,24 +12,27 @@ from collections.abc import Sequence
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.assets import RETRY_POLICY, WAREHOUSE_POOL
-from elt_assets.postgres.resource import PostgresResource
+from elt_assets.defs.assets import RETRY_POLICY
+from elt_assets.defs.names import DEFAULT_NAMING, Naming
+from elt_assets.defs.resources import warehouse_of
 from elt_assets.postgres.retention import prune_staging
 
-PRUNE_JOB = "prune_staging"
 PRUNE_CRON = "17 3 * * *"  # daily, at a quiet hour, off the full hour most jobs start on
 
 
-def build_prune_job(contracts: Sequence[Contract], retention_hours: int) -> dg.JobDefinition:
+def build_prune_job(
+    contracts: Sequence[Contract], retention_hours: int, naming: Naming = DEFAULT_NAMING
+) -> dg.JobDefinition:
     @dg.op(
         name="prune_staging_slices",
         retry_policy=RETRY_POLICY,
-        pool=WAREHOUSE_POOL,
+        pool=naming.pool,
+        required_resource_keys={naming.warehouse_key},
         description="Delete the staging slices of files loaded (or failed) longer ago than "
         "ELT_STAGING_RETENTION_HOURS, for every dataset; the landed files stay the source.",
     )
-    def prune(context: dg.OpExecutionContext, elt_warehouse: PostgresResource) -> dg.Output[None]:
-        hours, warehouse = retention_hours, elt_warehouse
+    def prune(context: dg.OpExecutionContext) -> dg.Output[None]:
+        hours, warehouse = retention_hours, warehouse_of(context, naming)
         if hours == 0:
             context.log.info("ELT_STAGING_RETENTION_HOURS=0: staging slices are kept forever")
             return dg.Output(None)
@@ -46,7 +49,7 @@ def build_prune_job(contracts: Sequence[Contract], retention_hours: int) -> dg.J
         return dg.Output(None, metadata=metadata)  # shown on the step in the run view
 
     @dg.job(
-        name=PRUNE_JOB,
+        name=naming.prune_job,
         description="Delete staging slices past ELT_STAGING_RETENTION_HOURS (daily).",
         tags={"elt/maintenance": "true"},
     )
@@ -58,7 +61,7 @@ def build_prune_job(contracts: Sequence[Contract], retention_hours: int) -> dg.J
 
 def build_prune_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name=f"{PRUNE_JOB}_daily",
+        name=f"{job.name}_daily",
         job=job,
         cron_schedule=PRUNE_CRON,
         default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -3,6 +3,8 @@ and `elt ingest` cannot drift apart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from elt_assets.landing.keys import key_to_path
@@ -11,6 +13,47 @@ from elt_assets.landing.keys import key_to_path
 WAREHOUSE_KEY = "elt_warehouse"
 LANDING_KEY = "elt_landing"
 STAGING_IO_MANAGER_KEY = "elt_staging_io_manager"
+
+WAREHOUSE_POOL = "warehouse"
+PRUNE_JOB = "prune_staging"
+
+
+@dataclass(frozen=True)
+class Naming:
+    """What one set of definitions calls the objects its datasets share: the resource keys,
+    the concurrency pool, the maintenance job, and a prefix for every asset key.
+
+    The platform (`elt dev`, `elt ingest`, the Docker image) uses the defaults. Each instance of
+    the component passes a `suffix` of its own, so two instances and a project's own
+    definitions never collide.
+    """
+
+    suffix: str = ""
+    pool: str = WAREHOUSE_POOL
+    key_prefix: tuple[str, ...] = ()
+
+    def _named(self, base: str) -> str:
+        return f"{base}_{self.suffix}" if self.suffix else base
+
+    @property
+    def warehouse_key(self) -> str:
+        return self._named(WAREHOUSE_KEY)
+
+    @property
+    def landing_key(self) -> str:
+        return self._named(LANDING_KEY)
+
+    @property
+    def staging_io_manager_key(self) -> str:
+        return self._named(STAGING_IO_MANAGER_KEY)
+
+    @property
+    def prune_job(self) -> str:
+        return self._named(PRUNE_JOB)
+
+
+DEFAULT_NAMING = Naming()  # the platform's own
+
 
 # Tags on the runs of a file or a batch.
 SHA_TAG = "elt/sha256"

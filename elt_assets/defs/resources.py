@@ -10,11 +10,12 @@ are given, never from the environment. Secrets stay out of the UI: a URL is pass
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from elt_assets.defs.names import LANDING_KEY, STAGING_IO_MANAGER_KEY, WAREHOUSE_KEY
+from elt_assets.defs.names import DEFAULT_NAMING, Naming
 from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
@@ -77,13 +78,28 @@ def landing_resource(settings: Settings) -> LandingResource:
 
 
 def build_resources(
-    settings: Settings, warehouse: PostgresResource | None = None
+    settings: Settings,
+    warehouse: PostgresResource | None = None,
+    landing: LandingResource | None = None,
+    naming: Naming = DEFAULT_NAMING,
 ) -> dict[str, object]:
-    """The resources of the definitions: from the settings, or with a given warehouse (the
-    CLI's, which knows its URLs without the environment)."""
+    """The resources of the definitions, under `naming`'s keys: from the settings, or with a
+    given warehouse and landing (the CLI's and the component's, which know them without the
+    environment)."""
     warehouse = warehouse or PostgresResource.from_env(settings)
     return {
-        WAREHOUSE_KEY: warehouse,
-        LANDING_KEY: landing_resource(settings),
-        STAGING_IO_MANAGER_KEY: StagingIOManager(warehouse=warehouse),
+        naming.warehouse_key: warehouse,
+        naming.landing_key: landing or landing_resource(settings),
+        naming.staging_io_manager_key: StagingIOManager(warehouse=warehouse),
     }
+
+
+def warehouse_of(context: Any, naming: Naming) -> PostgresResource:
+    """The warehouse a step, check or sensor was given, under its definitions' key."""
+    resource: PostgresResource = getattr(context.resources, naming.warehouse_key)
+    return resource
+
+
+def landing_of(context: Any, naming: Naming) -> LandingResource:
+    resource: LandingResource = getattr(context.resources, naming.landing_key)
+    return resource

@@ -30,16 +30,18 @@ from elt_assets.contracts.model import Contract
 from elt_assets.defs.batch import batch_run_config, batch_run_key, batch_tags, split
 from elt_assets.defs.names import (
     DATASET_TAG,
+    DEFAULT_NAMING,
     FILE_TAG,
     RELOAD_OF_TAG,
     SHA_TAG,
+    Naming,
     batch_job_name,
     files_partitions_name,
     ingest_job_name,
     sensor_name,
 )
 from elt_assets.defs.recovery import files_to_reload, recover_stale_files, reload_run_key
-from elt_assets.defs.resources import LandingResource
+from elt_assets.defs.resources import LandingResource, landing_of, warehouse_of
 from elt_assets.landing.discovery import Decision, Known, discover
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
@@ -66,6 +68,7 @@ class Discovery:
     batch_threshold: int
     batch_max_files: int
     assume_stable: bool = False
+    running_by_default: bool = True  # the sensor's status until someone turns it on or off
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -89,12 +92,16 @@ def build_file_sensor(
     batch_job: dg.JobDefinition,
     partitions: dg.DynamicPartitionsDefinition,
     rules: Discovery,
+    naming: Naming = DEFAULT_NAMING,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name=sensor_name(contract.name),
         jobs=[job, batch_job],
         minimum_interval_seconds=rules.interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if rules.running_by_default
+        else dg.DefaultSensorStatus.STOPPED,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
         description=(
             f"Watches `{contract.source.glob}` in the landing directory. A file is taken once its "
             "size and mtime stay the same across two ticks; new content becomes a partition and a "
@@ -102,13 +109,11 @@ def build_file_sensor(
             "is recorded as a duplicate."
         ),
     )
-    def file_sensor(
-        context: dg.SensorEvaluationContext,
-        elt_landing: LandingResource,
-        elt_warehouse: PostgresResource,
-    ) -> dg.SensorResult:
+    def file_sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
+        # Dagster also passes the required resources by key (`_resources`); read through the
+        # context like every step does.
         tick = Tick(contract, rules, partitions, context.instance, context.log)
-        return tick.evaluate(elt_landing, elt_warehouse)
+        return tick.evaluate(landing_of(context, naming), warehouse_of(context, naming))
 
     return file_sensor
 
