@@ -18,7 +18,7 @@ import dagster as dg
 
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.assets import DatasetKeys, build_dataset_assets, build_table_checks
+from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
 from elt_assets.defs.batch import build_batch_job
 from elt_assets.defs.checks import staged_check_specs
 from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
@@ -94,13 +94,11 @@ def build_definitions(
     resources = resources or build_resources(settings, naming=naming)
     discovery = discovery or Discovery.from_settings(settings)
     assets: list[dg.AssetsDefinition] = []
-    table_checks: list[dg.AssetChecksDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for contract in contract_set.contracts:
         partitions = files_partitions(contract.name)
         assets.extend(build_dataset_assets(contract, partitions, naming))
-        table_checks.append(build_table_checks(contract, naming))
         job = ingest_job(contract, partitions, naming)
         batch_job = build_batch_job(contract, partitions, resources, naming)
         jobs += [job, batch_job]
@@ -115,7 +113,6 @@ def build_definitions(
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,
-        asset_checks=table_checks,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,

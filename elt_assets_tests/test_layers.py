@@ -27,6 +27,7 @@ LAYERS = [
     "postgres",
     "defs",
     "definitions",
+    "component",
     "cli",
 ]
 

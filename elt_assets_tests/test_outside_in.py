@@ -36,6 +36,7 @@ from psycopg import sql
 from elt_assets.postgres.embedded import EmbeddedServer
 from elt_assets_tests.conftest import EXAMPLES, embedded_server, with_credentials
 from elt_assets_tests.helpers import Pause, run_file, step_failure
+from elt_assets_tests.served import Served, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
 
@@ -508,39 +509,37 @@ def test_an_unexpected_error_fails_the_file_and_is_not_retried(
 # -- 1: the package as users install it ----------------------------------------------------------
 
 
-def test_the_wheel_in_a_fresh_virtualenv_runs_from_another_directory(
-    owner: Owner, tmp_path: Path
-) -> None:
-    """Built like a release, installed into a new virtualenv (the checkout's .venv plays no part)
-    at the versions of uv.lock, and run from the user's directory."""
+def _run(*command: str, **options: Any) -> None:
+    done = subprocess.run(command, check=False, capture_output=True, text=True, **options)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def installed_wheel(tmp_path: Path, *with_packages: str) -> Path:
+    """A new virtualenv with the wheel built like a release (and `with_packages`), at the
+    versions of uv.lock; the checkout's .venv plays no part. Returns the virtualenv."""
     bootstrap_uv = CHECKOUT / ".elt" / "bootstrap" / "bin" / "uv"
     uv = str(bootstrap_uv) if bootstrap_uv.exists() else shutil.which("uv")
     if uv is None:
         pytest.skip("no uv: `make test` installs it into .elt/bootstrap")
     dist, venv = tmp_path / "dist", tmp_path / "venv"
-
-    def run(*command: str, **options: Any) -> None:
-        done = subprocess.run(command, check=False, capture_output=True, text=True, **options)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    run(uv, "build", "--wheel", "--out-dir", str(dist), cwd=CHECKOUT)
+    _run(uv, "build", "--wheel", "--out-dir", str(dist), cwd=CHECKOUT)
     constraints = tmp_path / "constraints.txt"
-    run(
-        uv,
-        "export",
-        "--locked",
-        "--no-dev",
-        "--no-hashes",
-        "--no-emit-project",
-        "-q",
-        "-o",
-        str(constraints),
-        cwd=CHECKOUT,
-    )
-    run(uv, "venv", "-q", "--python", sys.executable, str(venv))
+    export = [uv, "export", "--locked", "--no-hashes", "--no-emit-project", "-q"]
+    # The dev group's pins too: they hold the versions of dg and the webserver a project adds.
+    _run(*export, "--all-extras", "-o", str(constraints), cwd=CHECKOUT)
+    _run(uv, "venv", "-q", "--python", sys.executable, str(venv))
     (wheel,) = dist.glob("elt_assets-*.whl")
     env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-    run(uv, "pip", "install", "-q", "-c", str(constraints), str(wheel), env=env)
+    _run(uv, "pip", "install", "-q", "-c", str(constraints), str(wheel), *with_packages, env=env)
+    return venv
+
+
+def test_the_wheel_in_a_fresh_virtualenv_runs_from_another_directory(
+    owner: Owner, tmp_path: Path
+) -> None:
+    """Built like a release, installed into a new virtualenv (the checkout's .venv plays no part)
+    at the versions of uv.lock, and run from the user's directory."""
+    venv = installed_wheel(tmp_path)
     installed = venv / "bin" / "elt"
     assert installed.exists()
 
@@ -601,3 +600,141 @@ def test_the_wheel_in_a_fresh_virtualenv_runs_from_another_directory(
     )
     assert start.returncode == 2, start.stdout + start.stderr
     assert "pip install 'elt-assets[platform]'" in start.stderr
+
+
+# -- 1b: the component, inside a Dagster user's own project --------------------------------------
+
+USER_PYPROJECT = """\
+[project]
+name = "shop"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["dagster", "elt-assets"]
+
+[tool.dg]
+directory_type = "project"
+
+[tool.dg.project]
+root_module = "shop"
+"""
+USER_DEFINITIONS = """\
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent.parent.parent)
+"""
+# The project's own asset, and resources under the keys a platform would most likely take.
+USER_OWN_DEFS = """\
+import dagster as dg
+
+
+class Store(dg.ConfigurableResource):
+    where: str = "here"
+
+
+@dg.asset
+def shop_report(warehouse: Store, landing: Store) -> None:
+    \"\"\"The project's own asset.\"\"\"
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"warehouse": Store(), "landing": Store(where="there")})
+"""
+
+
+def user_project(home: Path) -> Path:
+    project = home / "shop"
+    package = project / "src" / "shop"
+    (package / "defs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(USER_PYPROJECT)
+    (package / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(USER_DEFINITIONS)
+    (package / "defs" / "own.py").write_text(USER_OWN_DEFS)
+    return project
+
+
+def test_two_scaffolded_components_load_files_in_a_users_own_project(
+    owner: Owner, tmp_path: Path
+) -> None:
+    """A project of the user's own (its asset, its resources `warehouse` and `landing`, its
+    Dagster instance) adds elt-assets as a library: `dg scaffold defs` twice, `dg check defs`
+    with no ELT_* variable, then `dg dev` loads a file through each instance into a database the
+    user owns (no `elt db init`: the first tick sets the platform up)."""
+    venv = installed_wheel(tmp_path, "dagster-dg-cli", "dagster-webserver")
+    project = user_project(owner.home)
+    landing = owner.home / "landing"
+    home = owner.home / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    base = {
+        "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(owner.home),
+        "LANG": "C.UTF-8",
+        "VIRTUAL_ENV": str(venv),
+        "PYTHONPATH": str(project / "src"),
+        "DAGSTER_HOME": str(home),
+    }
+    dg_cli = str(venv / "bin" / "dg")
+
+    def dg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [dg_cli, *args], check=False, cwd=project, env=base, capture_output=True, text=True
+        )
+
+    listed = dg("list", "components")
+    assert "elt_assets.EltAssetsComponent" in listed.stdout, listed.stdout + listed.stderr
+    for name in ("orders", "customers"):
+        scaffold = ["elt_assets.EltAssetsComponent", name, "--landing", str(landing)]
+        made = dg("scaffold", "defs", *scaffold, "--database-url-env", "SHOP_DB_URL")
+        assert made.returncode == 0, made.stdout + made.stderr
+        folder = project / "src" / "shop" / "defs" / name
+        assert {p.name for p in folder.iterdir()} == {"defs.yaml", f"{name}.yaml"}
+        with (folder / "defs.yaml").open("a") as defs_yaml:
+            defs_yaml.write("  sensor: {interval_seconds: 2}\n")
+    checked = dg("check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+    rows = {
+        "orders": [(1, "first", "2026-12-01 10:00:00"), (2, "second", "2026-12-01 11:00:00")],
+        "customers": [(7, "Ada", "2026-12-02 09:30:00")],
+    }
+    for name, records in rows.items():
+        (landing / name).mkdir(parents=True)
+        lines = ["id,label,updated_at", *(f"{i},{label},{at}+00" for i, label, at in records)]
+        (landing / name / f"{name}_1.csv").write_text("\n".join(lines) + "\n")
+
+    server = Served(
+        [dg_cli, "dev"], {**base, "SHOP_DB_URL": owner.url}, project, tmp_path / "dg-dev.log"
+    )
+    try:
+        server.wait_until_up()
+        for name in rows:
+            target = ["analytics", name]
+            wait_for(
+                f"{name}: the sensor's run loaded the file",
+                lambda t=target: server.partitions(t)["materializedPartitions"],  # type: ignore[misc]
+                seconds=300,
+            )
+            assert server.partitions(target)["failedPartitions"] == []
+            assert set(server.latest_check_statuses(target).values()) == {"SUCCEEDED"}
+            conformance = server.executions(["staged", f"{name}_staging"], "contract_conformance")
+            assert [e["status"] for e in conformance] == ["SUCCEEDED"], conformance
+    finally:
+        server.stop()
+    # No Python warning in the project's processes (code server, daemon, webserver).
+    assert [line for line in server.log.read_text().splitlines() if "Warning:" in line] == []
+    for name, records in rows.items():
+        utc = "(updated_at AT TIME ZONE 'UTC')::text"
+        loaded = owner.query(f"SELECT id, label, {utc} FROM analytics.{name} ORDER BY 1")
+        assert loaded == records
+    # The platform's tables were made by the first tick, in single-role mode (a plain owner).
+    assert owner.query("SELECT count(*) FROM elt.schema_migrations")[0][0] >= 4
+    assert owner.query("SELECT count(*) FROM elt.ingestion_manifest WHERE status = 'success'") == [
+        (2,)
+    ]

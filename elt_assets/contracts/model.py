@@ -35,6 +35,28 @@ ROW_COLUMN = RESERVED_PREFIX + "row"
 PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
 
 
+def check_group(value: str | None) -> str | None:
+    if value is not None and not GROUP_NAME.match(value):
+        raise ValueError(f"group {value!r}: use letters, digits and _ only")
+    return value
+
+
+def check_owners(value: list[str]) -> list[str]:
+    for owner in value:
+        if not OWNER.match(owner):
+            raise ValueError(f"owner {owner!r}: an owner is an e-mail address or team:name")
+    return value
+
+
+def check_tags(value: dict[str, str]) -> dict[str, str]:
+    for key, tag in value.items():
+        if not TAG_KEY.match(key):
+            raise ValueError(f"tag {key!r}: letters, digits, _ . - (at most 63), one / prefix")
+        if not TAG_VALUE.match(tag):
+            raise ValueError(f"tag {key}: {tag!r}: letters, digits, _ . - (at most 63)")
+    return value
+
+
 def check_identifier(value: str) -> str:
     if not IDENTIFIER.match(value):
         raise ValueError(
@@ -225,27 +247,17 @@ class Contract(Strict):
     @field_validator("group")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
-        if value is not None and not GROUP_NAME.match(value):
-            raise ValueError(f"{value!r}: use letters, digits and _ only")
-        return value
+        return check_group(value)
 
     @field_validator("owners")
     @classmethod
     def _owners(cls, value: list[str]) -> list[str]:
-        for owner in value:
-            if not OWNER.match(owner):
-                raise ValueError(f"{owner!r}: an owner is an e-mail address or team:name")
-        return value
+        return check_owners(value)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, tag in value.items():
-            if not TAG_KEY.match(key):
-                raise ValueError(f"tag {key!r}: letters, digits, _ . - (at most 63), one / prefix")
-            if not TAG_VALUE.match(tag):
-                raise ValueError(f"tag {key}: {tag!r}: letters, digits, _ . - (at most 63)")
-        return value
+        return check_tags(value)
 
     @property
     def group_name(self) -> str:

@@ -28,7 +28,7 @@ from elt_assets.defs.resources import landing_of, warehouse_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.postgres.failures import file_failures
-from elt_assets.postgres.io_manager import DATASET_METADATA, StagedSlice
+from elt_assets.postgres.io_manager import DATASET_METADATA
 from elt_assets.postgres.templates import STAGING_SCHEMA
 
 # Transient database trouble is retried with exponential backoff and jitter; terminal errors
@@ -160,6 +160,7 @@ def _staged_asset(
         metadata={
             "dagster/table_name": f"{STAGING_SCHEMA}.{contract.name}",
             "dagster/column_schema": column_schema(contract, staging=True),
+            DATASET_METADATA: contract.name,  # for the IO manager's load_input
         },
     )
     def staged(context: dg.AssetExecutionContext) -> Iterator[Any]:
@@ -204,23 +205,9 @@ def _target_asset(
         else "appended once per file (loading a file again replaces its earlier rows)"
     )
 
-    @dg.asset(
+    spec = dg.AssetSpec(
         key=keys.target,
-        ins={"staged": dg.AssetIn(keys.staged, metadata={DATASET_METADATA: contract.name})},
-        # Late data turns the asset's freshness red in the UI (Dagster's daemon evaluates it).
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=contract.freshness_hours)
-        )
-        if contract.freshness_hours is not None
-        else None,
-        partitions_def=partitions,
-        group_name=contract.group_name,
-        owners=contract.owners,
-        tags=contract.tags,
-        required_resource_keys={naming.landing_key, naming.warehouse_key},
-        kinds={"postgres"},
-        retry_policy=RETRY_POLICY,
-        pool=naming.pool,
+        deps=[keys.staged],
         description=(contract.description + "\n\n" if contract.description else "")
         + f"Table {contract.target.schema_}.{contract.target.table}: each file's rows {how}. "
         "Unchanged rows are not rewritten.",
@@ -229,47 +216,57 @@ def _target_asset(
             "dagster/column_schema": column_schema(contract),
             "mode": mode,
         },
+        group_name=contract.group_name,
+        owners=contract.owners,
+        tags=contract.tags,
+        kinds={"postgres"},
+        partitions_def=partitions,
+        # Late data turns the asset's freshness red in the UI (Dagster's daemon evaluates it).
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=contract.freshness_hours)
+        )
+        if contract.freshness_hours is not None
+        else None,
+        skippable=True,  # the table's checks can run without a load
     )
-    def target(
-        context: dg.AssetExecutionContext, staged: StagedSlice
-    ) -> Iterator[dg.MaterializeResult]:
+
+    # A multi-asset only to let the table's checks be selected apart from the load: a file's run
+    # loads without planning them (a file that fails cannot mark them), "Execute" in the UI runs
+    # them alone, and a materialisation from the UI runs both.
+    @dg.multi_asset(
+        name=keys.target.to_python_identifier(),
+        specs=[spec],
+        check_specs=checks.target_check_specs(contract, keys.target),
+        can_subset=True,
+        required_resource_keys={naming.landing_key, naming.warehouse_key},
+        retry_policy=RETRY_POLICY,
+        pool=naming.pool,
+    )
+    def target(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        warehouse = warehouse_of(context, naming)
+        if keys.target not in context.selected_asset_keys:  # the table's checks alone
+            with log_context(dataset=contract.name, run_id=context.run.run_id):
+                previous = steps.previous_row_count(context.instance, keys.target)
+                results = steps.measure_table(contract, warehouse, previous)
+            yield from results
+            return
+        file = key_to_path(context.partition_key)
         outcome = steps.load_target(
             contract,
-            warehouse_of(context, naming),
+            warehouse,
             landing_of(context, naming).zone(),
-            staged,
+            steps.staged_slice(warehouse, contract.name, file),
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),
         )
-        yield dg.MaterializeResult(metadata=outcome.metadata)
-        # The table changed: its checks are evaluated now, after the materialisation they see.
+        yield dg.MaterializeResult(asset_key=keys.target, metadata=outcome.metadata)
+        # The table changed: its checks are evaluated now, after the materialisation they see;
+        # yielded when the run selected them, else recorded in this run all the same.
+        selected = context.selected_asset_check_keys
         for result in outcome.check_results:
-            checks.record_evaluation(context, keys.target, result)
+            if dg.AssetCheckKey(keys.target, result.check_name or "") in selected:
+                yield result
+            else:
+                checks.record_evaluation(context, keys.target, result)
 
     return target
-
-
-def build_table_checks(
-    contract: Contract, naming: Naming = DEFAULT_NAMING
-) -> dg.AssetChecksDefinition:
-    """The target table's checks, to execute on their own (the UI's "Execute" button).
-
-    A load evaluates them too (see the target asset), so they are left out of a file's run: a
-    file that fails before the target never marks the table's checks failed.
-    """
-    key = DatasetKeys.of(contract, naming).target
-
-    @dg.multi_asset_check(
-        specs=checks.target_check_specs(contract, key),
-        name=f"{contract.name}_table_checks",
-        description=f"Check table {contract.target.schema_}.{contract.target.table} as it is "
-        "now: its primary key, and its row count against the count after its latest load.",
-        required_resource_keys={naming.warehouse_key},
-    )
-    def table_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        previous = steps.previous_row_count(context.instance, key)
-        with log_context(dataset=contract.name, run_id=context.run.run_id):
-            results = steps.measure_table(contract, warehouse_of(context, naming), previous)
-        yield from results
-
-    return table_checks

@@ -24,7 +24,7 @@ def build_prune_job(
     contracts: Sequence[Contract], retention_hours: int, naming: Naming = DEFAULT_NAMING
 ) -> dg.JobDefinition:
     @dg.op(
-        name="prune_staging_slices",
+        name=naming.prune_op,
         retry_policy=RETRY_POLICY,
         pool=naming.pool,
         required_resource_keys={naming.warehouse_key},

@@ -51,6 +51,10 @@ class Naming:
     def prune_job(self) -> str:
         return self._named(PRUNE_JOB)
 
+    @property
+    def prune_op(self) -> str:
+        return self._named("prune_staging_slices")
+
 
 DEFAULT_NAMING = Naming()  # the platform's own
 

@@ -2,9 +2,10 @@
 
 handle_output streams a `StagedFile` into `elt_staging.<dataset>` with COPY through psycopg 3
 (never row by row), replacing exactly that file's slice in one transaction, with the quarantine
-rows and manifest counts in the same transaction. load_input hands the next asset a `StagedSlice`:
-a reference to those rows in PostgreSQL (the target is built in SQL, so the rows never travel
-back through Python).
+rows and manifest counts in the same transaction. load_input hands a downstream asset (a
+project's own) a `StagedSlice`: a reference to those rows in PostgreSQL, so the rows never travel
+back through Python. The target reads the same reference with `staged_slice` (its step must also
+run without a file: the table's checks alone).
 """
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from elt_assets.postgres.templates import STAGING_SCHEMA, render
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 
-DATASET_METADATA = "elt/dataset"  # on the target's input: whose staging slice to load
+DATASET_METADATA = "elt/dataset"  # on the staged asset: whose staging slice it is
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class StagingIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(stage_metadata(obj, stage_file(self.warehouse, obj)))
 
     def load_input(self, context: dg.InputContext) -> StagedSlice:
-        dataset = str(context.definition_metadata[DATASET_METADATA])  # the target's input says
+        upstream = context.upstream_output
+        assert upstream is not None, "a staging slice is loaded as an asset's input"
+        dataset = str(upstream.definition_metadata[DATASET_METADATA])
         return staged_slice(self.warehouse, dataset, key_to_path(context.asset_partition_key))
 
 

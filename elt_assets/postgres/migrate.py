@@ -195,6 +195,15 @@ def apply_migrations(connection: psycopg.Connection) -> list[str]:
     return done
 
 
+def platform_is_current(connection: psycopg.Connection) -> bool:
+    """Whether every migration is applied (a cheap read any role may do)."""
+    exists = connection.execute(render("schema_migrations_exists")).fetchone()
+    if not exists or not exists[0]:
+        return False
+    applied = {row[0] for row in connection.execute(render("schema_migrations_applied"))}
+    return all(migration.version in applied for migration in available_migrations())
+
+
 _announced: set[tuple[str, str]] = set()
 
 

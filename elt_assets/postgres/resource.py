@@ -23,6 +23,7 @@ from elt_assets.postgres.connection import (
 )
 from elt_assets.postgres.errors import TransientDatabaseError
 from elt_assets.postgres.lease import FileLeases
+from elt_assets.postgres.migrate import initialize, platform_is_current
 from elt_assets.settings import (
     SETTINGS,
     Settings,
@@ -70,6 +71,12 @@ class PostgresResource(dg.ConfigurableResource):
         default=int(SETTINGS["ELT_FILE_WAIT_MINUTES"][0]),
         description="How long a run waits for another process loading the same file "
         "(ELT_FILE_WAIT_MINUTES).",
+    )
+    set_up_platform: bool = Field(
+        default=False,
+        description="Create and migrate the platform's own tables (schema elt) on first use, "
+        "as the owner, as `elt db init` does. The component turns it on, so a project that "
+        "never runs `elt` works; the platform's own commands run `elt db init` instead.",
     )
     application_name: str = "elt-assets"
     pool_max_size: int = 4
@@ -138,6 +145,9 @@ class PostgresResource(dg.ConfigurableResource):
             check_not_superuser(probe, refuse=self.refuse_superuser, setting=URL_SETTING)
             if self.require_separate_roles:
                 check_role_separation(probe, setting=URL_SETTING)
+            if self.set_up_platform and not platform_is_current(probe):
+                with self.owner_connection() as owner:
+                    initialize(owner, [], require_separate_roles=self.require_separate_roles)
         pool = ConnectionPool(
             url,
             min_size=0,
@@ -175,6 +185,8 @@ class PostgresResource(dg.ConfigurableResource):
         """The leases of the files this process works on (postgres/lease.py), on a session of
         their own that lives as long as this resource: for a run, the whole run."""
         if self._leases is None:
+            if self._pool is None:  # checks the database (and sets the platform up) first
+                self._pool = self._open_pool()
             self._leases = FileLeases(
                 self.url_value(), setting=URL_SETTING, application_name=self.application_name
             )
