@@ -78,7 +78,7 @@ def run_backlog(bench: Bench, instance: dg.DagsterInstance) -> dict[str, Any]:
     """Tick the real sensor and execute what it requests until the backlog is gone."""
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
-    from elt_assets.defs.resources import landing_resource
+    from elt_assets.orchestration.resources import landing_resource
     from elt_assets.postgres.resource import PostgresResource
     from elt_assets.settings import Settings
 

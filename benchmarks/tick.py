@@ -40,7 +40,7 @@ def _write_files(root: Path, start: int, count: int) -> None:
 def tick_scenario(bench: Bench, files: int) -> str:
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
-    from elt_assets.defs.resources import landing_resource
+    from elt_assets.orchestration.resources import landing_resource
     from elt_assets.postgres.resource import PostgresResource
     from elt_assets.settings import Settings
 

@@ -33,9 +33,9 @@ from pydantic import Field, field_validator
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts, parse_contract
 from elt_assets.contracts.model import Contract, check_group, check_owners, check_tags
 from elt_assets.definitions import build_definitions
-from elt_assets.defs.names import WAREHOUSE_POOL, Naming
-from elt_assets.defs.resources import LocalLanding, build_resources
-from elt_assets.defs.sensors import Discovery
+from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming
+from elt_assets.orchestration.resources import LocalLanding, build_resources
+from elt_assets.orchestration.sensors import Discovery
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 

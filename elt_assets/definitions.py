@@ -2,11 +2,11 @@
 
 Start reading here. For each valid contract: a dynamic partitions definition (one partition per
 file), the raw -> staged -> target assets with their checks, an ingestion job that runs the three
-in one process, a batch job that loads a backlog of files in one run (defs/batch.py), a file
-sensor (on by default) and, if the contract sets freshness_hours, a freshness policy on the target
-(evaluated by Dagster's daemon); once, the `prune_staging` job and its daily schedule
-(defs/maintenance.py). A broken contract becomes one visible "broken" asset whose description and
-failure say what to fix; the other datasets load normally.
+in one process, a batch job that loads a backlog of files in one run (orchestration/batch.py), a
+file sensor (on by default) and, if the contract sets freshness_hours, a freshness policy on the
+target (evaluated by Dagster's daemon); once, the `prune_staging` job and its daily schedule
+(orchestration/maintenance.py). A broken contract becomes one visible "broken" asset whose
+description and failure say what to fix; the other datasets load normally.
 
 Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
 """
@@ -18,15 +18,15 @@ import dagster as dg
 
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.assets import DatasetKeys, build_dataset_assets
-from elt_assets.defs.batch import build_batch_job
-from elt_assets.defs.checks import staged_check_specs
-from elt_assets.defs.maintenance import build_prune_job, build_prune_schedule
-from elt_assets.defs.names import DEFAULT_NAMING, Naming, ingest_job_name
-from elt_assets.defs.partitions import files_partitions
-from elt_assets.defs.resources import build_resources
-from elt_assets.defs.sensors import Discovery, build_file_sensor
 from elt_assets.log import configure_logging
+from elt_assets.orchestration.assets import DatasetKeys, build_dataset_assets
+from elt_assets.orchestration.batch import build_batch_job
+from elt_assets.orchestration.checks import staged_check_specs
+from elt_assets.orchestration.maintenance import build_prune_job, build_prune_schedule
+from elt_assets.orchestration.names import DEFAULT_NAMING, Naming, ingest_job_name
+from elt_assets.orchestration.partitions import files_partitions
+from elt_assets.orchestration.resources import build_resources
+from elt_assets.orchestration.sensors import Discovery, build_file_sensor
 from elt_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,9 +87,9 @@ def build_definitions(
     naming: Naming = DEFAULT_NAMING,
 ) -> dg.Definitions:
     """The definitions of these contracts. Configuration enters here once: `settings` (default:
-    the environment's) and the resources built from them (defs/resources.py), under `naming`'s
-    keys; `elt ingest` passes its own resources and a headless discovery, the component its
-    own resources, discovery and naming."""
+    the environment's) and the resources built from them (orchestration/resources.py), under
+    `naming`'s keys; `elt ingest` passes its own resources and a headless discovery, the component
+    its own resources, discovery and naming."""
     settings = settings or Settings.from_env()
     resources = resources or build_resources(settings, naming=naming)
     discovery = discovery or Discovery.from_settings(settings)

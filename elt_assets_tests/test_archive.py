@@ -18,10 +18,10 @@ import dagster as dg
 import pytest
 
 from elt_assets.cli.ingest import run_ingest
-from elt_assets.defs.batch import batch_run_config
-from elt_assets.defs.resources import build_resources
 from elt_assets.landing.archive import NotArchived, archive_file
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.batch import batch_run_config
+from elt_assets.orchestration.resources import build_resources
 from elt_assets.settings import SettingError, Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (

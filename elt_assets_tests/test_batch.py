@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 from elt_assets.cli.ingest import run_ingest
-from elt_assets.defs.batch import batch_run_config, batch_run_key
-from elt_assets.defs.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG
-from elt_assets.defs.resources import build_resources
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.batch import batch_run_config, batch_run_key
+from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG
+from elt_assets.orchestration.resources import build_resources
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure

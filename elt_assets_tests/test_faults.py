@@ -39,9 +39,15 @@ from psycopg import sql
 
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.names import DATASET_TAG, FILE_TAG, RELOAD_OF_TAG, RUN_KEY_TAG, SHA_TAG
-from elt_assets.defs.resources import build_resources
 from elt_assets.landing.files import sha256_of
+from elt_assets.orchestration.names import (
+    DATASET_TAG,
+    FILE_TAG,
+    RELOAD_OF_TAG,
+    RUN_KEY_TAG,
+    SHA_TAG,
+)
+from elt_assets.orchestration.resources import build_resources
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
 from elt_assets.postgres.errors import TerminalDatabaseError

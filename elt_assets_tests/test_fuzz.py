@@ -2,8 +2,8 @@
 through the loader, and absurd files (huge line, huge header, gzip bomb, alias bomb) bounded.
 
 The CSV examples go through exactly the functions a batch run calls for each file
-(defs/steps.py: describe_raw, start_raw, prepare_staged, stage_file, load_target), without a
-Dagster run per example. Either the file loads, and then rows read = rows staged + rows
+(orchestration/steps.py: describe_raw, start_raw, prepare_staged, stage_file, load_target), without
+a Dagster run per example. Either the file loads, and then rows read = rows staged + rows
 quarantined and its rows in the target are exactly its staged rows; or it fails with a Dagster
 Failure naming the file, and then nothing of it is in the target and its manifest row is not
 `success`. No other exception may escape.
@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from elt_assets.contracts.loader import MAX_YAML_VALUES, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs import steps
-from elt_assets.defs.resources import landing_resource
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import MAX_COLUMNS, MAX_ROW_BYTES
+from elt_assets.orchestration import steps
+from elt_assets.orchestration.resources import landing_resource
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract

@@ -2,7 +2,8 @@
 
 Read from the source (every `import`, also those inside functions), so a lazy import cannot hide
 an arrow that runs back up. The order is the README's (Development): foundations, then
-contracts, landing, validation, postgres, defs, the definitions, and the CLI on top.
+contracts, landing, validation, postgres, orchestration, the definitions, the component, and the
+CLI on top.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LAYERS = [
     "landing",
     "validation",
     "postgres",
-    "defs",
+    "orchestration",
     "definitions",
     "component",
     "cli",

@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from elt_assets.defs.resources import build_resources
+from elt_assets.orchestration.resources import build_resources
 from elt_assets.postgres.embedded import free_port
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import SettingError, Settings

@@ -1,4 +1,5 @@
-"""The file sensor (defs/sensors.py) evaluated tick by tick on a real instance and database.
+"""The file sensor (orchestration/sensors.py) evaluated tick by tick on a real instance and
+database.
 
 The sensor's memory lives in elt.landing_files, so every tick here starts without a cursor: what
 it decides depends on the database alone. The partitions a tick asks for are added to the
@@ -15,9 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from elt_assets.defs.names import DATASET_TAG, FILE_TAG, SHA_TAG
-from elt_assets.defs.resources import build_resources
 from elt_assets.landing.keys import key_to_path, path_to_key
+from elt_assets.orchestration.names import DATASET_TAG, FILE_TAG, SHA_TAG
+from elt_assets.orchestration.resources import build_resources
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import definitions, run_file, step_failure

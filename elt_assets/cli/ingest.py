@@ -1,9 +1,9 @@
 """`elt ingest`: the sensors' ticks and the same jobs, run headless, in this process.
 
-For each dataset: run the dataset's sensor tick (defs/sensors.py `Tick`: recovery of files whose
-run died, discovery of new content, reloads), with every file taken as complete, then execute the
-run requests it returns in process (one run per file, or batch runs for a backlog, exactly as the
-daemon would launch them) on a Dagster instance (DAGSTER_HOME's if set, so the runs show in the
+For each dataset: run the dataset's sensor tick (orchestration/sensors.py `Tick`: recovery of files
+whose run died, discovery of new content, reloads), with every file taken as complete, then execute
+the run requests it returns in process (one run per file, or batch runs for a backlog, exactly as
+the daemon would launch them) on a Dagster instance (DAGSTER_HOME's if set, so the runs show in the
 UI, else an ephemeral one), and report every file of the dataset from the manifest. Files another
 process is loading at the same time are waited for (`_Dataset`).
 
@@ -26,7 +26,13 @@ import dagster as dg
 from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.names import (
+from elt_assets.errors import TerminalError
+from elt_assets.landing.files import LandedFile
+from elt_assets.landing.keys import path_to_key
+from elt_assets.landing.readers import FileRejected
+from elt_assets.landing.zone import Landing
+from elt_assets.log import get_logger
+from elt_assets.orchestration.names import (
     LANDING_KEY,
     RELOAD_OF_TAG,
     RUN_KEY_TAG,
@@ -36,16 +42,10 @@ from elt_assets.defs.names import (
     ingest_job_name,
     request_files,
 )
-from elt_assets.defs.partitions import files_partitions
-from elt_assets.defs.recovery import process_tag
-from elt_assets.defs.resources import LandingResource, build_resources, landing_resource
-from elt_assets.defs.sensors import Discovery, Tick, file_requests
-from elt_assets.errors import TerminalError
-from elt_assets.landing.files import LandedFile
-from elt_assets.landing.keys import path_to_key
-from elt_assets.landing.readers import FileRejected
-from elt_assets.landing.zone import Landing
-from elt_assets.log import get_logger
+from elt_assets.orchestration.partitions import files_partitions
+from elt_assets.orchestration.recovery import process_tag
+from elt_assets.orchestration.resources import LandingResource, build_resources, landing_resource
+from elt_assets.orchestration.sensors import Discovery, Tick, file_requests
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content
 from elt_assets.postgres.lease import leases_held, wait_for_lease
@@ -160,7 +160,7 @@ MAX_SETTLE_ROUNDS = 10
 class _Dataset:
     """One dataset's part of an `elt ingest`: ticks of the dataset's own sensor, run here.
 
-    Each tick (the sensor's code, defs/sensors.py) recovers files whose run died, finds new
+    Each tick (the sensor's code, orchestration/sensors.py) recovers files whose run died, finds new
     content and asks for reloads; this class runs the requests it returns in this process. It
     adds what only a command that loads everything now needs: files an earlier tick took that
     no load has finished, and with --retry-failed the failed ones. Files another process is

@@ -60,7 +60,7 @@ class StagingIOManager(dg.ConfigurableIOManager):
 def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
     """Write the file's staging slice; what was written, also recorded in the manifest row.
 
-    What handle_output does, as a function: the batch job (defs/batch.py) calls it too.
+    What handle_output does, as a function: the batch job (orchestration/batch.py) calls it too.
     """
     from elt_assets.postgres.failures import file_failures  # the IO manager reports like the assets
 

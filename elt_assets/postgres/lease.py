@@ -7,8 +7,8 @@ lost node), PostgreSQL ends its session and the lease is free at once, on the sa
 other. TCP keepalives on both sides bound how long a vanished node can look alive.
 
 So a manifest row left `running` whose lease is free belongs to nobody: the next sensor tick or
-`elt ingest` takes the file again at once (elt_assets/defs/recovery.py). A run that finds the lease
-held waits for the other process to finish the file (bounded), then loads it itself; `elt
+`elt ingest` takes the file again at once (elt_assets/orchestration/recovery.py). A run that finds
+the lease held waits for the other process to finish the file (bounded), then loads it itself; `elt
 ingest` waits for files in progress elsewhere and reports their outcome.
 """
 

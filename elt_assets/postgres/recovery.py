@@ -1,9 +1,9 @@
 """Manifest rows left `running` by a run that ended without finishing its file: the SQL side.
 
 Which rows are stale is decided with the files' leases and Dagster's knowledge of the runs
-(elt_assets/defs/recovery.py); here are the questions and the one update. Marking a row is safe even
-when the judgement was wrong: it changes only while the row is still `running` for the same run
-and nobody holds the file's lease or lock, and a run that was in fact alive still writes
+(elt_assets/orchestration/recovery.py); here are the questions and the one update. Marking a row is
+safe even when the judgement was wrong: it changes only while the row is still `running` for the
+same run and nobody holds the file's lease or lock, and a run that was in fact alive still writes
 `success` when it finishes.
 """
 

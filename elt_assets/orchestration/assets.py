@@ -10,8 +10,8 @@ staged/<dataset>_staging
     `success` in the same transaction.
 
 The UI titles a node by its key's last part, so the three read "<dataset>_files",
-"<dataset>_staging" and the table's name. The work of each step lives in defs/steps.py, shared
-with the batch job (defs/batch.py).
+"<dataset>_staging" and the table's name. The work of each step lives in orchestration/steps.py,
+shared with the batch job (orchestration/batch.py).
 """
 
 from collections.abc import Iterator
@@ -22,11 +22,11 @@ from typing import Any
 import dagster as dg
 
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
-from elt_assets.defs import checks, steps
-from elt_assets.defs.names import DEFAULT_NAMING, Naming
-from elt_assets.defs.resources import landing_of, warehouse_of
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
+from elt_assets.orchestration import checks, steps
+from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
+from elt_assets.orchestration.resources import landing_of, warehouse_of
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.io_manager import DATASET_METADATA
 from elt_assets.postgres.templates import STAGING_SCHEMA

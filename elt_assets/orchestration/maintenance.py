@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.assets import RETRY_POLICY
-from elt_assets.defs.names import DEFAULT_NAMING, Naming
-from elt_assets.defs.resources import warehouse_of
+from elt_assets.orchestration.assets import RETRY_POLICY
+from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
+from elt_assets.orchestration.resources import warehouse_of
 from elt_assets.postgres.retention import prune_staging
 
 PRUNE_CRON = "17 3 * * *"  # daily, at a quiet hour, off the full hour most jobs start on

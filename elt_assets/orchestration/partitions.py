@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from elt_assets.defs.names import files_partitions_name
+from elt_assets.orchestration.names import files_partitions_name
 
 
 def files_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from elt_assets.defs.names import PARENT_RUN_ID_TAG, PROCESS_TAG, RUN_KEY_TAG, WILL_RETRY_TAG
+from elt_assets.orchestration.names import (
+    PARENT_RUN_ID_TAG,
+    PROCESS_TAG,
+    RUN_KEY_TAG,
+    WILL_RETRY_TAG,
+)
 from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import (
     Interrupted,

@@ -15,8 +15,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from elt_assets.defs.names import DEFAULT_NAMING, Naming
 from elt_assets.landing.zone import Landing, LocalDirectory
+from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import SETTINGS, Settings, check_archive_dir, existing_directory

@@ -3,8 +3,8 @@
 A run per file pays for a process start (seconds of imports and setup) before any work; for a
 backlog of hundreds of small files that cost dominates. The batch job loads a list of files (run
 config: their partition keys) in one op, with exactly the functions the partitioned assets run
-(defs/steps.py), and reports each file as those assets would: materialisations of the raw, the
-staged and the target asset for the file's partition, and evaluations of the staged checks
+(orchestration/steps.py), and reports each file as those assets would: materialisations of the raw,
+the staged and the target asset for the file's partition, and evaluations of the staged checks
 (per partition). The target's checks concern the whole table and Dagster keeps one evaluation of
 them per run: they are measured after each file as usual and reported once per batch, the first
 failure if a file caused one, else the last. In the UI every file stays its own partition.
@@ -12,7 +12,7 @@ failure if a file caused one, else the last. In the UI every file stays its own 
 1. Every file is hashed. Content the manifest already records as loaded is skipped, so a retry
    of the op, or the same batch run again, redoes only the unfinished files. The others open
    their manifest row (`running`, this run): a batch that dies leaves each file it took visible,
-   and the interrupted-run recovery (elt_assets/defs/recovery.py) loads them again.
+   and the interrupted-run recovery (elt_assets/orchestration/recovery.py) loads them again.
 2. Each file is staged, checked and loaded into the target, in the order given (oldest first).
 
 A file that fails (a bad file, a policy violation) is recorded in the manifest exactly as in a
@@ -20,8 +20,8 @@ single run, and the op goes on with the next file; at the end the op fails with 
 every failed file and its error, not retried. A transient database error stops the op at once and
 the RetryPolicy (the assets' own) retries it. The op takes one slot of the `warehouse` pool.
 
-The sensor (defs/sensors.py) and `elt ingest` use it when more than ELT_BATCH_THRESHOLD files are
-new in one tick, in runs of at most ELT_BATCH_MAX_FILES files.
+The sensor (orchestration/sensors.py) and `elt ingest` use it when more than ELT_BATCH_THRESHOLD
+files are new in one tick, in runs of at most ELT_BATCH_MAX_FILES files.
 """
 
 # No `from __future__ import annotations`: Dagster reads the op's config annotation at runtime.
@@ -36,9 +36,11 @@ import dagster as dg
 from pydantic import Field
 
 from elt_assets.contracts.model import Contract
-from elt_assets.defs import checks, steps
-from elt_assets.defs.assets import RETRY_POLICY, DatasetKeys
-from elt_assets.defs.names import (
+from elt_assets.landing.keys import key_to_path
+from elt_assets.log import log_context, mask_secrets
+from elt_assets.orchestration import checks, steps
+from elt_assets.orchestration.assets import RETRY_POLICY, DatasetKeys
+from elt_assets.orchestration.names import (
     BATCH_FILES_TAG,
     BATCH_TAG,
     DEFAULT_NAMING,
@@ -46,9 +48,7 @@ from elt_assets.defs.names import (
     batch_job_name,
     batch_op_name,
 )
-from elt_assets.defs.resources import LandingResource, landing_of, warehouse_of
-from elt_assets.landing.keys import key_to_path
-from elt_assets.log import log_context, mask_secrets
+from elt_assets.orchestration.resources import LandingResource, landing_of, warehouse_of
 from elt_assets.postgres.errors import is_transient
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import current_attempt

@@ -6,13 +6,14 @@ never run twice by the sensor, while a file whose content changes runs again. It
 elt.landing_files, so the cursor stays a few bytes whatever the number of files.
 
 A backlog is batched: when one tick has more than ELT_BATCH_THRESHOLD new files for the dataset,
-they go to runs of the batch job `ingest_<dataset>_batch` (defs/batch.py), at most
+they go to runs of the batch job `ingest_<dataset>_batch` (orchestration/batch.py), at most
 ELT_BATCH_MAX_FILES files each, instead of one run per file; every file still gets its partition.
 A batch's run key is a hash of its (partition key, sha256) pairs, so it is never launched twice.
 
-Each tick also recovers files whose run ended without finishing them (elt_assets/defs/recovery.py):
-their manifest rows become `interrupted` and each gets one reload run. A file another process is
-loading right now (it holds the file's lease) is not requested; the next tick looks again.
+Each tick also recovers files whose run ended without finishing them
+(elt_assets/orchestration/recovery.py): their manifest rows become `interrupted` and each gets one
+reload run. A file another process is loading right now (it holds the file's lease) is not
+requested; the next tick looks again.
 
 A tick is `Tick.evaluate`. `elt ingest` runs the very same ticks in its own process (with
 `Discovery.headless`) and executes the requests they return: there is one way a file is found
@@ -27,8 +28,11 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.defs.batch import batch_run_config, batch_run_key, batch_tags, split
-from elt_assets.defs.names import (
+from elt_assets.landing.discovery import Decision, Known, discover
+from elt_assets.landing.files import LandedFile
+from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.batch import batch_run_config, batch_run_key, batch_tags, split
+from elt_assets.orchestration.names import (
     DATASET_TAG,
     DEFAULT_NAMING,
     FILE_TAG,
@@ -40,11 +44,8 @@ from elt_assets.defs.names import (
     ingest_job_name,
     sensor_name,
 )
-from elt_assets.defs.recovery import files_to_reload, recover_stale_files, reload_run_key
-from elt_assets.defs.resources import LandingResource, landing_of, warehouse_of
-from elt_assets.landing.discovery import Decision, Known, discover
-from elt_assets.landing.files import LandedFile
-from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.recovery import files_to_reload, recover_stale_files, reload_run_key
+from elt_assets.orchestration.resources import LandingResource, landing_of, warehouse_of
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import Interrupted
@@ -247,7 +248,8 @@ class Tick:
     ) -> tuple[list[Interrupted], list[dg.RunRequest]]:
         """Stale `running` rows marked interrupted, and one reload run per interruption.
 
-        See defs/recovery.py. Each recovered file is named in the tick's log, with the reason.
+        See orchestration/recovery.py. Each recovered file is named in the tick's log, with the
+        reason.
         """
         contract = self.contract
         recovered = recover_stale_files(connection, self.instance, contract.name)

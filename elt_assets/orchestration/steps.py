@@ -1,8 +1,8 @@
 """The work of each step of one file, as plain functions.
 
-The partitioned assets (defs/assets.py, one run per file) and the batch job (defs/batch.py, many
-files in one run) call exactly these functions, so a file loads, fails and is reported the same
-way whichever run takes it:
+The partitioned assets (orchestration/assets.py, one run per file) and the batch job
+(orchestration/batch.py, many files in one run) call exactly these functions, so a file loads,
+fails and is reported the same way whichever run takes it:
 
 - raw:    `describe_raw` (stat and sha256 of the landed file) then `start_raw` (its manifest row
           opens as `running`);
@@ -23,13 +23,13 @@ import dagster as dg
 import psycopg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.defs import checks
-from elt_assets.defs.resources import LandingResource
 from elt_assets.landing.archive import NotArchived
 from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
+from elt_assets.orchestration import checks
+from elt_assets.orchestration.resources import LandingResource
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
