@@ -65,6 +65,8 @@ def test_csv_file_becomes_typed_rows_and_manifest_success(
     assert manifest == [("success", 2, 2, 0, 2, 0, 0, None)]
     target = materialization_metadata(result, "sales/orders")
     assert target["rows_inserted"] == 2 and target["dagster/row_count"] == 2
+    staged_column = dg.TableColumnDep(dg.AssetKey(["staged", "orders_staging"]), "amount")
+    assert target["dagster/column_lineage"].deps_by_column["amount"] == [staged_column]
     checks = check_results(result)
     assert checks["contract_conformance"].passed and checks["rows_reconciled"].passed
     assert checks["primary_key_valid"].passed and checks["row_count_not_dropped"].passed

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Take the README's UI screenshot from a real run of the platform, with headless Chromium.
 
-    .venv/bin/python scripts/screenshot.py [--out docs/ui.png] [--page PATH]
+    .venv/bin/python scripts/screenshot.py [--out docs/ui.png] [--page PATH] [--bad-file]
 
 Starts `elt dev` on private ports with a throwaway state directory, waits until the sample files
 are loaded, opens the page in Debian's `chromium` (apt install chromium) and stops everything.
@@ -25,6 +25,12 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_FILES = 5
+# Line 3 has nine fields under an eight-column header.
+RAGGED = (
+    "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
+    "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    "2,2,extra,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+)
 
 
 def free_port() -> int:
@@ -49,18 +55,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="docs/ui.png", help="first page's file; others get -2, -3")
     parser.add_argument("--page", action="append", help="UI path (repeatable)")
+    parser.add_argument(
+        "--bad-file",
+        action="store_true",
+        help="land an orders file with a ragged line beside the samples (the failure case)",
+    )
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("chromium is not installed (Debian: apt install chromium)")
     state = Path(tempfile.mkdtemp(prefix="elt-screenshot-"))
+    landing = ROOT / "examples" / "landing"
+    if args.bad_file:  # a copy: the samples stay as they are
+        landing = state / "landing"
+        shutil.copytree(ROOT / "examples" / "landing", landing)
+        (landing / "orders" / "orders_2026-11-22.csv").write_text(RAGGED)
     ui_port, pg_port = free_port(), free_port()
     env = {
         **os.environ,
         "ELT_STATE_DIR": str(state),
         "ELT_EMBEDDED_PG_PORT": str(pg_port),
         "ELT_SENSOR_INTERVAL_SECONDS": "3",
-        "ELT_LANDING_DIR": str(ROOT / "examples" / "landing"),
+        "ELT_LANDING_DIR": str(landing),
         "ELT_CONTRACTS_DIR": str(ROOT / "examples" / "contracts"),
     }
     for name in ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL"):
@@ -87,9 +103,10 @@ def main() -> int:
                 dbname="warehouse",
             ) as connection:
                 row = connection.execute(
-                    "SELECT count(*) FROM elt.ingestion_manifest WHERE status = 'success'"
+                    "SELECT count(*) FILTER (WHERE status = 'success'),"
+                    " count(*) FILTER (WHERE status = 'failed') FROM elt.ingestion_manifest"
                 ).fetchone()
-            return bool(row and row[0] >= SAMPLE_FILES)
+            return bool(row and row[0] >= SAMPLE_FILES and row[1] >= int(args.bad_file))
 
         wait_for("the sample files to load", loaded, 300)
         for index, page in enumerate(args.page or ["/asset-groups"]):

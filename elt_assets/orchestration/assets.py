@@ -76,6 +76,16 @@ def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchem
     return dg.TableSchema(columns=columns)
 
 
+def column_lineage(contract: Contract, keys: DatasetKeys) -> dg.TableColumnLineage:
+    """Each target column comes from the staged column of the same name (the UI's lineage)."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column.name: [dg.TableColumnDep(asset_key=keys.staged, column_name=column.name)]
+            for column in contract.columns
+        }
+    )
+
+
 def _raw_kinds(contract: Contract) -> set[str]:
     if contract.source.format is not None:
         return {contract.source.format}
@@ -259,7 +269,8 @@ def _target_asset(
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),
         )
-        yield dg.MaterializeResult(asset_key=keys.target, metadata=outcome.metadata)
+        lineage = {"dagster/column_lineage": column_lineage(contract, keys)}
+        yield dg.MaterializeResult(asset_key=keys.target, metadata={**outcome.metadata, **lineage})
         # The table changed: its checks are evaluated now, after the materialisation they see;
         # yielded when the run selected them, else recorded in this run all the same.
         selected = context.selected_asset_check_keys

@@ -39,7 +39,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context, mask_secrets
 from elt_assets.orchestration import checks, steps
-from elt_assets.orchestration.assets import RETRY_POLICY, DatasetKeys
+from elt_assets.orchestration.assets import RETRY_POLICY, DatasetKeys, column_lineage
 from elt_assets.orchestration.names import (
     BATCH_FILES_TAG,
     BATCH_TAG,
@@ -297,8 +297,11 @@ class _Batch:
             self._previous_rows,
         )
         self.row_count = outcome.row_count
+        lineage = {"dagster/column_lineage": column_lineage(self.contract, self.keys)}
         self.context.log_event(
-            dg.AssetMaterialization(self.keys.target, partition=key, metadata=outcome.metadata)
+            dg.AssetMaterialization(
+                self.keys.target, partition=key, metadata={**outcome.metadata, **lineage}
+            )
         )
         for result in outcome.check_results:
             name = result.check_name or ""
