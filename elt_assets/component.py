@@ -34,10 +34,11 @@ from elt_assets.contracts.loader import ContractError, ContractSet, load_contrac
 from elt_assets.contracts.model import Contract, check_group, check_owners, check_tags
 from elt_assets.definitions import build_definitions
 from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming
-from elt_assets.orchestration.resources import LocalLanding, build_resources
+from elt_assets.orchestration.resources import build_resources
+from elt_assets.orchestration.resources import landing_resource as landing_from_settings
 from elt_assets.orchestration.sensors import Discovery
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import Settings
+from elt_assets.settings import Settings, is_landing_url, landing_url
 
 __all__ = ["EltAssetsComponent", "build_elt_defs"]
 
@@ -81,10 +82,13 @@ def build_elt_defs(
     check_tags(dict(tags or {}))
     contract_set = _translated(contract_set, group_name, list(owners), dict(tags or {}))
     defaults = Settings.from_env({})
+    where = f"landing ({name or 'elt-assets component'})"
+    url = landing_url(where, str(landing))
     settings = replace(
         defaults,
-        landing_dir=Path(landing).resolve(),
-        landing_source=f"landing ({name or 'elt-assets component'})",
+        landing_dir=None if url else Path(landing).resolve(),
+        landing_url=url,
+        landing_source=where,
         archive_dir=Path(archive_dir).resolve() if archive_dir else None,
         sensor_interval_seconds=sensor_interval_seconds,
         max_runs_per_tick=max_runs_per_tick or defaults.max_runs_per_tick,
@@ -105,13 +109,9 @@ def build_elt_defs(
         set_up_platform=set_up_database,
         file_wait_minutes=settings.file_wait_minutes,
     )
-    landing_resource = LocalLanding(
-        root=str(settings.landing_dir),
-        root_source=settings.landing_source,
-        archive_dir=str(settings.archive_dir) if settings.archive_dir else None,
-        batch_rows=settings.batch_rows,
-        max_record_bytes=settings.max_record_bytes,
-    )
+    if url:
+        settings.require_landing()  # refuses an archive beside a bucket, naming both
+    landing_resource = landing_from_settings(settings)
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
     return build_definitions(contract_set, settings, resources, discovery, naming)
@@ -255,8 +255,9 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         default=None, description="One contract, written inline (the keys of a contract file)."
     )
     landing: str = Field(
-        description="The directory the files arrive in (relative paths: to this folder). "
-        "Checked when the sensor first looks, not when the code loads."
+        description="Where the files arrive: a directory (relative paths: to this folder) or "
+        "s3://BUCKET/PREFIX (endpoint and credentials from the AWS_* variables). Checked when "
+        "the sensor first looks, not when the code loads."
     )
     archive_dir: str | None = Field(
         default=None,
@@ -303,7 +304,7 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         folder = context.path
         return build_elt_defs(
             self._contracts(folder),
-            folder / self.landing,
+            self.landing if is_landing_url(self.landing) else folder / self.landing,
             name=self.name or self._instance_name(context),
             database_url_env=self.database_url_env,
             owner_database_url_env=self.owner_database_url_env,

@@ -9,9 +9,11 @@ package never fails because of the environment. Every secret may also be given a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from elt_assets.errors import TerminalError
 from elt_assets.log import register_secret, secrets_in_url
@@ -33,8 +35,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "ELT_LANDING_DIR": (
         "unset",
-        "Landing zone the sensor scans (`elt ingest --landing` overrides it). Unset: `elt dev` "
-        "uses the sample files, every other command asks for it.",
+        "Landing zone the sensor scans: a directory, or s3://BUCKET/PREFIX (README, Landing in "
+        "object storage); `elt ingest --landing` overrides it. Unset: `elt dev` uses the sample "
+        "files, every other command asks for it.",
     ),
     "ELT_CONTRACTS_DIR": (
         "unset",
@@ -260,7 +263,7 @@ def existing_directory(path: Path | None, source: str, what: str, flag: str | No
 class Settings:
     """Non-secret settings, read once where a command or resource starts."""
 
-    landing_dir: Path | None  # None: not configured (ELT_LANDING_DIR unset)
+    landing_dir: Path | None  # None: not configured (ELT_LANDING_DIR unset), or a URL
     contracts_dir: Path | None  # None: not configured (ELT_CONTRACTS_DIR unset)
     state_dir: Path
     log_level: str
@@ -279,6 +282,7 @@ class Settings:
     # Where landing_dir / contracts_dir came from, for messages: the setting or a flag.
     landing_source: str = "ELT_LANDING_DIR"
     contracts_source: str = "ELT_CONTRACTS_DIR"
+    landing_url: str | None = None  # ELT_LANDING_DIR=s3://BUCKET/PREFIX: object storage
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -296,8 +300,10 @@ class Settings:
                 f"ELT_PG_BIN_DIR={bin_dir!r} has no `postgres` binary: point it at a PostgreSQL "
                 "bin directory such as /usr/lib/postgresql/15/bin, or unset it."
             )
+        url = landing_url("ELT_LANDING_DIR", _environ(env).get("ELT_LANDING_DIR", ""))
         return cls(
-            landing_dir=_optional_path("ELT_LANDING_DIR", env),
+            landing_dir=None if url else _optional_path("ELT_LANDING_DIR", env),
+            landing_url=url,
             contracts_dir=_optional_path("ELT_CONTRACTS_DIR", env),
             state_dir=_state_dir(env),
             log_level=level,
@@ -319,9 +325,16 @@ class Settings:
         """These settings with the command line's --landing / --contracts applied."""
 
         settings = self
-        if landing:
+        if landing and is_landing_url(landing):
+            url = landing_url("--landing", landing)
+            settings = replace(
+                settings, landing_dir=None, landing_url=url, landing_source="--landing"
+            )
+        elif landing:
             path = Path(landing).expanduser().resolve()
-            settings = replace(settings, landing_dir=path, landing_source="--landing")
+            settings = replace(
+                settings, landing_dir=path, landing_url=None, landing_source="--landing"
+            )
         if contracts:
             path = Path(contracts).expanduser().resolve()
             settings = replace(settings, contracts_dir=path, contracts_source="--contracts")
@@ -336,6 +349,18 @@ class Settings:
             contracts_dir=self.contracts_dir or contracts,
         )
 
+    def require_landing(self, flag: str | None = None) -> str:
+        """The landing zone, a directory that must exist or an object-storage URL."""
+        if self.landing_url is not None:
+            if self.archive_dir is not None:
+                raise SettingError(
+                    f"ELT_ARCHIVE_DIR is set but {self.landing_source} is object storage "
+                    f"({self.landing_url}), where archiving is not offered yet: unset "
+                    "ELT_ARCHIVE_DIR (landing objects are never modified or deleted)."
+                )
+            return self.landing_url
+        return str(self.require_landing_dir(flag))
+
     def require_landing_dir(self, flag: str | None = None) -> Path:
         """The landing directory, which must exist; also checks ELT_ARCHIVE_DIR against it.
         `flag` names the command-line option that could have given it."""
@@ -346,6 +371,36 @@ class Settings:
 
     def require_contracts_dir(self, flag: str | None = None) -> Path:
         return existing_directory(self.contracts_dir, self.contracts_source, "contracts", flag)
+
+
+LANDING_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+LANDING_SCHEMES = ("s3",)
+
+
+def is_landing_url(text: str) -> bool:
+    """Whether a landing setting names object storage (a URL) rather than a directory."""
+    return bool(LANDING_URL.match(text.strip()))
+
+
+def landing_url(source: str, text: str) -> str | None:
+    """The object-storage URL in `text`, checked; None when `text` is not a URL."""
+    text = text.strip()
+    if not is_landing_url(text):
+        return None
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in LANDING_SCHEMES:
+        raise SettingError(
+            f"{source}={text!r}: only s3://BUCKET/PREFIX (S3 and S3-compatible stores) is "
+            "supported as a landing URL; other landing zones are local directories."
+        )
+    if not parts.netloc:
+        raise SettingError(f"{source}={text!r} names no bucket: use s3://BUCKET/PREFIX.")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingError(
+            f"{source}: put no credentials, query or fragment in the landing URL; the endpoint "
+            "and credentials come from the AWS_* variables (README, Landing in object storage)."
+        )
+    return text
 
 
 def check_archive_dir(landing_dir: Path, archive_dir: Path) -> None:

@@ -203,3 +203,84 @@ def copy_examples(landing: Path, contracts_dir: Path) -> None:
     shutil.copytree(EXAMPLES / "landing", landing, dirs_exist_ok=True)
     for path in (EXAMPLES / "contracts").glob("*.yaml"):
         shutil.copy(path, contracts_dir / path.name)
+
+
+# -- object storage: a real S3 API on loopback ----------------------------------------------------
+
+S3_SECRET = "S3cret-Access-Key-0f-Test"  # scanned for in every output by the object-store tests
+
+
+@dataclass
+class S3:
+    """moto's S3 server on 127.0.0.1, and the AWS variables that reach it."""
+
+    endpoint: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "test-access-key",
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        env = self.env
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_REGION"],
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket for one test; `url` is the landing URL under a prefix."""
+
+    s3: S3
+    name: str
+    prefix: str = "landing"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}/{self.prefix}"
+
+    def put(self, relative: str, body: bytes) -> None:
+        self.s3.client().put_object(Bucket=self.name, Key=f"{self.prefix}/{relative}", Body=body)
+
+    def delete(self, relative: str) -> None:
+        self.s3.client().delete_object(Bucket=self.name, Key=f"{self.prefix}/{relative}")
+
+    def upload_tree(self, root: Path) -> None:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                self.put(path.relative_to(root).as_posix(), path.read_bytes())
+
+
+@pytest.fixture
+def bucket(s3_server: S3, monkeypatch: pytest.MonkeyPatch) -> Bucket:
+    """A new bucket; the AWS variables of this process point at it (as a deployment's would)."""
+    name = f"landing-{os.getpid()}-{next(_counter)}"
+    s3_server.client().create_bucket(Bucket=name)
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return Bucket(s3_server, name)

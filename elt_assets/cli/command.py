@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "process; print one line (or a JSON document) per file. The target database is "
         "ELT_DATABASE_URL, else the embedded server.",
     )
-    ingest.add_argument("--landing", metavar="DIR", help="landing directory (ELT_LANDING_DIR)")
+    ingest.add_argument(
+        "--landing",
+        metavar="DIR|URL",
+        help="landing directory or s3://BUCKET/PREFIX (ELT_LANDING_DIR)",
+    )
     ingest.add_argument("--contracts", metavar="DIR", help="contracts dir (ELT_CONTRACTS_DIR)")
     ingest.add_argument("--dataset", metavar="NAME", help="only this dataset")
     ingest.add_argument("--json", action="store_true", help="print one JSON document")

@@ -122,9 +122,9 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
             f"port {port} on {host} is already in use (another Dagster, or a program of yours): "
             f"stop it, or run `elt dev --port {port + 1}`"
         )
-    landing_dir = settings.require_landing_dir()
+    landing = settings.require_landing()
     contract_set = load_contracts(settings.require_contracts_dir())
-    log.info("landing directory %s, contracts in %s", landing_dir, settings.contracts_dir)
+    log.info("landing zone %s, contracts in %s", landing, settings.contracts_dir)
     for error in contract_set.errors:
         log.error(
             "contract %s is broken and will show as broken in the UI: %s",
@@ -161,7 +161,7 @@ def _run_dagster(
         **os.environ,
         **urls,
         "DAGSTER_HOME": str(home),
-        "ELT_LANDING_DIR": str(settings.landing_dir),
+        "ELT_LANDING_DIR": settings.landing_url or str(settings.landing_dir),
         "ELT_CONTRACTS_DIR": str(settings.contracts_dir),
         "ELT_STATE_DIR": str(settings.state_dir),
     }

@@ -104,7 +104,7 @@ def select(contract_set: ContractSet, dataset: str | None) -> tuple[list[Contrac
 def run_ingest(
     settings: Settings, dataset: str | None, dry_run: bool, retry_failed: bool = False
 ) -> Outcome:
-    settings.require_landing_dir("--landing")
+    settings.require_landing("--landing")
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     contracts, broken = select(contract_set, dataset)
     landing = landing_resource(settings)

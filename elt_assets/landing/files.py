@@ -7,6 +7,7 @@ with a dot or `~`) are not listed; the sensor's stable-file rule covers the rest
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import stat
@@ -33,6 +34,7 @@ class LandedFile:
     relative_path: str  # POSIX, relative to the landing root
     size_bytes: int
     mtime_ns: int
+    etag: str | None = None  # an object's ETag (object storage); None for a local file
 
 
 def is_in_progress(name: str) -> bool:
@@ -117,3 +119,19 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def glob_matches(pattern: str, relative_path: str) -> bool:
+    """Whether a POSIX `relative_path` matches the glob `pattern` as pathlib's glob would
+    match it: `*`, `?` and `[...]` within one name, `**` for any number of folders."""
+    return _match(pattern.strip("/").split("/"), relative_path.split("/"))
+
+
+def _match(pattern: list[str], parts: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        # zero or more folders; a trailing `**` matches folders only, as in pathlib
+        return any(_match(rest, parts[skip:]) for skip in range(len(parts) + 1)) if rest else False
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _match(rest, parts[1:])

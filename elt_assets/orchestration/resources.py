@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from elt_assets.landing.objects import ObjectStore
 from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
 from elt_assets.postgres.io_manager import StagingIOManager
@@ -67,7 +68,27 @@ class LocalLanding(LandingResource):
         return self._zone
 
 
+class ObjectLanding(LandingResource):
+    """Objects under an S3-compatible URL, s3://BUCKET/PREFIX (ELT_LANDING_DIR); endpoint and
+    credentials from the AWS_* variables. Read-only."""
+
+    url: str = Field(description="s3://BUCKET/PREFIX (ELT_LANDING_DIR).")
+
+    _zone: ObjectStore | None = PrivateAttr(default=None)
+
+    def zone(self) -> Landing:
+        if self._zone is None:
+            self._zone = ObjectStore(self.url)
+        return self._zone
+
+
 def landing_resource(settings: Settings) -> LandingResource:
+    if settings.landing_url is not None:
+        return ObjectLanding(
+            url=settings.landing_url,
+            batch_rows=settings.batch_rows,
+            max_record_bytes=settings.max_record_bytes,
+        )
     return LocalLanding(
         root=str(settings.landing_dir) if settings.landing_dir else None,
         root_source=settings.landing_source,

@@ -80,9 +80,10 @@ class RawFile:
     mtime: float
     sha256: str
     format: str
+    etag: str | None = None  # an object's ETag (object storage)
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        metadata = {
             "path": dg.MetadataValue.path(self.location),
             "file": self.file,
             "size_bytes": self.size_bytes,
@@ -90,6 +91,9 @@ class RawFile:
             "format": self.format,
             "mtime": dg.MetadataValue.timestamp(self.mtime),
         }
+        if self.etag is not None:
+            metadata["etag"] = self.etag.strip('"')
+        return metadata
 
 
 def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
@@ -113,6 +117,7 @@ def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
         mtime=landed.mtime_ns / 1e9,
         sha256=landing.sha256(file),
         format=contract.file_format(file),
+        etag=landed.etag,
     )
 
 

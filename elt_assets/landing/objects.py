@@ -1,0 +1,243 @@
+"""Files landing in object storage: an S3-compatible bucket, `s3://BUCKET/PREFIX`.
+
+The objects under the prefix are the zone's files, named by their key relative to the prefix
+(byte for byte: the partition key rules of landing/keys.py apply as for local paths). Contract
+globs match those names as they match local paths. Endpoint and credentials come from the
+standard AWS variables and chain, as boto3 reads them (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY` or `AWS_SECRET_ACCESS_KEY_FILE`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+profiles, instance and web-identity roles); the secret is registered for masking, never shown.
+
+Reading: the readers open a local copy (`local_path`), fetched once per process with a
+conditional GET on the ETag seen by `stat` (an object replaced meanwhile is refused, never half
+old and half new); the reader then checks the content against the sha256 the raw step recorded.
+Archiving is not offered for buckets yet: landing objects are never modified or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from elt_assets.errors import TerminalError, TransientError
+from elt_assets.landing.archive import NotArchived
+from elt_assets.landing.files import (
+    HASH_CHUNK_BYTES,
+    LandedFile,
+    LandingPathError,
+    glob_matches,
+    is_in_progress,
+)
+from elt_assets.landing.zone import Landing
+from elt_assets.log import get_logger, register_secret
+from elt_assets.settings import secret_from_file
+
+log = get_logger(__name__)
+
+# Codes S3 answers when the configuration, not the moment, is wrong.
+_CONFIGURATION_CODES = {
+    "NoSuchBucket": "the bucket does not exist at this endpoint",
+    "InvalidAccessKeyId": "the access key is not known to this endpoint",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "AccessDenied": "these credentials may not list or read the prefix",
+    "InvalidBucketName": "this is not a valid bucket name",
+    "PermanentRedirect": "the bucket lives in another region: set AWS_REGION",
+    "AuthorizationHeaderMalformed": "the region is wrong: set AWS_REGION",
+}
+
+
+class LandingUnreachable(TerminalError):
+    """The bucket cannot be listed or read as configured; the message names the URL."""
+
+
+class ObjectReadFailed(TransientError):
+    """Reading an object failed midway (a dropped or throttled connection): worth retrying."""
+
+
+class ObjectChanged(TransientError):
+    """The object was replaced between looking at it and reading it; the next tick takes it."""
+
+
+def s3_client() -> Any:
+    """An S3 client as the AWS variables and chain configure it."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise LandingUnreachable(
+            "an s3:// landing zone needs boto3: pip install 'elt-assets[s3]'"
+        ) from None
+    credentials: dict[str, str] = {}
+    secret_file = os.environ.get("AWS_SECRET_ACCESS_KEY_FILE")
+    if secret_file:
+        credentials["aws_access_key_id"] = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        credentials["aws_secret_access_key"] = secret_from_file(
+            "AWS_SECRET_ACCESS_KEY", secret_file
+        )
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            credentials["aws_session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(name):
+            register_secret(os.environ[name])
+    # Throttling and dropped connections are retried by botocore with backoff; a wrong
+    # endpoint fails within seconds instead of hanging.
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60
+    )
+    return boto3.session.Session().client("s3", config=config, **credentials)
+
+
+class ObjectStore(Landing):
+    """The objects under `s3://bucket/prefix`, read-only."""
+
+    def __init__(self, url: str, client: Any = None):
+        parts = urlsplit(url)
+        self.url, self.bucket = url, parts.netloc
+        prefix = parts.path.strip("/")
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.client = client if client is not None else s3_client()
+        self._copies: Path | None = None
+        self._fetched: dict[str, tuple[str, Path]] = {}  # file -> (etag, local copy)
+
+    def describe(self) -> str:
+        return self.url
+
+    def location(self, file: str) -> str:
+        return f"s3://{self.bucket}/{self._key(file)}"
+
+    def _key(self, file: str) -> str:
+        parts = file.split("/")
+        if not file or any(p in ("", ".", "..") for p in parts):
+            raise LandingPathError(f"{file!r} is not a plain name inside {self.url}")
+        return self.prefix + file
+
+    def _problem(self, error: Exception, doing: str) -> Exception:
+        """The error to raise for a failed call: configuration (terminal) or a moment's trouble."""
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _CONFIGURATION_CODES:
+                return LandingUnreachable(
+                    f"{self.url}: cannot {doing}: {_CONFIGURATION_CODES[code]} ({code}); check "
+                    "the URL, AWS_ENDPOINT_URL, AWS_REGION and the credentials"
+                )
+        if isinstance(error, EndpointConnectionError):
+            endpoint = error.kwargs.get("endpoint_url")
+            return LandingUnreachable(
+                f"{self.url}: cannot {doing}: no S3 endpoint answers at {endpoint}; check "
+                "AWS_ENDPOINT_URL"
+            )
+        return ObjectReadFailed(f"{self.url}: cannot {doing} right now ({error}); will retry")
+
+    def scan(self, pattern: str) -> list[LandedFile]:
+        found = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    relative = item["Key"][len(self.prefix) :]
+                    parts = relative.split("/")
+                    if not relative or relative.endswith("/") or is_in_progress(parts[-1]):
+                        continue
+                    if any(p.startswith(".") for p in parts[:-1]):
+                        continue
+                    if glob_matches(pattern, relative):
+                        found.append(_landed(relative, item))
+        except Exception as error:
+            raise self._problem(error, "list the prefix") from None
+        found.sort(key=lambda f: f.relative_path)
+        return found
+
+    def stat(self, file: str) -> LandedFile | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(file))
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+                return None
+            raise self._problem(error, f"look at {file}") from None
+        except Exception as error:
+            raise self._problem(error, f"look at {file}") from None
+        return _landed(file, {"Size": head["ContentLength"], **head})
+
+    def _stream(self, file: str, etag: str | None = None) -> Any:
+        from botocore.exceptions import ClientError
+
+        options = {"IfMatch": etag} if etag else {}
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(file), **options)[
+                "Body"
+            ]
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code"))
+            if code in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"{self.location(file)} is gone") from None
+            if code in ("412", "PreconditionFailed"):
+                raise ObjectChanged(
+                    f"{self.location(file)} was replaced while it was being read; its new "
+                    "content is taken on the next tick"
+                ) from None
+            raise self._problem(error, f"read {file}") from None
+        except Exception as error:
+            raise self._problem(error, f"read {file}") from None
+
+    def sha256(self, file: str) -> str:
+        digest = hashlib.sha256()
+        body = self._stream(file)
+        try:
+            while chunk := body.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+        except Exception as error:
+            raise self._problem(error, f"read {file}") from None
+        finally:
+            body.close()
+        return digest.hexdigest()
+
+    def local_path(self, file: str) -> Path:
+        """A local copy of the object, fetched once per process while its ETag holds."""
+        now = self.stat(file)
+        if now is None:
+            raise FileNotFoundError(f"{self.location(file)} is gone")
+        kept = self._fetched.get(file)
+        if kept is not None and kept[0] == now.etag and kept[1].exists():
+            return kept[1]
+        if self._copies is None:
+            self._copies = Path(tempfile.mkdtemp(prefix="elt-landing-"))
+            weakref.finalize(self, shutil.rmtree, self._copies, ignore_errors=True)
+        copy = self._copies / f"{len(self._fetched)}-{Path(file).name}"
+        body = self._stream(file, now.etag)
+        try:
+            with copy.open("wb") as out:
+                shutil.copyfileobj(body, out, HASH_CHUNK_BYTES)
+        except Exception as error:
+            copy.unlink(missing_ok=True)
+            raise self._problem(error, f"read {file}") from None
+        finally:
+            body.close()
+        self._fetched[file] = (now.etag or "", copy)
+        return copy
+
+    @property
+    def archives(self) -> bool:
+        return False
+
+    def archive(self, file: str, sha256: str) -> str:
+        raise NotArchived(f"{self.url}: archiving is not offered for object storage yet")
+
+    def archived_copy(self, file: str) -> str | None:
+        return None
+
+
+def _landed(relative: str, item: dict[str, Any]) -> LandedFile:
+    modified = item.get("LastModified")
+    mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
+    return LandedFile(relative, int(item["Size"]), mtime_ns, item.get("ETag"))

@@ -1,0 +1,219 @@
+"""Files landing in object storage (issue 15): the same pipeline on a local directory and on an
+S3 bucket (moto's server on loopback, a real S3 API), through one parametrized `zone` fixture.
+
+Each test runs twice, once per kind of landing zone; the expectations are the same.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from elt_assets_tests.conftest import S3_SECRET, Bucket, Warehouse, write_contract
+from elt_assets_tests.helpers import materialization_metadata, run_file, step_failure
+
+pytestmark = [pytest.mark.db, pytest.mark.dagster]
+
+ELT = Path(sys.executable).parent / "elt"
+ORDERS = """
+    name: orders
+    source: {glob: "orders/**/*"}
+    target: {schema: sales, table: orders, primary_key: [order_id], version_column: updated_at}
+    columns:
+      - {name: order_id, type: bigint, nullable: false}
+      - {name: status, type: text, checks: {isin: [new, paid, shipped]}}
+      - {name: amount, type: "numeric(12,2)", checks: {ge: 0}}
+      - {name: updated_at, type: timestamptz}
+    policy: {max_bad_row_ratio: 0.5}
+"""
+HEADER = "order_id,status,amount,updated_at\n"
+ROWS = "1,new,10.50,2026-01-01 10:00:00+00\n2,paid,3,2026-01-01 11:00:00+00\n"
+# Names a bucket holds as easily as a directory: spaces, commas, unicode, %, #, brackets, quotes.
+HOSTILE = [
+    "orders/with space.csv",
+    "orders/comma,name.csv",
+    "orders/ünï çødé.csv",
+    "orders/100%#1.csv",
+    "orders/[brackets] (x).csv",
+    'orders/it\'s "quoted".csv',
+    "orders/deep/er/file.csv",
+]
+
+
+@dataclass
+class Zone:
+    kind: str
+    location: str  # ELT_LANDING_DIR
+    put: Callable[[str, bytes], None]
+    delete: Callable[[str], None]
+
+
+@pytest.fixture(params=["directory", "bucket"])
+def zone(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Zone:
+    if request.param == "bucket":
+        bucket: Bucket = request.getfixturevalue("bucket")
+        monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+        return Zone("bucket", bucket.url, bucket.put, bucket.delete)
+    root = tmp_path / "landing"
+    root.mkdir()
+    monkeypatch.setenv("ELT_LANDING_DIR", str(root))
+
+    def put(relative: str, body: bytes) -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+
+    return Zone("directory", str(root), put, lambda relative: (root / relative).unlink())
+
+
+def orders_table(warehouse: Warehouse) -> list[tuple[object, ...]]:
+    return warehouse.query(
+        "SELECT order_id, status, amount::text, (updated_at AT TIME ZONE 'UTC')::text"
+        " FROM sales.orders ORDER BY 1"
+    )
+
+
+def parquet_bytes() -> bytes:
+    frame = pl.DataFrame(
+        {"order_id": [3], "status": ["shipped"], "amount": ["7.25"], "updated_at": ["2026-01-02"]}
+    )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_csv_gzip_and_parquet_objects_load_exactly(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    zone.put("orders/a.csv", (HEADER + ROWS).encode())
+    zone.put(
+        "orders/b.csv.gz", gzip.compress((HEADER + "4,new,1,2026-01-03 00:00:00+00\n").encode())
+    )
+    zone.put("orders/c.parquet", parquet_bytes())
+    with dg.instance_for_test() as instance:
+        results = {
+            f: run_file(contracts_dir, "orders", f, instance)
+            for f in ("orders/a.csv", "orders/b.csv.gz", "orders/c.parquet")
+        }
+    for file, result in results.items():
+        assert result.success, (file, step_failure(result))
+    assert orders_table(warehouse) == [
+        (1, "new", "10.50", "2026-01-01 10:00:00"),
+        (2, "paid", "3.00", "2026-01-01 11:00:00"),
+        (3, "shipped", "7.25", "2026-01-02 00:00:00"),
+        (4, "new", "1.00", "2026-01-03 00:00:00"),
+    ]
+    raw = materialization_metadata(results["orders/a.csv"], "raw/orders_files")
+    expected = f"{zone.location}/orders/a.csv"
+    assert (
+        raw["path"] == expected if zone.kind == "bucket" else raw["path"].endswith("orders/a.csv")
+    )
+    statuses = warehouse.query("SELECT file, status FROM elt.ingestion_manifest ORDER BY 1")
+    assert statuses == [(f, "success") for f in sorted(results)]
+
+
+def test_a_bad_object_fails_with_its_line_and_bad_rows_are_quarantined(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    zone.put(
+        "orders/ragged.csv", (HEADER + "1,new,1,2026-01-01\n2,new,1,2026-01-01,extra\n").encode()
+    )
+    zone.put("orders/some_bad.csv", (HEADER + "5,new,1,2026-01-01\n6,lost,1,2026-01-01\n").encode())
+    with dg.instance_for_test() as instance:
+        ragged = run_file(contracts_dir, "orders", "orders/ragged.csv", instance)
+        partly = run_file(contracts_dir, "orders", "orders/some_bad.csv", instance)
+    assert not ragged.success
+    assert "orders/ragged.csv, line 3" in step_failure(ragged)
+    assert partly.success, step_failure(partly)
+    assert [row[0] for row in orders_table(warehouse)] == [5]
+    reasons = warehouse.query("SELECT file, row_number FROM elt.quarantine ORDER BY 1, 2")
+    assert reasons == [("orders/some_bad.csv", 2)]
+
+
+def elt_ingest(
+    zone: Zone, warehouse: Warehouse, contracts: Path, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """`elt ingest --json` as a user runs it, from their own directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(
+        ELT_DATABASE_URL=warehouse.loader_url,
+        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
+        ELT_STATE_DIR=str(cwd / "state"),
+        ELT_LOG_FORMAT="text",
+    )
+    command = [
+        str(ELT),
+        "ingest",
+        "--json",
+        "--landing",
+        zone.location,
+        "--contracts",
+        str(contracts),
+    ]
+    return subprocess.run(
+        command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def files_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    try:
+        return {f["file"]: f["status"] for f in json.loads(result.stdout)["files"]}
+    except ValueError:
+        raise AssertionError(result.stdout + result.stderr) from None
+
+
+def test_hostile_names_duplicates_and_new_content_through_elt_ingest(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    for number, name in enumerate(HOSTILE, start=10):
+        zone.put(name, (HEADER + f"{number},new,1,2026-01-01 00:00:00+00\n").encode())
+    elsewhere = tmp_path / "user"
+    elsewhere.mkdir()
+    first = elt_ingest(zone, warehouse, contracts_dir, elsewhere)
+    assert first.returncode == 0, first.stderr
+    assert files_of(first) == dict.fromkeys(HOSTILE, "success")
+    manifest = {row[0] for row in warehouse.query("SELECT file FROM elt.ingestion_manifest")}
+    assert manifest == set(HOSTILE)  # the key relative to the prefix, byte for byte
+
+    # Nothing new: nothing runs. The same content under another name: a duplicate. New content
+    # under a known name: loaded again.
+    again = elt_ingest(zone, warehouse, contracts_dir, elsewhere)
+    assert again.returncode == 0 and files_of(again) == files_of(first), again.stderr
+    rows = warehouse.value("SELECT count(*) FROM elt.ingestion_manifest")
+    zone.put("orders/copy.csv", (HEADER + "10,new,1,2026-01-01 00:00:00+00\n").encode())
+    zone.put(HOSTILE[0], (HEADER + "10,paid,2,2026-01-02 00:00:00+00\n").encode())
+    third = files_of(elt_ingest(zone, warehouse, contracts_dir, elsewhere))
+    assert third["orders/copy.csv"] == "duplicate" and third[HOSTILE[0]] == "success"
+    assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == rows + 2
+    assert warehouse.query("SELECT status, amount::text FROM sales.orders WHERE order_id = 10") == [
+        ("paid", "2.00")
+    ]
+    for result in (first, again):
+        assert S3_SECRET not in result.stdout + result.stderr
+
+
+def test_a_missing_bucket_is_one_clear_error_naming_the_url_never_the_secret(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    missing = Zone("bucket", "s3://no-such-bucket/landing", bucket.put, bucket.delete)
+    result = elt_ingest(missing, warehouse, contracts_dir, tmp_path)
+    assert result.returncode != 0
+    assert "s3://no-such-bucket/landing" in result.stderr
+    assert "does not exist" in result.stderr
+    assert S3_SECRET not in result.stdout + result.stderr
+    assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 0
