@@ -20,8 +20,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from elt_assets.landing.keys import path_to_key
 from elt_assets_tests.conftest import S3_SECRET, Bucket, Warehouse, write_contract
-from elt_assets_tests.helpers import materialization_metadata, run_file, step_failure
+from elt_assets_tests.helpers import (
+    QUIET,
+    definitions,
+    materialization_metadata,
+    run_file,
+    step_failure,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.dagster]
 
@@ -217,3 +224,34 @@ def test_a_missing_bucket_is_one_clear_error_naming_the_url_never_the_secret(
     assert "does not exist" in result.stderr
     assert S3_SECRET not in result.stdout + result.stderr
     assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 0
+
+
+def test_a_file_replaced_after_the_raw_step_is_refused_never_half_loaded(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    zone.put("orders/a.csv", (HEADER + ROWS).encode())
+    key = path_to_key("orders/a.csv")
+    raw, staged, target = (
+        dg.AssetKey(["raw", "orders_files"]),
+        dg.AssetKey(["staged", "orders_staging"]),
+        dg.AssetKey(["sales", "orders"]),
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("orders_files", [key])
+        job = definitions(contracts_dir).resolve_job_def("ingest_orders")
+        described = job.execute_in_process(
+            partition_key=key, instance=instance, asset_selection=[raw], run_config=QUIET
+        )
+        assert described.success, step_failure(described)
+        zone.put("orders/a.csv", (HEADER + "9,new,1,2026-01-01 00:00:00+00\n").encode())
+        loaded = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            asset_selection=[staged, target],
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+    assert not loaded.success
+    assert "orders/a.csv changed while it was being read" in step_failure(loaded)
+    assert orders_table(warehouse) == []

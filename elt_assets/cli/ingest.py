@@ -325,7 +325,7 @@ def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any
         file = landed.relative_path
         staged = StagedFile(
             contract,
-            zone.local_path(file),
+            zone.source(file),
             file,
             path_to_key(file),
             zone.sha256(file),

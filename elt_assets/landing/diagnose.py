@@ -11,10 +11,10 @@ import codecs
 import csv
 import gzip
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 from elt_assets.contracts.model import CsvOptions
+from elt_assets.landing.source import Source
 
 _FIELD_LIMIT = 16 << 20
 EMPTY_LINE = "an empty line inside the data; remove it or quote it"
@@ -59,16 +59,16 @@ def _decoded_lines(
 
 
 def locate_csv_problem(
-    path: Path, options: CsvOptions, record_limit: int, gzip_limit: int
+    source: Source, options: CsvOptions, record_limit: int, gzip_limit: int
 ) -> tuple[int, str] | None:
     """(line, message) for the first problem found, or None if Python reads the file cleanly.
     The limits are the reader's: the longest record, and the most bytes a gzip may inflate to."""
     csv.field_size_limit(_FIELD_LIMIT)
-    with path.open("rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
+    with source.open() as peek:  # a stream may not seek back: open it again after
+        gzipped = peek.read(2) == b"\x1f\x8b"
+    with source.open() as raw:
         stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
-        max_bytes = gzip_limit if gzipped else path.stat().st_size
+        max_bytes = gzip_limit if gzipped else source.size
         counter = [0]
         lines = _decoded_lines(stream, options.encoding, counter, record_limit, max_bytes)
         reader = csv.reader(

@@ -7,20 +7,19 @@ standard AWS variables and chain, as boto3 reads them (`AWS_ENDPOINT_URL`, `AWS_
 `AWS_SECRET_ACCESS_KEY` or `AWS_SECRET_ACCESS_KEY_FILE`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
 profiles, instance and web-identity roles); the secret is registered for masking, never shown.
 
-Reading: the readers open a local copy (`local_path`), fetched once per process with a
-conditional GET on the ETag seen by `stat` (an object replaced meanwhile is refused, never half
-old and half new); the reader then checks the content against the sha256 the raw step recorded.
+Reading streams: the readers get the object's bytes over HTTP (CSV from the first byte, Parquet by
+ranges), never a local copy and never the whole object in memory. Every request is conditional on
+the ETag the step saw first, so an object replaced meanwhile is refused (ObjectChanged), never
+half old and half new; the reader also checks the content against the sha256 the raw step
+recorded.
 Archiving is not offered for buckets yet: landing objects are never modified or deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import shutil
-import tempfile
-import weakref
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from elt_assets.landing.files import (
     glob_matches,
     is_in_progress,
 )
+from elt_assets.landing.source import Source
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, register_secret
 from elt_assets.settings import secret_from_file
@@ -101,8 +101,6 @@ class ObjectStore(Landing):
         prefix = parts.path.strip("/")
         self.prefix = f"{prefix}/" if prefix else ""
         self.client = client if client is not None else s3_client()
-        self._copies: Path | None = None
-        self._fetched: dict[str, tuple[str, Path]] = {}  # file -> (etag, local copy)
 
     def describe(self) -> str:
         return self.url
@@ -116,7 +114,7 @@ class ObjectStore(Landing):
             raise LandingPathError(f"{file!r} is not a plain name inside {self.url}")
         return self.prefix + file
 
-    def _problem(self, error: Exception, doing: str) -> Exception:
+    def problem(self, error: Exception, doing: str) -> Exception:
         """The error to raise for a failed call: configuration (terminal) or a moment's trouble."""
         from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -152,7 +150,7 @@ class ObjectStore(Landing):
                     if glob_matches(pattern, relative):
                         found.append(_landed(relative, item))
         except Exception as error:
-            raise self._problem(error, "list the prefix") from None
+            raise self.problem(error, "list the prefix") from None
         found.sort(key=lambda f: f.relative_path)
         return found
 
@@ -164,15 +162,17 @@ class ObjectStore(Landing):
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
                 return None
-            raise self._problem(error, f"look at {file}") from None
+            raise self.problem(error, f"look at {file}") from None
         except Exception as error:
-            raise self._problem(error, f"look at {file}") from None
+            raise self.problem(error, f"look at {file}") from None
         return _landed(file, {"Size": head["ContentLength"], **head})
 
-    def _stream(self, file: str, etag: str | None = None) -> Any:
+    def get_object(self, file: str, etag: str | None = None, byte_range: str | None = None) -> Any:
         from botocore.exceptions import ClientError
 
         options = {"IfMatch": etag} if etag else {}
+        if byte_range:
+            options["Range"] = byte_range
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(file), **options)[
                 "Body"
@@ -186,45 +186,28 @@ class ObjectStore(Landing):
                     f"{self.location(file)} was replaced while it was being read; its new "
                     "content is taken on the next tick"
                 ) from None
-            raise self._problem(error, f"read {file}") from None
+            raise self.problem(error, f"read {file}") from None
         except Exception as error:
-            raise self._problem(error, f"read {file}") from None
+            raise self.problem(error, f"read {file}") from None
 
     def sha256(self, file: str) -> str:
         digest = hashlib.sha256()
-        body = self._stream(file)
+        body = self.get_object(file)
         try:
             while chunk := body.read(HASH_CHUNK_BYTES):
                 digest.update(chunk)
         except Exception as error:
-            raise self._problem(error, f"read {file}") from None
+            raise self.problem(error, f"read {file}") from None
         finally:
             body.close()
         return digest.hexdigest()
 
-    def local_path(self, file: str) -> Path:
-        """A local copy of the object, fetched once per process while its ETag holds."""
+    def source(self, file: str) -> Source:
+        """The object as it is now (its ETag): every read asks for exactly that version."""
         now = self.stat(file)
         if now is None:
             raise FileNotFoundError(f"{self.location(file)} is gone")
-        kept = self._fetched.get(file)
-        if kept is not None and kept[0] == now.etag and kept[1].exists():
-            return kept[1]
-        if self._copies is None:
-            self._copies = Path(tempfile.mkdtemp(prefix="elt-landing-"))
-            weakref.finalize(self, shutil.rmtree, self._copies, ignore_errors=True)
-        copy = self._copies / f"{len(self._fetched)}-{Path(file).name}"
-        body = self._stream(file, now.etag)
-        try:
-            with copy.open("wb") as out:
-                shutil.copyfileobj(body, out, HASH_CHUNK_BYTES)
-        except Exception as error:
-            copy.unlink(missing_ok=True)
-            raise self._problem(error, f"read {file}") from None
-        finally:
-            body.close()
-        self._fetched[file] = (now.etag or "", copy)
-        return copy
+        return ObjectSource(self, file, now.etag, now.size_bytes)
 
     @property
     def archives(self) -> bool:
@@ -241,3 +224,94 @@ def _landed(relative: str, item: dict[str, Any]) -> LandedFile:
     modified = item.get("LastModified")
     mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
     return LandedFile(relative, int(item["Size"]), mtime_ns, item.get("ETag"))
+
+
+class ObjectSource(Source):
+    """One version of an object (its ETag), streamed or read by ranges."""
+
+    RANGE_BYTES = 8 << 20  # one ranged GET reads at least this much (Parquet's small reads)
+
+    def __init__(self, store: ObjectStore, file: str, etag: str | None, size: int):
+        self.store, self.file, self.etag, self._size = store, file, etag, size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def open(self) -> io.BufferedIOBase:
+        return io.BufferedReader(_Body(self), HASH_CHUNK_BYTES)
+
+    def open_seekable(self) -> io.BufferedIOBase:
+        return io.BufferedReader(_Ranges(self), self.RANGE_BYTES)
+
+    def get(self, byte_range: str | None = None) -> Any:
+        """The object's body (a byte range of it), for exactly this version."""
+        return self.store.get_object(self.file, self.etag, byte_range)
+
+    def failed(self, error: Exception) -> Exception:
+        return self.store.problem(error, f"read {self.file}")
+
+
+class _Body(io.RawIOBase):
+    """The object from its first byte, one GET, read as it arrives."""
+
+    def __init__(self, source: ObjectSource):
+        self._source = source
+        self._body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._body is None:
+            self._body = self._source.get()
+        try:
+            data = self._body.read(len(buffer))
+        except Exception as error:
+            raise self._source.failed(error) from None
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+        super().close()
+
+
+class _Ranges(io.RawIOBase):
+    """Random access to the object by ranged GETs (Parquet reads its footer, then columns)."""
+
+    def __init__(self, source: ObjectSource):
+        self._source = source
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._source.size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        size = self._source.size
+        if self._position >= size or not len(buffer):
+            return 0
+        last = min(size, self._position + len(buffer)) - 1
+        body = self._source.get(f"bytes={self._position}-{last}")
+        try:
+            data = body.read()
+        except Exception as error:
+            raise self._source.failed(error) from None
+        finally:
+            body.close()
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.errors import TerminalError
 from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
+from elt_assets.landing.source import Source, as_source
 from elt_assets.log import get_logger
 
 log = get_logger(__name__)
@@ -203,13 +204,13 @@ class _Tap(io.RawIOBase):
 
     def __init__(
         self,
-        path: Path,
+        source: Source,
         file: str,
         quote: bytes,
         gzipped: bool,
         checker: _QuoteCheck | None = None,
     ):
-        self._raw = path.open("rb")
+        self._raw = source.open()
         self._stopped = False
         self.error: Exception | None = None
         self.file = file
@@ -219,7 +220,7 @@ class _Tap(io.RawIOBase):
         self.raw_bytes = 0
         self.data_bytes = 0
         self.quotes = 0
-        self._limit = max(GZIP_FLOOR_BYTES, path.stat().st_size * GZIP_RATIO_LIMIT)
+        self._limit = max(GZIP_FLOOR_BYTES, source.size * GZIP_RATIO_LIMIT)
         self._gzip = gzip.GzipFile(fileobj=self._hashing(), mode="rb") if gzipped else None
 
     def _hashing(self) -> BinaryIO:
@@ -360,8 +361,8 @@ class _ArrowCsv:
             log.warning("%s: the CSV reader did not release the file", self.tap.file)
 
 
-def _is_gzip(path: Path) -> bool:
-    with path.open("rb") as handle:
+def _is_gzip(source: Source) -> bool:
+    with source.open() as handle:
         return handle.read(2) == b"\x1f\x8b"
 
 
@@ -374,13 +375,14 @@ class FileReader:
 
     def __init__(
         self,
-        path: Path,
+        source: Path | Source,
         file: str,
         contract: Contract,
         batch_rows: int = 15_000,
         record_limit: int | None = None,
     ):
-        self.path, self.file, self.contract, self.batch_rows = path, file, contract, batch_rows
+        self.source = as_source(source)
+        self.file, self.contract, self.batch_rows = file, contract, batch_rows
         self.format = contract.file_format(file)
         self.rows_read = 0
         self.sha256: str | None = None
@@ -396,7 +398,7 @@ class FileReader:
         return None
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        if self.path.stat().st_size == 0:
+        if self.source.size == 0:
             raise FileRejected(self.file, "the file is empty (0 bytes); expected at least a header")
         if self.format == "parquet":
             yield from self._parquet_batches()
@@ -407,7 +409,7 @@ class FileReader:
 
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
         options = self.contract.source.csv
-        gzipped = _is_gzip(self.path)
+        gzipped = _is_gzip(self.source)
         names = self._csv_header(gzipped) if options.header else None
         if names is not None:
             self.header = map_header(self.contract, names, self.file)
@@ -415,7 +417,7 @@ class FileReader:
         else:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
-        tap = _Tap(self.path, self.file, options.quote.encode(), gzipped, self._quote_check())
+        tap = _Tap(self.source, self.file, options.quote.encode(), gzipped, self._quote_check())
         try:
             parser = self._open_arrow_csv(tap, file_columns, header=names is not None)
             try:
@@ -518,7 +520,7 @@ class FileReader:
         """The first record, parsed with the contract's dialect, from at most record_limit bytes."""
         options = self.contract.source.csv
         try:
-            with self.path.open("rb") as raw:
+            with self.source.open() as raw:
                 stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
                 head = stream.read(self.record_limit)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
@@ -577,9 +579,9 @@ class FileReader:
 
     def _locate(self) -> tuple[int, str] | None:
         """The first problem Python's csv module finds, reading with this reader's limits."""
-        gzip_limit = max(GZIP_FLOOR_BYTES, self.path.stat().st_size * GZIP_RATIO_LIMIT)
+        gzip_limit = max(GZIP_FLOOR_BYTES, self.source.size * GZIP_RATIO_LIMIT)
         return locate_csv_problem(
-            self.path, self.contract.source.csv, self.record_limit, gzip_limit
+            self.source, self.contract.source.csv, self.record_limit, gzip_limit
         )
 
     def _diagnosed(self, problem: str) -> FileRejected:
@@ -599,26 +601,43 @@ class FileReader:
 
     def _parquet_batches(self) -> Iterator[pl.DataFrame]:
         try:
+            handle = self.source.open_seekable()
+        except OSError as error:
+            raise FileRejected(self.file, f"the file cannot be opened ({error})") from None
+        try:
+            yield from self._parquet_frames(handle)
+        finally:
+            handle.close()
+        # What was read is hashed again from the start (Parquet is read out of order).
+        digest = hashlib.sha256()
+        with self.source.open() as stream:
+            while chunk := stream.read(READ_CHUNK):
+                digest.update(chunk)
+                self.bytes_read += len(chunk)
+        self.sha256 = digest.hexdigest()
+
+    def _parquet_frames(self, handle: io.BufferedIOBase) -> Iterator[pl.DataFrame]:
+        try:
             # No pre-buffering of whole row groups and no decoding threads: 40 MB less at peak
             # for 100k-row groups, and the read-ahead thread already overlaps reading with COPY.
-            parquet = pq.ParquetFile(self.path, pre_buffer=False)
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
             names = parquet.schema_arrow.names
         except (pa.ArrowException, OSError) as error:
             raise FileRejected(
                 self.file, f"not a readable Parquet file ({error}); it may be truncated or corrupt"
             ) from None
-        self.header = map_header(self.contract, names, self.file)
-        wanted = list(self.header.sources.values())
-        for name in wanted:
-            arrow_type = parquet.schema_arrow.field(name).type
-            if pa.types.is_decimal256(arrow_type):  # polars panics on these
-                raise FileRejected(
-                    self.file,
-                    f"Parquet column {name!r} is {arrow_type}, which cannot be read; write it as "
-                    "decimal128 (up to 38 digits) or as a string",
-                    column=name,
-                )
         try:
+            self.header = map_header(self.contract, names, self.file)
+            wanted = list(self.header.sources.values())
+            for name in wanted:
+                arrow_type = parquet.schema_arrow.field(name).type
+                if pa.types.is_decimal256(arrow_type):  # polars panics on these
+                    raise FileRejected(
+                        self.file,
+                        f"Parquet column {name!r} is {arrow_type}, which cannot be read; write it "
+                        "as decimal128 (up to 38 digits) or as a string",
+                        column=name,
+                    )
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
             for record_batch in batches:
@@ -638,10 +657,6 @@ class FileReader:
             ) from None
         finally:
             parquet.close()
-        from elt_assets.landing.files import sha256_of
-
-        self.sha256 = sha256_of(self.path)
-        self.bytes_read = self.path.stat().st_size
 
     def _parquet_batch_rows(self, parquet: pq.ParquetFile) -> int:
         """Rows per batch: ELT_BATCH_ROWS, fewer when the row groups say rows are wide."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from elt_assets.landing.archive import archive_file
 from elt_assets.landing.files import LandedFile, resolve_inside, scan, sha256_of
+from elt_assets.landing.source import LocalSource, Source
 
 
 class Landing(ABC):
@@ -41,8 +42,8 @@ class Landing(ABC):
         """The file's content hash (OSError when it is unreadable or gone)."""
 
     @abstractmethod
-    def local_path(self, file: str) -> Path:
-        """A local path the readers can open and re-read (for a remote zone, a copy)."""
+    def source(self, file: str) -> Source:
+        """The file's bytes for the readers (streamed, re-readable from the start)."""
 
     @property
     @abstractmethod
@@ -85,8 +86,8 @@ class LocalDirectory(Landing):
     def sha256(self, file: str) -> str:
         return sha256_of(resolve_inside(self.root, file))
 
-    def local_path(self, file: str) -> Path:
-        return resolve_inside(self.root, file)
+    def source(self, file: str) -> Source:
+        return LocalSource(resolve_inside(self.root, file))
 
     @property
     def archives(self) -> bool:

@@ -169,14 +169,14 @@ def prepare_staged(
             current = current_attempt(connection, contract.name, file)
         if current is None:
             raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
-        path = landing.zone().local_path(file)
+        source = landing.zone().source(file)
     return StagedFile(
         contract=contract,
-        path=path,
+        source=source,
         file=file,
         partition_key=partition_key,
         sha256=current[0],
-        size_bytes=path.stat().st_size,
+        size_bytes=source.size,
         run_id=run_id,
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,

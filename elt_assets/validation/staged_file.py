@@ -18,6 +18,7 @@ import polars as pl
 
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.readers import FileChanged, FileReader, FileRejected, HeaderMapping
+from elt_assets.landing.source import Source
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
 from elt_assets.validation.casts import UncastableColumn
 
@@ -27,7 +28,7 @@ SAMPLE_ROWS = 20
 @dataclass
 class StagedFile:
     contract: Contract
-    path: Path
+    source: Path | Source  # the file's bytes (a local path, or what the landing zone streams)
     file: str  # relative to the landing root
     partition_key: str
     sha256: str  # content hash taken when the run started (raw asset)
@@ -59,7 +60,9 @@ class StagedFile:
         return {c.name: sources.get(c.name, c.header) for c in self.contract.columns}
 
     def batches(self) -> Iterator[ValidatedBatch]:
-        reader = FileReader(self.path, self.file, self.contract, self.batch_rows, self.record_limit)
+        reader = FileReader(
+            self.source, self.file, self.contract, self.batch_rows, self.record_limit
+        )
         validator: BatchValidator | None = None
         for raw in reader.batches():
             if validator is None:

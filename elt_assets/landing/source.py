@@ -1,0 +1,50 @@
+"""A landed file's bytes, as the readers take them: a stream from the start, or random access.
+
+The readers never ask where a file is: a local file opens from disk, an object in a bucket
+streams over HTTP (landing/objects.py). Every `open()` starts again at the first byte, so a
+reader may look at a file more than once (the gzip magic, the header line, a diagnosis).
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+
+class Source(ABC):
+    """One landed file's content."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """The file's size in bytes."""
+
+    @abstractmethod
+    def open(self) -> io.BufferedIOBase:
+        """A new stream of the bytes, from the first (close it after use)."""
+
+    def open_seekable(self) -> io.BufferedIOBase:
+        """A new random-access handle (Parquet reads its footer first)."""
+        return self.open()
+
+
+class LocalSource(Source):
+    """A file on this machine's disk."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def open(self) -> io.BufferedIOBase:
+        return self.path.open("rb")
+
+    def __repr__(self) -> str:
+        return f"LocalSource({str(self.path)!r})"
+
+
+def as_source(value: Path | Source) -> Source:
+    return value if isinstance(value, Source) else LocalSource(Path(value))
