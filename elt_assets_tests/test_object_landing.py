@@ -6,6 +6,7 @@ Each test runs twice, once per kind of landing zone; the expectations are the sa
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -14,7 +15,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -255,3 +258,106 @@ def test_a_file_replaced_after_the_raw_step_is_refused_never_half_loaded(
     assert not loaded.success
     assert "orders/a.csv changed while it was being read" in step_failure(loaded)
     assert orders_table(warehouse) == []
+
+
+class DroppingProxy:
+    """A TCP proxy to the S3 server that cuts one response of one object's GETs midway: a real
+    connection dropped while the body streams."""
+
+    def __init__(self, upstream: str, key: str, cut_get: int, after_bytes: int = 4096):
+        import socket
+        import threading
+
+        parts = upstream.removeprefix("http://").split(":")
+        self.upstream = (parts[0], int(parts[1]))
+        self.marker = f"GET /{key}".encode()
+        self.cut_get, self.after_bytes = cut_get, after_bytes
+        self.gets = 0
+        self.cut = False
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: Any, server: Any) -> None:
+        import socket
+        import threading
+
+        cutting = threading.Event()
+
+        def upstream() -> None:
+            while data := _recv(client):
+                if self.marker in data:
+                    with self._lock:
+                        self.gets += 1
+                        if self.gets == self.cut_get and not self.cut:
+                            self.cut = True
+                            cutting.set()
+                server.sendall(data)
+            server.close()
+
+        threading.Thread(target=upstream, daemon=True).start()
+        sent = 0
+        while data := _recv(server):
+            if cutting.is_set() and sent + len(data) > self.after_bytes:
+                client.sendall(data[: max(0, self.after_bytes - sent)])
+                break  # the connection dies mid-body
+            client.sendall(data)
+            sent += len(data) if cutting.is_set() else 0
+        for sock in (client, server):  # shutdown first: a recv in the other thread returns
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _recv(sock: Any) -> bytes:
+    try:
+        return bytes(sock.recv(65536))
+    except OSError:
+        return b""
+
+
+def test_a_connection_dropped_mid_read_is_retried_and_the_table_is_exact(
+    bucket: Bucket,
+    warehouse: Warehouse,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    rows = "".join(f"{n},paid,{n % 97}.25,2026-01-01 00:00:00+00\n" for n in range(1, 20001))
+    bucket.put("orders/big.csv", (HEADER + rows).encode())
+    # GETs of the object: the raw step hashes it (1); the staged step peeks at its first bytes
+    # (2: gzip?), reads its header line (3), then streams it through the CSV parser (4): cut
+    # that one, in pyarrow's reading thread. If the reads change, the retry assertion says so.
+    key = f"{bucket.name}/{bucket.prefix}/orders/big.csv"
+    proxy = DroppingProxy(bucket.s3.endpoint, key, cut_get=4)
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    try:
+        with dg.instance_for_test() as instance:
+            result = run_file(contracts_dir, "orders", "orders/big.csv", instance)
+    finally:
+        proxy.close()
+    assert proxy.cut, "the proxy never cut a response"
+    assert result.success, step_failure(result)
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert [e.step_key for e in retried] == ["staged__orders_staging"]
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 20000
+    assert warehouse.value("SELECT sum(amount) FROM sales.orders") == sum(
+        Decimal(f"{n % 97}.25") for n in range(1, 20001)
+    )
