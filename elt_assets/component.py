@@ -84,12 +84,14 @@ def build_elt_defs(
     defaults = Settings.from_env({})
     where = f"landing ({name or 'elt-assets component'})"
     url = landing_url(where, str(landing))
+    archive = landing_url(f"archive_dir ({name or 'elt-assets component'})", str(archive_dir or ""))
     settings = replace(
         defaults,
         landing_dir=None if url else Path(landing).resolve(),
         landing_url=url,
         landing_source=where,
-        archive_dir=Path(archive_dir).resolve() if archive_dir else None,
+        archive_dir=Path(archive_dir).resolve() if archive_dir and not archive else None,
+        archive_url=archive,
         sensor_interval_seconds=sensor_interval_seconds,
         max_runs_per_tick=max_runs_per_tick or defaults.max_runs_per_tick,
         batch_threshold=defaults.batch_threshold if batch_threshold is None else batch_threshold,
@@ -110,7 +112,7 @@ def build_elt_defs(
         file_wait_minutes=settings.file_wait_minutes,
     )
     if url:
-        settings.require_landing()  # refuses an archive beside a bucket, naming both
+        settings.require_landing()  # an archive that does not fit the bucket is refused here
     landing_resource = landing_from_settings(settings)
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
@@ -261,8 +263,9 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
     )
     archive_dir: str | None = Field(
         default=None,
-        description="Where a file moves once its load committed (same filesystem, outside the "
-        "landing directory). Unset: landing files are never moved.",
+        description="Where a file moves once its load committed: a directory on the landing's "
+        "filesystem outside it, or s3://BUCKET/PREFIX beside an s3:// landing. Unset: landing "
+        "files are never moved.",
     )
     database_url_env: str = Field(
         default="ELT_DATABASE_URL",
@@ -304,12 +307,12 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         folder = context.path
         return build_elt_defs(
             self._contracts(folder),
-            self.landing if is_landing_url(self.landing) else folder / self.landing,
+            self._local_or_url(folder, self.landing) or folder,
             name=self.name or self._instance_name(context),
             database_url_env=self.database_url_env,
             owner_database_url_env=self.owner_database_url_env,
             set_up_database=self.set_up_database,
-            archive_dir=folder / self.archive_dir if self.archive_dir else None,
+            archive_dir=self._local_or_url(folder, self.archive_dir),
             key_prefix=self.translation.key_prefix,
             group_name=self.translation.group_name,
             owners=self.translation.owners,
@@ -337,6 +340,13 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         except ValueError as error:
             return ContractSet(errors=[ContractError(origin, f"contract: {error}")])
         return ContractSet([contract], sources={contract.name: origin})
+
+    @staticmethod
+    def _local_or_url(folder: Path, value: str | None) -> Path | str | None:
+        """A URL as it is; a path relative to this folder."""
+        if not value:
+            return None
+        return value if is_landing_url(value) else folder / value
 
     @staticmethod
     def _instance_name(context: dg.ComponentLoadContext) -> str:

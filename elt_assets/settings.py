@@ -89,7 +89,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "unset",
         "Unset: landing files are never moved. Set: once a file's load has committed, the file is "
         "moved there under the same relative path (same filesystem as ELT_LANDING_DIR, not "
-        "inside it).",
+        "inside it; beside an s3:// landing, an s3://BUCKET/PREFIX outside its prefix).",
     ),
     "ELT_FILE_WAIT_MINUTES": (
         "60",
@@ -283,6 +283,7 @@ class Settings:
     landing_source: str = "ELT_LANDING_DIR"
     contracts_source: str = "ELT_CONTRACTS_DIR"
     landing_url: str | None = None  # ELT_LANDING_DIR=s3://BUCKET/PREFIX: object storage
+    archive_url: str | None = None  # ELT_ARCHIVE_DIR=s3://BUCKET/PREFIX beside such a landing
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -301,6 +302,7 @@ class Settings:
                 "bin directory such as /usr/lib/postgresql/15/bin, or unset it."
             )
         url = landing_url("ELT_LANDING_DIR", _environ(env).get("ELT_LANDING_DIR", ""))
+        archive = landing_url("ELT_ARCHIVE_DIR", _environ(env).get("ELT_ARCHIVE_DIR", ""))
         return cls(
             landing_dir=None if url else _optional_path("ELT_LANDING_DIR", env),
             landing_url=url,
@@ -318,7 +320,8 @@ class Settings:
             file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
             max_record_bytes=max_record_bytes(env),
             staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
-            archive_dir=_optional_path("ELT_ARCHIVE_DIR", env),
+            archive_dir=None if archive else _optional_path("ELT_ARCHIVE_DIR", env),
+            archive_url=archive,
         )
 
     def with_directories(self, landing: str | None, contracts: str | None) -> Settings:
@@ -354,10 +357,12 @@ class Settings:
         if self.landing_url is not None:
             if self.archive_dir is not None:
                 raise SettingError(
-                    f"ELT_ARCHIVE_DIR is set but {self.landing_source} is object storage "
-                    f"({self.landing_url}), where archiving is not offered yet: unset "
-                    "ELT_ARCHIVE_DIR (landing objects are never modified or deleted)."
+                    f"ELT_ARCHIVE_DIR is a directory but {self.landing_source} is object storage "
+                    f"({self.landing_url}): archive into the store too (ELT_ARCHIVE_DIR="
+                    "s3://BUCKET/PREFIX), or unset ELT_ARCHIVE_DIR."
                 )
+            if self.archive_url is not None:
+                check_archive_url(self.landing_url, self.archive_url)
             return self.landing_url
         return str(self.require_landing_dir(flag))
 
@@ -365,6 +370,12 @@ class Settings:
         """The landing directory, which must exist; also checks ELT_ARCHIVE_DIR against it.
         `flag` names the command-line option that could have given it."""
         landing = existing_directory(self.landing_dir, self.landing_source, "landing", flag)
+        if self.archive_url is not None:
+            raise SettingError(
+                f"ELT_ARCHIVE_DIR is object storage ({self.archive_url}) but the landing zone is "
+                f"a directory ({landing}): archive into a directory on its filesystem, or unset "
+                "ELT_ARCHIVE_DIR."
+            )
         if self.archive_dir is not None:
             check_archive_dir(landing, self.archive_dir)
         return landing
@@ -401,6 +412,19 @@ def landing_url(source: str, text: str) -> str | None:
             "and credentials come from the AWS_* variables (README, Landing in object storage)."
         )
     return text
+
+
+def check_archive_url(landing: str, archive: str) -> None:
+    """Refuse an archive prefix the sensor would scan (inside the landing prefix)."""
+    land, keep = urlsplit(landing), urlsplit(archive)
+    land_prefix, keep_prefix = land.path.strip("/") + "/", keep.path.strip("/") + "/"
+    if land.netloc == keep.netloc and keep_prefix.startswith(
+        land_prefix if land_prefix != "/" else ""
+    ):
+        raise SettingError(
+            f"ELT_ARCHIVE_DIR ({archive}) is inside the landing zone ({landing}), where the sensor "
+            "would find archived files again: choose a prefix outside it."
+        )
 
 
 def check_archive_dir(landing_dir: Path, archive_dir: Path) -> None:

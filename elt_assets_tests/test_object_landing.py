@@ -361,3 +361,46 @@ def test_a_connection_dropped_mid_read_is_retried_and_the_table_is_exact(
     assert warehouse.value("SELECT sum(amount) FROM sales.orders") == sum(
         Decimal(f"{n % 97}.25") for n in range(1, 20001)
     )
+
+
+def test_a_loaded_object_moves_to_the_archive_prefix_and_a_second_one_keeps_both(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("ELT_ARCHIVE_DIR", f"s3://{bucket.name}/archive")
+    first = (HEADER + ROWS).encode()
+    bucket.put("orders/a b.csv", first)
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/a b.csv", instance)
+        assert result.success, step_failure(result)
+        target = materialization_metadata(result, "sales/orders")
+        assert target["archived_to"] == f"s3://{bucket.name}/archive/orders/a b.csv"
+        keys = {
+            o["Key"] for o in bucket.s3.client().list_objects_v2(Bucket=bucket.name)["Contents"]
+        }
+        assert keys == {"archive/orders/a b.csv"}
+        body = bucket.s3.client().get_object(Bucket=bucket.name, Key="archive/orders/a b.csv")
+        assert body["Body"].read() == first
+
+        # The same name again with new content: loaded, and archived beside the first.
+        bucket.put("orders/a b.csv", (HEADER + "7,new,1,2026-02-01 00:00:00+00\n").encode())
+        again = run_file(contracts_dir, "orders", "orders/a b.csv", instance)
+        assert again.success, step_failure(again)
+        moved = materialization_metadata(again, "sales/orders")["archived_to"]
+    assert moved.startswith(f"s3://{bucket.name}/archive/orders/a b.") and moved.endswith(".csv")
+    assert [row[0] for row in orders_table(warehouse)] == [1, 2, 7]
+
+
+def test_an_archive_inside_the_landing_prefix_is_refused(
+    bucket: Bucket, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from elt_assets.settings import SettingError, Settings
+
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("ELT_ARCHIVE_DIR", f"{bucket.url}/archive")
+    with pytest.raises(SettingError, match="inside the landing zone"):
+        Settings.from_env().require_landing()
+    monkeypatch.setenv("ELT_ARCHIVE_DIR", str(contracts_dir))
+    with pytest.raises(SettingError, match="archive into the store too"):
+        Settings.from_env().require_landing()

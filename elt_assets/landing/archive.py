@@ -27,7 +27,7 @@ class NotArchived(TerminalError):
     """The file stays in the landing directory; the message says why."""
 
 
-def _split_extension(name: str) -> tuple[str, str]:
+def split_extension(name: str) -> tuple[str, str]:
     lowered = name.lower()
     for extension in _DOUBLE_EXTENSIONS:
         if lowered.endswith(extension) and len(name) > len(extension):
@@ -40,7 +40,7 @@ def archive_name(destination: Path, sha256: str) -> Path:
     """`destination`, or when taken, the same name with the sha256 prefix (then a counter)."""
     if not os.path.lexists(destination):
         return destination
-    stem, extension = _split_extension(destination.name)
+    stem, extension = split_extension(destination.name)
     candidate = destination.with_name(f"{stem}.{sha256[:SUFFIX_DIGITS]}{extension}")
     number = 2
     while os.path.lexists(candidate):

@@ -12,7 +12,9 @@ ranges), never a local copy and never the whole object in memory. Every request 
 the ETag the step saw first, so an object replaced meanwhile is refused (ObjectChanged), never
 half old and half new; the reader also checks the content against the sha256 the raw step
 recorded.
-Archiving is not offered for buckets yet: landing objects are never modified or deleted.
+Archiving (ELT_ARCHIVE_DIR=s3://BUCKET/PREFIX) copies a loaded object under the archive prefix,
+only if it still holds the loaded content, then deletes it from the landing prefix; without it,
+landing objects are never modified or deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from elt_assets.errors import TerminalError, TransientError
-from elt_assets.landing.archive import NotArchived
+from elt_assets.landing.archive import SUFFIX_DIGITS, NotArchived, split_extension
 from elt_assets.landing.files import (
     HASH_CHUNK_BYTES,
     LandedFile,
@@ -95,11 +97,9 @@ def s3_client() -> Any:
 class ObjectStore(Landing):
     """The objects under `s3://bucket/prefix`, read-only."""
 
-    def __init__(self, url: str, client: Any = None):
-        parts = urlsplit(url)
-        self.url, self.bucket = url, parts.netloc
-        prefix = parts.path.strip("/")
-        self.prefix = f"{prefix}/" if prefix else ""
+    def __init__(self, url: str, archive_url: str | None = None, client: Any = None):
+        self.url, self.bucket, self.prefix = url, *_bucket_and_prefix(url)
+        self.archive_url = archive_url
         self.client = client if client is not None else s3_client()
 
     def describe(self) -> str:
@@ -191,16 +191,7 @@ class ObjectStore(Landing):
             raise self.problem(error, f"read {file}") from None
 
     def sha256(self, file: str) -> str:
-        digest = hashlib.sha256()
-        body = self.get_object(file)
-        try:
-            while chunk := body.read(HASH_CHUNK_BYTES):
-                digest.update(chunk)
-        except Exception as error:
-            raise self.problem(error, f"read {file}") from None
-        finally:
-            body.close()
-        return digest.hexdigest()
+        return ObjectSource(self, file, None, 0).sha256()
 
     def source(self, file: str) -> Source:
         """The object as it is now (its ETag): every read asks for exactly that version."""
@@ -211,13 +202,88 @@ class ObjectStore(Landing):
 
     @property
     def archives(self) -> bool:
-        return False
+        return self.archive_url is not None
 
     def archive(self, file: str, sha256: str) -> str:
-        raise NotArchived(f"{self.url}: archiving is not offered for object storage yet")
+        """Copy the loaded object (still holding `sha256`) under the archive prefix, then delete
+        it from the landing prefix. Raises NotArchived, with the reason, when it stays."""
+        assert self.archive_url is not None, "archive() needs ELT_ARCHIVE_DIR"
+        try:
+            return self._archive(file, sha256)
+        except NotArchived:
+            raise
+        except Exception as error:
+            raise NotArchived(
+                f"could not archive {self.location(file)} into {self.archive_url} ({error}); it "
+                "stays in the landing zone"
+            ) from None
+
+    def _archive(self, file: str, sha256: str) -> str:
+        landed = self.stat(file)
+        if landed is None:
+            raise NotArchived(f"{self.location(file)} is gone; nothing to archive")
+        if ObjectSource(self, file, landed.etag, landed.size_bytes).sha256() != sha256:
+            raise NotArchived(
+                f"{file} changed after it was loaded (its new content is loaded by the next "
+                "sensor tick); left in place"
+            )
+        bucket, key = self._archive_key(file, sha256)
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": self._key(file)},
+            bucket,
+            key,
+            ExtraArgs={"CopySourceIfMatch": landed.etag} if landed.etag else None,
+        )
+        now = self.stat(file)
+        if now is None or now.etag != landed.etag:
+            raise NotArchived(
+                f"{file} was replaced while it was being archived: s3://{bucket}/{key} holds the "
+                "loaded content, the new object stays and is loaded by the next tick"
+            )
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(file))
+        return f"s3://{bucket}/{key}"
+
+    def _archive_key(self, file: str, sha256: str) -> tuple[str, str]:
+        """The archive's key for `file`: the same relative key, or with the sha256 prefix (then
+        a counter) when that key is taken."""
+        assert self.archive_url is not None
+        bucket, prefix = _bucket_and_prefix(self.archive_url)
+        folder, _, name = file.rpartition("/")
+        stem, extension = split_extension(name)
+        stem = f"{folder}/{stem}" if folder else stem
+        candidates = [file, f"{stem}.{sha256[:SUFFIX_DIGITS]}{extension}"]
+        candidates += (f"{stem}.{sha256[:SUFFIX_DIGITS]}-{n}{extension}" for n in range(2, 100))
+        for candidate in candidates:
+            if not self._exists(bucket, prefix + candidate):
+                return bucket, prefix + candidate
+        raise NotArchived(f"{file}: a hundred archived copies already; left in place")
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
 
     def archived_copy(self, file: str) -> str | None:
-        return None
+        if self.archive_url is None:
+            return None
+        bucket, prefix = _bucket_and_prefix(self.archive_url)
+        try:
+            found = self._exists(bucket, prefix + file)
+        except Exception:
+            return None
+        return f"s3://{bucket}/{prefix}{file}" if found else None
+
+
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    prefix = parts.path.strip("/")
+    return parts.netloc, f"{prefix}/" if prefix else ""
 
 
 def _landed(relative: str, item: dict[str, Any]) -> LandedFile:
@@ -243,6 +309,13 @@ class ObjectSource(Source):
 
     def open_seekable(self) -> io.BufferedIOBase:
         return io.BufferedReader(_Ranges(self), self.RANGE_BYTES)
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.open() as stream:
+            while chunk := stream.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def get(self, byte_range: str | None = None) -> Any:
         """The object's body (a byte range of it), for exactly this version."""

@@ -20,7 +20,13 @@ from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import SETTINGS, Settings, check_archive_dir, existing_directory
+from elt_assets.settings import (
+    SETTINGS,
+    Settings,
+    check_archive_dir,
+    check_archive_url,
+    existing_directory,
+)
 
 
 class LandingResource(dg.ConfigurableResource):
@@ -73,12 +79,18 @@ class ObjectLanding(LandingResource):
     credentials from the AWS_* variables. Read-only."""
 
     url: str = Field(description="s3://BUCKET/PREFIX (ELT_LANDING_DIR).")
+    archive_url: str | None = Field(
+        default=None,
+        description="s3://BUCKET/PREFIX loaded objects move to (ELT_ARCHIVE_DIR); unset: none.",
+    )
 
     _zone: ObjectStore | None = PrivateAttr(default=None)
 
     def zone(self) -> Landing:
         if self._zone is None:
-            self._zone = ObjectStore(self.url)
+            if self.archive_url is not None:
+                check_archive_url(self.url, self.archive_url)
+            self._zone = ObjectStore(self.url, self.archive_url)
         return self._zone
 
 
@@ -86,6 +98,7 @@ def landing_resource(settings: Settings) -> LandingResource:
     if settings.landing_url is not None:
         return ObjectLanding(
             url=settings.landing_url,
+            archive_url=settings.archive_url,
             batch_rows=settings.batch_rows,
             max_record_bytes=settings.max_record_bytes,
         )
