@@ -24,6 +24,8 @@ import polars as pl
 import pytest
 
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.resources import build_resources
+from elt_assets.settings import Settings
 from elt_assets_tests.conftest import S3_SECRET, Bucket, Warehouse, write_contract
 from elt_assets_tests.helpers import (
     QUIET,
@@ -404,3 +406,30 @@ def test_an_archive_inside_the_landing_prefix_is_refused(
     monkeypatch.setenv("ELT_ARCHIVE_DIR", str(contracts_dir))
     with pytest.raises(SettingError, match="archive into the store too"):
         Settings.from_env().require_landing()
+
+
+def test_the_sensor_takes_a_new_object_on_its_first_tick_and_nothing_after(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    """An object is listed only once its upload completed, so the sensor takes it at once; a
+    file in a directory waits one tick for its size and mtime to hold (the stable-file rule)."""
+    write_contract(contracts_dir, ORDERS)
+    zone.put("orders/a.csv", (HEADER + ROWS).encode())
+    sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
+
+    def tick() -> list[str]:
+        resources = build_resources(Settings.from_env())
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_sensor_context(instance=instance, resources=resources) as context,
+        ):
+            result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return [r.tags["elt/file"] for r in result.run_requests or []]
+
+    first = tick()
+    if zone.kind == "bucket":
+        assert first == ["orders/a.csv"]
+    else:
+        assert first == [] and tick() == ["orders/a.csv"]
+    assert tick() == []  # requested once: the next tick knows it

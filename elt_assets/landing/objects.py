@@ -97,6 +97,9 @@ def s3_client() -> Any:
 class ObjectStore(Landing):
     """The objects under `s3://bucket/prefix`, read-only."""
 
+    # An object is listed only once its upload completed: no stable-file wait.
+    complete_when_listed = True
+
     def __init__(self, url: str, archive_url: str | None = None, client: Any = None):
         self.url, self.bucket, self.prefix = url, *_bucket_and_prefix(url)
         self.archive_url = archive_url

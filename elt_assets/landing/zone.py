@@ -21,6 +21,10 @@ from elt_assets.landing.source import LocalSource, Source
 class Landing(ABC):
     """A landing zone: the files of one root, read-only except for archiving loaded files."""
 
+    # Whether a file is complete as soon as it can be listed (an object store publishes an
+    # object only once its upload finished); a directory shows files while they are written.
+    complete_when_listed: bool = False
+
     @abstractmethod
     def describe(self) -> str:
         """Where the zone is, for messages and metadata (no secrets)."""

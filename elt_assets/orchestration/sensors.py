@@ -206,7 +206,7 @@ class Tick:
                 known,
                 lambda hashes: loaded_content(connection, contract.name, hashes),
                 max_requests=rules.max_runs_per_tick,
-                assume_stable=rules.assume_stable,
+                assume_stable=rules.assume_stable or zone.complete_when_listed,
                 busy=lambda files: leases_held(connection, contract.name, files),
             )
             save_decision(connection, contract, decision)
