@@ -264,8 +264,12 @@ class Bucket:
     def url(self) -> str:
         return f"s3://{self.name}/{self.prefix}"
 
-    def put(self, relative: str, body: bytes) -> None:
-        self.s3.client().put_object(Bucket=self.name, Key=f"{self.prefix}/{relative}", Body=body)
+    def put(self, relative: str, body: bytes, *, sha256_checksum: bool = False) -> None:
+        """Upload an object; with `sha256_checksum`, S3 keeps (and verifies) its SHA256."""
+        extra = {"ChecksumAlgorithm": "SHA256"} if sha256_checksum else {}
+        self.s3.client().put_object(
+            Bucket=self.name, Key=f"{self.prefix}/{relative}", Body=body, **extra
+        )
 
     def delete(self, relative: str) -> None:
         self.s3.client().delete_object(Bucket=self.name, Key=f"{self.prefix}/{relative}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -433,3 +434,37 @@ def test_the_sensor_takes_a_new_object_on_its_first_tick_and_nothing_after(
     else:
         assert first == [] and tick() == ["orders/a.csv"]
     assert tick() == []  # requested once: the next tick knows it
+
+
+@pytest.mark.parametrize("with_checksum", [True, False])
+def test_an_objects_sha256_checksum_spares_the_sensor_a_read(
+    with_checksum: bool,
+    bucket: Bucket,
+    warehouse: Warehouse,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Uploaded with a SHA256 checksum, an object's identity is known without reading it: the
+    sensor sends it to a run without one GET (a duplicate would be skipped just as cheaply)."""
+    write_contract(contracts_dir, ORDERS)
+    body = (HEADER + ROWS).encode()
+    bucket.put("orders/a.csv", body, sha256_checksum=with_checksum)
+    counter = DroppingProxy(
+        bucket.s3.endpoint, f"{bucket.name}/{bucket.prefix}/orders/a.csv", cut_get=0
+    )
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", counter.endpoint)
+    try:
+        sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
+        resources = build_resources(Settings.from_env())
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_sensor_context(instance=instance, resources=resources) as context,
+        ):
+            result = sensor(context)
+    finally:
+        counter.close()
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.tags["elt/sha256"] == hashlib.sha256(body).hexdigest()
+    assert counter.gets == (0 if with_checksum else 1)
