@@ -64,6 +64,7 @@ def build_elt_defs(
     max_runs_per_tick: int | None = None,
     batch_threshold: int | None = None,
     batch_max_files: int | None = None,
+    max_listed_per_tick: int | None = None,
     staging_retention_hours: int | None = None,
 ) -> dg.Definitions:
     """The definitions of these datasets, ready to merge with a project's own.
@@ -96,6 +97,7 @@ def build_elt_defs(
         max_runs_per_tick=max_runs_per_tick or defaults.max_runs_per_tick,
         batch_threshold=defaults.batch_threshold if batch_threshold is None else batch_threshold,
         batch_max_files=batch_max_files or defaults.batch_max_files,
+        max_listed_per_tick=max_listed_per_tick or defaults.max_listed_per_tick,
         staging_retention_hours=defaults.staging_retention_hours
         if staging_retention_hours is None
         else staging_retention_hours,
@@ -203,6 +205,12 @@ class Sensor(dg.Resolvable, dg.Model):
     )
     batch_max_files: int | None = Field(
         default=None, ge=1, description="Most files one batch run loads (default 100)."
+    )
+    max_listed_per_tick: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most objects one tick lists in an s3:// landing (default 10,000); the "
+        "next tick lists on from there.",
     )
 
 
@@ -323,6 +331,7 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
             max_runs_per_tick=self.sensor.max_runs_per_tick,
             batch_threshold=self.sensor.batch_threshold,
             batch_max_files=self.sensor.batch_max_files,
+            max_listed_per_tick=self.sensor.max_listed_per_tick,
             staging_retention_hours=self.staging_retention_hours,
         )
 

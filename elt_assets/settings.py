@@ -70,6 +70,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "ELT_SENSOR_INTERVAL_SECONDS": ("15", "How often the file sensor scans the landing zone."),
     "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
+    "ELT_MAX_LISTED_PER_TICK": (
+        "10000",
+        "Most objects one sensor tick lists in an s3:// landing zone; the next tick lists on from "
+        "there, and starts again at the top after the last (a directory is always read whole).",
+    ),
     "ELT_BATCH_THRESHOLD": (
         "10",
         "More new files than this for one dataset in one sensor tick (or one `elt ingest`) are "
@@ -272,6 +277,7 @@ class Settings:
     pg_bin_dir: Path | None
     sensor_interval_seconds: int
     max_runs_per_tick: int
+    max_listed_per_tick: int
     batch_threshold: int
     batch_max_files: int
     batch_rows: int
@@ -314,6 +320,7 @@ class Settings:
             pg_bin_dir=Path(bin_dir) if bin_dir else None,
             sensor_interval_seconds=_int("ELT_SENSOR_INTERVAL_SECONDS", env, 1, 3600),
             max_runs_per_tick=_int("ELT_MAX_RUNS_PER_TICK", env, 1, 10_000),
+            max_listed_per_tick=_int("ELT_MAX_LISTED_PER_TICK", env, 1, 10_000_000),
             batch_threshold=_int("ELT_BATCH_THRESHOLD", env, 0, 10_000),
             batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),

@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.names import request_files
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import S3_SECRET, Bucket, Warehouse, write_contract
@@ -468,3 +469,33 @@ def test_an_objects_sha256_checksum_spares_the_sensor_a_read(
     (request,) = result.run_requests or []
     assert request.tags["elt/sha256"] == hashlib.sha256(body).hexdigest()
     assert counter.gets == (0 if with_checksum else 1)
+
+
+def test_a_large_bucket_is_listed_in_shares_and_every_object_is_taken_once(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    names = [f"orders/{n:03d}.csv" for n in range(25)]
+    for number, name in enumerate(names):
+        bucket.put(name, (HEADER + f"{number},new,1,2026-01-01 00:00:00+00\n").encode())
+    bucket.put("other/ignored.csv", b"x\n")  # listed, never a file of this dataset
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("ELT_MAX_LISTED_PER_TICK", "10")
+    sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
+    resources = build_resources(Settings.from_env())
+    taken: list[str] = []
+    cursors: list[str | None] = []
+    cursor = None
+    with dg.instance_for_test() as instance:
+        for _ in range(4):
+            with dg.build_sensor_context(
+                instance=instance, resources=resources, cursor=cursor
+            ) as context:
+                result = sensor(context)
+            assert isinstance(result, dg.SensorResult)
+            taken += [f for r in result.run_requests or [] for f in request_files(r, "orders")]
+            cursor = result.cursor
+            cursors.append(cursor)
+    # 26 keys, 10 per tick: three shares, then the top again (nothing new there).
+    assert cursors == ["orders/009.csv", "orders/019.csv", "", "orders/009.csv"]
+    assert taken == names

@@ -62,6 +62,7 @@ def discover(
     max_hash_bytes: int = 4 << 30,
     assume_stable: bool = False,
     busy: Callable[[list[str]], set[str]] = lambda files: set(),
+    listed: list[LandedFile] | None = None,
 ) -> Decision:
     """Decide this tick's run requests for one dataset.
 
@@ -69,10 +70,11 @@ def discover(
     `busy(files)` returns those another process is loading right now (it holds their lease):
     they are not requested, and are looked at again next tick, hashed anew.
     `assume_stable` skips the stable-file rule (`elt ingest`: files are complete when it runs).
+    `listed`: this tick's share of a large zone (default: the whole zone, scanned here).
     """
     decision = Decision()
     stable: list[LandedFile] = []
-    for landed in landing.scan(pattern):
+    for landed in landing.scan(pattern) if listed is None else listed:
         decision.files_seen += 1
         memory = known.get(landed.relative_path)
         if (

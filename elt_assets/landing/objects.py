@@ -138,25 +138,42 @@ class ObjectStore(Landing):
         return ObjectReadFailed(f"{self.url}: cannot {doing} right now ({error}); will retry")
 
     def scan(self, pattern: str) -> list[LandedFile]:
-        found = []
+        return self.scan_from(pattern, None, 0)[0]
+
+    def scan_from(
+        self, pattern: str, start_after: str | None, limit: int
+    ) -> tuple[list[LandedFile], str | None]:
+        """The objects after `start_after`, page by page (at most 1,000 keys each) until `limit`
+        keys were listed (0: all); and the last key listed when more remain."""
+        found, listed, last = [], 0, None
+        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        if start_after:
+            options["StartAfter"] = self.prefix + start_after
+        if limit:
+            options["PaginationConfig"] = {"PageSize": min(1000, limit)}
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            )
-            for page in pages:
+            for page in self.client.get_paginator("list_objects_v2").paginate(**options):
                 for item in page.get("Contents", []):
-                    relative = item["Key"][len(self.prefix) :]
-                    parts = relative.split("/")
-                    if not relative or relative.endswith("/") or is_in_progress(parts[-1]):
-                        continue
-                    if any(p.startswith(".") for p in parts[:-1]):
-                        continue
-                    if glob_matches(pattern, relative):
+                    relative = last = item["Key"][len(self.prefix) :]
+                    listed += 1
+                    if self._is_file(relative) and glob_matches(pattern, relative):
                         found.append(_landed(relative, item))
+                if limit and listed >= limit and page.get("IsTruncated"):
+                    break
+            else:
+                last = None  # the end of the prefix: the next share starts at the top
         except Exception as error:
             raise self.problem(error, "list the prefix") from None
         found.sort(key=lambda f: f.relative_path)
-        return found
+        return found, last
+
+    @staticmethod
+    def _is_file(relative: str) -> bool:
+        """A complete data file: not a folder marker, not in progress, not in a hidden folder."""
+        parts = relative.split("/")
+        if not relative or relative.endswith("/") or is_in_progress(parts[-1]):
+            return False
+        return not any(p.startswith(".") for p in parts[:-1])
 
     def stat(self, file: str) -> LandedFile | None:
         from botocore.exceptions import ClientError

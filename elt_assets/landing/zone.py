@@ -37,6 +37,14 @@ class Landing(ABC):
     def scan(self, pattern: str) -> list[LandedFile]:
         """The complete-looking files matching the glob `pattern`, sorted by name."""
 
+    def scan_from(
+        self, pattern: str, start_after: str | None, limit: int
+    ) -> tuple[list[LandedFile], str | None]:
+        """One tick's share of a large zone: the files after `start_after` (a name), listing at
+        most about `limit` entries; and where the next share starts (None: the end was reached).
+        A zone that is cheap to read whole returns everything."""
+        return self.scan(pattern), None
+
     @abstractmethod
     def stat(self, file: str) -> LandedFile | None:
         """The file's size and mtime now; None when it is not there."""

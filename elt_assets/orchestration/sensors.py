@@ -70,6 +70,7 @@ class Discovery:
     batch_max_files: int
     assume_stable: bool = False
     running_by_default: bool = True  # the sensor's status until someone turns it on or off
+    max_listed_per_tick: int = 10_000  # an object store's keys listed per tick; 0: all
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -78,10 +79,13 @@ class Discovery:
             max_runs_per_tick=settings.max_runs_per_tick,
             batch_threshold=settings.batch_threshold,
             batch_max_files=settings.batch_max_files,
+            max_listed_per_tick=settings.max_listed_per_tick,
         )
 
     def headless(self) -> "Discovery":
-        return replace(self, max_runs_per_tick=HEADLESS_MAX_FILES, assume_stable=True)
+        return replace(
+            self, max_runs_per_tick=HEADLESS_MAX_FILES, assume_stable=True, max_listed_per_tick=0
+        )
 
 
 HEADLESS_MAX_FILES = 1_000_000
@@ -112,9 +116,11 @@ def build_file_sensor(
     )
     def file_sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
         # Dagster also passes the required resources by key (`_resources`); read through the
-        # context like every step does.
+        # context like every step does. The cursor is only where a large bucket's listing
+        # goes on next tick (empty: from the top); the sensor's memory is elt.landing_files.
         tick = Tick(contract, rules, partitions, context.instance, context.log)
-        return tick.evaluate(landing_of(context, naming), warehouse_of(context, naming))
+        landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
+        return tick.evaluate(landing, warehouse, start_after=context.cursor or None)
 
     return file_sensor
 
@@ -141,9 +147,15 @@ class TickSummary:
     busy: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     reloads: list[str] = field(default_factory=list)
+    listed_up_to: str | None = None  # a large bucket's listing stopped after this key
 
     def lines(self, dataset: str, max_per_tick: int) -> list[str]:
         said = []
+        if self.listed_up_to is not None:
+            said.append(
+                f"{dataset}: listed part of the bucket, up to {self.listed_up_to!r} "
+                "(ELT_MAX_LISTED_PER_TICK); the next tick lists on from there"
+            )
         if self.requested:
             runs = "one run each" if self.runs == len(self.requested) else f"{self.runs} run(s)"
             said.append(
@@ -195,9 +207,17 @@ class Tick:
         self.instance, self.log = instance, log
         self.summary = TickSummary()
 
-    def evaluate(self, landing: LandingResource, warehouse: PostgresResource) -> dg.SensorResult:
+    def evaluate(
+        self,
+        landing: LandingResource,
+        warehouse: PostgresResource,
+        start_after: str | None = None,
+    ) -> dg.SensorResult:
+        """This tick: its run requests and new partitions, and (for a large bucket listed in
+        shares) the cursor the next tick lists on from."""
         contract, rules = self.contract, self.rules
         zone = landing.zone()
+        listed, up_to = zone.scan_from(contract.source.glob, start_after, rules.max_listed_per_tick)
         with warehouse.connection() as connection:
             known = load_known(connection, contract.name)
             decision = discover(
@@ -208,6 +228,7 @@ class Tick:
                 max_requests=rules.max_runs_per_tick,
                 assume_stable=rules.assume_stable or zone.complete_when_listed,
                 busy=lambda files: leases_held(connection, contract.name, files),
+                listed=listed,
             )
             save_decision(connection, contract, decision)
             recovered, reloads = self._interrupted_runs(connection, known, decision)
@@ -232,11 +253,14 @@ class Tick:
             busy=decision.busy,
             interrupted=[item.row.file for item in recovered],
             reloads=[r.tags[FILE_TAG] for r in reloads],
+            listed_up_to=up_to,
         )
         for line in self.summary.lines(contract.name, rules.max_runs_per_tick):
             self.log.info(line)
-        # No cursor: the sensor's memory is elt.landing_files, not a value to edit in the UI.
+        # The sensor's memory is elt.landing_files; the cursor only says where a bucket's
+        # listing goes on (empty: from the top, and always for a directory).
         return dg.SensorResult(
+            cursor=up_to or ("" if start_after else None),
             run_requests=requests,
             dynamic_partitions_requests=[self.partitions.build_add_request(to_add)]
             if to_add
