@@ -70,11 +70,12 @@ def build_elt_defs(
     """The definitions of these datasets, ready to merge with a project's own.
 
     `contracts`: a contract file, a directory of contracts, or a loaded `ContractSet`.
-    `landing`: the directory the files arrive in. `name`: what this set's resource keys, pool
-    and maintenance job are suffixed with (default: the dataset names). The warehouse URL is
-    read from the variable `database_url_env` when a run or tick starts (DDL and migrations use
-    `owner_database_url_env`, default the same). `key_prefix`, `group_name`, `owners` and `tags`
-    apply to every dataset's assets (a contract's own group, owners and tags come first).
+    `landing`: the directory the files arrive in, or s3://BUCKET/PREFIX. `name`: what this
+    set's resource keys and maintenance job are suffixed with (default: the datasets' names).
+    The warehouse URL is read from the variable `database_url_env` when a run or tick starts
+    (DDL and migrations use `owner_database_url_env`, default the same). `key_prefix`,
+    `group_name`, `owners` and `tags` apply to every dataset's assets (a contract's own group,
+    owners and tags come first).
     Unset numbers take the platform's defaults (README, Configuration).
     """
     contract_set = _contract_set(contracts)
@@ -82,25 +83,16 @@ def build_elt_defs(
     check_owners(list(owners))
     check_tags(dict(tags or {}))
     contract_set = _translated(contract_set, group_name, list(owners), dict(tags or {}))
-    defaults = Settings.from_env({})
-    where = f"landing ({name or 'elt-assets component'})"
-    url = landing_url(where, str(landing))
-    archive = landing_url(f"archive_dir ({name or 'elt-assets component'})", str(archive_dir or ""))
-    settings = replace(
-        defaults,
-        landing_dir=None if url else Path(landing).resolve(),
-        landing_url=url,
-        landing_source=where,
-        archive_dir=Path(archive_dir).resolve() if archive_dir and not archive else None,
-        archive_url=archive,
+    where = name or "elt-assets component"
+    zone = _zone_settings(Settings.from_env({}), where, landing, archive_dir)
+    settings = replace(  # an unset number keeps the platform's default
+        zone,
         sensor_interval_seconds=sensor_interval_seconds,
-        max_runs_per_tick=max_runs_per_tick or defaults.max_runs_per_tick,
-        batch_threshold=defaults.batch_threshold if batch_threshold is None else batch_threshold,
-        batch_max_files=batch_max_files or defaults.batch_max_files,
-        max_listed_per_tick=max_listed_per_tick or defaults.max_listed_per_tick,
-        staging_retention_hours=defaults.staging_retention_hours
-        if staging_retention_hours is None
-        else staging_retention_hours,
+        max_runs_per_tick=_given(max_runs_per_tick, zone.max_runs_per_tick),
+        batch_threshold=_given(batch_threshold, zone.batch_threshold),
+        batch_max_files=_given(batch_max_files, zone.batch_max_files),
+        max_listed_per_tick=_given(max_listed_per_tick, zone.max_listed_per_tick),
+        staging_retention_hours=_given(staging_retention_hours, zone.staging_retention_hours),
     )
     naming = Naming(
         suffix=_identifier(name or "_".join(sorted(c.name for c in contract_set.contracts))),
@@ -113,12 +105,33 @@ def build_elt_defs(
         set_up_platform=set_up_database,
         file_wait_minutes=settings.file_wait_minutes,
     )
-    if url:
-        settings.require_landing()  # an archive that does not fit the bucket is refused here
     landing_resource = landing_from_settings(settings)
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
     return build_definitions(contract_set, settings, resources, discovery, naming)
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _zone_settings(
+    defaults: Settings, where: str, landing: Path | str, archive_dir: Path | str | None
+) -> Settings:
+    """The settings with this landing zone (a directory or s3://) and its archive, checked."""
+    url = landing_url(f"landing ({where})", str(landing))
+    archive = landing_url(f"archive_dir ({where})", str(archive_dir or ""))
+    settings = replace(
+        defaults,
+        landing_dir=None if url else Path(landing).resolve(),
+        landing_url=url,
+        landing_source=f"landing ({where})",
+        archive_dir=Path(archive_dir).resolve() if archive_dir and not archive else None,
+        archive_url=archive,
+    )
+    if url:
+        settings.require_landing()  # an archive that does not fit the bucket is refused here
+    return settings
 
 
 def _contract_set(contracts: ContractSet | Path | str) -> ContractSet:
