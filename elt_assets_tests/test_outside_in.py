@@ -688,6 +688,10 @@ def test_two_scaffolded_components_load_files_in_a_users_own_project(
 
     listed = dg("list", "components")
     assert "elt_assets.EltAssetsComponent" in listed.stdout, listed.stdout + listed.stderr
+    documented = dg("utils", "inspect-component", "elt_assets.EltAssetsComponent")
+    assert documented.returncode == 0, documented.stdout + documented.stderr
+    for attribute in ("database_url_env", "translation", "The variable holding the warehouse"):
+        assert attribute in documented.stdout, attribute
     for name in ("orders", "customers"):
         scaffold = ["elt_assets.EltAssetsComponent", name, "--landing", str(landing)]
         made = dg("scaffold", "defs", *scaffold, "--database-url-env", "SHOP_DB_URL")
