@@ -499,3 +499,75 @@ def test_a_large_bucket_is_listed_in_shares_and_every_object_is_taken_once(
     # 26 keys, 10 per tick: three shares, then the top again (nothing new there).
     assert cursors == ["orders/009.csv", "orders/019.csv", "", "orders/009.csv"]
     assert taken == names
+
+
+EVENTS = """
+    name: events
+    source: {glob: "events/*.csv"}
+    target: {schema: web, table: events, mode: append}
+    columns:
+      - {name: id, type: bigint, nullable: false}
+      - {name: label, type: text}
+"""
+
+
+def test_append_mode_replaces_a_files_rows_when_it_is_loaded_again(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, EVENTS)
+    zone.put("events/day.csv", b"id,label\n1,a\n2,b\n")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "events", "events/day.csv", instance).success
+        zone.put("events/day.csv", b"id,label\n1,a\n2,b\n3,c\n")  # the sender re-sent it, longer
+        again = run_file(contracts_dir, "events", "events/day.csv", instance)
+    assert again.success, step_failure(again)
+    assert warehouse.query("SELECT id, label FROM web.events ORDER BY 1") == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+    ]
+
+
+def test_a_file_deleted_before_its_run_fails_naming_the_zone(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    zone.put("orders/gone.csv", (HEADER + ROWS).encode())
+    zone.delete("orders/gone.csv")
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/gone.csv", instance)
+    assert not result.success
+    message = step_failure(result)
+    assert "orders/gone.csv" in message and "no longer in the landing zone" in message, message
+    assert zone.location in message
+    assert (
+        warehouse.value("SELECT count(*) FROM elt.ingestion_manifest WHERE status = 'success'") == 0
+    )
+
+
+def test_a_multipart_upload_streams_and_loads_exactly(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large object uploaded in parts (its ETag and checksum are of the parts, not of the
+    content): hashed while it streams, read by ranges, loaded exactly."""
+    from boto3.s3.transfer import TransferConfig
+
+    write_contract(contracts_dir, ORDERS)
+    rows = "".join(f"{n},shipped,{n % 1000}.50,2026-01-01 00:00:00+00\n" for n in range(200_000))
+    body = (HEADER + rows).encode()
+    config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    bucket.s3.client().upload_fileobj(
+        io.BytesIO(body),
+        bucket.name,
+        f"{bucket.prefix}/orders/big.csv",
+        Config=config,
+        ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+    )
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/big.csv", instance)
+    assert result.success, step_failure(result)
+    raw = materialization_metadata(result, "raw/orders_files")
+    assert raw["sha256"] == hashlib.sha256(body).hexdigest()
+    assert "-" in raw["etag"]  # a multipart ETag: "<md5 of the parts' md5s>-<parts>"
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 200_000

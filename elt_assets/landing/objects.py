@@ -228,8 +228,10 @@ class ObjectStore(Landing):
         except Exception:
             return None  # the read below says what is wrong
         value = head.get("ChecksumSHA256")
-        # A multipart upload's checksum is of its parts ("...-N", COMPOSITE): not the content's.
-        if not value or "-" in value or head.get("ChecksumType") not in (None, "FULL_OBJECT"):
+        # A multipart upload's checksum is of its parts' checksums, not of the content; its ETag
+        # ("...-N") says it was uploaded in parts even where the checksum does not.
+        multipart = "-" in str(head.get("ETag", "")) or "-" in str(value)
+        if not value or multipart or head.get("ChecksumType") not in (None, "FULL_OBJECT"):
             return None
         try:
             return base64.b64decode(value, validate=True).hex()

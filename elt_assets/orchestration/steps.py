@@ -104,11 +104,13 @@ def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
         if archived is not None:
             raise FileRejected(
                 file,
-                f"the file is no longer in the landing directory: it was archived to "
-                f"{archived} after an earlier load; copy it back to load it again",
+                f"the file is no longer in the landing zone ({landing.describe()}): it was "
+                f"archived to {archived} after an earlier load; copy it back to load it again",
             )
         raise FileRejected(
-            file, "the file is no longer in the landing directory (moved or deleted?)"
+            file,
+            f"the file is no longer in the landing zone ({landing.describe()}); was it moved or "
+            "deleted?",
         )
     return RawFile(
         file=file,
