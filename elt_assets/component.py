@@ -28,10 +28,18 @@ from typing import Any
 
 import dagster as dg
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts, parse_contract
-from elt_assets.contracts.model import Contract, check_group, check_owners, check_tags
+from elt_assets.contracts.model import (
+    Contract,
+    GroupName,
+    Owners,
+    Tags,
+    check_group,
+    check_owners,
+    check_tags,
+)
 from elt_assets.definitions import build_definitions
 from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming
 from elt_assets.orchestration.resources import build_resources
@@ -175,28 +183,13 @@ class Translation(dg.Resolvable, dg.Model):
     key_prefix: list[str] = Field(
         default_factory=list, description="Put before every asset key, e.g. [warehouse]."
     )
-    group_name: str | None = Field(
+    group_name: GroupName = Field(
         default=None, description="The assets' group (default: the dataset's name)."
     )
-    owners: list[str] = Field(
+    owners: Owners = Field(
         default_factory=list, description="E-mail addresses or team:name, on every asset."
     )
-    tags: dict[str, str] = Field(default_factory=dict, description="Tags on every asset.")
-
-    @field_validator("group_name")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        return check_group(value)
-
-    @field_validator("owners")
-    @classmethod
-    def _owners(cls, value: list[str]) -> list[str]:
-        return check_owners(value)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_tags(value)
+    tags: Tags = Field(default_factory=dict, description="Tags on every asset.")
 
 
 class Sensor(dg.Resolvable, dg.Model):

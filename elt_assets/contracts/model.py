@@ -57,6 +57,12 @@ def check_tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+# The same checks wherever Dagster names are written: in a contract, in the component's YAML.
+GroupName = Annotated[str | None, AfterValidator(check_group)]
+Owners = Annotated[list[str], AfterValidator(check_owners)]
+Tags = Annotated[dict[str, str], AfterValidator(check_tags)]
+
+
 def check_identifier(value: str) -> str:
     if not IDENTIFIER.match(value):
         raise ValueError(
@@ -240,24 +246,9 @@ class Contract(Strict):
     freshness_hours: float | None = Field(default=None, gt=0)
     # How the dataset's assets show in Dagster: group (default: the dataset's name), owners
     # (e-mail addresses or team:name), tags (key: value).
-    group: str | None = None
-    owners: list[str] = Field(default_factory=list)
-    tags: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        return check_group(value)
-
-    @field_validator("owners")
-    @classmethod
-    def _owners(cls, value: list[str]) -> list[str]:
-        return check_owners(value)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_tags(value)
+    group: GroupName = None
+    owners: Owners = Field(default_factory=list)
+    tags: Tags = Field(default_factory=dict)
 
     @property
     def group_name(self) -> str:
