@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from elt_assets.contracts.model import CsvOptions
-from elt_assets.landing.source import Source
+from elt_assets.landing.source import Source, is_gzip
 
 _FIELD_LIMIT = 16 << 20
 EMPTY_LINE = "an empty line inside the data; remove it or quote it"
@@ -64,8 +64,7 @@ def locate_csv_problem(
     """(line, message) for the first problem found, or None if Python reads the file cleanly.
     The limits are the reader's: the longest record, and the most bytes a gzip may inflate to."""
     csv.field_size_limit(_FIELD_LIMIT)
-    with source.open() as peek:  # a stream may not seek back: open it again after
-        gzipped = peek.read(2) == b"\x1f\x8b"
+    gzipped = is_gzip(source)
     with source.open() as raw:
         stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
         max_bytes = gzip_limit if gzipped else source.size

@@ -355,6 +355,18 @@ class ObjectSource(Source):
     def open_seekable(self) -> io.BufferedIOBase:
         return io.BufferedReader(_Ranges(self), self.RANGE_BYTES)
 
+    def first_bytes(self, count: int) -> bytes:
+        """One ranged GET: a peek does not start the whole object's download."""
+        if self._size == 0 or count <= 0:
+            return b""
+        body = self.get(f"bytes=0-{min(count, self._size) - 1}")
+        try:
+            return bytes(body.read())
+        except Exception as error:
+            raise self.failed(error) from None
+        finally:
+            body.close()
+
     def sha256(self) -> str:
         digest = hashlib.sha256()
         with self.open() as stream:

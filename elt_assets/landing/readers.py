@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.errors import TerminalError
 from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
-from elt_assets.landing.source import Source, as_source
+from elt_assets.landing.source import Source, as_source, is_gzip
 from elt_assets.log import get_logger
 
 log = get_logger(__name__)
@@ -361,11 +361,6 @@ class _ArrowCsv:
             log.warning("%s: the CSV reader did not release the file", self.tap.file)
 
 
-def _is_gzip(source: Source) -> bool:
-    with source.open() as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 class FileReader:
     """Streams one landed file as polars batches of the contract's columns plus `_elt_row`.
 
@@ -409,7 +404,7 @@ class FileReader:
 
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
         options = self.contract.source.csv
-        gzipped = _is_gzip(self.source)
+        gzipped = is_gzip(self.source)
         names = self._csv_header(gzipped) if options.header else None
         if names is not None:
             self.header = map_header(self.contract, names, self.file)

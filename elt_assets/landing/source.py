@@ -28,6 +28,11 @@ class Source(ABC):
         """A new random-access handle (Parquet reads its footer first)."""
         return self.open()
 
+    def first_bytes(self, count: int) -> bytes:
+        """The first `count` bytes (fewer for a shorter file), read on their own."""
+        with self.open() as stream:
+            return stream.read(count)
+
 
 class LocalSource(Source):
     """A file on this machine's disk."""
@@ -44,6 +49,10 @@ class LocalSource(Source):
 
     def __repr__(self) -> str:
         return f"LocalSource({str(self.path)!r})"
+
+
+def is_gzip(source: Source) -> bool:
+    return source.first_bytes(2) == b"\x1f\x8b"
 
 
 def as_source(value: Path | Source) -> Source:
