@@ -128,6 +128,11 @@ def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
     for check in STAGED_CHECKS:
         for execution in ui.executions(STAGED, check):
             assert execution["partition"] in {*good, ragged, bad_rows}, (check, execution)
+        # The unreadable file's checks could not run: red on its partition only (Dagster's
+        # resolution of a check planned in a failed run), with no evaluation that blames the data.
+        unread = [e for e in ui.executions(STAGED, check) if e["partition"] == ragged]
+        assert [e["status"] for e in unread] == ["EXECUTION_FAILED"], (check, unread)
+        assert unread[0]["evaluation"] is None, unread
 
     # The unreadable file's reason (file and line) is in the failure its partition links to.
     assert any(f"{RAGGED}, line 3" in m for m in ui.failure_messages(ragged)), ui.failure_messages(
