@@ -3,7 +3,7 @@ instance (issue 25). No screenshots here; scripts/screenshot.py makes the README
 
 The story a user lives: the sample orders land beside a file that breaks its contract's policy
 (too many bad rows) and a file that cannot be parsed (a ragged line). `elt ingest` loads what it
-can; `dagster dev` serves the instance (webserver and daemon). The table must stay green, each
+can; `dg dev` serves the instance (webserver and daemon). The table must stay green, each
 bad file must be red on its own partition with its reason, and once the sender's corrected files
 land, the sensor loads them and everything is green, freshness included.
 """
@@ -81,7 +81,7 @@ def served(tmp_path: Path, warehouse: Warehouse) -> Iterator[tuple[Served, dict[
         [str(BIN / "elt"), "ingest"], check=False, cwd=work, env=env, capture_output=True, text=True
     )
     assert ingest.returncode == 1, ingest.stdout + ingest.stderr  # two files failed
-    command = [str(BIN / "dagster"), "dev", "-m", "elt_assets.definitions"]
+    command = [str(BIN / "dg"), "dev", "-m", "elt_assets.definitions"]
     server = Served(command, env, work, tmp_path / "dagster-dev.log")
     try:
         server.wait_until_up()

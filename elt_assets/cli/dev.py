@@ -1,7 +1,7 @@
 """`elt dev`: the whole platform on one machine, started and stopped as one thing.
 
 Starts (or reuses) the embedded PostgreSQL, prepares the warehouse and Dagster's storage, then
-runs `dagster dev` (webserver + daemon; the file sensors are on by default, so the sample files
+runs `dg dev` (webserver + daemon; the file sensors are on by default, so the sample files
 load without a click). Ctrl-C stops everything this command started. A session killed with -9
 leaves a record in <state>/run/dev.json: the next `elt dev` stops its leftovers first.
 """
@@ -167,13 +167,10 @@ def _run_dagster(
     }
     if settings.archive_dir is not None:
         env["ELT_ARCHIVE_DIR"] = str(settings.archive_dir)  # absolute: Dagster runs elsewhere
-    # `dagster dev` warns on every start that `dg dev` supersedes it; `dg` is not part of the
-    # platform's dependencies yet, so the warning would only be noise the user did not cause.
-    quiet = "ignore:Function `dev_command` is superseded"
-    env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
-    dagster = Path(sys.executable).parent / "dagster"
+    # `dg dev` (Dagster's current command; `dagster dev` is superseded by it) with our workspace.
+    dg = Path(sys.executable).parent / "dg"
     command = [
-        str(dagster),
+        str(dg),
         "dev",
         "-w",
         str(project_file("workspace.yaml")),
@@ -183,14 +180,14 @@ def _run_dagster(
         str(port),
     ]
     # Run from the Dagster home: a dagster.yaml in the user's folder (the checkout has one) would
-    # make `dagster dev` warn that it is not used.
+    # make Dagster warn that it is not used.
     process = subprocess.Popen(command, env=env, cwd=home, start_new_session=True)
     session.write(process.pid, owns_pg)
     print(f"\n  Dagster UI: http://{host}:{port}   (Ctrl-C stops everything)\n", file=sys.stderr)
     first_signal: list[float] = []
 
     def forward(signum: int, _frame: object) -> None:
-        """The first Ctrl-C asks `dagster dev` alone to stop (it stops its webserver and daemon
+        """The first Ctrl-C asks `dg dev` alone to stop (it stops its webserver and daemon
         in order); the same signal relayed again (uv forwards it too) is ignored; a second
         Ctrl-C from an impatient user stops the whole group at once."""
         now = time.monotonic()
