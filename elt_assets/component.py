@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import dagster as dg
 import yaml
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts, parse_contract
 from elt_assets.contracts.model import (
@@ -41,7 +41,7 @@ from elt_assets.contracts.model import (
     check_tags,
 )
 from elt_assets.definitions import build_definitions
-from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming
+from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming, TableAttributes
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.orchestration.resources import landing_resource as landing_from_settings
 from elt_assets.orchestration.sensors import Discovery
@@ -66,6 +66,9 @@ def build_elt_defs(
     group_name: str | None = None,
     owners: Sequence[str] = (),
     tags: Mapping[str, str] | None = None,
+    kinds: Sequence[str] = (),
+    automation_condition: dg.AutomationCondition | None = None,
+    freshness_policy: dg.FreshnessPolicy | None = None,
     pool: str = WAREHOUSE_POOL,
     sensor_interval_seconds: int = DEFAULT_SENSOR_SECONDS,
     sensor_running: bool = True,
@@ -83,13 +86,15 @@ def build_elt_defs(
     The warehouse URL is read from the variable `database_url_env` when a run or tick starts
     (DDL and migrations use `owner_database_url_env`, default the same). `key_prefix`,
     `group_name`, `owners` and `tags` apply to every dataset's assets (a contract's own group,
-    owners and tags come first).
+    owners and tags come first); `kinds`, `automation_condition` and `freshness_policy` to each
+    table's asset (a contract's `freshness_hours` comes first).
     Unset numbers take the platform's defaults (README, Configuration).
     """
     contract_set = _contract_set(contracts)
     check_group(group_name)
     check_owners(list(owners))
     check_tags(dict(tags or {}))
+    _check_kinds(kinds)
     contract_set = _translated(contract_set, group_name, list(owners), dict(tags or {}))
     where = name or "elt-assets component"
     zone = _zone_settings(Settings.from_env({}), where, landing, archive_dir)
@@ -106,6 +111,7 @@ def build_elt_defs(
         suffix=_identifier(name or "_".join(sorted(c.name for c in contract_set.contracts))),
         pool=pool,
         key_prefix=tuple(key_prefix),
+        table=TableAttributes(tuple(kinds), automation_condition, freshness_policy),
     )
     warehouse = PostgresResource(
         url=dg.EnvVar(database_url_env),
@@ -117,6 +123,18 @@ def build_elt_defs(
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
     return build_definitions(contract_set, settings, resources, discovery, naming)
+
+
+def _check_kinds(kinds: Sequence[str]) -> None:
+    for kind in kinds:
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise dg.DagsterInvalidDefinitionError(
+                f"translation.kinds: {kind!r} is not a kind Dagster can show; use letters, "
+                "digits, '_', '-' or '.' (at most 63), e.g. [sales, s3]"
+            )
+
+
+_KIND = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 
 
 def _given(value: int | None, default: int) -> int:
@@ -180,6 +198,8 @@ def _identifier(text: str) -> str:
 class Translation(dg.Resolvable, dg.Model):
     """How the datasets' assets show in Dagster (a contract's own settings come first)."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # Dagster's own policy objects
+
     key_prefix: list[str] = Field(
         default_factory=list, description="Put before every asset key, e.g. [warehouse]."
     )
@@ -190,6 +210,28 @@ class Translation(dg.Resolvable, dg.Model):
         default_factory=list, description="E-mail addresses or team:name, on every asset."
     )
     tags: Tags = Field(default_factory=dict, description="Tags on every asset.")
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="Kinds shown on each table's asset beside postgres, e.g. [sales].",
+    )
+    automation_condition: Annotated[
+        dg.AutomationCondition | None,
+        dg.Resolver.default(
+            model_field_type=Optional[str],  # noqa: UP045 (a YAML template string)
+            description="Each table's automation condition for Dagster's declarative "
+            'automation, e.g. "{{ dg.AutomationCondition.eager() }}" (default none: the '
+            "file sensors load the files).",
+        ),
+    ] = None
+    freshness_policy: Annotated[
+        dg.FreshnessPolicy | None,
+        dg.Resolver.default(
+            model_field_type=Optional[str],  # noqa: UP045 (a YAML template string)
+            description="Each table's freshness policy where its contract sets no "
+            'freshness_hours, e.g. "{{ dg.FreshnessPolicy.time_window(fail_window='
+            'datetime.timedelta(hours=26)) }}".',
+        ),
+    ] = None
 
 
 class Sensor(dg.Resolvable, dg.Model):
@@ -297,7 +339,8 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         description="Create and migrate the platform's tables (schema elt) on first use.",
     )
     translation: Translation = Field(
-        default_factory=Translation, description="Key prefix, group, owners and tags."
+        default_factory=Translation,
+        description="Key prefix, group, owners, tags, kinds, automation condition, freshness.",
     )
     pool: str = Field(
         default=WAREHOUSE_POOL,
@@ -331,6 +374,9 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
             group_name=self.translation.group_name,
             owners=self.translation.owners,
             tags=self.translation.tags,
+            kinds=self.translation.kinds,
+            automation_condition=self.translation.automation_condition,
+            freshness_policy=self.translation.freshness_policy,
             pool=self.pool,
             sensor_interval_seconds=self.sensor.interval_seconds,
             sensor_running=self.sensor.running,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import textwrap
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -112,3 +113,51 @@ def test_every_attribute_of_the_component_is_in_the_readme() -> None:
     block = block.split("```", 1)[0]
     written = set(re.findall(r"^\s*#?\s*([a-z_]+):", block, re.MULTILINE))
     assert set(EltAssetsComponent.model_fields) <= written
+
+
+def test_the_translation_gives_each_table_kinds_automation_and_freshness(tmp_path: Path) -> None:
+    """The YAML templates Dagster's components understand, resolved as `dg` resolves them."""
+    contract_file(tmp_path / "c", "orders")
+    contract_file(tmp_path / "c", "customers", "freshness_hours: 6\n")
+    component = EltAssetsComponent.resolve_from_yaml(
+        textwrap.dedent(
+            """
+            contracts: c
+            landing: landing
+            translation:
+              kinds: [sales]
+              automation_condition: "{{ dg.AutomationCondition.on_cron('0 6 * * *') }}"
+              freshness_policy: >-
+                {{ dg.FreshnessPolicy.time_window(fail_window=datetime.timedelta(hours=26)) }}
+            """
+        )
+    )
+    translation = component.translation
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = (
+            build_elt_defs(
+                tmp_path / "c",
+                tmp_path / "landing",
+                name="t",
+                kinds=translation.kinds,
+                automation_condition=translation.automation_condition,
+                freshness_policy=translation.freshness_policy,
+            )
+            .get_repository_def()
+            .asset_graph
+        )
+    orders = graph.get(dg.AssetKey(["shop", "orders"]))
+    assert orders.kinds == {"postgres", "sales"}
+    assert orders.automation_condition == dg.AutomationCondition.on_cron("0 6 * * *")
+    assert orders.freshness_policy == dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=26)
+    )
+    # A contract's own freshness comes first; the file assets keep their own kinds.
+    customers = graph.get(dg.AssetKey(["shop", "customers"]))
+    assert customers.freshness_policy == dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=6)
+    )
+    assert "sales" not in graph.get(dg.AssetKey(["staged", "orders_staging"])).kinds
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match=r"translation\.kinds: 'a b'"):
+        build_elt_defs(tmp_path / "c", tmp_path, kinds=["a b"])

@@ -285,3 +285,10 @@ def test_max_record_bytes_is_bounded_and_named_in_errors() -> None:
     assert max_record_bytes({"ELT_MAX_RECORD_BYTES": "4194304"}) == 4 << 20
     with pytest.raises(SettingError, match=r"ELT_MAX_RECORD_BYTES=12 is out of range"):
         max_record_bytes({"ELT_MAX_RECORD_BYTES": "12"})
+
+
+def test_every_setting_the_platform_reads_has_a_row_in_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    read = set(re.findall(r"\bELT_[A-Z_]+[A-Z]\b", (root / "elt_assets/settings.py").read_text()))
+    documented = set(re.findall(r"^\| `(ELT_[A-Z_]+)` \|", (root / "README.md").read_text(), re.M))
+    assert read - {"ELT_DATABASE_URL_FILE"} <= documented, sorted(read - documented)

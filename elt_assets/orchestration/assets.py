@@ -229,14 +229,15 @@ def _target_asset(
         group_name=contract.group_name,
         owners=contract.owners,
         tags=contract.tags,
-        kinds={"postgres"},
+        kinds={"postgres", *naming.table.kinds},
         partitions_def=partitions,
         # Late data turns the asset's freshness red in the UI (Dagster's daemon evaluates it).
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=contract.freshness_hours)
         )
         if contract.freshness_hours is not None
-        else None,
+        else naming.table.freshness_policy,
+        automation_condition=naming.table.automation_condition,
         skippable=True,  # the table's checks can run without a load
     )
 

@@ -19,9 +19,21 @@ PRUNE_JOB = "prune_staging"
 
 
 @dataclass(frozen=True)
+class TableAttributes:
+    """What a component instance adds to each target table's asset, for Dagster's own features:
+    more kinds (beside postgres), an automation condition, and a freshness policy for the
+    datasets whose contract sets no `freshness_hours` (a contract's own comes first)."""
+
+    kinds: tuple[str, ...] = ()
+    automation_condition: dg.AutomationCondition | None = None
+    freshness_policy: dg.FreshnessPolicy | None = None
+
+
+@dataclass(frozen=True)
 class Naming:
     """What one set of definitions calls the objects its datasets share: the resource keys,
-    the concurrency pool, the maintenance job, and a prefix for every asset key.
+    the concurrency pool, the maintenance job, a prefix for every asset key, and what it adds
+    to each table's asset.
 
     The platform (`elt dev`, `elt ingest`, the Docker image) uses the defaults. Each instance of
     the component passes a `suffix` of its own, so two instances and a project's own
@@ -31,6 +43,7 @@ class Naming:
     suffix: str = ""
     pool: str = WAREHOUSE_POOL
     key_prefix: tuple[str, ...] = ()
+    table: TableAttributes = TableAttributes()
 
     def _named(self, base: str) -> str:
         return f"{base}_{self.suffix}" if self.suffix else base
