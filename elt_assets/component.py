@@ -41,6 +41,7 @@ from elt_assets.contracts.model import (
     check_tags,
 )
 from elt_assets.definitions import build_definitions
+from elt_assets.orchestration.instance import warn_about_instance_settings
 from elt_assets.orchestration.names import WAREHOUSE_POOL, Naming, TableAttributes
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.orchestration.resources import landing_resource as landing_from_settings
@@ -122,6 +123,7 @@ def build_elt_defs(
     landing_resource = landing_from_settings(settings)
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
+    warn_about_instance_settings()
     return build_definitions(contract_set, settings, resources, discovery, naming)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+import yaml
 from psycopg import sql
 
 from elt_assets.contracts.loader import load_contracts
@@ -159,3 +160,13 @@ def alive(process: Any) -> bool:
     if isinstance(process, subprocess.Popen):
         return process.poll() is None
     return bool(process.is_alive())
+
+
+def readme_instance_snippet() -> dict[str, object]:
+    """The dagster.yaml snippet the README gives a project's instance."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Use it in your own Dagster project", 1)[1]
+    block = section.split("```yaml", 2)[2].split("```", 1)[0]
+    loaded = yaml.safe_load(block)
+    assert isinstance(loaded, dict)
+    return loaded

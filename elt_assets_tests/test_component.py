@@ -5,6 +5,7 @@ project is `test_outside_in.py::test_two_scaffolded_components_load_files_in_a_u
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 import warnings
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from elt_assets import EltAssetsComponent, build_elt_defs
 from elt_assets.contracts.loader import load_contracts
+from elt_assets.orchestration.instance import missing_settings
+from elt_assets_tests.helpers import readme_instance_snippet
 
 pytestmark = [pytest.mark.pure]
 
@@ -161,3 +165,33 @@ def test_the_translation_gives_each_table_kinds_automation_and_freshness(tmp_pat
     assert "sales" not in graph.get(dg.AssetKey(["staged", "orders_staging"])).kinds
     with pytest.raises(dg.DagsterInvalidDefinitionError, match=r"translation\.kinds: 'a b'"):
         build_elt_defs(tmp_path / "c", tmp_path, kinds=["a b"])
+
+
+def test_the_instance_settings_the_platform_relies_on_are_checked_where_code_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What the platform ships and what the README tells a project to add both have them all.
+    shipped = yaml.safe_load((README.parent / "dagster.yaml").read_text())
+    assert missing_settings(shipped) == {}
+    assert missing_settings(readme_instance_snippet()) == {}
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("run_retries: {enabled: false}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    path = contract_file(tmp_path / "c", "orders")
+    with caplog.at_level(logging.WARNING, logger="elt_assets"):
+        build_elt_defs(path, tmp_path, name="one")
+    (message,) = [r.getMessage() for r in caplog.records if "lacks settings" in r.getMessage()]
+    assert str(home / "dagster.yaml") in message
+    for setting in ("run_retries: a run whose process was killed", "run_monitoring", "python_logs"):
+        assert setting in message
+    assert "Use it in your own Dagster project" in message
+    caplog.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per instance, not once per component
+        build_elt_defs(path, tmp_path, name="two")
+        monkeypatch.delenv("DAGSTER_HOME")  # which instance will run it is not known: silent
+        other = tmp_path / "unknown"
+        build_elt_defs(path, other, name="three")
+    assert not [r for r in caplog.records if "lacks settings" in r.getMessage()]

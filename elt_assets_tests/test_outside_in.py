@@ -31,11 +31,12 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from elt_assets.postgres.embedded import EmbeddedServer
 from elt_assets_tests.conftest import EXAMPLES, embedded_server, with_credentials
-from elt_assets_tests.helpers import Pause, run_file, step_failure
+from elt_assets_tests.helpers import Pause, readme_instance_snippet, run_file, step_failure
 from elt_assets_tests.served import Served, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
@@ -703,6 +704,13 @@ def test_two_scaffolded_components_load_files_in_a_users_own_project(
     checked = dg("check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    # The user's instance lacks the settings the platform relies on: said once, with the cost.
+    said = checked.stdout + checked.stderr
+    assert said.count("lacks settings elt-assets relies on") == 1, said
+    assert "run_retries: a run whose process was killed is not retried" in said, said
+    # The README's snippet, added to the user's dagster.yaml, is all it takes.
+    with (home / "dagster.yaml").open("a") as instance_yaml:
+        instance_yaml.write(yaml.safe_dump(readme_instance_snippet()))
 
     rows = {
         "orders": [(1, "first", "2026-12-01 10:00:00"), (2, "second", "2026-12-01 11:00:00")],
