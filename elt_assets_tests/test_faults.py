@@ -56,7 +56,7 @@ from elt_assets.postgres.load import ManifestKey, start_file
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
-from elt_assets_tests.conftest import Warehouse, write_contract
+from elt_assets_tests.conftest import Bucket, Warehouse, write_contract
 from elt_assets_tests.helpers import (
     QUIET,
     Pause,
@@ -196,11 +196,20 @@ def spawn_ingest(tmp_path: Path, env: dict[str, str]) -> Ingest:
 
 
 def ingest_paused_in_copy(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path, tmp_path: Path, **env: str
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+    bucket: Bucket | None = None,
+    **env: str,
 ) -> tuple[str, Ingest, Pause, tuple[int, str]]:
     """`elt ingest` of a new items/b.csv, held by the pause trigger half-way through its COPY
-    into staging: (file, the ingest, the pause, (its backend pid, the statement))."""
+    into staging: (file, the ingest, the pause, (its backend pid, the statement)). With a
+    bucket, the file is uploaded there and the bucket is the ingest's landing zone."""
     file = land(landing, "b.csv", second_file())
+    if bucket is not None:
+        bucket.upload_tree(landing)
+        env = {**env, "ELT_LANDING_DIR": bucket.url}
     pause = Pause(warehouse.superuser_url)
     pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
     ingest = spawn_ingest(tmp_path, {**ingest_env(warehouse, landing, contracts_dir), **env})
@@ -530,7 +539,10 @@ def test_a_content_interrupted_three_times_fails_instead_of_looping(
 # -- B. real faults in the middle of a load ---------------------------------------------------
 
 
+@pytest.mark.parametrize("zone", ["directory", "bucket"])
 def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_again(
+    zone: str,
+    request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     items: Contract,
@@ -540,11 +552,19 @@ def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_
     instance: dg.DagsterInstance,
     tmp_path: Path,
 ) -> None:
+    """From a bucket the killed process is in the middle of streaming the object: the files are
+    written in `landing` (what the expectations read) and uploaded under the bucket's prefix,
+    which is then the landing zone of every load."""
+    bucket: Bucket | None = request.getfixturevalue("bucket") if zone == "bucket" else None
+    if bucket is not None:
+        monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+        land(landing, "a.csv", first_file())
+        bucket.upload_tree(landing)
     first = load_first(landing, contracts_dir, instance)
     before = target_rows(warehouse)
     assert before == expected_table(landing, first)
     second, ingest, pause, (pid, statement) = ingest_paused_in_copy(
-        warehouse, landing, contracts_dir, tmp_path
+        warehouse, landing, contracts_dir, tmp_path, bucket
     )
 
     assert is_copy_into_staging(statement), statement  # batch 1 is in, batch 2 half-way

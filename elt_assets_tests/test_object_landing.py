@@ -12,9 +12,13 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -158,7 +162,7 @@ def test_a_bad_object_fails_with_its_line_and_bad_rows_are_quarantined(
 
 
 def elt_ingest(
-    zone: Zone, warehouse: Warehouse, contracts: Path, cwd: Path
+    zone: Zone, warehouse: Warehouse, contracts: Path, cwd: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
     """`elt ingest --json` as a user runs it, from their own directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
@@ -176,6 +180,7 @@ def elt_ingest(
         zone.location,
         "--contracts",
         str(contracts),
+        *options,
     ]
     return subprocess.run(
         command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -220,6 +225,54 @@ def test_hostile_names_duplicates_and_new_content_through_elt_ingest(
         assert S3_SECRET not in result.stdout + result.stderr
 
 
+def test_a_dry_run_reads_every_file_and_writes_nothing(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    zone.put("orders/good.csv", (HEADER + ROWS).encode())
+    zone.put("orders/ragged.csv", (HEADER + "1,new,1,2026-01-01\n2,new,1,2026-01-01,x\n").encode())
+    zone.put("orders/some_bad.csv", (HEADER + "5,new,1,2026-01-01\n6,lost,1,2026-01-01\n").encode())
+    result = elt_ingest(zone, warehouse, contracts_dir, tmp_path, "--dry-run")
+    assert result.returncode == 1, result.stdout + result.stderr  # one file would fail
+    entries = {f["file"]: f for f in json.loads(result.stdout)["files"]}
+    assert {file: e["status"] for file, e in entries.items()} == {
+        "orders/good.csv": "would_load",
+        "orders/ragged.csv": "would_fail",
+        "orders/some_bad.csv": "would_load",
+    }
+    assert "orders/ragged.csv, line 3" in entries["orders/ragged.csv"]["error"]
+    assert (
+        entries["orders/some_bad.csv"]["rows_read"],
+        entries["orders/some_bad.csv"]["rows_quarantined"],
+    ) == (2, 1)
+    for table in ("elt.ingestion_manifest", "elt.landing_files", "elt.quarantine"):
+        assert warehouse.value(f"SELECT count(*) FROM {table}") == 0, table
+    assert warehouse.value("SELECT to_regclass('sales.orders')") is None
+
+
+def test_two_elt_ingest_at_once_load_every_file_once(
+    zone: Zone, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    names = [f"orders/part-{n}.csv" for n in range(6)]
+    for n, name in enumerate(names):
+        zone.put(name, (HEADER + f"{n},new,{n}.25,2026-01-0{n + 1} 00:00:00+00\n").encode())
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda _: elt_ingest(zone, warehouse, contracts_dir, tmp_path), range(2))
+        )
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert files_of(result) == dict.fromkeys(names, "success"), result.stdout
+    assert orders_table(warehouse) == [
+        (n, "new", f"{n}.25", f"2026-01-0{n + 1} 00:00:00") for n in range(6)
+    ]
+    copies = warehouse.query(
+        "SELECT file, status, count(*) FROM elt.ingestion_manifest GROUP BY 1, 2 ORDER BY 1"
+    )
+    assert copies == [(name, "success", 1) for name in names]
+
+
 def test_a_missing_bucket_is_one_clear_error_naming_the_url_never_the_secret(
     bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
 ) -> None:
@@ -231,6 +284,48 @@ def test_a_missing_bucket_is_one_clear_error_naming_the_url_never_the_secret(
     assert "does not exist" in result.stderr
     assert S3_SECRET not in result.stdout + result.stderr
     assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 0
+
+
+def test_refused_credentials_and_an_unreachable_endpoint_are_clear_errors_within_seconds(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, tmp_path: Path
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    bucket.put("orders/a.csv", (HEADER + ROWS).encode())
+    zone = Zone("bucket", bucket.url, bucket.put, bucket.delete)
+
+    # moto's server checks signatures against the keys it knows (none) once asked to.
+    def authenticate_after(requests: bytes) -> None:
+        url = f"{bucket.s3.endpoint}/moto-api/reset-auth"
+        plain = {"Content-Type": "text/plain"}
+        urllib.request.urlopen(urllib.request.Request(url, requests, plain, method="POST"))
+
+    authenticate_after(b"0")
+    try:
+        started = time.monotonic()
+        refused = elt_ingest(zone, warehouse, contracts_dir, tmp_path)
+        refused_after = time.monotonic() - started
+    finally:
+        authenticate_after(b"inf")
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"  # restored by the fixture
+    started = time.monotonic()
+    unreachable = elt_ingest(zone, warehouse, contracts_dir, tmp_path)
+    unreachable_after = time.monotonic() - started
+
+    for result, reason, seconds in (
+        (refused, "the access key is not known to this endpoint", refused_after),
+        (unreachable, "cannot reach an S3 endpoint at http://127.0.0.1:", unreachable_after),
+    ):
+        said = result.stdout + result.stderr
+        assert result.returncode == 2, said
+        assert bucket.url in result.stderr and reason in result.stderr, result.stderr
+        assert "Traceback" not in said and S3_SECRET not in said
+        assert seconds < 30, (reason, seconds)  # start-up included
+    # Said before any database work: not even the dataset's tables were made.
+    assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 0
+    assert warehouse.value("SELECT to_regclass('sales.orders')") is None
 
 
 def test_a_file_replaced_after_the_raw_step_is_refused_never_half_loaded(

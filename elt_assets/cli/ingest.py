@@ -108,6 +108,7 @@ def run_ingest(
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     contracts, broken = select(contract_set, dataset)
     landing = landing_resource(settings)
+    landing.zone().check()  # an unreachable zone is said before any database work
     if dry_run:
         return Outcome([row for c in contracts for row in _dry_run(landing, c)], broken)
     databases = resolve_databases(settings, need_dagster=False)

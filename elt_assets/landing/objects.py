@@ -26,7 +26,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from elt_assets.errors import TerminalError, TransientError
+from elt_assets.errors import TransientError
 from elt_assets.landing.archive import SUFFIX_DIGITS, NotArchived, split_extension
 from elt_assets.landing.files import (
     HASH_CHUNK_BYTES,
@@ -36,7 +36,7 @@ from elt_assets.landing.files import (
     is_in_progress,
 )
 from elt_assets.landing.source import Source
-from elt_assets.landing.zone import Landing
+from elt_assets.landing.zone import Landing, LandingUnreachable
 from elt_assets.log import get_logger, register_secret
 from elt_assets.settings import secret_from_file
 
@@ -52,10 +52,6 @@ _CONFIGURATION_CODES = {
     "PermanentRedirect": "the bucket lives in another region: set AWS_REGION",
     "AuthorizationHeaderMalformed": "the region is wrong: set AWS_REGION",
 }
-
-
-class LandingUnreachable(TerminalError):
-    """The bucket cannot be listed or read as configured; the message names the URL."""
 
 
 class ObjectReadFailed(TransientError):
@@ -130,12 +126,18 @@ class ObjectStore(Landing):
                     "the URL, AWS_ENDPOINT_URL, AWS_REGION and the credentials"
                 )
         if isinstance(error, EndpointConnectionError):
-            endpoint = error.kwargs.get("endpoint_url")
+            endpoint = self.client.meta.endpoint_url  # not the request's URL and query
             return LandingUnreachable(
-                f"{self.url}: cannot {doing}: no S3 endpoint answers at {endpoint}; check "
-                "AWS_ENDPOINT_URL"
+                f"{self.url}: cannot {doing}: cannot reach an S3 endpoint at {endpoint}; check "
+                "AWS_ENDPOINT_URL and the network"
             )
         return ObjectReadFailed(f"{self.url}: cannot {doing} right now ({error}); will retry")
+
+    def check(self) -> None:
+        try:  # one key is enough to know the bucket, the endpoint and the credentials work
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except Exception as error:
+            raise self.problem(error, "list the prefix") from None
 
     def scan(self, pattern: str) -> list[LandedFile]:
         return self.scan_from(pattern, None, 0)[0]

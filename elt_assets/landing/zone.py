@@ -13,9 +13,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from elt_assets.errors import TerminalError
 from elt_assets.landing.archive import archive_file
 from elt_assets.landing.files import LandedFile, resolve_inside, scan, sha256_of
 from elt_assets.landing.source import LocalSource, Source
+
+
+class LandingUnreachable(TerminalError):
+    """The landing zone cannot be listed or read as configured; the message names it."""
 
 
 class Landing(ABC):
@@ -32,6 +37,10 @@ class Landing(ABC):
     @abstractmethod
     def location(self, file: str) -> str:
         """The file's full name as users know it (a path, a URL), for metadata and messages."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise a clear error naming the zone now if it cannot be read (before any work)."""
 
     @abstractmethod
     def scan(self, pattern: str) -> list[LandedFile]:
@@ -84,6 +93,13 @@ class LocalDirectory(Landing):
 
     def location(self, file: str) -> str:
         return str(resolve_inside(self.root, file))
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise LandingUnreachable(
+                f"{self.root}: the landing directory does not exist (or is not a directory); "
+                "create it or point the landing setting at the right one"
+            )
 
     def scan(self, pattern: str) -> list[LandedFile]:
         return scan(self.root, pattern)
