@@ -359,11 +359,24 @@ def test_a_file_replaced_after_the_raw_step_is_refused_never_half_loaded(
     assert orders_table(warehouse) == []
 
 
+SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+    b"Connection: close\r\n\r\n%s"
+)
+SLOW_DOWN_BODY = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
 class DroppingProxy:
     """A TCP proxy to the S3 server that cuts one response of one object's GETs midway: a real
-    connection dropped while the body streams."""
+    connection dropped while the body streams. With `throttle`, it first answers that many of
+    the object's GETs itself with S3's 503 SlowDown, as a busy S3 does."""
 
-    def __init__(self, upstream: str, key: str, cut_get: int, after_bytes: int = 4096):
+    def __init__(
+        self, upstream: str, key: str, cut_get: int, after_bytes: int = 4096, throttle: int = 0
+    ):
         import socket
         import threading
 
@@ -373,6 +386,7 @@ class DroppingProxy:
         self.cut_get, self.after_bytes = cut_get, after_bytes
         self.gets = 0
         self.cut = False
+        self.throttle, self.throttled = throttle, 0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -398,6 +412,8 @@ class DroppingProxy:
 
         def upstream() -> None:
             while data := _recv(client):
+                if self.marker in data and self._slow_down(client):
+                    break
                 if self.marker in data:
                     with self._lock:
                         self.gets += 1
@@ -422,6 +438,15 @@ class DroppingProxy:
 
     def close(self) -> None:
         self._listener.close()
+
+    def _slow_down(self, client: Any) -> bool:
+        """Answer this GET with 503 SlowDown while the throttle lasts."""
+        with self._lock:
+            if self.throttled >= self.throttle:
+                return False
+            self.throttled += 1
+        client.sendall(SLOW_DOWN % (len(SLOW_DOWN_BODY), SLOW_DOWN_BODY))
+        return True
 
 
 def _recv(sock: Any) -> bytes:
@@ -460,6 +485,31 @@ def test_a_connection_dropped_mid_read_is_retried_and_the_table_is_exact(
     assert warehouse.value("SELECT sum(amount) FROM sales.orders") == sum(
         Decimal(f"{n % 97}.25") for n in range(1, 20001)
     )
+
+
+def test_a_throttling_store_is_waited_out_and_the_table_is_exact(
+    bucket: Bucket,
+    warehouse: Warehouse,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_contract(contracts_dir, ORDERS)
+    bucket.put("orders/a.csv", (HEADER + ROWS).encode())
+    key = f"{bucket.name}/{bucket.prefix}/orders/a.csv"
+    proxy = DroppingProxy(bucket.s3.endpoint, key, cut_get=0, throttle=3)
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    try:
+        with dg.instance_for_test() as instance:
+            result = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+    finally:
+        proxy.close()
+    assert proxy.throttled == 3, "the proxy never throttled"
+    assert result.success, step_failure(result)
+    assert orders_table(warehouse) == [
+        (1, "new", "10.50", "2026-01-01 10:00:00"),
+        (2, "paid", "3.00", "2026-01-01 11:00:00"),
+    ]
 
 
 def test_a_loaded_object_moves_to_the_archive_prefix_and_a_second_one_keeps_both(
