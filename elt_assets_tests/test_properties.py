@@ -15,10 +15,14 @@ PostgreSQL prints them:
   spellings); a value in the canonical spelling must not be quarantined;
 - a value PostgreSQL refuses is quarantined, with a reason naming the column;
 - every row is in exactly one of the two.
+
+Every property runs twice: on files in a directory and on objects in an S3 bucket (moto's server),
+streamed by the readers as a deployment with an s3:// landing reads them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -42,15 +46,16 @@ from psycopg import sql
 
 from elt_assets.contracts.model import Contract
 from elt_assets.contracts.types import INTEGER_RANGES
-from elt_assets.landing.files import sha256_of
 from elt_assets.landing.keys import path_to_key
+from elt_assets.landing.objects import ObjectStore
 from elt_assets.landing.readers import FileRejected, _QuoteCheck
+from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.load import ManifestKey, load_file, start_file
 from elt_assets.postgres.staging import write_staged
 from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.validation.staged_file import StagedFile
-from elt_assets_tests.conftest import TEMPLATE, Server, Warehouse
+from elt_assets_tests.conftest import S3, TEMPLATE, Server, Warehouse
 
 pytestmark = [pytest.mark.db]
 
@@ -83,8 +88,9 @@ class Outcome:
 class Harness:
     """One database for the module; one dataset (contract, target, reference table) per type."""
 
-    def __init__(self, warehouse: Warehouse, landing: Path):
-        self.warehouse, self.landing = warehouse, landing
+    def __init__(self, warehouse: Warehouse, landing: Path, zone: Landing):
+        self.warehouse, self.landing, self.zone = warehouse, landing, zone
+        self.bucket = zone if isinstance(zone, ObjectStore) else None
         self.contracts: dict[str, Contract] = {}
         # Two connections for the whole module: the runtime's role, and a superuser to inspect.
         self.loader = connect(warehouse.loader_url, setting="test loader")
@@ -128,9 +134,12 @@ class Harness:
         """The real path of one landed file: manifest, staging (read, cast, validate, COPY,
         quarantine), then the target, as the raw, staged and target assets run it."""
         file = f"{contract.name}/{name}"
-        path = self.landing / file
-        path.write_bytes(data)
-        key = ManifestKey(contract.name, file, sha256_of(path))
+        if (bucket := self.bucket) is not None:  # an object in the bucket, read as it streams
+            bucket.client.put_object(Bucket=bucket.bucket, Key=bucket.prefix + file, Body=data)
+        else:
+            (self.landing / file).write_bytes(data)
+        source = self.zone.source(file)
+        key = ManifestKey(contract.name, file, hashlib.sha256(data).hexdigest())
         run_id = uuid.uuid4().hex
         start_file(
             self.loader,
@@ -140,7 +149,9 @@ class Harness:
             file_format=contract.file_format(file),
             run_id=run_id,
         )
-        staged = StagedFile(contract, path, file, path_to_key(file), key.sha256, len(data), run_id)
+        staged = StagedFile(
+            contract, source, file, path_to_key(file), key.sha256, len(data), run_id
+        )
         report = write_staged(self.loader, staged)
         assert report.violations == [], report.violations
         load_file(self.loader, contract, key, run_id)
@@ -204,9 +215,12 @@ class Harness:
                 continue
 
 
-@pytest.fixture(scope="module")
-def harness(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    name = f"elt_props_{os.getpid()}"
+@pytest.fixture(scope="module", params=["directory", "bucket"])
+def harness(
+    request: pytest.FixtureRequest, pg_server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Harness]:
+    """Every property holds for files in a directory and for objects in a bucket (moto's S3)."""
+    name = f"elt_props_{os.getpid()}_{request.param}"
     with connect(pg_server.superuser_url, setting="test server") as admin:
         admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER elt_owner").format(
@@ -214,11 +228,19 @@ def harness(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iter
             )
         )
     landing = tmp_path_factory.mktemp("properties")
-    harness = Harness(Warehouse(pg_server, name), landing)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    with pytest.MonkeyPatch.context() as patch:
+        zone: Landing = LocalDirectory(landing)
+        if request.param == "bucket":
+            s3: S3 = request.getfixturevalue("s3_server")
+            for variable, value in s3.env.items():
+                patch.setenv(variable, value)
+            s3.client().create_bucket(Bucket=name.replace("_", "-"))
+            zone = ObjectStore(f"s3://{name.replace('_', '-')}/properties")
+        harness = Harness(Warehouse(pg_server, name), landing, zone)
+        try:
+            yield harness
+        finally:
+            harness.close()
         with connect(pg_server.superuser_url, setting="test server") as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
