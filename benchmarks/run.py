@@ -8,7 +8,9 @@ Scenarios:
          and 10% new keys), per format, ours vs the two hand-written limits (benchmarks/limit.py);
 - small: --small-files files of --small-rows rows from landing to table through the sensor's run
          requests and the batch job (benchmarks/small_files.py);
-- tick:  one sensor tick over --tick-files landed files, most already known (benchmarks/tick.py).
+- tick:  one sensor tick over --tick-files landed files, most already known (benchmarks/tick.py);
+- bucket: the big files again from an S3 bucket (moto's server on loopback, benchmarks/bucket.py)
+         beside the local ones, and the tick over --tick-files objects in the bucket.
 
 It starts its own embedded PostgreSQL under .elt/bench (--state; the same server settings `elt dev`
 applies), prints a table and writes it as Markdown to .elt/bench/results.md. A speed is only
@@ -34,6 +36,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks import limit
+from benchmarks.bucket import BenchBucket
 from benchmarks.data import COLUMN_NAMES, CONTRACT, BenchFiles, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +56,8 @@ class Row:
     limit_binary: float | None = None
     ours: float | None = None
     ours_rss_mb: float | None = None
+    bucket: float | None = None  # ours, the file read from the bucket
+    bucket_rss_mb: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -72,6 +77,7 @@ class Bench:
     contracts: Path
     state: Path
     identical: dict[str, int] = field(default_factory=dict)  # format -> rows equal to the limit's
+    bucket: BenchBucket | None = None
 
     @property
     def owner_url(self) -> str:
@@ -126,17 +132,18 @@ def land(bench: Bench, source: Path, name: str) -> str:
     return relative
 
 
-def run_ours(bench: Bench, relative: str) -> dict[str, object]:
+def run_ours(bench: Bench, relative: str, from_bucket: bool = False) -> dict[str, object]:
+    bucket = bench.bucket if from_bucket else None
     completed = subprocess.run(
         [
             sys.executable,
             "-m",
             "benchmarks.ours",
-            str(bench.landing),
+            bucket.url if bucket else str(bench.landing),
             str(bench.contracts),
             relative,
         ],
-        env={**os.environ, **bench.env},
+        env={**os.environ, **bench.env, **(bucket.env if bucket else {})},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -186,7 +193,38 @@ def big(
         )
     if limits:
         bench.identical[fmt] = same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
+    if bench.bucket is not None:
+        from_bucket(bench, files, fmt, rows, superuser_url, with_limit)
     return rows
+
+
+def from_bucket(
+    bench: Bench,
+    files: BenchFiles,
+    fmt: str,
+    rows: list[Row],
+    superuser_url: str,
+    with_limit: bool,
+) -> None:
+    """The same two loads again, each file uploaded to the bucket and read from there."""
+    assert bench.bucket is not None
+    reset_ours(bench)
+    for row, phase, path in zip(
+        rows, ("initial", "delta"), (files.initial[fmt], files.delta[fmt]), strict=True
+    ):
+        relative = f"bench_orders/{phase}.{fmt}"
+        bench.bucket.upload(path, relative)
+        bench.checkpoint(superuser_url)
+        result = run_ours(bench, relative, from_bucket=True)
+        row.bucket = float(result["seconds"])  # type: ignore[arg-type]
+        row.bucket_rss_mb = float(result["peak_rss_mb"])  # type: ignore[arg-type]
+        print(
+            f"  ours, bucket {fmt:8} {row.scenario:13} {row.bucket:7.2f} s  "
+            f"peak RSS {row.bucket_rss_mb:.0f} MB",
+            flush=True,
+        )
+    if with_limit:
+        same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
 
 
 def same_table(url: str, ours: str, limit_table: str, columns: Sequence[str] = COLUMN_NAMES) -> int:
@@ -221,8 +259,9 @@ def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> st
         f"Python {platform.python_version()}, embedded PostgreSQL (benchmarks/run.py).",
         "",
         "| scenario | format | rows | MB | limit: text COPY | limit: binary COPY | ours | "
-        "ours / limit | ours rows/s | ours MB/s | ours peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "ours / limit | ours rows/s | ours MB/s | ours peak RSS | ours, from a bucket | "
+        "its peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
 
@@ -233,9 +272,11 @@ def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> st
         mbps = f"{r.size_mb / r.ours:.1f}" if r.ours else "-"
         ratio = f"**{r.ratio:.2f}**" if r.ratio else "-"
         rss = f"{r.ours_rss_mb:.0f} MB" if r.ours_rss_mb else "-"
+        bucket_rss = f"{r.bucket_rss_mb:.0f} MB" if r.bucket_rss_mb else "-"
         lines.append(
             f"| {r.scenario} | {r.format} | {r.rows:,} | {r.size_mb:.0f} | {s(r.limit_text)} | "
-            f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} |"
+            f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} | "
+            f"{s(r.bucket)} | {bucket_rss} |"
         )
     if identical:
         checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical.items())
@@ -247,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--scenarios", default="big,small,tick")
+    parser.add_argument("--scenarios", default="big,bucket,small,tick")
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
@@ -266,11 +307,16 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     env, superuser_url = start_server(args.pg_bin_dir, state)
     landing, contracts = state / "landing", state / "contracts"
-    shutil.rmtree(landing, ignore_errors=True)
-    landing.mkdir(parents=True)
-    contracts.mkdir(parents=True, exist_ok=True)
+    for directory in (landing, contracts):  # nothing left from an earlier run
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
     (contracts / "bench_orders.yaml").write_text(CONTRACT)
     bench = Bench(env, landing, contracts, state)
+    reset_ours(bench)  # the platform's tables, whichever scenarios run
+    if "bucket" in scenarios:
+        from benchmarks.bucket import start_bucket
+
+        bench.bucket = start_bucket()
     rows: list[Row] = []
     extra: list[str] = []
     if "big" in scenarios:
@@ -286,6 +332,10 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.tick import tick_scenario
 
         extra.append(tick_scenario(bench, args.tick_files))
+    if "tick" in scenarios and bench.bucket is not None:
+        from benchmarks.tick import bucket_tick_scenario
+
+        extra.append(bucket_tick_scenario(bench, args.tick_files))
     report = markdown(rows, extra, bench.identical)
     (state / "results.md").write_text(report)
     print()

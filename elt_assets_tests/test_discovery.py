@@ -212,6 +212,23 @@ def test_max_hash_bytes_defers_the_rest_but_always_hashes_one_file(tmp_path: Pat
     assert tiny.deferred == 0
 
 
+def test_a_spent_reading_time_defers_the_rest_but_always_hashes_one_file(tmp_path: Path) -> None:
+    for i in range(3):
+        put(tmp_path, f"f{i}.csv", bytes([65 + i]) * 100)
+    sensor = Sensor(tmp_path)
+    sensor.tick()
+    # No time at all: each tick still reads one file, so a slow store is worked through.
+    ticks = [sensor.tick(max_hash_seconds=0) for _ in range(4)]
+    assert [[p for p, _ in requested(t)] for t in ticks] == [["f0.csv"], ["f1.csv"], ["f2.csv"], []]
+    assert [t.deferred for t in ticks] == [2, 1, 0, 0]
+    for i in range(3, 6):
+        put(tmp_path, f"f{i}.csv", bytes([65 + i]) * 100)
+    sensor.tick()
+    plenty = sensor.tick(max_hash_seconds=60)
+    assert [p for p, _ in requested(plenty)] == ["f3.csv", "f4.csv", "f5.csv"]
+    assert plenty.deferred == 0
+
+
 def test_in_progress_names_are_never_listed(tmp_path: Path) -> None:
     for name in (
         "a.csv.part",

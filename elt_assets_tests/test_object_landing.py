@@ -646,6 +646,41 @@ def test_a_large_bucket_is_listed_in_shares_and_every_object_is_taken_once(
     assert taken == names
 
 
+def test_a_share_with_more_new_objects_than_a_tick_takes_is_listed_again_until_done(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk upload is worked through share by share, not one tick's worth per pass over the
+    whole bucket (which, for a bucket of 100,000 keys, would take hours)."""
+    write_contract(contracts_dir, ORDERS)
+    names = [f"orders/{n:03d}.csv" for n in range(25)]
+    for number, name in enumerate(names):
+        bucket.put(name, (HEADER + f"{number},new,1,2026-01-01 00:00:00+00\n").encode())
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    monkeypatch.setenv("ELT_MAX_LISTED_PER_TICK", "10")
+    monkeypatch.setenv("ELT_MAX_RUNS_PER_TICK", "4")
+    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "100")  # one run per file, easy to count
+    sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
+    resources = build_resources(Settings.from_env())
+    taken: list[list[str]] = []
+    cursors: list[str | None] = []
+    cursor = None
+    with dg.instance_for_test() as instance:
+        while sum(map(len, taken)) < len(names) and len(taken) < 20:
+            with dg.build_sensor_context(
+                instance=instance, resources=resources, cursor=cursor
+            ) as context:
+                result = sensor(context)
+            assert isinstance(result, dg.SensorResult)
+            taken.append([f for r in result.run_requests or [] for f in request_files(r, "orders")])
+            cursor = result.cursor
+            cursors.append(cursor)
+    # 10 keys per share, 4 files per tick: each share is listed again until its files are taken.
+    assert [len(t) for t in taken] == [4, 4, 2, 4, 4, 2, 4, 1]
+    first, second = "orders/009.csv", "orders/019.csv"
+    assert cursors == ["", "", first, first, first, second, second, ""]
+    assert [f for t in taken for f in t] == names
+
+
 EVENTS = """
     name: events
     source: {glob: "events/*.csv"}

@@ -8,16 +8,21 @@ For each file matching a dataset's glob:
 - stable and not hashed yet: hashed (bounded per tick). Content already loaded for this dataset
   from another path is a duplicate, recorded and not loaded; content already sent from this path
   (a touched file) is ignored; anything else becomes a run request.
-Files over the per-tick caps wait for the next tick, so no tick runs long.
+Files over the per-tick caps (runs, bytes and seconds of hashing) wait for the next tick, so no
+tick runs long: hashing an object in a bucket costs one or two requests, and a tick that read
+thousands of them would outlast Dagster's sensor timeout.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from elt_assets.landing.files import LandedFile, LandingPathError
 from elt_assets.landing.zone import Landing
+
+MAX_HASH_SECONDS = 20.0  # a tick's reading budget (Dagster gives a sensor 60 s by default)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ def discover(
     *,
     max_requests: int,
     max_hash_bytes: int = 4 << 30,
+    max_hash_seconds: float | None = None,
     assume_stable: bool = False,
     busy: Callable[[list[str]], set[str]] = lambda files: set(),
     listed: list[LandedFile] | None = None,
@@ -93,7 +99,9 @@ def discover(
         else:
             decision.observations.append(Observation(landed))
             decision.waiting.append(landed.relative_path)
-    hashed = _hash_stable(landing, stable, known, decision, max_requests, max_hash_bytes)
+    deadline = None if max_hash_seconds is None else time.monotonic() + max_hash_seconds
+    budget = _Budget(max_requests, max_hash_bytes, deadline)
+    hashed = _hash_stable(landing, stable, known, decision, budget)
     taken = busy([landed.relative_path for landed, _ in hashed]) if hashed else set()
     for landed, _ in hashed:
         if landed.relative_path in taken:
@@ -116,20 +124,38 @@ def discover(
     return decision
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """What one tick may spend on hashing: requests, bytes read, and a deadline."""
+
+    requests: int
+    bytes: int
+    deadline: float | None  # time.monotonic(); None: no limit
+
+    def spent(self, hashed: int, bytes_read: int, reads: int) -> bool:
+        """Whether to stop; never before the first read, so every tick makes progress."""
+        return (
+            hashed >= self.requests
+            or bytes_read >= self.bytes
+            or (reads > 0 and self.deadline is not None and time.monotonic() >= self.deadline)
+        )
+
+
 def _hash_stable(
     landing: Landing,
     stable: list[LandedFile],
     known: Mapping[str, Known],
     decision: Decision,
-    max_requests: int,
-    max_hash_bytes: int,
+    budget: _Budget,
 ) -> list[tuple[LandedFile, str]]:
     """Hash stable files, oldest first, within this tick's budget."""
     hashed: list[tuple[LandedFile, str]] = []
+    reads = 0
     for landed in sorted(stable, key=lambda f: (f.mtime_ns, f.relative_path)):
-        if len(hashed) >= max_requests or decision.bytes_hashed >= max_hash_bytes:
+        if budget.spent(len(hashed), decision.bytes_hashed, reads):
             decision.deferred += 1
             continue
+        reads += 1
         try:
             sha = landing.sha256(landed.relative_path)
         except (OSError, LandingPathError):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from elt_assets.contracts.model import Contract
-from elt_assets.landing.discovery import Decision, Known, discover
+from elt_assets.landing.discovery import MAX_HASH_SECONDS, Decision, Known, discover
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key, batch_tags, split
@@ -71,6 +71,9 @@ class Discovery:
     assume_stable: bool = False
     running_by_default: bool = True  # the sensor's status until someone turns it on or off
     max_listed_per_tick: int = 10_000  # an object store's keys listed per tick; 0: all
+    # Reading files to hash them stops after this long in one tick (the rest wait for the
+    # next), so a tick ends well within Dagster's sensor timeout; None: no limit.
+    max_hash_seconds: float | None = MAX_HASH_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -84,7 +87,11 @@ class Discovery:
 
     def headless(self) -> "Discovery":
         return replace(
-            self, max_runs_per_tick=HEADLESS_MAX_FILES, assume_stable=True, max_listed_per_tick=0
+            self,
+            max_runs_per_tick=HEADLESS_MAX_FILES,
+            assume_stable=True,
+            max_listed_per_tick=0,
+            max_hash_seconds=None,
         )
 
 
@@ -152,9 +159,10 @@ class TickSummary:
     def lines(self, dataset: str, max_per_tick: int) -> list[str]:
         said = []
         if self.listed_up_to is not None:
+            then = "this part again" if self.deferred else "on from there"
             said.append(
                 f"{dataset}: listed part of the bucket, up to {self.listed_up_to!r} "
-                "(ELT_MAX_LISTED_PER_TICK); the next tick lists on from there"
+                f"(ELT_MAX_LISTED_PER_TICK); the next tick lists {then}"
             )
         if self.requested:
             runs = "one run each" if self.runs == len(self.requested) else f"{self.runs} run(s)"
@@ -185,7 +193,8 @@ class TickSummary:
         if self.deferred:
             said.append(
                 f"{dataset}: {self.deferred} more file(s) wait for the next tick (at most "
-                f"{max_per_tick} per tick, ELT_MAX_RUNS_PER_TICK)"
+                f"{max_per_tick} per tick, ELT_MAX_RUNS_PER_TICK, and {MAX_HASH_SECONDS:.0f} s "
+                "of reading per tick)"
             )
         return said
 
@@ -226,6 +235,7 @@ class Tick:
                 known,
                 lambda hashes: loaded_content(connection, contract.name, hashes),
                 max_requests=rules.max_runs_per_tick,
+                max_hash_seconds=rules.max_hash_seconds,
                 assume_stable=rules.assume_stable or zone.complete_when_listed,
                 busy=lambda files: leases_held(connection, contract.name, files),
                 listed=listed,
@@ -258,9 +268,15 @@ class Tick:
         for line in self.summary.lines(contract.name, rules.max_runs_per_tick):
             self.log.info(line)
         # The sensor's memory is elt.landing_files; the cursor only says where a bucket's
-        # listing goes on (empty: from the top, and always for a directory).
+        # listing goes on (empty: from the top, and always for a directory). A share whose
+        # files did not all fit in this tick is listed again, so they are not left for a pass.
+        in_shares = up_to is not None or start_after is not None
+        if decision.deferred and in_shares:
+            cursor: str | None = start_after or ""
+        else:
+            cursor = up_to or ("" if start_after else None)
         return dg.SensorResult(
-            cursor=up_to or ("" if start_after else None),
+            cursor=cursor,
             run_requests=requests,
             dynamic_partitions_requests=[self.partitions.build_add_request(to_add)]
             if to_add
