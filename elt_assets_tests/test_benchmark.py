@@ -1,7 +1,7 @@
 """The benchmark runs end to end on tiny files, and refuses to report a speed for a wrong table.
 
-`make bench` measures; this only keeps the benchmark working: every scenario, our path against
-the hand-written limit (text COPY here: the binary limit needs the `bench` dependency group), and
+`make bench` measures; this only keeps the benchmark working: every scenario (the bucket's
+included, on moto's S3 server), our path against the hand-written limit (text COPY here: the binary limit needs the `bench` dependency group), and
 the check that our table equals the limit's, row for row.
 """
 
@@ -46,11 +46,14 @@ def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limi
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[4].endswith(" s") and cells[6].endswith(" s"), row  # limit and ours timed
         assert cells[10].endswith(" MB"), row
+        assert cells[11].endswith(" s") and cells[12].endswith(" MB"), row  # from the bucket
     assert "equals the limit's, every row and column: csv (2,200 rows), parquet (2,200 rows)" in (
         report
     )
     assert "**3 small files**" in report and "all loaded" in report, report
     assert "| nothing new |" in report, report
+    assert "**Sensor ticks over 150 objects in a bucket**" in report, report
+    assert "| 100 new objects (requested as soon as listed) | 1 |" in report, report
 
 
 def test_a_table_that_differs_from_the_limit_stops_the_benchmark(warehouse: Warehouse) -> None:
