@@ -1,8 +1,9 @@
 """The benchmark runs end to end on tiny files, and refuses to report a speed for a wrong table.
 
 `make bench` measures; this only keeps the benchmark working: every scenario (the bucket's
-included, on moto's S3 server), our path against the hand-written limit (text COPY here: the binary limit needs the `bench` dependency group), and
-the check that our table equals the limit's, row for row.
+included, on moto's S3 server), our path against the hand-written limit (text COPY here: the
+binary limit needs the `bench` dependency group), and the check that our table equals the
+limit's, row for row.
 """
 
 from __future__ import annotations

@@ -646,6 +646,36 @@ def test_a_large_bucket_is_listed_in_shares_and_every_object_is_taken_once(
     assert taken == names
 
 
+def test_an_object_rewritten_in_the_same_second_with_the_same_size_is_taken_again(
+    bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 lists LastModified to the second: only the ETag tells such a rewrite apart."""
+    write_contract(contracts_dir, ORDERS)
+    bucket.put("orders/a.csv", (HEADER + "1,new,1.00,2026-01-01 00:00:00+00\n").encode())
+    monkeypatch.setenv("ELT_LANDING_DIR", bucket.url)
+    sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
+    resources = build_resources(Settings.from_env())
+
+    def tick(instance: dg.DagsterInstance) -> list[str]:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return [f for r in result.run_requests or [] for f in request_files(r, "orders")]
+
+    with dg.instance_for_test() as instance:
+        assert tick(instance) == ["orders/a.csv"]
+        bucket.put("orders/a.csv", (HEADER + "1,new,2.00,2026-01-01 00:00:00+00\n").encode())
+        # Same size; and the memory's LastModified is made the listing's (S3 has seconds).
+        (listed,) = build_resources(Settings.from_env())["elt_landing"].zone().scan("orders/*")
+        assert listed.size_bytes == warehouse.value("SELECT size_bytes FROM elt.landing_files")
+        warehouse.query(
+            "UPDATE elt.landing_files SET mtime_ns = %s, hashed_mtime_ns = %s",
+            (listed.mtime_ns, listed.mtime_ns),
+        )
+        assert tick(instance) == ["orders/a.csv"]  # new ETag: hashed, new content, requested
+        assert tick(instance) == []
+
+
 def test_a_share_with_more_new_objects_than_a_tick_takes_is_listed_again_until_done(
     bucket: Bucket, warehouse: Warehouse, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

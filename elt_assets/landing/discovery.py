@@ -1,8 +1,8 @@
 """What the file sensor decides on each tick, as a plain function.
 
 For each file matching a dataset's glob:
-- seen before with the same size and mtime and already hashed: nothing to do (this is the path
-  of almost every file on almost every tick, and costs one stat);
+- seen before with the same size and mtime (and ETag, for an object) and already hashed: nothing
+  to do (this is the path of almost every file on almost every tick, and costs one stat);
 - new, or changed since the last tick: remembered, and taken on a later tick only if its size and
   mtime have not moved (the stable-file rule: a file still being written is never read);
 - stable and not hashed yet: hashed (bounded per tick). Content already loaded for this dataset
@@ -34,6 +34,7 @@ class Known:
     sha256: str | None = None
     hashed_size_bytes: int | None = None
     hashed_mtime_ns: int | None = None
+    hashed_etag: str | None = None  # an object's ETag when it was hashed (None for a file)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def discover(
             and memory.sha256 is not None
             and memory.hashed_size_bytes == landed.size_bytes
             and memory.hashed_mtime_ns == landed.mtime_ns
+            and memory.hashed_etag == landed.etag
         ):
             continue
         if assume_stable or (

@@ -40,6 +40,7 @@ def save_decision(connection: psycopg.Connection, contract: Contract, decision: 
                     "hashes": [o.sha256 for o in observations],
                     "hashed_sizes": [o.file.size_bytes if o.sha256 else None for o in observations],
                     "hashed_mtimes": [o.file.mtime_ns if o.sha256 else None for o in observations],
+                    "hashed_etags": [o.file.etag if o.sha256 else None for o in observations],
                     "requested": [o.requested for o in observations],
                 },
             )
