@@ -615,7 +615,14 @@ class FileReader:
         try:
             # No pre-buffering of whole row groups and no decoding threads: 40 MB less at peak
             # for 100k-row groups, and the read-ahead thread already overlaps reading with COPY.
-            parquet = pq.ParquetFile(handle, pre_buffer=False)
+            # INT96 timestamps (Spark's) as microseconds: nanoseconds wrap beyond 1677-2262, and a
+            # page whose CRC does not match is refused, never loaded corrupted.
+            parquet = pq.ParquetFile(
+                handle,
+                pre_buffer=False,
+                coerce_int96_timestamp_unit="us",
+                page_checksum_verification=True,
+            )
             names = parquet.schema_arrow.names
         except (pa.ArrowException, OSError) as error:
             raise FileRejected(
@@ -636,6 +643,7 @@ class FileReader:
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
             for record_batch in batches:
+                self._check_time_range(record_batch)
                 try:
                     frame = pl.from_arrow(record_batch)
                 except pl.exceptions.PanicException as panic:  # a BaseException, not Exception
@@ -646,12 +654,42 @@ class FileReader:
                     ) from None
                 yield self._frame(frame)  # type: ignore[arg-type]
         except (pa.ArrowException, OSError) as error:
+            if "CRC checksum" in str(error):
+                column = _corrupt_column(parquet, wanted)
+                raise FileRejected(
+                    self.file,
+                    "a data page fails its checksum (CRC): the file was damaged after it was "
+                    "written; nothing of it is loaded: ask the sender for the file again",
+                    column=column,
+                ) from None
             raise FileRejected(
                 self.file,
                 f"the Parquet data cannot be read after row {self.rows_read} ({error})",
             ) from None
         finally:
             parquet.close()
+
+    def _check_time_range(self, batch: pa.RecordBatch) -> None:
+        """Refuse a date or timestamp outside 4714 BC - 262142 AD, naming its column and row:
+        PostgreSQL holds nothing before, and polars cannot represent what lies beyond (it
+        would crash on it). Parquet can hold either (an INT96 or int64 of any size)."""
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            per_day = _TICKS_PER_DAY.get(str(column.type)) or _timestamp_ticks(column.type)
+            if per_day is None or column.null_count == len(column):
+                continue
+            ticks = column.view(pa.int32() if pa.types.is_date32(column.type) else pa.int64())
+            outside = pc.or_(
+                pc.less(ticks, _FIRST_DAY * per_day), pc.greater_equal(ticks, _END_DAY * per_day)
+            )
+            if pc.any(outside).as_py():
+                index = pc.index(outside, True).as_py()
+                raise FileRejected(
+                    self.file,
+                    f"row {self.rows_read + index + 1}: a {column.type} value outside 4714-11-24 BC "
+                    "to 262142-12-31, the dates PostgreSQL and the platform can both hold; nothing "
+                    "of the file is loaded: ask the sender what the value should be",
+                    column=name,
+                )
 
     def _parquet_batch_rows(self, parquet: pq.ParquetFile) -> int:
         """Rows per batch: ELT_BATCH_ROWS, fewer when the row groups say rows are wide."""
@@ -679,3 +717,35 @@ class FileReader:
             else:
                 columns.append(pl.col(source).alias(column.name))
         return raw.select(columns)
+
+
+def _corrupt_column(parquet: pq.ParquetFile, columns: list[str]) -> str | None:
+    """The first column whose pages fail their checksum (read column by column, streamed)."""
+    for column in columns:
+        try:
+            for _ in parquet.iter_batches(columns=[column], use_threads=False):
+                pass
+        except (pa.ArrowException, OSError):
+            return column
+    return None
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any year; H. Hinnant's method)."""
+    year -= month <= 2
+    era = year // 400  # floor division: what the C original does with y - 399
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+_FIRST_DAY = _days_from_civil(-4713, 11, 24)  # 4714-11-24 BC, Julian day 0: PostgreSQL's first
+_END_DAY = _days_from_civil(262143, 1, 1)  # polars (chrono) holds years up to 262142
+_TICKS_PER_DAY = {"date32[day]": 1}
+
+
+def _timestamp_ticks(arrow_type: pa.DataType) -> int | None:
+    if not pa.types.is_timestamp(arrow_type):
+        return None
+    return 86_400 * {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[arrow_type.unit]

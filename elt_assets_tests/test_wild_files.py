@@ -1,0 +1,153 @@
+"""Files from the wild (issue 22): what other writers put in files loads exactly or is refused for
+its true reason. Each file is written here by pyarrow, then `elt contract infer` and `elt ingest`
+run as subprocesses from a directory outside the checkout, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from elt_assets.landing.readers import _FIRST_DAY, _days_from_civil
+from elt_assets_tests.conftest import Warehouse
+
+pytestmark = [pytest.mark.db]
+
+ELT = Path(sys.executable).parent / "elt"
+
+
+def elt(tmp_path: Path, warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
+    """`elt ARGS` from a directory of the user's, with only the database URLs set."""
+    cwd = tmp_path / "user"
+    cwd.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(
+        ELT_DATABASE_URL=warehouse.loader_url,
+        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
+        ELT_STATE_DIR=str(cwd / "state"),
+        ELT_LOG_FORMAT="text",
+    )
+    return subprocess.run(
+        [str(ELT), *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def ingest(tmp_path: Path, warehouse: Warehouse) -> dict[str, dict[str, object]]:
+    result = elt(
+        tmp_path,
+        warehouse,
+        "ingest",
+        "--json",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--contracts",
+        str(tmp_path / "contracts"),
+    )
+    try:
+        return {entry["file"]: entry for entry in json.loads(result.stdout)["files"]}
+    except ValueError:
+        raise AssertionError(result.stdout + result.stderr) from None
+
+
+def land(tmp_path: Path, relative: str, table: pa.Table, **options: object) -> Path:
+    path = tmp_path / "landing" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, **options)  # type: ignore[arg-type]
+    return path
+
+
+def contract(tmp_path: Path, text: str) -> None:
+    folder = tmp_path / "contracts"
+    folder.mkdir(exist_ok=True)
+    name = text.split("name:", 1)[1].split(maxsplit=1)[0]
+    (folder / f"{name}.yaml").write_text(text)
+
+
+def microseconds(*values: dt.datetime) -> list[int]:
+    return [int((v - dt.datetime(1970, 1, 1)).total_seconds()) * 1_000_000 for v in values]
+
+
+def test_int96_timestamps_far_from_today_load_exactly_never_wrapped(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """Spark writes INT96; read as nanoseconds, 9999-12-31 03:00 wrapped to 1816-03-29. A value
+    beyond what polars can hold (year 290,000) refuses the file, naming the column and row."""
+    values = [
+        dt.datetime(2020, 1, 1, 3),
+        dt.datetime(9999, 12, 31, 3),
+        dt.datetime(1, 1, 1),
+        dt.datetime(1677, 9, 21),  # just before nanoseconds' range
+    ]
+    good = pa.table({"id": [1, 2, 3, 4], "at": pa.array(microseconds(*values), pa.timestamp("us"))})
+    land(tmp_path, "spark/part-0.parquet", good, use_deprecated_int96_timestamps=True)
+    year_290000 = 290_000 * 31_556_952 * 1_000_000  # about then, in microseconds
+    far = pa.table({"id": [5, 6], "at": pa.array([0, year_290000], pa.timestamp("us"))})
+    land(tmp_path, "spark/part-1.parquet", far, use_deprecated_int96_timestamps=True)
+    contract(
+        tmp_path,
+        "name: spark\nsource: {glob: 'spark/*.parquet'}\n"
+        "target: {schema: wild, table: spark, primary_key: [id]}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: at, type: timestamp}\n",
+    )
+    entries = ingest(tmp_path, warehouse)
+    assert entries["spark/part-0.parquet"]["status"] == "success", str(entries)
+    assert warehouse.query("SELECT id, at::text FROM wild.spark ORDER BY id") == [
+        (1, "2020-01-01 03:00:00"),
+        (2, "9999-12-31 03:00:00"),
+        (3, "0001-01-01 00:00:00"),
+        (4, "1677-09-21 00:00:00"),
+    ]
+    refused = entries["spark/part-1.parquet"]
+    assert refused["status"] == "failed", refused
+    assert "spark/part-1.parquet, column 'at': row 2: a timestamp[us] value outside" in str(
+        refused["error"]
+    )
+
+
+def test_the_first_date_refused_is_the_day_before_postgresqls_first(warehouse: Warehouse) -> None:
+    first = warehouse.value("SELECT '4714-11-24 BC'::date - '1970-01-01'::date")
+    assert first == _FIRST_DAY
+    for year, month, day in [(1970, 1, 1), (1, 1, 1), (1600, 2, 29), (9999, 12, 31)]:
+        assert (
+            _days_from_civil(year, month, day)
+            == (dt.date(year, month, day) - dt.date(1970, 1, 1)).days
+        )
+
+
+def test_a_parquet_page_that_fails_its_checksum_refuses_the_file_naming_the_column(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    table = pa.table({"id": list(range(1000)), "label": [f"value-{i}" for i in range(1000)]})
+    path = land(
+        tmp_path, "pages/damaged.parquet", table, write_page_checksum=True, compression="none"
+    )
+    data = bytearray(path.read_bytes())
+    data[data.find(b"value-500") + 6] = ord("X")  # one byte of one page, after it was written
+    path.write_bytes(bytes(data))
+    contract(
+        tmp_path,
+        "name: pages\nsource: {glob: 'pages/*.parquet'}\n"
+        "target: {schema: wild, table: pages, primary_key: [id]}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n  - {name: label, type: text}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["pages/damaged.parquet"]
+    assert entry["status"] == "failed", entry
+    error = str(entry["error"])
+    assert "pages/damaged.parquet, column 'label': a data page fails its checksum" in error
+    assert "ask the sender for the file again" in error
+    assert warehouse.value("SELECT count(*) FROM wild.pages") == 0
