@@ -5,11 +5,14 @@ run as subprocesses from a directory outside the checkout, as a user runs them.
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import json
+import lzma
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -151,3 +154,50 @@ def test_a_parquet_page_that_fails_its_checksum_refuses_the_file_naming_the_colu
     assert "pages/damaged.parquet, column 'label': a data page fails its checksum" in error
     assert "ask the sender for the file again" in error
     assert warehouse.value("SELECT count(*) FROM wild.pages") == 0
+
+
+def test_files_that_are_not_what_they_are_read_as_are_refused_for_their_true_reason(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    text = b"id,label\n1,one\n2,two\n"
+    landing = tmp_path / "landing" / "mixed"
+    landing.mkdir(parents=True)
+    (landing / "a.csv.bz2").write_bytes(bz2.compress(text))
+    (landing / "b.csv.xz").write_bytes(lzma.compress(text))
+    with zipfile.ZipFile(landing / "c.csv.zip", "w") as archive:
+        archive.writestr("c.csv", text)
+    pq.write_table(pa.table({"id": [1], "label": ["x"]}), landing / "d.csv")  # Parquet inside
+    # The magic of a Parquet file whose footer is encrypted (PARE), at both ends.
+    (landing / "e.parquet").write_bytes(b"PARE" + bytes(64) + b"PARE")
+    (landing / "f.csv").write_bytes(text)
+    contract(
+        tmp_path,
+        "name: mixed\nsource: {glob: 'mixed/*'}\n"
+        "target: {schema: wild, table: mixed, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: label, type: text}\n",
+    )
+    entries = ingest(tmp_path, warehouse)
+    reasons = {file: str(entry["error"]) for file, entry in entries.items()}
+    assert entries["mixed/f.csv"]["status"] == "success", reasons
+    expected = {
+        "mixed/a.csv.bz2": "the file is bzip2-compressed, which the platform does not read",
+        "mixed/b.csv.xz": "the file is xz-compressed",
+        "mixed/c.csv.zip": "the file is zip-compressed",
+        "mixed/d.csv": "the file is Parquet (its first bytes say so), but the contract reads it "
+        "as CSV: name it *.parquet or set source.format: parquet",
+        "mixed/e.parquet": "an encrypted Parquet file (its footer is encrypted)",
+    }
+    for file, reason in expected.items():
+        assert entries[file]["status"] == "failed", (file, reasons[file])
+        assert f"{file}: {reason}" in reasons[file], (file, reasons[file])
+        assert "utf" not in reasons[file].lower()  # never CSV advice for a file that is not CSV
+    assert warehouse.value("SELECT count(*) FROM wild.mixed") == 2  # f.csv only
+
+    # `elt contract infer` says the same of each.
+    for name, said in [
+        ("a.csv.bz2", "bzip2-compressed"),
+        ("e.parquet", "an encrypted Parquet file"),
+    ]:
+        result = elt(tmp_path, warehouse, "contract", "infer", str(landing / name))
+        assert result.returncode != 0 and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

@@ -36,6 +36,7 @@ from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contrac
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing.readers import FileReader, FileRejected
+from elt_assets.landing.source import LocalSource, kind_of
 from elt_assets.settings import max_record_bytes
 from elt_assets.validation.casts import (
     WHITESPACE,
@@ -176,9 +177,27 @@ def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
 # -- reading the sample ------------------------------------------------------------------------
 
 
-def _detect_format(path: Path) -> Literal["csv", "parquet"]:
-    with path.open("rb") as handle:
-        return "parquet" if handle.read(4) == b"PAR1" else "csv"
+def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
+    """Parquet or CSV (plain or gzip), from the first bytes; anything else is said plainly."""
+    kind = kind_of(LocalSource(path))
+    if kind == "Parquet":
+        return "parquet"
+    if kind == "encrypted Parquet":
+        raise InferError(
+            f"{file}: an encrypted Parquet file (its footer is encrypted); the platform does not "
+            "decrypt Parquet: ask for the file without Parquet modular encryption"
+        )
+    if kind not in (None, "gzip"):
+        raise InferError(
+            f"{file}: the file is {kind}-compressed, which the platform does not read: "
+            "decompress it, or compress it with gzip (.csv.gz)"
+        )
+    if path.name.lower().endswith((".parquet", ".pq")):
+        raise InferError(
+            f"{file}: named like a Parquet file, but its first bytes are not Parquet's (PAR1): "
+            "it is not a Parquet file, or it is truncated"
+        )
+    return "csv"
 
 
 def _provisional(
@@ -252,7 +271,7 @@ def read_sample(
     try:
         if path.stat().st_size == 0:
             raise InferError(f"{file}: the file is empty (0 bytes); expected at least a header")
-        fmt = _detect_format(path)
+        fmt = _detect_format(path, file)
         headers = _headers(path, file, fmt, delimiter, encoding)
         _check_headers(file, headers)
         names = column_names(headers)

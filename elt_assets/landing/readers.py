@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from elt_assets.contracts.model import ROW_COLUMN, Contract
 from elt_assets.errors import TerminalError
 from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
-from elt_assets.landing.source import Source, as_source, is_gzip
+from elt_assets.landing.source import Source, as_source, kind_of
 from elt_assets.log import get_logger
 
 log = get_logger(__name__)
@@ -404,7 +404,10 @@ class FileReader:
 
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
         options = self.contract.source.csv
-        gzipped = is_gzip(self.source)
+        kind = kind_of(self.source)
+        if kind is not None and kind != "gzip":
+            raise FileRejected(self.file, _not_csv(kind))
+        gzipped = kind == "gzip"
         names = self._csv_header(gzipped) if options.header else None
         if names is not None:
             self.header = map_header(self.contract, names, self.file)
@@ -625,6 +628,12 @@ class FileReader:
             )
             names = parquet.schema_arrow.names
         except (pa.ArrowException, OSError) as error:
+            if kind_of(self.source) == "encrypted Parquet":
+                raise FileRejected(
+                    self.file,
+                    "an encrypted Parquet file (its footer is encrypted); the platform does not "
+                    "decrypt Parquet: ask for the file without Parquet modular encryption",
+                ) from None
             raise FileRejected(
                 self.file, f"not a readable Parquet file ({error}); it may be truncated or corrupt"
             ) from None
@@ -685,9 +694,9 @@ class FileReader:
                 index = pc.index(outside, True).as_py()
                 raise FileRejected(
                     self.file,
-                    f"row {self.rows_read + index + 1}: a {column.type} value outside 4714-11-24 BC "
-                    "to 262142-12-31, the dates PostgreSQL and the platform can both hold; nothing "
-                    "of the file is loaded: ask the sender what the value should be",
+                    f"row {self.rows_read + index + 1}: a {column.type} value outside "
+                    "4714-11-24 BC to 262142-12-31, the dates PostgreSQL and the platform can both "
+                    "hold; nothing of the file is loaded: ask the sender what the value should be",
                     column=name,
                 )
 
@@ -749,3 +758,16 @@ def _timestamp_ticks(arrow_type: pa.DataType) -> int | None:
     if not pa.types.is_timestamp(arrow_type):
         return None
     return 86_400 * {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[arrow_type.unit]
+
+
+def _not_csv(kind: str) -> str:
+    """Why a file read as CSV is something else, and what to do."""
+    if kind in ("Parquet", "encrypted Parquet"):
+        return (
+            f"the file is {kind} (its first bytes say so), but the contract reads it as CSV: "
+            "name it *.parquet or set source.format: parquet"
+        )
+    return (
+        f"the file is {kind}-compressed, which the platform does not read: send it "
+        "uncompressed, gzip-compressed (.csv.gz) or as Parquet"
+    )

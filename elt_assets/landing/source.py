@@ -51,8 +51,27 @@ class LocalSource(Source):
         return f"LocalSource({str(self.path)!r})"
 
 
+# What a file's first bytes say it is, where that is not plain text.
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"PK\x03\x04": "zip",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PAR1": "Parquet",
+    b"PARE": "encrypted Parquet",
+}
+
+
+def kind_of(source: Source) -> str | None:
+    """The container its first bytes announce (gzip, bzip2, zip, xz, zstd, Parquet, encrypted
+    Parquet); None for anything else, which the CSV reader then reads as text."""
+    start = source.first_bytes(6)
+    return next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
+
+
 def is_gzip(source: Source) -> bool:
-    return source.first_bytes(2) == b"\x1f\x8b"
+    return kind_of(source) == "gzip"
 
 
 def as_source(value: Path | Source) -> Source:
