@@ -131,11 +131,13 @@ def test_numeric_precision_and_scale() -> None:
         "numeric(5,2)",
         [
             ("999.99", 999.99),
-            ("999.994", 999.99),  # rounds down, fits
-            ("999.995", FAILED),  # rounds to 1000.00: overflow after rounding
+            ("999.994", FAILED),  # PostgreSQL would round it: a bad row, never changed
+            ("999.995", FAILED),  # would round to 1000.00: too many places, and overflow
             ("-999.995", FAILED),
-            ("0.125", 0.13),  # PostgreSQL rounds half away from zero
-            ("-0.125", -0.13),
+            ("0.125", FAILED),
+            ("-0.125", FAILED),
+            ("0.120", 0.12),  # only zeros beyond the scale: stored as written
+            ("1.5E-1", 0.15),
             (".5", 0.5),
             ("5.", 5.0),
             ("+1.25", 1.25),
@@ -152,23 +154,27 @@ def test_numeric_precision_and_scale() -> None:
     )
 
 
-def test_numeric_overflow_at_the_rounding_boundary_matches_postgresql() -> None:
-    """9.995 is 9.99499... as a float, yet PostgreSQL rounds the decimal up to 10.00."""
-    check_cases("numeric(3,2)", [("9.995", FAILED), ("9.994", 9.99), ("-9.995", FAILED)])
-    check_cases("numeric(2,0)", [("99.4", 99.0), ("99.5", FAILED), ("-99.5", FAILED)])
+def test_a_value_postgresql_would_round_is_a_bad_row_never_silently_changed() -> None:
+    """PostgreSQL stores 9.994 in numeric(3,2) as 9.99 without a word: here it is a bad row."""
+    check_cases("numeric(3,2)", [("9.995", FAILED), ("9.994", FAILED), ("9.990", 9.99)])
+    check_cases("numeric(2,0)", [("99.4", FAILED), ("99.0", 99.0), ("1.5e1", 15.0)])
+    check_cases("numeric(2,0)", [("1.55e1", FAILED), ("-99.5", FAILED)])
 
 
 def test_numeric_38_10_limit_is_decided_on_the_exact_value() -> None:
-    """10^28 - 10^-10 is 1e28 as a float64, yet it fits numeric(38,10); PostgreSQL rounds the
-    next digit half away from zero before deciding."""
+    """10^28 - 10^-10 is 1e28 as a float64, yet it fits numeric(38,10); one more place, which
+    PostgreSQL would round away, is a bad row."""
     big = "9999999999999999999999999999.9999999999"
-    results = cast_text("numeric(38,10)", [big, big + "4", big + "5", "-" + big + "5"])
+    results = cast_text("numeric(38,10)", [big, big + "0", big + "4", "-" + big + "5"])
     assert [r["failed"] for r in results] == [False, False, True, True]
 
 
 def test_numeric_overflow_reason() -> None:
     [result] = cast_text("numeric(5,2)", ["999.995"])
-    assert result["reason"] == "v: '999.995' is not a number that fits numeric(5,2)"
+    assert result["reason"] == (
+        "v: '999.995' is not a number that fits numeric(5,2) as written: at most 2 decimal "
+        "places (a value is never rounded)"
+    )
 
 
 def test_unconstrained_numeric_keeps_every_digit_in_the_text_sent() -> None:
@@ -451,8 +457,8 @@ def test_typed_floats_into_numeric() -> None:
     results = cast_series(
         "numeric(5,2)", pl.Series([1.25, 9.995, 999.995, float("nan"), float("inf")])
     )
-    assert [r["failed"] for r in results] == [False, False, True, False, True]
-    assert [r["text"] for r in results[:2]] == ["1.25", "9.995"]  # PostgreSQL rounds the text
+    assert [r["failed"] for r in results] == [False, True, True, False, True]
+    assert results[0]["text"] == "1.25"  # PostgreSQL parses the text: 9.995 it would round
     assert cast_series("numeric", pl.Series([2**62]))[0]["text"] == str(2**62)  # exact
 
 

@@ -76,8 +76,8 @@ def types_of(path: Path, **options: Any) -> dict[str, str]:
         (["100000000"], "integer"),  # the headroom bound itself
         (["100000001"], "bigint"),  # beyond 10^8: ids grow
         (["-9223372036854775808", "9223372036854775807"], "bigint"),  # the exact bigint range
-        (["10.50", "3", "1234.56"], "numeric(10,2)"),  # 4 digits -> 8 with headroom, scale 2
-        (["0.5"], "numeric(5,1)"),  # no integer digit: 4 of headroom
+        (["10.50", "3", "1234.56"], "numeric(12,4)"),  # 4 digits -> 8 with headroom, scale 2 + 2
+        (["0.5"], "numeric(7,3)"),  # no integer digit: 4 of headroom; scale 1 + 2
         (["1.5", "2.25"], "numeric"),  # varying scale: a fixed scale would round
         (["2026-01-31", "2024-02-29"], "date"),
         (["2026-01-01 10:00:00", "2026-01-01T10:00"], "timestamp"),
@@ -183,7 +183,7 @@ def test_weird_headers_keep_their_source_name_and_the_yaml_loads(tmp_path: Path)
     assert contract.target.primary_key == ["order_id"]
     assert [(c.name, c.source_name, str(c.type)) for c in contract.columns] == [
         ("order_id", "Order ID", "integer"),
-        ("price_net", 'Price: "net"', "numeric(7,2)"),  # 1 digit + 4, scale 2
+        ("price_net", 'Price: "net"', "numeric(9,4)"),  # 1 digit + 4, scale 2 + 2
         ("column_3", "#", "text"),
         ("units", "Ünits", "integer"),
         ("order_id_2", "order_id", "integer"),
@@ -208,7 +208,7 @@ def test_null_markers_become_null_values_only_where_a_typed_column_needs_them(
     assert inferred.null_values == ["NULL", "N/A"]  # NA stays data: it is only in a text column
     assert types_of(path) == {
         "id": "integer",
-        "amount": "numeric(6,1)",  # 1 digit + 4, scale 1
+        "amount": "numeric(8,3)",  # 1 digit + 4, scale 1 + 2
         "country": "text",
         "empty": "text",  # all NULL
     }
@@ -351,7 +351,7 @@ CSV_TYPES = {
     "order_id": "integer",  # 1..30
     "customer_name": "text",
     "e_mail": "text",
-    "amount_eur": "numeric(10,2)",  # at most 4 integer digits (1117.50) -> 8, scale 2
+    "amount_eur": "numeric(12,4)",  # at most 4 integer digits (1117.50) -> 8, scale 2 + 2
     "paid": "boolean",  # true/false
     "order_date": "date",  # one NULL (unquoted empty)
     "created_at": "timestamptz",  # every value has an offset or Z
@@ -549,7 +549,7 @@ def test_command_prints_a_loadable_contract_and_reports_errors_without_traceback
         "primary_key": ["sale_id"],
     }
     assert parse_contract(write(tmp_path / "c" / "sales.yaml", ok.stdout)).columns[1].type == (
-        PgType("numeric", 8, 2)  # 2 integer digits -> 6, scale 2
+        PgType("numeric", 10, 4)  # 2 integer digits -> 6, scale 2 + 2
     )
 
     missing = infer_cli("nope.csv", cwd=tmp_path)

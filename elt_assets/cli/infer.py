@@ -391,8 +391,12 @@ def _integer(values: pl.Series, texts: list[str]) -> Guess:
     return Guess(TEXT, "text: whole numbers beyond bigint (identifiers?); numeric if quantities")
 
 
+SCALE_HEADROOM = 2  # decimal places beyond the sample's, for numeric(p,s)
+
+
 def _decimal(values: pl.Series, texts: list[str]) -> Guess:
-    """numeric(p,s): s as in the sample when every decimal has it, p with headroom."""
+    """numeric(p,s): s as in the sample plus headroom when every decimal has it, p with
+    headroom too."""
     digits, scales = 0, set()
     for text in texts:
         whole, _, fraction = text.lstrip("+-").partition(".")
@@ -403,11 +407,16 @@ def _decimal(values: pl.Series, texts: list[str]) -> Guess:
         return _verified(
             values, PgType("numeric"), "decimals of varying scale: numeric keeps every digit"
         )
-    scale = scales.pop() if scales else 0
+    sampled = scales.pop() if scales else 0
+    scale = sampled + SCALE_HEADROOM  # a later file with a place more is not a bad row at once
     precision = max(2 * digits, digits + 4) + scale
     if precision > 1000:
         return _verified(values, PgType("numeric"))
-    return _verified(values, PgType("numeric", precision=precision, scale=scale))
+    note = (
+        f"{sampled} decimal place(s) in the sample, {SCALE_HEADROOM} more allowed; a value with "
+        "more places is a bad row, never rounded: review"
+    )
+    return _verified(values, PgType("numeric", precision=precision, scale=scale), note)
 
 
 def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:

@@ -202,10 +202,45 @@ def _numeric(clean: pl.Expr, kind: PgType) -> tuple[pl.Expr, pl.Expr, str]:
     what = "a number"
     if kind.precision is not None:
         scale = kind.scale or 0
-        ok = ok & (is_nan | _fits_exactly(kind, typed, clean))
-        what = f"a number that fits numeric({kind.precision},{scale})"
-        typed = typed.round(scale, mode="half_away_from_zero")  # as PostgreSQL rounds numeric
+        ok = ok & (is_nan | (_fits_exactly(kind, typed, clean) & _kept_as_written(clean, scale)))
+        what = _fitting(kind)
     return typed, ok, what
+
+
+def _fitting(kind: PgType) -> str:
+    scale = kind.scale or 0
+    return (
+        f"a number that fits numeric({kind.precision},{scale}) as written: at most {scale} "
+        "decimal places (a value is never rounded)"
+    )
+
+
+def _kept_as_written(text: pl.Expr, scale: int) -> pl.Expr:
+    """Whether numeric(p, scale) stores the value without rounding it: no digit but zeros beyond
+    `scale` places. PostgreSQL would round 5.15 into numeric(6,1) to 5.2 without a word; a value
+    changed on its way in is a bad row. Values written with an exponent (rare) are decided on
+    their exact decimal value."""
+    plain = text.str.strip_chars(WHITESPACE)
+    places = plain.str.extract(r"\.([0-9]*)", 1).str.strip_chars_end("0").str.len_chars()
+    written_plainly = places.fill_null(0) <= scale
+    step = Decimal(1).scaleb(-scale)
+
+    def exactly(texts: pl.Series) -> pl.Series:
+        def kept(value: str | None) -> bool | None:
+            """None where the range check has the last word (not a number, or far too big)."""
+            try:
+                number = _EXACT.create_decimal(value) if value is not None else None
+                if number is None or not number.is_finite():
+                    return None
+                return number == number.quantize(step, context=_EXACT)
+            except InvalidOperation:
+                return None
+
+        return pl.Series([kept(value) for value in texts.to_list()], dtype=pl.Boolean)
+
+    with_exponent = plain.str.contains("[eE]")
+    exact = pl.when(with_exponent).then(plain).map_batches(exactly, return_dtype=pl.Boolean)
+    return pl.when(with_exponent).then(exact.fill_null(True)).otherwise(written_plainly)
 
 
 def _numeric_bound(kind: PgType) -> float:
@@ -370,9 +405,12 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         as_float = raw.cast(pl.Float64)
         ok = as_float.is_finite() | as_float.is_nan()
         text = raw.cast(pl.String)
+        what = None
         if column.type.precision is not None:
-            ok = ok & (as_float.is_nan() | _fits_exactly(column.type, as_float, text))
-        return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text)
+            kept = _kept_as_written(text, column.type.scale or 0)
+            ok = ok & (as_float.is_nan() | (_fits_exactly(column.type, as_float, text) & kept))
+            what = _fitting(column.type)
+        return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text, what)
     if kind in {"real", "double precision"} and source.is_numeric():
         value = raw.cast(pl.Float64)
         single = value.cast(pl.Float32)  # real is float4: no over- or underflow of finite values
