@@ -201,3 +201,27 @@ def test_files_that_are_not_what_they_are_read_as_are_refused_for_their_true_rea
         result = elt(tmp_path, warehouse, "contract", "infer", str(landing / name))
         assert result.returncode != 0 and said in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "shown"), [("\t", '"\\t"'), (";", '";"'), ("|", '"|"'), (",", None)]
+)
+def test_contract_infer_detects_the_delimiter_and_the_contract_loads_the_file(
+    tmp_path: Path, warehouse: Warehouse, delimiter: str, shown: str | None
+) -> None:
+    rows = [["id", "label", "amount"], ["1", "a, b; c | d", "1.50"], ["2", "plain", "2.25"]]
+    quoted = [[f'"{v}"' if any(d in v for d in ",;|") else v for v in row] for row in rows]
+    path = tmp_path / "landing" / "sniff" / "file.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(delimiter.join(row) + "\n" for row in quoted))
+    result = elt(tmp_path, warehouse, "contract", "infer", str(path), "--primary-key", "id")
+    assert result.returncode == 0, result.stderr
+    if shown is None:
+        assert "delimiter" not in result.stdout
+    else:
+        assert f"delimiter: {shown}  # detected from the first lines: review" in result.stdout
+    contract(tmp_path, result.stdout.replace("glob: ", "glob: 'sniff/*.csv' #", 1))
+    entry = ingest(tmp_path, warehouse)["sniff/file.csv"]
+    assert entry["status"] == "success", entry
+    loaded = warehouse.query("SELECT id, label, amount::text FROM imported.file ORDER BY id")
+    assert loaded == [(1, "a, b; c | d", "1.5000"), (2, "plain", "2.2500")]

@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--schema", default="imported", help="target schema (default imported)")
     infer.add_argument("--table", help="target table (default: the dataset name)")
-    infer.add_argument("--delimiter", default=",", help="CSV delimiter (default ,; \\t for tab)")
+    infer.add_argument(
+        "--delimiter",
+        help="CSV delimiter (\\t or tab for a tab; default: detected from the first lines)",
+    )
     infer.add_argument("--encoding", default="utf8", help="CSV encoding (default utf8)")
 
     quarantine = commands.add_parser("quarantine", help="rows rejected from files")
@@ -267,7 +270,7 @@ def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
             schema=args.schema,
             table=args.table,
             landing_dir=settings.landing_dir,
-            delimiter="\t" if args.delimiter in {"\\t", "tab"} else args.delimiter,
+            delimiter=_delimiter(args.delimiter),
             encoding=args.encoding,
         )
     except InferError as error:
@@ -275,6 +278,10 @@ def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
         return 2 if error.usage else 1
     sys.stdout.write(inferred.yaml)
     return 0
+
+
+def _delimiter(given: str | None) -> str | None:
+    return "\t" if given in {"\\t", "tab"} else given
 
 
 def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,6 +17,7 @@ keeping the header. The YAML is checked against the contract model before it is 
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import unicodedata
@@ -101,6 +102,7 @@ class InferredContract:
     glob: str
     explicit_format: bool = False  # the extension does not say the format
     delimiter: str = ","
+    delimiter_detected: bool = False  # sniffed from the file, not given with --delimiter
     encoding: str = "utf8"
     null_values: list[str] = field(default_factory=list)
     duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
@@ -175,6 +177,48 @@ def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
 
 
 # -- reading the sample ------------------------------------------------------------------------
+
+DELIMITERS = (",", ";", "\t", "|")
+SNIFF_BYTES = 64 * 1024
+SNIFF_LINES = 20
+
+
+def sniff_delimiter(path: Path, encoding: str = "utf8") -> str:
+    """The delimiter of a CSV file's first lines: of `, ; tab |`, the one found the same number
+    of times (at least once, outside quotes) on every line read, the most frequent if several;
+    else the one most frequent in the header; "," when none occurs (one column)."""
+    try:
+        gzipped = kind_of(LocalSource(path)) == "gzip"
+        with gzip.open(path) if gzipped else path.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+    except (OSError, EOFError):
+        return ","  # the reader reports what is wrong with the file
+    try:
+        text = head.decode(encoding, errors="replace")
+    except LookupError:  # an encoding name only the reader knows
+        text = head.decode("utf8", errors="replace")
+    text = text.lstrip("\ufeff")
+    lines = [line for line in text.splitlines()[:SNIFF_LINES] if line.strip()]
+    if len(lines) > 1 and len(head) == SNIFF_BYTES:
+        lines = lines[:-1]  # the last line may be cut off
+    if not lines:
+        return ","
+    counts = {d: [_outside_quotes(line, d) for line in lines] for d in DELIMITERS}
+    steady = [d for d in DELIMITERS if counts[d][0] > 0 and len(set(counts[d])) == 1]
+    if steady:
+        return max(steady, key=lambda d: counts[d][0])
+    best = max(DELIMITERS, key=lambda d: counts[d][0])
+    return best if counts[best][0] > 0 else ","
+
+
+def _outside_quotes(line: str, delimiter: str) -> int:
+    count, quoted = 0, False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char == delimiter and not quoted:
+            count += 1
+    return count
 
 
 def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
@@ -472,11 +516,15 @@ def infer_contract(
     schema: str = DEFAULT_SCHEMA,
     table: str | None = None,
     landing_dir: Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str = "utf8",
 ) -> InferredContract:
-    """Read the first `sample_rows` rows of `path` and infer a contract (checked to load)."""
+    """Read the first `sample_rows` rows of `path` and infer a contract (checked to load).
+    Without a `delimiter`, a CSV file's is sniffed from its first lines."""
     file = str(path)
+    detected = delimiter is None
+    if delimiter is None:
+        delimiter = sniff_delimiter(path, encoding)
     if sample_rows < 1:
         raise InferUsageError(f"--sample-rows must be at least 1, not {sample_rows}")
     dataset = name if name is not None else dataset_name(path)
@@ -518,6 +566,7 @@ def infer_contract(
         glob=_glob(path, landing_dir, dataset),
         explicit_format=fmt != _format_by_extension(path),
         delimiter=delimiter,
+        delimiter_detected=detected and delimiter != "," and fmt == "csv",
         encoding=encoding,
         null_values=markers,
         duplicate_keys=sample.height - sample.select(key).n_unique()
@@ -629,7 +678,8 @@ def render_yaml(inferred: InferredContract) -> str:
         lines.append(f"  format: {inferred.format}  # the extension does not say it")
     csv_options = []
     if inferred.delimiter != ",":
-        csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}")
+        said = "  # detected from the first lines: review" if inferred.delimiter_detected else ""
+        csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}{said}")
     if inferred.encoding.lower().replace("-", "") not in {"utf8"}:
         csv_options.append(f"    encoding: {_scalar(inferred.encoding)}")
     if inferred.null_values:
