@@ -225,3 +225,46 @@ def test_contract_infer_detects_the_delimiter_and_the_contract_loads_the_file(
     assert entry["status"] == "success", entry
     loaded = warehouse.query("SELECT id, label, amount::text FROM imported.file ORDER BY id")
     assert loaded == [(1, "a, b; c | d", "1.5000"), (2, "plain", "2.2500")]
+
+
+def test_a_blank_header_and_a_utf16_file_are_inferred_and_loaded(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = tmp_path / "landing" / "first"
+    folder.mkdir(parents=True)
+    (folder / "blank.csv").write_text("a,b,\n1,2,3\n4,5,6\n")
+    (folder / "wide.csv").write_bytes("id,näme\n1,Zoë\n2,Ünal\n".encode("utf-16"))  # with a BOM
+    blank = elt(tmp_path, warehouse, "contract", "infer", str(folder / "blank.csv"))
+    assert blank.returncode == 0, blank.stderr
+    assert "- {name: column_3, type: integer}" in blank.stdout  # named by its position
+    wide = elt(tmp_path, warehouse, "contract", "infer", str(folder / "wide.csv"), "--name", "wide")
+    assert wide.returncode == 0, wide.stderr
+    assert 'encoding: "utf-16"  # from the file\'s byte-order mark' in wide.stdout
+    contract(tmp_path, blank.stdout.replace("glob: ", "glob: 'first/blank.csv' #", 1))
+    contract(tmp_path, wide.stdout.replace("glob: ", "glob: 'first/wide.csv' #", 1))
+    entries = ingest(tmp_path, warehouse)
+    assert {f: e["status"] for f, e in entries.items()} == {
+        "first/blank.csv": "success",
+        "first/wide.csv": "success",
+    }, entries
+    assert warehouse.query("SELECT a, b, column_3 FROM imported.blank ORDER BY a") == [
+        (1, 2, 3),
+        (4, 5, 6),
+    ]
+    assert warehouse.query("SELECT id, name FROM imported.wide ORDER BY id") == [  # snake_case
+        (1, "Zoë"),
+        (2, "Ünal"),
+    ]
+
+    # The same UTF-16 file under a contract that says UTF-8: refused with the fix.
+    (tmp_path / "contracts" / "wide.yaml").write_text(
+        wide.stdout.replace('    encoding: "utf-16"', "    encoding: utf8", 1).replace(
+            "glob: ", "glob: 'first/wide.csv' #", 1
+        )
+    )
+    (folder / "wide.csv").write_bytes("id,näme\n3,Ōno\n".encode("utf-16"))
+    entry = ingest(tmp_path, warehouse)["first/wide.csv"]
+    assert entry["status"] == "failed", entry
+    assert "the file is UTF-16 text (its byte-order mark says so): set source.csv.encoding" in str(
+        entry["error"]
+    )

@@ -140,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
         "--delimiter",
         help="CSV delimiter (\\t or tab for a tab; default: detected from the first lines)",
     )
-    infer.add_argument("--encoding", default="utf8", help="CSV encoding (default utf8)")
+    infer.add_argument(
+        "--encoding", help="CSV encoding (default utf8, or utf-16 where a byte-order mark says so)"
+    )
 
     quarantine = commands.add_parser("quarantine", help="rows rejected from files")
     quarantine_commands = quarantine.add_subparsers(

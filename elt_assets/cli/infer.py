@@ -36,7 +36,7 @@ from elt_assets.contracts.loader import format_validation_error
 from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contract
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
-from elt_assets.landing.readers import FileReader, FileRejected
+from elt_assets.landing.readers import FileReader, FileRejected, header_names
 from elt_assets.landing.source import LocalSource, kind_of
 from elt_assets.settings import max_record_bytes
 from elt_assets.validation.casts import (
@@ -104,6 +104,7 @@ class InferredContract:
     delimiter: str = ","
     delimiter_detected: bool = False  # sniffed from the file, not given with --delimiter
     encoding: str = "utf8"
+    encoding_detected: bool = False  # from a byte-order mark, not given with --encoding
     null_values: list[str] = field(default_factory=list)
     duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
 
@@ -231,7 +232,7 @@ def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
             f"{file}: an encrypted Parquet file (its footer is encrypted); the platform does not "
             "decrypt Parquet: ask for the file without Parquet modular encryption"
         )
-    if kind not in (None, "gzip"):
+    if kind not in (None, "gzip", "UTF-16 text"):
         raise InferError(
             f"{file}: the file is {kind}-compressed, which the platform does not read: "
             "decompress it, or compress it with gzip (.csv.gz)"
@@ -284,7 +285,8 @@ def _headers(path: Path, file: str, fmt: str, delimiter: str, encoding: str) -> 
     with path.open("rb") as handle:
         gzipped = handle.read(2) == b"\x1f\x8b"
     # The loader's own header parsing (dialect, BOM, encoding errors, limits).
-    return FileReader(path, file, probe, record_limit=max_record_bytes())._csv_header(gzipped)
+    reader = FileReader(path, file, probe, record_limit=max_record_bytes())
+    return header_names(reader._csv_header(gzipped))
 
 
 def _check_headers(file: str, headers: list[str]) -> None:
@@ -517,11 +519,15 @@ def infer_contract(
     table: str | None = None,
     landing_dir: Path | None = None,
     delimiter: str | None = None,
-    encoding: str = "utf8",
+    encoding: str | None = None,
 ) -> InferredContract:
     """Read the first `sample_rows` rows of `path` and infer a contract (checked to load).
     Without a `delimiter`, a CSV file's is sniffed from its first lines."""
     file = str(path)
+    encoding_detected = (
+        encoding is None and path.is_file() and kind_of(LocalSource(path)) == "UTF-16 text"
+    )
+    encoding = "utf-16" if encoding_detected else (encoding or "utf8")
     detected = delimiter is None
     if delimiter is None:
         delimiter = sniff_delimiter(path, encoding)
@@ -568,6 +574,7 @@ def infer_contract(
         delimiter=delimiter,
         delimiter_detected=detected and delimiter != "," and fmt == "csv",
         encoding=encoding,
+        encoding_detected=encoding_detected,
         null_values=markers,
         duplicate_keys=sample.height - sample.select(key).n_unique()
         if key and sample.height
@@ -681,7 +688,8 @@ def render_yaml(inferred: InferredContract) -> str:
         said = "  # detected from the first lines: review" if inferred.delimiter_detected else ""
         csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}{said}")
     if inferred.encoding.lower().replace("-", "") not in {"utf8"}:
-        csv_options.append(f"    encoding: {_scalar(inferred.encoding)}")
+        said = "  # from the file's byte-order mark" if inferred.encoding_detected else ""
+        csv_options.append(f"    encoding: {_scalar(inferred.encoding)}{said}")
     if inferred.null_values:
         csv_options.append(
             f"    null_values: {_flow_list(inferred.null_values)}"

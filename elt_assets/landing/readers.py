@@ -405,21 +405,28 @@ class FileReader:
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
         options = self.contract.source.csv
         kind = kind_of(self.source)
-        if kind is not None and kind != "gzip":
+        if kind == "UTF-16 text":
+            if not is_utf16(options.encoding):
+                raise FileRejected(
+                    self.file,
+                    "the file is UTF-16 text (its byte-order mark says so): set "
+                    "source.csv.encoding: utf-16",
+                )
+        elif kind is not None and kind != "gzip":
             raise FileRejected(self.file, _not_csv(kind))
         gzipped = kind == "gzip"
-        names = self._csv_header(gzipped) if options.header else None
-        if names is not None:
-            self.header = map_header(self.contract, names, self.file)
-            file_columns = names
+        raw = self._csv_header(gzipped) if options.header else None
+        if raw is not None:
+            file_columns = header_names(raw)
+            self.header = map_header(self.contract, file_columns, self.file)
         else:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
         tap = _Tap(self.source, self.file, options.quote.encode(), gzipped, self._quote_check())
         try:
-            parser = self._open_arrow_csv(tap, file_columns, header=names is not None)
+            parser = self._open_arrow_csv(tap, raw or file_columns, header=raw is not None)
             try:
-                yield from self._csv_frames(parser, len(file_columns) > 1)
+                yield from self._csv_frames(parser, file_columns)
             finally:
                 parser.close()  # before anything else returns or raises: see _ArrowCsv
             tap.raise_error()  # the data may have ended early because of it
@@ -430,9 +437,12 @@ class FileReader:
         finally:
             tap.release()
 
-    def _csv_frames(self, parser: _ArrowCsv, look_for_empty_lines: bool) -> Iterator[pl.DataFrame]:
+    def _csv_frames(self, parser: _ArrowCsv, file_columns: list[str]) -> Iterator[pl.DataFrame]:
+        look_for_empty_lines = len(file_columns) > 1
         for record_batch in self._arrow_batches(parser):
-            frame: pl.DataFrame = pl.from_arrow(record_batch)  # type: ignore[assignment]
+            # By position: the file's own names may be blank (header_names names those).
+            batch = record_batch.rename_columns(file_columns)
+            frame: pl.DataFrame = pl.from_arrow(batch)  # type: ignore[assignment]
             if (
                 look_for_empty_lines
                 and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
@@ -771,3 +781,12 @@ def _not_csv(kind: str) -> str:
         f"the file is {kind}-compressed, which the platform does not read: send it "
         "uncompressed, gzip-compressed (.csv.gz) or as Parquet"
     )
+
+
+def is_utf16(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "").startswith("utf16")
+
+
+def header_names(header: list[str]) -> list[str]:
+    """The file's column names, a blank one named by its position (`a,b,` -> column_3)."""
+    return [name if name.strip() else f"column_{index}" for index, name in enumerate(header, 1)]

@@ -60,12 +60,15 @@ _MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
     b"PAR1": "Parquet",
     b"PARE": "encrypted Parquet",
+    b"\xff\xfe": "UTF-16 text",  # a byte-order mark, little-endian
+    b"\xfe\xff": "UTF-16 text",  # big-endian
 }
 
 
 def kind_of(source: Source) -> str | None:
     """The container its first bytes announce (gzip, bzip2, zip, xz, zstd, Parquet, encrypted
-    Parquet); None for anything else, which the CSV reader then reads as text."""
+    Parquet, UTF-16 text by its byte-order mark); None for anything else, which the CSV reader
+    then reads as text in the contract's encoding."""
     start = source.first_bytes(6)
     return next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
 
