@@ -268,3 +268,25 @@ def test_a_blank_header_and_a_utf16_file_are_inferred_and_loaded(
     assert "the file is UTF-16 text (its byte-order mark says so): set source.csv.encoding" in str(
         entry["error"]
     )
+
+
+def test_empty_lines_before_the_header_are_skipped(tmp_path: Path, warehouse: Warehouse) -> None:
+    folder = tmp_path / "landing" / "late"
+    folder.mkdir(parents=True)
+    (folder / "crlf.csv").write_bytes(b"\r\n\r\nid,label\r\n1,one\r\n2,two\r\n")
+    (folder / "lf.csv").write_bytes(b"\nid,label\n3,three\n")
+    first = str(folder / "crlf.csv")
+    inferred = elt(tmp_path, warehouse, "contract", "infer", first, "--name", "late")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "- {name: label, type: text}" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'late/*.csv' #", 1))
+    entries = ingest(tmp_path, warehouse)
+    assert {f: e["status"] for f, e in entries.items()} == {
+        "late/crlf.csv": "success",
+        "late/lf.csv": "success",
+    }, entries
+    assert warehouse.query("SELECT id, label FROM imported.late ORDER BY id") == [
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+    ]

@@ -383,6 +383,7 @@ class FileReader:
         self.sha256: str | None = None
         self.bytes_read = 0
         self.header: HeaderMapping | None = None
+        self.leading_empty_lines = 0  # before the header, skipped
         # The longest CSV record (ELT_MAX_RECORD_BYTES, through the landing resource).
         self.record_limit = record_limit or MAX_ROW_BYTES
 
@@ -474,6 +475,7 @@ class FileReader:
                     use_threads=False,  # the read-ahead thread already overlaps it with COPY
                     encoding=options.encoding,
                     column_names=None if header else columns,
+                    skip_rows=self.leading_empty_lines,
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=options.delimiter,
@@ -551,6 +553,12 @@ class FileReader:
                 ) from None
             text = head[: error.start].decode(options.encoding)
         text = text.removeprefix("\ufeff")
+        # Empty lines before the header are skipped (the parser skips them too); they still
+        # count in the line numbers a message gives.
+        body = text.lstrip("\r\n")
+        prefix = text[: len(text) - len(body)]
+        self.leading_empty_lines = len(prefix.replace("\r\n", "\n").replace("\r", "\n"))
+        text = body
         # csv's field limit is process-wide (128 KiB until diagnose.py raises it): a long header
         # must get the same verdict in a fresh process as after a diagnosis.
         csv.field_size_limit(max(csv.field_size_limit(), len(head) + 1))
