@@ -290,3 +290,25 @@ def test_empty_lines_before_the_header_are_skipped(tmp_path: Path, warehouse: Wa
         (2, "two"),
         (3, "three"),
     ]
+
+
+def test_a_parquet_bomb_is_refused_unread_by_infer_and_ingest(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """A few KB of Parquet declaring 80 MB for one row: refused from the footer, before reading."""
+    huge = pa.table({"id": [1], "blob": ["a" * (80 << 20)]})
+    path = land(tmp_path, "bomb/bomb.parquet", huge, compression="zstd")
+    del huge
+    assert path.stat().st_size < 100_000
+    said = "row group 0 declares"
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path))
+    assert inferred.returncode != 0 and said in inferred.stderr, inferred.stderr
+    assert "a likely decompression bomb" in inferred.stderr
+    contract(
+        tmp_path,
+        "name: bomb\nsource: {glob: 'bomb/*.parquet'}\n"
+        "target: {schema: wild, table: bomb, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: blob, type: text}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["bomb/bomb.parquet"]
+    assert entry["status"] == "failed" and said in str(entry["error"]), entry

@@ -44,6 +44,7 @@ GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzi
 GZIP_FLOOR_BYTES = 1 << 30
 READ_CHUNK = 1 << 20
 # A batch also ends at this much column data, however few rows: wide rows keep memory flat.
+MAX_PARQUET_ROW_BYTES = 64 << 20  # a Parquet row's declared uncompressed size, at most
 MAX_BATCH_BYTES = 8 << 20
 
 
@@ -667,6 +668,7 @@ class FileReader:
                         "as decimal128 (up to 38 digits) or as a string",
                         column=name,
                     )
+            self._check_declared_sizes(parquet)
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
             for record_batch in batches:
@@ -716,6 +718,21 @@ class FileReader:
                     "4714-11-24 BC to 262142-12-31, the dates PostgreSQL and the platform can both "
                     "hold; nothing of the file is loaded: ask the sender what the value should be",
                     column=name,
+                )
+
+    def _check_declared_sizes(self, parquet: pq.ParquetFile) -> None:
+        """Refuse, before reading, a row group whose rows the footer declares larger than
+        MAX_PARQUET_ROW_BYTES uncompressed: a few KB of Parquet can inflate to gigabytes (a
+        decompression bomb), and a batch is at least one row."""
+        metadata = parquet.metadata
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            if group.num_rows and group.total_byte_size / group.num_rows > MAX_PARQUET_ROW_BYTES:
+                raise FileRejected(
+                    self.file,
+                    f"row group {index} declares {group.total_byte_size:,} bytes uncompressed for "
+                    f"{group.num_rows:,} row(s), over {MAX_PARQUET_ROW_BYTES:,} bytes per row: "
+                    "refused unread (a likely decompression bomb); ask for smaller rows",
                 )
 
     def _parquet_batch_rows(self, parquet: pq.ParquetFile) -> int:
