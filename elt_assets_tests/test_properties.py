@@ -582,6 +582,23 @@ def uuids() -> Case:
     return Case("uuid", "uuid", spelled | broken | junk, spelled, pa.string())
 
 
+def byteas() -> Case:
+    """Bytes: in CSV in PostgreSQL's hex form (its escape form is not accepted: a strict subset),
+    in Parquet as binary."""
+    data = st.binary(max_size=12)
+    spelled = data.map(lambda b: ("\\x" + b.hex(), True)) | data.map(
+        lambda b: ("\\x" + b.hex().upper(), True)
+    )
+    broken = st.sampled_from(["\\x0", "\\x0g", " \\x00", "\\x00 ", "\\X00", "abc", "\\"])
+    return Case(
+        "bytea",
+        "bytea",
+        spelled | broken.map(lambda text: (text, False)) | junk,
+        data.map(lambda b: (b, True)),
+        pa.binary(),
+    )
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -625,6 +642,7 @@ CASES = [
     timestamptz(),
     uuids(),
     jsons(),
+    byteas(),
 ]
 PARQUET_CASES = [case for case in CASES if case.parquet is not None] + [local_timestamptz()]
 

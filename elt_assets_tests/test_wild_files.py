@@ -312,3 +312,42 @@ def test_a_parquet_bomb_is_refused_unread_by_infer_and_ingest(
     )
     entry = ingest(tmp_path, warehouse)["bomb/bomb.parquet"]
     assert entry["status"] == "failed" and said in str(entry["error"]), entry
+
+
+def test_parquet_binary_columns_are_inferred_as_bytea_and_load_byte_for_byte(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    blobs = [b"\x00\xff\x10", b"", None, bytes(range(256))]
+    table = pa.table(
+        {
+            "id": [1, 2, 3, 4],
+            "blob": pa.array(blobs, pa.binary()),
+            "digest": pa.array([bytes([n]) * 4 for n in range(4)], pa.binary(4)),  # fixed size
+        }
+    )
+    path = land(tmp_path, "bin/part-0.parquet", table)
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "bin")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "- {name: blob, type: bytea}" in inferred.stdout
+    assert "- {name: digest, type: bytea}" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'bin/*.parquet' #", 1))
+    entry = ingest(tmp_path, warehouse)["bin/part-0.parquet"]
+    assert entry["status"] == "success", entry
+    rows = warehouse.query("SELECT id, blob, digest FROM imported.bin ORDER BY id")
+    assert [(i, b if b is None else bytes(b), bytes(d)) for i, b, d in rows] == [
+        (n + 1, blobs[n], bytes([n]) * 4) for n in range(4)
+    ]
+
+    # Declared text, a binary column is refused with the type to use.
+    contract(
+        tmp_path,
+        "name: bin_text\nsource: {glob: 'bin_text/*.parquet'}\n"
+        "target: {schema: wild, table: bin_text, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: blob, type: text}\n",
+    )
+    land(tmp_path, "bin_text/part-1.parquet", table.select(["id", "blob"]))
+    refused = ingest(tmp_path, warehouse)["bin_text/part-1.parquet"]
+    assert refused["status"] == "failed", refused
+    assert "column 'blob' holds bytes (Parquet binary) in the file; declare it bytea" in str(
+        refused["error"]
+    )

@@ -502,6 +502,7 @@ def _parquet_kind(dtype: pl.DataType) -> PgType | None:
         pl.Float32: PgType("real"),
         pl.Float64: PgType("double precision"),
         pl.Date: PgType("date"),
+        pl.Binary: PgType("bytea"),
     }
     return simple.get(type(dtype), TEXT)
 

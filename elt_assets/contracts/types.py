@@ -30,6 +30,7 @@ Kind = Literal[
     "timestamptz",
     "uuid",
     "jsonb",
+    "bytea",
 ]
 
 _ALIASES: dict[str, Kind] = {
@@ -59,6 +60,7 @@ _ALIASES: dict[str, Kind] = {
     "timestamp with time zone": "timestamptz",
     "uuid": "uuid",
     "jsonb": "jsonb",
+    "bytea": "bytea",
 }
 
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -71,7 +73,7 @@ _TYPE = re.compile(r"^(?P<name>[a-z][a-z0-9 ]*?)\s*(?:\(\s*(?P<args>[0-9 ,]*)\s*
 
 KNOWN_TYPES = (
     "smallint, integer, bigint, numeric(p,s), real, double precision, boolean, text, "
-    "varchar(n), date, timestamp, timestamptz, uuid, jsonb"
+    "varchar(n), date, timestamp, timestamptz, uuid, jsonb, bytea"
 )
 
 
@@ -155,6 +157,7 @@ class PgType:
             "timestamptz": pl.Datetime("us", "UTC"),
             "uuid": pl.String(),
             "jsonb": pl.String(),
+            "bytea": pl.String(),  # PostgreSQL's hex form, \x0a1b...
         }
         return mapping[self.kind]
 

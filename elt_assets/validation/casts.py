@@ -33,6 +33,8 @@ _TIME = r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
 _OFFSET = r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)"
 _UUID_BODY = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 _UUID = rf"^(\{{{_UUID_BODY}\}}|{_UUID_BODY})$"  # braces only in pairs, as PostgreSQL requires
+# bytea in PostgreSQL's hex form only: its escape form reads most text as bytes, a strict subset.
+_BYTEA = r"^\\x([0-9a-fA-F]{2})*$"
 _TRUE = ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"]
 _FALSE = ["f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"]
 FLOAT4_MAX = 3.4028234663852886e38
@@ -77,8 +79,9 @@ def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) 
     raw = pl.col(column.name) if raw is None else raw
     kind = column.type
     # PostgreSQL's own input functions trim surrounding whitespace for numbers, booleans, dates
-    # and times, never for text, uuid (it refuses it) or JSON (it trims only JSON's whitespace).
-    as_written = kind.is_textual or kind.kind in {"uuid", "jsonb"}
+    # and times, never for text, uuid (it refuses it), JSON (it trims only JSON's whitespace)
+    # or bytea.
+    as_written = kind.is_textual or kind.kind in {"uuid", "jsonb", "bytea"}
     clean = raw if as_written else raw.str.strip_chars(WHITESPACE)
     typed, ok, what = _parse(clean, kind, timezone)
     typed = _decide_bounds_exactly(column, typed, clean)
@@ -191,6 +194,8 @@ def _parse(clean: pl.Expr, kind: PgType, timezone: str) -> tuple[pl.Expr, pl.Exp
         return _timestamptz(clean, timezone)
     if k == "uuid":
         return clean, clean.str.contains(_UUID), "a UUID"
+    if k == "bytea":
+        return clean, clean.str.contains(_BYTEA), r"bytes in hex form (\x0a1b...)"
     # jsonb: PostgreSQL is the validator (the COPY writer quarantines what it refuses)
     return clean, pl.lit(True), "JSON"
 
@@ -397,6 +402,13 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     target = column.type.polars_dtype
     if kind in {"text", "varchar"} and not (source.is_nested() or source == pl.Binary):
         return cast_text_column(column, timezone, raw.cast(pl.String))
+    if kind == "bytea" and source == pl.Binary:
+        hexed = pl.lit("\\x") + raw.bin.encode("hex")  # exact: every byte as two hex digits
+        return _typed(column, hexed, pl.lit(True), hexed)
+    if source == pl.Binary:
+        raise UncastableColumn(
+            f"column {column.name!r} holds bytes (Parquet binary) in the file; declare it bytea"
+        )
     if kind in INTEGER_RANGES and source.is_integer():
         low, high = INTEGER_RANGES[kind]
         ok = raw.is_between(low, high)
