@@ -351,3 +351,38 @@ def test_parquet_binary_columns_are_inferred_as_bytea_and_load_byte_for_byte(
     assert "column 'blob' holds bytes (Parquet binary) in the file; declare it bytea" in str(
         refused["error"]
     )
+
+
+class _Wkb(pa.ExtensionType):
+    """geoarrow.wkb, as geoarrow-pyarrow defines it: pyarrow writes it as Parquet GEOMETRY."""
+
+    def __init__(self) -> None:
+        super().__init__(pa.binary(), "geoarrow.wkb")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b"{}"
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type: pa.DataType, serialized: bytes) -> _Wkb:
+        return cls()
+
+
+def test_a_parquet_geometry_column_loads_as_its_wkb_bytes(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    point = bytes.fromhex("0101000000000000000000f03f0000000000000040")  # POINT(1 2)
+    pa.register_extension_type(_Wkb())
+    try:
+        shapes = pa.ExtensionArray.from_storage(_Wkb(), pa.array([point, None], pa.binary()))
+        path = land(tmp_path, "geo/shapes.parquet", pa.table({"id": [1, 2], "geom": shapes}))
+    finally:
+        pa.unregister_extension_type("geoarrow.wkb")
+    assert "Geometry" in str(pq.ParquetFile(path).metadata.schema)  # the logical type
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "geo")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "- {name: geom, type: bytea}" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'geo/*.parquet' #", 1))
+    entry = ingest(tmp_path, warehouse)["geo/shapes.parquet"]
+    assert entry["status"] == "success", entry
+    rows = warehouse.query("SELECT id, geom FROM imported.geo ORDER BY id")
+    assert [(i, g if g is None else bytes(g)) for i, g in rows] == [(1, point), (2, None)]

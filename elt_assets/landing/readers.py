@@ -671,7 +671,7 @@ class FileReader:
             self._check_declared_sizes(parquet)
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
-            for record_batch in batches:
+            for record_batch in map(_storage_types, batches):
                 self._check_time_range(record_batch)
                 try:
                     frame = pl.from_arrow(record_batch)
@@ -815,3 +815,15 @@ def is_utf16(encoding: str) -> bool:
 def header_names(header: list[str]) -> list[str]:
     """The file's column names, a blank one named by its position (`a,b,` -> column_3)."""
     return [name if name.strip() else f"column_{index}" for index, name in enumerate(header, 1)]
+
+
+def _storage_types(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Extension types as their storage: a Parquet GEOMETRY or GEOGRAPHY column (geoarrow.wkb)
+    is its WKB bytes, loaded as bytea. Without this, polars reads it as an extension type that
+    no cast knows."""
+    if not any(f.metadata or isinstance(f.type, pa.ExtensionType) for f in batch.schema):
+        return batch
+    columns = [c.storage if isinstance(c.type, pa.ExtensionType) else c for c in batch.columns]
+    pairs = zip(batch.schema, columns, strict=True)
+    fields = [pa.field(f.name, c.type, f.nullable) for f, c in pairs]
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
