@@ -4,7 +4,7 @@
 dev:    ## run the platform: embedded PostgreSQL + Dagster UI on http://127.0.0.1:3000
 	python3 scripts/bootstrap.py dev
 
-test:   ## run every quality gate: ruff, mypy, dagster definitions, pytest on a real PostgreSQL
+test:   ## run every quality gate: ruff, mypy, dg check defs, pytest on a real PostgreSQL
 	python3 scripts/bootstrap.py test
 
 sync:   ## only build the environment
