@@ -241,7 +241,10 @@ def _kept_as_written(text: pl.Expr, scale: int) -> pl.Expr:
             except InvalidOperation:
                 return None
 
-        return pl.Series([kept(value) for value in texts.to_list()], dtype=pl.Boolean)
+        result = pl.repeat(None, len(texts), dtype=pl.Boolean, eager=True)
+        for index in texts.is_not_null().arg_true().to_list():  # only those with an exponent
+            result = result.scatter(index, kept(texts[index]))
+        return result
 
     with_exponent = plain.str.contains("[eE]")
     exact = pl.when(with_exponent).then(plain).map_batches(exactly, return_dtype=pl.Boolean)
@@ -419,7 +422,11 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         text = raw.cast(pl.String)
         what = None
         if column.type.precision is not None:
-            kept = _kept_as_written(text, column.type.scale or 0)
+            scale = column.type.scale or 0
+            # Integers and decimals of no larger scale are kept as written by construction.
+            narrow = isinstance(source, pl.Decimal) and source.scale <= scale
+            exact = source.is_integer() or narrow
+            kept = pl.lit(True) if exact else _kept_as_written(text, scale)
             ok = ok & (as_float.is_nan() | (_fits_exactly(column.type, as_float, text) & kept))
             what = _fitting(column.type)
         return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text, what)
