@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -170,3 +172,27 @@ def readme_instance_snippet() -> dict[str, object]:
     loaded = yaml.safe_load(block)
     assert isinstance(loaded, dict)
     return loaded
+
+
+def elt_as_user(
+    warehouse: Any, cwd: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The installed `elt ARGS` as a user runs it: from `cwd` (their own directory), with only
+    the warehouse's URLs among the ELT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(
+        ELT_DATABASE_URL=warehouse.loader_url,
+        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
+        ELT_STATE_DIR=str(cwd / "state"),
+        ELT_LOG_FORMAT="text",
+    )
+    elt = Path(sys.executable).parent / "elt"
+    return subprocess.run(
+        [str(elt), *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

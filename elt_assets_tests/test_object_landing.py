@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from elt_assets_tests.conftest import S3_SECRET, Bucket, Warehouse, write_contra
 from elt_assets_tests.helpers import (
     QUIET,
     definitions,
+    elt_as_user,
     materialization_metadata,
     run_file,
     step_failure,
@@ -43,7 +43,6 @@ from elt_assets_tests.helpers import (
 
 pytestmark = [pytest.mark.db, pytest.mark.dagster]
 
-ELT = Path(sys.executable).parent / "elt"
 ORDERS = """
     name: orders
     source: {glob: "orders/**/*"}
@@ -165,26 +164,8 @@ def elt_ingest(
     zone: Zone, warehouse: Warehouse, contracts: Path, cwd: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
     """`elt ingest --json` as a user runs it, from their own directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
-    env.update(
-        ELT_DATABASE_URL=warehouse.loader_url,
-        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
-        ELT_STATE_DIR=str(cwd / "state"),
-        ELT_LOG_FORMAT="text",
-    )
-    command = [
-        str(ELT),
-        "ingest",
-        "--json",
-        "--landing",
-        zone.location,
-        "--contracts",
-        str(contracts),
-        *options,
-    ]
-    return subprocess.run(
-        command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    location = ["--landing", zone.location, "--contracts", str(contracts)]
+    return elt_as_user(warehouse, cwd, "ingest", "--json", *location, *options)
 
 
 def files_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

@@ -9,9 +9,7 @@ import bz2
 import datetime as dt
 import json
 import lzma
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -21,32 +19,16 @@ import pytest
 
 from elt_assets.landing.readers import _FIRST_DAY, _days_from_civil
 from elt_assets_tests.conftest import Warehouse
+from elt_assets_tests.helpers import elt_as_user
 
 pytestmark = [pytest.mark.db]
-
-ELT = Path(sys.executable).parent / "elt"
 
 
 def elt(tmp_path: Path, warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
     """`elt ARGS` from a directory of the user's, with only the database URLs set."""
     cwd = tmp_path / "user"
     cwd.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
-    env.update(
-        ELT_DATABASE_URL=warehouse.loader_url,
-        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
-        ELT_STATE_DIR=str(cwd / "state"),
-        ELT_LOG_FORMAT="text",
-    )
-    return subprocess.run(
-        [str(ELT), *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return elt_as_user(warehouse, cwd, *args)
 
 
 def ingest(tmp_path: Path, warehouse: Warehouse) -> dict[str, dict[str, object]]:
