@@ -111,7 +111,24 @@ def test_pgtype_polars_dtypes_and_traits() -> None:
     assert not PgType.parse("numeric").is_integer
 
 
-@pytest.mark.parametrize("spelling", ["strng", "money", "int16", "json", "", "text[]", "x; drop"])
+def test_array_types_are_one_dimensional_arrays_of_any_column_type() -> None:
+    for spelling, ddl in [
+        ("int[]", "integer[]"),
+        ("numeric(10, 2) []", "numeric(10,2)[]"),
+        ("varchar(5)[]", "character varying(5)[]"),
+        ("timestamp with time zone[]", "timestamp with time zone[]"),
+    ]:
+        parsed = PgType.parse(spelling)
+        assert parsed.kind == "array" and parsed.ddl == ddl
+        assert PgType.parse(str(parsed)) == parsed  # what infer writes reads back the same
+        assert parsed.polars_dtype == pl.String() and not parsed.is_orderable
+    with pytest.raises(TypeSpellingError, match="arrays of arrays are not supported"):
+        PgType.parse("int[][]")
+    with pytest.raises(TypeSpellingError, match="unknown column type 'money'"):
+        PgType.parse("money[]")
+
+
+@pytest.mark.parametrize("spelling", ["strng", "money", "int16", "json", "", "x; drop"])
 def test_pgtype_unknown_type_lists_known_types(spelling: str) -> None:
     with pytest.raises(TypeSpellingError) as caught:
         PgType.parse(spelling)

@@ -320,8 +320,13 @@ def test_parquet_types_come_from_the_file(tmp_path: Path) -> None:
 
 @pure
 def test_parquet_types_the_platform_cannot_load_are_named(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"id": [1], "tags": [["a", "b"]]}), tmp_path / "l.parquet")
-    with pytest.raises(InferError, match=r"Parquet column 'tags' is List\(String\)"):
+    spans = pa.array([[timedelta(seconds=1)]], pa.list_(pa.duration("us")))
+    pq.write_table(pa.table({"id": [1], "spans": spans}), tmp_path / "l.parquet")
+    with pytest.raises(
+        InferError,
+        match=r"column 'spans' \(List\(Duration\(time_unit='us'\)\)\) cannot be loaded: it "
+        r"holds duration\[us\] values, which the platform does not load",
+    ):
         infer_contract(tmp_path / "l.parquet")
     wide = pa.array([Decimal("1")], pa.decimal256(50, 0))
     pq.write_table(pa.table({"big": wide}), tmp_path / "d.parquet")

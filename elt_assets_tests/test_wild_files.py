@@ -11,14 +11,23 @@ import json
 import lzma
 import subprocess
 import zipfile
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from elt_assets.contracts.model import Column
 from elt_assets.landing.readers import _FIRST_DAY, _days_from_civil
-from elt_assets_tests.conftest import Warehouse
+from elt_assets.validation.arrays import _elements
+from elt_assets.validation.casts import cast_text_column
+from elt_assets_tests.conftest import Server, Warehouse
 from elt_assets_tests.helpers import elt_as_user
 
 pytestmark = [pytest.mark.db]
@@ -368,3 +377,313 @@ def test_a_parquet_geometry_column_loads_as_its_wkb_bytes(
     assert entry["status"] == "success", entry
     rows = warehouse.query("SELECT id, geom FROM imported.geo ORDER BY id")
     assert [(i, g if g is None else bytes(g)) for i, g in rows] == [(1, point), (2, None)]
+
+
+def _nested_table() -> pa.Table:
+    """Lists, structs and maps as Spark, Arrow and parquet-mr write them."""
+    utc = dt.UTC
+    return pa.table(
+        {
+            "id": [1, 2, 3, 4],
+            "ints": pa.array([[1, 2, None], [], None, [2**31 - 1]], pa.list_(pa.int32())),
+            "tags": pa.array(
+                [["a", 'b"c', "d,e"], ["{x}", "NULL", "back\\slash"], None, [None]],
+                pa.list_(pa.string()),
+            ),
+            "prices": pa.array(
+                [[Decimal("1.50")], [Decimal("-0.01"), None], [], None],
+                pa.list_(pa.decimal128(6, 2)),
+            ),
+            "ats": pa.array(
+                [
+                    [dt.datetime(2020, 1, 1, tzinfo=utc)],
+                    None,
+                    [],
+                    [dt.datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=utc)],
+                ],
+                pa.list_(pa.timestamp("us", "UTC")),
+            ),
+            "floats": pa.array([[0.1, 2.5], [1e30], [], None], pa.list_(pa.float32())),
+            "point": pa.array(
+                [
+                    {"z": 1, "a": [1.5, None], "d": dt.date(2020, 1, 2), "b": b"\x00\xff"},
+                    None,
+                    {"z": None, "a": [], "d": None, "b": None},
+                    {"z": 2**62, "a": None, "d": dt.date(1, 1, 1), "b": b""},
+                ],
+                pa.struct(
+                    [
+                        ("z", pa.int64()),
+                        ("a", pa.list_(pa.float64())),
+                        ("d", pa.date32()),
+                        ("b", pa.binary()),
+                    ]
+                ),
+            ),
+            "attrs": pa.array(
+                [[("k", 1), ("a", None)], [], None, [("é", 2)]], pa.map_(pa.string(), pa.int64())
+            ),
+            "deep": pa.array([[[1], [2, 3]], None, [], [[]]], pa.list_(pa.list_(pa.int8()))),
+            "legacy": pa.array([[1.25], None, [], [None]], pa.large_list(pa.float64())),
+        }
+    )
+
+
+def test_parquet_lists_structs_and_maps_are_inferred_and_load_exactly(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """Lists of a scalar type become PostgreSQL arrays; structs, maps and lists of lists jsonb."""
+    # The same lists under the older element naming ("item", as Arrow wrote before 2.0): alike.
+    path = land(tmp_path, "nest/part-0.parquet", _nested_table())
+    land(
+        tmp_path,
+        "nest/part-1.parquet",
+        _nested_table().slice(0, 1).set_column(0, "id", pa.array([5])),
+        use_compliant_nested_type=False,
+    )
+    inferred = elt(
+        tmp_path, warehouse, "contract", "infer", str(path), "--name", "nest", "--primary-key", "id"
+    )
+    assert inferred.returncode == 0, inferred.stderr
+    for line in [
+        '- {name: ints, type: "integer[]"}',
+        '- {name: tags, type: "text[]"}',
+        '- {name: prices, type: "numeric(6,2)[]"}',
+        '- {name: ats, type: "timestamptz[]"}',
+        '- {name: floats, type: "real[]"}',
+        '- {name: legacy, type: "double precision[]"}',
+        "- {name: point, type: jsonb}  # empty in 1 of 4 rows; structs in the file, loaded as JSON",
+        "- {name: attrs, type: jsonb}  # empty in 1 of 4 rows; maps in the file, loaded as JSON",
+        "- {name: deep, type: jsonb}  # empty in 1 of 4 rows; nested lists in the file",
+    ]:
+        assert line in inferred.stdout, inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'nest/*.parquet' #", 1))
+    entries = ingest(tmp_path, warehouse)
+    assert {f: e["status"] for f, e in entries.items()} == {
+        "nest/part-0.parquet": "success",
+        "nest/part-1.parquet": "success",
+    }, entries
+    rows = warehouse.query(
+        "SELECT id, ints, tags, prices::text, ats, floats::text, point::text, attrs::text, "
+        "deep::text, legacy FROM imported.nest ORDER BY id"
+    )
+    utc = dt.UTC
+    assert rows[:4] == [
+        (
+            1,
+            [1, 2, None],
+            ["a", 'b"c', "d,e"],
+            "{1.50}",
+            [dt.datetime(2020, 1, 1, tzinfo=utc)],
+            "{0.1,2.5}",
+            '{"a": [1.5, null], "b": "\\\\x00ff", "d": "2020-01-02", "z": 1}',
+            '{"a": null, "k": 1}',
+            "[[1], [2, 3]]",
+            [1.25],
+        ),
+        (
+            2,
+            [],
+            ["{x}", "NULL", "back\\slash"],
+            "{-0.01,NULL}",
+            None,
+            "{1e+30}",
+            None,
+            "{}",
+            None,
+            None,
+        ),
+        (
+            3,
+            None,
+            None,
+            "{}",
+            [],
+            "{}",
+            '{"a": [], "b": null, "d": null, "z": null}',
+            None,
+            "[]",
+            [],
+        ),
+        (
+            4,
+            [2**31 - 1],
+            [None],
+            None,
+            [dt.datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=utc)],
+            None,
+            '{"a": null, "b": "\\\\x", "d": "0001-01-01", "z": 4611686018427387904}',
+            '{"é": 2}',
+            "[[]]",
+            [None],
+        ),
+    ]
+    assert rows[4][:2] == (5, [1, 2, None])  # the legacy two-level file reads the same
+    assert rows[4][2:] == rows[0][2:]
+
+
+def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """A map with a key twice (jsonb keeps one) or a NaN in a struct refuses the file, naming the
+    row and column; an array element that does not fit its type quarantines the row; a nested
+    column declared as a scalar type, or a struct declared as an array, says what to declare."""
+    ints = pa.array([[1, 2], [2**40], [3]], pa.list_(pa.int64()))
+    amounts = pa.array([["1.5", "5.15"], ["1.5"], None], pa.list_(pa.string()))
+    land(
+        tmp_path,
+        "arr/part-0.parquet",
+        pa.table({"id": [1, 2, 3], "ints": ints, "amounts": amounts}),
+    )
+    contract(
+        tmp_path,
+        "name: arr\nsource: {glob: 'arr/*.parquet'}\n"
+        "target: {schema: wild, table: arr, primary_key: [id]}\n"
+        "policy: {max_bad_row_ratio: 1}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: ints, type: 'integer[]'}\n  - {name: amounts, type: 'numeric(6,1)[]'}\n",
+    )
+    dup = pa.array([[("a", 1)], [("b", 1), ("b", 2)]], pa.map_(pa.string(), pa.int64()))
+    land(tmp_path, "dup/part-0.parquet", pa.table({"id": [1, 2], "m": dup}))
+    contract(
+        tmp_path,
+        "name: dup\nsource: {glob: 'dup/*.parquet'}\n"
+        "target: {schema: wild, table: dup, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: m, type: jsonb}\n",
+    )
+    nan = pa.array([{"x": 1.0}, {"x": float("nan")}], pa.struct([("x", pa.float64())]))
+    land(tmp_path, "nan/part-0.parquet", pa.table({"id": [1, 2], "s": nan}))
+    contract(
+        tmp_path,
+        "name: nan\nsource: {glob: 'nan/*.parquet'}\n"
+        "target: {schema: wild, table: nan, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: s, type: jsonb}\n",
+    )
+    land(tmp_path, "flat/part-0.parquet", pa.table({"id": [1], "ints": ints.slice(0, 1)}))
+    contract(
+        tmp_path,
+        "name: flat\nsource: {glob: 'flat/*.parquet'}\n"
+        "target: {schema: wild, table: flat, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: ints, type: bigint}\n",
+    )
+    land(tmp_path, "shape/part-0.parquet", pa.table({"id": [1], "s": nan.slice(0, 1)}))
+    contract(
+        tmp_path,
+        "name: shape\nsource: {glob: 'shape/*.parquet'}\n"
+        "target: {schema: wild, table: shape, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: s, type: 'double precision[]'}\n",
+    )
+    entries = ingest(tmp_path, warehouse)
+    arrays = entries["arr/part-0.parquet"]
+    assert arrays["status"] == "success" and arrays["rows_quarantined"] == 2, arrays
+    assert warehouse.query("SELECT id, ints, amounts::text FROM wild.arr") == [(3, [3], None)]
+    reasons = dict(
+        warehouse.query(
+            "SELECT row_number, reason FROM elt.quarantine WHERE file = 'arr/part-0.parquet'"
+        )
+    )
+    assert reasons == {
+        1: "amounts: '5.15' is not a number that fits numeric(6,1) as written: at most 1 decimal "
+        "places (a value is never rounded) (an element of the array)",
+        2: "ints: '1099511627776' is not a whole number in integer range (an element of the array)",
+    }
+    expected = {
+        "dup/part-0.parquet": "dup/part-0.parquet, column 'm': row 2: a map with the key 'b' "
+        "twice; jsonb keeps one value per key",
+        "nan/part-0.parquet": "nan/part-0.parquet, column 's': row 2: the number nan, which "
+        "JSON (and jsonb) cannot hold",
+        "flat/part-0.parquet": "column 'ints' holds nested values (List(Int64)) in the Parquet "
+        "file and cannot become bigint; declare it jsonb or an array such as integer[]",
+        "shape/part-0.parquet": "shape/part-0.parquet, column 's': the column cannot be "
+        "double precision[]: it holds struct<x: double> values, not lists; declare it jsonb",
+    }
+    for file, said in expected.items():
+        assert entries[file]["status"] == "failed", entries[file]
+        assert said in str(entries[file]["error"]), entries[file]
+    assert warehouse.value("SELECT count(*) FROM wild.dup") == 0  # nothing of the file loaded
+
+
+def test_csv_array_literals_load_and_a_bad_element_is_a_bad_row(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = tmp_path / "landing" / "lists"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text(
+        'id,ints,tags\n1,"{1, 2 ,NULL}","{a,""b,c"",""d\\""e"",NULL,""NULL""}"\n'
+        '2,{},{}\n3,,\n4,"{1,x}",{ok}\n5,"{1,{2}}",{ok}\n'
+    )
+    contract(
+        tmp_path,
+        "name: lists\nsource: {glob: 'lists/*.csv'}\n"
+        "target: {schema: wild, table: lists, primary_key: [id]}\n"
+        "policy: {max_bad_row_ratio: 1}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: ints, type: 'int[]'}\n  - {name: tags, type: 'text[]'}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["lists/a.csv"]
+    assert entry["status"] == "success" and entry["rows_quarantined"] == 2, entry
+    assert warehouse.query("SELECT id, ints, tags FROM wild.lists ORDER BY id") == [
+        (1, [1, 2, None], ["a", "b,c", 'd"e', None, "NULL"]),
+        (2, [], []),
+        (3, None, None),
+    ]
+    assert warehouse.query(
+        "SELECT row_number, reason FROM elt.quarantine WHERE file = 'lists/a.csv' ORDER BY 1"
+    ) == [
+        (4, "ints: 'x' is not a whole number in integer range (an element of the array)"),
+        (
+            5,
+            "ints: '{1,{2}}' is not an array of integer written as {1,2,NULL} (one dimension, "
+            'elements with a comma, brace, quote or backslash in "double quotes")',
+        ),
+    ]
+
+
+_LITERAL_PARTS = ["{", "}", ",", '"', "\\", " ", "1", "-2", "a", "NULL", "null", "{}", "\t", "é"]
+_PLAIN = st.sampled_from(["1", "-2", " 3 ", "a", "a b", "NULL", "null", "é", "1e3", "x\\y"])
+_QUOTED = st.text(alphabet='ab1 ,{}"\\\tN', max_size=6).map(
+    lambda t: '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'
+)
+
+
+@st.composite
+def _array_literals(draw: st.DrawFn) -> str:
+    """Mostly well-formed literals (elements plain or quoted, spaces around), some broken."""
+    if draw(st.booleans()):
+        parts = draw(st.lists(st.sampled_from(_LITERAL_PARTS), max_size=12))
+        return "{" + "".join(parts) + "}"
+    elements = draw(st.lists(st.one_of(_PLAIN, _QUOTED), max_size=5))
+    space = draw(st.sampled_from(["", " ", "\t"]))
+    return "{" + space + f"{space},{space}".join(elements) + space + "}"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(literal=_array_literals(), element=st.sampled_from(["text", "integer"]))
+def test_every_array_literal_accepted_is_one_postgresql_reads_the_same(
+    array_oracle: psycopg.Connection, literal: str, element: str
+) -> None:
+    """The array cast accepts a subset of PostgreSQL's literals, with the same elements: where it
+    says a literal is good, PostgreSQL reads it and finds the elements it found."""
+    column = Column.model_validate({"name": "v", "type": f"{element}[]"})
+    cast = cast_text_column(column, "UTC")
+    frame = pl.DataFrame({"v": [literal]}).select(cast.failed, elements=_elements(cast.text))
+    if frame["v"][0]:
+        return  # refused: a bad row (PostgreSQL may or may not read it)
+    try:
+        with array_oracle.transaction():
+            read = array_oracle.execute(f"SELECT %s::{element}[]::text[]", [literal]).fetchone()
+    except psycopg.DataError as error:
+        raise AssertionError(
+            f"{literal!r} accepted as {element}[] but PostgreSQL: {error}"
+        ) from None
+    assert read is not None
+    expected = frame["elements"][0].to_list()
+    if element == "integer":
+        expected = [None if e is None else str(int(e)) for e in expected]
+    assert read[0] == expected, literal
+
+
+@pytest.fixture(scope="module")
+def array_oracle(pg_server: Server) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(pg_server.superuser_url) as connection:
+        yield connection

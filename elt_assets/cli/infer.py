@@ -36,6 +36,7 @@ from elt_assets.contracts.loader import format_validation_error
 from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contract
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
+from elt_assets.landing import nested as nested_values
 from elt_assets.landing.readers import FileReader, FileRejected, header_names
 from elt_assets.landing.source import LocalSource, kind_of
 from elt_assets.settings import max_record_bytes
@@ -468,6 +469,8 @@ def _decimal(values: pl.Series, texts: list[str]) -> Guess:
 def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
     """The contract type of a Parquet column: its own type where the platform loads it."""
     dtype = values.dtype
+    if dtype.is_nested():
+        return _nested_guess(dtype, file, header)
     kind = _parquet_kind(dtype)
     if kind is None:
         raise InferError(
@@ -482,12 +485,32 @@ def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
     raise InferError(f"{file}: Parquet column {header!r} ({dtype}) cannot be read as any type")
 
 
+def _nested_guess(dtype: pl.DataType, file: str, header: str) -> Guess:
+    """A list of scalars becomes an array of their type; any other nesting (structs, maps, lists
+    of lists) becomes jsonb. The reader writes either exactly (landing/nested.py)."""
+    guess = Guess(
+        PgType("jsonb"),
+        f"{_NESTED_KINDS.get(type(dtype), 'nested lists')} in the file, loaded as JSON",
+    )
+    if isinstance(dtype, pl.List | pl.Array) and not dtype.inner.is_nested():
+        element = _parquet_kind(cast(pl.DataType, dtype.inner))
+        if element is not None:
+            guess = Guess(PgType.array_of(element))
+    problem = nested_values.unsupported(pl.Series(dtype=dtype).to_arrow().type, guess.type)
+    if problem is not None:
+        raise InferError(f"{file}: Parquet column {header!r} ({dtype}) cannot be loaded: {problem}")
+    return guess
+
+
+_NESTED_KINDS = {pl.Struct: "structs", pl.Map: "maps"}
+
+
 def _parquet_kind(dtype: pl.DataType) -> PgType | None:
     if isinstance(dtype, pl.Decimal):
         return PgType("numeric", precision=dtype.precision, scale=dtype.scale)
     if isinstance(dtype, pl.Datetime):
         return PgType("timestamptz" if dtype.time_zone else "timestamp")
-    if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+    if dtype.is_nested() or isinstance(dtype, pl.Object):
         return None
     simple: dict[type[pl.DataType], PgType] = {
         pl.Boolean: PgType("boolean"),

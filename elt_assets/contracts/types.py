@@ -31,6 +31,7 @@ Kind = Literal[
     "uuid",
     "jsonb",
     "bytea",
+    "array",  # a one-dimensional PostgreSQL array of `element`: integer[], text[], ...
 ]
 
 _ALIASES: dict[str, Kind] = {
@@ -73,7 +74,8 @@ _TYPE = re.compile(r"^(?P<name>[a-z][a-z0-9 ]*?)\s*(?:\(\s*(?P<args>[0-9 ,]*)\s*
 
 KNOWN_TYPES = (
     "smallint, integer, bigint, numeric(p,s), real, double precision, boolean, text, "
-    "varchar(n), date, timestamp, timestamptz, uuid, jsonb, bytea"
+    "varchar(n), date, timestamp, timestamptz, uuid, jsonb, bytea, and an array of any of "
+    "them: integer[], text[], ..."
 )
 
 
@@ -87,10 +89,18 @@ class PgType:
     precision: int | None = None  # numeric(p, s)
     scale: int | None = None
     length: int | None = None  # varchar(n)
+    element: PgType | None = None  # array: the type of its elements
 
     @classmethod
     def parse(cls, text: str) -> PgType:
         spelled = " ".join(str(text).strip().lower().split())
+        if spelled.endswith("[]"):
+            element = cls.parse(spelled[:-2])
+            if element.kind == "array":  # PostgreSQL ignores the number of [] anyway
+                raise TypeSpellingError(
+                    f"{text!r}: arrays of arrays are not supported; write one [] (or use jsonb)"
+                )
+            return cls("array", element=element)
         match = _TYPE.match(spelled)
         kind = _ALIASES.get(match["name"]) if match else None
         if match is None or kind is None:
@@ -119,9 +129,15 @@ class PgType:
             raise TypeSpellingError(f"{text!r}: numeric needs 1 <= p <= 1000 and 0 <= s <= p")
         return cls("numeric", precision=precision, scale=scale)
 
+    @classmethod
+    def array_of(cls, element: PgType) -> PgType:
+        return cls("array", element=element)
+
     @property
     def ddl(self) -> str:
         """The type as PostgreSQL spells it in CREATE TABLE and format_type()."""
+        if self.element is not None:
+            return f"{self.element.ddl}[]"
         if self.kind == "numeric" and self.precision is not None:
             return f"numeric({self.precision},{self.scale})"
         if self.kind == "varchar":
@@ -133,6 +149,8 @@ class PgType:
         return self.kind
 
     def __str__(self) -> str:
+        if self.element is not None:
+            return f"{self.element}[]"
         if self.kind == "numeric" and self.precision is not None:
             return f"numeric({self.precision},{self.scale})"
         if self.kind == "varchar":
@@ -158,6 +176,7 @@ class PgType:
             "uuid": pl.String(),
             "jsonb": pl.String(),
             "bytea": pl.String(),  # PostgreSQL's hex form, \x0a1b...
+            "array": pl.String(),  # PostgreSQL's array literal, {1,2,NULL}
         }
         return mapping[self.kind]
 

@@ -31,7 +31,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from elt_assets.contracts.model import ROW_COLUMN, Contract
+from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
+from elt_assets.landing import nested as nested_values
 from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
 from elt_assets.landing.source import Source, as_source, kind_of
 from elt_assets.log import get_logger
@@ -671,8 +673,10 @@ class FileReader:
             self._check_declared_sizes(parquet)
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
-            for record_batch in map(_storage_types, batches):
-                self._check_time_range(record_batch)
+            nested = self._nested_columns(parquet.schema_arrow)
+            for stored in map(_storage_types, batches):
+                self._check_time_range(stored)
+                record_batch = self._nested_as_text(stored, nested)
                 try:
                     frame = pl.from_arrow(record_batch)
                 except pl.exceptions.PanicException as panic:  # a BaseException, not Exception
@@ -697,6 +701,40 @@ class FileReader:
             ) from None
         finally:
             parquet.close()
+
+    def _nested_columns(self, schema: pa.Schema) -> dict[str, PgType]:
+        """File columns with nested values (lists, structs, maps) whose contract column is jsonb
+        or an array: the reader writes them as text for it. Refuses a pairing that can never
+        hold (a struct for integer[]); a nested value for any other type is the casts' refusal."""
+        assert self.header is not None
+        nested: dict[str, PgType] = {}
+        for column in self.contract.columns:
+            source = self.header.sources.get(column.name)
+            if source is None or not nested_values.is_nested(schema.field(source).type):
+                continue
+            if column.type.kind != "jsonb" and column.type.element is None:
+                continue
+            problem = nested_values.unsupported(schema.field(source).type, column.type)
+            if problem is not None:
+                raise FileRejected(
+                    self.file, f"the column cannot be {column.type}: {problem}", column=source
+                )
+            nested[source] = column.type
+        return nested
+
+    def _nested_as_text(self, batch: pa.RecordBatch, nested: dict[str, PgType]) -> pa.RecordBatch:
+        """The batch with its nested columns written as jsonb or array text (landing/nested.py)."""
+        for source, target in nested.items():
+            index = batch.schema.get_field_index(source)
+            try:
+                text = nested_values.as_text(batch.column(index), target)
+            except nested_values.NestedValueError as error:
+                row = "" if error.index is None else f"row {self.rows_read + error.index + 1}: "
+                raise FileRejected(
+                    self.file, f"{row}{error}; nothing of the file is loaded", column=source
+                ) from None
+            batch = batch.set_column(index, pa.field(source, pa.string()), text)
+        return batch
 
     def _check_time_range(self, batch: pa.RecordBatch) -> None:
         """Refuse a date or timestamp outside 4714 BC - 262142 AD, naming its column and row:

@@ -23,6 +23,7 @@ import polars as pl
 from elt_assets.contracts.model import Column
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
+from elt_assets.validation.arrays import array_failures
 
 WHITESPACE = " \t\n\r\x0b\x0c"
 _INTEGER = r"^[+-]?[0-9]+$"
@@ -83,6 +84,8 @@ def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) 
     # or bytea.
     as_written = kind.is_textual or kind.kind in {"uuid", "jsonb", "bytea"}
     clean = raw if as_written else raw.str.strip_chars(WHITESPACE)
+    if kind.element is not None:
+        return _array(column, clean, timezone)
     typed, ok, what = _parse(clean, kind, timezone)
     typed = _decide_bounds_exactly(column, typed, clean)
     has_nul = raw.str.contains("\x00", literal=True)
@@ -95,6 +98,17 @@ def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) 
     return ColumnCast(
         typed=typed, failed=failed, text=clean, reason=reason, fast=_fast(clean, kind, timezone)
     )
+
+
+def _array(column: Column, clean: pl.Expr, timezone: str) -> ColumnCast:
+    """An array literal, each element cast as a value of the element type."""
+    assert column.type.element is not None
+    element_column = Column(name=column.name, type=column.type.element)
+    element = cast_text_column(element_column, timezone, pl.element())
+    failed, reason = array_failures(
+        column.name, str(column.type.element), clean, element.failed, element.reason
+    )
+    return ColumnCast(typed=clean, failed=failed, text=clean, reason=reason)
 
 
 # The spelling most exports use, parsed by one strptime instead of the general rules below.
@@ -408,10 +422,8 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     if kind == "bytea" and source == pl.Binary:
         hexed = pl.lit("\\x") + raw.bin.encode("hex")  # exact: every byte as two hex digits
         return _typed(column, hexed, pl.lit(True), hexed)
-    if source == pl.Binary:
-        raise UncastableColumn(
-            f"column {column.name!r} holds bytes (Parquet binary) in the file; declare it bytea"
-        )
+    if source == pl.Binary or source.is_nested():
+        raise _refused(column, source)
     if kind in INTEGER_RANGES and source.is_integer():
         low, high = INTEGER_RANGES[kind]
         ok = raw.is_between(low, high)
@@ -447,6 +459,20 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     raise UncastableColumn(
         f"column {column.name!r} is {source} in the Parquet file and cannot become "
         f"{column.type}; change the contract's type or the file"
+    )
+
+
+def _refused(column: Column, source: pl.DataType) -> UncastableColumn:
+    """Bytes or nested values for a type that cannot hold them. (jsonb and array columns reach
+    the casts as text: the reader writes it, landing/nested.py.)"""
+    if source == pl.Binary:
+        return UncastableColumn(
+            f"column {column.name!r} holds bytes (Parquet binary) in the file; declare it bytea"
+        )
+    arrays = " or an array such as integer[]" if isinstance(source, pl.List | pl.Array) else ""
+    return UncastableColumn(
+        f"column {column.name!r} holds nested values ({source}) in the Parquet file and cannot "
+        f"become {column.type}; declare it jsonb{arrays}"
     )
 
 
