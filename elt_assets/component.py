@@ -440,7 +440,7 @@ STARTER_CONTRACT = """\
 name: {name}
 description: Rows from the {name} files.
 source:
-  glob: "{name}/*.csv*"        # relative to the landing directory; .csv, .csv.gz or .parquet
+  glob: "{name}/*.{{csv,csv.gz}}"  # relative to the landing directory; {{a,b}} for either
 target:
   schema: analytics
   table: {name}

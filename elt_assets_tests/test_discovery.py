@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from elt_assets.landing.discovery import Decision, Known, discover
-from elt_assets.landing.files import LandingPathError, resolve_inside, scan
+from elt_assets.landing.files import (
+    LandingPathError,
+    expand_braces,
+    glob_matches,
+    resolve_inside,
+    scan,
+)
 from elt_assets.landing.zone import LocalDirectory
 
 pytestmark = [pytest.mark.pure]
@@ -317,3 +323,26 @@ def test_a_file_another_process_is_loading_is_left_and_looked_at_again(tmp_path:
     assert held.busy == ["a.csv"]
     # Not remembered as hashed: once its lease is free, the next tick takes it.
     assert requested(sensor.tick(assume_stable=True)) == [("a.csv", sha(b"id\n1\n"))]
+
+
+def test_braces_in_a_glob_take_either_alternative_on_a_directory_and_in_a_bucket(
+    tmp_path: Path,
+) -> None:
+    for name in ("o/a.csv", "o/b.csv.gz", "o/c.csv.bz2", "o/d.parquet", "o/{x}.csv"):
+        put(tmp_path, name, name.encode())
+    pattern = "o/*.{csv,csv.gz}"
+    assert [f.relative_path for f in scan(tmp_path, pattern)] == [
+        "o/a.csv",
+        "o/b.csv.gz",
+        "o/{x}.csv",
+    ]
+    # The matcher the bucket listing uses says the same of each key.
+    keys = ["o/a.csv", "o/b.csv.gz", "o/c.csv.bz2", "o/d.parquet", "o/{x}.csv", "p/a.csv"]
+    assert [k for k in keys if glob_matches(pattern, k)] == ["o/a.csv", "o/b.csv.gz", "o/{x}.csv"]
+    assert expand_braces("{a,b}/*.{csv,parquet}") == [
+        "a/*.csv",
+        "a/*.parquet",
+        "b/*.csv",
+        "b/*.parquet",
+    ]
+    assert expand_braces("o/{x}.csv") == ["o/{x}.csv"]  # no comma: literal braces

@@ -237,7 +237,7 @@ def test_gzip_and_semicolons(tmp_path: Path) -> None:
     assert [(c.name, str(c.type)) for c in inferred.columns] == [("a", "integer"), ("b", "text")]
     contract = parse_contract(write(tmp_path / "c" / "g.yaml", inferred.yaml))
     assert contract.source.csv.delimiter == ";"
-    assert contract.source.glob == "g/*.csv*"
+    assert contract.source.glob == "g/*.{csv,csv.gz}"
 
 
 @pure
@@ -453,7 +453,7 @@ def test_csv_round_trip_every_row_arrives_with_the_file_values(
     contract, result = ingest_inferred(path, landing, contracts_dir, instance, "Order ID")
 
     assert {c.name: str(c.type) for c in contract.columns} == CSV_TYPES
-    assert contract.source.glob == "shop/*.csv*"
+    assert contract.source.glob == "shop/*.{csv,csv.gz}"
     assert contract.source.csv.null_values == ["NULL"]
     assert_clean_load(warehouse, result, 30)
     names = list(CSV_TYPES)
@@ -546,7 +546,7 @@ def test_command_prints_a_loadable_contract_and_reports_errors_without_traceback
     assert ok.returncode == 0, ok.stderr
     document = yaml.safe_load(ok.stdout)
     assert document["name"] == "sales"
-    assert document["source"]["glob"] == "sales/*.csv*"
+    assert document["source"]["glob"] == "sales/*.{csv,csv.gz}"
     assert document["target"] == {
         "schema": "imported",
         "table": "sales",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bz2
 import datetime as dt
+import gzip
 import json
 import lzma
 import subprocess
@@ -687,3 +688,28 @@ def test_every_array_literal_accepted_is_one_postgresql_reads_the_same(
 def array_oracle(pg_server: Server) -> Iterator[psycopg.Connection]:
     with psycopg.connect(pg_server.superuser_url) as connection:
         yield connection
+
+
+def test_the_glob_infer_writes_takes_csv_and_gzip_but_not_other_compressions(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = tmp_path / "landing" / "drops"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("id,label\n1,one\n")
+    (folder / "b.csv.gz").write_bytes(gzip.compress(b"id,label\n2,two\n"))
+    (folder / "c.csv.bz2").write_bytes(bz2.compress(b"id,label\n3,three\n"))
+    inferred = elt(
+        tmp_path, warehouse, "contract", "infer", str(folder / "a.csv"), "--name", "drops"
+    )
+    assert inferred.returncode == 0, inferred.stderr
+    assert 'glob: "drops/*.{csv,csv.gz}"' in inferred.stdout
+    contract(tmp_path, inferred.stdout)
+    entries = ingest(tmp_path, warehouse)
+    assert {f: e["status"] for f, e in entries.items()} == {
+        "drops/a.csv": "success",
+        "drops/b.csv.gz": "success",
+    }, entries  # the .csv.bz2 is not the dataset's: never taken, never failed
+    assert warehouse.query("SELECT id, label FROM imported.drops ORDER BY id") == [
+        (1, "one"),
+        (2, "two"),
+    ]

@@ -159,7 +159,7 @@ def dataset_name(path: Path) -> str:
 def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
     lower = path.name.lower()
     if lower.endswith((".csv", ".csv.gz")):
-        pattern = "*.csv*"
+        pattern = "*.{csv,csv.gz}"  # not *.csv*: that takes .csv.bz2, which is refused
     else:
         suffixes = "".join(path.suffixes[-2:]) if lower.endswith(".gz") else path.suffix
         pattern = f"*{suffixes}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -68,7 +69,8 @@ def scan(root: Path, pattern: str) -> list[LandedFile]:
     prefix = real_root + os.sep
     real_dirs: dict[str, bool] = {}  # directory -> does it really lie inside the root?
     found: list[LandedFile] = []
-    for path in Path(real_root).glob(pattern):
+    paths = {p: None for each in expand_braces(pattern) for p in Path(real_root).glob(each)}
+    for path in paths:
         text = str(path)
         relative = text[len(prefix) :]
         directory, _, name = text.rpartition(os.sep)
@@ -123,8 +125,29 @@ def sha256_of(path: Path) -> str:
 
 def glob_matches(pattern: str, relative_path: str) -> bool:
     """Whether a POSIX `relative_path` matches the glob `pattern` as pathlib's glob would
-    match it: `*`, `?` and `[...]` within one name, `**` for any number of folders."""
-    return _match(pattern.strip("/").split("/"), relative_path.split("/"))
+    match it: `*`, `?` and `[...]` within one name, `**` for any number of folders, and
+    `{a,b}` for either (expand_braces)."""
+    parts = relative_path.split("/")
+    return any(_match(each.strip("/").split("/"), parts) for each in expand_braces(pattern))
+
+
+_BRACES = re.compile(r"\{([^{}]*,[^{}]*)\}")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """The patterns `{a,b}` stands for, as in a shell: `*.{csv,csv.gz}` is `*.csv` and
+    `*.csv.gz` (pathlib's glob and fnmatch have no alternatives). Braces without a comma are
+    literal."""
+    found = _BRACES.search(pattern)
+    if found is None:
+        return [pattern]
+    head, tail = pattern[: found.start()], pattern[found.end() :]
+    expanded: list[str] = []
+    for choice in found.group(1).split(","):
+        for each in expand_braces(head + choice + tail):
+            if each not in expanded:
+                expanded.append(each)
+    return expanded
 
 
 def _match(pattern: list[str], parts: list[str]) -> bool:
