@@ -175,16 +175,21 @@ def readme_instance_snippet() -> dict[str, object]:
 
 
 def elt_as_user(
-    warehouse: Any, cwd: Path, *args: str, timeout: float = 300
+    warehouse: Any,
+    cwd: Path,
+    *args: str,
+    timeout: float = 300,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The installed `elt ARGS` as a user runs it: from `cwd` (their own directory), with only
-    the warehouse's URLs among the ELT_* settings."""
+    the warehouse's URLs among the ELT_* settings (and the `settings` given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
     env.update(
         ELT_DATABASE_URL=warehouse.loader_url,
         ELT_OWNER_DATABASE_URL=warehouse.owner_url,
         ELT_STATE_DIR=str(cwd / "state"),
         ELT_LOG_FORMAT="text",
+        **(settings or {}),
     )
     elt = Path(sys.executable).parent / "elt"
     return subprocess.run(

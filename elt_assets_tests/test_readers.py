@@ -30,6 +30,7 @@ def make_contract(
     csv: dict[str, Any] | None = None,
     drift: str = "strict",
     primary_key: list[str] | None = None,
+    bad_rows: str = "quarantine",
 ) -> Contract:
     return Contract.model_validate(
         {
@@ -42,7 +43,7 @@ def make_contract(
                 "primary_key": primary_key or [],
             },
             "columns": columns or [{"name": "a", "type": "text"}, {"name": "b", "type": "text"}],
-            "policy": {"schema_drift": drift},
+            "policy": {"schema_drift": drift, "bad_rows": bad_rows},
         }
     )
 
@@ -158,15 +159,18 @@ def test_column_order_in_the_file_does_not_matter(tmp_path: Path) -> None:
 # -- broken CSV: rejected, naming the physical line ---------------------------------------------
 
 
+FAILING = make_contract(bad_rows="fail")  # a ragged row fails the file, not only its row
+
+
 def test_row_with_too_many_fields_names_its_line(tmp_path: Path) -> None:
-    error = rejection(tmp_path, b"a,b\n1,2\n3,4\n5,6,7\n")
+    error = rejection(tmp_path, b"a,b\n1,2\n3,4\n5,6,7\n", FAILING)
     assert error.line == 4
     assert "expected 2 fields" in error.problem and "found 3" in error.problem
     assert str(error).startswith("f.csv, line 4: ")
 
 
 def test_row_with_too_few_fields_names_its_line(tmp_path: Path) -> None:
-    error = rejection(tmp_path, b"a,b\n1,2\n3\n")
+    error = rejection(tmp_path, b"a,b\n1,2\n3\n", FAILING)
     assert error.line == 3
     assert "found 1" in error.problem
 
@@ -174,8 +178,34 @@ def test_row_with_too_few_fields_names_its_line(tmp_path: Path) -> None:
 def test_ragged_row_line_counts_quoted_line_breaks_before_it(tmp_path: Path) -> None:
     # Records 1 and 2 span lines 2-4 and 5-6; the ragged record starts on physical line 7.
     data = b'a,b\n"x\n\ny",1\n2,"p\r\nq"\n1,2,3\n'
-    error = rejection(tmp_path, data)
+    error = rejection(tmp_path, data, FAILING)
     assert error.line == 7
+
+
+def test_ragged_rows_are_handed_on_as_rejected_rows_and_the_rest_numbered_around_them(
+    tmp_path: Path,
+) -> None:
+    data = b'a,b\n"x\n\ny",1\n2\n3,4\n5,6,7\n8,9\n'
+    reader, frames = read_frames(tmp_path, data)
+    rejected = [f for f in frames if "_elt_rejected" in f.columns]
+    good = pl.concat([f for f in frames if "_elt_rejected" not in f.columns])
+    assert len(rejected) == 1 and rejected[0].rows() == [
+        (
+            2,
+            "line 5: 1 field(s) where the header has 2 (a ragged row: an unquoted delimiter or a "
+            "missing value?)",
+            '{"a": "2"}',
+        ),
+        (
+            4,
+            "line 7: 3 field(s) where the header has 2 (a ragged row: an unquoted delimiter or a "
+            "missing value?)",
+            '{"a": "5", "b": "6", "field_3": "7"}',
+        ),
+    ]
+    assert good.rows() == [(1, "x\n\ny", "1"), (3, "3", "4"), (5, "8", "9")]
+    assert reader.rows_read == 5
+    assert reader.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_unterminated_quote_names_the_line_where_the_field_starts(tmp_path: Path) -> None:

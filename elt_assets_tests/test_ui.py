@@ -2,8 +2,8 @@
 instance (issue 25). No screenshots here; scripts/screenshot.py makes the README's.
 
 The story a user lives: the sample orders land beside a file that breaks its contract's policy
-(too many bad rows) and a file that cannot be parsed (a ragged line). `elt ingest` loads what it
-can; `dg dev` serves the instance (webserver and daemon). The table must stay green, each
+(too many bad rows) and a file that cannot be parsed (a quote never closed). `elt ingest` loads
+what it can; `dg dev` serves the instance (webserver and daemon). The table must stay green, each
 bad file must be red on its own partition with its reason, and once the sender's corrected files
 land, the sensor loads them and everything is green, freshness included.
 """
@@ -26,11 +26,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.db]
 
 BIN = Path(sys.executable).parent
 HEADER = "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
-RAGGED = "orders/orders_2026-11-22.csv"
-# Line 3 has nine fields under an eight-column header: the file cannot be read.
-RAGGED_TEXT = HEADER + (
+UNREADABLE = "orders/orders_2026-11-22.csv"
+# Line 3 opens a quote that is never closed: the file cannot be read.
+UNREADABLE_TEXT = HEADER + (
     "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
-    "2,2,extra,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    '2,2,"new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n'
 )
 FIXED_TEXT = HEADER + (
     "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
@@ -75,7 +75,7 @@ def served(tmp_path: Path, warehouse: Warehouse) -> Iterator[tuple[Served, dict[
         "FRESHNESS_DAEMON_INTERVAL_SECONDS": "2",
         "PYTHONWARNINGS": "ignore",
     }
-    (landing / RAGGED).write_text(RAGGED_TEXT)
+    (landing / UNREADABLE).write_text(UNREADABLE_TEXT)
     (landing / BAD_ROWS).write_text(BAD_ROWS_TEXT)
     ingest = subprocess.run(
         [str(BIN / "elt"), "ingest"], check=False, cwd=work, env=env, capture_output=True, text=True
@@ -94,7 +94,7 @@ def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
     served: tuple[Served, dict[str, str], Path], warehouse: Warehouse
 ) -> None:
     ui, _, landing = served
-    ragged, bad_rows = path_to_key(RAGGED), path_to_key(BAD_ROWS)
+    unreadable, bad_rows = path_to_key(UNREADABLE), path_to_key(BAD_ROWS)
     good = [
         path_to_key("orders/orders_2026-11-20.csv"),
         path_to_key("orders/orders_2026-11-21.csv.gz"),
@@ -111,12 +111,12 @@ def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
 
     # Each bad file is one failed partition of the target; the good ones are materialised.
     target = ui.partitions(TARGET)
-    assert sorted(target["failedPartitions"]) == sorted([ragged, bad_rows]), target
+    assert sorted(target["failedPartitions"]) == sorted([unreadable, bad_rows]), target
     assert sorted(target["materializedPartitions"]) == sorted(good), target
     # The unreadable file never reached staging: red there too. The file over the bad-row limit
     # was staged (its good rows in the slice, its bad rows quarantined) and stopped by the check.
     staged = ui.partitions(STAGED)
-    assert staged["failedPartitions"] == [ragged], staged
+    assert staged["failedPartitions"] == [unreadable], staged
     assert sorted(staged["materializedPartitions"]) == sorted([*good, bad_rows]), staged
 
     # The file checks' history names the file; the policy failure says why on the check itself.
@@ -127,26 +127,25 @@ def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
     assert "max_bad_row_ratio 5.00% allows" in conformance[0]["evaluation"]["description"]
     for check in STAGED_CHECKS:
         for execution in ui.executions(STAGED, check):
-            assert execution["partition"] in {*good, ragged, bad_rows}, (check, execution)
+            assert execution["partition"] in {*good, unreadable, bad_rows}, (check, execution)
         # The unreadable file's checks could not run: red on its partition only (Dagster's
         # resolution of a check planned in a failed run), with no evaluation that blames the data.
-        unread = [e for e in ui.executions(STAGED, check) if e["partition"] == ragged]
+        unread = [e for e in ui.executions(STAGED, check) if e["partition"] == unreadable]
         assert [e["status"] for e in unread] == ["EXECUTION_FAILED"], (check, unread)
         assert unread[0]["evaluation"] is None, unread
 
     # The unreadable file's reason (file and line) is in the failure its partition links to.
-    assert any(f"{RAGGED}, line 3" in m for m in ui.failure_messages(ragged)), ui.failure_messages(
-        ragged
-    )
+    messages = ui.failure_messages(unreadable)
+    assert any(f"{UNREADABLE}, line 3" in m for m in messages), messages
     # ...and in the manifest.
     error = warehouse.value(
         "SELECT error FROM elt.ingestion_manifest WHERE file = %s ORDER BY id DESC LIMIT 1",
-        (RAGGED,),
+        (UNREADABLE,),
     )
-    assert f"{RAGGED}, line 3" in error
+    assert f"{UNREADABLE}, line 3" in error
 
     # The sender's corrected files land; the sensor (daemon) loads them; everything is green.
-    (landing / RAGGED).write_text(FIXED_TEXT)
+    (landing / UNREADABLE).write_text(FIXED_TEXT)
     (landing / BAD_ROWS).write_text(GOOD_ROWS_TEXT)
 
     def all_loaded() -> bool:
@@ -156,7 +155,7 @@ def test_a_bad_file_is_red_on_its_partition_and_the_table_stays_green(
     wait_for("the corrected files loaded by the sensor", all_loaded)
     assert not ui.partitions(STAGED)["failedPartitions"]
     assert set(ui.latest_check_statuses(TARGET).values()) == {"SUCCEEDED"}
-    for partition in (ragged, bad_rows):
+    for partition in (unreadable, bad_rows):
         for check in ("contract_conformance", "rows_reconciled"):
             latest = next(e for e in ui.executions(STAGED, check) if e["partition"] == partition)
             assert latest["status"] == "SUCCEEDED", (partition, check, latest)

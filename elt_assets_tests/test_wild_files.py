@@ -34,14 +34,18 @@ from elt_assets_tests.helpers import elt_as_user
 pytestmark = [pytest.mark.db]
 
 
-def elt(tmp_path: Path, warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
+def elt(
+    tmp_path: Path, warehouse: Warehouse, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`elt ARGS` from a directory of the user's, with only the database URLs set."""
     cwd = tmp_path / "user"
     cwd.mkdir(exist_ok=True)
-    return elt_as_user(warehouse, cwd, *args)
+    return elt_as_user(warehouse, cwd, *args, settings=settings)
 
 
-def ingest(tmp_path: Path, warehouse: Warehouse) -> dict[str, dict[str, object]]:
+def ingest(
+    tmp_path: Path, warehouse: Warehouse, settings: dict[str, str] | None = None
+) -> dict[str, dict[str, object]]:
     result = elt(
         tmp_path,
         warehouse,
@@ -51,6 +55,7 @@ def ingest(tmp_path: Path, warehouse: Warehouse) -> dict[str, dict[str, object]]
         str(tmp_path / "landing"),
         "--contracts",
         str(tmp_path / "contracts"),
+        settings=settings,
     )
     try:
         return {entry["file"]: entry for entry in json.loads(result.stdout)["files"]}
@@ -713,3 +718,94 @@ def test_the_glob_infer_writes_takes_csv_and_gzip_but_not_other_compressions(
         (1, "one"),
         (2, "two"),
     ]
+
+
+def _quarantined(warehouse: Warehouse, file: str) -> list[tuple[object, ...]]:
+    return warehouse.query(
+        "SELECT row_number, check_name, reason, raw_record FROM elt.quarantine WHERE file = %s "
+        "ORDER BY row_number",
+        [file],
+    )
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_ragged_rows_are_bad_rows_quarantined_with_their_line_and_fields(
+    tmp_path: Path, warehouse: Warehouse, ending: str
+) -> None:
+    """A record with too few or too many fields, its quoting intact, is quarantined with its
+    line and fields; the rest loads, each row once, numbered as in the file. Late in a file of
+    several batches (the first already staged when it is met), in gzip, with quoted line breaks
+    before it, and with every line ending (CR-only too: old Mac exports)."""
+    rows = [f'{n},"label {n}",{n * 2}' for n in range(1, 5001)]
+    rows[9] = '10,"two\nlines",20'  # a quoted line break: lines and records differ from here
+    rows[3999] = "4000,short"  # record 4000 is on line 4002 (header, and the line break)
+    rows[4499] = "4500,too,many,fields"
+    rows[4799] = "4800,bad number,x"
+    text = ending.join(["id,label,amount", *rows]) + ending
+    folder = tmp_path / "landing" / "ragged"
+    folder.mkdir(parents=True)
+    (folder / "a.csv.gz").write_bytes(gzip.compress(text.encode()))
+    contract(
+        tmp_path,
+        "name: ragged\nsource: {glob: 'ragged/*.csv.gz'}\n"
+        "target: {schema: wild, table: ragged, primary_key: [id]}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: label, type: text}\n  - {name: amount, type: integer}\n",
+    )
+    # Small blocks and batches: the first batches are staged before the short row is met.
+    small = {"ELT_MAX_RECORD_BYTES": "65536", "ELT_BATCH_ROWS": "1000"}
+    entry = ingest(tmp_path, warehouse, small)["ragged/a.csv.gz"]
+    assert entry["status"] == "success", entry
+    assert (entry["rows_read"], entry["rows_quarantined"]) == (5000, 3), entry
+    assert _quarantined(warehouse, "ragged/a.csv.gz") == [
+        (
+            4000,
+            "fields",
+            "line 4002: 2 field(s) where the header has 3 (a ragged row: an unquoted "
+            "delimiter or a missing value?)",
+            {"id": "4000", "label": "short"},
+        ),
+        (
+            4500,
+            "fields",
+            "line 4502: 4 field(s) where the header has 3 (a ragged row: an unquoted "
+            "delimiter or a missing value?)",
+            {"id": "4500", "label": "too", "amount": "many", "field_4": "fields"},
+        ),
+        (  # numbered as in the file after the two set aside
+            4800,
+            "type:integer",
+            "amount: 'x' is not a whole number in integer range",
+            {"id": "4800", "label": "bad number", "amount": "x"},
+        ),
+    ]
+    loaded = warehouse.query("SELECT id, label, amount FROM wild.ragged ORDER BY id")
+    expected = [(n, f"label {n}", n * 2) for n in range(1, 5001) if n not in (4000, 4500, 4800)]
+    expected[9] = (10, "two\nlines", 20)
+    assert loaded == expected
+
+
+def test_a_ragged_row_fails_the_file_when_bad_rows_fail_and_a_broken_quote_always_does(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = tmp_path / "landing" / "strict"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("id,label\n1,one\n2\n3,three\n")
+    (folder / "b.csv").write_text('id,label\n1,one\n2,"never closed\n3,three\n')
+    contract(
+        tmp_path,
+        "name: strict\nsource: {glob: 'strict/*.csv'}\n"
+        "target: {schema: wild, table: strict, mode: append}\n"
+        "policy: {bad_rows: fail}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: label, type: text}\n",
+    )
+    entries = ingest(tmp_path, warehouse)
+    assert entries["strict/a.csv"]["status"] == "failed"
+    assert "strict/a.csv, line 3: expected 2 fields like the first line, found 1" in str(
+        entries["strict/a.csv"]["error"]
+    )
+    assert entries["strict/b.csv"]["status"] == "failed"
+    assert "line 3: a quoted field starting here is never closed" in str(
+        entries["strict/b.csv"]["error"]
+    )
+    assert warehouse.value("SELECT count(*) FROM wild.strict") == 0

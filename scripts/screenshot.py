@@ -26,10 +26,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_FILES = 5
 # Line 3 has nine fields under an eight-column header.
-RAGGED = (
+UNREADABLE = (  # line 3 opens a quote that is never closed
     "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
     "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
-    "2,2,extra,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    '2,2,"new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n'
 )
 
 
@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument(
         "--bad-file",
         action="store_true",
-        help="land an orders file with a ragged line beside the samples (the failure case)",
+        help="land an orders file with an unreadable line beside the samples (the failure case)",
     )
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -69,7 +69,7 @@ def main() -> int:
     if args.bad_file:  # a copy: the samples stay as they are
         landing = state / "landing"
         shutil.copytree(ROOT / "examples" / "landing", landing)
-        (landing / "orders" / "orders_2026-11-22.csv").write_text(RAGGED)
+        (landing / "orders" / "orders_2026-11-22.csv").write_text(UNREADABLE)
     ui_port, pg_port = free_port(), free_port()
     env = {
         **os.environ,

@@ -31,6 +31,10 @@ RESERVED_PREFIX = "_elt_"
 # 1-based data row in that file (kept in staging and the quarantine, for messages and lineage).
 FILE_COLUMN = RESERVED_PREFIX + "file"
 ROW_COLUMN = RESERVED_PREFIX + "row"
+# A batch of rows the reader itself rejected (ragged CSV records) carries these two instead of
+# the contract's columns: why, and the record's fields as raw_record JSON for the quarantine.
+REJECTED_COLUMN = RESERVED_PREFIX + "rejected"
+RAW_RECORD_COLUMN = RESERVED_PREFIX + "raw_record"
 # "raw" and "staged" would collide with the raw/<dataset>_files and staged/<dataset>_staging keys.
 PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
 

@@ -23,11 +23,12 @@ from typing import Any
 import pyarrow as pa
 
 from elt_assets.contracts.types import PgType
+from elt_assets.errors import TerminalError
 
 Encode = Callable[[Any], str]
 
 
-class NestedValueError(ValueError):
+class NestedValueError(TerminalError, ValueError):
     """A nested value that cannot become its column's text exactly (the message says why);
     `index` is its row in the column when known."""
 

@@ -16,6 +16,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import threading
 import weakref
 import zlib
@@ -30,11 +31,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from elt_assets.contracts.model import ROW_COLUMN, Contract
+from elt_assets.contracts.model import RAW_RECORD_COLUMN, REJECTED_COLUMN, ROW_COLUMN, Contract
 from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing import nested as nested_values
-from elt_assets.landing.diagnose import EMPTY_LINE, locate_csv_problem
+from elt_assets.landing.diagnose import (
+    EMPTY_LINE,
+    Located,
+    RaggedRecord,
+    locate_csv_problem,
+    ragged_records,
+)
 from elt_assets.landing.source import Source, as_source, kind_of
 from elt_assets.log import get_logger
 
@@ -426,11 +433,49 @@ class FileReader:
         else:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
+        try:
+            yield from self._csv_pass(gzipped, raw or file_columns, file_columns, raw is not None)
+        except _RaggedRows:
+            # Rows with the wrong number of fields, the quoting intact: bad rows, quarantined.
+            # The good rows already handed on were all before the first of them.
+            ragged = self._ragged_records()
+            numbers = _GoodRowNumbers(ragged, already=self.rows_read)
+            yield self._ragged_frame(ragged, file_columns)
+            try:
+                yield from self._csv_pass(
+                    gzipped, raw or file_columns, file_columns, raw is not None, numbers
+                )
+            except _RaggedRows:  # pyarrow failed on something else, Python's csv did not
+                raise FileRejected(
+                    self.file,
+                    "the CSV cannot be parsed beyond its ragged rows",
+                    line=ragged[0].line,
+                ) from None
+            if numbers.skipped != len(ragged):  # the two readers disagree: trust neither
+                raise FileRejected(
+                    self.file,
+                    f"{len(ragged)} ragged row(s) found by one reader, {numbers.skipped} by the "
+                    "other: the file's structure is ambiguous; nothing of it is loaded",
+                    line=ragged[0].line,
+                ) from None
+
+    def _csv_pass(
+        self,
+        gzipped: bool,
+        columns: list[str],
+        file_columns: list[str],
+        header: bool,
+        numbers: _GoodRowNumbers | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """One read of the file by pyarrow, start to end, hashing it as it goes. With `numbers`,
+        records of the wrong length are skipped (they were quarantined) and the rest numbered
+        around them; without, the first one raises _RaggedRows (or FileRejected)."""
+        options = self.contract.source.csv
         tap = _Tap(self.source, self.file, options.quote.encode(), gzipped, self._quote_check())
         try:
-            parser = self._open_arrow_csv(tap, raw or file_columns, header=raw is not None)
+            parser = self._open_arrow_csv(tap, columns, header, numbers)
             try:
-                yield from self._csv_frames(parser, file_columns)
+                yield from self._csv_frames(parser, file_columns, numbers)
             finally:
                 parser.close()  # before anything else returns or raises: see _ArrowCsv
             tap.raise_error()  # the data may have ended early because of it
@@ -441,7 +486,44 @@ class FileReader:
         finally:
             tap.release()
 
-    def _csv_frames(self, parser: _ArrowCsv, file_columns: list[str]) -> Iterator[pl.DataFrame]:
+    def _ragged_records(self) -> list[RaggedRecord]:
+        options = self.contract.source.csv
+        found = ragged_records(
+            self.source, options, self.record_limit, self._gzip_limit(), MAX_RAGGED_ROWS
+        )
+        if isinstance(found, Located):
+            raise FileRejected(self.file, found.message, line=found.line)
+        if not found:  # pyarrow saw one, Python's csv none: trust neither
+            raise FileRejected(self.file, "the CSV cannot be parsed (a row of the wrong length)")
+        return found
+
+    def _ragged_frame(self, ragged: list[RaggedRecord], file_columns: list[str]) -> pl.DataFrame:
+        """The ragged records as rows the reader rejected: their number, why, and their fields
+        under the file's headers (extra fields as field_N, N their position)."""
+        self.rows_read += len(ragged)
+        names = [
+            file_columns[i] if i < len(file_columns) else f"field_{i + 1}"
+            for i in range(max(len(r.fields) for r in ragged))
+        ]
+        return pl.DataFrame(
+            {
+                ROW_COLUMN: [r.number for r in ragged],
+                REJECTED_COLUMN: [
+                    f"line {r.line}: {len(r.fields)} field(s) where the header has {r.expected} "
+                    "(a ragged row: an unquoted delimiter or a missing value?)"
+                    for r in ragged
+                ],
+                RAW_RECORD_COLUMN: [
+                    json.dumps(dict(zip(names, r.fields, strict=False)), ensure_ascii=False)
+                    for r in ragged
+                ],
+            },
+            schema={ROW_COLUMN: pl.Int64, REJECTED_COLUMN: pl.String, RAW_RECORD_COLUMN: pl.String},
+        )
+
+    def _csv_frames(
+        self, parser: _ArrowCsv, file_columns: list[str], numbers: _GoodRowNumbers | None
+    ) -> Iterator[pl.DataFrame]:
         look_for_empty_lines = len(file_columns) > 1
         for record_batch in self._arrow_batches(parser):
             # By position: the file's own names may be blank (header_names names those).
@@ -453,7 +535,12 @@ class FileReader:
             ):
                 look_for_empty_lines = False
                 self._reject_empty_line()
-            yield self._frame(frame)
+            if numbers is None:
+                yield self._frame(frame)
+                continue
+            frame, row_numbers = numbers.take(frame)
+            if frame.height:
+                yield self._frame(frame, row_numbers)
 
     def _quote_check(self) -> _QuoteCheck | None:
         options = self.contract.source.csv
@@ -467,7 +554,9 @@ class FileReader:
             return None  # UTF-16 and the like: no single-byte quote to look for
         return _QuoteCheck(self.file, single[0], single[1])
 
-    def _open_arrow_csv(self, tap: _Tap, columns: list[str], header: bool) -> _ArrowCsv:
+    def _open_arrow_csv(
+        self, tap: _Tap, columns: list[str], header: bool, numbers: _GoodRowNumbers | None = None
+    ) -> _ArrowCsv:
         options = self.contract.source.csv
         null_values = ["", *options.null_values]
         try:
@@ -487,6 +576,7 @@ class FileReader:
                     escape_char=False,
                     newlines_in_values=True,
                     ignore_empty_lines=False,
+                    invalid_row_handler=numbers.skip if numbers is not None else None,
                 ),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=dict.fromkeys(columns, pa.string()),
@@ -593,22 +683,25 @@ class FileReader:
         when there is more than one column. A row of NULLs may also be written as ,, so only a real
         empty line, found by re-reading the file, rejects it."""
         located = self._locate()
-        if located is not None and located[1] == EMPTY_LINE:
-            raise FileRejected(self.file, EMPTY_LINE, line=located[0])
+        if located is not None and located.message == EMPTY_LINE:
+            raise FileRejected(self.file, EMPTY_LINE, line=located.line)
 
-    def _locate(self) -> tuple[int, str] | None:
+    def _gzip_limit(self) -> int:
+        return max(GZIP_FLOOR_BYTES, self.source.size * GZIP_RATIO_LIMIT)
+
+    def _locate(self) -> Located | None:
         """The first problem Python's csv module finds, reading with this reader's limits."""
-        gzip_limit = max(GZIP_FLOOR_BYTES, self.source.size * GZIP_RATIO_LIMIT)
-        return locate_csv_problem(
-            self.source, self.contract.source.csv, self.record_limit, gzip_limit
-        )
+        options = self.contract.source.csv
+        return locate_csv_problem(self.source, options, self.record_limit, self._gzip_limit())
 
-    def _diagnosed(self, problem: str) -> FileRejected:
-        """Turn a parser error into one that names the line, by re-reading with Python's csv."""
+    def _diagnosed(self, problem: str) -> Exception:
+        """Turn a parser error into one that names the line, by re-reading with Python's csv;
+        a ragged row under a quarantining contract is not the file's fault (_RaggedRows)."""
         located = self._locate()
         if located is not None:
-            line, message = located
-            return FileRejected(self.file, message, line=line)
+            if located.ragged and self.contract.policy.bad_rows == "quarantine":
+                return _RaggedRows()
+            return FileRejected(self.file, located.message, line=located.line)
         if "straddl" in problem:
             problem = (
                 f"a single record is larger than {self.record_limit} bytes; if the file is "
@@ -786,12 +879,14 @@ class FileReader:
 
     # -- shared ------------------------------------------------------------------------------
 
-    def _frame(self, raw: pl.DataFrame) -> pl.DataFrame:
-        """Rename file columns to contract columns, add missing ones as NULL, number the rows."""
+    def _frame(self, raw: pl.DataFrame, numbers: pl.Series | None = None) -> pl.DataFrame:
+        """Rename file columns to contract columns, add missing ones as NULL, number the rows
+        (in order, or as `numbers` says)."""
         assert self.header is not None
         start = self.rows_read + 1
         self.rows_read += raw.height
-        columns = [pl.int_range(start, start + raw.height, dtype=pl.Int64).alias(ROW_COLUMN)]
+        numbered = pl.int_range(start, start + raw.height, dtype=pl.Int64)
+        columns = [(numbered if numbers is None else pl.lit(numbers)).alias(ROW_COLUMN)]
         for column in self.contract.columns:
             source = self.header.sources.get(column.name)
             if source is None:
@@ -865,3 +960,37 @@ def _storage_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     pairs = zip(batch.schema, columns, strict=True)
     fields = [pa.field(f.name, c.type, f.nullable) for f, c in pairs]
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+MAX_RAGGED_ROWS = 100_000  # beyond, the file's layout is not the contract's
+
+
+class _RaggedRows(Exception):
+    """The first pass met a record of the wrong length in a file whose quoting is intact."""
+
+
+class _GoodRowNumbers:
+    """The numbers of the good records of the second pass, around the ragged ones.
+
+    pyarrow's invalid-row handler skips the ragged records without saying where they were (it has
+    no row numbers when values may hold newlines), so the numbers come from the first pass's
+    list: the g-th good record is record g + (ragged records before it). The good records the
+    first pass already handed on (`already`, all before the first ragged one) are dropped."""
+
+    def __init__(self, ragged: list[RaggedRecord], already: int):
+        # Good records before each ragged one: non-decreasing.
+        self.good_before = pl.Series([r.number - i for i, r in enumerate(ragged, 1)])
+        self.already, self.seen, self.skipped = already, 0, 0
+
+    def skip(self, row: object) -> str:
+        """pyarrow's invalid_row_handler: count the ragged record and skip it."""
+        self.skipped += 1
+        return "skip"
+
+    def take(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+        ordinals = pl.int_range(self.seen + 1, self.seen + frame.height + 1, eager=True)
+        self.seen += frame.height
+        keep = ordinals > self.already
+        ordinals = ordinals.filter(keep)
+        before = self.good_before.search_sorted(ordinals, side="left")
+        return frame.filter(keep), (ordinals + before).cast(pl.Int64)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import pandera.errors as pa_errors
 import polars as pl
 
-from elt_assets.contracts.model import ROW_COLUMN, Contract
+from elt_assets.contracts.model import RAW_RECORD_COLUMN, REJECTED_COLUMN, ROW_COLUMN, Contract
 from elt_assets.landing.readers import HeaderMapping
 from elt_assets.validation.casts import ColumnCast, cast_text_column, cast_typed_column
 from elt_assets.validation.schema import build_schema
 
+READER_CHECK = "fields"  # a record with the wrong number of fields
 QUARANTINE_COLUMNS = ["row_number", "column_name", "check_name", "reason", "failures", "raw_record"]
 _FAILURE_SCHEMA = {
     ROW_COLUMN: pl.Int64,
@@ -60,6 +61,8 @@ class BatchValidator:
                 self.casts[column.name] = cast_typed_column(column, source, timezone)
 
     def validate(self, batch: pl.DataFrame) -> ValidatedBatch:
+        if REJECTED_COLUMN in batch.columns:
+            return self._rejected_by_reader(batch)
         names = [c.name for c in self.contract.columns]
         cast = self._cast(batch, names)
         failures = pl.concat(
@@ -84,6 +87,29 @@ class BatchValidator:
             rows_read=batch.height,
             failure_counts={f"{column}.{check}": n for column, check, n in counts},
             increasing_keys=increasing,
+        )
+
+    def _rejected_by_reader(self, batch: pl.DataFrame) -> ValidatedBatch:
+        """Rows the reader rejected (ragged CSV records): quarantined as they are, uncast."""
+        failure = pl.struct(
+            pl.lit(None, pl.String).alias("column"),
+            pl.lit(READER_CHECK).alias("check"),
+            pl.col(REJECTED_COLUMN).alias("reason"),
+        )
+        quarantined = batch.select(
+            pl.col(ROW_COLUMN).alias("row_number"),
+            pl.lit(None, pl.String).alias("column_name"),
+            pl.lit(READER_CHECK).alias("check_name"),
+            pl.col(REJECTED_COLUMN).alias("reason"),
+            pl.format("[{}]", failure.struct.json_encode()).alias("failures"),
+            pl.col(RAW_RECORD_COLUMN).alias("raw_record"),
+        )
+        names = [c.name for c in self.contract.columns]
+        return ValidatedBatch(
+            good=pl.DataFrame(schema={ROW_COLUMN: pl.Int64, **dict.fromkeys(names, pl.String)}),
+            quarantined=quarantined,
+            rows_read=batch.height,
+            failure_counts={f"row.{READER_CHECK}": batch.height},
         )
 
     def _increasing_keys(self, good: pl.DataFrame) -> tuple[object, object] | None:
