@@ -47,12 +47,12 @@ REPORT_KEYS = {
     "error",
 }
 ORDER_STATUSES = {"new", "paid", "shipped", "cancelled"}  # the isin check of orders.yaml
-RAGGED = "orders/orders_2026-11-22.csv"
-# Line 3 (the second record) has nine fields under an eight-column header.
-RAGGED_TEXT = (
+UNREADABLE = "orders/orders_2026-11-22.csv"
+# Line 3 (the second record) opens a quote that is never closed: the file cannot be read.
+UNREADABLE_TEXT = (
     "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
     "1,2,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
-    "2,2,extra,new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n"
+    '2,2,"new,1.00,EUR,2026-11-22 08:00:00,N/A,2026-11-22T09:00:00+01:00\n'
 )
 
 
@@ -296,10 +296,10 @@ def test_ingest_loads_the_samples_then_a_rerun_loads_nothing_new(
 
 
 @pytest.mark.db
-def test_ingest_reports_a_ragged_csv_as_failed_with_file_and_line(
+def test_ingest_reports_an_unreadable_csv_as_failed_with_file_and_line(
     tmp_path: Path, warehouse: Warehouse, dirs: tuple[Path, Path]
 ) -> None:
-    (dirs[0] / RAGGED).write_text(RAGGED_TEXT)
+    (dirs[0] / UNREADABLE).write_text(UNREADABLE_TEXT)
     result = elt(
         "ingest", "--json", "--dataset", "orders", tmp_path=tmp_path, env=db_env(warehouse, dirs)
     )
@@ -308,11 +308,11 @@ def test_ingest_reports_a_ragged_csv_as_failed_with_file_and_line(
     assert set(entries) == {
         "orders/orders_2026-11-20.csv",
         "orders/orders_2026-11-21.csv.gz",
-        RAGGED,
+        UNREADABLE,
     }
-    broken = entries[RAGGED]
+    broken = entries[UNREADABLE]
     assert broken["status"] == "failed", broken
-    assert f"{RAGGED}, line 3" in broken["error"], broken
+    assert f"{UNREADABLE}, line 3" in broken["error"], broken
     assert entries["orders/orders_2026-11-20.csv"]["status"] == "success"
     loaded = warehouse.value("SELECT count(*) FROM sales.orders WHERE order_id IN (1, 2)")
     assert loaded == 0
@@ -331,13 +331,13 @@ def test_unknown_dataset_exits_2_and_lists_the_known_ones(
 def test_dry_run_writes_nothing_and_reports_what_would_happen(
     tmp_path: Path, warehouse: Warehouse, dirs: tuple[Path, Path]
 ) -> None:
-    (dirs[0] / RAGGED).write_text(RAGGED_TEXT)
+    (dirs[0] / UNREADABLE).write_text(UNREADABLE_TEXT)
     result = elt("ingest", "--json", "--dry-run", tmp_path=tmp_path, env=db_env(warehouse, dirs))
     assert result.returncode == 1, explain(result)
     entries = report(result)
-    assert set(entries) == {file for _, file in SAMPLE_FILES} | {RAGGED}
-    assert entries[RAGGED]["status"] == "would_fail"
-    assert f"{RAGGED}, line 3" in entries[RAGGED]["error"]
+    assert set(entries) == {file for _, file in SAMPLE_FILES} | {UNREADABLE}
+    assert entries[UNREADABLE]["status"] == "would_fail"
+    assert f"{UNREADABLE}, line 3" in entries[UNREADABLE]["error"]
     expected = expected_counts()
     for file, (read, _, _, _, quarantined) in expected.items():
         entry = entries[file]

@@ -809,3 +809,39 @@ def test_a_ragged_row_fails_the_file_when_bad_rows_fail_and_a_broken_quote_alway
         entries["strict/b.csv"]["error"]
     )
     assert warehouse.value("SELECT count(*) FROM wild.strict") == 0
+
+
+def test_a_file_without_a_header_is_suspected_and_read_with_no_header(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = tmp_path / "landing" / "bare"
+    folder.mkdir(parents=True)
+    path = folder / "a.csv"
+    path.write_text("1,Ann,1990-01-01,2.5\n2,Bob,1991-02-02,3\n")
+    guessed = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "bare")
+    assert guessed.returncode == 0, guessed.stderr
+    said = (
+        "the first line looks like data, not column names (3 of 4 are numbers or dates: '1', "
+        "'1990-01-01', '2.5'); if the file has no header, run again with --no-header"
+    )
+    assert f"elt: warning: {path}: {said}" in guessed.stderr
+    assert f"# WARNING: {said}." in guessed.stdout
+    bare = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "bare", "--no-header")
+    assert bare.returncode == 0 and "warning" not in bare.stderr, bare.stderr
+    assert "    header: false  # the first line is data: columns by position" in bare.stdout
+    assert "- {name: column_1, type: integer}" in bare.stdout
+    contract(tmp_path, bare.stdout)
+    entry = ingest(tmp_path, warehouse)["bare/a.csv"]
+    assert entry["status"] == "success" and entry["rows_read"] == 2, entry
+    assert warehouse.query(
+        "SELECT column_1, column_2, column_3::text, column_4::text FROM imported.bare ORDER BY 1"
+    ) == [(1, "Ann", "1990-01-01", "2.500"), (2, "Bob", "1991-02-02", "3.000")]
+
+    # Names that look like names raise no doubt; a Parquet file has names of its own.
+    (folder / "named.csv").write_text("id,name,born\n1,Ann,1990-01-01\n")
+    named = elt(tmp_path, warehouse, "contract", "infer", str(folder / "named.csv"))
+    assert named.returncode == 0 and "warning" not in named.stderr + named.stdout.lower()
+    parquet = land(tmp_path, "bare/b.parquet", pa.table({"id": [1]}))
+    refused = elt(tmp_path, warehouse, "contract", "infer", str(parquet), "--no-header")
+    assert refused.returncode == 2, refused.stderr
+    assert "--no-header is for CSV; Parquet names its columns" in refused.stderr

@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--encoding", help="CSV encoding (default utf8, or utf-16 where a byte-order mark says so)"
     )
+    infer.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="the CSV file has no header line: its first line is data, columns are named "
+        "column_1, column_2, ...",
+    )
 
     quarantine = commands.add_parser("quarantine", help="rows rejected from files")
     quarantine_commands = quarantine.add_subparsers(
@@ -274,10 +281,13 @@ def _contract_infer(args: argparse.Namespace, settings: Settings) -> int:
             landing_dir=settings.landing_dir,
             delimiter=_delimiter(args.delimiter),
             encoding=args.encoding,
+            header=args.header,
         )
     except InferError as error:
         print(f"elt: error: {error}", file=sys.stderr)
         return 2 if error.usage else 1
+    if inferred.header_doubt:
+        print(f"elt: warning: {args.file}: {inferred.header_doubt}", file=sys.stderr)
     sys.stdout.write(inferred.yaml)
     return 0
 

@@ -107,6 +107,8 @@ class InferredContract:
     encoding: str = "utf8"
     encoding_detected: bool = False  # from a byte-order mark, not given with --encoding
     null_values: list[str] = field(default_factory=list)
+    header: bool = True  # False: the first line is data (--no-header)
+    header_doubt: str | None = None  # why the first line may be data after all
     duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
 
     @property
@@ -247,7 +249,12 @@ def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
 
 
 def _provisional(
-    headers: list[str], names: list[str], fmt: str, delimiter: str, encoding: str
+    headers: list[str],
+    names: list[str],
+    fmt: str,
+    delimiter: str,
+    encoding: str,
+    header: bool = True,
 ) -> Contract:
     """A contract that reads every column as it is, to sample the file through FileReader."""
     return Contract.model_validate(
@@ -256,9 +263,10 @@ def _provisional(
             "source": {
                 "glob": "*",
                 "format": fmt,
-                "csv": {"delimiter": delimiter, "encoding": encoding},
+                "csv": {"delimiter": delimiter, "encoding": encoding, "header": header},
             },
             "target": {"schema": "inferred", "table": "inferred", "mode": "append"},
+            "policy": {"bad_rows": "fail"},  # a ragged row in the sample: say where it is
             "columns": [
                 {"name": n, "type": "text", "source_name": h}
                 for n, h in zip(names, headers, strict=True)
@@ -267,7 +275,9 @@ def _provisional(
     )
 
 
-def _headers(path: Path, file: str, fmt: str, delimiter: str, encoding: str) -> list[str]:
+def _headers(
+    path: Path, file: str, fmt: str, delimiter: str, encoding: str, header: bool = True
+) -> list[str]:
     if fmt == "parquet":
         try:
             schema = pq.read_schema(path)
@@ -287,7 +297,10 @@ def _headers(path: Path, file: str, fmt: str, delimiter: str, encoding: str) -> 
         gzipped = handle.read(2) == b"\x1f\x8b"
     # The loader's own header parsing (dialect, BOM, encoding errors, limits).
     reader = FileReader(path, file, probe, record_limit=max_record_bytes())
-    return header_names(reader._csv_header(gzipped))
+    first = reader._csv_header(gzipped)
+    if not header:  # the first record is data: its columns are named by position
+        return [f"column_{n}" for n in range(1, len(first) + 1)]
+    return header_names(first)
 
 
 def _check_headers(file: str, headers: list[str]) -> None:
@@ -297,7 +310,8 @@ def _check_headers(file: str, headers: list[str]) -> None:
         if header in seen.values():
             raise InferError(
                 f"{file}: the header has column {header!r} twice; the platform cannot load such "
-                "a file: ask the sender for distinct column names"
+                "a file: ask the sender for distinct column names (or, if the first line is data "
+                "rather than names, run again with --no-header)"
             )
         if folded in seen:
             raise InferError(
@@ -308,7 +322,12 @@ def _check_headers(file: str, headers: list[str]) -> None:
 
 
 def read_sample(
-    path: Path, file: str, rows: int, delimiter: str = ",", encoding: str = "utf8"
+    path: Path,
+    file: str,
+    rows: int,
+    delimiter: str = ",",
+    encoding: str = "utf8",
+    header: bool = True,
 ) -> tuple[Literal["csv", "parquet"], list[str], list[str], pl.DataFrame]:
     """(format, headers, column names, the first `rows` rows) read as the loader reads them."""
     if not path.exists():
@@ -319,10 +338,12 @@ def read_sample(
         if path.stat().st_size == 0:
             raise InferError(f"{file}: the file is empty (0 bytes); expected at least a header")
         fmt = _detect_format(path, file)
-        headers = _headers(path, file, fmt, delimiter, encoding)
+        if fmt == "parquet" and not header:
+            raise InferUsageError(f"{file}: --no-header is for CSV; Parquet names its columns")
+        headers = _headers(path, file, fmt, delimiter, encoding, header)
         _check_headers(file, headers)
         names = column_names(headers)
-        contract = _provisional(headers, names, fmt, delimiter, encoding)
+        contract = _provisional(headers, names, fmt, delimiter, encoding, header)
         batches = cast(
             Generator[pl.DataFrame, None, None],
             FileReader(
@@ -544,9 +565,11 @@ def infer_contract(
     landing_dir: Path | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    header: bool = True,
 ) -> InferredContract:
     """Read the first `sample_rows` rows of `path` and infer a contract (checked to load).
-    Without a `delimiter`, a CSV file's is sniffed from its first lines."""
+    Without a `delimiter`, a CSV file's is sniffed from its first lines. With `header` False,
+    the first line is data and the columns are named by position (column_1, ...)."""
     file = str(path)
     encoding_detected = (
         encoding is None and path.is_file() and kind_of(LocalSource(path)) == "UTF-16 text"
@@ -562,26 +585,26 @@ def infer_contract(
         raise InferUsageError(
             f"dataset name {dataset!r}: use lowercase letters, digits and _, at most 50 characters"
         )
-    fmt, headers, names, sample = read_sample(path, file, sample_rows, delimiter, encoding)
+    fmt, headers, names, sample = read_sample(path, file, sample_rows, delimiter, encoding, header)
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
     columns = []
-    for header, column in zip(headers, names, strict=True):
+    for title, column in zip(headers, names, strict=True):
         values = sample[column]
         is_null = values.is_null()
         if fmt == "csv":
             is_null = is_null | values.is_in(markers)
             guess = infer_text_type(values.filter(~is_null))
         else:
-            guess = infer_parquet_type(values, file, header)
+            guess = infer_parquet_type(values, file, title)
         nulls = int(is_null.sum())
         if column in key and nulls:
             raise InferError(
-                f"{file}: primary key column {header!r} is empty in {nulls} of {sample.height} "
+                f"{file}: primary key column {title!r} is empty in {nulls} of {sample.height} "
                 "sampled rows; a key must never be NULL: choose another key or fix the file"
             )
         columns.append(
-            InferredColumn(column, header, guess.type, column not in key, nulls, guess.note)
+            InferredColumn(column, title, guess.type, column not in key, nulls, guess.note)
         )
     inferred = InferredContract(
         name=dataset,
@@ -600,12 +623,33 @@ def infer_contract(
         encoding=encoding,
         encoding_detected=encoding_detected,
         null_values=markers,
+        header=header,
+        header_doubt=_header_doubt(headers) if header and fmt == "csv" else None,
         duplicate_keys=sample.height - sample.select(key).n_unique()
         if key and sample.height
         else 0,
     )
     _check_loads(inferred)
     return inferred
+
+
+def _header_doubt(headers: list[str]) -> str | None:
+    """Why the first line may be data rather than names: at least half of its values are
+    numbers, dates or timestamps (names rarely are; a wide table of years is the exception)."""
+    data_like = [
+        h for h in headers if h.strip() and infer_text_type(pl.Series([h])).type.kind in _DATA_KINDS
+    ]
+    if not data_like or len(data_like) * 2 < len(headers):
+        return None
+    shown = ", ".join(repr(h) for h in data_like[:3])
+    return (
+        f"the first line looks like data, not column names ({len(data_like)} of {len(headers)} "
+        f"are numbers or dates: {shown}); if the file has no header, run again with --no-header"
+    )
+
+
+_DATA_KINDS = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "date"}
+_DATA_KINDS |= {"timestamp", "timestamptz", "uuid"}
 
 
 def _format_by_extension(path: Path) -> str:
@@ -701,6 +745,7 @@ def render_yaml(inferred: InferredContract) -> str:
         "# casts, but later rows may not fit (they would be quarantined); when in doubt a column",
         "# is text. Review types, nullable (only primary-key columns are NOT NULL), the target,",
         "# the glob, and add checks (README, 'Adding a dataset').",
+        *([f"# WARNING: {inferred.header_doubt}."] if inferred.header_doubt else []),
         f"name: {inferred.name}",
         "source:",
         f"  glob: {_scalar(inferred.glob)}  # relative to the landing directory: review",
@@ -708,6 +753,8 @@ def render_yaml(inferred: InferredContract) -> str:
     if inferred.explicit_format:
         lines.append(f"  format: {inferred.format}  # the extension does not say it")
     csv_options = []
+    if not inferred.header:
+        csv_options.append("    header: false  # the first line is data: columns by position")
     if inferred.delimiter != ",":
         said = "  # detected from the first lines: review" if inferred.delimiter_detected else ""
         csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}{said}")
