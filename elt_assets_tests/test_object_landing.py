@@ -145,9 +145,7 @@ def test_a_bad_object_fails_with_its_line_and_bad_rows_are_quarantined(
     zone: Zone, warehouse: Warehouse, contracts_dir: Path
 ) -> None:
     write_contract(contracts_dir, ORDERS)
-    zone.put(
-        "orders/ragged.csv", (HEADER + "1,new,1,2026-01-01\n2,new,1,2026-01-01,extra\n").encode()
-    )
+    zone.put("orders/ragged.csv", (HEADER + '1,new,1,2026-01-01\n2,"new,1,2026-01-01\n').encode())
     zone.put("orders/some_bad.csv", (HEADER + "5,new,1,2026-01-01\n6,lost,1,2026-01-01\n").encode())
     with dg.instance_for_test() as instance:
         ragged = run_file(contracts_dir, "orders", "orders/ragged.csv", instance)
@@ -211,7 +209,7 @@ def test_a_dry_run_reads_every_file_and_writes_nothing(
 ) -> None:
     write_contract(contracts_dir, ORDERS)
     zone.put("orders/good.csv", (HEADER + ROWS).encode())
-    zone.put("orders/ragged.csv", (HEADER + "1,new,1,2026-01-01\n2,new,1,2026-01-01,x\n").encode())
+    zone.put("orders/ragged.csv", (HEADER + '1,new,1,2026-01-01\n2,"new,1,2026-01-01\n').encode())
     zone.put("orders/some_bad.csv", (HEADER + "5,new,1,2026-01-01\n6,lost,1,2026-01-01\n").encode())
     result = elt_ingest(zone, warehouse, contracts_dir, tmp_path, "--dry-run")
     assert result.returncode == 1, result.stdout + result.stderr  # one file would fail

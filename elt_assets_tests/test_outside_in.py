@@ -448,10 +448,16 @@ def test_two_contracts_with_one_name_load_nothing_of_that_name(owner: Owner) -> 
 # -- 7: a rejected file never aborts the process on its way out --------------------------------
 
 
-def test_commands_that_reject_a_file_exit_cleanly_every_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad_rows", ["fail", "quarantine"])
+def test_commands_that_meet_a_ragged_row_exit_cleanly_every_time(
+    tmp_path: Path, bad_rows: str
+) -> None:
     """After a parse error pyarrow's reader used to be caught mid-read at interpreter exit and
-    abort the process (exit 134) most of the time with a large gzip file like this one."""
-    landing, contracts = tmp_path / "landing", contracts_of(tmp_path, ITEMS)
+    abort the process (exit 134) most of the time with a large gzip file like this one. Under
+    `bad_rows: fail` the row fails the file (exit 1); under quarantine a second pass skips it
+    through pyarrow's invalid-row handler, a Python callable pyarrow holds (exit 0)."""
+    policy = f"policy: {{bad_rows: {bad_rows}}}\n"
+    landing, contracts = tmp_path / "landing", contracts_of(tmp_path, ITEMS + policy)
     (landing / "items").mkdir(parents=True)
     rows = ["id,label,version"] + [f"{k},x{k},1" for k in range(400_000)]
     rows.insert(20, "5,ragged,1,extra")
@@ -459,18 +465,26 @@ def test_commands_that_reject_a_file_exit_cleanly_every_time(tmp_path: Path) -> 
     with gzip.open(bad, "wt", encoding="utf-8") as handle:  # gzip, under a .csv name
         handle.write("\n".join(rows) + "\n")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    commands = [
-        [str(ELT), "contract", "infer", str(bad)],
-        [str(ELT), "ingest", "--dry-run", "--landing", str(landing), "--contracts", str(contracts)],
+    dry_run = [
+        str(ELT),
+        "ingest",
+        "--dry-run",
+        "--landing",
+        str(landing),
+        "--contracts",
+        str(contracts),
     ]
+    commands = [dry_run] if bad_rows == "fail" else [[str(ELT), "contract", "infer", str(bad)]]
+    if bad_rows == "quarantine":
+        commands.append(dry_run)
+    expected = 1 if bad_rows == "fail" else 0
     for command in commands:
-        codes = [
-            subprocess.run(
-                command, check=False, cwd=tmp_path, env=env, capture_output=True
-            ).returncode
-            for _ in range(8)
+        runs = [
+            subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True)
+            for _ in range(8 if bad_rows == "fail" else 4)
         ]
-        assert codes == [1] * 8, (command[1], codes)
+        codes = [run.returncode for run in runs]
+        assert codes == [expected] * len(runs), (command[1], codes, runs[0].stderr[-2000:])
 
 
 # -- 8: an unexpected error fails the file once, and is not retried -----------------------------

@@ -57,7 +57,7 @@ def leaks(texts: Iterable[str], *secrets: str) -> list[str]:
 def land_items(landing: Path) -> None:
     (landing / "items").mkdir()
     (landing / "items" / "good.csv").write_text("id,label\n1,one\n2,two\n")
-    (landing / "items" / "ragged.csv").write_text("id,label\n3,three,extra\n")
+    (landing / "items" / "ragged.csv").write_text('id,label\n3,"three\n')  # unreadable
     (landing / "items" / "later.csv").write_text("id,label\n4,four\n")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import bz2
 import datetime as dt
 import gzip
+import hashlib
 import json
 import lzma
 import subprocess
@@ -159,14 +160,13 @@ def test_files_that_are_not_what_they_are_read_as_are_refused_for_their_true_rea
     text = b"id,label\n1,one\n2,two\n"
     landing = tmp_path / "landing" / "mixed"
     landing.mkdir(parents=True)
-    (landing / "a.csv.bz2").write_bytes(bz2.compress(text))
-    (landing / "b.csv.xz").write_bytes(lzma.compress(text))
     with zipfile.ZipFile(landing / "c.csv.zip", "w") as archive:
         archive.writestr("c.csv", text)
     pq.write_table(pa.table({"id": [1], "label": ["x"]}), landing / "d.csv")  # Parquet inside
     # The magic of a Parquet file whose footer is encrypted (PARE), at both ends.
     (landing / "e.parquet").write_bytes(b"PARE" + bytes(64) + b"PARE")
     (landing / "f.csv").write_bytes(text)
+    (landing / "g.csv.zst").write_bytes(_zstd(text)[:-6])  # cut short
     contract(
         tmp_path,
         "name: mixed\nsource: {glob: 'mixed/*'}\n"
@@ -177,12 +177,11 @@ def test_files_that_are_not_what_they_are_read_as_are_refused_for_their_true_rea
     reasons = {file: str(entry["error"]) for file, entry in entries.items()}
     assert entries["mixed/f.csv"]["status"] == "success", reasons
     expected = {
-        "mixed/a.csv.bz2": "the file is bzip2-compressed, which the platform does not read",
-        "mixed/b.csv.xz": "the file is xz-compressed",
-        "mixed/c.csv.zip": "the file is zip-compressed",
+        "mixed/c.csv.zip": "the file is a zip archive, which the platform does not read",
         "mixed/d.csv": "the file is Parquet (its first bytes say so), but the contract reads it "
         "as CSV: name it *.parquet or set source.format: parquet",
         "mixed/e.parquet": "an encrypted Parquet file (its footer is encrypted)",
+        "mixed/g.csv.zst": "the zstd data is corrupt or truncated",
     }
     for file, reason in expected.items():
         assert entries[file]["status"] == "failed", (file, reasons[file])
@@ -191,13 +190,49 @@ def test_files_that_are_not_what_they_are_read_as_are_refused_for_their_true_rea
     assert warehouse.value("SELECT count(*) FROM wild.mixed") == 2  # f.csv only
 
     # `elt contract infer` says the same of each.
-    for name, said in [
-        ("a.csv.bz2", "bzip2-compressed"),
-        ("e.parquet", "an encrypted Parquet file"),
-    ]:
+    for name, said in [("c.csv.zip", "a zip archive"), ("e.parquet", "an encrypted Parquet file")]:
         result = elt(tmp_path, warehouse, "contract", "infer", str(landing / name))
         assert result.returncode != 0 and said in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def _zstd(data: bytes) -> bytes:
+    buffer = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(buffer, "zstd") as stream:
+        stream.write(data)
+    return bytes(buffer.getvalue().to_pybytes())
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz", "zstd"])
+def test_csv_compressed_with_gzip_bzip2_xz_or_zstd_is_inferred_and_loaded(
+    tmp_path: Path, warehouse: Warehouse, compression: str
+) -> None:
+    """Read by its first bytes, whatever its name; a ragged row inside is found and numbered."""
+    rows = [f"{n},label {n}" for n in range(1, 3001)]
+    rows[2499] = "2500,too,many"
+    data = ("id,label\n" + "\n".join(rows) + "\n").encode()
+    compress = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress, "zstd": _zstd}
+    suffix = {"gzip": "gz", "bzip2": "bz2", "xz": "xz", "zstd": "zst"}[compression]
+    path = tmp_path / "landing" / "packed" / f"a.csv.{suffix}"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(compress[compression](data))
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "packed")
+    assert inferred.returncode == 0, inferred.stderr
+    assert (
+        "# 1 row(s) of the file have the wrong number of fields and are quarantined under this "
+        "contract; the first: line 2501: 3 field(s) where the header has 2"
+    ) in inferred.stdout
+    contract(tmp_path, inferred.stdout)
+    entry = ingest(tmp_path, warehouse, {"ELT_MAX_RECORD_BYTES": "65536"})[f"packed/a.csv.{suffix}"]
+    assert entry["status"] == "success" and entry["rows_quarantined"] == 1, entry
+    loaded = warehouse.query("SELECT id, label FROM imported.packed ORDER BY id")
+    assert loaded == [(n, f"label {n}") for n in range(1, 3001) if n != 2500]
+    assert (
+        warehouse.value(
+            "SELECT sha256 FROM elt.ingestion_manifest WHERE file = %s", [f"packed/a.csv.{suffix}"]
+        )
+        == hashlib.sha256(path.read_bytes()).hexdigest()
+    )  # the file as landed, not its content
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ keeping the header. The YAML is checked against the contract model before it is 
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import unicodedata
@@ -33,12 +32,25 @@ import yaml
 from pydantic import ValidationError
 
 from elt_assets.contracts.loader import format_validation_error
-from elt_assets.contracts.model import DATASET_NAME, ROW_COLUMN, Column, Contract
+from elt_assets.contracts.model import (
+    DATASET_NAME,
+    REJECTED_COLUMN,
+    ROW_COLUMN,
+    Column,
+    Contract,
+)
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing import nested as nested_values
 from elt_assets.landing.readers import FileReader, FileRejected, header_names
-from elt_assets.landing.source import LocalSource, kind_of
+from elt_assets.landing.source import (
+    COMPRESSIONS,
+    DECOMPRESSION_ERRORS,
+    LocalSource,
+    compression_of,
+    decompressing,
+    kind_of,
+)
 from elt_assets.settings import max_record_bytes
 from elt_assets.validation.casts import (
     WHITESPACE,
@@ -109,6 +121,7 @@ class InferredContract:
     null_values: list[str] = field(default_factory=list)
     header: bool = True  # False: the first line is data (--no-header)
     header_doubt: str | None = None  # why the first line may be data after all
+    ragged: list[str] = field(default_factory=list)  # rows of the wrong length, quarantined
     duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
 
     @property
@@ -149,7 +162,7 @@ def column_names(headers: Sequence[str]) -> list[str]:
 def dataset_name(path: Path) -> str:
     """The file's stem as a dataset name: 'orders_2026-11-20.csv.gz' -> orders_2026_11_20."""
     stem = path.name
-    for suffix in (".gz", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
+    for suffix in (".gz", ".bz2", ".xz", ".zst", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     name = snake_case(stem)[:50].rstrip("_")
@@ -161,10 +174,10 @@ def dataset_name(path: Path) -> str:
 def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
     lower = path.name.lower()
     if lower.endswith((".csv", ".csv.gz")):
-        pattern = "*.{csv,csv.gz}"  # not *.csv*: that takes .csv.bz2, which is refused
+        pattern = "*.{csv,csv.gz}"  # not *.csv*: that would take a .csv.zip, which is refused
     else:
-        suffixes = "".join(path.suffixes[-2:]) if lower.endswith(".gz") else path.suffix
-        pattern = f"*{suffixes}"
+        compressed = lower.endswith((".gz", ".bz2", ".xz", ".zst"))
+        pattern = "*" + ("".join(path.suffixes[-2:]) if compressed else path.suffix)
     folder = name
     if landing_dir is not None:
         try:
@@ -192,10 +205,10 @@ def sniff_delimiter(path: Path, encoding: str = "utf8") -> str:
     of times (at least once, outside quotes) on every line read, the most frequent if several;
     else the one most frequent in the header; "," when none occurs (one column)."""
     try:
-        gzipped = kind_of(LocalSource(path)) == "gzip"
-        with gzip.open(path) if gzipped else path.open("rb") as stream:
-            head = stream.read(SNIFF_BYTES)
-    except (OSError, EOFError):
+        compression = compression_of(LocalSource(path))
+        with path.open("rb") as raw:
+            head = decompressing(compression, raw).read(SNIFF_BYTES)
+    except DECOMPRESSION_ERRORS:
         return ","  # the reader reports what is wrong with the file
     try:
         text = head.decode(encoding, errors="replace")
@@ -226,7 +239,7 @@ def _outside_quotes(line: str, delimiter: str) -> int:
 
 
 def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
-    """Parquet or CSV (plain or gzip), from the first bytes; anything else is said plainly."""
+    """Parquet or CSV (plain or compressed), from the first bytes; anything else is said."""
     kind = kind_of(LocalSource(path))
     if kind == "Parquet":
         return "parquet"
@@ -235,10 +248,10 @@ def _detect_format(path: Path, file: str) -> Literal["csv", "parquet"]:
             f"{file}: an encrypted Parquet file (its footer is encrypted); the platform does not "
             "decrypt Parquet: ask for the file without Parquet modular encryption"
         )
-    if kind not in (None, "gzip", "UTF-16 text"):
+    if kind not in (None, *COMPRESSIONS, "UTF-16 text"):
         raise InferError(
-            f"{file}: the file is {kind}-compressed, which the platform does not read: "
-            "decompress it, or compress it with gzip (.csv.gz)"
+            f"{file}: the file is a {kind} archive, which the platform does not read (an archive "
+            "may hold many files): extract the CSV, or compress it with gzip, bzip2, xz or zstd"
         )
     if path.name.lower().endswith((".parquet", ".pq")):
         raise InferError(
@@ -266,7 +279,6 @@ def _provisional(
                 "csv": {"delimiter": delimiter, "encoding": encoding, "header": header},
             },
             "target": {"schema": "inferred", "table": "inferred", "mode": "append"},
-            "policy": {"bad_rows": "fail"},  # a ragged row in the sample: say where it is
             "columns": [
                 {"name": n, "type": "text", "source_name": h}
                 for n, h in zip(names, headers, strict=True)
@@ -293,11 +305,9 @@ def _headers(
                 )
         return list(schema.names)
     probe = _provisional(["x"], ["x"], fmt, delimiter, encoding)
-    with path.open("rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
     # The loader's own header parsing (dialect, BOM, encoding errors, limits).
     reader = FileReader(path, file, probe, record_limit=max_record_bytes())
-    first = reader._csv_header(gzipped)
+    first = reader._csv_header(compression_of(LocalSource(path)))
     if not header:  # the first record is data: its columns are named by position
         return [f"column_{n}" for n in range(1, len(first) + 1)]
     return header_names(first)
@@ -328,8 +338,8 @@ def read_sample(
     delimiter: str = ",",
     encoding: str = "utf8",
     header: bool = True,
-) -> tuple[Literal["csv", "parquet"], list[str], list[str], pl.DataFrame]:
-    """(format, headers, column names, the first `rows` rows) read as the loader reads them."""
+) -> Sample:
+    """The format, headers, column names and first `rows` rows of a file."""
     if not path.exists():
         raise InferError(f"{file}: no such file")
     if not path.is_file():
@@ -350,8 +360,13 @@ def read_sample(
                 path, file, contract, batch_rows=rows, record_limit=max_record_bytes()
             ).batches(),
         )
+        ragged: list[str] = []
         try:
+            # Rows of the wrong length come first, apart (the reader quarantines them).
             first = next(batches, None)
+            while first is not None and REJECTED_COLUMN in first.columns:
+                ragged += first[REJECTED_COLUMN].to_list()
+                first = next(batches, None)
         finally:
             batches.close()  # stop reading: the rest of the file is never touched
     except FileRejected as error:
@@ -360,7 +375,18 @@ def read_sample(
         raise InferError(f"{file}: cannot be read ({error})") from None
     if first is None:
         first = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    return fmt, headers, names, first.drop(ROW_COLUMN, strict=False).head(rows)
+    return Sample(fmt, headers, names, first.drop(ROW_COLUMN, strict=False).head(rows), ragged)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The first rows of a file, read as the loader reads them."""
+
+    format: Literal["csv", "parquet"]
+    headers: list[str]  # as written
+    names: list[str]  # as columns
+    rows: pl.DataFrame
+    ragged: list[str]  # why each row of the wrong length (in the whole file) is quarantined
 
 
 # -- types -------------------------------------------------------------------------------------
@@ -585,7 +611,8 @@ def infer_contract(
         raise InferUsageError(
             f"dataset name {dataset!r}: use lowercase letters, digits and _, at most 50 characters"
         )
-    fmt, headers, names, sample = read_sample(path, file, sample_rows, delimiter, encoding, header)
+    read = read_sample(path, file, sample_rows, delimiter, encoding, header)
+    fmt, headers, names, sample = read.format, read.headers, read.names, read.rows
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
     columns = []
@@ -624,6 +651,7 @@ def infer_contract(
         encoding_detected=encoding_detected,
         null_values=markers,
         header=header,
+        ragged=read.ragged,
         header_doubt=_header_doubt(headers) if header and fmt == "csv" else None,
         duplicate_keys=sample.height - sample.select(key).n_unique()
         if key and sample.height
@@ -730,6 +758,15 @@ def _column_line(column: InferredColumn, rows: int) -> str:
     return f"{line}  # {'; '.join(remarks)}"
 
 
+def _ragged_comment(ragged: list[str]) -> list[str]:
+    if not ragged:
+        return []
+    return [
+        f"# {len(ragged)} row(s) of the file have the wrong number of fields and are quarantined "
+        f"under this contract; the first: {ragged[0]}"
+    ]
+
+
 def render_yaml(inferred: InferredContract) -> str:
     rows = inferred.rows_sampled
     sampled = (
@@ -746,6 +783,7 @@ def render_yaml(inferred: InferredContract) -> str:
         "# is text. Review types, nullable (only primary-key columns are NOT NULL), the target,",
         "# the glob, and add checks (README, 'Adding a dataset').",
         *([f"# WARNING: {inferred.header_doubt}."] if inferred.header_doubt else []),
+        *_ragged_comment(inferred.ragged),
         f"name: {inferred.name}",
         "source:",
         f"  glob: {_scalar(inferred.glob)}  # relative to the landing directory: review",

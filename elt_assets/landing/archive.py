@@ -20,7 +20,9 @@ from elt_assets.errors import TerminalError
 from elt_assets.landing.files import LandingPathError, resolve_inside, sha256_of
 
 SUFFIX_DIGITS = 12
-_DOUBLE_EXTENSIONS = (".csv.gz", ".tsv.gz", ".txt.gz")
+_DOUBLE_EXTENSIONS = tuple(
+    f".{kind}.{codec}" for kind in ("csv", "tsv", "txt") for codec in ("gz", "bz2", "xz", "zst")
+)
 
 
 class NotArchived(TerminalError):

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from elt_assets.contracts.model import CsvOptions
-from elt_assets.landing.source import Source, is_gzip
+from elt_assets.landing.source import (
+    DECOMPRESSION_ERRORS,
+    Source,
+    compression_of,
+    decompressing,
+)
 
 _FIELD_LIMIT = 16 << 20
 EMPTY_LINE = "an empty line inside the data; remove it or quote it"
@@ -55,7 +59,7 @@ def _decoded_lines(
                 "break that long); if the file is right, raise ELT_MAX_RECORD_BYTES",
             )
         if total > max_bytes:
-            return  # beyond what the reader itself reads (the gzip bound): no verdict
+            return  # beyond what the reader itself reads (the decompression bound): no verdict
         try:
             text = decoder.decode(raw)
         except UnicodeDecodeError as error:
@@ -107,15 +111,15 @@ class RaggedRecord:
 
 
 def _records(
-    source: Source, options: CsvOptions, record_limit: int, gzip_limit: int
+    source: Source, options: CsvOptions, record_limit: int, expansion_limit: int
 ) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of every record, leading empty lines skipped; raises _Located for a
     problem of structure (encoding, an unclosed quote, a NUL byte, a line over the limit)."""
     csv.field_size_limit(_FIELD_LIMIT)
-    gzipped = is_gzip(source)
+    compression = compression_of(source)
     with source.open() as raw:
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
-        max_bytes = gzip_limit if gzipped else source.size
+        stream = decompressing(compression, raw)  # type: ignore[arg-type]
+        max_bytes = expansion_limit if compression else source.size
         counter = [0]
         lines = _decoded_lines(stream, options.encoding, counter, record_limit, max_bytes)
         reader = csv.reader(
@@ -134,7 +138,7 @@ def _records(
                 if record or started:
                     started = True
                     yield start, record
-        except (EOFError, OSError) as error:
+        except DECOMPRESSION_ERRORS as error:
             raise _Located(counter[0], f"the file cannot be read to the end ({error})") from None
 
 
@@ -157,13 +161,13 @@ def ragged_message(expected: int, found: int) -> str:
 
 
 def locate_csv_problem(
-    source: Source, options: CsvOptions, record_limit: int, gzip_limit: int
+    source: Source, options: CsvOptions, record_limit: int, expansion_limit: int
 ) -> Located | None:
     """The first problem found, or None if Python reads the file cleanly. The limits are the
-    reader's: the longest record, and the most bytes a gzip may inflate to."""
+    reader's: the longest record, and the most bytes a compressed file may inflate to."""
     expected: int | None = None
     try:
-        for start, record in _records(source, options, record_limit, gzip_limit):
+        for start, record in _records(source, options, record_limit, expansion_limit):
             if expected is None:
                 expected = len(record)
             elif record == [] and expected != 0:
@@ -176,14 +180,14 @@ def locate_csv_problem(
 
 
 def ragged_records(
-    source: Source, options: CsvOptions, record_limit: int, gzip_limit: int, limit: int
+    source: Source, options: CsvOptions, record_limit: int, expansion_limit: int, limit: int
 ) -> list[RaggedRecord] | Located:
     """Every ragged record of a file whose structure is otherwise sound (at most `limit` of
     them); else the first problem that makes the file unreadable."""
     expected = None if options.header else 0  # without a header, the first record decides
     number, found = 0, []
     try:
-        for start, record in _records(source, options, record_limit, gzip_limit):
+        for start, record in _records(source, options, record_limit, expansion_limit):
             if expected is None:
                 expected = len(record)  # the header
                 continue

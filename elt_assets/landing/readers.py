@@ -4,7 +4,7 @@ CSV goes through pyarrow's streaming reader, which keeps PostgreSQL's CSV meanin
 empty field is NULL, a quoted empty field ("") is an empty string, quotes, delimiters and line
 breaks inside quoted fields are data. Every value stays text here; typing is validation's job.
 The bytes pass through a tap that hashes them (to detect a file that changes while being read),
-bounds gzip expansion, and tracks quote parity (pyarrow accepts an unterminated quote at the end
+bounds decompression, and tracks quote parity (pyarrow accepts an unterminated quote at the end
 of a file; PostgreSQL does not). Parquet is read row group by row group with its own types.
 
 Every failure to read raises `FileRejected`, naming the file and, where known, line and column.
@@ -13,13 +13,11 @@ Every failure to read raises `FileRejected`, naming the file and, where known, l
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import json
 import threading
 import weakref
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,14 +40,21 @@ from elt_assets.landing.diagnose import (
     locate_csv_problem,
     ragged_records,
 )
-from elt_assets.landing.source import Source, as_source, kind_of
+from elt_assets.landing.source import (
+    COMPRESSIONS,
+    DECOMPRESSION_ERRORS,
+    Source,
+    as_source,
+    decompressing,
+    kind_of,
+)
 from elt_assets.log import get_logger
 
 log = get_logger(__name__)
 
 MAX_COLUMNS = 4096
 MAX_ROW_BYTES = 1 << 20  # one CSV record; pyarrow's block size (ELT_MAX_RECORD_BYTES)
-GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a gzip bomb
+GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a bomb (any codec)
 GZIP_FLOOR_BYTES = 1 << 30
 READ_CHUNK = 1 << 20
 # A batch also ends at this much column data, however few rows: wide rows keep memory flat.
@@ -210,14 +215,14 @@ class _QuoteCheck:
 
 
 class _Tap(io.RawIOBase):
-    """Reads the raw file, hashing its bytes; decompresses gzip; bounds expansion; counts quotes."""
+    """Reads the raw file, hashing its bytes; decompresses it; bounds expansion; counts quotes."""
 
     def __init__(
         self,
         source: Source,
         file: str,
         quote: bytes,
-        gzipped: bool,
+        compression: str | None,
         checker: _QuoteCheck | None = None,
     ):
         self._raw = source.open()
@@ -231,7 +236,8 @@ class _Tap(io.RawIOBase):
         self.data_bytes = 0
         self.quotes = 0
         self._limit = max(GZIP_FLOOR_BYTES, source.size * GZIP_RATIO_LIMIT)
-        self._gzip = gzip.GzipFile(fileobj=self._hashing(), mode="rb") if gzipped else None
+        self._compression = compression
+        self._decompressed = decompressing(compression, self._hashing()) if compression else None
 
     def _hashing(self) -> BinaryIO:
         tap = self
@@ -256,7 +262,7 @@ class _Tap(io.RawIOBase):
         self._stopped = True
 
     def raise_error(self) -> None:
-        """Raise what stopped the tap (a bad gzip stream, a stray quote, a read error), if any."""
+        """Raise what stopped the tap (bad compressed data, a stray quote, a read error), if any."""
         if self.error is not None:
             raise self.error
 
@@ -274,19 +280,20 @@ class _Tap(io.RawIOBase):
             return 0
 
     def _read(self, buffer: memoryview) -> int:
-        if self._gzip is not None:
+        if self._decompressed is not None:
             try:
-                data = self._gzip.read(len(buffer))
-            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                data = self._decompressed.read(len(buffer))
+            except DECOMPRESSION_ERRORS as error:
                 raise FileRejected(
                     self.file,
-                    f"the gzip data is corrupt or truncated ({error}); ask the sender to resend it",
+                    f"the {self._compression} data is corrupt or truncated ({error}); ask the "
+                    "sender to resend it",
                 ) from None
             if self.data_bytes + len(data) > self._limit:
                 raise FileRejected(
                     self.file,
-                    f"gzip expands beyond {self._limit} bytes (over {GZIP_RATIO_LIMIT}x its size); "
-                    "refusing a likely gzip bomb",
+                    f"{self._compression} expands beyond {self._limit} bytes (over "
+                    f"{GZIP_RATIO_LIMIT}x its size); refusing a likely decompression bomb",
                 )
         else:
             count = self._raw.readinto(buffer)
@@ -423,10 +430,10 @@ class FileReader:
                     "the file is UTF-16 text (its byte-order mark says so): set "
                     "source.csv.encoding: utf-16",
                 )
-        elif kind is not None and kind != "gzip":
+        elif kind is not None and kind not in COMPRESSIONS:
             raise FileRejected(self.file, _not_csv(kind))
-        gzipped = kind == "gzip"
-        raw = self._csv_header(gzipped) if options.header else None
+        compression = kind if kind in COMPRESSIONS else None
+        raw = self._csv_header(compression) if options.header else None
         if raw is not None:
             file_columns = header_names(raw)
             self.header = map_header(self.contract, file_columns, self.file)
@@ -434,7 +441,9 @@ class FileReader:
             file_columns = [c.header for c in self.contract.columns]
             self.header = HeaderMapping({c.name: c.header for c in self.contract.columns})
         try:
-            yield from self._csv_pass(gzipped, raw or file_columns, file_columns, raw is not None)
+            yield from self._csv_pass(
+                compression, raw or file_columns, file_columns, raw is not None
+            )
         except _RaggedRows:
             # Rows with the wrong number of fields, the quoting intact: bad rows, quarantined.
             # The good rows already handed on were all before the first of them.
@@ -443,7 +452,7 @@ class FileReader:
             yield self._ragged_frame(ragged, file_columns)
             try:
                 yield from self._csv_pass(
-                    gzipped, raw or file_columns, file_columns, raw is not None, numbers
+                    compression, raw or file_columns, file_columns, raw is not None, numbers
                 )
             except _RaggedRows:  # pyarrow failed on something else, Python's csv did not
                 raise FileRejected(
@@ -461,7 +470,7 @@ class FileReader:
 
     def _csv_pass(
         self,
-        gzipped: bool,
+        compression: str | None,
         columns: list[str],
         file_columns: list[str],
         header: bool,
@@ -471,7 +480,7 @@ class FileReader:
         records of the wrong length are skipped (they were quarantined) and the rest numbered
         around them; without, the first one raises _RaggedRows (or FileRejected)."""
         options = self.contract.source.csv
-        tap = _Tap(self.source, self.file, options.quote.encode(), gzipped, self._quote_check())
+        tap = _Tap(self.source, self.file, options.quote.encode(), compression, self._quote_check())
         try:
             parser = self._open_arrow_csv(tap, columns, header, numbers)
             try:
@@ -489,7 +498,7 @@ class FileReader:
     def _ragged_records(self) -> list[RaggedRecord]:
         options = self.contract.source.csv
         found = ragged_records(
-            self.source, options, self.record_limit, self._gzip_limit(), MAX_RAGGED_ROWS
+            self.source, options, self.record_limit, self._expansion_limit(), MAX_RAGGED_ROWS
         )
         if isinstance(found, Located):
             raise FileRejected(self.file, found.message, line=found.line)
@@ -619,16 +628,16 @@ class FileReader:
             table = pa.Table.from_batches(pending).combine_chunks()
             yield from table.to_batches(max_chunksize=self.batch_rows)
 
-    def _csv_header(self, gzipped: bool) -> list[str]:
+    def _csv_header(self, compression: str | None) -> list[str]:
         """The first record, parsed with the contract's dialect, from at most record_limit bytes."""
         options = self.contract.source.csv
         try:
             with self.source.open() as raw:
-                stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
-                head = stream.read(self.record_limit)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
+                head = decompressing(compression, raw).read(self.record_limit)  # type: ignore[arg-type]
+        except DECOMPRESSION_ERRORS as error:
             raise FileRejected(
-                self.file, f"the gzip data is corrupt or truncated ({error}); ask for a new copy"
+                self.file,
+                f"the {compression} data is corrupt or truncated ({error}); ask for a new copy",
             ) from None
         if not head.strip():
             raise FileRejected(self.file, "the file has no header line (empty after decompression)")
@@ -686,13 +695,14 @@ class FileReader:
         if located is not None and located.message == EMPTY_LINE:
             raise FileRejected(self.file, EMPTY_LINE, line=located.line)
 
-    def _gzip_limit(self) -> int:
+    def _expansion_limit(self) -> int:
+        """The most bytes a compressed file may decompress to (a bomb beyond)."""
         return max(GZIP_FLOOR_BYTES, self.source.size * GZIP_RATIO_LIMIT)
 
     def _locate(self) -> Located | None:
         """The first problem Python's csv module finds, reading with this reader's limits."""
         options = self.contract.source.csv
-        return locate_csv_problem(self.source, options, self.record_limit, self._gzip_limit())
+        return locate_csv_problem(self.source, options, self.record_limit, self._expansion_limit())
 
     def _diagnosed(self, problem: str) -> Exception:
         """Turn a parser error into one that names the line, by re-reading with Python's csv;
@@ -936,8 +946,8 @@ def _not_csv(kind: str) -> str:
             "name it *.parquet or set source.format: parquet"
         )
     return (
-        f"the file is {kind}-compressed, which the platform does not read: send it "
-        "uncompressed, gzip-compressed (.csv.gz) or as Parquet"
+        f"the file is a {kind} archive, which the platform does not read (an archive may hold "
+        "many files): send the CSV itself, compressed with gzip, bzip2, xz or zstd, or Parquet"
     )
 
 

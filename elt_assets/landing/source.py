@@ -7,9 +7,16 @@ reader may look at a file more than once (the gzip magic, the header line, a dia
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
+import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
 
 
 class Source(ABC):
@@ -73,8 +80,31 @@ def kind_of(source: Source) -> str | None:
     return next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
 
 
-def is_gzip(source: Source) -> bool:
-    return kind_of(source) == "gzip"
+# What a CSV file may be compressed with (zip is an archive of files, not one stream: refused).
+COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd")
+DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, pa.ArrowException)
+
+
+def compression_of(source: Source) -> str | None:
+    """The compression of a CSV file by its first bytes (one of COMPRESSIONS), or None."""
+    kind = kind_of(source)
+    return kind if kind in COMPRESSIONS else None
+
+
+def decompressing(compression: str | None, raw: BinaryIO) -> BinaryIO:
+    """`raw` decompressed (`raw` itself without a compression). Errors of bad data are among
+    DECOMPRESSION_ERRORS."""
+    if compression is None:
+        return raw
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if compression == "bzip2":
+        return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
+    if compression == "xz":
+        return lzma.LZMAFile(raw, mode="rb")  # type: ignore[return-value]
+    # The standard library has no zstd before Python 3.14; pyarrow's codec does it.
+    stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
+    return stream
 
 
 def as_source(value: Path | Source) -> Source:
