@@ -7,8 +7,10 @@ lowered instead: that changes a limit, not the code that enforces it.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import lzma
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -352,13 +354,18 @@ def test_too_many_columns_are_rejected(tmp_path: Path, monkeypatch: pytest.Monke
     assert "4 columns; at most 3" in error.problem
 
 
-def test_gzip_bomb_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz"])
+def test_decompression_bomb_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
     monkeypatch.setattr(readers, "GZIP_FLOOR_BYTES", 10_000)
-    compressed = gzip.compress(b"a,b\n" + b"1,2\n" * 100_000)  # 400 kB from a few hundred bytes
+    compress = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[compression]
+    compressed = compress(b"a,b\n" + b"1,2\n" * 100_000)  # 400 kB from a few hundred bytes
     limit = len(compressed) * readers.GZIP_RATIO_LIMIT
     assert limit < 400_004
     error = rejection(tmp_path, compressed, name="f.csv.gz")
-    assert f"gzip expands beyond {limit} bytes" in error.problem and "gzip bomb" in error.problem
+    assert f"{compression} expands beyond {limit} bytes" in error.problem
+    assert "a likely decompression bomb" in error.problem
 
 
 def test_well_compressed_file_under_the_floor_is_read(tmp_path: Path) -> None:
