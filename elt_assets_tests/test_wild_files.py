@@ -31,6 +31,7 @@ from elt_assets.validation.arrays import _elements
 from elt_assets.validation.casts import cast_text_column
 from elt_assets_tests.conftest import Server, Warehouse
 from elt_assets_tests.helpers import elt_as_user
+from elt_assets_tests.legacy_parquet import legacy_lists
 
 pytestmark = [pytest.mark.db]
 
@@ -880,3 +881,25 @@ def test_a_file_without_a_header_is_suspected_and_read_with_no_header(
     refused = elt(tmp_path, warehouse, "contract", "infer", str(parquet), "--no-header")
     assert refused.returncode == 2, refused.stderr
     assert "--no-header is for CSV; Parquet names its columns" in refused.stderr
+
+
+def test_legacy_two_level_lists_and_unannotated_repeated_fields_load_as_arrays(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """parquet-mr's 2-level lists and a bare repeated field: pyarrow no longer writes them, so
+    the file is written by hand (legacy_parquet.py); the platform reads them as lists."""
+    path = tmp_path / "landing" / "old" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(legacy_lists())
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "old")
+    assert inferred.returncode == 0, inferred.stderr
+    assert '- {name: tags, type: "integer[]"}  # empty in 1 of 3 rows' in inferred.stdout
+    assert '- {name: numbers, type: "integer[]"}' in inferred.stdout
+    contract(tmp_path, inferred.stdout)
+    entry = ingest(tmp_path, warehouse)["old/part-0.parquet"]
+    assert entry["status"] == "success", entry
+    assert warehouse.query("SELECT id, tags, numbers FROM imported.old ORDER BY id") == [
+        (1, [1, 2], [7]),
+        (2, None, []),
+        (3, [], [8, 9]),
+    ]
