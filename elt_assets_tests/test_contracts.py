@@ -526,3 +526,25 @@ def test_any_change_to_a_valid_contract_is_a_contract_or_a_value_error(
     if isinstance(parent, dict):
         parent.setdefault(extra, value)
     assert_contract_or_value_error(scratch, document)
+
+
+def test_the_rescue_policy_adds_its_column_to_the_tables_and_it_is_named_safely(
+    tmp_path: Path,
+) -> None:
+    plain = Contract.model_validate(yaml.safe_load(BASE))
+    assert [c.name for c in plain.table_columns] == ["order_id", "status"]
+    assert plain.policy.extra_columns == "fail"
+    rescuing = yaml.safe_load(BASE)
+    rescuing["policy"] = {"bad_values": "rescue"}
+    contract = Contract.model_validate(rescuing)
+    assert [(c.name, str(c.type)) for c in contract.table_columns][-1] == ("_rescued", "jsonb")
+    assert contract.policy.extra_columns == "fail"  # bad values only: new columns still fail
+    tolerant = yaml.safe_load(BASE)
+    tolerant["policy"] = {"schema_drift": "tolerant"}
+    assert Contract.model_validate(tolerant).policy.extra_columns == "ignore"
+    said = load_one(tmp_path, BASE + "policy: {new_columns: rescue, rescue_column: status}\n")
+    assert "policy.rescue_column: 'status' is also a column" in said
+    said = load_one(tmp_path, BASE + "policy: {new_columns: rescue, rescue_column: _elt_x}\n")
+    assert "names starting with _elt_ are reserved" in said
+    said = load_one(tmp_path, BASE + "policy: {new_columns: add}\n")
+    assert "new_columns" in said and "'fail', 'ignore' or 'rescue'" in said

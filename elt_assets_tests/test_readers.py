@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import Contract, Policy
 from elt_assets.landing import readers
 from elt_assets.landing.readers import FileReader, FileRejected, map_header
 
@@ -556,3 +556,14 @@ def test_parquet_batches_of_wide_rows_are_bounded_in_bytes(
     assert len(frames) >= 5
     assert all(f.height <= 20 for f in frames)
     assert pl.concat(frames)["id"].to_list() == list(range(100))
+
+
+def test_new_columns_ignore_under_strict_names_reads_past_columns_the_contract_lacks(
+    tmp_path: Path,
+) -> None:
+    contract = make_contract().model_copy(update={"policy": Policy(new_columns="ignore")})
+    reader, frames = read_frames(tmp_path, b"a,b,extra\n1,2,3\n", contract)
+    assert frames[0].rows() == [(1, "1", "2")]
+    assert reader.header is not None and reader.header.extra == ["extra"]
+    error = rejection(tmp_path, b"A,b\n1,2\n", contract)  # names still match exactly
+    assert "missing columns ['a']" in error.problem

@@ -903,3 +903,125 @@ def test_legacy_two_level_lists_and_unannotated_repeated_fields_load_as_arrays(
         (2, None, []),
         (3, [], [8, 9]),
     ]
+
+
+# -- schema evolution (issue 23): rescue -------------------------------------------------------
+
+
+def test_rescue_keeps_new_columns_and_bad_values_in_a_jsonb_column_and_loads_the_rows(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """policy.new_columns / bad_values: rescue. A column the contract does not name, and a value
+    that does not fit a nullable column, go to `_rescued` as the file had them, with the reason;
+    the row loads (NULL in the column). A bad key or a failed check still quarantines."""
+    folder = tmp_path / "landing" / "evolving"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("id,amount,label\n1,1.50,one\n2,2.25,two\n")
+    columns = (
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: amount, type: 'numeric(6,2)', checks: {ge: 0}}\n"
+        "  - {name: label, type: text}\n"
+    )
+    head = (
+        "name: evolving\nsource: {glob: 'evolving/*.csv'}\n"
+        "target: {schema: wild, table: evolving, primary_key: [id]}\n"
+    )
+    contract(tmp_path, head + columns)  # the table is first made without rescuing
+    assert ingest(tmp_path, warehouse)["evolving/a.csv"]["status"] == "success"
+    # The policy starts rescuing: the platform adds the rescue column to the existing table.
+    rescuing = "policy: {new_columns: rescue, bad_values: rescue, max_bad_row_ratio: 1}\n"
+    contract(tmp_path, head + rescuing + columns)
+    (folder / "b.csv").write_text(
+        'id,amount,label,coupon,"Zoë ""x"""\n'
+        "3,12;5,three,C1,z\n"  # a bad value and two new columns
+        "4,4.00,four,,\n"  # new columns empty: nothing to rescue
+        "x,5.00,five,C2,\n"  # a bad key: quarantined, new columns kept in raw_record
+        "6,-1,six,,\n",  # a failed check (ge: 0): quarantined, not rescued
+        encoding="utf-8",
+    )
+    entries = ingest(tmp_path, warehouse)
+    b = entries["evolving/b.csv"]
+    assert b["status"] == "success" and b["rows_quarantined"] == 2, b
+    rows = warehouse.query(
+        "SELECT id, amount::text, label, _rescued FROM wild.evolving ORDER BY id"
+    )
+    assert rows == [
+        (1, "1.50", "one", None),
+        (2, "2.25", "two", None),
+        (
+            3,
+            None,
+            "three",
+            {
+                "amount": {
+                    "value": "12;5",
+                    "reason": "amount: '12;5' is not a number that fits "
+                    "numeric(6,2) as written: at most 2 decimal places (a value is never rounded)",
+                },
+                "coupon": {"value": "C1", "reason": "a column the contract does not name"},
+                'Zoë "x"': {"value": "z", "reason": "a column the contract does not name"},
+            },
+        ),
+        (4, "4.00", "four", None),
+    ]
+    quarantined = dict(
+        warehouse.query(
+            "SELECT row_number, raw_record FROM elt.quarantine WHERE file = 'evolving/b.csv'"
+        )
+    )
+    assert quarantined[3] == {
+        "id": "x",
+        "amount": "5.00",
+        "label": "five",
+        "coupon": "C2",
+        'Zoë "x"': None,
+    }
+    assert quarantined[4]["amount"] == "-1"
+    staged = warehouse.value(
+        "SELECT stage_report->'counts'->>'rows_rescued' FROM elt.ingestion_manifest "
+        "WHERE file = 'evolving/b.csv'"
+    )
+    assert staged == "1"
+
+
+def test_rescue_keeps_typed_parquet_values_as_text(tmp_path: Path, warehouse: Warehouse) -> None:
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "small": pa.array([7, 2**40], pa.int64()),  # declared integer: 2^40 does not fit
+            "born": pa.array([dt.date(2020, 1, 2), None], pa.date32()),  # not in the contract
+            "tags": pa.array([["a", 'b"'], None], pa.list_(pa.string())),  # nor this one
+        }
+    )
+    land(tmp_path, "typed/part-0.parquet", table)
+    contract(
+        tmp_path,
+        "name: typed\nsource: {glob: 'typed/*.parquet'}\n"
+        "target: {schema: wild, table: typed, primary_key: [id]}\n"
+        "policy: {new_columns: rescue, bad_values: rescue, rescue_column: leftovers}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: small, type: integer}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["typed/part-0.parquet"]
+    assert entry["status"] == "success" and entry["rows_quarantined"] == 0, entry["error"]
+    not_named = "a column the contract does not name"
+    assert warehouse.query("SELECT id, small, leftovers FROM wild.typed ORDER BY id") == [
+        (
+            1,
+            7,
+            {
+                "born": {"value": "2020-01-02", "reason": not_named},
+                "tags": {"value": '["a","b\\""]', "reason": not_named},
+            },
+        ),
+        (
+            2,
+            None,
+            {
+                "small": {
+                    "value": "1099511627776",
+                    "reason": "small: '1099511627776' is not in range for integer",
+                }
+            },
+        ),
+    ]

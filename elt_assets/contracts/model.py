@@ -35,6 +35,9 @@ ROW_COLUMN = RESERVED_PREFIX + "row"
 # the contract's columns: why, and the record's fields as raw_record JSON for the quarantine.
 REJECTED_COLUMN = RESERVED_PREFIX + "rejected"
 RAW_RECORD_COLUMN = RESERVED_PREFIX + "raw_record"
+# Columns the contract does not name, kept for the rescue column: _elt_extra_0, _elt_extra_1, ...
+# in the order of HeaderMapping.extra.
+EXTRA_PREFIX = RESERVED_PREFIX + "extra_"
 # "raw" and "staged" would collide with the raw/<dataset>_files and staged/<dataset>_staging keys.
 PLATFORM_SCHEMAS = {"elt", "elt_staging", "public", "information_schema", "raw", "staged"}
 
@@ -225,6 +228,24 @@ class Policy(Strict):
     bad_rows: Literal["quarantine", "fail"] = "quarantine"
     max_bad_row_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     duplicate_keys: Literal["last", "fail"] = "last"
+    # Schema evolution. A column the contract does not name: fail the file, ignore it, or keep its
+    # values in the rescue column (default: fail under strict, ignore under tolerant). A value that
+    # does not fit its (nullable) column: quarantine the row, or load the row with NULL there and
+    # the value, with the reason, in the rescue column.
+    new_columns: Literal["fail", "ignore", "rescue"] | None = None
+    bad_values: Literal["quarantine", "rescue"] = "quarantine"
+    rescue_column: Identifier = "_rescued"
+
+    @property
+    def extra_columns(self) -> Literal["fail", "ignore", "rescue"]:
+        """What happens to a column the contract does not name."""
+        if self.new_columns is not None:
+            return self.new_columns
+        return "ignore" if self.schema_drift == "tolerant" else "fail"
+
+    @property
+    def rescues(self) -> bool:
+        return self.extra_columns == "rescue" or self.bad_values == "rescue"
 
 
 class RowCountBounds(Strict):
@@ -302,6 +323,35 @@ class Contract(Strict):
             if version in target.primary_key:
                 raise ValueError("target.version_column cannot be part of the primary key")
         return self
+
+    @model_validator(mode="after")
+    def _rescue_rules(self) -> Contract:
+        rescue = self.policy.rescue_column
+        if self.policy.rescues and rescue in {c.name for c in self.columns}:
+            raise ValueError(
+                f"policy.rescue_column: {rescue!r} is also a column; name the rescue column "
+                "something else"
+            )
+        if rescue.lower().startswith(RESERVED_PREFIX):
+            raise ValueError(
+                f"policy.rescue_column: names starting with {RESERVED_PREFIX} are "
+                "reserved for the platform"
+            )
+        return self
+
+    @property
+    def table_columns(self) -> list[Column]:
+        """The columns of the dataset's tables: the contract's, then the rescue column (jsonb)
+        when the policy rescues anything."""
+        if not self.policy.rescues:
+            return list(self.columns)
+        rescue = Column(
+            name=self.policy.rescue_column,
+            type=PgType("jsonb"),
+            description="What the typed columns could not take, as the file had it: "
+            "{column: {value, reason}} (policy.new_columns / bad_values: rescue)",
+        )
+        return [*self.columns, rescue]
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)

@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from elt_assets.contracts.model import RAW_RECORD_COLUMN, REJECTED_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import (
+    EXTRA_PREFIX,
+    RAW_RECORD_COLUMN,
+    REJECTED_COLUMN,
+    ROW_COLUMN,
+    Contract,
+)
 from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing import nested as nested_values
@@ -94,6 +100,7 @@ def map_header(contract: Contract, file_columns: list[str], file: str) -> Header
     strict: names must match exactly, no column missing, none extra.
     tolerant: names match after trimming and case-folding; extra columns are ignored and missing
     nullable columns are filled with NULL (a missing required column still rejects the file).
+    policy.new_columns, when set, decides about extra columns instead (fail, ignore, rescue).
     """
     tolerant = contract.policy.schema_drift == "tolerant"
 
@@ -116,13 +123,17 @@ def map_header(contract: Contract, file_columns: list[str], file: str) -> Header
     used = set(sources.values())
     extra = [name for name in file_columns if name not in used]
     required_missing = [n for n in missing if contract.is_required(contract.column(n))]
-    if not tolerant and (missing or extra):
+    refused_extra = extra if contract.policy.extra_columns == "fail" else []
+    if not tolerant and (missing or refused_extra):
         parts = []
         if missing:
             parts.append(f"missing columns {missing}")
-        if extra:
-            parts.append(f"unexpected columns {extra}")
-        fix = "fix the file, update the contract, or set policy.schema_drift: tolerant"
+        if refused_extra:
+            parts.append(f"unexpected columns {refused_extra}")
+        fix = (
+            "fix the file, update the contract, or set policy.schema_drift: tolerant (or "
+            "policy.new_columns: ignore or rescue)"
+        )
         raise FileRejected(file, f"{' and '.join(parts)} (schema_drift: strict); {fix}", line=1)
     if required_missing:
         raise FileRejected(
@@ -764,6 +775,8 @@ class FileReader:
         try:
             self.header = map_header(self.contract, names, self.file)
             wanted = list(self.header.sources.values())
+            if self.contract.policy.extra_columns == "rescue":
+                wanted += self.header.extra
             for name in wanted:
                 arrow_type = parquet.schema_arrow.field(name).type
                 if pa.types.is_decimal256(arrow_type):  # polars panics on these
@@ -903,7 +916,25 @@ class FileReader:
                 columns.append(pl.lit(None, dtype=pl.String).alias(column.name))
             else:
                 columns.append(pl.col(source).alias(column.name))
+        if self.contract.policy.extra_columns == "rescue":  # the columns the contract lacks
+            columns += [
+                value_as_text(raw.schema[name], pl.col(name)).alias(f"{EXTRA_PREFIX}{index}")
+                for index, name in enumerate(self.header.extra)
+            ]
         return raw.select(columns)
+
+
+def value_as_text(dtype: pl.DataType, value: pl.Expr) -> pl.Expr:
+    """A value of a column the contract does not know, as text for the rescue column: as
+    written for CSV; for Parquet, its text form (bytes in hex, nested values as JSON)."""
+    if dtype == pl.String:
+        return value
+    if dtype == pl.Binary:
+        return pl.lit("\\x") + value.bin.encode("hex")
+    if dtype.is_nested():  # JSON of the value alone: of {"v": value}, without the wrapping
+        encoded = pl.struct(value.alias("v")).struct.json_encode()
+        return pl.when(value.is_not_null()).then(encoded.str.slice(5, encoded.str.len_chars() - 6))
+    return value.cast(pl.String)
 
 
 def _corrupt_column(parquet: pq.ParquetFile, columns: list[str]) -> str | None:

@@ -66,7 +66,7 @@ def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchem
                 unique=contract.target.primary_key == [column.name] and not staging,
             ),
         )
-        for column in contract.columns
+        for column in contract.table_columns
     ]
     if staging:
         columns += [
@@ -81,7 +81,7 @@ def column_lineage(contract: Contract, keys: DatasetKeys) -> dg.TableColumnLinea
     return dg.TableColumnLineage(
         deps_by_column={
             column.name: [dg.TableColumnDep(asset_key=keys.staged, column_name=column.name)]
-            for column in contract.columns
+            for column in contract.table_columns
         }
     )
 

@@ -100,6 +100,7 @@ def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.Meta
         "rows_staged": dg.MetadataValue.int(counts.rows_staged),
         "rows_quarantined": dg.MetadataValue.int(counts.rows_quarantined),
         "rows_refused_by_postgres": dg.MetadataValue.int(report.refused_by_postgres),
+        "rows_rescued": dg.MetadataValue.int(counts.rows_rescued),
         "duplicate_keys": dg.MetadataValue.int(counts.duplicate_keys),
         "seconds_stage": dg.MetadataValue.float(round(seconds, 3)),
         "seconds_copy": dg.MetadataValue.float(round(report.seconds.get("copy", 0.0), 3)),

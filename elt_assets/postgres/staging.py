@@ -264,7 +264,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
     """Replace the file's staging slice and quarantine rows, in one transaction."""
     contract = staged.contract
     table = staging_table(contract)
-    columns = [ROW_COLUMN, *[c.name for c in contract.columns], FILE_COLUMN]
+    columns = [ROW_COLUMN, *[c.name for c in contract.table_columns], FILE_COLUMN]
     params = {"dataset": staged.dataset, "file": staged.file, "run_id": staged.run_id}
     counts = FileCounts()
     report = StageReport(counts, [])
@@ -291,6 +291,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         report.seconds["file_checks"] = time.perf_counter() - checked
         # Counted in the database, independently of the reader's own count.
         counts.rows_read = staged.rows_read
+        counts.rows_rescued = staged.rows_rescued
         staged_row = connection.execute(render("slice_count", table=table), params).fetchone()
         counts.rows_staged = int(staged_row[0]) if staged_row else 0
         open_row = connection.execute(render("quarantine_open_count"), params).fetchone()

@@ -53,8 +53,10 @@ def target_differences(contract: Contract, columns: list[ColumnInfo]) -> list[st
     table = f"{contract.target.schema_}.{contract.target.table}"
     existing = {c.name: c for c in columns}
     problems: list[str] = []
-    for column in contract.columns:
+    for column in contract.table_columns:
         found = existing.get(column.name)
+        if found is None and column.name == contract.policy.rescue_column:
+            continue  # added by the platform (_add_rescue_column)
         if found is None:
             problems.append(f"{table} has no column {column.name!r} ({column.type.ddl})")
         elif found.type != column.type.ddl:
@@ -75,7 +77,7 @@ def target_differences(contract: Contract, columns: list[ColumnInfo]) -> list[st
         )
     if contract.target.mode == "append" and FILE_COLUMN not in existing:
         problems.append(f"{table} has no {FILE_COLUMN} column, which append mode needs")
-    known = {c.name for c in contract.columns} | {FILE_COLUMN}
+    known = {c.name for c in contract.table_columns} | {FILE_COLUMN}
     for info in columns:
         if info.name not in known and info.not_null and not info.has_default:
             problems.append(
@@ -117,7 +119,7 @@ def _separate_roles(connection: psycopg.Connection) -> bool:
 
 
 def _staging_matches(contract: Contract, columns: list[ColumnInfo]) -> bool:
-    wanted = [(c.name, c.type.ddl) for c in contract.columns]
+    wanted = [(c.name, c.type.ddl) for c in contract.table_columns]
     wanted += [(FILE_COLUMN, "text"), (ROW_COLUMN, "bigint")]
     return [(c.name, c.type) for c in columns] == wanted
 
@@ -145,8 +147,36 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
         staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
         if not target:
             _create_target(connection, contract)
+        elif _lacks_rescue_column(contract, target):
+            _add_rescue_column(connection, contract)
         if not staging or not _staging_matches(contract, staging):
             _create_staging(connection, contract, replace=bool(staging))
+
+
+def _lacks_rescue_column(contract: Contract, target: list[ColumnInfo]) -> bool:
+    rescue = contract.policy.rescue_column
+    return contract.policy.rescues and rescue not in {c.name for c in target}
+
+
+def _add_rescue_column(connection: psycopg.Connection, contract: Contract) -> None:
+    """A policy that starts rescuing needs its column on an existing table: a nullable jsonb
+    column, which no row and no reader of the table depends on, is the one change the platform
+    makes to a table it did not just create."""
+    with connection.transaction(), as_owner(connection):
+        connection.execute(
+            render(
+                "rescue_column_add",
+                table=target_table(contract),
+                column=sql.Identifier(contract.policy.rescue_column),
+            )
+        )
+    log.info(
+        "added the rescue column %s (jsonb) to %s.%s (policy of dataset %s)",
+        contract.policy.rescue_column,
+        contract.target.schema_,
+        contract.target.table,
+        contract.name,
+    )
 
 
 def ensure_dataset_tables(
@@ -171,7 +201,7 @@ def ensure_dataset_tables(
             )
     staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
     needs_staging = not staging or not _staging_matches(contract, staging)
-    if target and not needs_staging:
+    if target and not needs_staging and not _lacks_rescue_column(contract, target):
         return
     try:
         with open_owner() if open_owner else contextlib.nullcontext(connection) as ddl:

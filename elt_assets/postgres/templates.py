@@ -65,7 +65,7 @@ def type_sql(ddl: str) -> sql.SQL:
 
 def _column_definitions(contract: Contract, *, for_target: bool) -> list[sql.Composable]:
     definitions: list[sql.Composable] = []
-    for column in contract.columns:
+    for column in contract.table_columns:
         not_null = for_target and contract.is_required(column)
         definitions.append(
             sql.SQL("{} {}{}").format(
@@ -122,7 +122,7 @@ def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Compos
     straight in, without sorting it by key first.
     """
     key = contract.target.primary_key
-    columns = [c.name for c in contract.columns]
+    columns = [c.name for c in contract.table_columns]
     others = [c for c in columns if c not in key]
     version = contract.target.version_column
     order = [sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(version))] if version else []
@@ -164,7 +164,7 @@ def render_insert_new(contract: Contract) -> sql.Composed:
         "insert_new",
         target=target_table(contract),
         staging=staging_table(contract),
-        columns=identifiers(c.name for c in contract.columns),
+        columns=identifiers(c.name for c in contract.table_columns),
     )
 
 
@@ -173,7 +173,7 @@ def render_append(contract: Contract) -> sql.Composed:
         "append_insert",
         target=target_table(contract),
         staging=staging_table(contract),
-        columns=identifiers(c.name for c in contract.columns),
+        columns=identifiers(c.name for c in contract.table_columns),
     )
 
 

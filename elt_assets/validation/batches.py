@@ -8,17 +8,33 @@ failures and its original field values. Everything is vectorised; nothing loops 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandera.errors as pa_errors
 import polars as pl
 
-from elt_assets.contracts.model import RAW_RECORD_COLUMN, REJECTED_COLUMN, ROW_COLUMN, Contract
-from elt_assets.landing.readers import HeaderMapping
+from elt_assets.contracts.model import (
+    EXTRA_PREFIX,
+    RAW_RECORD_COLUMN,
+    REJECTED_COLUMN,
+    ROW_COLUMN,
+    Contract,
+)
+from elt_assets.landing.readers import HeaderMapping, value_as_text
 from elt_assets.validation.casts import ColumnCast, cast_text_column, cast_typed_column
 from elt_assets.validation.schema import build_schema
 
 READER_CHECK = "fields"  # a record with the wrong number of fields
+NOT_IN_CONTRACT = "a column the contract does not name"
+
+
+def _rescue_entry(key: str, value: pl.Expr, reason: pl.Expr) -> pl.Expr:
+    """One member of a rescue column's JSON object: "key": {"value": ..., "reason": ...}."""
+    detail = pl.struct(value.alias("value"), reason.alias("reason")).struct.json_encode()
+    return (pl.lit(json.dumps(key, ensure_ascii=False) + ":") + detail).alias("entry")
+
+
 QUARANTINE_COLUMNS = ["row_number", "column_name", "check_name", "reason", "failures", "raw_record"]
 _FAILURE_SCHEMA = {
     ROW_COLUMN: pl.Int64,
@@ -38,6 +54,7 @@ class ValidatedBatch:
     # A single-column primary key whose good rows' values strictly increase: their first and last
     # value. Files exported in key order then need no duplicate-key query (staged_file.py).
     increasing_keys: tuple[object, object] | None = None
+    rows_rescued: int = 0  # good rows with something in the rescue column
 
 
 class BatchValidator:
@@ -49,6 +66,17 @@ class BatchValidator:
         self.contract = contract
         self.schema = build_schema(contract)
         self.headers = {c.name: header.sources.get(c.name, c.header) for c in contract.columns}
+        policy = contract.policy
+        self.rescue = policy.rescue_column if policy.rescues else None
+        # Columns whose bad values are rescued (a required column has no NULL to leave behind),
+        # and the file's columns the contract does not name, rescued whole.
+        self.rescuable = (
+            [c.name for c in contract.columns if not contract.is_required(c)]
+            if policy.bad_values == "rescue"
+            else []
+        )
+        self.extras = header.extra if policy.extra_columns == "rescue" else []
+        self.source_types = source_types
         self.casts: dict[str, ColumnCast] = {}
         timezone = contract.source.timezone
         for column in contract.columns:
@@ -65,16 +93,20 @@ class BatchValidator:
             return self._rejected_by_reader(batch)
         names = [c.name for c in self.contract.columns]
         cast = self._cast(batch, names)
-        failures = pl.concat(
-            [self._cast_failures(batch, cast, names), self._check_failures(cast, names)],
-            how="vertical",
-        )
+        cast_failures = self._cast_failures(batch, cast, names)
+        cast, cast_failures, rescued = self._rescue_values(cast, cast_failures)
+        failures = pl.concat([cast_failures, self._check_failures(cast, names)], how="vertical")
         # A value that could not be cast is also NULL in the typed frame: report the cast only.
         failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
         if failures.height:  # most batches have none: no join, no sort (cast is in row order)
             bad_rows = failures.select(ROW_COLUMN).unique()
             cast = cast.join(bad_rows, on=ROW_COLUMN, how="anti").sort(ROW_COLUMN)
         good = cast.select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
+        rows_rescued = 0
+        if self.rescue is not None:
+            rescue = self._rescue_texts(batch, rescued)
+            good = good.join(rescue, on=ROW_COLUMN, how="left", maintain_order="left")
+            rows_rescued = int(good[self.rescue].is_not_null().sum())
         increasing = self._increasing_keys(cast)
         counts = (
             failures.group_by("column_name", "check_name").len().iter_rows()
@@ -87,6 +119,54 @@ class BatchValidator:
             rows_read=batch.height,
             failure_counts={f"{column}.{check}": n for column, check, n in counts},
             increasing_keys=increasing,
+            rows_rescued=rows_rescued,
+        )
+
+    def _rescue_values(
+        self, cast: pl.DataFrame, failures: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """Take the cast failures of rescuable columns out of the failures: their rows load, with
+        NULL in that column (the value goes to the rescue column). Returns (cast, the remaining
+        failures, the rescued ones: row, column_name, reason)."""
+        taken = pl.col("column_name").is_in(self.rescuable)
+        rescued = failures.filter(taken)
+        if rescued.height == 0:
+            return cast, failures, rescued
+        updates = []
+        for name in rescued["column_name"].unique().to_list():
+            rows = rescued.filter(pl.col("column_name") == name)[ROW_COLUMN].implode()
+            hit = pl.col(ROW_COLUMN).is_in(rows)
+            for column in (name, f"__text_{name}"):
+                updates.append(pl.when(hit).then(None).otherwise(pl.col(column)).alias(column))
+        return cast.with_columns(updates), failures.filter(~taken), rescued
+
+    def _rescue_texts(self, batch: pl.DataFrame, rescued: pl.DataFrame) -> pl.DataFrame:
+        """Per row with anything to rescue, the rescue column's JSON text: {column: {value,
+        reason}} for every bad value (by column name) and every column the contract does not
+        name (by the file's header), the value as the file had it."""
+        assert self.rescue is not None
+        parts = []
+        for name in rescued["column_name"].unique(maintain_order=True).to_list():
+            reasons = rescued.filter(pl.col("column_name") == name).select(ROW_COLUMN, "reason")
+            value = value_as_text(self.source_types.get(name, pl.String()), pl.col(name))
+            parts.append(
+                batch.join(reasons, on=ROW_COLUMN).select(
+                    ROW_COLUMN, _rescue_entry(name, value, pl.col("reason"))
+                )
+            )
+        for index, header in enumerate(self.extras):
+            value = pl.col(f"{EXTRA_PREFIX}{index}")
+            parts.append(
+                batch.filter(value.is_not_null()).select(
+                    ROW_COLUMN, _rescue_entry(header, value, pl.lit(NOT_IN_CONTRACT))
+                )
+            )
+        if not parts:
+            return pl.DataFrame(schema={ROW_COLUMN: pl.Int64, self.rescue: pl.String})
+        return (
+            pl.concat(parts)
+            .group_by(ROW_COLUMN)
+            .agg((pl.lit("{") + pl.col("entry").str.join(",") + pl.lit("}")).alias(self.rescue))
         )
 
     def _rejected_by_reader(self, batch: pl.DataFrame) -> ValidatedBatch:
@@ -104,7 +184,7 @@ class BatchValidator:
             pl.format("[{}]", failure.struct.json_encode()).alias("failures"),
             pl.col(RAW_RECORD_COLUMN).alias("raw_record"),
         )
-        names = [c.name for c in self.contract.columns]
+        names = [c.name for c in self.contract.table_columns]
         return ValidatedBatch(
             good=pl.DataFrame(schema={ROW_COLUMN: pl.Int64, **dict.fromkeys(names, pl.String)}),
             quarantined=quarantined,
@@ -276,11 +356,11 @@ class BatchValidator:
                 pl.col("failure").str.join(",").alias("failures"),
             )
         )
+        fields = [pl.col(n).cast(pl.String).alias(h) for n, h in self.headers.items()]
+        # A quarantined row keeps the columns the contract does not name too, when they are kept.
+        fields += [pl.col(f"{EXTRA_PREFIX}{i}").alias(h) for i, h in enumerate(self.extras)]
         raw = batch.select(
-            pl.col(ROW_COLUMN),
-            pl.struct([pl.col(n).cast(pl.String).alias(h) for n, h in self.headers.items()])
-            .struct.json_encode()
-            .alias("raw_record"),
+            pl.col(ROW_COLUMN), pl.struct(fields).struct.json_encode().alias("raw_record")
         )
         return per_row.join(raw, on=ROW_COLUMN, how="left").select(
             pl.col(ROW_COLUMN).alias("row_number"),

@@ -22,6 +22,7 @@ class FileCounts:
     rows_read: int = 0
     rows_staged: int = 0
     rows_quarantined: int = 0
+    rows_rescued: int = 0  # staged rows with values in the rescue column
     duplicate_keys: int = 0  # distinct keys that occur more than once
     duplicate_key_rows: int = 0
     duplicate_key_examples: list[str] = field(default_factory=list)

@@ -38,6 +38,7 @@ class StagedFile:
     record_limit: int | None = None  # the longest CSV record; None: the reader's default
     rows_read: int = 0
     rows_rejected: int = 0
+    rows_rescued: int = 0
     failure_counts: Counter[str] = field(default_factory=Counter)
     sample: list[dict[str, object]] = field(default_factory=list)
     header: HeaderMapping | None = None
@@ -88,13 +89,14 @@ class StagedFile:
     def restart(self) -> None:
         """Forget what a previous pass over the file gathered, before reading it again."""
         self.keys_increasing, self._last_key = True, None
-        self.rows_read = self.rows_rejected = 0
+        self.rows_read = self.rows_rejected = self.rows_rescued = 0
         self.failure_counts = Counter()
         self.sample = []
 
     def note(self, batch: ValidatedBatch) -> None:
         """Count a batch's rejections and keep the first few as a sample for the UI."""
         self.rows_rejected += batch.quarantined.height
+        self.rows_rescued += batch.rows_rescued
         self.failure_counts.update(batch.failure_counts)
         self._note_keys(batch)
         room = SAMPLE_ROWS - len(self.sample)
