@@ -433,6 +433,39 @@ def test_tolerant_drift_loads_and_reports_ignored_and_missing_columns(
     assert conformance.metadata["missing_columns_filled_with_null"].value == ["amount"]
 
 
+def test_rescued_columns_and_values_are_counted_and_said_in_the_ui(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+) -> None:
+    write_contract(
+        contracts_dir,
+        orders_contract().replace(
+            "policy: {",
+            "policy: {schema_drift: tolerant, new_columns: rescue, bad_values: rescue, ",
+        ),
+    )
+    land(
+        landing,
+        "orders/drift.csv",
+        "order_id,status,amount,updated_at,Channel\n"
+        "1,paid,12;5,2026-01-01 00:00:00+00,web\n"
+        "2,paid,3.00,2026-01-01 00:00:00+00,\n",
+    )
+    result = load(contracts_dir, "orders", "orders/drift.csv", instance)
+    checks = check_results(result)
+    conformance = checks["contract_conformance"]
+    assert conformance.passed and conformance.metadata["rows_rescued"].value == 1
+    assert conformance.metadata["extra_columns_rescued"].value == ["Channel"]
+    assert "1 loaded with values in the rescue column" in (conformance.description or "")
+    assert "1 extra column(s) kept in _rescued: 'Channel'" in (
+        checks["schema_drift"].description or ""
+    )
+    assert materialization_metadata(result, "staged/orders_staging")["rows_rescued"] == 1
+    assert warehouse.query("SELECT order_id, _rescued ? 'amount' FROM sales.orders ORDER BY 1") == [
+        (1, True),
+        (2, None),  # nothing to rescue: the column stays NULL
+    ]
+
+
 def test_staged_slice_is_replaced_when_the_file_runs_again(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -139,17 +139,22 @@ def conformance_result(contract: Contract, file: str, report: StageReport) -> dg
         "duplicate_keys": counts.duplicate_keys,
         "file": file,
     }
+    if contract.policy.rescues:
+        metadata["rows_rescued"] = counts.rows_rescued
     if report.sample:
         metadata["sample_failures"] = _sample_table(report)
     header = report.header
     if header is not None and (header.extra or header.missing):
-        metadata["extra_columns_ignored"] = dg.MetadataValue.json(header.extra)
+        kept = "rescued" if contract.policy.extra_columns == "rescue" else "ignored"
+        metadata[f"extra_columns_{kept}"] = dg.MetadataValue.json(header.extra)
         metadata["missing_columns_filled_with_null"] = dg.MetadataValue.json(header.missing)
     description = (
         "; ".join(report.violations)
         if report.violations
         else f"{counts.rows_quarantined} of {counts.rows_read} rows quarantined, within policy"
     )
+    if contract.policy.rescues and not report.violations and counts.rows_rescued:
+        description += f"; {counts.rows_rescued} loaded with values in the rescue column"
     return dg.AssetCheckResult(
         check_name=CONFORMANCE,
         passed=not report.violations,
@@ -197,7 +202,13 @@ def drift_result(contract: Contract, file: str, header: HeaderReport | None) -> 
             "columns)",
         )
     found, fixes = [], []
-    if header.extra:
+    if header.extra and contract.policy.extra_columns == "rescue":
+        rescue = contract.policy.rescue_column
+        found.append(
+            f"{len(header.extra)} extra column(s) kept in {rescue}: {_quoted(header.extra)}"
+        )
+        fixes.append("add the extra columns to the contract to load them typed")
+    elif header.extra:
         found.append(f"{len(header.extra)} extra column(s) ignored: {_quoted(header.extra)}")
         fixes.append("add the extra columns to the contract if their data matters")
     if header.missing:
