@@ -174,6 +174,20 @@ def readme_instance_snippet() -> dict[str, object]:
     return loaded
 
 
+def user_env(warehouse: Any, cwd: Path, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """A user's environment for `elt`: no ELT_* or DAGSTER_* setting but the warehouse's URLs,
+    a state directory of their own (and the `settings` given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(
+        ELT_DATABASE_URL=warehouse.loader_url,
+        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
+        ELT_STATE_DIR=str(cwd / "state"),
+        ELT_LOG_FORMAT="text",
+    )
+    env.update(settings or {})
+    return env
+
+
 def elt_as_user(
     warehouse: Any,
     cwd: Path,
@@ -183,14 +197,7 @@ def elt_as_user(
 ) -> subprocess.CompletedProcess[str]:
     """The installed `elt ARGS` as a user runs it: from `cwd` (their own directory), with only
     the warehouse's URLs among the ELT_* settings (and the `settings` given)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
-    env.update(
-        ELT_DATABASE_URL=warehouse.loader_url,
-        ELT_OWNER_DATABASE_URL=warehouse.owner_url,
-        ELT_STATE_DIR=str(cwd / "state"),
-        ELT_LOG_FORMAT="text",
-        **(settings or {}),
-    )
+    env = user_env(warehouse, cwd, settings)
     elt = Path(sys.executable).parent / "elt"
     return subprocess.run(
         [str(elt), *args],

@@ -546,5 +546,5 @@ def test_the_rescue_policy_adds_its_column_to_the_tables_and_it_is_named_safely(
     assert "policy.rescue_column: 'status' is also a column" in said
     said = load_one(tmp_path, BASE + "policy: {new_columns: rescue, rescue_column: _elt_x}\n")
     assert "names starting with _elt_ are reserved" in said
-    said = load_one(tmp_path, BASE + "policy: {new_columns: add}\n")
-    assert "new_columns" in said and "'fail', 'ignore' or 'rescue'" in said
+    said = load_one(tmp_path, BASE + "policy: {new_columns: drop}\n")
+    assert "new_columns" in said and "'fail', 'ignore', 'add' or 'rescue'" in said

@@ -466,6 +466,25 @@ def test_rescued_columns_and_values_are_counted_and_said_in_the_ui(
     ]
 
 
+def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+) -> None:
+    write_contract(
+        contracts_dir, orders_contract().replace("policy: {", "policy: {new_columns: add, ")
+    )
+    land(
+        landing,
+        "orders/grown.csv",
+        "order_id,status,amount,updated_at,Channel\n1,paid,1.00,2026-01-01 00:00:00+00,web\n",
+    )
+    result = load(contracts_dir, "orders", "orders/grown.csv", instance)
+    metadata = materialization_metadata(result, "sales/orders")
+    assert metadata["columns_added_by_files"] == ["channel"]
+    columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].columns]
+    assert columns[-1] == ("channel", "text")
+    assert warehouse.query("SELECT order_id, channel FROM sales.orders") == [(1, "web")]
+
+
 def test_staged_slice_is_replaced_when_the_file_runs_again(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -14,4 +14,4 @@ ALTER DEFAULT PRIVILEGES FOR ROLE elt_owner IN SCHEMA elt_staging
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO elt_loader;
 -- The reader sees what was loaded and which rows were rejected, never staging.
 GRANT USAGE ON SCHEMA elt TO elt_reader;
-GRANT SELECT ON elt.ingestion_manifest, elt.quarantine TO elt_reader;
+GRANT SELECT ON elt.ingestion_manifest, elt.quarantine, elt.schema_versions TO elt_reader;

@@ -18,13 +18,72 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from elt_assets.errors import EltError
 from elt_assets.log import configure_logging, get_logger, mask_secrets
 from elt_assets.settings import SECRET_SETTINGS, SettingError, Settings, read_secret
 
+if TYPE_CHECKING:
+    from elt_assets.contracts.model import Contract
+
 log = get_logger(__name__)
+
+
+def _contract_parsers(contract: argparse.ArgumentParser) -> None:
+    """`elt contract infer` and `elt contract show`."""
+    contract_commands = contract.add_subparsers(
+        dest="contract_command", required=True, metavar="ACTION"
+    )
+    infer = contract_commands.add_parser(
+        "infer",
+        help="print a starting contract inferred from a CSV, CSV.gz or Parquet file",
+        description="Read the first rows of FILE (streamed, never the whole file) and print a "
+        "contract on stdout that accepts every sampled value: types from the platform's own "
+        "casts (when in doubt, text), headers as snake_case names with source_name. Review it, "
+        "then save it as <contracts>/<name>.yaml. Exit 1 when the file cannot be read.",
+    )
+    infer.add_argument("file", metavar="FILE", help="the file to sample")
+    infer.add_argument("--name", help="dataset name (default: the file name, sanitised)")
+    infer.add_argument(
+        "--primary-key",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL",
+        help="key column(s), by header or name: mode upsert (default: append, no key)",
+    )
+    infer.add_argument(
+        "--sample-rows", type=int, default=10_000, metavar="N", help="rows read (default 10000)"
+    )
+    infer.add_argument("--schema", default="imported", help="target schema (default imported)")
+    infer.add_argument("--table", help="target table (default: the dataset name)")
+    infer.add_argument(
+        "--delimiter",
+        help="CSV delimiter (\\t or tab for a tab; default: detected from the first lines)",
+    )
+    infer.add_argument(
+        "--encoding", help="CSV encoding (default utf8, or utf-16 where a byte-order mark says so)"
+    )
+    infer.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="the CSV file has no header line: its first line is data, columns are named "
+        "column_1, column_2, ...",
+    )
+
+    show = contract_commands.add_parser(
+        "show",
+        help="print a dataset's contract; --effective: as its tables now are",
+        description="Print the contract of dataset NAME as YAML. With --effective, include the "
+        "columns its files added (policy.new_columns: add), read from elt.schema_versions with "
+        "ELT_DATABASE_URL (else the embedded server): paste it back into the YAML to make them "
+        "the contract's own. The platform never rewrites the YAML.",
+    )
+    show.add_argument("name", metavar="NAME", help="the dataset")
+    show.add_argument("--effective", action="store_true", help="with the columns files added")
+    show.add_argument("--contracts", metavar="DIR", help="contracts dir (ELT_CONTRACTS_DIR)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,47 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check-defs", help="load the Dagster definitions and report broken contracts"
     )
-    contract = commands.add_parser("contract", help="dataset contracts")
-    contract_commands = contract.add_subparsers(
-        dest="contract_command", required=True, metavar="ACTION"
-    )
-    infer = contract_commands.add_parser(
-        "infer",
-        help="print a starting contract inferred from a CSV, CSV.gz or Parquet file",
-        description="Read the first rows of FILE (streamed, never the whole file) and print a "
-        "contract on stdout that accepts every sampled value: types from the platform's own "
-        "casts (when in doubt, text), headers as snake_case names with source_name. Review it, "
-        "then save it as <contracts>/<name>.yaml. Exit 1 when the file cannot be read.",
-    )
-    infer.add_argument("file", metavar="FILE", help="the file to sample")
-    infer.add_argument("--name", help="dataset name (default: the file name, sanitised)")
-    infer.add_argument(
-        "--primary-key",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="COL",
-        help="key column(s), by header or name: mode upsert (default: append, no key)",
-    )
-    infer.add_argument(
-        "--sample-rows", type=int, default=10_000, metavar="N", help="rows read (default 10000)"
-    )
-    infer.add_argument("--schema", default="imported", help="target schema (default imported)")
-    infer.add_argument("--table", help="target table (default: the dataset name)")
-    infer.add_argument(
-        "--delimiter",
-        help="CSV delimiter (\\t or tab for a tab; default: detected from the first lines)",
-    )
-    infer.add_argument(
-        "--encoding", help="CSV encoding (default utf8, or utf-16 where a byte-order mark says so)"
-    )
-    infer.add_argument(
-        "--no-header",
-        dest="header",
-        action="store_false",
-        help="the CSV file has no header line: its first line is data, columns are named "
-        "column_1, column_2, ...",
-    )
+    _contract_parsers(commands.add_parser("contract", help="dataset contracts"))
 
     quarantine = commands.add_parser("quarantine", help="rows rejected from files")
     quarantine_commands = quarantine.add_subparsers(
@@ -228,6 +247,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "check-defs":
         return _check_defs(settings)
     if args.command == "contract":
+        if args.contract_command == "show":
+            return _contract_show(args, settings)
         return _contract_infer(args, settings)
     if args.command == "quarantine":
         return _quarantine_export(args, settings)
@@ -296,29 +317,63 @@ def _delimiter(given: str | None) -> str | None:
     return "\t" if given in {"\\t", "tab"} else given
 
 
+def _contract_show(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from elt_assets.cli.databases import resolve_databases
+    from elt_assets.postgres.connection import connect
+    from elt_assets.postgres.evolution import schema_versions
+
+    contract, _ = _dataset_contract(settings, args.contracts, args.name)
+    document = contract.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    notes: list[str] = []
+    if args.effective:
+        url = resolve_databases(settings, need_dagster=False).env["ELT_DATABASE_URL"]
+        with connect(url, setting="ELT_DATABASE_URL", application_name="elt-show") as connection:
+            versions = schema_versions(connection, contract.name)
+        known = {c["name"] for c in document["columns"]}
+        for version in versions:
+            notes.append(f"# schema version {version.version}: {version.change} ({version.file})")
+        for column in versions[-1].added if versions else []:
+            if column["name"] not in known:
+                same = column.get("source_name") in (None, column["name"])
+                document["columns"].append(
+                    {k: v for k, v in column.items() if k != "source_name" or not same}
+                )
+    sys.stdout.write("".join(f"{n}\n" for n in notes))
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return 0
+
+
+def _dataset_contract(
+    settings: Settings, directory: str | None, dataset: str
+) -> tuple[Contract, Path]:
+    """The valid contract of `dataset` in the contracts directory, or a usage error."""
+    from elt_assets.contracts.loader import load_contracts
+
+    contracts_dir = settings.with_directories(None, directory).require_contracts_dir("--contracts")
+    contract_set = load_contracts(contracts_dir)
+    try:
+        return contract_set.get(dataset), contracts_dir
+    except KeyError:
+        broken = [e for e in contract_set.errors if e.dataset == dataset]
+        if broken:
+            raise _usage_error(
+                f"the contract of dataset {dataset!r} is broken: {broken[0]}"
+            ) from None
+        known = ", ".join(sorted(c.name for c in contract_set.contracts)) or "none"
+        raise _usage_error(
+            f"no dataset named {dataset!r} in {contracts_dir} (known: {known})"
+        ) from None
+
+
 def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:
     from elt_assets.cli.databases import resolve_databases
-    from elt_assets.contracts.loader import load_contracts
     from elt_assets.postgres.connection import connect
     from elt_assets.postgres.inspect import latest_manifest
     from elt_assets.postgres.quarantine import export_quarantine
 
-    contracts_dir = settings.with_directories(None, args.contracts).require_contracts_dir(
-        "--contracts"
-    )
-    contract_set = load_contracts(contracts_dir)
-    try:
-        contract = contract_set.get(args.dataset)
-    except KeyError:
-        broken = [e for e in contract_set.errors if e.dataset == args.dataset]
-        if broken:
-            raise _usage_error(
-                f"the contract of dataset {args.dataset!r} is broken: {broken[0]}"
-            ) from None
-        known = ", ".join(sorted(c.name for c in contract_set.contracts)) or "none"
-        raise _usage_error(
-            f"no dataset named {args.dataset!r} in {contracts_dir} (known: {known})"
-        ) from None
+    contract, _ = _dataset_contract(settings, args.contracts, args.dataset)
     databases = resolve_databases(settings, need_dagster=False)
     try:
         url = databases.env["ELT_DATABASE_URL"]

@@ -13,7 +13,8 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.functional_serializers import PlainSerializer
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from elt_assets.contracts.types import PgType
@@ -91,7 +92,9 @@ def _parse_type(value: Any) -> PgType:
     return PgType.parse(value)
 
 
-ColumnType = Annotated[PgType, BeforeValidator(_parse_type)]
+ColumnType = Annotated[
+    PgType, BeforeValidator(_parse_type), PlainSerializer(str, return_type=str)  # as spelled
+]
 CheckBound = int | float | date | datetime | str
 
 
@@ -228,16 +231,17 @@ class Policy(Strict):
     bad_rows: Literal["quarantine", "fail"] = "quarantine"
     max_bad_row_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     duplicate_keys: Literal["last", "fail"] = "last"
-    # Schema evolution. A column the contract does not name: fail the file, ignore it, or keep its
-    # values in the rescue column (default: fail under strict, ignore under tolerant). A value that
+    # Schema evolution. A column the contract does not name: fail the file, ignore it, add it to
+    # the tables (postgres/evolution.py), or keep its values in the rescue column (default: fail
+    # under strict, ignore under tolerant). A value that
     # does not fit its (nullable) column: quarantine the row, or load the row with NULL there and
     # the value, with the reason, in the rescue column.
-    new_columns: Literal["fail", "ignore", "rescue"] | None = None
+    new_columns: Literal["fail", "ignore", "add", "rescue"] | None = None
     bad_values: Literal["quarantine", "rescue"] = "quarantine"
     rescue_column: Identifier = "_rescued"
 
     @property
-    def extra_columns(self) -> Literal["fail", "ignore", "rescue"]:
+    def extra_columns(self) -> Literal["fail", "ignore", "add", "rescue"]:
         """What happens to a column the contract does not name."""
         if self.new_columns is not None:
             return self.new_columns
@@ -274,6 +278,19 @@ class Contract(Strict):
     group: GroupName = None
     owners: Owners = Field(default_factory=list)
     tags: Tags = Field(default_factory=dict)
+    # Columns the dataset's files added (postgres/evolution.py `effective`): optional in a file
+    # even under strict drift, since files from before them do not have them.
+    _added: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def added_columns(self) -> frozenset[str]:
+        return self._added
+
+    def with_added(self, columns: list[Column]) -> Contract:
+        """This contract with columns its files added, after its own."""
+        copy = self.model_copy(update={"columns": [*self.columns, *columns]})
+        copy._added = self._added | {c.name for c in columns}
+        return copy
 
     @property
     def group_name(self) -> str:

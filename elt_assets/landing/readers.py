@@ -122,12 +122,14 @@ def map_header(contract: Contract, file_columns: list[str], file: str) -> Header
             sources[column.name] = found
     used = set(sources.values())
     extra = [name for name in file_columns if name not in used]
+    # Columns the dataset's files added are optional: the files from before them lack them.
+    strictly_missing = [n for n in missing if n not in contract.added_columns]
     required_missing = [n for n in missing if contract.is_required(contract.column(n))]
     refused_extra = extra if contract.policy.extra_columns == "fail" else []
-    if not tolerant and (missing or refused_extra):
+    if not tolerant and (strictly_missing or refused_extra):
         parts = []
-        if missing:
-            parts.append(f"missing columns {missing}")
+        if strictly_missing:
+            parts.append(f"missing columns {strictly_missing}")
         if refused_extra:
             parts.append(f"unexpected columns {refused_extra}")
         fix = (
@@ -775,7 +777,7 @@ class FileReader:
         try:
             self.header = map_header(self.contract, names, self.file)
             wanted = list(self.header.sources.values())
-            if self.contract.policy.extra_columns == "rescue":
+            if self.contract.policy.extra_columns in ("add", "rescue"):
                 wanted += self.header.extra
             for name in wanted:
                 arrow_type = parquet.schema_arrow.field(name).type
@@ -916,9 +918,14 @@ class FileReader:
                 columns.append(pl.lit(None, dtype=pl.String).alias(column.name))
             else:
                 columns.append(pl.col(source).alias(column.name))
-        if self.contract.policy.extra_columns == "rescue":  # the columns the contract lacks
+        kept = self.contract.policy.extra_columns
+        if kept in ("add", "rescue"):  # what the contract lacks: as text to rescue, typed to add
             columns += [
-                value_as_text(raw.schema[name], pl.col(name)).alias(f"{EXTRA_PREFIX}{index}")
+                (
+                    value_as_text(raw.schema[name], pl.col(name))
+                    if kept == "rescue"
+                    else pl.col(name)
+                ).alias(f"{EXTRA_PREFIX}{index}")
                 for index, name in enumerate(self.header.extra)
             ]
         return raw.select(columns)

@@ -15,21 +15,24 @@ fails and is reported the same way whichever run takes it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
+import polars as pl
 import psycopg
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import EXTRA_PREFIX, Contract
 from elt_assets.landing.archive import NotArchived
 from elt_assets.landing.keys import key_to_path
-from elt_assets.landing.readers import FileRejected
+from elt_assets.landing.readers import FileReader, FileRejected
+from elt_assets.landing.source import Source
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
 from elt_assets.orchestration import checks
 from elt_assets.orchestration.resources import LandingResource
+from elt_assets.postgres import evolution
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
@@ -172,6 +175,7 @@ def prepare_staged(
         if current is None:
             raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
         source = landing.zone().source(file)
+        contract = _evolved(contract, landing, warehouse, source, file)
     return StagedFile(
         contract=contract,
         source=source,
@@ -183,6 +187,40 @@ def prepare_staged(
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,
     )
+
+
+def _evolved(
+    contract: Contract,
+    landing: LandingResource,
+    warehouse: PostgresResource,
+    source: Source,
+    file: str,
+) -> Contract:
+    """The contract as the dataset's tables now are (policy.new_columns: add), after adding the
+    columns this file brings, typed from its first rows (postgres/evolution.py)."""
+    if contract.policy.extra_columns != "add":
+        return contract
+    with warehouse.connection() as connection:
+        current = evolution.effective_contract(connection, contract)
+    reader = FileReader(source, file, current, landing.batch_rows, landing.max_record_bytes)
+    batches = cast(Generator[pl.DataFrame, None, None], reader.batches())
+    try:
+        first = next(batches, None)
+    finally:
+        batches.close()  # only the header and the first rows are needed
+    extra = reader.header.extra if reader.header is not None else []
+    if not extra:
+        return current
+    sample = [
+        first[f"{EXTRA_PREFIX}{index}"]
+        if first is not None and f"{EXTRA_PREFIX}{index}" in first.columns
+        else pl.Series(dtype=pl.String)
+        for index in range(len(extra))
+    ]
+    new = evolution.new_columns(current, extra, sample, file)
+    with warehouse.connection() as connection:  # a new dataset's first file: tables to grow
+        ensure_dataset_tables(connection, current, warehouse.owner_connection)
+    return evolution.add_columns(warehouse.owner_connection, contract, new, file)
 
 
 def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> StageReport:
@@ -255,6 +293,7 @@ def load_target(
             file_failures(warehouse, key, run_id),
             warehouse.connection() as connection,
         ):
+            contract = evolution.effective_contract(connection, contract)
             ensure_dataset_tables(connection, contract, warehouse.owner_connection)
             result = load_file(connection, contract, key, run_id)  # committed on return
             warehouse.leases().release(contract.name, staged.file)  # the file is finished
@@ -281,6 +320,11 @@ def load_target(
         "file": staged.file,
         "sha256": staged.sha256,
     }
+    if contract.added_columns:  # the schema its files grew (postgres/evolution.py), in the UI
+        from elt_assets.orchestration.assets import column_schema  # assets imports this module
+
+        metadata["dagster/column_schema"] = column_schema(contract)
+        metadata["columns_added_by_files"] = sorted(contract.added_columns)
     if loaded is not None:
         quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
         with log_context(dataset=contract.name, file=staged.file, run_id=run_id):

@@ -20,6 +20,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.connection import as_owner
 from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.evolution import effective_contract
 from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.postgres.templates import render, script, sql_dir
 
@@ -253,7 +254,7 @@ def _migrate(
         with connection.transaction():
             connection.execute(script("grants.sql"))
     for contract in contracts:
-        ensure_dataset_tables(connection, contract)
+        ensure_dataset_tables(connection, effective_contract(connection, contract))
         report.datasets.append(contract.name)
 
 

@@ -1,0 +1,6 @@
+-- The dataset's latest schema version: the columns its files added so far.
+SELECT version, added
+FROM elt.schema_versions
+WHERE dataset = %(dataset)s
+ORDER BY version DESC
+LIMIT 1
