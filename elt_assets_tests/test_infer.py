@@ -31,16 +31,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from elt_assets.cli.infer import (
-    InferError,
-    InferUsageError,
-    column_names,
-    dataset_name,
-    infer_contract,
-    infer_text_type,
-)
+from elt_assets.cli.infer import InferError, InferUsageError, dataset_name, infer_contract
 from elt_assets.contracts.loader import load_contracts, parse_contract
 from elt_assets.contracts.types import PgType
+from elt_assets.validation.inference import column_names, infer_text_type
 from elt_assets_tests.conftest import Warehouse
 from elt_assets_tests.helpers import check_results, run_file, step_failure
 

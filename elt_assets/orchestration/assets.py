@@ -21,12 +21,13 @@ from typing import Any
 
 import dagster as dg
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import Contract
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.orchestration import checks, steps
 from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
 from elt_assets.orchestration.resources import landing_of, warehouse_of
+from elt_assets.orchestration.table_schema import column_schema
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.io_manager import DATASET_METADATA
 from elt_assets.postgres.templates import STAGING_SCHEMA
@@ -53,27 +54,6 @@ class DatasetKeys:
             staged=dg.AssetKey([*prefix, "staged", f"{contract.name}_staging"]),
             target=dg.AssetKey([*prefix, contract.target.schema_, contract.target.table]),
         )
-
-
-def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchema:
-    columns = [
-        dg.TableColumn(
-            name=column.name,
-            type=str(column.type),
-            description=column.description,
-            constraints=dg.TableColumnConstraints(
-                nullable=staging or not contract.is_required(column),
-                unique=contract.target.primary_key == [column.name] and not staging,
-            ),
-        )
-        for column in contract.table_columns
-    ]
-    if staging:
-        columns += [
-            dg.TableColumn(FILE_COLUMN, "text", "the file (partition key) the row came from"),
-            dg.TableColumn(ROW_COLUMN, "bigint", "1-based data row in the file"),
-        ]
-    return dg.TableSchema(columns=columns)
 
 
 def column_lineage(contract: Contract, keys: DatasetKeys) -> dg.TableColumnLineage:

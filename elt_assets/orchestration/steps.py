@@ -32,6 +32,7 @@ from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
 from elt_assets.orchestration import checks
 from elt_assets.orchestration.resources import LandingResource
+from elt_assets.orchestration.table_schema import column_schema
 from elt_assets.postgres import evolution
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
@@ -321,8 +322,6 @@ def load_target(
         "sha256": staged.sha256,
     }
     if contract.added_columns:  # the schema its files grew (postgres/evolution.py), in the UI
-        from elt_assets.orchestration.assets import column_schema  # assets imports this module
-
         metadata["dagster/column_schema"] = column_schema(contract)
         metadata["columns_added_by_files"] = sorted(contract.added_columns)
     if loaded is not None:

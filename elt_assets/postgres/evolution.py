@@ -25,12 +25,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from elt_assets.cli.infer import TEXT, column_names, infer_parquet_type, infer_text_type
 from elt_assets.contracts.model import Column, Contract
 from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
 from elt_assets.postgres.templates import STAGING_SCHEMA, render, staging_table, target_table
+from elt_assets.validation.inference import TEXT, column_names, infer_parquet_type, infer_text_type
 
 log = get_logger(__name__)
 OpenOwner = Callable[[], AbstractContextManager[psycopg.Connection]]

@@ -1,0 +1,28 @@
+"""A dataset's tables as Dagster shows them: the column schema of the staging slice and target."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+
+
+def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchema:
+    columns = [
+        dg.TableColumn(
+            name=column.name,
+            type=str(column.type),
+            description=column.description,
+            constraints=dg.TableColumnConstraints(
+                nullable=staging or not contract.is_required(column),
+                unique=contract.target.primary_key == [column.name] and not staging,
+            ),
+        )
+        for column in contract.table_columns
+    ]
+    if staging:
+        columns += [
+            dg.TableColumn(FILE_COLUMN, "text", "the file (partition key) the row came from"),
+            dg.TableColumn(ROW_COLUMN, "bigint", "1-based data row in the file"),
+        ]
+    return dg.TableSchema(columns=columns)
