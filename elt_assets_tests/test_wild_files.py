@@ -1041,6 +1041,16 @@ GROWING = (
 )
 
 
+def _grown(tmp_path: Path, warehouse: Warehouse) -> Path:
+    """The `growing` dataset with a first file loaded (id 1); its landing folder."""
+    folder = tmp_path / "landing" / "growing"
+    folder.mkdir(parents=True)
+    contract(tmp_path, GROWING)
+    (folder / "a.csv").write_text("id,amount\n1,one\n")
+    assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
+    return folder
+
+
 def test_new_columns_add_grows_the_table_records_a_version_and_older_files_still_load(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
@@ -1098,11 +1108,7 @@ def test_new_columns_add_grows_the_table_records_a_version_and_older_files_still
 def test_a_column_added_by_two_files_at_once_is_added_once(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "growing"
-    folder.mkdir(parents=True)
-    contract(tmp_path, GROWING)
-    (folder / "a.csv").write_text("id,amount\n1,one\n")
-    assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
+    folder = _grown(tmp_path, warehouse)
     for name in ("b", "c"):
         (folder / f"{name}.csv").write_text(f"id,amount,extra\n{ord(name)},x,{name}\n")
     user = tmp_path / "user"
@@ -1180,11 +1186,7 @@ def test_the_loader_role_cannot_add_a_column_and_the_refusal_says_what_to_set(
 ) -> None:
     """Evolution DDL runs on the owner's connection only: the runtime (loader) role has no DDL
     on the tables, and a file that would add a column without it fails with the setting."""
-    folder = tmp_path / "landing" / "growing"
-    folder.mkdir(parents=True)
-    contract(tmp_path, GROWING)
-    (folder / "a.csv").write_text("id,amount\n1,one\n")
-    assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
+    _grown(tmp_path, warehouse)
     grown = Contract.model_validate(yaml.safe_load(GROWING))
     new = [Column(name="extra", type="text")]
 

@@ -237,15 +237,13 @@ def _json(arrow_type: pa.DataType) -> Encode:
     if element is not None:
         encode_element = _json(element)
         return lambda value: "[" + ",".join(_or_null(encode_element, v) for v in value) + "]"
-    if pa.types.is_boolean(arrow_type):
-        return lambda value: "true" if value else "false"
-    if _is_number(arrow_type):
-        number = _number_text(arrow_type)
+    if pa.types.is_boolean(arrow_type) or _is_number(arrow_type):  # JSON spells them alike
+        scalar = _scalar_text(arrow_type)
 
         def encode_number(value: Any) -> str:
             if isinstance(value, float) and not math.isfinite(value):
                 raise NestedValueError(f"the number {value}, which JSON (and jsonb) cannot hold")
-            return number(value)
+            return scalar(value)
 
         return encode_number
     if pa.types.is_timestamp(arrow_type):  # as PostgreSQL's to_jsonb writes one
