@@ -480,9 +480,23 @@ def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
     result = load(contracts_dir, "orders", "orders/grown.csv", instance)
     metadata = materialization_metadata(result, "sales/orders")
     assert metadata["columns_added_by_files"] == ["channel"]
+    drift = check_results(result)["schema_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.description.startswith("schema evolved: +channel text (policy.new_columns: add)")
+    # The next file with the column changes nothing: the check passes again.
+    land(
+        landing,
+        "orders/again.csv",
+        "order_id,status,amount,updated_at,Channel\n2,paid,2.00,2026-01-01 00:00:00+00,shop\n",
+    )
+    again = check_results(load(contracts_dir, "orders", "orders/again.csv", instance))
+    assert again["schema_drift"].passed, again["schema_drift"].description
     columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].columns]
     assert columns[-1] == ("channel", "text")
-    assert warehouse.query("SELECT order_id, channel FROM sales.orders") == [(1, "web")]
+    assert warehouse.query("SELECT order_id, channel FROM sales.orders ORDER BY 1") == [
+        (1, "web"),
+        (2, "shop"),
+    ]
 
 
 def test_staged_slice_is_replaced_when_the_file_runs_again(

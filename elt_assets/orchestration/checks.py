@@ -167,10 +167,23 @@ def _quoted(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def drift_result(contract: Contract, file: str, header: HeaderReport | None) -> dg.AssetCheckResult:
-    """How the file's header met the contract (landing/readers.py `map_header` decided it)."""
+def drift_result(
+    contract: Contract, file: str, header: HeaderReport | None, schema_change: str | None = None
+) -> dg.AssetCheckResult:
+    """How the file's header met the contract (landing/readers.py `map_header` decided it); a
+    file that added columns to the tables (policy.new_columns: add) says so, as a warning."""
     policy = contract.policy.schema_drift
     base = {"file": file, "schema_drift_policy": policy}
+    if schema_change is not None:
+        return dg.AssetCheckResult(
+            check_name=SCHEMA_DRIFT,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={**base, "schema_change": schema_change},
+            description=f"schema evolved: {schema_change} (policy.new_columns: add); to make "
+            f"them the contract's own, paste `elt contract show {contract.name} --effective` "
+            "into its YAML",
+        )
     if header is None or (contract.file_format(file) == "csv" and not contract.source.csv.header):
         return dg.AssetCheckResult(
             check_name=SCHEMA_DRIFT,

@@ -176,7 +176,7 @@ def prepare_staged(
         if current is None:
             raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
         source = landing.zone().source(file)
-        contract = _evolved(contract, landing, warehouse, source, file)
+        contract, change = _evolved(contract, landing, warehouse, source, file)
     return StagedFile(
         contract=contract,
         source=source,
@@ -187,6 +187,7 @@ def prepare_staged(
         run_id=run_id,
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,
+        schema_change=change,
     )
 
 
@@ -196,11 +197,12 @@ def _evolved(
     warehouse: PostgresResource,
     source: Source,
     file: str,
-) -> Contract:
+) -> tuple[Contract, str | None]:
     """The contract as the dataset's tables now are (policy.new_columns: add), after adding the
-    columns this file brings, typed from its first rows (postgres/evolution.py)."""
+    columns this file brings, typed from its first rows (postgres/evolution.py); and the change
+    this file made, if any."""
     if contract.policy.extra_columns != "add":
-        return contract
+        return contract, None
     with warehouse.connection() as connection:
         current = evolution.effective_contract(connection, contract)
     reader = FileReader(source, file, current, landing.batch_rows, landing.max_record_bytes)
@@ -211,7 +213,7 @@ def _evolved(
         batches.close()  # only the header and the first rows are needed
     extra = reader.header.extra if reader.header is not None else []
     if not extra:
-        return current
+        return current, None
     sample = [
         first[f"{EXTRA_PREFIX}{index}"]
         if first is not None and f"{EXTRA_PREFIX}{index}" in first.columns
@@ -245,7 +247,7 @@ def staged_check_results(
     with warehouse.connection() as connection:
         staged_rows, quarantined = slice_counts(connection, contract, file)
     results.append(checks.reconciliation_result(report.counts.rows_read, staged_rows, quarantined))
-    results.append(checks.drift_result(contract, file, report.header))
+    results.append(checks.drift_result(contract, file, report.header, report.schema_change))
     return results
 
 

@@ -103,9 +103,10 @@ def add_columns(
     contract: Contract,
     new: list[Column],
     file: str,
-) -> Contract:
+) -> tuple[Contract, str | None]:
     """Add `new` to the dataset's tables (those still missing, under the DDL lock) and record the
-    version; returns the effective contract after it."""
+    version; returns the effective contract after it, and the change this file made (None when
+    another file had added them all already)."""
     if open_owner is None:
         names = ", ".join(repr(c.header) for c in new)
         raise EvolutionRefused(
@@ -123,7 +124,9 @@ def add_columns(
         ) from None
 
 
-def _add(open_owner: OpenOwner, contract: Contract, new: list[Column], file: str) -> Contract:
+def _add(
+    open_owner: OpenOwner, contract: Contract, new: list[Column], file: str
+) -> tuple[Contract, str | None]:
     with open_owner() as owner, owner.transaction():
         owner.execute(render("lock_ddl"))
         added = added_columns(owner, contract.name)
@@ -139,6 +142,7 @@ def _add(open_owner: OpenOwner, contract: Contract, new: list[Column], file: str
                         type=sql.SQL(column.type.ddl),  # rendered from parsed parts
                     )
                 )
+        change = None
         if fresh:
             change = ", ".join(f"+{c.name} {c.type}" for c in fresh)
             owner.execute(
@@ -159,7 +163,7 @@ def _add(open_owner: OpenOwner, contract: Contract, new: list[Column], file: str
                 STAGING_SCHEMA,
                 contract.name,
             )
-        return effective(contract, [*added, *fresh])
+        return effective(contract, [*added, *fresh]), change
 
 
 def _entry(column: Column) -> dict[str, Any]:

@@ -238,6 +238,7 @@ def _summarise_reading(staged: StagedFile, report: StageReport) -> None:
     """What the reader gathered while the file streamed by, into the report."""
     report.failure_counts = dict(staged.failure_counts)
     report.sample = list(staged.sample)
+    report.schema_change = staged.schema_change
     if staged.header is not None:
         header = staged.header
         report.header = HeaderReport(dict(header.sources), list(header.missing), list(header.extra))

@@ -50,6 +50,7 @@ class StageReport:
     failure_counts: dict[str, int] = field(default_factory=dict)  # quarantined rows per check
     sample: list[dict[str, object]] = field(default_factory=list)  # the first quarantined rows
     header: HeaderReport | None = None
+    schema_change: str | None = None  # the columns this file added (policy.new_columns: add)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,7 @@ class StageReport:
             failure_counts=dict(document.get("failure_counts", {})),
             sample=list(document.get("sample", [])),
             header=HeaderReport(**header) if header is not None else None,
+            schema_change=document.get("schema_change"),
         )
 
 

@@ -42,6 +42,7 @@ class StagedFile:
     failure_counts: Counter[str] = field(default_factory=Counter)
     sample: list[dict[str, object]] = field(default_factory=list)
     header: HeaderMapping | None = None
+    schema_change: str | None = None  # the columns this file added to the tables, if any
     # True while every staged key so far is greater than the one before (single-column keys).
     keys_increasing: bool = True
     _last_key: object = None
