@@ -480,6 +480,7 @@ def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
     result = load(contracts_dir, "orders", "orders/grown.csv", instance)
     metadata = materialization_metadata(result, "sales/orders")
     assert metadata["columns_added_by_files"] == ["channel"]
+    assert metadata["schema_version"] == 1
     drift = check_results(result)["schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.description.startswith("schema evolved: +channel text (policy.new_columns: add)")

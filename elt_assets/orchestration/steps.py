@@ -307,6 +307,11 @@ def load_target(
                 else table_row_count(connection, contract)
             )
             key_state = _key_state(connection, contract)
+            version = (
+                evolution.latest_version(connection, contract.name)
+                if contract.added_columns
+                else None
+            )
     results = table_check_results(contract, key_state, row_count, previous_rows())
     metadata: dict[str, Any] = {
         "dagster/row_count": row_count,
@@ -326,6 +331,7 @@ def load_target(
     if contract.added_columns:  # the schema its files grew (postgres/evolution.py), in the UI
         metadata["dagster/column_schema"] = column_schema(contract)
         metadata["columns_added_by_files"] = sorted(contract.added_columns)
+        metadata["schema_version"] = version
     if loaded is not None:
         quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
         with log_context(dataset=contract.name, file=staged.file, run_id=run_id):

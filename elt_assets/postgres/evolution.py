@@ -60,6 +60,12 @@ def schema_versions(connection: psycopg.Connection, dataset: str) -> list[Schema
     return [SchemaVersion(*row) for row in rows]
 
 
+def latest_version(connection: psycopg.Connection, dataset: str) -> int | None:
+    """The dataset's schema version (None before any file evolved it)."""
+    row = connection.execute(render("schema_version_latest"), {"dataset": dataset}).fetchone()
+    return int(row[0]) if row else None
+
+
 def effective(contract: Contract, added: list[Column]) -> Contract:
     """The contract with the columns its files added, after its own (a column the YAML names
     since is the YAML's)."""
