@@ -69,6 +69,13 @@ def ingest(
         raise AssertionError(result.stdout + result.stderr) from None
 
 
+def landing_folder(tmp_path: Path, name: str) -> Path:
+    """A new folder of the landing zone."""
+    folder = tmp_path / "landing" / name
+    folder.mkdir(parents=True)
+    return folder
+
+
 def land(tmp_path: Path, relative: str, table: pa.Table, **options: object) -> Path:
     path = tmp_path / "landing" / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,8 +274,7 @@ def test_contract_infer_detects_the_delimiter_and_the_contract_loads_the_file(
 def test_a_blank_header_and_a_utf16_file_are_inferred_and_loaded(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "first"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "first")
     (folder / "blank.csv").write_text("a,b,\n1,2,3\n4,5,6\n")
     (folder / "wide.csv").write_bytes("id,näme\n1,Zoë\n2,Ünal\n".encode("utf-16"))  # with a BOM
     blank = elt(tmp_path, warehouse, "contract", "infer", str(folder / "blank.csv"))
@@ -308,8 +314,7 @@ def test_a_blank_header_and_a_utf16_file_are_inferred_and_loaded(
 
 
 def test_empty_lines_before_the_header_are_skipped(tmp_path: Path, warehouse: Warehouse) -> None:
-    folder = tmp_path / "landing" / "late"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "late")
     (folder / "crlf.csv").write_bytes(b"\r\n\r\nid,label\r\n1,one\r\n2,two\r\n")
     (folder / "lf.csv").write_bytes(b"\nid,label\n3,three\n")
     first = str(folder / "crlf.csv")
@@ -652,8 +657,7 @@ def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
 def test_csv_array_literals_load_and_a_bad_element_is_a_bad_row(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "lists"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "lists")
     (folder / "a.csv").write_text(
         'id,ints,tags\n1,"{1, 2 ,NULL}","{a,""b,c"",""d\\""e"",NULL,""NULL""}"\n'
         '2,{},{}\n3,,\n4,"{1,x}",{ok}\n5,"{1,{2}}",{ok}\n'
@@ -738,8 +742,7 @@ def array_oracle(pg_server: Server) -> Iterator[psycopg.Connection]:
 def test_the_glob_infer_writes_takes_csv_and_gzip_but_not_other_compressions(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "drops"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "drops")
     (folder / "a.csv").write_text("id,label\n1,one\n")
     (folder / "b.csv.gz").write_bytes(gzip.compress(b"id,label\n2,two\n"))
     (folder / "c.csv.bz2").write_bytes(bz2.compress(b"id,label\n3,three\n"))
@@ -782,8 +785,7 @@ def test_ragged_rows_are_bad_rows_quarantined_with_their_line_and_fields(
     rows[4499] = "4500,too,many,fields"
     rows[4799] = "4800,bad number,x"
     text = ending.join(["id,label,amount", *rows]) + ending
-    folder = tmp_path / "landing" / "ragged"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "ragged")
     (folder / "a.csv.gz").write_bytes(gzip.compress(text.encode()))
     contract(
         tmp_path,
@@ -828,8 +830,7 @@ def test_ragged_rows_are_bad_rows_quarantined_with_their_line_and_fields(
 def test_a_ragged_row_fails_the_file_when_bad_rows_fail_and_a_broken_quote_always_does(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "strict"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "strict")
     (folder / "a.csv").write_text("id,label\n1,one\n2\n3,three\n")
     (folder / "b.csv").write_text('id,label\n1,one\n2,"never closed\n3,three\n')
     contract(
@@ -854,8 +855,7 @@ def test_a_ragged_row_fails_the_file_when_bad_rows_fail_and_a_broken_quote_alway
 def test_a_file_without_a_header_is_suspected_and_read_with_no_header(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "bare"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "bare")
     path = folder / "a.csv"
     path.write_text("1,Ann,1990-01-01,2.5\n2,Bob,1991-02-02,3\n")
     guessed = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "bare")
@@ -918,8 +918,7 @@ def test_rescue_keeps_new_columns_and_bad_values_in_a_jsonb_column_and_loads_the
     """policy.new_columns / bad_values: rescue. A column the contract does not name, and a value
     that does not fit a nullable column, go to `_rescued` as the file had them, with the reason;
     the row loads (NULL in the column). A bad key or a failed check still quarantines."""
-    folder = tmp_path / "landing" / "evolving"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "evolving")
     (folder / "a.csv").write_text("id,amount,label\n1,1.50,one\n2,2.25,two\n")
     columns = (
         "columns:\n  - {name: id, type: bigint, nullable: false}\n"
@@ -1043,8 +1042,7 @@ GROWING = (
 
 def _grown(tmp_path: Path, warehouse: Warehouse) -> Path:
     """The `growing` dataset with a first file loaded (id 1); its landing folder."""
-    folder = tmp_path / "landing" / "growing"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "growing")
     contract(tmp_path, GROWING)
     (folder / "a.csv").write_text("id,amount\n1,one\n")
     assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
@@ -1054,8 +1052,7 @@ def _grown(tmp_path: Path, warehouse: Warehouse) -> Path:
 def test_new_columns_add_grows_the_table_records_a_version_and_older_files_still_load(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "growing"
-    folder.mkdir(parents=True)
+    folder = landing_folder(tmp_path, "growing")
     contract(tmp_path, GROWING)
     (folder / "a.csv").write_text("id,amount\n1,one\n2,two\n")
     assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
@@ -1145,8 +1142,6 @@ def test_a_column_added_by_two_files_at_once_is_added_once(
 def test_contract_show_effective_prints_the_contract_as_the_table_now_is(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = tmp_path / "landing" / "growing"
-    folder.mkdir(parents=True)
     contract(tmp_path, GROWING)
     table = pa.table({"id": [1, 2], "amount": ["a", "b"], "Born On": [dt.date(2020, 1, 2), None]})
     table = table.append_column("scores", pa.array([[1, 2], None], pa.list_(pa.int64())))

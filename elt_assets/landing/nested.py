@@ -183,19 +183,28 @@ def _scalar_text(arrow_type: pa.DataType) -> Encode:
             return number(value)
 
         return number_or_special
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return lambda value: "\\x" + value.hex()
-    if pa.types.is_fixed_size_binary(arrow_type) or pa.types.is_binary_view(arrow_type):
+    if _any_of(arrow_type, _BINARIES):
         return lambda value: "\\x" + value.hex()
     if pa.types.is_timestamp(arrow_type):
         return _timestamp_text
     if pa.types.is_date(arrow_type) or pa.types.is_time(arrow_type):
         return lambda value: value.isoformat()
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return str
-    if pa.types.is_string_view(arrow_type) or pa.types.is_null(arrow_type):
+    if _any_of(arrow_type, _TEXTS):
         return str
     raise NestedValueError(f"{arrow_type} values, which the platform does not load")
+
+
+_BINARIES = (
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_binary_view,
+    pa.types.is_fixed_size_binary,
+)
+_TEXTS = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_null)
+
+
+def _any_of(arrow_type: pa.DataType, tests: tuple[Callable[[pa.DataType], bool], ...]) -> bool:
+    return any(test(arrow_type) for test in tests)
 
 
 def _timestamp_text(value: datetime) -> str:

@@ -168,9 +168,10 @@ def _add_rescue_column(connection: psycopg.Connection, contract: Contract) -> No
     with connection.transaction(), as_owner(connection):
         connection.execute(
             render(
-                "rescue_column_add",
+                "column_add",
                 table=target_table(contract),
                 column=sql.Identifier(contract.policy.rescue_column),
+                type=sql.SQL("jsonb"),
             )
         )
     log.info(
