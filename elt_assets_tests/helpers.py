@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from psycopg import sql
 
@@ -208,3 +211,56 @@ def elt_as_user(
         text=True,
         timeout=timeout,
     )
+
+
+# A user's own folders under tmp_path: landing/, contracts/, and user/ to run `elt` from.
+
+
+def elt(
+    tmp_path: Path, warehouse: Any, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`elt ARGS` from a directory of the user's, with only the database URLs set."""
+    cwd = tmp_path / "user"
+    cwd.mkdir(exist_ok=True)
+    return elt_as_user(warehouse, cwd, *args, settings=settings)
+
+
+def ingest(
+    tmp_path: Path, warehouse: Any, settings: dict[str, str] | None = None
+) -> dict[str, dict[str, object]]:
+    result = elt(
+        tmp_path,
+        warehouse,
+        "ingest",
+        "--json",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--contracts",
+        str(tmp_path / "contracts"),
+        settings=settings,
+    )
+    try:
+        return {entry["file"]: entry for entry in json.loads(result.stdout)["files"]}
+    except ValueError:
+        raise AssertionError(result.stdout + result.stderr) from None
+
+
+def landing_folder(tmp_path: Path, name: str) -> Path:
+    """A new folder of the landing zone."""
+    folder = tmp_path / "landing" / name
+    folder.mkdir(parents=True)
+    return folder
+
+
+def land(tmp_path: Path, relative: str, table: pa.Table, **options: object) -> Path:
+    path = tmp_path / "landing" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, **options)  # type: ignore[arg-type]
+    return path
+
+
+def contract(tmp_path: Path, text: str) -> None:
+    folder = tmp_path / "contracts"
+    folder.mkdir(exist_ok=True)
+    name = text.split("name:", 1)[1].split(maxsplit=1)[0]
+    (folder / f"{name}.yaml").write_text(text)

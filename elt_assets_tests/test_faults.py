@@ -961,9 +961,10 @@ def test_the_warehouse_pool_bounds_writers_while_many_files_load(
 def test_kill_9_during_a_schema_evolution_adds_nothing_and_the_next_run_adds_it_once(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, tmp_path: Path
 ) -> None:
-    """policy.new_columns: add. The evolution (ALTER of target and staging, the version row) is
-    one transaction of the owner's connection: an `elt ingest` killed inside it leaves no column
-    half-added and no version; the next run adds the column once and loads the file."""
+    """policy.new_columns: add. The evolution (ALTER of staging and target through the owner's
+    function, the version row) is one transaction: an `elt ingest` killed inside it, after the
+    staging table's ALTER and waiting for the target's, leaves no column half-added and no
+    version; the next run adds the column once and loads the file."""
     write_contract(contracts_dir, CONTRACT.replace("policy: {", "policy: {new_columns: add, "))
     (landing / "items").mkdir(parents=True, exist_ok=True)
     (landing / "items" / "a.csv").write_text("id,label,version\n1,one,1\n")
@@ -971,23 +972,27 @@ def test_kill_9_during_a_schema_evolution_adds_nothing_and_the_next_run_adds_it_
     first = spawn_ingest(tmp_path, env)
     assert first.process.wait(timeout=300) == 0, first.stderr.read_text()
     (landing / "items" / "b.csv").write_text("id,label,version,colour\n2,two,1,red\n")
-    with psycopg.connect(warehouse.superuser_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(hashtext('elt:ddl'))")  # the evolution waits
+    with (
+        psycopg.connect(warehouse.superuser_url) as holder,
+        psycopg.connect(warehouse.superuser_url, autocommit=True) as watcher,
+    ):
+        holder.execute(f"LOCK TABLE {TARGET} IN ACCESS SHARE MODE")  # the target's ALTER waits
         ingest = spawn_ingest(tmp_path, env)
+        # A reader's lock on the target never holds up the start (no ownership ALTER there).
         deadline = time.monotonic() + 120
-        while not holder.execute(
+        while not watcher.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE '%%elt:ddl%%' AND datname = %s",
+            "AND query LIKE '%%evolve_column%%' AND datname = %s",
             [warehouse.name],
         ).fetchone()[0]:  # type: ignore[index]
             assert ingest.process.poll() is None, ingest.stderr.read_text()
-            assert time.monotonic() < deadline, "the evolution never reached its lock"
+            assert time.monotonic() < deadline, "the evolution never reached the target"
             time.sleep(0.1)
         ingest.process.kill()
         assert ingest.process.wait() == -9
-        holder.execute("SELECT pg_advisory_unlock(hashtext('elt:ddl'))")
+        holder.rollback()
     columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'"
-    assert "colour" not in [name for (name,) in warehouse.query(columns)]
+    assert "colour" not in [name for (name,) in warehouse.query(columns)]  # staging nor target
     assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 0
     again = spawn_ingest(tmp_path, env)
     assert again.process.wait(timeout=300) == 0, again.stderr.read_text()

@@ -6,6 +6,7 @@ and the staging slice.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -470,7 +471,8 @@ def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:
     write_contract(
-        contracts_dir, orders_contract().replace("policy: {", "policy: {new_columns: add, ")
+        contracts_dir,
+        orders_contract().replace("policy: {", "policy: {new_columns: add, type_changes: widen, "),
     )
     land(
         landing,
@@ -483,7 +485,7 @@ def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
     assert metadata["schema_version"] == 1
     drift = check_results(result)["schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
-    assert drift.description.startswith("schema evolved: +channel text (policy.new_columns: add)")
+    assert drift.description.startswith("schema evolved: +channel text (policy.new_columns: add")
     # The next file with the column changes nothing: the check passes again.
     land(
         landing,
@@ -498,6 +500,24 @@ def test_a_column_a_file_adds_shows_in_the_tables_schema_in_the_ui(
         (1, "web"),
         (2, "shop"),
     ]
+    # A file with a wider amount (three decimals) widens the column: said the same way.
+    land(
+        landing,
+        "orders/wider.csv",
+        "order_id,status,amount,updated_at,Channel\n3,paid,2.125,2026-01-01 00:00:00+00,web\n",
+    )
+    wider = load(contracts_dir, "orders", "orders/wider.csv", instance)
+    metadata = materialization_metadata(wider, "sales/orders")
+    assert metadata["columns_widened_by_files"] == {"amount": "numeric(12,2)"}
+    assert metadata["schema_version"] == 2
+    columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].columns]
+    assert ("amount", "numeric(13,3)") in columns
+    drift = check_results(wider)["schema_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.description.startswith(
+        "schema evolved: amount widened numeric(12,2) -> numeric(13,3)"
+    ), drift.description
+    assert warehouse.value("SELECT amount FROM sales.orders WHERE order_id = 3") == Decimal("2.125")
 
 
 def test_staged_slice_is_replaced_when_the_file_runs_again(

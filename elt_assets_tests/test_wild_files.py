@@ -6,14 +6,10 @@ run as subprocesses from a directory outside the checkout, as a user runs them.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import datetime as dt
 import gzip
 import hashlib
-import json
 import lzma
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,70 +20,18 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from elt_assets.contracts.model import Column, Contract
+from elt_assets.contracts.model import Column
 from elt_assets.landing.readers import _FIRST_DAY, _days_from_civil
-from elt_assets.postgres.evolution import EvolutionRefused, add_columns
 from elt_assets.validation.arrays import _elements
 from elt_assets.validation.casts import cast_text_column
 from elt_assets_tests.conftest import Server, Warehouse
-from elt_assets_tests.helpers import elt_as_user, user_env
+from elt_assets_tests.helpers import contract, elt, ingest, land, landing_folder
 from elt_assets_tests.legacy_parquet import legacy_lists
 
 pytestmark = [pytest.mark.db]
-
-
-def elt(
-    tmp_path: Path, warehouse: Warehouse, *args: str, settings: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`elt ARGS` from a directory of the user's, with only the database URLs set."""
-    cwd = tmp_path / "user"
-    cwd.mkdir(exist_ok=True)
-    return elt_as_user(warehouse, cwd, *args, settings=settings)
-
-
-def ingest(
-    tmp_path: Path, warehouse: Warehouse, settings: dict[str, str] | None = None
-) -> dict[str, dict[str, object]]:
-    result = elt(
-        tmp_path,
-        warehouse,
-        "ingest",
-        "--json",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--contracts",
-        str(tmp_path / "contracts"),
-        settings=settings,
-    )
-    try:
-        return {entry["file"]: entry for entry in json.loads(result.stdout)["files"]}
-    except ValueError:
-        raise AssertionError(result.stdout + result.stderr) from None
-
-
-def landing_folder(tmp_path: Path, name: str) -> Path:
-    """A new folder of the landing zone."""
-    folder = tmp_path / "landing" / name
-    folder.mkdir(parents=True)
-    return folder
-
-
-def land(tmp_path: Path, relative: str, table: pa.Table, **options: object) -> Path:
-    path = tmp_path / "landing" / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, **options)  # type: ignore[arg-type]
-    return path
-
-
-def contract(tmp_path: Path, text: str) -> None:
-    folder = tmp_path / "contracts"
-    folder.mkdir(exist_ok=True)
-    name = text.split("name:", 1)[1].split(maxsplit=1)[0]
-    (folder / f"{name}.yaml").write_text(text)
 
 
 def microseconds(*values: dt.datetime) -> list[int]:
@@ -1031,173 +975,3 @@ def test_rescue_keeps_typed_parquet_values_as_text(tmp_path: Path, warehouse: Wa
 
 
 # -- schema evolution (issue 23): add ----------------------------------------------------------
-
-GROWING = (
-    "name: growing\nsource: {glob: 'growing/*.csv'}\n"
-    "target: {schema: wild, table: growing, primary_key: [id]}\n"
-    "policy: {new_columns: add, max_bad_row_ratio: 0.5}\n"
-    "columns:\n  - {name: id, type: bigint, nullable: false}\n  - {name: amount, type: text}\n"
-)
-
-
-def _grown(tmp_path: Path, warehouse: Warehouse) -> Path:
-    """The `growing` dataset with a first file loaded (id 1); its landing folder."""
-    folder = landing_folder(tmp_path, "growing")
-    contract(tmp_path, GROWING)
-    (folder / "a.csv").write_text("id,amount\n1,one\n")
-    assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
-    return folder
-
-
-def test_new_columns_add_grows_the_table_records_a_version_and_older_files_still_load(
-    tmp_path: Path, warehouse: Warehouse
-) -> None:
-    folder = landing_folder(tmp_path, "growing")
-    contract(tmp_path, GROWING)
-    (folder / "a.csv").write_text("id,amount\n1,one\n2,two\n")
-    assert ingest(tmp_path, warehouse)["growing/a.csv"]["status"] == "success"
-    # A producer adds two columns; key 2 comes again with values in them.
-    (folder / "b.csv").write_text("id,amount,Coupon Code,qty\n2,two,C2,5\n3,three,,7\n")
-    entry = ingest(tmp_path, warehouse)["growing/b.csv"]
-    assert entry["status"] == "success", entry
-    columns = warehouse.query(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'wild' AND table_name = 'growing' ORDER BY ordinal_position"
-    )
-    assert columns == [
-        ("id", "bigint"),
-        ("amount", "text"),
-        ("coupon_code", "text"),
-        ("qty", "integer"),
-    ]
-    assert warehouse.query("SELECT * FROM wild.growing ORDER BY id") == [
-        (1, "one", None, None),
-        (2, "two", "C2", 5),  # NULL to a value is a change: the row is updated
-        (3, "three", None, 7),
-    ]
-    assert warehouse.query(
-        "SELECT version, change, file, added FROM elt.schema_versions WHERE dataset = 'growing'"
-    ) == [
-        (
-            1,
-            "+coupon_code text, +qty integer",
-            "growing/b.csv",
-            [
-                {"name": "coupon_code", "type": "text", "source_name": "Coupon Code"},
-                {"name": "qty", "type": "integer", "source_name": "qty"},
-            ],
-        )
-    ]
-    # A file without the new columns (an older producer) loads: they are NULL for its rows; a
-    # value that does not fit the inferred type is a bad row like any other.
-    (folder / "c.csv").write_text("id,amount\n4,four\n")
-    (folder / "d.csv").write_text("id,qty,amount,Coupon Code\n5,many,five,C5\n6,6,six,\n")
-    entries = ingest(tmp_path, warehouse)
-    assert entries["growing/c.csv"]["status"] == "success", entries["growing/c.csv"]["error"]
-    assert entries["growing/d.csv"]["rows_quarantined"] == 1, entries
-    assert warehouse.query("SELECT * FROM wild.growing WHERE id >= 4 ORDER BY id") == [
-        (4, "four", None, None),
-        (6, "six", None, 6),
-    ]
-    assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 1  # nothing new since
-
-
-def test_a_column_added_by_two_files_at_once_is_added_once(
-    tmp_path: Path, warehouse: Warehouse
-) -> None:
-    folder = _grown(tmp_path, warehouse)
-    for name in ("b", "c"):
-        (folder / f"{name}.csv").write_text(f"id,amount,extra\n{ord(name)},x,{name}\n")
-    user = tmp_path / "user"
-    user.mkdir(exist_ok=True)
-    command = [
-        "ingest",
-        "--json",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--contracts",
-        str(tmp_path / "contracts"),
-    ]
-    processes = [
-        subprocess.Popen(
-            [str(Path(sys.executable).parent / "elt"), *command],
-            cwd=user,
-            env=user_env(warehouse, user),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    assert warehouse.query("SELECT id, extra FROM wild.growing ORDER BY id") == [
-        (1, None),
-        (98, "b"),
-        (99, "c"),
-    ]
-    assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 1
-
-
-def test_contract_show_effective_prints_the_contract_as_the_table_now_is(
-    tmp_path: Path, warehouse: Warehouse
-) -> None:
-    contract(tmp_path, GROWING)
-    table = pa.table({"id": [1, 2], "amount": ["a", "b"], "Born On": [dt.date(2020, 1, 2), None]})
-    table = table.append_column("scores", pa.array([[1, 2], None], pa.list_(pa.int64())))
-    land(tmp_path, "growing/a.parquet", table)
-    (tmp_path / "contracts" / "growing.yaml").write_text(
-        GROWING.replace("growing/*.csv", "growing/*.parquet")
-    )
-    entry = ingest(tmp_path, warehouse)["growing/a.parquet"]
-    assert entry["status"] == "success", entry["error"]
-    assert warehouse.query("SELECT id, born_on, scores FROM wild.growing ORDER BY id") == [
-        (1, dt.date(2020, 1, 2), [1, 2]),
-        (2, None, None),
-    ]
-    contracts = str(tmp_path / "contracts")
-    shown = elt(
-        tmp_path, warehouse, "contract", "show", "growing", "--effective", "--contracts", contracts
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(
-        "# schema version 1: +born_on date, +scores bigint[] (growing/a.parquet)\n"
-    )
-    document = yaml.safe_load(shown.stdout)
-    assert document["columns"][2:] == [
-        {"name": "born_on", "type": "date", "source_name": "Born On"},
-        {"name": "scores", "type": "bigint[]"},
-    ]
-    # Pasted back, it is a valid contract that reads the same file.
-    (tmp_path / "contracts" / "growing.yaml").write_text(shown.stdout)
-    land(tmp_path, "growing/b.parquet", table.slice(1))
-    assert ingest(tmp_path, warehouse)["growing/b.parquet"]["status"] == "success"
-    plain = elt(tmp_path, warehouse, "contract", "show", "growing", "--contracts", contracts)
-    assert yaml.safe_load(plain.stdout) == document  # the YAML now names them itself
-
-
-def test_the_loader_role_cannot_add_a_column_and_the_refusal_says_what_to_set(
-    tmp_path: Path, warehouse: Warehouse
-) -> None:
-    """Evolution DDL runs on the owner's connection only: the runtime (loader) role has no DDL
-    on the tables, and a file that would add a column without it fails with the setting."""
-    _grown(tmp_path, warehouse)
-    grown = Contract.model_validate(yaml.safe_load(GROWING))
-    new = [Column(name="extra", type="text")]
-
-    @contextlib.contextmanager
-    def as_loader() -> Iterator[psycopg.Connection]:
-        with psycopg.connect(warehouse.loader_url, autocommit=True) as connection:
-            yield connection
-
-    with pytest.raises(EvolutionRefused, match="cannot add its new column"):
-        add_columns(as_loader, grown, new, "growing/b.csv")
-    with pytest.raises(EvolutionRefused, match="set ELT_OWNER_DATABASE_URL for the runtime"):
-        add_columns(None, grown, new, "growing/b.csv")
-    assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 0
-    assert "extra" not in [
-        name
-        for (name,) in warehouse.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'growing'"
-        )
-    ]

@@ -15,3 +15,5 @@ ALTER DEFAULT PRIVILEGES FOR ROLE elt_owner IN SCHEMA elt_staging
 -- The reader sees what was loaded and which rows were rejected, never staging.
 GRANT USAGE ON SCHEMA elt TO elt_reader;
 GRANT SELECT ON elt.ingestion_manifest, elt.quarantine, elt.schema_versions TO elt_reader;
+-- Schema evolution's one door (migrations/0007): add or widen a column of a dataset's tables.
+GRANT EXECUTE ON FUNCTION elt.evolve_column(text, text, text, text, text) TO elt_loader;

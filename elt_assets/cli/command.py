@@ -322,24 +322,19 @@ def _contract_show(args: argparse.Namespace, settings: Settings) -> int:
 
     from elt_assets.cli.databases import resolve_databases
     from elt_assets.postgres.connection import connect
-    from elt_assets.postgres.evolution import schema_versions
+    from elt_assets.postgres.evolution import evolution, schema_versions
 
     contract, _ = _dataset_contract(settings, args.contracts, args.name)
-    document = contract.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     notes: list[str] = []
     if args.effective:
         url = resolve_databases(settings, need_dagster=False).env["ELT_DATABASE_URL"]
         with connect(url, setting="ELT_DATABASE_URL", application_name="elt-show") as connection:
             versions = schema_versions(connection, contract.name)
-        known = {c["name"] for c in document["columns"]}
+            state = evolution(connection, contract.name)
         for version in versions:
             notes.append(f"# schema version {version.version}: {version.change} ({version.file})")
-        for column in versions[-1].added if versions else []:
-            if column["name"] not in known:
-                same = column.get("source_name") in (None, column["name"])
-                document["columns"].append(
-                    {k: v for k, v in column.items() if k != "source_name" or not same}
-                )
+        contract = contract.evolved_by(state.added, state.widened)
+    document = contract.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     sys.stdout.write("".join(f"{n}\n" for n in notes))
     sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return 0

@@ -239,6 +239,11 @@ class Policy(Strict):
     new_columns: Literal["fail", "ignore", "add", "rescue"] | None = None
     bad_values: Literal["quarantine", "rescue"] = "quarantine"
     rescue_column: Identifier = "_rescued"
+    # A value wider than its column (a bigint in an integer column, more digits than numeric(p,s),
+    # a longer text than varchar(n), a timestamp in a date column): the column keeps its type and
+    # the value is a bad value (bad_values decides), or the column is widened to hold it, along
+    # an allow-list (contracts/types.py `widens_to`). Never narrowed.
+    type_changes: Literal["keep", "widen"] = "keep"
 
     @property
     def extra_columns(self) -> Literal["fail", "ignore", "add", "rescue"]:
@@ -250,6 +255,11 @@ class Policy(Strict):
     @property
     def rescues(self) -> bool:
         return self.extra_columns == "rescue" or self.bad_values == "rescue"
+
+    @property
+    def evolves(self) -> bool:
+        """Whether the dataset's files may change its tables (add or widen columns)."""
+        return self.extra_columns == "add" or self.type_changes == "widen"
 
 
 class RowCountBounds(Strict):
@@ -278,18 +288,51 @@ class Contract(Strict):
     group: GroupName = None
     owners: Owners = Field(default_factory=list)
     tags: Tags = Field(default_factory=dict)
-    # Columns the dataset's files added (postgres/evolution.py `effective`): optional in a file
-    # even under strict drift, since files from before them do not have them.
+    # The contract as the dataset's files evolved it (postgres/evolution.py): the YAML's own
+    # contract, and the columns its files added (optional in a file even under strict drift,
+    # since files from before them do not have them).
+    _declared: Contract | None = PrivateAttr(default=None)
     _added: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def declared(self) -> Contract:
+        """The contract as its YAML says, before its files evolved it."""
+        return self._declared if self._declared is not None else self
+
+    @property
+    def evolved(self) -> bool:
+        return self._declared is not None
 
     @property
     def added_columns(self) -> frozenset[str]:
         return self._added
 
-    def with_added(self, columns: list[Column]) -> Contract:
-        """This contract with columns its files added, after its own."""
-        copy = self.model_copy(update={"columns": [*self.columns, *columns]})
-        copy._added = self._added | {c.name for c in columns}
+    @property
+    def widened_columns(self) -> dict[str, str]:
+        """Columns of the YAML whose type the files widened: name -> the YAML's type."""
+        declared = {c.name: c.type for c in self.declared.columns}
+        return {
+            c.name: str(declared[c.name])
+            for c in self.columns
+            if c.name in declared and c.type != declared[c.name]
+        }
+
+    def evolved_by(self, added: list[Column], widened: dict[str, PgType]) -> Contract:
+        """The YAML's contract as its files evolved it: columns widened where a file needed it
+        (a YAML that says as wide or wider since is the YAML's), then the columns they added."""
+        base = self.declared
+        columns = [
+            c.model_copy(update={"type": widened[c.name]})
+            if c.name in widened and c.type.widens_to(widened[c.name])
+            else c
+            for c in base.columns
+        ]
+        known = {c.name for c in base.columns}
+        extra = [c for c in added if c.name not in known]
+        if columns == base.columns and not extra:
+            return base
+        copy = base.model_copy(update={"columns": [*columns, *extra]})
+        copy._declared, copy._added = base, frozenset(c.name for c in extra)
         return copy
 
     @property

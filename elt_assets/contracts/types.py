@@ -202,3 +202,34 @@ class PgType:
     @property
     def is_integer(self) -> bool:
         return self.kind in INTEGER_RANGES
+
+    def widens_to(self, wide: PgType) -> bool:
+        """Whether a column of this type may become `wide` without any value it holds changing
+        (policy.type_changes: widen). The database's own elt.type_widens, which guards the
+        runtime's one DDL door, says the same (a test holds them together)."""
+        if self.kind in _WIDER_KINDS:
+            return wide.kind in _WIDER_KINDS[self.kind] and wide.precision is None
+        if self.kind == "varchar":
+            assert self.length is not None
+            return wide.kind == "text" or (
+                wide.kind == "varchar" and wide.length is not None and wide.length > self.length
+            )
+        if self.kind == "numeric" and self.precision is not None:
+            if wide.kind != "numeric" or wide == self:
+                return False
+            if wide.precision is None:
+                return True
+            scale, wide_scale = self.scale or 0, wide.scale or 0
+            return wide_scale >= scale and wide.precision - wide_scale >= self.precision - scale
+        return False
+
+
+# Types that widen to other kinds (integers to unconstrained numeric only: numeric(p,s) would
+# bound them again).
+_WIDER_KINDS: dict[str, set[str]] = {
+    "smallint": {"integer", "bigint", "numeric"},
+    "integer": {"bigint", "numeric"},
+    "bigint": {"numeric"},
+    "real": {"double precision"},
+    "date": {"timestamp"},
+}

@@ -171,7 +171,7 @@ def drift_result(
     contract: Contract, file: str, header: HeaderReport | None, schema_change: str | None = None
 ) -> dg.AssetCheckResult:
     """How the file's header met the contract (landing/readers.py `map_header` decided it); a
-    file that added columns to the tables (policy.new_columns: add) says so, as a warning."""
+    file that grew the tables (added or widened columns) says so, as a warning."""
     policy = contract.policy.schema_drift
     base = {"file": file, "schema_drift_policy": policy}
     if schema_change is not None:
@@ -180,9 +180,9 @@ def drift_result(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={**base, "schema_change": schema_change},
-            description=f"schema evolved: {schema_change} (policy.new_columns: add); to make "
-            f"them the contract's own, paste `elt contract show {contract.name} --effective` "
-            "into its YAML",
+            description=f"schema evolved: {schema_change} (policy.new_columns: add / "
+            "type_changes: widen); to make it the contract's own, paste `elt contract show "
+            f"{contract.name} --effective` into its YAML",
         )
     if header is None or (contract.file_format(file) == "csv" and not contract.source.csv.header):
         return dg.AssetCheckResult(

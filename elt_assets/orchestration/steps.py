@@ -15,19 +15,17 @@ fails and is reported the same way whichever run takes it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import dagster as dg
-import polars as pl
 import psycopg
 
-from elt_assets.contracts.model import EXTRA_PREFIX, Contract
+from elt_assets.contracts.model import Contract
 from elt_assets.landing.archive import NotArchived
 from elt_assets.landing.keys import key_to_path
-from elt_assets.landing.readers import FileReader, FileRejected
-from elt_assets.landing.source import Source
+from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger, log_context, mask_secrets
 from elt_assets.orchestration import checks
@@ -173,10 +171,11 @@ def prepare_staged(
         hold_file(warehouse, contract.name, file)
         with warehouse.connection() as connection:
             current = current_attempt(connection, contract.name, file)
+            # What the tables are now, if the dataset's files evolved them (postgres/evolution.py)
+            contract = evolution.effective_contract(connection, contract)
         if current is None:
             raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
         source = landing.zone().source(file)
-        contract, change = _evolved(contract, landing, warehouse, source, file)
     return StagedFile(
         contract=contract,
         source=source,
@@ -187,43 +186,7 @@ def prepare_staged(
         run_id=run_id,
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,
-        schema_change=change,
     )
-
-
-def _evolved(
-    contract: Contract,
-    landing: LandingResource,
-    warehouse: PostgresResource,
-    source: Source,
-    file: str,
-) -> tuple[Contract, str | None]:
-    """The contract as the dataset's tables now are (policy.new_columns: add), after adding the
-    columns this file brings, typed from its first rows (postgres/evolution.py); and the change
-    this file made, if any."""
-    if contract.policy.extra_columns != "add":
-        return contract, None
-    with warehouse.connection() as connection:
-        current = evolution.effective_contract(connection, contract)
-    reader = FileReader(source, file, current, landing.batch_rows, landing.max_record_bytes)
-    batches = cast(Generator[pl.DataFrame, None, None], reader.batches())
-    try:
-        first = next(batches, None)
-    finally:
-        batches.close()  # only the header and the first rows are needed
-    extra = reader.header.extra if reader.header is not None else []
-    if not extra:
-        return current, None
-    sample = [
-        first[f"{EXTRA_PREFIX}{index}"]
-        if first is not None and f"{EXTRA_PREFIX}{index}" in first.columns
-        else pl.Series(dtype=pl.String)
-        for index in range(len(extra))
-    ]
-    new = evolution.new_columns(current, extra, sample, file)
-    with warehouse.connection() as connection:  # a new dataset's first file: tables to grow
-        ensure_dataset_tables(connection, current, warehouse.owner_connection)
-    return evolution.add_columns(warehouse.owner_connection, contract, new, file)
 
 
 def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> StageReport:
@@ -308,9 +271,7 @@ def load_target(
             )
             key_state = _key_state(connection, contract)
             version = (
-                evolution.latest_version(connection, contract.name)
-                if contract.added_columns
-                else None
+                evolution.latest_version(connection, contract.name) if contract.evolved else None
             )
     results = table_check_results(contract, key_state, row_count, previous_rows())
     metadata: dict[str, Any] = {
@@ -328,9 +289,10 @@ def load_target(
         "file": staged.file,
         "sha256": staged.sha256,
     }
-    if contract.added_columns:  # the schema its files grew (postgres/evolution.py), in the UI
+    if contract.evolved:  # the schema its files grew (postgres/evolution.py), in the UI
         metadata["dagster/column_schema"] = column_schema(contract)
         metadata["columns_added_by_files"] = sorted(contract.added_columns)
+        metadata["columns_widened_by_files"] = contract.widened_columns
         metadata["schema_version"] = version
     if loaded is not None:
         quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]

@@ -1,55 +1,66 @@
-"""Columns a dataset gained from its files (policy.new_columns: add), and the effective contract.
+"""How a dataset's files grew its tables (policy.new_columns: add, policy.type_changes: widen),
+and the effective contract.
 
-A file with a column the contract does not name, under `new_columns: add`, adds it to the target
-and the staging table before its rows are staged: the type is what `elt contract infer` would
-propose from the file's first rows (text when unsure), earlier rows get NULL. Every change is a
-version in elt.schema_versions (the columns added so far, the change, the file); the effective
-contract is the YAML contract plus those columns, and every step reads it from there, so a run
-on any machine sees the same schema. The YAML is never rewritten.
+A file that needs a new column or a wider one says so while it is read (validation/growth.py
+raises SchemaGrowth before any of its rows is written); `grow` then changes both tables and
+records a version in elt.schema_versions (the columns added and widened so far, the change, the
+file). The effective contract is the YAML contract plus those changes, and every step reads it
+from there, so a run on any machine sees the same schema. The YAML is never rewritten.
 
-The DDL runs on the owner's connection (ELT_OWNER_DATABASE_URL), under the lock that creates
-tables: two files that add the same column at once give one column. Without an owner connection
-a file that would add a column fails, saying which setting is missing.
+The runtime role has no DDL: the change goes through elt.evolve_column, a SECURITY DEFINER
+function of the tables' owner that only adds nullable columns and widens along an allow-list
+(sql/migrations/0007_schema_evolution_door.sql). It runs under the lock that creates tables, so
+two files that add the same column at once give one column.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import polars as pl
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from elt_assets.contracts.model import Column, Contract
 from elt_assets.contracts.types import PgType
-from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
-from elt_assets.postgres.templates import STAGING_SCHEMA, render, staging_table, target_table
-from elt_assets.validation.inference import TEXT, column_names, infer_parquet_type, infer_text_type
+from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.templates import render
+from elt_assets.validation.growth import SchemaGrowth
 
 log = get_logger(__name__)
-OpenOwner = Callable[[], AbstractContextManager[psycopg.Connection]]
+MAX_GROWTHS = 20  # changes one file may make before it is read for the last time
 
 
-class EvolutionRefused(TerminalError):
-    """A new column cannot be added (no owner connection, or a name the contract cannot take)."""
+@dataclass
+class Evolution:
+    """What the dataset's files changed so far: columns added (latest types), YAML columns
+    widened (name -> type)."""
+
+    version: int | None = None
+    added: list[Column] = field(default_factory=list)
+    widened: dict[str, PgType] = field(default_factory=dict)
 
 
-def added_columns(connection: psycopg.Connection, dataset: str) -> list[Column]:
-    """The columns the dataset's files added so far (the latest version's list)."""
+def evolution(connection: psycopg.Connection, dataset: str) -> Evolution:
+    """The dataset's latest schema version."""
     row = connection.execute(render("schema_version_latest"), {"dataset": dataset}).fetchone()
-    return [_column(entry) for entry in row[1]] if row else []
+    if row is None:
+        return Evolution()
+    version, added, widened = row
+    return Evolution(
+        int(version),
+        [_column(entry) for entry in added],
+        {name: PgType.parse(kind) for name, kind in (widened or {}).items()},
+    )
 
 
 @dataclass(frozen=True)
 class SchemaVersion:
     version: int
     added: list[dict[str, Any]]  # every column added so far: name, type, source_name
+    widened: dict[str, str]  # every column of the YAML widened so far: name -> type
     change: str
     file: str
 
@@ -66,110 +77,93 @@ def latest_version(connection: psycopg.Connection, dataset: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def effective(contract: Contract, added: list[Column]) -> Contract:
-    """The contract with the columns its files added, after its own (a column the YAML names
-    since is the YAML's)."""
-    known = {c.name for c in contract.columns}
-    extra = [c for c in added if c.name not in known]
-    return contract.with_added(extra) if extra else contract
-
-
 def effective_contract(connection: psycopg.Connection, contract: Contract) -> Contract:
-    if contract.policy.extra_columns != "add":
+    """The contract as the dataset's tables now are."""
+    if not contract.policy.evolves:
         return contract
-    return effective(contract, added_columns(connection, contract.name))
+    state = evolution(connection, contract.name)
+    return contract.evolved_by(state.added, state.widened)
 
 
-def new_columns(
-    contract: Contract, headers: list[str], sample: list[pl.Series], file: str
-) -> list[Column]:
-    """Columns for the file's headers the contract lacks, named as `elt contract infer` would
-    (never the name of an existing column), typed from the file's first values."""
-    existing = [c.name for c in contract.table_columns]
-    names = column_names([*existing, *headers])[len(existing) :]
-    return [
-        Column(name=name, type=guess_type(values, header, file), source_name=header)
-        for name, header, values in zip(names, headers, sample, strict=True)
-    ]
-
-
-def guess_type(values: pl.Series, header: str, file: str) -> PgType:
-    """The type `elt contract infer` would propose for a new column's first values."""
-    if values.dtype in (pl.String, pl.Null):
-        present = values.cast(pl.String).drop_nulls()
-        return infer_text_type(present).type if present.len() else TEXT
-    try:
-        return infer_parquet_type(values, file, header).type
-    except TerminalError:
-        return TEXT
-
-
-def add_columns(
-    open_owner: OpenOwner | None,
-    contract: Contract,
-    new: list[Column],
-    file: str,
+def grow(
+    connection: psycopg.Connection, contract: Contract, growth: SchemaGrowth, file: str
 ) -> tuple[Contract, str | None]:
-    """Add `new` to the dataset's tables (those still missing, under the DDL lock) and record the
-    version; returns the effective contract after it, and the change this file made (None when
-    another file had added them all already)."""
-    if open_owner is None:
-        names = ", ".join(repr(c.header) for c in new)
-        raise EvolutionRefused(
-            f"{file} has new column(s) {names} to add (policy.new_columns: add), which needs the "
-            "owner's connection: set ELT_OWNER_DATABASE_URL for the runtime, or add them to the "
-            "contract"
-        )
+    """Make the tables take what `file` needs (what another file already did is not done
+    again); the effective contract after it, and the change this file made (None: none)."""
     try:
-        return _add(open_owner, contract, new, file)
+        with connection.transaction():
+            connection.execute(render("lock_ddl"))
+            state = evolution(connection, contract.name)
+            current = contract.evolved_by(state.added, state.widened)
+            changes = _apply(connection, current, growth, state)
+            if changes:
+                _record(connection, contract.name, state, ", ".join(changes), file)
+
     except psycopg.errors.InsufficientPrivilege as error:
-        raise EvolutionRefused(
-            f"{file}: cannot add its new column(s) as this role ({error.diag.message_primary}): "
-            "set ELT_OWNER_DATABASE_URL for the runtime to the owner role, or add the columns "
-            "to the contract"
+        raise TerminalDatabaseError(
+            f"{file} needs the tables of dataset {contract.name!r} to grow ({growth}), which this "
+            f"role may not do ({error.diag.message_primary}): run `elt db init` as the owner "
+            "(ELT_OWNER_DATABASE_URL), which grants the runtime the platform's evolution function"
         ) from None
+    change = ", ".join(changes) if changes else None
+    if change:
+        log.info("%s: the schema evolved (%s), from %s", contract.name, change, file)
+    return contract.evolved_by(state.added, state.widened), change
 
 
-def _add(
-    open_owner: OpenOwner, contract: Contract, new: list[Column], file: str
-) -> tuple[Contract, str | None]:
-    with open_owner() as owner, owner.transaction():
-        owner.execute(render("lock_ddl"))
-        added = added_columns(owner, contract.name)
-        known = {c.name for c in effective(contract, added).columns}
-        fresh = [c for c in new if c.name not in known]
-        for column in fresh:
-            for table in (target_table(contract), staging_table(contract)):
-                owner.execute(
-                    render(
-                        "column_add",
-                        table=table,
-                        column=sql.Identifier(column.name),
-                        type=sql.SQL(column.type.ddl),  # rendered from parsed parts
-                    )
-                )
-        change = None
-        if fresh:
-            change = ", ".join(f"+{c.name} {c.type}" for c in fresh)
-            owner.execute(
-                render("schema_version_add"),
-                {
-                    "dataset": contract.name,
-                    "added": Jsonb([_entry(c) for c in [*added, *fresh]]),
-                    "change": change,
-                    "file": file,
-                },
-            )
-            log.info(
-                "%s: the schema evolved (%s), from %s: added to %s and %s.%s",
-                contract.name,
-                change,
-                file,
-                f"{contract.target.schema_}.{contract.target.table}",
-                STAGING_SCHEMA,
-                contract.name,
-            )
-        return effective(contract, [*added, *fresh]), change
+def _apply(
+    connection: psycopg.Connection, current: Contract, growth: SchemaGrowth, state: Evolution
+) -> list[str]:
+    """The DDL of `growth` that the tables still need, through the owner's function; `state`
+    updated to match. The changes, as the schema_drift check says them."""
+    changes: list[str] = []
+    known = {c.name for c in current.columns}
+    for column in growth.added:
+        if column.name not in known:
+            _evolve(connection, current, column.name, column.type)
+            state.added.append(column)
+            changes.append(f"+{column.name} {column.type}")
+    for name, wide in growth.widened.items():
+        have = current.column(name).type
+        if not have.widens_to(wide):
+            continue  # as wide already: another file widened it
+        _evolve(connection, current, name, wide)
+        if name in current.added_columns:
+            state.added = [
+                c.model_copy(update={"type": wide}) if c.name == name else c for c in state.added
+            ]
+        else:
+            state.widened[name] = wide
+        changes.append(f"{name} widened {have} -> {wide}")
+    return changes
+
+
+def _evolve(connection: psycopg.Connection, contract: Contract, column: str, kind: PgType) -> None:
+    connection.execute(
+        render("column_evolve"),
+        {
+            "dataset": contract.name,
+            "schema": contract.target.schema_,
+            "table": contract.target.table,
+            "column": column,
+            "type": kind.ddl,
+        },
+    )
+
+
+def _record(
+    connection: psycopg.Connection, dataset: str, state: Evolution, change: str, file: str
+) -> None:
+    connection.execute(
+        render("schema_version_add"),
+        {
+            "dataset": dataset,
+            "added": Jsonb([_entry(c) for c in state.added]),
+            "widened": Jsonb({name: str(kind) for name, kind in state.widened.items()}),
+            "change": change,
+            "file": file,
+        },
+    )
 
 
 def _entry(column: Column) -> dict[str, Any]:
@@ -178,4 +172,7 @@ def _entry(column: Column) -> dict[str, Any]:
 
 def _column(entry: dict[str, Any] | str) -> Column:
     data = json.loads(entry) if isinstance(entry, str) else entry
-    return Column(name=data["name"], type=data["type"], source_name=data.get("source_name"))
+    source = data.get("source_name")
+    return Column(
+        name=data["name"], type=data["type"], source_name=None if source == data["name"] else source
+    )

@@ -15,11 +15,13 @@ import dagster as dg
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.evolution import MAX_GROWTHS, grow
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.staging import write_staged
 from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.postgres.templates import STAGING_SCHEMA, render
+from elt_assets.validation.growth import SchemaGrowth
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 
@@ -71,7 +73,18 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
         warehouse.connection() as connection,
     ):
         ensure_dataset_tables(connection, obj.contract, warehouse.owner_connection)
-        return write_staged(connection, obj)
+        for _ in range(MAX_GROWTHS):
+            try:
+                return write_staged(connection, obj)
+            except SchemaGrowth as growth:  # nothing of the file was written: grow, read again
+                obj.contract, change = grow(connection, obj.contract, growth, obj.file)
+                if change:
+                    obj.schema_change = ", ".join(filter(None, [obj.schema_change, change]))
+                obj.restart()
+        raise TerminalDatabaseError(
+            f"{obj.file} still needed the tables of dataset {obj.dataset!r} to grow after "
+            f"{MAX_GROWTHS} changes; add its columns and types to the contract"
+        )
 
 
 def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> StagedSlice:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Column, Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.connection import as_owner
 from elt_assets.postgres.errors import TerminalDatabaseError
@@ -127,6 +127,42 @@ def _staging_matches(contract: Contract, columns: list[ColumnInfo]) -> bool:
     return wanted <= {(c.name, c.type) for c in columns}
 
 
+def _staging_lacks(contract: Contract, columns: list[ColumnInfo]) -> list[Column] | None:
+    """The contract's columns the staging table lacks, when every other one is there as the
+    contract says (a policy that starts rescuing): added, never a rebuild under the slices of
+    files staged but not yet loaded."""
+    present = {c.name: c.type for c in columns}
+    wanted = contract.table_columns
+    if (
+        present.get(FILE_COLUMN) != "text"
+        or present.get(ROW_COLUMN) != "bigint"
+        or any(c.name in present and present[c.name] != c.type.ddl for c in wanted)
+    ):
+        return None
+    return [c for c in wanted if c.name not in present] or None
+
+
+def _add_staging_columns(
+    connection: psycopg.Connection, contract: Contract, columns: list[Column]
+) -> None:
+    with connection.transaction(), as_owner(connection):
+        for column in columns:
+            connection.execute(
+                render(
+                    "column_add",
+                    table=staging_table(contract),
+                    column=sql.Identifier(column.name),
+                    type=sql.SQL(column.type.ddl),  # rendered from parsed parts
+                )
+            )
+    log.info(
+        "added %s to staging table %s.%s",
+        ", ".join(c.name for c in columns),
+        STAGING_SCHEMA,
+        contract.name,
+    )
+
+
 def _create_staging(connection: psycopg.Connection, contract: Contract, replace: bool) -> None:
     table = staging_table(contract)
     with connection.transaction(), as_owner(connection):
@@ -152,7 +188,10 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
             _create_target(connection, contract)
         elif _lacks_rescue_column(contract, target):
             _add_rescue_column(connection, contract)
-        if not staging or not _staging_matches(contract, staging):
+        missing = _staging_lacks(contract, staging) if staging else None
+        if missing:
+            _add_staging_columns(connection, contract, missing)
+        elif not staging or not _staging_matches(contract, staging):
             _create_staging(connection, contract, replace=bool(staging))
 
 

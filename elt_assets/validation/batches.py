@@ -21,8 +21,10 @@ from elt_assets.contracts.model import (
     ROW_COLUMN,
     Contract,
 )
+from elt_assets.contracts.types import PgType
 from elt_assets.landing.readers import HeaderMapping, value_as_text
-from elt_assets.validation.casts import ColumnCast, cast_text_column, cast_typed_column
+from elt_assets.validation.casts import ColumnCast, UncastableColumn
+from elt_assets.validation.growth import SchemaGrowth, column_cast, type_for_source, wider_type
 from elt_assets.validation.schema import build_schema
 
 READER_CHECK = "fields"  # a record with the wrong number of fields
@@ -77,16 +79,21 @@ class BatchValidator:
         )
         self.extras = header.extra if policy.extra_columns == "rescue" else []
         self.source_types = source_types
+        self.widens = policy.type_changes == "widen"
         self.casts: dict[str, ColumnCast] = {}
         timezone = contract.source.timezone
+        widened: dict[str, PgType] = {}
         for column in contract.columns:
             source = source_types.get(column.name, pl.String())
-            if source in (pl.String, pl.Null):
-                # A Parquet column of type null (all values missing) has no str namespace.
-                raw = pl.col(column.name).cast(pl.String) if source == pl.Null else None
-                self.casts[column.name] = cast_text_column(column, timezone, raw)
-            else:
-                self.casts[column.name] = cast_typed_column(column, source, timezone)
+            try:
+                self.casts[column.name] = column_cast(column, source, timezone)
+            except UncastableColumn:
+                wider = type_for_source(column, source, timezone) if self.widens else None
+                if wider is None:
+                    raise
+                widened[column.name] = wider
+        if widened:  # a Parquet column of a wider type (timestamps for a date column)
+            raise SchemaGrowth([], widened)
 
     def validate(self, batch: pl.DataFrame) -> ValidatedBatch:
         if REJECTED_COLUMN in batch.columns:
@@ -94,6 +101,8 @@ class BatchValidator:
         names = [c.name for c in self.contract.columns]
         cast = self._cast(batch, names)
         cast_failures = self._cast_failures(batch, cast, names)
+        if self.widens and cast_failures.height:
+            self._widen_for(batch, cast_failures)
         cast, cast_failures, rescued = self._rescue_values(cast, cast_failures)
         failures = pl.concat([cast_failures, self._check_failures(cast, names)], how="vertical")
         # A value that could not be cast is also NULL in the typed frame: report the cast only.
@@ -121,6 +130,22 @@ class BatchValidator:
             increasing_keys=increasing,
             rows_rescued=rows_rescued,
         )
+
+    def _widen_for(self, batch: pl.DataFrame, failures: pl.DataFrame) -> None:
+        """Raise SchemaGrowth when a wider type would take values the columns refused
+        (policy.type_changes: widen); the file is then read again with the wider columns."""
+        widened: dict[str, PgType] = {}
+        for name in failures["column_name"].unique(maintain_order=True).to_list():
+            rows = failures.filter(pl.col("column_name") == name)[ROW_COLUMN]
+            values = batch.filter(pl.col(ROW_COLUMN).is_in(rows.implode())).select(name)
+            source = self.source_types.get(name, pl.String())
+            wider = wider_type(
+                self.contract.column(name), values, source, self.contract.source.timezone
+            )
+            if wider is not None:
+                widened[name] = wider
+        if widened:
+            raise SchemaGrowth([], widened)
 
     def _rescue_values(
         self, cast: pl.DataFrame, failures: pl.DataFrame

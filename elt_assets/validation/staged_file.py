@@ -16,11 +16,12 @@ from pathlib import Path
 
 import polars as pl
 
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import EXTRA_PREFIX, Contract
 from elt_assets.landing.readers import FileChanged, FileReader, FileRejected, HeaderMapping
 from elt_assets.landing.source import Source
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
 from elt_assets.validation.casts import UncastableColumn
+from elt_assets.validation.growth import SchemaGrowth, new_columns
 
 SAMPLE_ROWS = 20
 
@@ -42,7 +43,7 @@ class StagedFile:
     failure_counts: Counter[str] = field(default_factory=Counter)
     sample: list[dict[str, object]] = field(default_factory=list)
     header: HeaderMapping | None = None
-    schema_change: str | None = None  # the columns this file added to the tables, if any
+    schema_change: str | None = None  # how this file grew the tables (added, widened), if any
     # True while every staged key so far is greater than the one before (single-column keys).
     keys_increasing: bool = True
     _last_key: object = None
@@ -70,6 +71,7 @@ class StagedFile:
             if validator is None:
                 self.header = reader.header
                 assert reader.header is not None
+                self._check_new_columns(reader.header, raw)
                 source_types = dict(raw.schema.items())
                 try:
                     validator = BatchValidator(self.contract, reader.header, source_types)
@@ -86,6 +88,19 @@ class StagedFile:
                 f"start, {reader.sha256[:12]}... at the end); it will be loaded again once it "
                 "stops changing"
             )
+
+    def _check_new_columns(self, header: HeaderMapping, first: pl.DataFrame) -> None:
+        """Under policy.new_columns: add, a file with columns the contract lacks raises
+        SchemaGrowth before any row is written: the columns, typed from its first rows."""
+        if self.contract.policy.extra_columns != "add" or not header.extra:
+            return
+        sample = [
+            first[f"{EXTRA_PREFIX}{index}"]
+            if f"{EXTRA_PREFIX}{index}" in first.columns
+            else pl.Series(dtype=pl.String)
+            for index in range(len(header.extra))
+        ]
+        raise SchemaGrowth(new_columns(self.contract, header.extra, sample, self.file), {})
 
     def restart(self) -> None:
         """Forget what a previous pass over the file gathered, before reading it again."""

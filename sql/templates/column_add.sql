@@ -1,2 +1,3 @@
--- A column a file brought (policy.new_columns: add): nullable, so earlier rows read NULL.
+-- A column a dataset's tables lack (the rescue column of a policy that starts rescuing):
+-- nullable, so earlier rows read NULL.
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {type}

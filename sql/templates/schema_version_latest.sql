@@ -1,5 +1,5 @@
--- The dataset's latest schema version: the columns its files added so far.
-SELECT version, added
+-- The dataset's latest schema version: the columns its files added and widened so far.
+SELECT version, added, widened
 FROM elt.schema_versions
 WHERE dataset = %(dataset)s
 ORDER BY version DESC

@@ -1,5 +1,5 @@
 -- Every schema version of a dataset, oldest first.
-SELECT version, added, change, file
+SELECT version, added, widened, change, file
 FROM elt.schema_versions
 WHERE dataset = %(dataset)s
 ORDER BY version
