@@ -72,8 +72,8 @@ BEGIN
             quote_nullable(column_type) USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF target_schema IN ('elt', 'elt_staging', 'pg_catalog', 'information_schema') THEN
-        RAISE EXCEPTION 'elt.evolve_column: %.% is not a dataset''s target', target_schema,
-            target_table USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION 'elt.evolve_column: permission denied: %.% is not a dataset''s target',
+            target_schema, target_table USING ERRCODE = 'insufficient_privilege';
     END IF;
     staging := to_regclass(format('elt_staging.%I', dataset));
     target := to_regclass(format('%I.%I', target_schema, target_table));
@@ -100,7 +100,7 @@ BEGIN
                 WHERE t.attrelid = target AND t.attname = s.attname AND NOT t.attisdropped
             )
     ) THEN
-        RAISE EXCEPTION 'elt.evolve_column: %.% is not the target of dataset %',
+        RAISE EXCEPTION 'elt.evolve_column: permission denied: %.% is not the target of dataset %',
             target_schema, target_table, dataset USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- Staging first: its lock waits for other files' staging to commit, without holding the
