@@ -2,7 +2,8 @@
 
 The server is the embedded PostgreSQL 18 (a temporary cluster for the session) unless
 ELT_TEST_DATABASE_URL names an external one (a superuser URL of a test server). Point the embedded
-server at other binaries with ELT_PG_BIN_DIR, e.g. /usr/lib/postgresql/15/bin.
+server at other binaries with ELT_PG_BIN_DIR, e.g. /usr/lib/postgresql/15/bin (`make test` runs a
+tier of the suite on PostgreSQL 15 that way, from the locked pgserver wheel's binaries).
 
 Each database test gets its own database, cloned in milliseconds from a template that already has
 the roles and migrations; the runtime connects as elt_loader, the owner as elt_owner, exactly as
@@ -97,8 +98,21 @@ def pg_server() -> Iterator[Server]:
         return
     with embedded_server("elt-test-pg-") as embedded:
         server = Server(embedded.url("postgres", "postgres"))
+        _expect_major_version(server)
         _prepare_template(server)
         yield server
+
+
+def _expect_major_version(server: Server) -> None:
+    """ELT_TEST_SERVER_MAJOR (set by `make test`'s PostgreSQL 15 tier): the server must be that
+    version, so a tier that silently ran on the default server cannot pass for it."""
+    expected = os.environ.get("ELT_TEST_SERVER_MAJOR")
+    if not expected:
+        return
+    with connect(server.superuser_url, setting="test server") as connection:
+        row = connection.execute("SHOW server_version_num").fetchone()
+    major = int(row[0]) // 10000 if row else None
+    assert major == int(expected), f"the test server is PostgreSQL {major}, not {expected}"
 
 
 @contextlib.contextmanager

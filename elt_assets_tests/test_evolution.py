@@ -293,7 +293,16 @@ def test_values_that_widen_nothing_stay_bad_values_and_narrow_values_never_narro
     assert [entries[f]["status"] for f in sorted(entries)] == ["success", "success"], entries
     assert warehouse.query("SELECT id, qty, _rescued FROM wild.shifting ORDER BY id") == [
         (1, 3000000000, None),
-        (2, None, {"qty": {"value": "many", "reason": "qty: 'many' is not a whole number in bigint range"}}),
+        (
+            2,
+            None,
+            {
+                "qty": {
+                    "value": "many",
+                    "reason": "qty: 'many' is not a whole number in bigint range",
+                }
+            },
+        ),
     ]
     assert dict(table_types(warehouse, "wild", "shifting"))["qty"] == "bigint"
     assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 1
