@@ -9,6 +9,7 @@ SECURITY DEFINER function, whose refusals are tested here as the loader role its
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from decimal import Decimal
@@ -432,3 +433,70 @@ def test_the_loader_has_no_ddl_but_the_narrow_evolution_function(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             admin.execute("SELECT elt.evolve_column('growing', 'wild', 'growing', 'z', 'text')")
     assert "y" not in dict(table_types(warehouse, "wild", "growing"))
+
+
+def test_a_dry_run_says_how_the_schema_would_grow_and_changes_nothing(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, SHIFTING)
+    (folder / "a.csv").write_text("id,qty,price,code,day,extra\n1,3000000000,1.5,AB,2024-01-01,x\n")
+    result = elt(
+        tmp_path,
+        warehouse,
+        "ingest",
+        "--dry-run",
+        "--json",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--contracts",
+        str(tmp_path / "contracts"),
+    )
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)["files"]
+    assert entry["status"] == "would_load", entry
+    assert entry["schema_change"] == "+extra text, qty -> bigint"
+    assert warehouse.value("SELECT to_regclass('wild.shifting')") is None
+    assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 0
+
+
+def test_files_loaded_in_one_batch_run_grow_the_schema_in_turn(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """ELT_BATCH_THRESHOLD=0: the files go through one batch run, as a backlog does."""
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, SHIFTING)
+    (folder / "a.csv").write_text("id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n")
+    (folder / "b.csv").write_text("id,qty,price,code,day,extra\n2,2,2.5,CD,2024-01-02,x\n")
+    (folder / "c.csv").write_text("id,qty,price,code,day,extra\n3,3000000000,3,EF,2024-01-03,\n")
+    entries = ingest(tmp_path, warehouse, settings={"ELT_BATCH_THRESHOLD": "0"})
+    assert {e["status"] for e in entries.values()} == {"success"}, entries
+    assert warehouse.query("SELECT id, qty, extra FROM wild.shifting ORDER BY id") == [
+        (1, 1, None),
+        (2, 2, "x"),
+        (3, 3000000000, None),
+    ]
+    assert warehouse.query("SELECT change, file FROM elt.schema_versions ORDER BY version") == [
+        ("+extra text", "shifting/b.csv"),
+        ("qty widened integer -> bigint", "shifting/c.csv"),
+    ]
+
+
+def test_a_policy_that_starts_rescuing_keeps_the_slices_of_files_not_loaded_yet(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """The rescue column is added to the staging table, which is never rebuilt under the slices
+    of files staged but not yet loaded."""
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, SHIFTING)
+    (folder / "a.csv").write_text("id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n")
+    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    pending = "INSERT INTO elt_staging.shifting (_elt_row, _elt_file, id) VALUES (1, 'p.csv', 9)"
+    warehouse.query(pending)  # a file of another run: staged, not loaded yet
+    contract(tmp_path, SHIFTING.replace("type_changes: widen, ", "bad_values: rescue, "))
+    (folder / "b.csv").write_text("id,qty,price,code,day\n2,many,1,A,2024-01-02\n")
+    assert ingest(tmp_path, warehouse)["shifting/b.csv"]["status"] == "success"
+    assert warehouse.value("SELECT count(*) FROM elt_staging.shifting WHERE _elt_file = 'p.csv'")
+    assert warehouse.value("SELECT _rescued->'qty'->>'value' FROM wild.shifting WHERE id = 2") == (
+        "many"
+    )

@@ -25,7 +25,8 @@ import dagster as dg
 
 from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
-from elt_assets.contracts.model import Contract
+from elt_assets.contracts.model import Column, Contract
+from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
@@ -46,12 +47,14 @@ from elt_assets.orchestration.partitions import files_partitions
 from elt_assets.orchestration.recovery import process_tag
 from elt_assets.orchestration.resources import LandingResource, build_resources, landing_resource
 from elt_assets.orchestration.sensors import Discovery, Tick, file_requests
+from elt_assets.postgres.evolution import MAX_GROWTHS
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content
 from elt_assets.postgres.lease import leases_held, wait_for_lease
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
+from elt_assets.validation.growth import SchemaGrowth
 from elt_assets.validation.policy import FileCounts, policy_violations
 from elt_assets.validation.staged_file import StagedFile
 
@@ -338,11 +341,13 @@ def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any
         entry: dict[str, Any] = dict.fromkeys(REPORT_FIELDS)
         entry.update(dataset=contract.name, file=file)
         try:
-            good = sum(batch.good.height for batch in staged.batches())
+            good, growth = _dry_read(staged)
         except (FileRejected, UncastableColumn) as error:
             entry.update(status="would_fail", error=str(error))
             rows.append(entry)
             continue
+        if growth:
+            entry["schema_change"] = growth  # what the load would add or widen
         counts = FileCounts(staged.rows_read, good, staged.rows_rejected)
         problems = policy_violations(contract, counts)
         entry.update(
@@ -353,6 +358,30 @@ def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any
         )
         rows.append(entry)
     return rows
+
+
+def _dry_read(staged: StagedFile) -> tuple[int, str | None]:
+    """Read the file as its load would: good rows, and how the tables would grow (in memory
+    only, from the YAML contract: a dry run writes nothing)."""
+    added: list[Column] = []
+    widened: dict[str, PgType] = {}
+    changes: list[str] = []
+    for _ in range(MAX_GROWTHS):
+        try:
+            return sum(batch.good.height for batch in staged.batches()), ", ".join(changes) or None
+        except SchemaGrowth as growth:
+            added += growth.added
+            for name, wide in growth.widened.items():
+                if name in {c.name for c in added}:
+                    added = [
+                        c.model_copy(update={"type": wide}) if c.name == name else c for c in added
+                    ]
+                else:
+                    widened[name] = wide
+            changes.append(str(growth))
+            staged.contract = staged.contract.evolved_by(added, widened)
+            staged.restart()
+    raise FileRejected(staged.file, f"still growing the schema after {MAX_GROWTHS} changes")
 
 
 def print_outcome(outcome: Outcome, as_json: bool) -> None:

@@ -240,7 +240,9 @@ def ensure_dataset_tables(
             raise TerminalDatabaseError(
                 "the existing target table does not match the contract, and it is never altered "
                 "automatically: " + "; ".join(problems) + ". Migrate the table (or drop it to let "
-                "the platform recreate it), or change the contract."
+                "the platform recreate it), or change the contract (if its files evolved the "
+                f"table, `elt contract show {contract.name} --effective` prints the contract "
+                "as the table now is)."
             )
     staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
     needs_staging = not staging or not _staging_matches(contract, staging)
