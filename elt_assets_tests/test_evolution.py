@@ -500,3 +500,16 @@ def test_a_policy_that_starts_rescuing_keeps_the_slices_of_files_not_loaded_yet(
     assert warehouse.value("SELECT _rescued->'qty'->>'value' FROM wild.shifting WHERE id = 2") == (
         "many"
     )
+
+
+def test_an_append_table_grows_like_an_upsert_table(tmp_path: Path, warehouse: Warehouse) -> None:
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, SHIFTING.replace("primary_key: [id]", "mode: append"))
+    (folder / "a.csv").write_text("id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n")
+    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    (folder / "b.csv").write_text("id,qty,price,code,day,extra\n1,3000000000,1.5,AB,2024-01-01,x\n")
+    assert ingest(tmp_path, warehouse)["shifting/b.csv"]["status"] == "success"
+    assert warehouse.query("SELECT id, qty, extra, _elt_file FROM wild.shifting ORDER BY 4") == [
+        (1, 1, None, "shifting/a.csv"),
+        (1, 3000000000, "x", "shifting/b.csv"),
+    ]
