@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from elt_assets.contracts.model import Column
 from elt_assets.validation.casts import UncastableColumn, cast_text_column, cast_typed_column
+from elt_assets.validation.growth import wider_type
 
 pytestmark = [pytest.mark.pure]
 
@@ -612,3 +613,40 @@ def test_fast_casts_agree_with_the_general_cast(type_: str) -> None:
 def test_fast_casts_agree_on_generated_spellings(values: list[str]) -> None:
     for type_ in [*FAST_TYPES, "numeric(4,4)", "numeric(20,2)", "numeric"]:  # the last: no fast
         assert_fast_agrees(type_, values)
+
+
+@pytest.mark.parametrize(
+    ("declared", "values", "wider"),
+    [
+        ("smallint", ["40000"], "integer"),
+        ("smallint", ["40000", "3000000000"], "bigint"),
+        ("integer", ["3000000000", "3.5"], "numeric"),
+        ("integer", ["9223372036854775808"], "numeric"),
+        ("numeric(6,2)", ["12345.678"], "numeric(8,3)"),
+        ("numeric(6,2)", ["1e7"], "numeric(10,2)"),
+        ("numeric(6,2)", ["0.00001"], "numeric(9,5)"),
+        ("varchar(4)", ["ABCDEF", "ABCDEFG"], "varchar(7)"),
+        ("real", ["1e300"], "double precision"),
+        ("date", ["2024-01-02 10:30:00"], "timestamp"),
+        # Nothing wider takes these: they stay bad values.
+        ("integer", ["many"], None),
+        ("date", ["2024-13-45"], None),
+        ("timestamptz", ["tomorrow"], None),
+        ("text[]", ["{unclosed"], None),
+    ],
+)
+def test_a_column_widens_to_the_narrowest_type_that_takes_the_values(
+    declared: str, values: list[str], wider: str | None
+) -> None:
+    column = Column(name="c", type=declared)
+    found = wider_type(column, pl.DataFrame({"c": values}), pl.String(), "UTC")
+    assert (str(found) if found is not None else None) == wider
+    if found is not None:
+        assert column.type.widens_to(found)
+
+
+def test_values_no_wider_type_takes_are_left_out_of_the_choice() -> None:
+    """'many' in an integer column widens nothing; the big number beside it still widens."""
+    column = Column(name="c", type="integer")
+    frame = pl.DataFrame({"c": ["3000000000", "many"]})
+    assert str(wider_type(column, frame, pl.String(), "UTC")) == "bigint"

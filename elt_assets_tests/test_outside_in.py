@@ -311,6 +311,16 @@ def test_least_privilege_can_be_required_and_a_dba_step_restores_it(owner: Owner
         " WHERE n.nspname IN ('elt', 'elt_staging', 'sales') AND c.relkind = 'r'"
     )
     assert tables == [("elt_owner",)]
+    functions = owner.query(
+        "SELECT proname::text, pg_get_userbyid(proowner)::text FROM pg_proc"
+        " WHERE pronamespace = 'elt'::regnamespace ORDER BY 1"
+    )
+    assert functions == [("evolve_column", "elt_owner"), ("type_widens", "elt_owner")]
+    assert owner.query(
+        "SELECT has_function_privilege(%s, 'elt.evolve_column(text,text,text,text,text)',"
+        " 'EXECUTE')",
+        [f"{owner.role}_loader"],
+    ) == [(True,)]
     # Loads now run as a login of elt_loader only, and that is what least privilege asks.
     url = with_credentials(owner.url, loader, PASSWORD, owner.database)
     strict = {

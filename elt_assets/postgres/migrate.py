@@ -28,6 +28,11 @@ log = get_logger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ROLES = ("elt_owner", "elt_loader", "elt_reader")
 PLATFORM_SCHEMAS = ("elt", "elt_staging")
+# The platform's functions (migrations/0007) and their argument types, as ALTER FUNCTION names them.
+PLATFORM_FUNCTIONS = {
+    "evolve_column": "text, text, text, text, text",
+    "type_widens": "text, text",
+}
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Cont
             "target_tables": [c.target.table for c in contracts],
         },
     ).fetchall()
-    kinds = {kind: sql.SQL(kind) for kind in ("SCHEMA", "TABLE", "SEQUENCE")}  # a fixed list
+    kinds = {kind: sql.SQL(kind) for kind in ("SCHEMA", "TABLE", "SEQUENCE", "FUNCTION")}
     targets = [(s, n) for kind, s, n in rows if kind == "TABLE" and s not in PLATFORM_SCHEMAS]
     adopted = []
     with connection.transaction():
@@ -127,8 +132,13 @@ def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Cont
             # reader need to reach it (the schema stays its owner's).
             connection.execute(render("schema_grant_owner", schema=sql.Identifier(schema)))
             connection.execute(render("target_schema_grants", schema=sql.Identifier(schema)))
-        for kind, schema, name in rows:
+        # Schemas first: a new owner must be able to create in the schema of what it gets.
+        for kind, schema, name in sorted(rows, key=lambda row: row[0] == "FUNCTION"):
             target = sql.Identifier(schema, name) if name else sql.Identifier(schema)
+            if kind == "FUNCTION":
+                if name not in PLATFORM_FUNCTIONS:
+                    continue
+                target = sql.SQL("{}({})").format(target, sql.SQL(PLATFORM_FUNCTIONS[name]))
             connection.execute(render("owner_to_elt_owner", kind=kinds[kind], name=target))
             adopted.append(f"{kind.lower()} {schema}{'.' + name if name else ''}")
         for schema, name in targets:

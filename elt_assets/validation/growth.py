@@ -36,8 +36,11 @@ MAX_VARCHAR = 10_485_760
 MAX_NUMERIC_PRECISION = 1000
 
 
-class SchemaGrowth(Exception):
-    """The file needs the tables to grow first: `added` columns, `widened` column -> type."""
+class SchemaGrowth(TerminalError):
+    """The file needs the tables to grow first: `added` columns, `widened` column -> type.
+
+    A signal the staging writer catches (postgres/io_manager.py `stage_file`); terminal should a
+    path that cannot grow tables ever meet it."""
 
     def __init__(self, added: list[Column], widened: dict[str, PgType]):
         self.added, self.widened = added, widened
