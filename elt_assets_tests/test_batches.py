@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.readers import HeaderMapping
@@ -320,3 +322,48 @@ def test_fast_timestamp_cast_agrees_with_the_full_cast(kind: str) -> None:
     quarantined = validator.validate(batch).quarantined
     assert quarantined["row_number"].to_list() == failed_rows
     assert all(reason.startswith("at: '") for reason in quarantined["reason"].to_list())
+
+
+FILE_VALUES = st.lists(
+    st.fixed_dictionaries(
+        {
+            "order_id": st.sampled_from(["1", "2", "3", "x", None]),
+            "qty": st.sampled_from(["0", "5", "99", "100", "-1", "many", None]),
+            "status": st.sampled_from(["new", "paid", "lost", None]),
+            "code": st.sampled_from(["AB", "ABCDEF", "ab", None]),
+            "note": st.sampled_from(["n", None]),
+        }
+    ),
+    min_size=1,  # the reader never hands out an empty batch
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(FILE_VALUES, min_size=1, max_size=5))
+def test_files_validated_together_give_each_what_it_gets_alone(
+    files: list[list[dict[str, str | None]]],
+) -> None:
+    """validate_many (a backlog of small files in one pass) is validate, file by file."""
+    header = HeaderMapping({c.name: c.header for c in ORDERS.columns})
+    validator = BatchValidator(ORDERS, header, {})
+    batches = [
+        pl.DataFrame(
+            [{"_elt_row": n, **row} for n, row in enumerate(rows, start=1)],
+            schema={
+                "_elt_row": pl.Int64,
+                **dict.fromkeys(["order_id", "qty", "status", "code", "note"], pl.String),
+            },
+        )
+        for rows in files
+    ]
+    together = validator.validate_many(batches)
+    for batch, shared in zip(batches, together, strict=True):
+        alone = validator.validate(batch)
+        assert shared.good.equals(alone.good)
+        assert shared.quarantined.equals(alone.quarantined)
+        assert (shared.rows_read, shared.failure_counts, shared.increasing_keys) == (
+            alone.rows_read,
+            alone.failure_counts,
+            alone.increasing_keys,
+        )

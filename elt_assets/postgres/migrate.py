@@ -134,10 +134,12 @@ def _adopt_platform_objects(connection: psycopg.Connection, contracts: list[Cont
             connection.execute(render("target_schema_grants", schema=sql.Identifier(schema)))
         # Schemas first: a new owner must be able to create in the schema of what it gets.
         for kind, schema, name in sorted(rows, key=lambda row: row[0] == "FUNCTION"):
-            target = sql.Identifier(schema, name) if name else sql.Identifier(schema)
+            if kind == "FUNCTION" and name not in PLATFORM_FUNCTIONS:
+                continue
+            target: sql.Composable = (
+                sql.Identifier(schema, name) if name else sql.Identifier(schema)
+            )
             if kind == "FUNCTION":
-                if name not in PLATFORM_FUNCTIONS:
-                    continue
                 target = sql.SQL("{}({})").format(target, sql.SQL(PLATFORM_FUNCTIONS[name]))
             connection.execute(render("owner_to_elt_owner", kind=kinds[kind], name=target))
             adopted.append(f"{kind.lower()} {schema}{'.' + name if name else ''}")

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import polars as pl
 
-from elt_assets.contracts.model import EXTRA_PREFIX, Contract
+from elt_assets.contracts.model import EXTRA_PREFIX, REJECTED_COLUMN, Contract
 from elt_assets.landing.readers import FileChanged, FileReader, FileRejected, HeaderMapping
 from elt_assets.landing.source import Source
+from elt_assets.log import get_logger
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.growth import SchemaGrowth, new_columns
 
+log = get_logger(__name__)
 SAMPLE_ROWS = 20
 
 
@@ -47,6 +49,8 @@ class StagedFile:
     # True while every staged key so far is greater than the one before (single-column keys).
     keys_increasing: bool = True
     _last_key: object = None
+    # Read and validated already, together with other small files (`read_together`).
+    _read: _ReadAlready | None = None
 
     @property
     def dataset(self) -> str:
@@ -63,6 +67,9 @@ class StagedFile:
         return {c.name: sources.get(c.name, c.header) for c in self.contract.columns}
 
     def batches(self) -> Iterator[ValidatedBatch]:
+        if self._read is not None:
+            yield from self._batches_read_already(self._read)
+            return
         reader = FileReader(
             self.source, self.file, self.contract, self.batch_rows, self.record_limit
         )
@@ -82,12 +89,7 @@ class StagedFile:
             yield validated
         self.header = reader.header
         self.rows_read = reader.rows_read
-        if reader.sha256 is not None and reader.sha256 != self.sha256:
-            raise FileChanged(
-                f"{self.file} changed while it was being read (sha256 {self.sha256[:12]}... at the "
-                f"start, {reader.sha256[:12]}... at the end); it will be loaded again once it "
-                "stops changing"
-            )
+        self._check_unchanged(reader.sha256)
 
     def _check_new_columns(self, header: HeaderMapping, first: pl.DataFrame) -> None:
         """Under policy.new_columns: add, a file with columns the contract lacks raises
@@ -101,6 +103,23 @@ class StagedFile:
             for index in range(len(header.extra))
         ]
         raise SchemaGrowth(new_columns(self.contract, header.extra, sample, self.file), {})
+
+    def _batches_read_already(self, read: _ReadAlready) -> Iterator[ValidatedBatch]:
+        self._read = None  # once: a second pass (restart) reads the file again
+        self.header = read.header
+        for validated in read.batches:
+            self.note(validated)
+            yield validated
+        self.rows_read = read.rows_read
+        self._check_unchanged(read.sha256)
+
+    def _check_unchanged(self, sha256: str | None) -> None:
+        if sha256 is not None and sha256 != self.sha256:
+            raise FileChanged(
+                f"{self.file} changed while it was being read (sha256 {self.sha256[:12]}... at the "
+                f"start, {sha256[:12]}... at the end); it will be loaded again once it "
+                "stops changing"
+            )
 
     def restart(self) -> None:
         """Forget what a previous pass over the file gathered, before reading it again."""
@@ -144,3 +163,60 @@ class StagedFile:
                 .select("row_number", "column_name", "check_name", "reason")
                 .to_dicts()
             )
+
+
+@dataclass(frozen=True)
+class _ReadAlready:
+    header: HeaderMapping
+    batches: list[ValidatedBatch]
+    rows_read: int
+    sha256: str | None
+
+
+SMALL_FILE_BYTES = 1 << 20  # files read together: at most this big, and one batch each
+
+
+def read_together(files: list[StagedFile]) -> None:
+    """Read small files of one dataset now and validate those that read alike in one pass
+    (BatchValidator.validate_many); their `batches()` then hand out the results. Anything
+    unusual (a big file, one that fails to read, rows the reader rejected, a schema that grows)
+    leaves the file to be read on its own, as always, where it fails or grows as usual."""
+    groups: dict[tuple[object, ...], list[tuple[StagedFile, FileReader, pl.DataFrame]]] = {}
+    for staged in files:
+        if staged.size_bytes > SMALL_FILE_BYTES or staged.contract.policy.evolves:
+            continue
+        reader = FileReader(
+            staged.source, staged.file, staged.contract, staged.batch_rows, staged.record_limit
+        )
+        try:
+            raws = list(reader.batches())
+        except Exception as error:  # read again on its own, where the error is reported as always
+            log.debug("%s is read on its own: %s", staged.file, error)
+            continue
+        if len(raws) != 1 or REJECTED_COLUMN in raws[0].columns or reader.header is None:
+            continue
+        header = reader.header
+        shape = (
+            tuple(header.sources.items()),
+            tuple(header.missing),
+            tuple(header.extra),
+            tuple(raws[0].schema.items()),
+        )
+        groups.setdefault(shape, []).append((staged, reader, raws[0]))
+    for group in groups.values():
+        if len(group) > 1:
+            _validate_group(group)
+
+
+def _validate_group(group: list[tuple[StagedFile, FileReader, pl.DataFrame]]) -> None:
+    first, reader, raw = group[0]
+    assert reader.header is not None
+    try:
+        validator = BatchValidator(first.contract, reader.header, dict(raw.schema.items()))
+        results = validator.validate_many([raw for _, _, raw in group])
+    except Exception as error:  # e.g. a column that cannot be cast: each file says so on its own
+        log.debug("%s and %d more are validated one by one: %s", first.file, len(group) - 1, error)
+        return
+    for (staged, reader, _), validated in zip(group, results, strict=True):
+        assert reader.header is not None
+        staged._read = _ReadAlready(reader.header, [validated], reader.rows_read, reader.sha256)
