@@ -168,7 +168,7 @@ def _staged_asset(
         with log_context(dataset=contract.name, file=file, run_id=run_id):
             # What the IO manager wrote, as it recorded it: the data flows one way.
             report = steps.recorded_report(warehouse, staged_file)
-            results = steps.staged_check_results(contract, warehouse, file, report)
+            results = steps.staged_check_results(contract, file, report)
             failure = steps.violation_failure(file, report)
         yield from results
         if failure is not None:

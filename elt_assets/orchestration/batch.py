@@ -296,7 +296,7 @@ class _Batch:
         report = steps.stage_file(warehouse, staged_file)
         metadata = stage_metadata(staged_file, report)
         self._report(dg.AssetMaterialization(self.keys.staged, partition=key, metadata=metadata))
-        results = steps.staged_check_results(contract, warehouse, file, report)
+        results = steps.staged_check_results(contract, file, report)
         for result in results:
             self._log_evaluation(self.keys.staged, result, key)
         failure = steps.violation_failure(file, report)

@@ -38,7 +38,6 @@ from elt_assets.postgres.inspect import (
     KeyState,
     current_attempt,
     primary_key_state,
-    slice_counts,
     table_exists,
     table_row_count,
 )
@@ -46,7 +45,6 @@ from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
 from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.staging import read_stage_report
-from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 
@@ -203,13 +201,16 @@ def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> Sta
 
 
 def staged_check_results(
-    contract: Contract, warehouse: PostgresResource, file: str, report: StageReport
+    contract: Contract, file: str, report: StageReport
 ) -> list[dg.AssetCheckResult]:
     """The staged checks of a file, from what its staging write recorded."""
     results = [checks.conformance_result(contract, file, report)]
-    with warehouse.connection() as connection:
-        staged_rows, quarantined = slice_counts(connection, contract, file)
-    results.append(checks.reconciliation_result(report.counts.rows_read, staged_rows, quarantined))
+    # The slice and its open quarantine rows as PostgreSQL counted them when the staging
+    # transaction committed, beside the reader's own count of rows read.
+    counts = report.counts
+    results.append(
+        checks.reconciliation_result(counts.rows_read, counts.rows_staged, counts.rows_quarantined)
+    )
     results.append(checks.drift_result(contract, file, report.header, report.schema_change))
     return results
 
@@ -260,7 +261,7 @@ def load_target(
             warehouse.connection() as connection,
         ):
             contract = evolution.effective_contract(connection, contract)
-            ensure_dataset_tables(connection, contract, warehouse.owner_connection)
+            warehouse.ensure_tables(connection, contract)
             result = load_file(connection, contract, key, run_id)  # committed on return
             warehouse.leases().release(contract.name, staged.file)  # the file is finished
             loaded = manifest_row(connection, key) if landing.archives else None

@@ -19,7 +19,6 @@ from elt_assets.postgres.evolution import MAX_GROWTHS, grow
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.staging import write_staged
-from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.postgres.templates import STAGING_SCHEMA, render
 from elt_assets.validation.growth import SchemaGrowth
 from elt_assets.validation.policy import StageReport
@@ -72,7 +71,7 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
         file_failures(warehouse, key, obj.run_id),
         warehouse.connection() as connection,
     ):
-        ensure_dataset_tables(connection, obj.contract, warehouse.owner_connection)
+        warehouse.ensure_tables(connection, obj.contract)
         for _ in range(MAX_GROWTHS):
             try:
                 return write_staged(connection, obj)

@@ -7,6 +7,8 @@ value is read when a run or sensor tick starts. `elt ingest` passes the URLs it 
 
 import contextlib
 import os
+import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,6 +17,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, PrivateAttr
 
+from elt_assets.contracts.model import Contract
 from elt_assets.postgres.connection import (
     check_not_superuser,
     check_role_separation,
@@ -24,6 +27,7 @@ from elt_assets.postgres.connection import (
 from elt_assets.postgres.errors import TransientDatabaseError
 from elt_assets.postgres.lease import FileLeases
 from elt_assets.postgres.migrate import initialize, platform_is_current
+from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.settings import (
     SETTINGS,
     Settings,
@@ -35,6 +39,7 @@ from elt_assets.settings import (
 )
 
 URL_SETTING = "ELT_DATABASE_URL"
+RECENT_RETURN_SECONDS = 2.0  # a connection given back this recently is handed out unchecked
 OWNER_URL_SETTING = "ELT_OWNER_DATABASE_URL"
 
 
@@ -83,6 +88,12 @@ class PostgresResource(dg.ConfigurableResource):
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
     _leases: FileLeases | None = PrivateAttr(default=None)
+    # Contracts whose tables this run found fitting (ensure_tables); when each connection was
+    # last given back to the pool (_check).
+    _fitted: set[str] = PrivateAttr(default_factory=set)
+    _returned: "weakref.WeakKeyDictionary[psycopg.Connection, float]" = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     @classmethod
     def from_env(
@@ -160,14 +171,35 @@ class PostgresResource(dg.ConfigurableResource):
                 "autocommit": True,
             },
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._note_return,
             open=True,
             name=f"warehouse {describe_target(url)}",
         )
         return pool
 
+    def _check(self, connection: psycopg.Connection) -> None:
+        """Make sure a pooled connection still works before it is handed out: one round trip,
+        skipped for a connection given back moments ago (a file's steps take several in a row;
+        a server that went away meanwhile fails the next statement, a transient error)."""
+        returned = self._returned.get(connection)
+        if returned is None or time.monotonic() - returned > RECENT_RETURN_SECONDS:
+            ConnectionPool.check_connection(connection)
+
+    def _note_return(self, connection: psycopg.Connection) -> None:
+        self._returned[connection] = time.monotonic()
+
+    def ensure_tables(self, connection: psycopg.Connection, contract: Contract) -> None:
+        """ensure_dataset_tables, once per contract (as the files evolved it) per run: the
+        catalog queries are not repeated for every file of a batch."""
+        fingerprint = contract.model_dump_json()
+        if fingerprint not in self._fitted:
+            ensure_dataset_tables(connection, contract, self.owner_connection)
+            self._fitted.add(fingerprint)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._pool = None  # opened on first use, so runs that never touch the database stay cheap
+        self._fitted = set()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
