@@ -448,3 +448,26 @@ def test_elt_ingest_loads_a_backlog_in_batch_runs(
     assert batch_run_config("items", ["k"]) == {
         "ops": {"load_items_files": {"config": {"partition_keys": ["k"]}}}
     }
+
+
+def test_on_an_ephemeral_instance_a_batch_writes_the_manifest_but_no_per_file_events(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`elt ingest` without DAGSTER_HOME: the instance ends with the process, so the per-file
+    materialisations and check evaluations, which no one could ever see, are not written; the
+    manifest records every file as always."""
+    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "0")
+    write_contract(contracts_dir, CONTRACT)
+    with dg.DagsterInstance.ephemeral() as instance:
+        ticker = Ticker(contracts_dir, instance)
+        files = land_files(landing, 4)
+        ticker.tick()
+        [request] = ticker.tick()
+        result = ticker.execute(request)
+        assert result.success, step_failure(result)
+        assert instance.get_materialized_partitions(STAGED) == set()
+        assert instance.get_materialized_partitions(TARGET) == set()
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
+        range(4)
+    )
+    assert [status for _, _, status, *_ in manifest(warehouse)] == ["success"] * len(files)
