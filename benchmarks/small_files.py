@@ -1,4 +1,5 @@
-"""Many small files from landing to table: the sensor's run requests and the batch job, timed.
+"""Many small files from landing to table: the sensor's run requests and the batch job, timed;
+then `elt ingest` as a user runs it beside the hand-written loop (benchmarks/small_loop.py).
 
 `files` CSV files of `rows_per_file` orders each (benchmarks/data.py `small_files`) are hard-linked
 into an empty landing folder of dataset bench_orders. Then, as the daemon would but without its
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -125,6 +128,58 @@ def run_backlog(bench: Bench, instance: dg.DagsterInstance) -> dict[str, Any]:
     return stats
 
 
+def as_users_run_it(bench: Bench, files: int, rows_per_file: int) -> list[str]:
+    """`elt ingest` over the same landing folder as a user runs it (its own process, start-up
+    included, no DAGSTER_HOME), beside the hand-written loop (benchmarks/small_loop.py), each
+    timed from process start to exit; the two tables compared row for row."""
+    from benchmarks.run import reset_ours, same_table
+
+    reset_ours(bench)
+    env = {**os.environ, **bench.env}
+    env.pop("DAGSTER_HOME", None)
+    folder = bench.landing / "bench_orders"
+    command = {
+        "elt ingest": [
+            str(Path(sys.executable).parent / "elt"),
+            "ingest",
+            "--json",
+            "--landing",
+            str(bench.landing),
+            "--contracts",
+            str(bench.contracts),
+        ],
+        "hand-written loop": [
+            sys.executable,
+            "-m",
+            "benchmarks.small_loop",
+            bench.owner_url,
+            "limit_small",
+            str(folder),
+        ],
+    }
+    seconds = {}
+    for name, argv in command.items():
+        print(f"{name}: {files:,} files ...", flush=True)
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+        seconds[name] = time.perf_counter() - started
+        if done.returncode:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
+        print(f"  {seconds[name]:.1f} s", flush=True)
+    rows = same_table(bench.owner_url, "bench.orders", "limit_small")
+    ours, loop = seconds["elt ingest"], seconds["hand-written loop"]
+    return [
+        "",
+        f"As a user runs it (a fresh process each, start-up included, one run, tables identical: "
+        f"{rows:,} rows):",
+        "",
+        "| files x rows | hand-written loop | `elt ingest` | ratio |",
+        "|---|---:|---:|---:|",
+        f"| {files:,} x {rows_per_file:,} | {loop:.2f} s ({files / loop:,.0f} files/s) | "
+        f"{ours:.2f} s ({files / ours:,.0f} files/s) | {ours / loop:.1f}x |",
+    ]
+
+
 def small_files_scenario(bench: Bench, files: int, rows_per_file: int) -> str:
     from benchmarks.run import reset_ours
     from elt_assets.postgres.connection import connect
@@ -168,6 +223,7 @@ def small_files_scenario(bench: Bench, files: int, rows_per_file: int) -> str:
             f"| {files:,} | {rows:,} | {seconds:.1f} | {files / seconds * 60:,.0f} | "
             f"{seconds / files * 1000:.0f} ms | {(stage + load) / files * 1000:.0f} ms | "
             f"{overhead * 1000:.0f} ms | {stats['ticks']} ({stats['tick_seconds']:.1f}) |",
+            *as_users_run_it(bench, files, rows_per_file),
             "",
         ]
     )

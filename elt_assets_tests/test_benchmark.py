@@ -52,6 +52,8 @@ def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limi
         report
     )
     assert "**3 small files**" in report and "all loaded" in report, report
+    assert "tables identical: 30 rows" in report, report  # elt ingest beside the loop
+    assert "| 3 x 10 | " in report, report
     assert "| nothing new |" in report, report
     assert "**Sensor ticks over 150 objects in a bucket**" in report, report
     assert "| 100 new objects (requested as soon as listed) | 1 |" in report, report
