@@ -173,7 +173,10 @@ class _ReadAlready:
     sha256: str | None
 
 
-SMALL_FILE_BYTES = 1 << 20  # files read together: at most this big, and one batch each
+# Files read together: each at most this big (and one batch), all of them at most GROUP_BYTES,
+# so the frames they become stay a small part of the memory a big file's batches may take.
+SMALL_FILE_BYTES = 256 << 10
+GROUP_BYTES = 16 << 20
 
 
 def read_together(files: list[StagedFile]) -> None:
@@ -182,9 +185,11 @@ def read_together(files: list[StagedFile]) -> None:
     unusual (a big file, one that fails to read, rows the reader rejected, a schema that grows)
     leaves the file to be read on its own, as always, where it fails or grows as usual."""
     groups: dict[tuple[object, ...], list[tuple[StagedFile, FileReader, pl.DataFrame]]] = {}
+    budget = GROUP_BYTES
     for staged in files:
-        if staged.size_bytes > SMALL_FILE_BYTES or staged.contract.policy.evolves:
+        if staged.size_bytes > min(SMALL_FILE_BYTES, budget) or staged.contract.policy.evolves:
             continue
+        budget -= staged.size_bytes
         reader = FileReader(
             staged.source, staged.file, staged.contract, staged.batch_rows, staged.record_limit
         )
