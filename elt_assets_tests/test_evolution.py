@@ -232,6 +232,15 @@ def test_a_producer_that_widens_adds_and_drops_columns_is_followed_value_by_valu
         (2, 3000000000, Decimal("12345.678"), "ABCDEF", dt.datetime(2024, 1, 2, 10, 30), None),
         (4, 7, Decimal("3.250"), None, dt.datetime(2024, 1, 4), None),
     ]
+    schemas = warehouse.query("SELECT columns FROM elt.schema_versions ORDER BY version")
+    first = [
+        {"name": "id", "type": "bigint"},
+        {"name": "qty", "type": "bigint"},
+        {"name": "price", "type": "numeric(8,3)"},
+        {"name": "code", "type": "varchar(6)"},
+        {"name": "day", "type": "timestamp"},
+    ]
+    assert schemas == [(first,), ([*first, {"name": "note", "type": "text"}],)]
     versions = warehouse.query(
         "SELECT version, change, file, added, widened FROM elt.schema_versions ORDER BY version"
     )
@@ -513,3 +522,22 @@ def test_an_append_table_grows_like_an_upsert_table(tmp_path: Path, warehouse: W
         (1, 1, None, "shifting/a.csv"),
         (1, 3000000000, "x", "shifting/b.csv"),
     ]
+
+
+def test_a_wide_value_deep_in_a_big_file_widens_the_column_and_the_whole_file_loads_once(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """The widening value is in the third batch: the first two were already sent to COPY when
+    it is found; that transaction is rolled back, the column widened, the file read again."""
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, SHIFTING)
+    lines = [f"{n},{n},1.5,AB,2024-01-01" for n in range(1, 2501)]
+    lines[2400] = "2401,3000000000,1.5,AB,2024-01-01"
+    (folder / "big.csv").write_text("id,qty,price,code,day\n" + "\n".join(lines) + "\n")
+    entry = ingest(tmp_path, warehouse, settings={"ELT_BATCH_ROWS": "1000"})["shifting/big.csv"]
+    assert (entry["status"], entry["rows_inserted"]) == ("success", 2500), entry
+    assert warehouse.query("SELECT count(*), count(DISTINCT id), max(qty) FROM wild.shifting") == [
+        (2500, 2500, 3000000000)
+    ]
+    assert warehouse.value("SELECT count(*) FROM elt_staging.shifting") == 2500
+    assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0

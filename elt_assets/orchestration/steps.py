@@ -272,7 +272,7 @@ def load_target(
             )
             key_state = _key_state(connection, contract)
             version = (
-                evolution.latest_version(connection, contract.name) if contract.evolved else None
+                evolution.evolution(connection, contract.name).version if contract.evolved else None
             )
     results = table_check_results(contract, key_state, row_count, previous_rows())
     metadata: dict[str, Any] = {

@@ -3,9 +3,10 @@ and the effective contract.
 
 A file that needs a new column or a wider one says so while it is read (validation/growth.py
 raises SchemaGrowth before any of its rows is written); `grow` then changes both tables and
-records a version in elt.schema_versions (the columns added and widened so far, the change, the
-file). The effective contract is the YAML contract plus those changes, and every step reads it
-from there, so a run on any machine sees the same schema. The YAML is never rewritten.
+records a version in elt.schema_versions (the whole schema, the columns added and widened so
+far, the change, the file). The effective contract is the YAML contract plus those changes, and
+every step reads it from there, so a run on any machine sees the same schema. The YAML is never
+rewritten.
 
 The runtime role has no DDL: the change goes through elt.evolve_column, a SECURITY DEFINER
 function of the tables' owner that only adds nullable columns and widens along an allow-list
@@ -71,12 +72,6 @@ def schema_versions(connection: psycopg.Connection, dataset: str) -> list[Schema
     return [SchemaVersion(*row) for row in rows]
 
 
-def latest_version(connection: psycopg.Connection, dataset: str) -> int | None:
-    """The dataset's schema version (None before any file evolved it)."""
-    row = connection.execute(render("schema_version_latest"), {"dataset": dataset}).fetchone()
-    return int(row[0]) if row else None
-
-
 def effective_contract(connection: psycopg.Connection, contract: Contract) -> Contract:
     """The contract as the dataset's tables now are."""
     if not contract.policy.evolves:
@@ -97,7 +92,7 @@ def grow(
             current = contract.evolved_by(state.added, state.widened)
             changes = _apply(connection, current, growth, state)
             if changes:
-                _record(connection, contract.name, state, ", ".join(changes), file)
+                _record(connection, contract, state, ", ".join(changes), file)
 
     except psycopg.errors.InsufficientPrivilege as error:
         raise TerminalDatabaseError(
@@ -152,14 +147,17 @@ def _evolve(connection: psycopg.Connection, contract: Contract, column: str, kin
 
 
 def _record(
-    connection: psycopg.Connection, dataset: str, state: Evolution, change: str, file: str
+    connection: psycopg.Connection, contract: Contract, state: Evolution, change: str, file: str
 ) -> None:
+    """The new version: what the files added and widened so far, and the whole schema."""
+    grown = contract.evolved_by(state.added, state.widened)
     connection.execute(
         render("schema_version_add"),
         {
-            "dataset": dataset,
+            "dataset": contract.name,
             "added": Jsonb([_entry(c) for c in state.added]),
             "widened": Jsonb({name: str(kind) for name, kind in state.widened.items()}),
+            "columns": Jsonb([{"name": c.name, "type": str(c.type)} for c in grown.table_columns]),
             "change": change,
             "file": file,
         },

@@ -10,8 +10,10 @@
 -- both tables must be the platform's own: owned by this function's owner, the staging table
 -- carrying the platform's row and file columns, the target holding every column of it.
 
--- Every version also records the columns it widened: {"column": "type"}, all so far.
+-- Every version also records the columns it widened ({"column": "type"}, all so far) and the
+-- whole effective schema: [{"name", "type"}] in table order (NULL for versions recorded before).
 ALTER TABLE elt.schema_versions ADD COLUMN widened jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE elt.schema_versions ADD COLUMN columns jsonb;
 
 -- Whether a column of type `narrow` may become `wide` (both as format_type() spells them)
 -- without losing or changing any value it holds.
