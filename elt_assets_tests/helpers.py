@@ -225,20 +225,16 @@ def elt(
     return elt_as_user(warehouse, cwd, *args, settings=settings)
 
 
+def ingest_args(tmp_path: Path, *options: str) -> list[str]:
+    """`elt ingest --json OPTIONS` over the landing and contracts folders under tmp_path."""
+    folders = ["--landing", str(tmp_path / "landing"), "--contracts", str(tmp_path / "contracts")]
+    return ["ingest", "--json", *options, *folders]
+
+
 def ingest(
     tmp_path: Path, warehouse: Any, settings: dict[str, str] | None = None
 ) -> dict[str, dict[str, object]]:
-    result = elt(
-        tmp_path,
-        warehouse,
-        "ingest",
-        "--json",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--contracts",
-        str(tmp_path / "contracts"),
-        settings=settings,
-    )
+    result = elt(tmp_path, warehouse, *ingest_args(tmp_path), settings=settings)
     try:
         return {entry["file"]: entry for entry in json.loads(result.stdout)["files"]}
     except ValueError:

@@ -21,7 +21,7 @@ import pytest
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.landing.keys import path_to_key
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key
-from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG
+from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG, FILE_EVENTS_TAG
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
@@ -450,23 +450,21 @@ def test_elt_ingest_loads_a_backlog_in_batch_runs(
     }
 
 
-def test_on_an_ephemeral_instance_a_batch_writes_the_manifest_but_no_per_file_events(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.usefixtures("always_batch")
+def test_a_batch_tagged_by_elt_ingest_without_history_writes_the_manifest_but_no_file_events(
+    ticker: Ticker, landing: Path, warehouse: Warehouse
 ) -> None:
-    """`elt ingest` without DAGSTER_HOME: the instance ends with the process, so the per-file
-    materialisations and check evaluations, which no one could ever see, are not written; the
-    manifest records every file as always."""
-    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "0")
-    write_contract(contracts_dir, CONTRACT)
-    with dg.DagsterInstance.ephemeral() as instance:
-        ticker = Ticker(contracts_dir, instance)
-        files = land_files(landing, 4)
-        ticker.tick()
-        [request] = ticker.tick()
-        result = ticker.execute(request)
-        assert result.success, step_failure(result)
-        assert instance.get_materialized_partitions(STAGED) == set()
-        assert instance.get_materialized_partitions(TARGET) == set()
+    """`elt ingest` without DAGSTER_HOME tags its runs elt/file_events=false: the instance ends
+    with the process, so the per-file materialisations and check evaluations, which no one could
+    ever see, are not written; the manifest records every file as always."""
+    files = land_files(landing, 4)
+    ticker.tick()
+    [request] = ticker.tick()
+    tagged = request.with_replaced_attrs(tags={**request.tags, FILE_EVENTS_TAG: "false"})
+    result = ticker.execute(tagged)
+    assert result.success, step_failure(result)
+    for asset in (RAW, STAGED, TARGET):
+        assert ticker.instance.get_materialized_partitions(asset) == set(), asset
     assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
         range(4)
     )

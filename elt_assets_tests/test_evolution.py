@@ -22,7 +22,15 @@ import yaml
 
 from elt_assets.contracts.types import PgType
 from elt_assets_tests.conftest import Warehouse
-from elt_assets_tests.helpers import contract, elt, ingest, land, landing_folder, user_env
+from elt_assets_tests.helpers import (
+    contract,
+    elt,
+    ingest,
+    ingest_args,
+    land,
+    landing_folder,
+    user_env,
+)
 
 pytestmark = [pytest.mark.db]
 
@@ -114,17 +122,9 @@ def test_a_column_added_by_two_files_at_once_is_added_once(
         (folder / f"{name}.csv").write_text(f"id,amount,extra\n{ord(name)},x,{name}\n")
     user = tmp_path / "user"
     user.mkdir(exist_ok=True)
-    command = [
-        "ingest",
-        "--json",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--contracts",
-        str(tmp_path / "contracts"),
-    ]
     processes = [
         subprocess.Popen(
-            [str(Path(sys.executable).parent / "elt"), *command],
+            [str(Path(sys.executable).parent / "elt"), *ingest_args(tmp_path)],
             cwd=user,
             env=user_env(warehouse, user),
             stdout=subprocess.PIPE,
@@ -192,15 +192,23 @@ columns:
   - {name: code, type: "varchar(4)"}
   - {name: day, type: date}
 """
+FIRST = "id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n"
+
+
+def _shifting(tmp_path: Path, warehouse: Warehouse, text: str = SHIFTING) -> Path:
+    """The `shifting` dataset (contract `text`) with a first file loaded (id 1, all narrow);
+    its landing folder."""
+    folder = landing_folder(tmp_path, "shifting")
+    contract(tmp_path, text)
+    (folder / "a.csv").write_text(FIRST)
+    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    return folder
 
 
 def test_a_producer_that_widens_adds_and_drops_columns_is_followed_value_by_value(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    folder = landing_folder(tmp_path, "shifting")
-    contract(tmp_path, SHIFTING)
-    (folder / "a.csv").write_text("id,qty,price,code,day\n1,5,1.50,AB,2024-01-01\n")
-    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    folder = _shifting(tmp_path, warehouse)
     # Every column gets a value wider than its type; one value no type takes is a bad value.
     (folder / "b.csv").write_text(
         "id,qty,price,code,day\n"
@@ -450,17 +458,7 @@ def test_a_dry_run_says_how_the_schema_would_grow_and_changes_nothing(
     folder = landing_folder(tmp_path, "shifting")
     contract(tmp_path, SHIFTING)
     (folder / "a.csv").write_text("id,qty,price,code,day,extra\n1,3000000000,1.5,AB,2024-01-01,x\n")
-    result = elt(
-        tmp_path,
-        warehouse,
-        "ingest",
-        "--dry-run",
-        "--json",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--contracts",
-        str(tmp_path / "contracts"),
-    )
+    result = elt(tmp_path, warehouse, *ingest_args(tmp_path, "--dry-run"))
     assert result.returncode == 0, result.stderr
     [entry] = json.loads(result.stdout)["files"]
     assert entry["status"] == "would_load", entry
@@ -496,10 +494,7 @@ def test_a_policy_that_starts_rescuing_keeps_the_slices_of_files_not_loaded_yet(
 ) -> None:
     """The rescue column is added to the staging table, which is never rebuilt under the slices
     of files staged but not yet loaded."""
-    folder = landing_folder(tmp_path, "shifting")
-    contract(tmp_path, SHIFTING)
-    (folder / "a.csv").write_text("id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n")
-    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    folder = _shifting(tmp_path, warehouse)
     pending = "INSERT INTO elt_staging.shifting (_elt_row, _elt_file, id) VALUES (1, 'p.csv', 9)"
     warehouse.query(pending)  # a file of another run: staged, not loaded yet
     contract(tmp_path, SHIFTING.replace("type_changes: widen, ", "bad_values: rescue, "))
@@ -512,10 +507,7 @@ def test_a_policy_that_starts_rescuing_keeps_the_slices_of_files_not_loaded_yet(
 
 
 def test_an_append_table_grows_like_an_upsert_table(tmp_path: Path, warehouse: Warehouse) -> None:
-    folder = landing_folder(tmp_path, "shifting")
-    contract(tmp_path, SHIFTING.replace("primary_key: [id]", "mode: append"))
-    (folder / "a.csv").write_text("id,qty,price,code,day\n1,1,1.5,AB,2024-01-01\n")
-    assert ingest(tmp_path, warehouse)["shifting/a.csv"]["status"] == "success"
+    folder = _shifting(tmp_path, warehouse, SHIFTING.replace("primary_key: [id]", "mode: append"))
     (folder / "b.csv").write_text("id,qty,price,code,day,extra\n1,3000000000,1.5,AB,2024-01-01,x\n")
     assert ingest(tmp_path, warehouse)["shifting/b.csv"]["status"] == "success"
     assert warehouse.query("SELECT id, qty, extra, _elt_file FROM wild.shifting ORDER BY 4") == [

@@ -34,6 +34,7 @@ from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger
 from elt_assets.orchestration.names import (
+    FILE_EVENTS_TAG,
     LANDING_KEY,
     RELOAD_OF_TAG,
     RUN_KEY_TAG,
@@ -127,12 +128,13 @@ def run_ingest(
     return Outcome(files, broken)
 
 
+def _keeps_history() -> bool:
+    """Whether the runs go to DAGSTER_HOME's instance (seen in the UI), not an ephemeral one."""
+    return bool(os.environ.get("DAGSTER_HOME"))
+
+
 def _instance() -> dg.DagsterInstance:
-    return (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
-    )
+    return dg.DagsterInstance.get() if _keeps_history() else dg.DagsterInstance.ephemeral()
 
 
 def _ingest(
@@ -268,6 +270,8 @@ class _Dataset:
                 request.job_name or ingest_job_name(self.contract.name)
             )
             tags = {**request.tags, **process_tag()}
+            if not _keeps_history():  # nothing outlives this process: no per-file events
+                tags[FILE_EVENTS_TAG] = "false"
             if request.run_key:
                 tags[RUN_KEY_TAG] = request.run_key  # as a sensor's launched run carries it
             result = job.execute_in_process(

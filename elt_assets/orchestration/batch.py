@@ -47,6 +47,7 @@ from elt_assets.orchestration.names import (
     BATCH_FILES_TAG,
     BATCH_TAG,
     DEFAULT_NAMING,
+    FILE_EVENTS_TAG,
     Naming,
     batch_job_name,
     batch_op_name,
@@ -196,10 +197,10 @@ class _Batch:
         # so the batch reports each once, the first failure among its files, else the last.
         self.target_checks: dict[str, dg.AssetCheckResult] = {}
         self.row_count: int | None = None  # the table's row count after this batch's last load
-        # An ephemeral instance (`elt ingest` without DAGSTER_HOME) keeps nothing past this
-        # process: each file's materialisations and check evaluations would be written for no
+        # `elt ingest` without DAGSTER_HOME tags its runs: its instance keeps nothing past the
+        # process, so each file's materialisations and check evaluations would be written for no
         # one to see, at half of a small file's cost. The manifest records every file either way.
-        self.reports_files = not context.instance.is_ephemeral
+        self.reports_files = context.run.tags.get(FILE_EVENTS_TAG) != "false"
 
     def run(self, partition_keys: list[str]) -> None:
         started = time.perf_counter()

@@ -79,6 +79,9 @@ DATASET_TAG = "elt/dataset"
 RELOAD_OF_TAG = "elt/reload_of"  # the run that ended without finishing the file
 BATCH_TAG = "elt/batch"  # "true" on batch runs
 BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
+# "false" on the runs of `elt ingest` without DAGSTER_HOME: their instance ends with the process,
+# so a batch run writes no per-file events no one could see (orchestration/batch.py).
+FILE_EVENTS_TAG = "elt/file_events"
 # Set on runs `elt ingest` executes in process: "host:pid", for people reading the run.
 PROCESS_TAG = "elt/process"
 # Tags Dagster itself sets on runs (dagster._core.storage.tags).
