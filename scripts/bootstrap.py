@@ -73,7 +73,6 @@ PG15_TIER = [
     "elt_assets_tests/test_fidelity.py",
     "elt_assets_tests/test_pipeline.py",
     "elt_assets_tests/test_scenarios.py",
-    "elt_assets_tests/test_properties.py",
 ]
 
 
