@@ -25,8 +25,7 @@ import dagster as dg
 
 from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
-from elt_assets.contracts.model import Column, Contract
-from elt_assets.contracts.types import PgType
+from elt_assets.contracts.model import Contract
 from elt_assets.errors import TerminalError
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
@@ -48,7 +47,7 @@ from elt_assets.orchestration.partitions import files_partitions
 from elt_assets.orchestration.recovery import process_tag
 from elt_assets.orchestration.resources import LandingResource, build_resources, landing_resource
 from elt_assets.orchestration.sensors import Discovery, Tick, file_requests
-from elt_assets.postgres.evolution import MAX_GROWTHS
+from elt_assets.postgres.evolution import MAX_GROWTHS, Evolution
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content
 from elt_assets.postgres.lease import leases_held, wait_for_lease
@@ -367,23 +366,17 @@ def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any
 def _dry_read(staged: StagedFile) -> tuple[int, str | None]:
     """Read the file as its load would: good rows, and how the tables would grow (in memory
     only, from the YAML contract: a dry run writes nothing)."""
-    added: list[Column] = []
-    widened: dict[str, PgType] = {}
+    grown = Evolution()
     changes: list[str] = []
     for _ in range(MAX_GROWTHS):
         try:
             return sum(batch.good.height for batch in staged.batches()), ", ".join(changes) or None
         except SchemaGrowth as growth:
-            added += growth.added
+            grown.added += growth.added
             for name, wide in growth.widened.items():
-                if name in {c.name for c in added}:
-                    added = [
-                        c.model_copy(update={"type": wide}) if c.name == name else c for c in added
-                    ]
-                else:
-                    widened[name] = wide
+                grown.widen(name, wide)
             changes.append(str(growth))
-            staged.contract = staged.contract.evolved_by(added, widened)
+            staged.contract = staged.contract.evolved_by(grown.added, grown.widened)
             staged.restart()
     raise FileRejected(staged.file, f"still growing the schema after {MAX_GROWTHS} changes")
 

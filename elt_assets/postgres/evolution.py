@@ -43,6 +43,15 @@ class Evolution:
     added: list[Column] = field(default_factory=list)
     widened: dict[str, PgType] = field(default_factory=dict)
 
+    def widen(self, name: str, wide: PgType) -> None:
+        """Column `name` is now `wide`: an added column's own type, or a YAML column widened."""
+        if any(c.name == name for c in self.added):
+            self.added = [
+                c.model_copy(update={"type": wide}) if c.name == name else c for c in self.added
+            ]
+        else:
+            self.widened[name] = wide
+
 
 def evolution(connection: psycopg.Connection, dataset: str) -> Evolution:
     """The dataset's latest schema version."""
@@ -123,12 +132,7 @@ def _apply(
         if not have.widens_to(wide):
             continue  # as wide already: another file widened it
         _evolve(connection, current, name, wide)
-        if name in current.added_columns:
-            state.added = [
-                c.model_copy(update={"type": wide}) if c.name == name else c for c in state.added
-            ]
-        else:
-            state.widened[name] = wide
+        state.widen(name, wide)
         changes.append(f"{name} widened {have} -> {wide}")
     return changes
 

@@ -11,7 +11,6 @@ from elt_assets.contracts.model import Contract
 from elt_assets.postgres.templates import (
     render,
     render_key_problems,
-    staging_table,
     target_table,
 )
 
@@ -19,14 +18,6 @@ from elt_assets.postgres.templates import (
 def _count(connection: psycopg.Connection, query: Any, params: dict[str, Any] | None = None) -> int:
     row = connection.execute(query, params).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def slice_counts(connection: psycopg.Connection, contract: Contract, file: str) -> tuple[int, int]:
-    """(rows in the file's staging slice, its open quarantine rows), each counted on its own."""
-    params = {"dataset": contract.name, "file": file}
-    staged = _count(connection, render("slice_count", table=staging_table(contract)), params)
-    quarantined = _count(connection, render("quarantine_open_count"), params)
-    return staged, quarantined
 
 
 def table_exists(connection: psycopg.Connection, contract: Contract) -> bool:

@@ -56,7 +56,7 @@ def target_differences(contract: Contract, columns: list[ColumnInfo]) -> list[st
     for column in contract.table_columns:
         found = existing.get(column.name)
         if found is None and column.name == contract.policy.rescue_column:
-            continue  # added by the platform (_add_rescue_column)
+            continue  # added by the platform (_add_columns)
         if found is None:
             problems.append(f"{table} has no column {column.name!r} ({column.type.ddl})")
         elif found.type != column.type.ddl:
@@ -142,25 +142,23 @@ def _staging_lacks(contract: Contract, columns: list[ColumnInfo]) -> list[Column
     return [c for c in wanted if c.name not in present] or None
 
 
-def _add_staging_columns(
-    connection: psycopg.Connection, contract: Contract, columns: list[Column]
+def _add_columns(
+    connection: psycopg.Connection, table: sql.Identifier, name: str, columns: list[Column]
 ) -> None:
+    """Nullable columns a table lacks (the rescue column of a policy that starts rescuing): no
+    row and no reader of the table depends on them, and earlier rows read NULL. The one change
+    the platform makes itself to a table it did not just create."""
     with connection.transaction(), as_owner(connection):
         for column in columns:
             connection.execute(
                 render(
                     "column_add",
-                    table=staging_table(contract),
+                    table=table,
                     column=sql.Identifier(column.name),
                     type=sql.SQL(column.type.ddl),  # rendered from parsed parts
                 )
             )
-    log.info(
-        "added %s to staging table %s.%s",
-        ", ".join(c.name for c in columns),
-        STAGING_SCHEMA,
-        contract.name,
-    )
+    log.info("added %s to %s", ", ".join(f"{c.name} {c.type}" for c in columns), name)
 
 
 def _create_staging(connection: psycopg.Connection, contract: Contract, replace: bool) -> None:
@@ -187,10 +185,13 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
         if not target:
             _create_target(connection, contract)
         elif _lacks_rescue_column(contract, target):
-            _add_rescue_column(connection, contract)
+            rescue = [c for c in contract.table_columns if c.name == contract.policy.rescue_column]
+            name = f"{contract.target.schema_}.{contract.target.table}"
+            _add_columns(connection, target_table(contract), name, rescue)
         missing = _staging_lacks(contract, staging) if staging else None
         if missing:
-            _add_staging_columns(connection, contract, missing)
+            name = f"{STAGING_SCHEMA}.{contract.name}"
+            _add_columns(connection, staging_table(contract), name, missing)
         elif not staging or not _staging_matches(contract, staging):
             _create_staging(connection, contract, replace=bool(staging))
 
@@ -198,28 +199,6 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
 def _lacks_rescue_column(contract: Contract, target: list[ColumnInfo]) -> bool:
     rescue = contract.policy.rescue_column
     return contract.policy.rescues and rescue not in {c.name for c in target}
-
-
-def _add_rescue_column(connection: psycopg.Connection, contract: Contract) -> None:
-    """A policy that starts rescuing needs its column on an existing table: a nullable jsonb
-    column, which no row and no reader of the table depends on, is the one change the platform
-    makes to a table it did not just create."""
-    with connection.transaction(), as_owner(connection):
-        connection.execute(
-            render(
-                "column_add",
-                table=target_table(contract),
-                column=sql.Identifier(contract.policy.rescue_column),
-                type=sql.SQL("jsonb"),
-            )
-        )
-    log.info(
-        "added the rescue column %s (jsonb) to %s.%s (policy of dataset %s)",
-        contract.policy.rescue_column,
-        contract.target.schema_,
-        contract.target.table,
-        contract.name,
-    )
 
 
 def ensure_dataset_tables(

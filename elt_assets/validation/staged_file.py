@@ -208,9 +208,8 @@ def read_together(files: list[StagedFile]) -> None:
             tuple(raws[0].schema.items()),
         )
         groups.setdefault(shape, []).append((staged, reader, raws[0]))
-    for group in groups.values():
-        if len(group) > 1:
-            _validate_group(group)
+    for group in groups.values():  # a group of one too: the file is read already
+        _validate_group(group)
 
 
 def _validate_group(group: list[tuple[StagedFile, FileReader, pl.DataFrame]]) -> None:
