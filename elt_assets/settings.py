@@ -106,9 +106,27 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "A file's staging slice is deleted by the daily `prune_staging` job once the file's load "
         "ended longer ago than this (the landed file stays the source); 0 keeps slices forever.",
     ),
+    "ELT_CELERY_BROKER_URL": (
+        "the Dagster database",
+        "Celery deployment only (deploy/celery): the broker the CeleryRunLauncher sends runs to "
+        "and `elt worker` takes them from. Unset: ELT_DAGSTER_DATABASE_URL's database serves as "
+        "the broker (kombu's SQLAlchemy transport, polled every second); RabbitMQ "
+        "(amqp://...) for many runs a minute (README, Many machines).",
+    ),
+    "ELT_CELERY_BACKEND_URL": (
+        "the Dagster database",
+        "Celery deployment only: where Celery keeps each run's task state, which Dagster's run "
+        "monitoring reads. Unset: a table in ELT_DAGSTER_DATABASE_URL's database.",
+    ),
 }
 
-SECRET_SETTINGS = ("ELT_DATABASE_URL", "ELT_OWNER_DATABASE_URL", "ELT_DAGSTER_DATABASE_URL")
+SECRET_SETTINGS = (
+    "ELT_DATABASE_URL",
+    "ELT_OWNER_DATABASE_URL",
+    "ELT_DAGSTER_DATABASE_URL",
+    "ELT_CELERY_BROKER_URL",
+    "ELT_CELERY_BACKEND_URL",
+)
 
 
 class SettingError(TerminalError):
@@ -188,6 +206,27 @@ def required_url(name: str, value: str | None) -> str:
 
 def require_database_url(name: str, env: Mapping[str, str] | None = None) -> str:
     return required_url(name, database_url(name, env))
+
+
+def celery_urls(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The Celery broker and result-backend URLs: the ones set, else the Dagster database's
+    (kombu's SQLAlchemy transport and Celery's database backend, through psycopg 3)."""
+    broker = read_secret("ELT_CELERY_BROKER_URL", env)
+    backend = read_secret("ELT_CELERY_BACKEND_URL", env)
+    if broker and backend:
+        return broker, backend
+    dagster = database_url("ELT_DAGSTER_DATABASE_URL", env)
+    if dagster is None:
+        raise SettingError(
+            "ELT_CELERY_BROKER_URL and ELT_CELERY_BACKEND_URL are not set, and neither is "
+            "ELT_DAGSTER_DATABASE_URL to serve as both: set ELT_DAGSTER_DATABASE_URL (or the two "
+            "Celery URLs) for `elt worker` and the Celery run launcher."
+        )
+    rest = dagster.split("://", 1)[1]
+    return (
+        broker or f"sqla+postgresql+psycopg://{rest}",
+        backend or f"db+postgresql+psycopg://{rest}",
+    )
 
 
 def _text(name: str, env: Mapping[str, str] | None) -> str:

@@ -6,6 +6,7 @@
     elt check-defs          load the Dagster definitions as the UI would, and report problems
     elt contract infer FILE print a starting contract (YAML) inferred from a sample of FILE
     elt quarantine export   a dataset's (or file's) quarantined rows as CSV, for the sender
+    elt worker              a Celery worker that executes Dagster runs (deploy/celery)
     elt exec -- CMD ...     run CMD with *_FILE secrets resolved (for container entry points)
 
 Exit status: 0 success, 1 a file or a check failed, 2 usage or configuration error.
@@ -22,7 +23,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 from elt_assets.errors import EltError
 from elt_assets.log import configure_logging, get_logger, mask_secrets
-from elt_assets.settings import SECRET_SETTINGS, SettingError, Settings, read_secret
+from elt_assets.settings import (
+    SECRET_SETTINGS,
+    SettingError,
+    Settings,
+    celery_urls,
+    read_secret,
+)
 
 if TYPE_CHECKING:
     from elt_assets.contracts.model import Contract
@@ -194,6 +201,28 @@ def _parser() -> argparse.ArgumentParser:
         "--output", "-o", default="-", metavar="PATH|-", help="where to write (default - stdout)"
     )
     export.add_argument("--contracts", metavar="DIR", help="contracts dir (ELT_CONTRACTS_DIR)")
+    worker = commands.add_parser(
+        "worker",
+        help="a Celery worker that executes the runs Dagster's CeleryRunLauncher sends it",
+        description="For the Celery deployment (deploy/celery, README 'Many machines'): takes "
+        "runs from ELT_CELERY_BROKER_URL (default: the Dagster database) and executes each in a "
+        "process of its own, reporting to the Dagster instance of DAGSTER_HOME. Needs the same "
+        "ELT_* settings as the code server (database URLs, landing, contracts).",
+    )
+    worker.add_argument(
+        "--name", default="elt", help="worker name; Celery appends @HOSTNAME (default elt)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs this worker executes at once (default 1; the warehouse pool still limits "
+        "writers across all workers)",
+    )
+    worker.add_argument(
+        "--queue", default="dagster", help="Celery queue to take runs from (default dagster)"
+    )
     execute = commands.add_parser(
         "exec",
         help="run a command with *_FILE secrets resolved into the environment",
@@ -252,6 +281,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _contract_infer(args, settings)
     if args.command == "quarantine":
         return _quarantine_export(args, settings)
+    if args.command == "worker":
+        from elt_assets.cli.worker import run_worker
+
+        return run_worker(args.name, args.concurrency, args.queue)
     return _exec(args.argv)
 
 
@@ -456,7 +489,17 @@ def _exec(argv: list[str]) -> NoReturn:
         if value is not None:
             os.environ[name] = value
             os.environ.pop(f"{name}_FILE", None)
-    os.execvp(command[0], command)  # noqa: S606 (replaces this process by design)
+    if os.environ.get("ELT_DAGSTER_DATABASE_URL"):  # what deploy/celery/dagster.yaml reads
+        broker, backend = celery_urls()
+        os.environ.setdefault("ELT_CELERY_BROKER_URL", broker)
+        os.environ.setdefault("ELT_CELERY_BACKEND_URL", backend)
+    try:
+        os.execvp(command[0], command)  # noqa: S606 (replaces this process by design)
+    except FileNotFoundError:
+        raise SettingError(
+            f"elt exec: {command[0]!r} was not found on PATH: install it in this environment or "
+            "give its full path."
+        ) from None
 
 
 if __name__ == "__main__":
