@@ -101,6 +101,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "How long a run, or `elt ingest`, waits for another process that is loading the same file "
         "before it gives up (the run fails; `elt ingest` reports the file `running`, exit 0).",
     ),
+    "ELT_LOST_RUN_SECONDS": (
+        "600",
+        "A run Dagster still shows in progress whose file no process has held for this long "
+        "(its worker's host was lost, and the run launcher cannot tell: a Celery worker's task "
+        "stays STARTED) is reported failed by the sensor, and the file loaded again.",
+    ),
     "ELT_STAGING_RETENTION_HOURS": (
         "168",
         "A file's staging slice is deleted by the daily `prune_staging` job once the file's load "
@@ -321,6 +327,7 @@ class Settings:
     batch_max_files: int
     batch_rows: int
     file_wait_minutes: int
+    lost_run_seconds: int = 600
     max_record_bytes: int = 1 << 20
     staging_retention_hours: int = 168
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
@@ -364,6 +371,7 @@ class Settings:
             batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
             file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
+            lost_run_seconds=_int("ELT_LOST_RUN_SECONDS", env, 5, 604_800),
             max_record_bytes=max_record_bytes(env),
             staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
             archive_dir=None if archive else _optional_path("ELT_ARCHIVE_DIR", env),

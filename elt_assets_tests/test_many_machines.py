@@ -67,10 +67,10 @@ def events_file(n: int, rows: int = 40) -> bytes:
     return ("event_id,kind\n" + body).encode()
 
 
-def expected_items(files: list[int]) -> list[tuple[int, str, int]]:
+def expected_items(files: list[int], rows: int = 50) -> list[tuple[int, str, int]]:
     best: dict[int, tuple[int, str, int]] = {}
     for n in sorted(files):  # later files carry higher versions
-        for line in items_file(n).decode().splitlines()[1:]:
+        for line in items_file(n, rows).decode().splitlines()[1:]:
             key, label, version = line.split(",")
             best[int(key)] = (int(key), label, int(version))
     return [best[key] for key in sorted(best)]
@@ -83,6 +83,7 @@ class Cluster:
     root: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    lost: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[Any] = field(default_factory=list)
 
     def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
@@ -112,6 +113,13 @@ class Cluster:
         )
         self.processes[name] = process
         return process
+
+    def lose(self, name: str) -> None:
+        """Machine `name` is lost: every process of it killed at once (kill -9)."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        self.lost.append(process)
 
     def log(self, name: str) -> str:
         return (self.root / name / "log.txt").read_text(errors="replace")
@@ -169,6 +177,7 @@ def cluster(
         "ELT_DAGSTER_DATABASE_URL": warehouse.server.url("elt_owner", storage),
         "ELT_LANDING_DIR": bucket.url,
         "ELT_SENSOR_INTERVAL_SECONDS": "2",
+        "ELT_LOST_RUN_SECONDS": "20",
         "ELT_LOG_FORMAT": "text",
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(free_port()),
@@ -308,3 +317,99 @@ def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writ
     workers = workers_of_runs(warehouse, cluster.env["ELT_DAGSTER_DATABASE_URL"], task_ids)
     assert len(workers) == 12
     assert {worker.split("@")[0] for worker in workers} == {"a", "b"}, workers
+
+
+def process_of_backend(warehouse: Warehouse, backend_pid: int) -> int:
+    """The local process at the other end of a PostgreSQL backend's TCP connection."""
+    port = warehouse.value("SELECT client_port FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in {f"socket:[{inode}]" for inode in inodes}:
+                    return int(entry.name)
+    raise AssertionError(f"no local process holds the connection of backend {backend_pid}")
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def kill_9_during_copy(
+    cluster: Cluster, warehouse: Warehouse, bucket: Bucket, n: int
+) -> tuple[str, int, Pause, int]:
+    """Land items_<n>.csv and hold its COPY into staging: the name of the worker whose pool
+    process runs it, that process, the pause and the paused backend."""
+    pause = Pause(warehouse.superuser_url)
+    pause.install("elt_staging.items", f"NEW._elt_row = 100 AND NEW.version = {n}", seconds=120)
+    bucket.put(f"items/items_{n}.csv", items_file(n, rows=500))
+    backend, _ = pause.wait_paused(cluster.processes["daemon"], timeout=240)
+    victim = process_of_backend(warehouse, backend)
+    workers = {process.pid: name for name, process in cluster.processes.items()}
+    # A pool process of a worker (`elt exec` and `elt worker` keep the main process's pid).
+    assert victim not in workers and workers.get(parent_of(victim), "").startswith("worker-")
+    return workers[parent_of(victim)], victim, pause, backend
+
+
+def loaded_once(
+    cluster: Cluster, warehouse: Warehouse, files: list[int], failure: str
+) -> dg.DagsterRun:
+    """Wait for files items_<n> to be loaded; the last one's run failed once with `failure`
+    in its message and succeeded once after. Returns that successful run."""
+    done = [(f"items/items_{n}.csv", "success") for n in files]
+    wait_until("the file loaded again", lambda: manifest(warehouse) == done, cluster)
+    assert warehouse.query("SELECT id, label, version FROM shop.items ORDER BY 1") == (
+        expected_items(files, rows=500)
+    )
+    with deployment_instance(cluster) as instance:
+        file = {"elt/file": f"items/items_{files[-1]}.csv"}
+
+        def settled() -> list[dg.DagsterRun] | None:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags=file))
+            return runs if all(run.is_finished for run in runs) else None
+
+        runs = wait_until("its runs finished", settled, cluster, seconds=60)
+        failed = [run for run in runs if run.status == dg.DagsterRunStatus.FAILURE]
+        succeeded = [run for run in runs if run.status == dg.DagsterRunStatus.SUCCESS]
+        assert len(failed) == 1 and len(succeeded) == 1, [(r.run_id, r.status) for r in runs]
+        records = instance.all_logs(failed[0].run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    messages = " ".join(str(record.message) for record in records)
+    assert failure in messages, messages
+    return succeeded[0]
+
+
+def test_kill_9_of_a_run_process_or_of_a_whole_worker_during_copy_loads_the_file_once(
+    cluster: Cluster, warehouse: Warehouse, bucket: Bucket
+) -> None:
+    """1. The process executing a run on a worker is killed mid-COPY: Celery records the task
+    failed, Dagster's run monitoring fails the run and its automatic retry loads the file.
+    2. A whole worker is lost mid-COPY (all its processes killed, as when its host goes):
+    Celery keeps the task STARTED, so run monitoring sees nothing; the sensor finds the file
+    nobody's for ELT_LOST_RUN_SECONDS, fails the run, and the other worker loads the file.
+    Either way every row is there once."""
+    _, victim, pause, backend = kill_9_during_copy(cluster, warehouse, bucket, 1)
+    os.kill(victim, signal.SIGKILL)
+    pause.release()  # the backend notices its client is gone when it reads the COPY data on
+    pause.wait_gone(backend)
+    retry = loaded_once(cluster, warehouse, [1], "Celery task failed")  # run monitoring's
+    assert "dagster/parent_run_id" in retry.tags  # Dagster's run retry
+
+    pause.execute("DROP TRIGGER fault_pause ON elt_staging.items")
+    pause.execute("TRUNCATE public.fault_release")
+    pause.execute("ALTER SEQUENCE public.fault_fired RESTART")
+    lost, _, pause, backend = kill_9_during_copy(cluster, warehouse, bucket, 2)
+    cluster.lose(lost)
+    pause.release()
+    pause.wait_gone(backend)
+    reload = loaded_once(cluster, warehouse, [1, 2], "ELT_LOST_RUN_SECONDS")
+    [worker] = workers_of_runs(
+        warehouse, cluster.env["ELT_DAGSTER_DATABASE_URL"], [reload.tags["dagster-celery/task_id"]]
+    )
+    assert worker.split("@")[0] != lost.removeprefix("worker-")

@@ -14,7 +14,9 @@ password included, into a file under DAGSTER_HOME.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from elt_assets.postgres.connection import one_at_a_time
 from elt_assets.settings import SettingError, celery_urls
 
 # What the launcher's `config_source` in deploy/celery/dagster.yaml also says: the SQLAlchemy
@@ -25,6 +27,17 @@ CELERY_CONFIG = {
     "result_extended": True,
     "broker_connection_retry_on_startup": True,
 }
+
+
+def _create_broker_tables(app: Any, broker: str, queue: str) -> None:
+    """kombu's SQLAlchemy transport creates its tables on first use, and two workers starting
+    together on an empty database collide (duplicate sequence): create them one at a time."""
+    url = "postgresql://" + broker.split("://", 1)[1]
+    with (
+        one_at_a_time(url, setting="ELT_CELERY_BROKER_URL", name="elt:celery-broker"),
+        app.connection_for_write() as connection,
+    ):
+        connection.default_channel.queue_declare(queue=queue)
 
 
 def run_worker(name: str, concurrency: int, queue: str) -> int:
@@ -55,6 +68,8 @@ def run_worker(name: str, concurrency: int, queue: str) -> int:
     )
     create_execute_job_task(app)
     create_resume_job_task(app)
+    if broker.startswith("sqla+"):
+        _create_broker_tables(app, broker, queue)
     app.worker_main(
         [
             "worker",

@@ -10,11 +10,16 @@ process holds the file's lease any more and
     instance, or another instance's run), or over: the instance reports it finished and no
     automatic retry of it (dagster.yaml `run_retries`) is pending; or
   - it is a run executed in process by `elt ingest` (tag `elt/process`), which nobody else
-    monitors: the instance still shows it started, so it is reported failed here first.
+    monitors: the instance still shows it started, so it is reported failed here first; or
+  - it is a launched run that took the file over ELT_LOST_RUN_SECONDS ago (10 min) and nobody
+    holds the file now: its process is gone and Dagster's run monitoring has not noticed (a
+    Celery worker whose whole host was lost leaves its task STARTED for ever), so it is
+    reported failed here, and Dagster's run retries or the reload below take the file again.
 A stale row becomes `interrupted` with an error naming the run. The sensor then requests one run
 per interruption, with a run key of its own (`<partition>@<sha256>@reload-<run id>`) so Dagster
 neither dedupes it against the first run nor launches it twice; `elt ingest` loads the file
-itself. Other runs that Dagster still shows in progress are left to Dagster's run monitoring.
+itself. Runs whose process died are otherwise left to Dagster's run monitoring, which sees it
+first on the Kubernetes launcher, the default launcher and a Celery worker that lost a run process.
 """
 
 from __future__ import annotations
@@ -53,24 +58,42 @@ def process_tag() -> dict[str, str]:
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _fail_abandoned_in_process_runs(
-    instance: dg.DagsterInstance, runs: dict[str, dg.DagsterRun], orphans: list[OpenFile]
-) -> dict[str, dg.DagsterRun]:
-    """Report failed the in-process runs whose files nobody holds any more (their `elt ingest`
-    was killed): Dagster would show them as started forever. Returns the runs as they are now."""
-    files = {row.run_id: row.file for row in orphans}
-    dead = [
-        run
-        for run in runs.values()
-        if not run.is_finished and PROCESS_TAG in run.tags and run.run_id in files
-    ]
-    for run in dead:
-        instance.report_run_failed(
-            run,
+def _why_lost(run: dg.DagsterRun, row: OpenFile, lost_after_seconds: float) -> str | None:
+    """Why a run Dagster still shows in progress is lost, or None. Its file's row is `running`
+    and no process holds the file's lease: the process that took it is gone."""
+    if run.is_finished:
+        return None
+    if PROCESS_TAG in run.tags:  # an `elt ingest` that was killed: nobody else monitors it
+        return (
             f"the process that ran it ({run.tags[PROCESS_TAG]}) is gone: it no longer holds the "
-            f"lease of {files[run.run_id]} (killed, out of memory, or its host lost)",
+            f"lease of {row.file} (killed, out of memory, or its host lost)"
         )
-    if not dead:
+    if row.age_seconds < lost_after_seconds:  # Dagster's run monitoring should notice first
+        return None
+    return (
+        f"its process is gone: no process holds the lease of {row.file}, which it started "
+        f"{row.age_seconds / 60:.0f} min ago, yet Dagster still shows the run in progress (its "
+        "worker's host was lost, which the run launcher cannot see; ELT_LOST_RUN_SECONDS)"
+    )
+
+
+def _fail_lost_runs(
+    instance: dg.DagsterInstance,
+    runs: dict[str, dg.DagsterRun],
+    orphans: list[OpenFile],
+    lost_after_seconds: float,
+) -> dict[str, dg.DagsterRun]:
+    """Report failed the runs whose files nobody holds any more while Dagster would show them
+    in progress for ever. Returns the runs as they are now."""
+    rows = {row.run_id: row for row in orphans}
+    lost = [
+        (run, why)
+        for run in runs.values()
+        if run.run_id in rows and (why := _why_lost(run, rows[run.run_id], lost_after_seconds))
+    ]
+    for run, why in lost:
+        instance.report_run_failed(run, why)
+    if not lost:
         return runs
     found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(runs)))
     return {run.run_id: run for run in found}
@@ -102,7 +125,10 @@ def _why_over(
 
 
 def recover_stale_files(
-    connection: psycopg.Connection, instance: dg.DagsterInstance, dataset: str
+    connection: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    dataset: str,
+    lost_after_seconds: float = 600,
 ) -> list[Interrupted]:
     """Mark the dataset's stale `running` rows `interrupted` (or `failed`, too many times)."""
     rows = running_files(connection, dataset)
@@ -111,7 +137,9 @@ def recover_stale_files(
     if not orphans:
         return []
     found = instance.get_runs(filters=dg.RunsFilter(run_ids=sorted({r.run_id for r in orphans})))
-    runs = _fail_abandoned_in_process_runs(instance, {run.run_id: run for run in found}, orphans)
+    runs = _fail_lost_runs(
+        instance, {run.run_id: run for run in found}, orphans, lost_after_seconds
+    )
     stale = [(row, why) for row in orphans if (why := _why_over(instance, row, runs)) is not None]
     return mark_interrupted(connection, stale) if stale else []
 

@@ -74,6 +74,8 @@ class Discovery:
     # Reading files to hash them stops after this long in one tick (the rest wait for the
     # next), so a tick ends well within Dagster's sensor timeout; None: no limit.
     max_hash_seconds: float | None = MAX_HASH_SECONDS
+    # A launched run whose file nobody has held this long is lost (orchestration/recovery.py).
+    lost_run_seconds: int = 600
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -83,6 +85,7 @@ class Discovery:
             batch_threshold=settings.batch_threshold,
             batch_max_files=settings.batch_max_files,
             max_listed_per_tick=settings.max_listed_per_tick,
+            lost_run_seconds=settings.lost_run_seconds,
         )
 
     def headless(self) -> "Discovery":
@@ -292,7 +295,9 @@ class Tick:
         reason.
         """
         contract = self.contract
-        recovered = recover_stale_files(connection, self.instance, contract.name)
+        recovered = recover_stale_files(
+            connection, self.instance, contract.name, self.rules.lost_run_seconds
+        )
         for item in recovered:
             self.log.warning(f"{contract.name}: {item.row.file}: {item.error}")
         # The content each file holds now: what this tick observed, else what was known before.

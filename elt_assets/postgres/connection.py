@@ -67,6 +67,15 @@ def connect(
         ) from None
 
 
+@contextlib.contextmanager
+def one_at_a_time(url: str, *, setting: str, name: str) -> Iterator[None]:
+    """Hold the advisory lock `name` in `url`'s database meanwhile: set-up that processes
+    starting together on several hosts must not race."""
+    with connect(url, setting=setting) as connection:
+        connection.execute(render("lock_named"), {"name": name})
+        yield
+
+
 def check_not_superuser(connection: psycopg.Connection, *, refuse: bool, setting: str) -> None:
     """Warn (or refuse, in production) when the runtime connects with superuser rights."""
     row = connection.execute(render("role_is_superuser")).fetchone()
