@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--scenarios", default="big,bucket,small,tick")
+    parser.add_argument("--scenarios", default="big,bucket,small,tick,workers")
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
@@ -336,6 +336,14 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.tick import bucket_tick_scenario
 
         extra.append(bucket_tick_scenario(bench, args.tick_files))
+    if "workers" in scenarios:
+        from benchmarks.bucket import start_bucket
+        from benchmarks.workers import workers_scenario
+
+        bucket = bench.bucket or start_bucket()
+        extra.append(
+            workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url)
+        )
     report = markdown(rows, extra, bench.identical)
     (state / "results.md").write_text(report)
     print()

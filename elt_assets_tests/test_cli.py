@@ -188,7 +188,7 @@ def counts(entry: dict[str, Any]) -> tuple[int, int, int, int, int]:
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = elt("--help", tmp_path=tmp_path)
     assert result.returncode == 0, explain(result)
-    for command in ("dev", "ingest", "db", "check-defs", "exec"):
+    for command in ("dev", "ingest", "db", "check-defs", "worker", "exec"):
         assert command in result.stdout
     assert "Exit status" in result.stdout
 
@@ -227,6 +227,21 @@ def test_missing_landing_dir_is_a_configuration_error(
     message = one_error_line(elt("ingest", tmp_path=tmp_path, env=env))
     assert f"ELT_LANDING_DIR points to {nowhere}, which is not a directory" in message
     assert "create it or fix it" in message
+
+
+def test_worker_says_which_instance_and_broker_it_needs(tmp_path: Path) -> None:
+    message = one_error_line(elt("worker", tmp_path=tmp_path))
+    assert "DAGSTER_HOME is not set" in message and "deploy/celery/dagster.yaml" in message
+    home = {"DAGSTER_HOME": str(tmp_path)}
+    message = one_error_line(elt("worker", tmp_path=tmp_path, env=home))
+    assert "set ELT_DAGSTER_DATABASE_URL (or the two Celery URLs)" in message
+    message = one_error_line(elt("worker", "--concurrency", "0", tmp_path=tmp_path, env=home))
+    assert "--concurrency must be at least 1" in message
+
+
+def test_exec_names_a_command_that_is_not_installed(tmp_path: Path) -> None:
+    message = one_error_line(elt("exec", "--", "no-such-command-here", tmp_path=tmp_path))
+    assert "'no-such-command-here' was not found on PATH" in message
 
 
 def test_malformed_database_url_is_named_but_never_shown(

@@ -510,8 +510,22 @@ def test_live_runs_held_locks_and_pending_retries_keep_a_file_running(
     assert manifest(warehouse, retried)["error"] == (
         f"run {parent} ended without finishing (run status FAILURE); the file will be loaded again"
     )
-    # A launched run Dagster says still runs is left to Dagster's run monitoring.
+    # A launched run Dagster says still runs is left to Dagster's run monitoring ...
     assert manifest(warehouse, live)["status"] == "running"
+    # ... until nobody has held its file for ELT_LOST_RUN_SECONDS (10 min): its host is lost.
+    warehouse.query(
+        "UPDATE elt.ingestion_manifest SET started_at = now() - interval '11 minutes'"
+        " WHERE file = %s",
+        [live],
+    )
+    _, summary = ticker()
+    assert summary.interrupted == 1
+    assert manifest(warehouse, live)["status"] == "interrupted"
+    lost = instance.get_run_by_id(run_id(1))
+    assert lost is not None and lost.status == failed
+    [failure] = instance.all_logs(run_id(1), of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert f"no process holds the lease of {live}" in str(failure.message)
+    assert "ELT_LOST_RUN_SECONDS" in str(failure.message)
 
 
 def test_a_content_interrupted_three_times_fails_instead_of_looping(

@@ -12,12 +12,9 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import pytest
 import yaml
 from psycopg import sql
 
+from benchmarks.cluster import DEPLOY, Machines, instance_config
 from elt_assets.postgres.embedded import free_port
 from elt_assets.settings import celery_urls
 from elt_assets_tests.conftest import Bucket, Warehouse, write_contract
@@ -34,9 +32,6 @@ from elt_assets_tests.helpers import Pause
 
 pytestmark = [pytest.mark.db, pytest.mark.dagster, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy" / "celery"
-BIN = Path(sys.executable).parent
 ITEMS = """
     name: items
     source: {glob: "items/*.csv"}
@@ -76,102 +71,20 @@ def expected_items(files: list[int], rows: int = 50) -> list[tuple[int, str, int
     return [best[key] for key in sorted(best)]
 
 
-@dataclass
-class Cluster:
-    """The deployment's processes, each started in a directory of its own under `root`."""
-
-    root: Path
-    env: dict[str, str]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    lost: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _logs: list[Any] = field(default_factory=list)
-
-    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        """`elt exec -- argv` as machine `name`: own cwd, HOME, DAGSTER_HOME and contracts."""
-        machine = self.root / name
-        for sub in ("home", "dagster_home", "state"):
-            (machine / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copytree(self.root / "contracts", machine / "contracts", dirs_exist_ok=True)
-        shutil.copy(self.root / "dagster.yaml", machine / "dagster_home" / "dagster.yaml")
-        shutil.copy(DEPLOY / "workspace.yaml", machine / "workspace.yaml")
-        env = {
-            **self.env,
-            "HOME": str(machine / "home"),
-            "DAGSTER_HOME": str(machine / "dagster_home"),
-            "ELT_CONTRACTS_DIR": str(machine / "contracts"),
-            "ELT_STATE_DIR": str(machine / "state"),
-        }
-        log = (machine / "log.txt").open("wb")
-        self._logs.append(log)
-        process = subprocess.Popen(
-            [str(BIN / "elt"), "exec", "--", *argv],
-            cwd=machine,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes[name] = process
-        return process
-
-    def lose(self, name: str) -> None:
-        """Machine `name` is lost: every process of it killed at once (kill -9)."""
-        process = self.processes.pop(name)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        self.lost.append(process)
-
-    def log(self, name: str) -> str:
-        return (self.root / name / "log.txt").read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{self.log(name)[-3000:]}" for name in self.processes)
-
-    def assert_alive(self) -> None:
-        for name, process in self.processes.items():
-            assert process.poll() is None, f"{name} exited\n{self.logs()}"
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for log in self._logs:
-            log.close()
-
-
-def deployment_instance_config(poll_seconds: int) -> dict[str, Any]:
-    """The shipped deploy/celery/dagster.yaml, with run monitoring polled faster for the test."""
-    config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
-    config["run_monitoring"]["poll_interval_seconds"] = poll_seconds
-    config["run_monitoring"]["free_slots_after_run_end_seconds"] = poll_seconds
-    return config
-
-
 @pytest.fixture
 def cluster(
     tmp_path: Path, warehouse: Warehouse, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cluster]:
+) -> Iterator[Machines]:
     """Code server, daemon and workers `a` and `b` of the Celery deployment, started."""
     storage = f"{warehouse.name}_dagster"
     admin = Pause(warehouse.server.url("postgres", "postgres"))
     admin.execute(sql.SQL("CREATE DATABASE {} OWNER elt_owner").format(sql.Identifier(storage)))
-    root = tmp_path / "machines"
-    (root / "contracts").mkdir(parents=True)
-    write_contract(root / "contracts", ITEMS)
-    write_contract(root / "contracts", EVENTS)
-    (root / "dagster.yaml").write_text(yaml.safe_dump(deployment_instance_config(2)))
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_", "AWS_"))}
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    write_contract(contracts, ITEMS)
+    write_contract(contracts, EVENTS)
     env = {
-        **base,
         **bucket.s3.env,
-        "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}",  # the image's PATH has the venv
         "ELT_DATABASE_URL": warehouse.loader_url,
         "ELT_OWNER_DATABASE_URL": warehouse.owner_url,
         "ELT_DAGSTER_DATABASE_URL": warehouse.server.url("elt_owner", storage),
@@ -179,48 +92,27 @@ def cluster(
         "ELT_SENSOR_INTERVAL_SECONDS": "2",
         "ELT_LOST_RUN_SECONDS": "20",
         "ELT_LOG_FORMAT": "text",
-        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-        "DAGSTER_CODE_SERVER_PORT": str(free_port()),
     }
     # The test process reads the same instance (runs, tags) as the machines do.
     broker, backend = celery_urls(env)
     monkeypatch.setenv("ELT_DAGSTER_DATABASE_URL", env["ELT_DAGSTER_DATABASE_URL"])
     monkeypatch.setenv("ELT_CELERY_BROKER_URL", broker)
     monkeypatch.setenv("ELT_CELERY_BACKEND_URL", backend)
-    cluster = Cluster(root, env)
+    machines = Machines.prepare(tmp_path / "machines", contracts, env, instance_config(2))
     try:
-        init = cluster.start("init", "elt", "db", "init")
-        assert init.wait(timeout=300) == 0, cluster.log("init")
-        del cluster.processes["init"]
-        cluster.start(
-            "code-server",
-            "dagster",
-            "code-server",
-            "start",
-            "-m",
-            "elt_assets.definitions",
-            "--location-name",
-            "elt_assets",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            env["DAGSTER_CODE_SERVER_PORT"],
-        )
-        cluster.start("daemon", "dagster-daemon", "run", "-w", "workspace.yaml")
-        cluster.start("worker-a", "elt", "worker", "--name", "a")
-        cluster.start("worker-b", "elt", "worker", "--name", "b")
-        yield cluster
+        machines.start_deployment(["a", "b"], free_port())
+        yield machines
     finally:
-        cluster.stop()
+        machines.stop()
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(storage))
         )
 
 
-def wait_until(what: str, probe: Any, cluster: Cluster, seconds: float = 300) -> Any:
+def wait_until(what: str, probe: Any, cluster: Machines, seconds: float = 300) -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        cluster.assert_alive()
+        assert not cluster.dead(), f"{cluster.dead()} exited\n{cluster.logs()}"
         value = probe()
         if value:
             return value
@@ -237,7 +129,7 @@ def manifest(warehouse: Warehouse) -> list[tuple[str, str]]:
     ]
 
 
-def deployment_instance(cluster: Cluster) -> dg.DagsterInstance:
+def deployment_instance(cluster: Machines) -> dg.DagsterInstance:
     home = cluster.root / "observer"
     home.mkdir(exist_ok=True)
     shutil.copy(cluster.root / "dagster.yaml", home / "dagster.yaml")
@@ -282,7 +174,7 @@ class WriterSampler:
 
 
 def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writer_limit(
-    cluster: Cluster, warehouse: Warehouse, bucket: Bucket
+    cluster: Machines, warehouse: Warehouse, bucket: Bucket
 ) -> None:
     limit = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["concurrency"]["pools"]
     assert limit["default_limit"] == 2
@@ -343,7 +235,7 @@ def parent_of(pid: int) -> int:
 
 
 def kill_9_during_copy(
-    cluster: Cluster, warehouse: Warehouse, bucket: Bucket, n: int
+    cluster: Machines, warehouse: Warehouse, bucket: Bucket, n: int
 ) -> tuple[str, int, Pause, int]:
     """Land items_<n>.csv and hold its COPY into staging: the name of the worker whose pool
     process runs it, that process, the pause and the paused backend."""
@@ -359,7 +251,7 @@ def kill_9_during_copy(
 
 
 def loaded_once(
-    cluster: Cluster, warehouse: Warehouse, files: list[int], failure: str
+    cluster: Machines, warehouse: Warehouse, files: list[int], failure: str
 ) -> dg.DagsterRun:
     """Wait for files items_<n> to be loaded; the last one's run failed once with `failure`
     in its message and succeeded once after. Returns that successful run."""
@@ -386,7 +278,7 @@ def loaded_once(
 
 
 def test_kill_9_of_a_run_process_or_of_a_whole_worker_during_copy_loads_the_file_once(
-    cluster: Cluster, warehouse: Warehouse, bucket: Bucket
+    cluster: Machines, warehouse: Warehouse, bucket: Bucket
 ) -> None:
     """1. The process executing a run on a worker is killed mid-COPY: Celery records the task
     failed, Dagster's run monitoring fails the run and its automatic retry loads the file.

@@ -125,6 +125,21 @@ def test_dagster_yaml_loads_as_an_instance_on_postgres(
         assert instance.get_runs() == []
 
 
+@pytest.mark.pure
+def test_the_celery_deployments_instance_is_the_platforms_with_a_celery_launcher() -> None:
+    """deploy/celery/dagster.yaml differs from dagster.yaml only in the run launcher and the
+    compute logs, and its launcher's Celery settings are the ones `elt worker` uses."""
+    from elt_assets.cli.worker import CELERY_CONFIG
+
+    platform = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    celery = yaml.safe_load((ROOT / "deploy" / "celery" / "dagster.yaml").read_text())
+    launcher, logs = celery.pop("run_launcher"), celery.pop("compute_logs")
+    assert celery == platform
+    assert launcher["class"] == "CeleryRunLauncher"
+    assert launcher["config"]["config_source"] == CELERY_CONFIG
+    assert logs["class"] == "NoOpComputeLogManager"
+
+
 class Theirs(dg.ConfigurableResource):
     """A resource of the user's own project."""
 

@@ -11,6 +11,7 @@ from elt_assets.log import mask_secrets
 from elt_assets.settings import (
     SettingError,
     Settings,
+    celery_urls,
     checkout_root,
     database_url,
     max_record_bytes,
@@ -136,6 +137,25 @@ def test_require_database_url_explains_what_to_set() -> None:
         "ELT_OWNER_DATABASE_URL is not set: set it (or ELT_OWNER_DATABASE_URL_FILE) to "
     )
     assert require_database_url("ELT_OWNER_DATABASE_URL", {"ELT_OWNER_DATABASE_URL": URL}) == URL
+
+
+def test_celery_urls_default_to_the_dagster_database_through_psycopg_3() -> None:
+    env = {"ELT_DAGSTER_DATABASE_URL": "postgresql+psycopg2://dagster:pw-c1@h:5433/dagster"}
+    assert celery_urls(env) == (
+        "sqla+postgresql+psycopg://dagster:pw-c1@h:5433/dagster",
+        "db+postgresql+psycopg://dagster:pw-c1@h:5433/dagster",
+    )
+    assert mask_secrets(celery_urls(env)[0]).count("pw-c1") == 0
+    own = {"ELT_CELERY_BROKER_URL": "amqp://u:pw-c2@rabbit//", **env}
+    assert celery_urls(own)[0] == "amqp://u:pw-c2@rabbit//"
+    assert celery_urls(own)[1].startswith("db+postgresql+psycopg://")
+
+
+def test_celery_urls_without_any_database_say_what_to_set() -> None:
+    with pytest.raises(SettingError, match="set ELT_DAGSTER_DATABASE_URL"):
+        celery_urls({})
+    both = {"ELT_CELERY_BROKER_URL": "amqp://r//", "ELT_CELERY_BACKEND_URL": "redis://r/0"}
+    assert celery_urls(both) == ("amqp://r//", "redis://r/0")
 
 
 # --- Settings.from_env -----------------------------------------------------------------------

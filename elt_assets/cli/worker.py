@@ -62,7 +62,8 @@ def run_worker(name: str, concurrency: int, queue: str) -> int:
             "broker": broker,
             "backend": backend,
             "include": [],
-            "config_source": CELERY_CONFIG,
+            # A run's log lines reach its stderr, which Celery logs (as WARNING by default).
+            "config_source": {**CELERY_CONFIG, "worker_redirect_stdouts_level": "INFO"},
             "task_default_queue": queue,
         }
     )
