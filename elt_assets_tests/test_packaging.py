@@ -55,16 +55,30 @@ def test_dockerfile_commands_are_real_entry_points() -> None:
 
 
 @pytest.mark.pure
-def test_compose_services_run_real_commands_and_mount_existing_paths() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
-    for name, service in compose["services"].items():
+@pytest.mark.parametrize(
+    "compose_file", ["docker-compose.yaml", "deploy/celery/docker-compose.yaml"]
+)
+def test_compose_services_run_real_commands_and_mount_existing_paths(compose_file: str) -> None:
+    path = ROOT / compose_file
+    compose = yaml.safe_load(path.read_text())
+    ours = [name for name, service in compose["services"].items() if "build" in service]
+    assert ours, "no service runs the image"
+    for name in ours:
+        service = compose["services"][name]
         command = service.get("command")
         if command:
             assert command[0] in CONSOLE_SCRIPTS, f"service {name} runs {command[0]}"
+        assert (path.parent / service["build"] / "Dockerfile").exists()
+    for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
             host = volume.split(":")[0]
             if host.startswith("./"):
-                assert (ROOT / host).exists(), f"service {name} mounts missing {host}"
+                assert (path.parent / host).exists(), f"service {name} mounts missing {host}"
+    # Every secret file the compose file mounts is one deploy/make-secrets.sh writes.
+    written = (ROOT / "deploy" / "make-secrets.sh").read_text()
+    for name, secret in compose.get("secrets", {}).items():
+        file_name = Path(secret["file"]).name
+        assert re.search(rf"(>|cp \S+) {re.escape(file_name)}$", written, re.MULTILINE), name
 
 
 @pytest.mark.pure
