@@ -107,7 +107,8 @@ def start_server(pg_bin_dir: str | None, state: Path = STATE) -> tuple[dict[str,
 
 
 def reset_ours(bench: Bench) -> None:
-    """An empty target, staging table and manifest for the benchmark dataset."""
+    """An empty target, staging table and manifest for the benchmark dataset, and a sensor
+    that has seen none of its files."""
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.postgres.connection import connect
     from elt_assets.postgres.migrate import initialize
@@ -119,6 +120,7 @@ def reset_ours(bench: Bench) -> None:
         connection.execute("DROP TABLE IF EXISTS elt_staging.bench_orders")
         connection.execute("DELETE FROM elt.ingestion_manifest WHERE dataset = 'bench_orders'")
         connection.execute("DELETE FROM elt.quarantine WHERE dataset = 'bench_orders'")
+        connection.execute("DELETE FROM elt.landing_files WHERE dataset = 'bench_orders'")
         initialize(connection, contracts)
 
 

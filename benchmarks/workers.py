@@ -30,13 +30,15 @@ if TYPE_CHECKING:
     from benchmarks.run import Bench
 
 WAIT_SECONDS = 1800
+SHIPPED = "shipped sensor (15 s, 50 files/tick)"
+TAKES_ALL = "sensor taking the backlog (5 s, 1,000 files/tick)"
 SENSORS = {
-    "shipped sensor (15 s, 50 files/tick)": {},
-    "sensor taking the backlog (5 s, 1,000 files/tick)": {
-        "ELT_SENSOR_INTERVAL_SECONDS": "5",
-        "ELT_MAX_RUNS_PER_TICK": "1000",
-    },
+    SHIPPED: {},
+    TAKES_ALL: {"ELT_SENSOR_INTERVAL_SECONDS": "5", "ELT_MAX_RUNS_PER_TICK": "1000"},
 }
+# The shipped sensor bounds throughput at 50 files a tick whatever the workers, so it is measured
+# with one; the sensor that takes everything shows what a second worker adds.
+RUNS = [(SHIPPED, 1), (TAKES_ALL, 1), (TAKES_ALL, 2)]
 
 
 def _fresh_storage(superuser_url: str, name: str) -> None:
@@ -123,14 +125,13 @@ def workers_scenario(
         "| sensor | workers | landing -> last commit | files/minute | latency p50 | p95 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, sensor in SENSORS.items():
-        for workers in (1, 2):
-            print(f"workers: {workers}, {label} ...", flush=True)
-            result = _one_run(bench, bucket, paths, workers, sensor, superuser_url)
-            print(f"  {result['seconds']:.0f} s", flush=True)
-            lines.append(
-                f"| {label} | {workers} | {result['seconds']:.0f} s | "
-                f"{result['files_per_minute']:,.0f} | {result['p50']:.0f} s | "
-                f"{result['p95']:.0f} s |"
-            )
+    for label, workers in RUNS:
+        print(f"workers: {workers}, {label} ...", flush=True)
+        result = _one_run(bench, bucket, paths, workers, SENSORS[label], superuser_url)
+        print(f"  {result['seconds']:.0f} s", flush=True)
+        lines.append(
+            f"| {label} | {workers} | {result['seconds']:.0f} s | "
+            f"{result['files_per_minute']:,.0f} | {result['p50']:.0f} s | "
+            f"{result['p95']:.0f} s |"
+        )
     return "\n".join(lines)

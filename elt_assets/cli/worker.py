@@ -54,8 +54,14 @@ def run_worker(name: str, concurrency: int, queue: str) -> int:
     # The runs' Dagster instance (deploy/celery/dagster.yaml) reads them too.
     os.environ.setdefault("ELT_CELERY_BROKER_URL", broker)
     os.environ.setdefault("ELT_CELERY_BACKEND_URL", backend)
-    from dagster_celery.make_app import make_app
-    from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+    try:
+        from dagster_celery.make_app import make_app
+        from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+    except ImportError:
+        raise SettingError(
+            "`elt worker` needs dagster-celery: install elt-assets with its celery extra "
+            "(pip install 'elt-assets[celery]'; the Docker image has it)."
+        ) from None
 
     app = make_app(  # type: ignore[no-untyped-call]
         {
