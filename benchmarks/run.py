@@ -286,7 +286,7 @@ def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> st
     return "\n".join([*lines, "", *extra]) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
@@ -295,13 +295,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
     parser.add_argument(
+        "--workers-quick",
+        action="store_true",
+        help="the workers scenario with one worker and the backlog-taking sensor only",
+    )
+    parser.add_argument(
         "--skip-limit",
         action="store_true",
         help="measure only our path (e.g. memory at 10M rows)",
     )
     parser.add_argument("--pg-bin-dir", default=os.environ.get("ELT_PG_BIN_DIR"))
     parser.add_argument("--state", type=Path, default=STATE, help="server, data and results")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     scenarios = set(args.scenarios.split(","))
 
     state: Path = args.state
@@ -340,11 +349,12 @@ def main(argv: list[str] | None = None) -> None:
         extra.append(bucket_tick_scenario(bench, args.tick_files))
     if "workers" in scenarios:
         from benchmarks.bucket import start_bucket
-        from benchmarks.workers import workers_scenario
+        from benchmarks.workers import RUNS, TAKES_ALL, workers_scenario
 
         bucket = bench.bucket or start_bucket()
+        runs = [(TAKES_ALL, 1)] if args.workers_quick else RUNS
         extra.append(
-            workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url)
+            workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url, runs)
         )
     report = markdown(rows, extra, bench.identical)
     (state / "results.md").write_text(report)

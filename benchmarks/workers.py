@@ -60,6 +60,19 @@ def _committed(owner_url: str) -> dict[str, float]:
     return {str(file): float(finished) for file, finished in rows}
 
 
+def _wait_ready(machines: Machines, workers: list[str]) -> None:
+    """Until every worker takes tasks (the code server and the daemon start meanwhile)."""
+    deadline = time.monotonic() + 120
+    while not all(
+        f" {name}@" in machines.log(f"worker-{name}")
+        and " ready." in machines.log(f"worker-{name}")
+        for name in workers
+    ):
+        if machines.dead() or time.monotonic() > deadline:
+            raise SystemExit(f"the deployment did not start:\n{machines.logs()}")
+        time.sleep(0.5)
+
+
 def _one_run(
     bench: Bench,
     bucket: BenchBucket,
@@ -87,8 +100,9 @@ def _one_run(
         bench.state / "machines" / prefix, bench.contracts, env, instance_config()
     )
     try:
-        machines.start_deployment([f"w{n}" for n in range(workers)], free_port())
-        time.sleep(15)  # the code server and the workers are up before the first file lands
+        names = [f"w{n}" for n in range(workers)]
+        machines.start_deployment(names, free_port())
+        _wait_ready(machines, names)
         client, landed = bucket.client(), {}
         for path in paths:
             landed[f"bench_orders/{path.name}"] = time.time()
@@ -113,7 +127,12 @@ def _one_run(
 
 
 def workers_scenario(
-    bench: Bench, bucket: BenchBucket, files: int, rows_per_file: int, superuser_url: str
+    bench: Bench,
+    bucket: BenchBucket,
+    files: int,
+    rows_per_file: int,
+    superuser_url: str,
+    runs: list[tuple[str, int]] = RUNS,
 ) -> str:
     paths = small_files(
         bench.state / "data" / f"small_{files}x{rows_per_file}", files, rows_per_file
@@ -125,7 +144,7 @@ def workers_scenario(
         "| sensor | workers | landing -> last commit | files/minute | latency p50 | p95 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, workers in RUNS:
+    for label, workers in runs:
         print(f"workers: {workers}, {label} ...", flush=True)
         result = _one_run(bench, bucket, paths, workers, SENSORS[label], superuser_url)
         print(f"  {result['seconds']:.0f} s", flush=True)
