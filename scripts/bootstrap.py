@@ -65,14 +65,13 @@ def sync(uv: Path, groups: tuple[str, ...] = ()) -> None:
     )
 
 
-# What depends most on the server's version (DDL and PL/pgSQL, privileges, every value type,
-# upserts), run again on the oldest PostgreSQL we support.
+# What depends most on the server's version (DDL and PL/pgSQL, privileges, every value type
+# through COPY and the upsert), run again on the oldest PostgreSQL we support. The Dagster-level
+# flows (test_pipeline, test_scenarios) pass on 15 too but stay out: make test's time budget.
 PG15_TIER = [
     "elt_assets_tests/test_evolution.py",
     "elt_assets_tests/test_roles.py",
     "elt_assets_tests/test_fidelity.py",
-    "elt_assets_tests/test_pipeline.py",
-    "elt_assets_tests/test_scenarios.py",
 ]
 
 
