@@ -47,5 +47,6 @@ EXPOSE 3000
 #   headless:    docker run IMAGE elt ingest --json
 #   code server: docker run IMAGE dagster code-server start -m elt_assets.definitions -h 0.0.0.0 -p 4000
 #   worker:      docker run IMAGE elt worker        (Celery deployment, deploy/celery)
+#   metrics:     docker run IMAGE elt metrics --host 0.0.0.0 --port 9464   (for Prometheus)
 ENTRYPOINT ["elt", "exec", "--"]
 CMD ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "/app/workspace.yaml"]

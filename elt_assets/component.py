@@ -78,6 +78,7 @@ def build_elt_defs(
     batch_max_files: int | None = None,
     max_listed_per_tick: int | None = None,
     staging_retention_hours: int | None = None,
+    partition_retention_days: int | None = None,
 ) -> dg.Definitions:
     """The definitions of these datasets, ready to merge with a project's own.
 
@@ -107,6 +108,7 @@ def build_elt_defs(
         batch_max_files=_given(batch_max_files, zone.batch_max_files),
         max_listed_per_tick=_given(max_listed_per_tick, zone.max_listed_per_tick),
         staging_retention_hours=_given(staging_retention_hours, zone.staging_retention_hours),
+        partition_retention_days=_given(partition_retention_days, zone.partition_retention_days),
     )
     naming = Naming(
         suffix=_identifier(name or "_".join(sorted(c.name for c in contract_set.contracts))),
@@ -356,6 +358,12 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
         description="Staging slices of files loaded longer ago than this are deleted daily; "
         "0 keeps them (and schedules no maintenance).",
     )
+    partition_retention_days: int = Field(
+        default=90,
+        ge=0,
+        description="Partitions of files loaded longer ago than this are removed daily (the "
+        "manifest, quarantine and rows stay); 0 keeps them.",
+    )
     name: str | None = Field(
         default=None,
         description="Suffix of this instance's resource keys and maintenance job (default: "
@@ -387,6 +395,7 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
             batch_max_files=self.sensor.batch_max_files,
             max_listed_per_tick=self.sensor.max_listed_per_tick,
             staging_retention_hours=self.staging_retention_hours,
+            partition_retention_days=self.partition_retention_days,
         )
 
     def _contracts(self, folder: Path) -> ContractSet | Path:

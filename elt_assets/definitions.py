@@ -106,10 +106,10 @@ def build_definitions(
     assets.extend(broken_contract_asset(error, naming) for error in contract_set.errors)
     schedules: list[dg.ScheduleDefinition] = []
     if contract_set.contracts:
-        hours = settings.staging_retention_hours
-        prune_job = build_prune_job(contract_set.contracts, hours, naming)
+        hours, days = settings.staging_retention_hours, settings.partition_retention_days
+        prune_job = build_prune_job(contract_set.contracts, hours, naming, days)
         jobs.append(prune_job)
-        if hours:
+        if hours or days:
             schedules.append(build_prune_schedule(prune_job))
     return dg.Definitions(
         assets=assets,

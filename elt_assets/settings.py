@@ -101,6 +101,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "How long a run, or `elt ingest`, waits for another process that is loading the same file "
         "before it gives up (the run fails; `elt ingest` reports the file `running`, exit 0).",
     ),
+    "ELT_PARTITION_RETENTION_DAYS": (
+        "90",
+        "The daily `prune_staging` job removes the Dagster partitions of files whose load ended "
+        "longer ago than this (Dagster's UI slows beyond about 100,000 partitions of an asset); "
+        "the manifest, the quarantine and the rows stay. 0 keeps partitions forever.",
+    ),
     "ELT_LOST_RUN_SECONDS": (
         "600",
         "A run Dagster still shows in progress whose file no process has held for this long "
@@ -111,6 +117,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "168",
         "A file's staging slice is deleted by the daily `prune_staging` job once the file's load "
         "ended longer ago than this (the landed file stays the source); 0 keeps slices forever.",
+    ),
+    "ELT_METRICS_PORT": (
+        "9464",
+        "Port on which `elt dev` serves the platform's metrics for Prometheus (/metrics, on the "
+        "UI's address); 0: none. In production: `elt metrics --port`.",
     ),
     "ELT_CELERY_BROKER_URL": (
         "the Dagster database",
@@ -328,8 +339,10 @@ class Settings:
     batch_rows: int
     file_wait_minutes: int
     lost_run_seconds: int = 600
+    metrics_port: int = 9464
     max_record_bytes: int = 1 << 20
     staging_retention_hours: int = 168
+    partition_retention_days: int = 90
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
     # Where landing_dir / contracts_dir came from, for messages: the setting or a flag.
     landing_source: str = "ELT_LANDING_DIR"
@@ -372,8 +385,10 @@ class Settings:
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
             file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
             lost_run_seconds=_int("ELT_LOST_RUN_SECONDS", env, 5, 604_800),
+            metrics_port=_int("ELT_METRICS_PORT", env, 0, 65_535),
             max_record_bytes=max_record_bytes(env),
             staging_retention_hours=_int("ELT_STAGING_RETENTION_HOURS", env, 0, 87_600),
+            partition_retention_days=_int("ELT_PARTITION_RETENTION_DAYS", env, 0, 36_500),
             archive_dir=None if archive else _optional_path("ELT_ARCHIVE_DIR", env),
             archive_url=archive,
         )

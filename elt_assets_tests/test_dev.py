@@ -51,7 +51,7 @@ class Dev:
         self.landing.mkdir()
         self.contracts.mkdir()
         copy_examples(self.landing, self.contracts)
-        self.ui_port, self.pg_port = free_port(), free_port()
+        self.ui_port, self.pg_port, self.metrics_port = free_port(), free_port(), free_port()
         self.processes: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
 
@@ -63,6 +63,7 @@ class Dev:
             **base,
             "ELT_STATE_DIR": str(self.state),
             "ELT_EMBEDDED_PG_PORT": str(self.pg_port),
+            "ELT_METRICS_PORT": str(self.metrics_port),
             "ELT_SENSOR_INTERVAL_SECONDS": "2",
             "ELT_LANDING_DIR": str(self.landing),
             "ELT_CONTRACTS_DIR": str(self.contracts),
@@ -230,6 +231,14 @@ def test_dev_loads_the_samples_refuses_a_second_session_and_stops_on_ctrl_c(dev:
     dev.wait_for_ui(process)
     manifest = dev.wait_for_samples(process)
     assert {file: manifest[file] for file in SAMPLE_FILES} == dict.fromkeys(SAMPLE_FILES, "success")
+    # The metrics endpoint beside the UI counts what the manifest holds.
+    url = f"http://127.0.0.1:{dev.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        scraped = response.read().decode()
+    assert "elt_up 1.0" in scraped
+    for dataset, files in {"orders": 2, "customers": 1, "events": 2}.items():
+        line = f'elt_files{{dataset="{dataset}",status="success"}} {float(files)}'
+        assert line in scraped, scraped
 
     second = dev.run("dev", "--port", str(free_port()))
     assert second.returncode == 2, second.stderr

@@ -90,7 +90,9 @@ def cluster(
         "ELT_DAGSTER_DATABASE_URL": warehouse.server.url("elt_owner", storage),
         "ELT_LANDING_DIR": bucket.url,
         "ELT_SENSOR_INTERVAL_SECONDS": "2",
-        "ELT_LOST_RUN_SECONDS": "10",
+        # Above what run monitoring needs to see a killed run process (`elt worker` reports it
+        # lost 2 s after, then a 2 s poll), so the first kill is left to run monitoring.
+        "ELT_LOST_RUN_SECONDS": "15",
         "ELT_LOG_FORMAT": "text",
     }
     # The test process reads the same instance (runs, tags) as the machines do.

@@ -88,7 +88,8 @@ def test_prune_deletes_old_slices_only_and_a_pruned_file_loads_again(
     assert staged_only.success, step_failure(staged_only)
     assert slices(warehouse) == {old: 50, recent: 50, again: 60}
 
-    assert prune(contracts_dir, instance) == {"items.files": 1, "items.rows": 50}
+    pruned = {"items.files": 1, "items.rows": 50, "items.partitions_removed": 0}
+    assert prune(contracts_dir, instance) == pruned
     assert slices(warehouse) == {recent: 50, again: 60}
     assert warehouse.value("SELECT count(*) FROM shop.items") == 150  # targets untouched
 
@@ -106,6 +107,35 @@ def test_prune_deletes_old_slices_only_and_a_pruned_file_loads_again(
     assert slices(warehouse)[old] == 50
 
 
+def test_old_files_lose_their_partitions_and_keep_everything_else(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
+) -> None:
+    """ELT_PARTITION_RETENTION_DAYS (90): the partitions of files loaded longer ago go; their
+    manifest rows and rows stay; a file of that name with new content gets its partition back."""
+    write_contract(contracts_dir, ITEMS)
+    old, recent = (
+        land(landing, n, range(k * 10, k * 10 + 5)) for k, n in enumerate(["a.csv", "b.csv"])
+    )
+    for file in (old, recent):
+        assert run_file(contracts_dir, "items", file, instance).success
+    age(warehouse, old, 91 * 24)
+    table = dg.AssetKey(["shop", "items"])
+    history = len(instance.fetch_materializations(table, limit=100).records)
+    assert prune(contracts_dir, instance)["items.partitions_removed"] == 1
+    assert len(instance.fetch_materializations(table, limit=100).records) == history == 2
+    assert instance.get_dynamic_partitions("items_files") == [path_to_key(recent)]
+    assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 2
+    assert warehouse.value("SELECT count(*) FROM shop.items") == 10
+    assert prune(contracts_dir, instance)["items.partitions_removed"] == 0  # nothing twice
+
+    land(landing, "a.csv", range(100, 103), label="new")
+    assert run_file(contracts_dir, "items", old, instance).success  # adds the partition again
+    assert sorted(instance.get_dynamic_partitions("items_files")) == sorted(
+        [path_to_key(old), path_to_key(recent)]
+    )
+    assert warehouse.value("SELECT count(*) FROM shop.items") == 13
+
+
 def test_the_schedule_runs_daily_unless_slices_are_kept_forever(
     warehouse: Warehouse,
     landing: Path,
@@ -120,6 +150,8 @@ def test_the_schedule_runs_daily_unless_slices_are_kept_forever(
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
     monkeypatch.setenv("ELT_STAGING_RETENTION_HOURS", "0")
+    assert list(definitions(contracts_dir).schedules or [])  # partitions still expire
+    monkeypatch.setenv("ELT_PARTITION_RETENTION_DAYS", "0")
     assert not list(definitions(contracts_dir).schedules or [])
     file = land(landing, "a.csv", range(10))
     assert run_file(contracts_dir, "items", file, instance).success

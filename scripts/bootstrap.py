@@ -93,12 +93,40 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
         "ELT_LANDING_DIR": str(ROOT / "examples" / "landing"),
         "ELT_CONTRACTS_DIR": str(ROOT / "examples" / "contracts"),
     }
-    steps: list[tuple[list[str], dict[str, str]]] = [
-        (["ruff", "check", "."], {}),
-        (["ruff", "format", "--check", "."], {}),
-        (["mypy"], {}),
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    checker_home = ROOT / ".elt" / "ci_dagster_home_dg"  # not shared with the tests beside it
+    checker_home.mkdir(parents=True, exist_ok=True)
+    (checker_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    for lint in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):  # seconds: first
+        code = _run_step(uv, lint, env)
+        if code != 0:
+            return code
+    # The type check and the definitions check need a core each for a minute on a fresh
+    # checkout; they run beside the first pytest session, which mostly waits on its servers.
+    log_dir = ROOT / ".elt" / "ci_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    beside = {
+        "mypy": _start_step(uv, ["mypy"], env, log_dir / "mypy.log"),
         # The definitions load as Dagster's `dg` loads a project ([tool.dg] in pyproject.toml).
-        (["dg", "check", "defs"], samples),
+        "dg check defs": _start_step(
+            uv,
+            ["dg", "check", "defs"],
+            {**env, **samples, "DAGSTER_HOME": str(checker_home)},
+            log_dir / "dg.log",
+        ),
+    }
+    code = _run_tests_in_turn(uv, pytest_args, env)
+    for name, (process, log) in beside.items():
+        returned = process.wait()
+        print(f"\n==> {name} (run beside the tests)\n{log.read_text()}", flush=True)
+        if returned != 0:
+            print(f"\nFAILED: {name} (exit {returned})", file=sys.stderr)
+            code = code or returned
+    return code
+
+
+def _run_tests_in_turn(uv: Path, pytest_args: list[str], env: dict[str, str]) -> int:
+    steps: list[tuple[list[str], dict[str, str]]] = [
         (["pytest", *pytest_args, "--ignore=elt_assets_tests/test_faults.py"], {}),
         # The fault tests kill processes and restart servers from a forkserver of their own;
         # in their own pytest process they cannot be disturbed by the threads and state the
@@ -115,16 +143,37 @@ def run_tests(uv: Path, pytest_args: list[str]) -> int:
             "exists for CPython 3.11 on Linux x86_64 and macOS only",
             file=sys.stderr,
         )
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
     for step, extra in steps:
-        shown = " ".join(f"{k}={v}" for k, v in extra.items() if k.startswith("ELT_TEST"))
-        print(f"\n==> {shown + ' ' if shown else ''}{' '.join(step)}", flush=True)
-        command = [str(uv), "run", "--locked", "--no-sync", *step]
-        code = subprocess.run(command, cwd=ROOT, env={**env, **extra}).returncode
+        code = _run_step(uv, step, env, extra)
         if code != 0:
-            print(f"\nFAILED: {' '.join(step)} (exit {code})", file=sys.stderr)
             return code
     return 0
+
+
+def _run_step(
+    uv: Path, step: list[str], env: dict[str, str], extra: dict[str, str] | None = None
+) -> int:
+    """`step` in the foreground; `extra` settings are added to `env` and shown (never a URL)."""
+    extra = extra or {}
+    shown = " ".join(f"{k}={v}" for k, v in extra.items() if k.startswith("ELT_TEST"))
+    print(f"\n==> {shown + ' ' if shown else ''}{' '.join(step)}", flush=True)
+    command = [str(uv), "run", "--locked", "--no-sync", *step]
+    code = subprocess.run(command, cwd=ROOT, env={**env, **extra}).returncode
+    if code != 0:
+        print(f"\nFAILED: {' '.join(step)} (exit {code})", file=sys.stderr)
+    return code
+
+
+def _start_step(
+    uv: Path, step: list[str], env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`step` in the background, its output kept in `log` (shown once it is done)."""
+    command = [str(uv), "run", "--locked", "--no-sync", *step]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    return process, log
 
 
 def main(argv: list[str]) -> int:

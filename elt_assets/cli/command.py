@@ -7,6 +7,7 @@
     elt contract infer FILE print a starting contract (YAML) inferred from a sample of FILE
     elt quarantine export   a dataset's (or file's) quarantined rows as CSV, for the sender
     elt worker              a Celery worker that executes Dagster runs (deploy/celery)
+    elt metrics             the platform's metrics for Prometheus, from the manifest
     elt exec -- CMD ...     run CMD with *_FILE secrets resolved (for container entry points)
 
 Exit status: 0 success, 1 a file or a check failed, 2 usage or configuration error.
@@ -223,6 +224,17 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--queue", default="dagster", help="Celery queue to take runs from (default dagster)"
     )
+    metrics = commands.add_parser(
+        "metrics",
+        help="serve the platform's metrics for Prometheus (from the manifest, at each scrape)",
+        description="An HTTP endpoint (/metrics) with files by dataset and status, rows inserted "
+        "/ updated / quarantined, bytes, load durations, the age of the newest load, open "
+        "quarantine rows and files waiting, computed from the warehouse at each scrape. Reads "
+        "ELT_DATABASE_URL (else the embedded server). Binds 127.0.0.1 unless --host says "
+        "otherwise: the numbers name your datasets.",
+    )
+    metrics.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    metrics.add_argument("--port", type=int, default=9464, help="port (default 9464)")
     execute = commands.add_parser(
         "exec",
         help="run a command with *_FILE secrets resolved into the environment",
@@ -281,6 +293,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _contract_infer(args, settings)
     if args.command == "quarantine":
         return _quarantine_export(args, settings)
+    if args.command == "metrics":
+        return _metrics(args, settings)
     if args.command == "worker":
         from elt_assets.cli.worker import run_worker
 
@@ -393,6 +407,24 @@ def _dataset_contract(
         raise _usage_error(
             f"no dataset named {dataset!r} in {contracts_dir} (known: {known})"
         ) from None
+
+
+def _metrics(args: argparse.Namespace, settings: Settings) -> int:
+    from elt_assets.cli.databases import resolve_databases
+    from elt_assets.cli.metrics import run_metrics
+
+    databases = resolve_databases(settings, need_dagster=False)
+    url = databases.env["ELT_DATABASE_URL"]
+    try:
+        return run_metrics(url, "ELT_DATABASE_URL", args.host, args.port)
+    except OSError as error:  # the port is taken, or the address is not this host's
+        raise SettingError(
+            f"elt metrics cannot listen on {args.host}:{args.port} ({error.strerror}): choose "
+            "another --port or --host."
+        ) from None
+    finally:
+        if databases.server is not None and databases.started_server:
+            databases.server.stop()
 
 
 def _quarantine_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -138,12 +138,43 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         if report.applied:
             log.info("applied migrations: %s", ", ".join(report.applied))
         embedded = {name: databases.env[name] for name in databases.embedded_for}
-        return _run_dagster(settings, embedded, host, port, session, owns_postgres)
+        with _metrics(settings, databases.env["ELT_DATABASE_URL"], host):
+            return _run_dagster(settings, embedded, host, port, session, owns_postgres)
     finally:
         if databases.server is not None and owns_postgres:
             databases.server.stop()
             log.info("embedded PostgreSQL stopped")
         session.clear()
+
+
+@contextlib.contextmanager
+def _metrics(settings: Settings, url: str, host: str) -> Iterator[None]:
+    """The metrics endpoint beside the UI (ELT_METRICS_PORT; 0: none). A port in use only
+    costs the endpoint, never the platform."""
+    if settings.metrics_port == 0:
+        yield
+        return
+    from elt_assets.cli.metrics import metrics_server, serve_in_background
+
+    try:
+        server = metrics_server(url, "ELT_DATABASE_URL", host, settings.metrics_port)
+    except OSError as error:
+        log.warning(
+            "no metrics endpoint: %s:%d is not free (%s); set ELT_METRICS_PORT to another port "
+            "or 0",
+            host,
+            settings.metrics_port,
+            error.strerror,
+        )
+        yield
+        return
+    serve_in_background(server)
+    print(f"  Metrics: http://{host}:{settings.metrics_port}/metrics", file=sys.stderr)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _run_dagster(

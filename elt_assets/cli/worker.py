@@ -68,8 +68,14 @@ def run_worker(name: str, concurrency: int, queue: str) -> int:
             "broker": broker,
             "backend": backend,
             "include": [],
-            # A run's log lines reach its stderr, which Celery logs (as WARNING by default).
-            "config_source": {**CELERY_CONFIG, "worker_redirect_stdouts_level": "INFO"},
+            "config_source": {
+                **CELERY_CONFIG,
+                # A run's log lines reach its stderr, which Celery logs (as WARNING by default).
+                "worker_redirect_stdouts_level": "INFO",
+                # A killed run process is reported failed after 2 s, not 10: its result, had it
+                # finished, was already stored in the backend by the process itself.
+                "worker_lost_wait": 2.0,
+            },
             "task_default_queue": queue,
         }
     )

@@ -70,10 +70,12 @@ def _why_lost(run: dg.DagsterRun, row: OpenFile, lost_after_seconds: float) -> s
         )
     if row.age_seconds < lost_after_seconds:  # Dagster's run monitoring should notice first
         return None
+    age = row.age_seconds
+    since = f"{age / 60:.0f} min" if age >= 120 else f"{age:.0f} s"
     return (
         f"its process is gone: no process holds the lease of {row.file}, which it started "
-        f"{row.age_seconds / 60:.0f} min ago, yet Dagster still shows the run in progress (its "
-        "worker's host was lost, which the run launcher cannot see; ELT_LOST_RUN_SECONDS)"
+        f"{since} ago, yet Dagster still shows the run in progress (its worker's host was lost, "
+        "which the run launcher cannot see; ELT_LOST_RUN_SECONDS)"
     )
 
 

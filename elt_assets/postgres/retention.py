@@ -1,4 +1,4 @@
-"""How long staging slices stay: a file's slice is deleted some time after its load ended.
+"""How long staging slices (and files' partitions) stay: deleted some time after a load ended.
 
 A slice is only needed until its file is loaded; it is kept a while (ELT_STAGING_RETENTION_HOURS)
 so that the target can be materialised again and the staged rows inspected. After that the
@@ -35,3 +35,11 @@ def prune_staging(connection: psycopg.Connection, contract: Contract, hours: int
         ).fetchone()
     rows, files = (int(row[0]), int(row[1])) if row else (0, 0)
     return Pruned(contract.name, rows, files)
+
+
+def expired_partitions(connection: psycopg.Connection, contract: Contract, days: int) -> list[str]:
+    """Partition keys of the dataset's files whose latest attempt ended over `days` ago."""
+    rows = connection.execute(
+        render("partitions_expired"), {"dataset": contract.name, "days": days}
+    ).fetchall()
+    return [str(key) for (key,) in rows]
