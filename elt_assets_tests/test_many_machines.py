@@ -180,7 +180,7 @@ def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writ
 ) -> None:
     limit = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["concurrency"]["pools"]
     assert limit["default_limit"] == 2
-    numbers = list(range(1, 5))
+    numbers = list(range(1, 4))
     with WriterSampler(warehouse.superuser_url) as writers:
         for n in numbers:
             bucket.put(f"items/items_{n}.csv", items_file(n))

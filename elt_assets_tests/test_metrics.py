@@ -72,10 +72,16 @@ def start_metrics(tmp_path: Path, warehouse: Warehouse, **settings: str) -> Iter
     try:
         yield endpoint
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
+        process.terminate()  # SIGTERM, as a container runtime stops it: a clean exit 0
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+        assert code == 0
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ never a file name (unbounded) and never a secret. A database that does not answe
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -112,12 +113,25 @@ class _QuietHandler(WSGIRequestHandler):
         """One line per scrape would drown the log."""
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT: stop serving."""
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _Stopped
+
+
 def run_metrics(url: str, setting: str, host: str, port: int) -> int:
-    """`elt metrics`: serve until stopped (Ctrl-C, SIGTERM)."""
+    """`elt metrics`: serve until SIGTERM or Ctrl-C, then exit 0. The handlers are explicit: as
+    a container's first process (or started with the signals ignored) the defaults do nothing."""
     server = metrics_server(url, setting, host, port)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stop)
     log.info("metrics on http://%s:%d/metrics (from %s)", host, port, setting)
     try:
         server.serve_forever()
+    except _Stopped:
+        log.info("metrics: stopped")
     finally:
         server.server_close()
     return 0
