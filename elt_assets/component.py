@@ -47,7 +47,7 @@ from elt_assets.orchestration.resources import build_resources
 from elt_assets.orchestration.resources import landing_resource as landing_from_settings
 from elt_assets.orchestration.sensors import Discovery
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import Settings, is_landing_url, landing_url
+from elt_assets.settings import AlertSettings, Settings, is_landing_url, landing_url
 
 __all__ = ["EltAssetsComponent", "build_elt_defs"]
 
@@ -126,7 +126,10 @@ def build_elt_defs(
     discovery = replace(Discovery.from_settings(settings), running_by_default=sensor_running)
     resources = build_resources(settings, warehouse, landing_resource, naming)
     warn_about_instance_settings()
-    return build_definitions(contract_set, settings, resources, discovery, naming)
+    # Alerts are configured as on the platform, by ELT_ALERT_* variables (their URLs are
+    # secrets) and each contract's `alerts`.
+    alerts = AlertSettings.from_env()
+    return build_definitions(contract_set, settings, resources, discovery, naming, alerts)
 
 
 def _check_kinds(kinds: Sequence[str]) -> None:

@@ -5,7 +5,8 @@ file), the raw -> staged -> target assets with their checks, an ingestion job th
 in one process, a batch job that loads a backlog of files in one run (orchestration/batch.py), a
 file sensor (on by default) and, if the contract sets freshness_hours, a freshness policy on the
 target (evaluated by Dagster's daemon); once, the `prune_staging` job and its daily schedule
-(orchestration/maintenance.py). A broken contract becomes one visible "broken" asset whose
+(orchestration/maintenance.py), and, when an alert channel is configured, the alert sensors
+(orchestration/alerts.py). A broken contract becomes one visible "broken" asset whose
 description and failure say what to fix; the other datasets load normally.
 
 Importing this module reads nothing; the `@dg.definitions` function runs when Dagster loads it.
@@ -19,6 +20,7 @@ import dagster as dg
 from elt_assets.contracts.loader import ContractError, ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
 from elt_assets.log import configure_logging
+from elt_assets.orchestration.alerts import build_alert_sensors
 from elt_assets.orchestration.assets import DatasetKeys, build_dataset_assets
 from elt_assets.orchestration.batch import build_batch_job
 from elt_assets.orchestration.checks import staged_check_specs
@@ -27,7 +29,7 @@ from elt_assets.orchestration.names import DEFAULT_NAMING, Naming, ingest_job_na
 from elt_assets.orchestration.partitions import files_partitions
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.orchestration.sensors import Discovery, build_file_sensor
-from elt_assets.settings import Settings
+from elt_assets.settings import AlertSettings, Settings
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -85,11 +87,13 @@ def build_definitions(
     resources: dict[str, object] | None = None,
     discovery: Discovery | None = None,
     naming: Naming = DEFAULT_NAMING,
+    alerts: AlertSettings | None = None,
 ) -> dg.Definitions:
     """The definitions of these contracts. Configuration enters here once: `settings` (default:
     the environment's) and the resources built from them (orchestration/resources.py), under
     `naming`'s keys; `elt ingest` passes its own resources and a headless discovery, the component
-    its own resources, discovery and naming."""
+    its own resources, discovery and naming. With `alerts`, the alert sensors watch every
+    dataset that has a channel (orchestration/alerts.py)."""
     settings = settings or Settings.from_env()
     resources = resources or build_resources(settings, naming=naming)
     discovery = discovery or Discovery.from_settings(settings)
@@ -104,6 +108,9 @@ def build_definitions(
         jobs += [job, batch_job]
         sensors.append(build_file_sensor(contract, job, batch_job, partitions, discovery, naming))
     assets.extend(broken_contract_asset(error, naming) for error in contract_set.errors)
+    if alerts is not None:
+        interval = settings.sensor_interval_seconds
+        sensors += build_alert_sensors(contract_set.contracts, jobs, alerts, interval, naming)
     schedules: list[dg.ScheduleDefinition] = []
     if contract_set.contracts:
         hours, days = settings.staging_retention_hours, settings.partition_retention_days
@@ -124,4 +131,5 @@ def build_definitions(
 def defs() -> dg.Definitions:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    return build_definitions(load_contracts(settings.require_contracts_dir()), settings)
+    contract_set = load_contracts(settings.require_contracts_dir())
+    return build_definitions(contract_set, settings, alerts=AlertSettings.from_env())

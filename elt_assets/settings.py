@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from elt_assets.errors import TerminalError
 from elt_assets.log import register_secret, secrets_in_url
@@ -123,6 +123,40 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "Port on which `elt dev` serves the platform's metrics for Prometheus (/metrics, on the "
         "UI's address); 0: none. In production: `elt metrics --port`.",
     ),
+    "ELT_ALERT_WEBHOOK_URL": (
+        "unset",
+        "Alerts (README, Alerts): the URL each alert is POSTed to, e.g. a Slack or Teams incoming "
+        "webhook. A secret (`_FILE` too): never logged, never in the UI.",
+    ),
+    "ELT_ALERT_WEBHOOK_FORMAT": (
+        "json",
+        "The webhook's payload: json (the alert's fields), slack (text and blocks) or teams (an "
+        "Adaptive Card, for a Teams workflow's webhook).",
+    ),
+    "ELT_ALERT_SMTP_URL": (
+        "unset",
+        "Alerts by e-mail: smtp://USER:PASSWORD@HOST:587 (STARTTLS, required) or "
+        "smtps://USER:PASSWORD@HOST:465 (TLS from the start). A secret (`_FILE` too).",
+    ),
+    "ELT_ALERT_SMTP_CA_FILE": (
+        "the system's CAs",
+        "PEM file of the CA that signed the SMTP server's certificate (a private relay).",
+    ),
+    "ELT_ALERT_EMAIL_FROM": ("unset", "Sender of alert e-mails; needed with ELT_ALERT_SMTP_URL."),
+    "ELT_ALERT_EMAIL_TO": (
+        "unset",
+        "Comma-separated recipients of alert e-mails; a contract's `alerts.email_to` replaces "
+        "them for its dataset.",
+    ),
+    "ELT_ALERT_QUARANTINE_ROWS": (
+        "100",
+        "A loaded file that quarantined at least this many rows is alerted (a contract's "
+        "`alerts.quarantine_rows` replaces it).",
+    ),
+    "ELT_UI_URL": (
+        "http://127.0.0.1:3000",
+        "The Dagster UI as the people who read alerts reach it: each alert links to its run.",
+    ),
     "ELT_CELERY_BROKER_URL": (
         "the Dagster database",
         "Celery deployment only (deploy/celery): the broker the CeleryRunLauncher sends runs to "
@@ -143,6 +177,8 @@ SECRET_SETTINGS = (
     "ELT_DAGSTER_DATABASE_URL",
     "ELT_CELERY_BROKER_URL",
     "ELT_CELERY_BACKEND_URL",
+    "ELT_ALERT_WEBHOOK_URL",
+    "ELT_ALERT_SMTP_URL",
 )
 
 
@@ -527,3 +563,106 @@ def refuse_superuser(env: Mapping[str, str] | None = None) -> bool:
 
 def require_separate_roles(env: Mapping[str, str] | None = None) -> bool:
     return _bool("ELT_REQUIRE_SEPARATE_ROLES", env, default=False)
+
+
+WEBHOOK_FORMATS = ("json", "slack", "teams")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The platform's alert channels (README, Alerts). Secrets are not kept here: a channel
+    names the variable that holds its URL, read when an alert is delivered."""
+
+    webhook_env: str | None  # "ELT_ALERT_WEBHOOK_URL" when it (or its _FILE) is set
+    webhook_format: str
+    smtp: bool  # ELT_ALERT_SMTP_URL (or its _FILE) is set
+    smtp_ca_file: Path | None
+    email_from: str | None
+    email_to: tuple[str, ...]
+    quarantine_rows: int
+    ui_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AlertSettings:
+        """The alert settings, checked: a webhook or SMTP URL of the wrong shape, an SMTP server
+        without a sender, or a CA file that is not there are errors now, not at the first alert."""
+        webhook = read_secret("ELT_ALERT_WEBHOOK_URL", env)
+        if webhook is not None:
+            checked_webhook_url("ELT_ALERT_WEBHOOK_URL", webhook)
+        smtp = read_secret("ELT_ALERT_SMTP_URL", env)
+        if smtp is not None:
+            smtp_server(smtp)
+        webhook_format = _text("ELT_ALERT_WEBHOOK_FORMAT", env).lower()
+        if webhook_format not in WEBHOOK_FORMATS:
+            raise SettingError(
+                f"ELT_ALERT_WEBHOOK_FORMAT={webhook_format!r}: use json, slack or teams."
+            )
+        sender = _environ(env).get("ELT_ALERT_EMAIL_FROM", "").strip() or None
+        if smtp is not None and sender is None:
+            raise SettingError(
+                "ELT_ALERT_SMTP_URL is set but ELT_ALERT_EMAIL_FROM is not: set the address alert "
+                "e-mails are sent from."
+            )
+        ca_file = _optional_path("ELT_ALERT_SMTP_CA_FILE", env)
+        if ca_file is not None and not ca_file.is_file():
+            raise SettingError(
+                f"ELT_ALERT_SMTP_CA_FILE points to {ca_file}, which is not a file: point it at "
+                "the PEM file of the SMTP server's CA, or unset it to trust the system's CAs."
+            )
+        recipients = _environ(env).get("ELT_ALERT_EMAIL_TO", "")
+        return cls(
+            webhook_env="ELT_ALERT_WEBHOOK_URL" if webhook is not None else None,
+            webhook_format=webhook_format,
+            smtp=smtp is not None,
+            smtp_ca_file=ca_file,
+            email_from=sender,
+            email_to=tuple(a.strip() for a in recipients.split(",") if a.strip()),
+            quarantine_rows=_int("ELT_ALERT_QUARANTINE_ROWS", env, 1, 1_000_000_000),
+            ui_url=_text("ELT_UI_URL", env).rstrip("/"),
+        )
+
+
+def checked_webhook_url(name: str, value: str) -> str:
+    """`value`, a webhook URL from setting `name`, checked for shape and registered as a
+    secret whole (its path is the credential of Slack's and Teams' webhooks)."""
+    register_secret(value)
+    _mask(value)
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingError(
+            f"{name} must be an http(s):// URL (the value is not shown: a webhook's URL is its "
+            "secret)."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    implicit_tls: bool  # smtps://: TLS from the start; smtp://: STARTTLS, required
+    user: str | None
+    password: str | None
+
+
+def smtp_server(url: str) -> SmtpServer:
+    """ELT_ALERT_SMTP_URL, parsed (never echoed back: it may hold a password)."""
+    _mask(url)
+    parts = urlsplit(url)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise SettingError(
+            "ELT_ALERT_SMTP_URL must look like smtp://USER:PASSWORD@HOST:587 (STARTTLS) or "
+            "smtps://USER:PASSWORD@HOST:465 (the value is not shown: it may hold a password)."
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingError("ELT_ALERT_SMTP_URL has a port that is not a number.") from None
+    implicit = parts.scheme == "smtps"
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if implicit else 587),
+        implicit_tls=implicit,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from psycopg import sql
 from elt_assets.contracts.loader import load_contracts
 from elt_assets.definitions import build_definitions
 from elt_assets.landing.keys import path_to_key
+from elt_assets.postgres.embedded import free_port
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -260,3 +266,47 @@ def contract(tmp_path: Path, text: str) -> None:
     folder.mkdir(exist_ok=True)
     name = text.split("name:", 1)[1].split(maxsplit=1)[0]
     (folder / f"{name}.yaml").write_text(text)
+
+
+@dataclass
+class Webhooks:
+    """A local HTTP server that records the JSON body of every POST by path; paths in
+    `failing` answer 503 instead."""
+
+    port: int
+    received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return list(self.received.get(path, []))
+
+
+@contextlib.contextmanager
+def serve_webhooks() -> Iterator[Webhooks]:
+    """A `Webhooks` receiver on a free loopback port, for the duration of the block."""
+    hooks = Webhooks(free_port())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path in hooks.failing:
+                self.send_response(503)
+            else:
+                hooks.received.setdefault(self.path, []).append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", hooks.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hooks
+    finally:
+        server.shutdown()
+        server.server_close()

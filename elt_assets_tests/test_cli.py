@@ -198,7 +198,7 @@ def test_ingest_help_lists_its_options(tmp_path: Path) -> None:
     assert result.returncode == 0, explain(result)
     for option in ("--landing", "--contracts", "--dataset", "--json", "--dry-run"):
         assert option in result.stdout
-    assert "--retry-failed" in result.stdout
+    assert "--retry-failed" in result.stdout and "--file PATH" in result.stdout
 
 
 # -- configuration errors ---------------------------------------------------------------------
@@ -284,6 +284,26 @@ def test_ingest_loads_the_samples_then_a_rerun_loads_nothing_new(
     tmp_path: Path, warehouse: Warehouse, dirs: tuple[Path, Path]
 ) -> None:
     env = db_env(warehouse, dirs)
+    # --file: only the files named (by their landing path, or a path inside the directory).
+    chosen = ("orders/orders_2026-11-20.csv", "events/2026/11/21/events 09h.csv")
+    only = elt(
+        "ingest",
+        "--json",
+        "--file",
+        chosen[0],
+        "--file",
+        str(dirs[0] / chosen[1]),
+        tmp_path=tmp_path,
+        env=env,
+    )
+    assert only.returncode == 0, explain(only)
+    assert {file: e["status"] for file, e in report(only).items()} == dict.fromkeys(
+        chosen, "success"
+    )
+    assert sorted(r[0] for r in warehouse.query("SELECT file FROM elt.ingestion_manifest")) == (
+        sorted(chosen)
+    )
+
     first = elt("ingest", "--json", tmp_path=tmp_path, env=env)
     assert first.returncode == 0, explain(first)
     entries = report(first)
@@ -331,6 +351,23 @@ def test_ingest_reports_an_unreadable_csv_as_failed_with_file_and_line(
     assert entries["orders/orders_2026-11-20.csv"]["status"] == "success"
     loaded = warehouse.value("SELECT count(*) FROM sales.orders WHERE order_id IN (1, 2)")
     assert loaded == 0
+
+
+def test_a_file_not_in_the_landing_zone_or_of_no_dataset_exits_2_naming_it(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
+    (dirs[0] / "stray.csv").write_text("a\n1\n")
+    cases = {
+        "orders/nope.csv": "--file orders/nope.csv: not in the landing zone",
+        "../outside.csv": "is not a plain path inside the landing directory",
+        "stray.csv": "--file stray.csv: matches no selected dataset's source.glob (customers:",
+    }
+    for given, message in cases.items():
+        result = elt("ingest", "--file", given, tmp_path=tmp_path, env=dirs_env(dirs))
+        assert result.returncode == 2, explain(result)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("elt: error: ") and message in line, explain(result)
+        assert result.stdout == ""
 
 
 def test_unknown_dataset_exits_2_and_lists_the_known_ones(

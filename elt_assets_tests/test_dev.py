@@ -26,6 +26,7 @@ import pytest
 
 from elt_assets.postgres.embedded import free_port
 from elt_assets_tests.conftest import copy_examples
+from elt_assets_tests.helpers import serve_webhooks
 
 pytestmark = [pytest.mark.slow]
 
@@ -54,6 +55,7 @@ class Dev:
         self.ui_port, self.pg_port, self.metrics_port = free_port(), free_port(), free_port()
         self.processes: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
+        self.settings: dict[str, str] = {}  # more ELT_* settings for the next start
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
@@ -68,6 +70,7 @@ class Dev:
             "ELT_LANDING_DIR": str(self.landing),
             "ELT_CONTRACTS_DIR": str(self.contracts),
             "ELT_LOG_FORMAT": "text",
+            **self.settings,
         }
 
     def start(self, port: int | None = None) -> subprocess.Popen[str]:
@@ -227,10 +230,32 @@ def interrupt_and_check_cleanup(dev: Dev, process: subprocess.Popen[str]) -> Non
 
 
 def test_dev_loads_the_samples_refuses_a_second_session_and_stops_on_ctrl_c(dev: Dev) -> None:
-    process = dev.start()
-    dev.wait_for_ui(process)
-    manifest = dev.wait_for_samples(process)
-    assert {file: manifest[file] for file in SAMPLE_FILES} == dict.fromkeys(SAMPLE_FILES, "success")
+    with serve_webhooks() as hooks:
+        # Alerts through Dagster's daemon: the sample orders quarantine a few rows each.
+        dev.settings = {
+            "ELT_ALERT_WEBHOOK_URL": hooks.url("/alerts"),
+            "ELT_ALERT_QUARANTINE_ROWS": "1",
+        }
+        process = dev.start()
+        dev.wait_for_ui(process)
+        manifest = dev.wait_for_samples(process)
+        assert {file: manifest[file] for file in SAMPLE_FILES} == dict.fromkeys(
+            SAMPLE_FILES, "success"
+        )
+        orders = {file for file in SAMPLE_FILES if file.startswith("orders/")}
+        deadline = time.monotonic() + 60
+        while {b["file"] for b in hooks.bodies("/alerts")} != orders:
+            assert time.monotonic() < deadline, (hooks.bodies("/alerts"), dev.output())
+            time.sleep(0.5)
+        alerts = hooks.bodies("/alerts")
+        assert [body["kind"] for body in alerts] == ["quarantine", "quarantine"], alerts
+        ui = f"http://127.0.0.1:{dev.ui_port}/runs/"  # elt dev links alerts to its own UI
+        assert all(body["run_url"].startswith(ui) for body in alerts), alerts
+        check_rest_of_the_session(dev, process)
+    assert len(hooks.bodies("/alerts")) == 2  # each once, however many ticks saw them
+
+
+def check_rest_of_the_session(dev: Dev, process: subprocess.Popen[str]) -> None:
     # The metrics endpoint beside the UI counts what the manifest holds.
     url = f"http://127.0.0.1:{dev.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=30) as response:

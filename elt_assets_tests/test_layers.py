@@ -25,6 +25,7 @@ LAYERS = [
     "contracts",
     "landing",
     "validation",
+    "alerts",
     "postgres",
     "orchestration",
     "definitions",

@@ -138,6 +138,12 @@ def deployment_instance(cluster: Machines) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
+def finished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun] | None:
+    """Every run of the instance, once none is queued or in progress."""
+    runs = instance.get_runs()
+    return runs if runs and all(run.is_finished for run in runs) else None
+
+
 def workers_of_runs(warehouse: Warehouse, storage_url: str, task_ids: list[str]) -> list[str]:
     with psycopg.connect(storage_url) as connection:
         rows = connection.execute(
@@ -205,9 +211,11 @@ def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writ
     assert 1 <= max(writers.samples) <= limit["default_limit"] + 1, max(writers.samples)
 
     with deployment_instance(cluster) as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
-        task_ids = [run.tags["dagster-celery/task_id"] for run in runs]
+        # A file's manifest row commits before its run reports success: wait for the runs.
+        runs = wait_until("every run finished", lambda: finished_runs(instance), cluster, 60)
+    assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS] * len(runs)
     assert len(runs) == 2 * len(numbers)  # one run per file: no file was loaded twice
+    task_ids = [run.tags["dagster-celery/task_id"] for run in runs]
     workers = workers_of_runs(warehouse, cluster.env["ELT_DAGSTER_DATABASE_URL"], task_ids)
     assert len(workers) == len(runs)
     assert {worker.split("@")[0] for worker in workers} == {"a", "b"}, workers

@@ -26,6 +26,7 @@ from elt_assets.errors import EltError
 from elt_assets.log import configure_logging, get_logger, mask_secrets
 from elt_assets.settings import (
     SECRET_SETTINGS,
+    AlertSettings,
     SettingError,
     Settings,
     celery_urls,
@@ -131,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--json", action="store_true", help="print one JSON document")
     ingest.add_argument(
         "--dry-run", action="store_true", help="parse and validate every file, write nothing"
+    )
+    ingest.add_argument(
+        "--file",
+        action="append",
+        dest="files",
+        metavar="PATH",
+        help="only this file (repeatable): its path in the landing zone, as the manifest names "
+        "it; loaded even if retention removed its partition",
     )
     ingest.add_argument(
         "--retry-failed",
@@ -305,7 +314,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from elt_assets.cli.ingest import print_outcome, run_ingest
 
-    outcome = run_ingest(settings, args.dataset, args.dry_run, args.retry_failed)
+    outcome = run_ingest(settings, args.dataset, args.dry_run, args.retry_failed, args.files)
     print_outcome(outcome, args.json)
     return outcome.exit_code
 
@@ -322,7 +331,7 @@ def _check_defs(settings: Settings) -> int:
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        definitions = build_definitions(contract_set)
+        definitions = build_definitions(contract_set, alerts=AlertSettings.from_env())
         dg.Definitions.validate_loadable(definitions)
         repository = definitions.get_repository_def()
         jobs = [j for j in repository.get_all_jobs() if not j.name.startswith("__")]

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -147,6 +148,13 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         session.clear()
 
 
+def _browsable(host: str) -> str:
+    """An address a browser can open for a bind address (0.0.0.0 and :: are not)."""
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 (recognised here, never bound)
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
 @contextlib.contextmanager
 def _metrics(settings: Settings, url: str, host: str) -> Iterator[None]:
     """The metrics endpoint beside the UI (ELT_METRICS_PORT; 0: none). A port in use only
@@ -198,6 +206,8 @@ def _run_dagster(
     }
     if settings.archive_dir is not None:
         env["ELT_ARCHIVE_DIR"] = str(settings.archive_dir)  # absolute: Dagster runs elsewhere
+    # Alerts link to their run in this UI, unless the UI is reached at another address.
+    env.setdefault("ELT_UI_URL", f"http://{_browsable(host)}:{port}")
     # `dg dev` (Dagster's current command; `dagster dev` is superseded by it) with our workspace.
     dg = Path(sys.executable).parent / "dg"
     command = [

@@ -27,7 +27,7 @@ from elt_assets.cli.databases import initialize_warehouse, resolve_databases
 from elt_assets.contracts.loader import ContractSet, load_contracts
 from elt_assets.contracts.model import Contract
 from elt_assets.errors import TerminalError
-from elt_assets.landing.files import LandedFile
+from elt_assets.landing.files import LandedFile, LandingPathError, glob_matches
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
@@ -104,27 +104,64 @@ def select(contract_set: ContractSet, dataset: str | None) -> tuple[list[Contrac
     return chosen, broken
 
 
+def chosen_files(
+    contracts: list[Contract], zone: Landing, files: list[str]
+) -> dict[str, frozenset[str]]:
+    """`--file` paths, each found in the landing zone and owned by one dataset: dataset -> its
+    files. A path may be relative to the landing zone (as the manifest names it) or, for a
+    directory, an absolute path inside it."""
+    chosen: dict[str, set[str]] = {c.name: set() for c in contracts}
+    for given in files:
+        file = zone.relative(given)
+        try:
+            present = zone.stat(file) is not None
+        except LandingPathError as error:
+            raise UsageError(f"--file {given}: {error}") from None
+        if not present:
+            raise UsageError(
+                f"--file {given}: not in the landing zone ({zone.describe()}); give its path "
+                "relative to the landing zone, as `elt ingest` and the manifest name it"
+            )
+        owners = [c.name for c in contracts if glob_matches(c.source.glob, file)]
+        if len(owners) != 1:
+            globs = "; ".join(f"{c.name}: {c.source.glob}" for c in contracts) or "none"
+            what = "matches no selected dataset's" if not owners else "matches more than one"
+            raise UsageError(f"--file {given}: {what} source.glob ({globs})")
+        chosen[owners[0]].add(file)
+    return {name: frozenset(found) for name, found in chosen.items() if found}
+
+
 def run_ingest(
-    settings: Settings, dataset: str | None, dry_run: bool, retry_failed: bool = False
+    settings: Settings,
+    dataset: str | None,
+    dry_run: bool,
+    retry_failed: bool = False,
+    files: list[str] | None = None,
 ) -> Outcome:
+    """Load what is new (or, with `files`, only those files) for the selected datasets."""
     settings.require_landing("--landing")
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     contracts, broken = select(contract_set, dataset)
     landing = landing_resource(settings)
     landing.zone().check()  # an unreachable zone is said before any database work
+    only = chosen_files(contracts, landing.zone(), files) if files else None
+    if only is not None:
+        contracts = [c for c in contracts if c.name in only]
     if dry_run:
-        return Outcome([row for c in contracts for row in _dry_run(landing, c)], broken)
+        rows = [row for c in contracts for row in _dry_run(landing, c, only)]
+        return Outcome(rows, broken)
     databases = resolve_databases(settings, need_dagster=False)
     try:
         initialize_warehouse(databases, contracts)
         warehouse = PostgresResource.for_urls(
             databases.env["ELT_DATABASE_URL"], databases.env["ELT_OWNER_DATABASE_URL"], settings
         )
-        files = _ingest(settings, contracts, build_resources(settings, warehouse), retry_failed)
+        resources = build_resources(settings, warehouse)
+        loaded = _ingest(settings, contracts, resources, retry_failed, only)
     finally:
         if databases.started_server and databases.server is not None:
             databases.server.stop()
-    return Outcome(files, broken)
+    return Outcome(loaded, broken)
 
 
 def _keeps_history() -> bool:
@@ -141,6 +178,7 @@ def _ingest(
     contracts: list[Contract],
     resources: dict[str, Any],
     retry_failed: bool,
+    only: dict[str, frozenset[str]] | None,
 ) -> list[dict[str, Any]]:
     from elt_assets.definitions import build_definitions
 
@@ -152,6 +190,7 @@ def _ingest(
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
                 dataset = _Dataset(settings, contract, definitions, discovery, resources, instance)
+                dataset.only = only.get(contract.name) if only is not None else None
                 report.extend(dataset.ingest(retry_failed))
     finally:
         resources[WAREHOUSE_KEY].close()
@@ -189,6 +228,7 @@ class _Dataset:
         self.warehouse: PostgresResource = resources[WAREHOUSE_KEY]
         self.landing: Landing = resources[LANDING_KEY].zone()
         self.taken: set[str] = set()  # files this call ran
+        self.only: frozenset[str] | None = None  # `--file`: only these files
         self.own_runs: set[str] = set()  # run ids of this call
 
     def ingest(self, retry_failed: bool) -> list[dict[str, Any]]:
@@ -202,7 +242,7 @@ class _Dataset:
         left unfinished)."""
         partitions = files_partitions(self.contract.name)
         tick = Tick(self.contract, self.discovery, partitions, self.instance, log)
-        result = tick.evaluate(self.resources[LANDING_KEY], self.warehouse)
+        result = tick.evaluate(self.resources[LANDING_KEY], self.warehouse, only=self.only)
         for added in result.dynamic_partitions_requests or []:
             if isinstance(added, dg.AddDynamicPartitionsRequest):
                 self.instance.add_dynamic_partitions(
@@ -225,7 +265,7 @@ class _Dataset:
             latest = {row["file"]: row for row in latest_manifest(connection, name)}
         retry = {"interrupted"} | ({"failed", "running"} if retry_failed else set())
         candidates: list[tuple[LandedFile, str]] = []  # with the content they should still hold
-        for landed in self.landing.scan(self.contract.source.glob):
+        for landed in self._files():
             file = landed.relative_path
             row, memory = latest.get(file), known.get(file)
             if file in requested:
@@ -259,6 +299,13 @@ class _Dataset:
             self.discovery,
         )
 
+    def _files(self) -> list[LandedFile]:
+        """The dataset's files in the landing zone (with `--file`, those of them)."""
+        if self.only is None:
+            return self.landing.scan(self.contract.source.glob)
+        found = (self.landing.stat(file) for file in sorted(self.only))
+        return [landed for landed in found if landed is not None]
+
     def _run(self, requests: list[dg.RunRequest]) -> None:
         """Run each request as the daemon would launch it, in this process."""
         for request in requests:
@@ -287,13 +334,13 @@ class _Dataset:
         waits for the files other processes are loading, then ticks again."""
         deadline = time.monotonic() + self.settings.file_wait_minutes * 60
         for _ in range(MAX_SETTLE_ROUNDS):
-            rows = _report(self.warehouse, self.landing, self.contract, self.taken)
+            rows = _report(self.warehouse, self._files(), self.contract, self.taken)
             running = [row["file"] for row in rows if row["status"] == "running"]
             if not running or not self._wait_for(running, deadline):
                 return rows
             requests = self._tick()
             self._run(requests + self._leftovers(requests, retry_failed=False))
-        return _report(self.warehouse, self.landing, self.contract, self.taken)
+        return _report(self.warehouse, self._files(), self.contract, self.taken)
 
     def _wait_for(self, files: list[str], deadline: float) -> bool:
         """Wait until no process holds these files' leases; False when the deadline passed."""
@@ -312,23 +359,27 @@ class _Dataset:
 
 def _report(
     warehouse: PostgresResource,
-    landing: Landing,
+    landed: list[LandedFile],
     contract: Contract,
     taken: set[str],
 ) -> list[dict[str, Any]]:
-    """The latest manifest row of every file of the dataset still in the landing zone, and
-    of the files this call took (with ELT_ARCHIVE_DIR, a loaded file is no longer there)."""
-    present = {f.relative_path for f in landing.scan(contract.source.glob)} | taken
+    """The latest manifest row of every file of the dataset still in the landing zone (`landed`),
+    and of the files this call took (with ELT_ARCHIVE_DIR, a loaded file is no longer there)."""
+    present = {f.relative_path for f in landed} | taken
     with warehouse.connection() as connection:
         rows = latest_manifest(connection, contract.name)
     return [{k: row.get(k) for k in REPORT_FIELDS} for row in rows if row["file"] in present]
 
 
-def _dry_run(landing: LandingResource, contract: Contract) -> list[dict[str, Any]]:
-    """Parse, cast and validate every file; write nothing anywhere."""
+def _dry_run(
+    landing: LandingResource, contract: Contract, only: dict[str, frozenset[str]] | None
+) -> list[dict[str, Any]]:
+    """Parse, cast and validate every file (with `only`, those); write nothing anywhere."""
     zone = landing.zone()
     rows = []
     for landed in zone.scan(contract.source.glob):
+        if only is not None and landed.relative_path not in only[contract.name]:
+            continue
         file = landed.relative_path
         staged = StagedFile(
             contract,

@@ -272,6 +272,40 @@ class DatasetChecks(Strict):
     unique: list[list[Identifier]] = Field(default_factory=list)
 
 
+EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def check_emails(value: list[str] | None) -> list[str] | None:
+    for address in value or []:
+        if not EMAIL.match(address):
+            raise ValueError(f"e-mail address {address!r} is not one address like ops@example.com")
+    return value
+
+
+class DatasetAlerts(Strict):
+    """Where this dataset's alerts go, instead of the platform's channels (ELT_ALERT_*): its
+    owners. The webhook's URL is a secret, so the contract names the environment variable (or
+    its `_FILE` variant) that holds it, never the URL."""
+
+    email_to: Annotated[list[str] | None, AfterValidator(check_emails)] = None
+    webhook_url_env: str | None = None
+    webhook_format: Literal["json", "slack", "teams"] | None = None
+    # A loaded file with at least this many quarantined rows is alerted (ELT_ALERT_QUARANTINE_ROWS).
+    quarantine_rows: int | None = Field(default=None, ge=1)
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError(
+                "webhook_url_env must name an environment variable, e.g. SALES_WEBHOOK_URL, that "
+                "holds the webhook's URL (the value is not shown: a URL here would be a secret, "
+                "which stays out of the contract)"
+            )
+        return value
+
+
 class Contract(Strict):
     """One dataset: where its files land, how to read them, and the table they become."""
 
@@ -288,6 +322,7 @@ class Contract(Strict):
     group: GroupName = None
     owners: Owners = Field(default_factory=list)
     tags: Tags = Field(default_factory=dict)
+    alerts: DatasetAlerts = Field(default_factory=DatasetAlerts)
     # The contract as the dataset's files evolved it (postgres/evolution.py): the YAML's own
     # contract, and the columns its files added (optional in a file even under strict drift,
     # since files from before them do not have them).

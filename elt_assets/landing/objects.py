@@ -105,6 +105,10 @@ class ObjectStore(Landing):
     def describe(self) -> str:
         return self.url
 
+    def relative(self, given: str) -> str:
+        root = f"s3://{self.bucket}/{self.prefix}"
+        return given.removeprefix(root) if given.startswith(root) else super().relative(given)
+
     def location(self, file: str) -> str:
         return f"s3://{self.bucket}/{self._key(file)}"
 

@@ -58,6 +58,11 @@ class Landing(ABC):
     def stat(self, file: str) -> LandedFile | None:
         """The file's size and mtime now; None when it is not there."""
 
+    def relative(self, given: str) -> str:
+        """A file named by a user (`elt ingest --file`) as the zone names it: relative to its
+        root. The zone's own full name of it (a path, a URL) is accepted too."""
+        return given.removeprefix("./")
+
     @abstractmethod
     def sha256(self, file: str) -> str:
         """The file's content hash (OSError when it is unreadable or gone)."""
@@ -90,6 +95,12 @@ class LocalDirectory(Landing):
 
     def describe(self) -> str:
         return str(self.root)
+
+    def relative(self, given: str) -> str:
+        path = Path(given).expanduser()
+        if path.is_absolute() and path.resolve().is_relative_to(self.root.resolve()):
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        return super().relative(given)
 
     def location(self, file: str) -> str:
         return str(resolve_inside(self.root, file))

@@ -68,6 +68,9 @@ class Naming:
     def prune_op(self) -> str:
         return self._named("prune_staging_slices")
 
+    def alert_sensor(self, role: str) -> str:
+        return self._named(f"elt_alerts_{role}")
+
 
 DEFAULT_NAMING = Naming()  # the platform's own
 

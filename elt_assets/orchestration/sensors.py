@@ -21,7 +21,7 @@ and sent to a run.
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -224,12 +224,20 @@ class Tick:
         landing: LandingResource,
         warehouse: PostgresResource,
         start_after: str | None = None,
+        only: Collection[str] | None = None,
     ) -> dg.SensorResult:
         """This tick: its run requests and new partitions, and (for a large bucket listed in
-        shares) the cursor the next tick lists on from."""
+        shares) the cursor the next tick lists on from. `only`: look at these files alone
+        (`elt ingest --file`), not at the whole zone."""
         contract, rules = self.contract, self.rules
         zone = landing.zone()
-        listed, up_to = zone.scan_from(contract.source.glob, start_after, rules.max_listed_per_tick)
+        if only is None:
+            listed, up_to = zone.scan_from(
+                contract.source.glob, start_after, rules.max_listed_per_tick
+            )
+        else:
+            found = (zone.stat(file) for file in sorted(only))
+            listed, up_to = [landed for landed in found if landed is not None], None
         with warehouse.connection() as connection:
             known = load_known(connection, contract.name)
             decision = discover(
