@@ -290,10 +290,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--scenarios", default="big,bucket,small,tick,workers")
+    parser.add_argument("--scenarios", default="big,bucket,small,tick,partitions,workers")
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
+    parser.add_argument(
+        "--partition-counts",
+        default="10000,100000",
+        help="partitions of one dataset the partitions scenario measures at",
+    )
     parser.add_argument(
         "--workers-quick",
         action="store_true",
@@ -347,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.tick import bucket_tick_scenario
 
         extra.append(bucket_tick_scenario(bench, args.tick_files))
+    if "partitions" in scenarios:
+        from benchmarks.partitions import partitions_scenario
+
+        counts = [int(n) for n in args.partition_counts.split(",")]
+        extra.append(partitions_scenario(bench, counts, superuser_url))
     if "workers" in scenarios:
         from benchmarks.bucket import start_bucket
         from benchmarks.workers import RUNS, TAKES_ALL, workers_scenario

@@ -20,7 +20,7 @@ from typing import Any
 
 from elt_assets.alerts.events import Alert
 from elt_assets.contracts.model import DatasetAlerts
-from elt_assets.errors import EltError
+from elt_assets.errors import EltError, TransientError
 from elt_assets.log import mask_secrets
 from elt_assets.settings import AlertSettings, checked_webhook_url, read_secret, smtp_server
 
@@ -28,8 +28,9 @@ WEBHOOK_TIMEOUT_SECONDS = 10
 SMTP_TIMEOUT_SECONDS = 15
 
 
-class DeliveryError(EltError):
-    """A channel did not take an alert; the message says why (never with a secret)."""
+class DeliveryError(TransientError):
+    """A channel did not take an alert; the message says why (never with a secret). Transient:
+    the outbox tries again later."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from elt_assets.landing.files import (
     is_in_progress,
 )
 from elt_assets.landing.source import Source
-from elt_assets.landing.zone import Landing, LandingUnreachable
+from elt_assets.landing.zone import Landing, LandingUnreachable, Receiver
 from elt_assets.log import get_logger, register_secret
 from elt_assets.settings import secret_from_file
 
@@ -104,6 +104,9 @@ class ObjectStore(Landing):
 
     def describe(self) -> str:
         return self.url
+
+    def receive(self, file: str) -> Receiver:
+        return _ObjectReceiver(self, self._key(file))
 
     def relative(self, given: str) -> str:
         root = f"s3://{self.bucket}/{self.prefix}"
@@ -341,6 +344,67 @@ def _landed(relative: str, item: dict[str, Any]) -> LandedFile:
     modified = item.get("LastModified")
     mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
     return LandedFile(relative, int(item["Size"]), mtime_ns, item.get("ETag"))
+
+
+# S3 takes parts of at least 5 MiB (but the last); 8 MiB parts keep an upload's memory small.
+PART_BYTES = 8 << 20
+
+
+class _ObjectReceiver(Receiver):
+    """A multipart upload to the object's own key: S3 shows the object only once the upload is
+    completed (commit), and an aborted upload leaves nothing."""
+
+    def __init__(self, store: ObjectStore, key: str):
+        self.store, self.key = store, key
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        try:
+            started = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)
+        except Exception as error:
+            raise store.problem(error, f"start an upload of {key}") from None
+        self._id = started["UploadId"]
+
+    def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if len(self._buffer) >= PART_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        number = len(self._parts) + 1
+        try:
+            sent = self.store.client.upload_part(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self._id,
+                PartNumber=number,
+                Body=bytes(self._buffer),
+            )
+        except Exception as error:
+            raise self.store.problem(error, f"upload part {number} of {self.key}") from None
+        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self._buffer.clear()
+
+    def commit(self) -> None:
+        if self._buffer or not self._parts:
+            self._send()
+        try:
+            self.store.client.complete_multipart_upload(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self._id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        except Exception as error:
+            raise self.store.problem(error, f"complete the upload of {self.key}") from None
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        try:
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self._id
+            )
+        except Exception as error:  # a bucket lifecycle rule removes what is left
+            log.warning("could not abort the upload of %s: %s", self.key, error)
 
 
 class ObjectSource(Source):

@@ -10,6 +10,8 @@ landing/keys.py). A name that would leave the root is refused.
 
 from __future__ import annotations
 
+import os
+import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -21,6 +23,44 @@ from elt_assets.landing.source import LocalSource, Source
 
 class LandingUnreachable(TerminalError):
     """The landing zone cannot be listed or read as configured; the message names it."""
+
+
+class Receiver(ABC):
+    """A file arriving in pieces: `write` each, then `commit` (it appears whole, at once) or
+    `abort` (nothing of it stays)."""
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class _FileReceiver(Receiver):
+    """A hidden file beside the target (the scan skips dot names), renamed over it on commit:
+    one atomic rename on the same filesystem."""
+
+    def __init__(self, target: Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.upload")
+        self._file = self.partial.open("xb")
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.partial, self.target)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.partial.unlink(missing_ok=True)
 
 
 class Landing(ABC):
@@ -57,6 +97,12 @@ class Landing(ABC):
     @abstractmethod
     def stat(self, file: str) -> LandedFile | None:
         """The file's size and mtime now; None when it is not there."""
+
+    def receive(self, file: str) -> Receiver:
+        """A new file (or new content of one) being written into the zone: nothing of it is
+        visible under `file` until `commit` (the upload endpoint; the sensor never sees half a
+        file)."""
+        raise LandingUnreachable(f"{self.describe()}: this landing zone takes no uploads")
 
     def relative(self, given: str) -> str:
         """A file named by a user (`elt ingest --file`) as the zone names it: relative to its
@@ -95,6 +141,9 @@ class LocalDirectory(Landing):
 
     def describe(self) -> str:
         return str(self.root)
+
+    def receive(self, file: str) -> Receiver:
+        return _FileReceiver(resolve_inside(self.root, file))
 
     def relative(self, given: str) -> str:
         path = Path(given).expanduser()

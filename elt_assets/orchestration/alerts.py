@@ -21,20 +21,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from elt_assets.alerts.channels import Channel, DeliveryError, dataset_channels, deliver
 from elt_assets.alerts.events import (
     Alert,
+    FileFacts,
     file_alerts,
     not_fresh_alert,
     run_failed_alert,
 )
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.keys import key_to_path
-from elt_assets.log import get_logger
 from elt_assets.orchestration.names import (
     DATASET_TAG,
     DEFAULT_NAMING,
@@ -49,7 +49,9 @@ from elt_assets.postgres import alerts as outbox
 from elt_assets.postgres.recovery import MAX_INTERRUPTIONS
 from elt_assets.settings import AlertSettings
 
-log = get_logger(__name__)
+if TYPE_CHECKING:
+    import psycopg
+
 
 # One tick delivers at most this many alerts, for at most this long (a sensor's tick must end
 # well within Dagster's timeout); the rest are due on the next tick.
@@ -111,7 +113,7 @@ class Alerter:
     def __init__(self, rules: AlertRules, context: Any, naming: Naming):
         self.rules, self.context, self.naming = rules, context, naming
 
-    def file_alerts(self, facts: Any) -> list[Alert]:
+    def file_alerts(self, facts: FileFacts) -> list[Alert]:
         return file_alerts(
             facts,
             quarantine_rows=self.rules.quarantine_rows[facts.dataset],
@@ -159,12 +161,12 @@ class Alerter:
             self.enqueue(connection, alerts)
             self.deliver_due(connection)
 
-    def enqueue(self, connection: Any, alerts: list[Alert]) -> None:
+    def enqueue(self, connection: "psycopg.Connection", alerts: list[Alert]) -> None:
         for alert in alerts:
             if outbox.enqueue(connection, alert, self.rules.channel_ids(alert.dataset)):
                 self.context.log.info(f"alert: {alert.title}")
 
-    def deliver_due(self, connection: Any) -> None:
+    def deliver_due(self, connection: "psycopg.Connection") -> None:
         """Send what is due; a channel that fails once is not tried again this tick."""
         deadline = time.monotonic() + DELIVERY_SECONDS_PER_TICK
         down: dict[str, str] = {}
