@@ -157,6 +157,22 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "http://127.0.0.1:3000",
         "The Dagster UI as the people who read alerts reach it: each alert links to its run.",
     ),
+    "ELT_UPLOAD_TOKENS": (
+        "unset",
+        "The upload endpoint's tokens, hashed (README, Uploads): NAME=SHA256:DATASET,DATASET "
+        "entries separated by `;` or new lines (`*`: every dataset); `elt upload-token` makes "
+        "one. A secret (`_FILE` too). Unset: `elt dev` serves no upload endpoint.",
+    ),
+    "ELT_UPLOAD_PORT": (
+        "8765",
+        "Port of the upload endpoint `elt dev` serves (on the UI's address) when "
+        "ELT_UPLOAD_TOKENS is set; 0: none. In production: `elt upload-server --port`.",
+    ),
+    "ELT_UPLOAD_MAX_BYTES": (
+        "1073741824",
+        "Largest file the upload endpoint takes (bytes); a bigger body is refused with 413 and "
+        "nothing is written.",
+    ),
     "ELT_CELERY_BROKER_URL": (
         "the Dagster database",
         "Celery deployment only (deploy/celery): the broker the CeleryRunLauncher sends runs to "
@@ -179,6 +195,7 @@ SECRET_SETTINGS = (
     "ELT_CELERY_BACKEND_URL",
     "ELT_ALERT_WEBHOOK_URL",
     "ELT_ALERT_SMTP_URL",
+    "ELT_UPLOAD_TOKENS",
 )
 
 
@@ -665,4 +682,52 @@ def smtp_server(url: str) -> SmtpServer:
         implicit_tls=implicit,
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+    )
+
+
+TOKEN_ENTRY = re.compile(
+    r"^([A-Za-z0-9_.-]{1,64})=([0-9a-f]{64}):(\*|[a-z_][a-z0-9_]*(?:,[a-z_][a-z0-9_]*)*)$"
+)
+
+
+@dataclass(frozen=True)
+class UploadToken:
+    """One producer's token, as ELT_UPLOAD_TOKENS keeps it: the SHA-256 of the token (tokens are
+    random 256-bit strings, so a plain hash is enough: nothing to guess from it), and the
+    datasets it may write (None: every dataset)."""
+
+    name: str
+    sha256: str
+    datasets: frozenset[str] | None
+
+    def allows(self, dataset: str) -> bool:
+        return self.datasets is None or dataset in self.datasets
+
+
+def upload_tokens(env: Mapping[str, str] | None = None) -> list[UploadToken]:
+    """ELT_UPLOAD_TOKENS (or its _FILE), parsed; an entry of the wrong shape is an error that
+    names it by position (never by content: it is a secret's hash)."""
+    raw = read_secret("ELT_UPLOAD_TOKENS", env) or ""
+    tokens = []
+    for number, given in enumerate(re.split(r"[;\n]", raw), start=1):
+        entry = given.strip()
+        if not entry:
+            continue
+        match = TOKEN_ENTRY.match(entry)
+        if match is None:
+            raise SettingError(
+                f"ELT_UPLOAD_TOKENS entry {number} is not NAME=SHA256:DATASET[,DATASET] (or "
+                "NAME=SHA256:*): make one with `elt upload-token NAME --datasets ...`."
+            )
+        name, digest, scope = match.groups()
+        datasets = None if scope == "*" else frozenset(scope.split(","))
+        tokens.append(UploadToken(name, digest, datasets))
+    return tokens
+
+
+def upload_settings(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(ELT_UPLOAD_PORT, ELT_UPLOAD_MAX_BYTES)."""
+    return (
+        _int("ELT_UPLOAD_PORT", env, 0, 65_535),
+        _int("ELT_UPLOAD_MAX_BYTES", env, 1, 1 << 40),
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from elt_assets.cli.upload import token_hash
 from elt_assets.postgres.embedded import free_port
 from elt_assets_tests.conftest import copy_examples
 from elt_assets_tests.helpers import serve_webhooks
@@ -33,6 +34,13 @@ pytestmark = [pytest.mark.slow]
 ELT = Path(sys.executable).parent / "elt"
 READY_TIMEOUT_SECONDS = 240
 EXIT_TIMEOUT_SECONDS = 60
+UPLOAD_TOKEN = "dev-upload-token-0123456789"
+UPLOAD_URL = "http://127.0.0.1:{port}/v1/datasets/orders/files/orders_2026-11-22.csv"
+UPLOAD_HEADERS = {"Authorization": f"Bearer {UPLOAD_TOKEN}"}
+UPLOADED = (
+    "order_id,customer_id,status,amount,currency,ordered_at,note,updated_at\n"
+    "9001,1,new,1.00,EUR,2026-11-22 08:00:00,,2026-11-22T09:00:00+01:00\n"
+)
 SAMPLE_FILES = {
     "orders/orders_2026-11-20.csv",
     "orders/orders_2026-11-21.csv.gz",
@@ -232,12 +240,17 @@ def interrupt_and_check_cleanup(dev: Dev, process: subprocess.Popen[str]) -> Non
 def test_dev_loads_the_samples_refuses_a_second_session_and_stops_on_ctrl_c(dev: Dev) -> None:
     with serve_webhooks() as hooks:
         # Alerts through Dagster's daemon: the sample orders quarantine a few rows each.
+        upload_port = free_port()
         dev.settings = {
             "ELT_ALERT_WEBHOOK_URL": hooks.url("/alerts"),
             "ELT_ALERT_QUARANTINE_ROWS": "1",
+            # The upload endpoint: a producer's token for orders.
+            "ELT_UPLOAD_TOKENS": f"shop={token_hash(UPLOAD_TOKEN)}:orders",
+            "ELT_UPLOAD_PORT": str(upload_port),
         }
         process = dev.start()
         dev.wait_for_ui(process)
+        upload(upload_port)  # loads beside the samples
         manifest = dev.wait_for_samples(process)
         assert {file: manifest[file] for file in SAMPLE_FILES} == dict.fromkeys(
             SAMPLE_FILES, "success"
@@ -251,8 +264,31 @@ def test_dev_loads_the_samples_refuses_a_second_session_and_stops_on_ctrl_c(dev:
         assert [body["kind"] for body in alerts] == ["quarantine", "quarantine"], alerts
         ui = f"http://127.0.0.1:{dev.ui_port}/runs/"  # elt dev links alerts to its own UI
         assert all(body["run_url"].startswith(ui) for body in alerts), alerts
+        see_the_upload_loaded(dev, process, upload_port)
         check_rest_of_the_session(dev, process)
     assert len(hooks.bodies("/alerts")) == 2  # each once, however many ticks saw them
+
+
+def upload(port: int) -> None:
+    """A producer PUTs a file to the endpoint `elt dev` serves."""
+    request = urllib.request.Request(
+        UPLOAD_URL.format(port=port), UPLOADED.encode(), UPLOAD_HEADERS, method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+        assert json.loads(response.read())["file"] == "orders/orders_2026-11-22.csv"
+
+
+def see_the_upload_loaded(dev: Dev, process: subprocess.Popen[str], port: int) -> None:
+    """The sensor loaded the uploaded file, and the endpoint says so."""
+    url, headers = UPLOAD_URL.format(port=port), UPLOAD_HEADERS
+    deadline = time.monotonic() + 60
+    while dev.manifest().get("orders/orders_2026-11-22.csv") != "success":
+        assert process.poll() is None and time.monotonic() < deadline, dev.output()
+        time.sleep(0.5)
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as got:
+        status = json.loads(got.read())
+    assert status["status"] == "success" and status["counts"]["rows_inserted"] == 1, status
 
 
 def check_rest_of_the_session(dev: Dev, process: subprocess.Popen[str]) -> None:
@@ -261,7 +297,7 @@ def check_rest_of_the_session(dev: Dev, process: subprocess.Popen[str]) -> None:
     with urllib.request.urlopen(url, timeout=30) as response:
         scraped = response.read().decode()
     assert "elt_up 1.0" in scraped
-    for dataset, files in {"orders": 2, "customers": 1, "events": 2}.items():
+    for dataset, files in {"orders": 3, "customers": 1, "events": 2}.items():
         line = f'elt_files{{dataset="{dataset}",status="success"}} {float(files)}'
         assert line in scraped, scraped
 

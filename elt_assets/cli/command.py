@@ -211,6 +211,12 @@ def _parser() -> argparse.ArgumentParser:
         "--output", "-o", default="-", metavar="PATH|-", help="where to write (default - stdout)"
     )
     export.add_argument("--contracts", metavar="DIR", help="contracts dir (ELT_CONTRACTS_DIR)")
+    _service_parsers(commands)
+    return parser
+
+
+def _service_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The long-running services of a deployment: workers, endpoints, the entry point."""
     worker = commands.add_parser(
         "worker",
         help="a Celery worker that executes the runs Dagster's CeleryRunLauncher sends it",
@@ -233,6 +239,26 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--queue", default="dagster", help="Celery queue to take runs from (default dagster)"
     )
+    upload = commands.add_parser(
+        "upload-server",
+        help="serve the upload endpoint: producers PUT files into the landing zone",
+        description="An HTTP endpoint where a producer with a token (ELT_UPLOAD_TOKENS) PUTs a "
+        "CSV, CSV.gz or Parquet file of a dataset; it lands whole or not at all, and GET says "
+        "whether it loaded (README, Uploads). Binds 127.0.0.1 unless --host says otherwise; "
+        "serve it behind a reverse proxy that terminates TLS.",
+    )
+    upload.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    upload.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    token = commands.add_parser(
+        "upload-token",
+        help="make an upload token: prints it once, and the ELT_UPLOAD_TOKENS entry to add",
+        description="A new random token for one producer. The token is printed once, for the "
+        "producer; ELT_UPLOAD_TOKENS keeps only its SHA-256.",
+    )
+    token.add_argument("name", help="who uses it (letters, digits, . _ -), shown in the logs")
+    token.add_argument(
+        "--datasets", required=True, help="comma-separated datasets it may write, or *"
+    )
     metrics = commands.add_parser(
         "metrics",
         help="serve the platform's metrics for Prometheus (from the manifest, at each scrape)",
@@ -251,7 +277,6 @@ def _parser() -> argparse.ArgumentParser:
         "ELT_*_URL_FILE into its ELT_*_URL, then replaces itself with COMMAND.",
     )
     execute.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,6 +329,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _quarantine_export(args, settings)
     if args.command == "metrics":
         return _metrics(args, settings)
+    if args.command == "upload-server":
+        return _upload_server(args, settings)
+    if args.command == "upload-token":
+        return _upload_token(args)
     if args.command == "worker":
         from elt_assets.cli.worker import run_worker
 
@@ -416,6 +445,48 @@ def _dataset_contract(
         raise _usage_error(
             f"no dataset named {dataset!r} in {contracts_dir} (known: {known})"
         ) from None
+
+
+def _upload_server(args: argparse.Namespace, settings: Settings) -> int:
+    from elt_assets.cli.databases import resolve_databases
+    from elt_assets.settings import upload_tokens
+
+    try:
+        from elt_assets.cli.upload import run_upload_server, upload_service
+    except ImportError as error:  # starlette / uvicorn: the `upload` extra
+        raise SettingError(
+            f"elt upload-server needs {error.name}: pip install 'elt-assets[upload]'"
+        ) from None
+    if not upload_tokens():
+        raise SettingError(
+            "ELT_UPLOAD_TOKENS is not set: no producer could upload. Make a token with "
+            "`elt upload-token NAME --datasets DATASET` and set the entry it prints."
+        )
+    databases = resolve_databases(settings, need_dagster=False)
+    service = upload_service(settings, databases.env["ELT_DATABASE_URL"])
+    try:
+        return run_upload_server(service, args.host, args.port)
+    except OSError as error:
+        raise SettingError(
+            f"elt upload-server cannot listen on {args.host}:{args.port} ({error.strerror}): "
+            "choose another --port or --host."
+        ) from None
+
+
+def _upload_token(args: argparse.Namespace) -> int:
+    from elt_assets.cli.upload import make_token, token_hash
+    from elt_assets.settings import TOKEN_ENTRY
+
+    token = make_token()
+    entry = f"{args.name}={token_hash(token)}:{args.datasets}"
+    if not TOKEN_ENTRY.match(entry):
+        raise SettingError(
+            "upload-token: NAME is letters, digits, . _ - (up to 64); --datasets is dataset "
+            "names separated by commas, or *."
+        )
+    print(f"token (give it to {args.name}; it is not shown again): {token}")
+    print(f"ELT_UPLOAD_TOKENS entry (keep it with the others, separated by ;): {entry}")
+    return 0
 
 
 def _metrics(args: argparse.Namespace, settings: Settings) -> int:

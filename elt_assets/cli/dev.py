@@ -139,7 +139,8 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         if report.applied:
             log.info("applied migrations: %s", ", ".join(report.applied))
         embedded = {name: databases.env[name] for name in databases.embedded_for}
-        with _metrics(settings, databases.env["ELT_DATABASE_URL"], host):
+        url = databases.env["ELT_DATABASE_URL"]
+        with _metrics(settings, url, host), _uploads(settings, url, host):
             return _run_dagster(settings, embedded, host, port, session, owns_postgres)
     finally:
         if databases.server is not None and owns_postgres:
@@ -153,6 +154,39 @@ def _browsable(host: str) -> str:
     if host in {"0.0.0.0", "::", ""}:  # noqa: S104 (recognised here, never bound)
         return socket.gethostname()
     return f"[{host}]" if ":" in host else host
+
+
+@contextlib.contextmanager
+def _uploads(settings: Settings, url: str, host: str) -> Iterator[None]:
+    """The upload endpoint beside the UI, when ELT_UPLOAD_TOKENS gives producers a token
+    (ELT_UPLOAD_PORT; 0: none). A port in use only costs the endpoint."""
+    from elt_assets.settings import upload_settings, upload_tokens
+
+    port, _ = upload_settings()
+    if port == 0 or not upload_tokens():
+        yield
+        return
+    from elt_assets.cli.upload import serve_in_background, upload_service
+
+    try:
+        server, thread = serve_in_background(upload_service(settings, url), host, port)
+    except OSError as error:
+        log.warning(
+            "no upload endpoint: %s:%d is not free (%s); set ELT_UPLOAD_PORT to another port or 0",
+            host,
+            port,
+            error.strerror,
+        )
+        yield
+        return
+    print(
+        f"  Uploads: http://{host}:{port}/v1/datasets/{{dataset}}/files/{{name}}", file=sys.stderr
+    )
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @contextlib.contextmanager

@@ -66,3 +66,11 @@ def latest_manifest(connection: psycopg.Connection, dataset: str) -> list[dict[s
     assert cursor.description is not None
     names = [d.name for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def open_quarantine_rows(connection: psycopg.Connection, dataset: str, file: str) -> int:
+    """How many of a file's quarantined rows are still open."""
+    row = connection.execute(
+        render("quarantine_open_for_file"), {"dataset": dataset, "file": file}
+    ).fetchone()
+    return int(row[0]) if row else 0
