@@ -310,3 +310,33 @@ def serve_webhooks() -> Iterator[Webhooks]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class WriterSampler:
+    """Loader sessions writing a file, sampled every 20 ms while the block runs, across every
+    process and machine: each staging write and each load holds its file's advisory lock for its
+    whole transaction. `samples` starts at 0."""
+
+    def __init__(self, url: str):
+        self.url, self.samples, self._stop = url, [0], threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while not self._stop.is_set():
+                row = connection.execute(
+                    "SELECT count(DISTINCT l.pid) FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                    " AND a.usename = 'elt_loader' AND a.datname = current_database()"
+                ).fetchone()
+                self.samples.append(int(row[0]) if row else 0)
+                time.sleep(0.02)
+
+    def __enter__(self) -> WriterSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

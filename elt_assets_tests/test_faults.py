@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from elt_assets_tests.conftest import Bucket, Warehouse, write_contract
 from elt_assets_tests.helpers import (
     QUIET,
     Pause,
+    WriterSampler,
     alive,
     definitions,
     run_file,
@@ -933,38 +933,16 @@ def test_the_warehouse_pool_bounds_writers_while_many_files_load(
             shared.add_dynamic_partitions("items_files", files[1:])
         # Every COPY into staging holds its file for half a second, so writers overlap.
         Pause(warehouse.superuser_url).install(STAGING, "NEW._elt_row = 1", once=False, seconds=0.5)
-        writers: list[int] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            """Loader sessions holding an advisory lock: every staging write and every load
-            holds its file's (and table's) lock for its whole transaction."""
-            with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:
-                while not stop.is_set():
-                    row = connection.execute(
-                        "SELECT count(DISTINCT l.pid) FROM pg_locks l"
-                        " JOIN pg_stat_activity a ON a.pid = l.pid"
-                        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-                        " AND a.usename = 'elt_loader' AND a.datname = current_database()"
-                    ).fetchone()
-                    writers.append(int(row[0]) if row else 0)
-                    time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
+        with WriterSampler(warehouse.superuser_url) as writers:
             runs = [fork_run(contracts_dir, file, tmp_path, home=str(home)) for file in files[1:]]
             outcomes = join_all(runs)
-        finally:
-            stop.set()
-            sampler.join()
         assert outcomes == ["success"] * 4
         # Staged and target steps take a slot of the `warehouse` pool, and the limit was reached.
         # Without the pool all four files would write at once. Dagster claims a slot by
         # check-then-act across processes (has_unassigned_slots, then add_pending_step, on
         # autocommit connections), so steps claiming at the same instant can get one slot more
         # than the limit (CI saw 3 writers once). README says so.
-        assert limit <= max(writers) <= limit + 1, (len(writers), max(writers))
+        assert limit <= max(writers.samples) <= limit + 1, writers.samples
         assert target_rows(warehouse) == expected_table(landing, *files)
     finally:
         pause.execute(

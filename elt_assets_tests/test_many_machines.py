@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from benchmarks.cluster import DEPLOY, Machines, instance_config
 from elt_assets.postgres.embedded import free_port
 from elt_assets.settings import celery_urls
 from elt_assets_tests.conftest import TEST_PASSWORD, Bucket, Warehouse, write_contract
-from elt_assets_tests.helpers import Pause
+from elt_assets_tests.helpers import Pause, WriterSampler
 
 pytestmark = [pytest.mark.db, pytest.mark.dagster, pytest.mark.slow]
 
@@ -150,35 +149,6 @@ def workers_of_runs(warehouse: Warehouse, storage_url: str, task_ids: list[str])
             "SELECT worker FROM celery_taskmeta WHERE task_id = ANY(%s)", [task_ids]
         ).fetchall()
     return [str(worker) for (worker,) in rows]
-
-
-class WriterSampler:
-    """Loader sessions writing a file (each holds its file's advisory lock for the whole
-    staging or load transaction), sampled every 20 ms across every machine."""
-
-    def __init__(self, url: str):
-        self.url, self.samples, self._stop = url, [0], threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            while not self._stop.is_set():
-                row = connection.execute(
-                    "SELECT count(DISTINCT l.pid) FROM pg_locks l"
-                    " JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-                    " AND a.usename = 'elt_loader' AND a.datname = current_database()"
-                ).fetchone()
-                self.samples.append(int(row[0]) if row else 0)
-                time.sleep(0.02)
-
-    def __enter__(self) -> WriterSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writer_limit(
