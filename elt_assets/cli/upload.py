@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from elt_assets.contracts.loader import load_contracts
 from elt_assets.contracts.model import Contract
+from elt_assets.errors import TerminalError
 from elt_assets.landing.files import glob_matches, is_in_progress
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger
@@ -50,8 +51,9 @@ UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 WILDCARDS = re.compile(r"[*?\[{]")
 
 
-class Refused(Exception):
-    """A request refused with an HTTP status and a message that says what to do."""
+class Refused(TerminalError):
+    """A request refused with an HTTP status and a message that says what to do (the
+    producer's to fix: sending it again unchanged gets the same answer)."""
 
     def __init__(self, status: int, message: str, **headers: str):
         super().__init__(message)
