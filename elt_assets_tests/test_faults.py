@@ -738,6 +738,55 @@ def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_
     assert open_quarantine(warehouse, second) == [10, 2500]
 
 
+HISTORY = CONTRACT.replace("version_column: version}", "version_column: version, mode: history}")
+HISTORY = HISTORY.replace("type: bigint, checks: {ge: 0}", "type: bigint, nullable: false")
+
+
+def history_rows(warehouse: Warehouse) -> list[tuple[int, str, int, int | None]]:
+    rows = warehouse.query(
+        f"SELECT id, label, _elt_valid_from, _elt_valid_to FROM {TARGET} ORDER BY 1, 3"
+    )
+    return [(int(i), str(label), int(start), end) for i, label, start, end in rows]
+
+
+def test_kill_9_during_a_history_merge_leaves_the_history_as_it_was_and_a_rerun_merges_it(
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """target.mode: history. The merge (versions ended, versions added) is one statement in the
+    load's transaction: killed while it inserts, nothing of it shows; the rerun merges once."""
+    warehouse.query(f'ALTER DATABASE "{warehouse.name}" SET client_connection_check_interval = 100')
+    write_contract(contracts_dir, HISTORY)
+    first = land(landing, "a.csv", [(i, f"a{i}", 1) for i in range(1000)])
+    assert run_file(contracts_dir, "items", first, instance).success
+    before = history_rows(warehouse)
+    second = land(landing, "b.csv", [(i, f"b{i}", 2) for i in range(500, 1500)])
+    pause = Pause(warehouse.superuser_url)
+    pause.install(TARGET, "NEW.id = 1200")
+    process, _ = fork_run(contracts_dir, second, tmp_path)
+    pid, statement = pause.wait_paused(process)
+    assert statement.startswith("-- One file's staged slice into a history (SCD2)"), statement
+    assert history_rows(warehouse) == before  # the half-done merge is invisible
+    process.kill()
+    process.join()
+    assert process.exitcode == -9
+    pause.wait_gone(pid)
+    assert history_rows(warehouse) == before
+
+    pause.execute("DROP TRIGGER fault_pause ON shop.items")
+    rerun = run_file(contracts_dir, "items", second, instance)
+    assert rerun.success, step_failure(rerun)
+    assert history_rows(warehouse) == sorted(
+        [(i, f"a{i}", 1, None) for i in range(500)]
+        + [(i, f"a{i}", 1, 2) for i in range(500, 1000)]
+        + [(i, f"b{i}", 2, None) for i in range(500, 1500)]
+    )
+    assert manifest(warehouse, second)["status"] == "success"
+
+
 def test_terminated_connection_mid_copy_is_retried_and_the_run_finishes(
     items: Contract,
     warehouse: Warehouse,

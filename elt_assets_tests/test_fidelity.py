@@ -49,11 +49,11 @@ COLUMNS = """
 """
 
 
-def contract_yaml(name: str, schema: str) -> str:
+def contract_yaml(name: str, schema: str, mode: str = "upsert") -> str:
     return f"""
     name: {name}
     source: {{glob: "{name}/*", timezone: {TIMEZONE}}}
-    target: {{schema: {schema}, table: hostile, primary_key: [id]}}
+    target: {{schema: {schema}, table: hostile, primary_key: [id], mode: {mode}}}
     columns:
     {COLUMNS}
     policy: {{max_bad_row_ratio: 0}}
@@ -291,6 +291,20 @@ def test_csv_and_parquet_load_exactly_like_postgresql_copy(
         result = run_file(contracts_dir, "hostile_pq", "hostile_pq/hostile.parquet", instance)
         assert result.success, step_failure(result)
         assert rows_as_json(warehouse, "fidelity_pq", parquet_contract) == expected
+
+        # A history table (its merge compares and copies every value) keeps them the same.
+        history = write_contract(
+            contracts_dir, contract_yaml("hostile_history", "fidelity_history", "history")
+        )
+        (landing / "hostile_history").mkdir()
+        (landing / "hostile_history" / "hostile.csv").write_bytes(data)
+        result = run_file(contracts_dir, "hostile_history", "hostile_history/hostile.csv", instance)
+        assert result.success, step_failure(result)
+        assert rows_as_json(warehouse, "fidelity_history", history) == expected
+        # Loaded again, every value compares equal to itself: no new version of any row.
+        result = run_file(contracts_dir, "hostile_history", "hostile_history/hostile.csv", instance)
+        assert result.success, step_failure(result)
+        assert warehouse.value("SELECT count(*) FROM fidelity_history.hostile") == len(ROWS)
 
     assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0
     # A few values spelled out, so a shared misreading by both loaders cannot pass unnoticed.

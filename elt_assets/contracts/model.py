@@ -31,6 +31,11 @@ RESERVED_PREFIX = "_elt_"
 # The platform's own columns, beside a contract's: the file a staged row came from, and its
 # 1-based data row in that file (kept in staging and the quarantine, for messages and lineage).
 FILE_COLUMN = RESERVED_PREFIX + "file"
+# A history table's (target.mode: history) own columns: when each version of a row starts and
+# ends (NULL: the current one), and whether it is current (generated from the end).
+VALID_FROM = RESERVED_PREFIX + "valid_from"
+VALID_TO = RESERVED_PREFIX + "valid_to"
+CURRENT = RESERVED_PREFIX + "current"
 ROW_COLUMN = RESERVED_PREFIX + "row"
 # A batch of rows the reader itself rejected (ragged CSV records) carries these two instead of
 # the contract's columns: why, and the record's fields as raw_record JSON for the quarantine.
@@ -148,12 +153,20 @@ class Source(Strict):
         return value
 
 
+class History(Strict):
+    """`target.mode: history`: how a history (SCD2) table follows its files."""
+
+    # A key missing from a file is closed at the file's time: each file is a full snapshot.
+    close_missing: bool = False
+
+
 class Target(Strict):
     schema_: Identifier = Field(alias="schema")
     table: Identifier
-    mode: Literal["upsert", "append"] = "upsert"
+    mode: Literal["upsert", "append", "history"] = "upsert"
     primary_key: list[Identifier] = Field(default_factory=list)
     version_column: Identifier | None = None
+    history: History = Field(default_factory=History)
 
     @field_validator("schema_")
     @classmethod
@@ -407,8 +420,10 @@ class Contract(Strict):
                 raise ValueError(f"target.primary_key: {key!r} is not one of the columns")
         if len(set(target.primary_key)) != len(target.primary_key):
             raise ValueError("target.primary_key: a column is listed twice")
-        if target.mode == "upsert" and not target.primary_key:
-            raise ValueError("target.primary_key is required when target.mode is upsert")
+        if target.mode in ("upsert", "history") and not target.primary_key:
+            raise ValueError(f"target.primary_key is required when target.mode is {target.mode}")
+        if target.history.close_missing and target.mode != "history":
+            raise ValueError("target.history applies to target.mode: history only")
         version = target.version_column
         if version is not None:
             if version not in known:
@@ -417,6 +432,11 @@ class Contract(Strict):
                 raise ValueError("target.version_column must be a number, date or timestamp column")
             if version in target.primary_key:
                 raise ValueError("target.version_column cannot be part of the primary key")
+            if target.mode == "history" and self.column(version).nullable:
+                raise ValueError(
+                    "target.version_column of a history table must be `nullable: false`: its "
+                    "value is when a row's version starts"
+                )
         return self
 
     @model_validator(mode="after")
@@ -447,6 +467,15 @@ class Contract(Strict):
             "{column: {value, reason}} (policy.new_columns / bad_values: rescue)",
         )
         return [*self.columns, rescue]
+
+    @property
+    def row_key(self) -> list[str]:
+        """The columns one row of a file is identified by: the primary key, and in a history
+        table with a version column the version too (a file may bring several versions)."""
+        key = list(self.target.primary_key)
+        if self.target.mode == "history" and self.target.version_column:
+            key.append(self.target.version_column)
+        return key
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)

@@ -6,8 +6,8 @@ staged/<dataset>_staging
     the file parsed in bounded batches, cast to the contract's types, validated; written by the
     staging IO manager with COPY; blocking checks gate the target.
 <schema>/<table>
-    the file's rows upserted on the primary key (or appended once), with the manifest's
-    `success` in the same transaction.
+    the file's rows upserted on the primary key (or appended once, or merged into a history of
+    versions), with the manifest's `success` in the same transaction.
 
 The UI titles a node by its key's last part, so the three read "<dataset>_files",
 "<dataset>_staging" and the table's name. The work of each step lives in orchestration/steps.py,
@@ -177,23 +177,35 @@ def _staged_asset(
     return staged
 
 
+def _how_loaded(contract: Contract) -> str:
+    """How the table takes a file, for its description in the UI."""
+    key = ", ".join(contract.target.primary_key)
+    version = contract.target.version_column
+    if contract.target.mode == "upsert":
+        newer = f", never replacing a newer {version}" if version else ""
+        return f"upserted on ({key}){newer}"
+    if contract.target.mode == "history":
+        start = version or "the load time"
+        closing = (
+            "; a key missing from a file is closed (each file is a full snapshot)"
+            if contract.target.history.close_missing
+            else ""
+        )
+        return (
+            f"kept as history (SCD2): each change of ({key}) adds a version from its {start} "
+            f"(_elt_valid_from) and ends the one before (_elt_valid_to); _elt_current marks the "
+            f"current ones{closing}"
+        )
+    return "appended once per file (loading a file again replaces its earlier rows)"
+
+
 def _target_asset(
     contract: Contract,
     keys: DatasetKeys,
     partitions: dg.DynamicPartitionsDefinition,
     naming: Naming,
 ) -> dg.AssetsDefinition:
-    mode = contract.target.mode
-    how = (
-        f"upserted on ({', '.join(contract.target.primary_key)})"
-        + (
-            f", never replacing a newer {contract.target.version_column}"
-            if contract.target.version_column
-            else ""
-        )
-        if mode == "upsert"
-        else "appended once per file (loading a file again replaces its earlier rows)"
-    )
+    how = _how_loaded(contract)
 
     spec = dg.AssetSpec(
         key=keys.target,
@@ -204,7 +216,7 @@ def _target_asset(
         metadata={
             "dagster/table_name": f"{contract.target.schema_}.{contract.target.table}",
             "dagster/column_schema": column_schema(contract),
-            "mode": mode,
+            "mode": contract.target.mode,
         },
         group_name=contract.group_name,
         owners=contract.owners,

@@ -283,6 +283,7 @@ def load_target(
         "rows_unchanged": result.rows_unchanged,
         "rows_deduplicated": result.rows_deduplicated,
         "rows_replaced": result.rows_replaced,
+        **({"rows_closed": result.rows_closed} if contract.target.mode == "history" else {}),
         "seconds_load": round(result.seconds, 3),
         "rows_per_second": round(result.rows_staged / result.seconds, 1)
         if result.seconds > 0

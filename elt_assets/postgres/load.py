@@ -18,6 +18,7 @@ from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.templates import (
     render,
     render_append,
+    render_history_merge,
     render_insert_new,
     render_upsert,
     staging_table,
@@ -34,6 +35,8 @@ class LoadResult:
     rows_deduplicated: int  # rows of the file dropped because a later row had the same key
     rows_replaced: int  # append mode: rows of an earlier load of this file that were replaced
     seconds: float
+    # History mode: current versions of keys the file lacks, closed (history.close_missing).
+    rows_closed: int = 0
     # The table's rows at commit when this load alone decides it (a first load into the empty
     # table, under its lock), so nobody has to count them; else None.
     row_count: int | None = None
@@ -102,8 +105,11 @@ def load_file(
                 f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
                 "or the server restarted (staging is UNLOGGED); materialise staged again"
             )
-        row_count = None
-        if contract.target.mode == "upsert":
+        row_count, closed = None, 0
+        if contract.target.mode == "history":
+            source_rows, inserted, updated, closed = _merge_history(connection, contract, params)
+            replaced = 0
+        elif contract.target.mode == "upsert":
             source_rows, inserted, updated, first_load = _upsert(
                 connection, contract, params, staged_rows, recorded.get("duplicate_key_rows")
             )
@@ -136,6 +142,7 @@ def load_file(
         rows_replaced=replaced,
         seconds=time.perf_counter() - started,
         row_count=row_count,
+        rows_closed=closed,
     )
 
 
@@ -169,6 +176,19 @@ def _upsert(
     assert row is not None
     source_rows, inserted, updated = (int(v) for v in row)
     return source_rows, inserted, updated, False
+
+
+def _merge_history(
+    connection: psycopg.Connection, contract: Contract, params: dict[str, str]
+) -> tuple[int, int, int, int]:
+    """(versions in the slice, versions added, versions corrected, current versions closed)."""
+    close = contract.target.history.close_missing
+    row = connection.execute(
+        render_history_merge(contract), {**params, "close_missing": close}
+    ).fetchone()
+    assert row is not None
+    source_rows, inserted, corrected, closed, _merged = (int(v) for v in row)
+    return source_rows, inserted, corrected, closed
 
 
 def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:

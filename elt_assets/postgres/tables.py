@@ -15,12 +15,22 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Column, Contract
+from elt_assets.contracts.model import (
+    CURRENT,
+    FILE_COLUMN,
+    ROW_COLUMN,
+    VALID_FROM,
+    VALID_TO,
+    Column,
+    Contract,
+)
 from elt_assets.log import get_logger
 from elt_assets.postgres.connection import as_owner
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.templates import (
     STAGING_SCHEMA,
+    history_type,
+    identifiers,
     render,
     render_create_staging,
     render_create_target,
@@ -77,13 +87,37 @@ def target_differences(contract: Contract, columns: list[ColumnInfo]) -> list[st
         )
     if contract.target.mode == "append" and FILE_COLUMN not in existing:
         problems.append(f"{table} has no {FILE_COLUMN} column, which append mode needs")
-    known = {c.name for c in contract.table_columns} | {FILE_COLUMN}
+    if contract.target.mode == "history":
+        problems += _history_differences(contract, table, existing, actual_key)
+    known = {c.name for c in contract.table_columns} | {FILE_COLUMN, VALID_FROM, VALID_TO, CURRENT}
     for info in columns:
         if info.name not in known and info.not_null and not info.has_default:
             problems.append(
                 f"{table}.{info.name} is NOT NULL without a default, but the contract does not "
                 "fill it"
             )
+    return problems
+
+
+def _history_differences(
+    contract: Contract, table: str, existing: dict[str, ColumnInfo], actual_key: set[str]
+) -> list[str]:
+    """What a history table needs beyond the contract's columns: its validity columns, and
+    the key with the version's start in it."""
+    problems = []
+    validity = history_type(contract)
+    for name in (VALID_FROM, VALID_TO):
+        if name not in existing or existing[name].type != validity:
+            problems.append(
+                f"{table} has no {name} column of type {validity}, which a history table needs "
+                "(was it created for another mode? load into a new table)"
+            )
+    wanted = set(contract.target.primary_key) | {VALID_FROM}
+    if actual_key != wanted:
+        problems.append(
+            f"{table} has primary key {sorted(actual_key) or 'none'}; a history table needs "
+            f"{sorted(wanted)}"
+        )
     return problems
 
 
@@ -102,6 +136,16 @@ def _create_target(connection: psycopg.Connection, contract: Contract) -> None:
                     name=sql.Identifier(f"{contract.target.table}_elt_file"[:63]),
                     table=table,
                     columns=sql.Identifier(FILE_COLUMN),
+                )
+            )
+        if contract.target.mode == "history":  # the current versions, found by key
+            connection.execute(
+                render(
+                    "index_create_partial",
+                    name=sql.Identifier(f"{contract.target.table}_elt_current"[:63]),
+                    table=table,
+                    columns=identifiers(contract.target.primary_key),
+                    condition=sql.SQL("{} IS NULL").format(sql.Identifier(VALID_TO)),
                 )
             )
         if _separate_roles(connection):

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from psycopg import sql
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import (
+    CURRENT,
+    FILE_COLUMN,
+    ROW_COLUMN,
+    VALID_FROM,
+    VALID_TO,
+    Contract,
+)
+from elt_assets.contracts.types import PgType
 
 STAGING_SCHEMA = "elt_staging"
 
@@ -95,14 +103,30 @@ def render_create_staging(contract: Contract) -> sql.Composed:
     )
 
 
+def history_type(contract: Contract) -> str:
+    """The type of a history table's validity columns: the version column's, else the load
+    time's (timestamptz)."""
+    version = contract.target.version_column
+    return contract.column(version).type.ddl if version else PgType("timestamptz").ddl
+
+
 def render_create_target(contract: Contract) -> sql.Composed:
     definitions = _column_definitions(contract, for_target=True)
+    key = list(contract.target.primary_key)
     if contract.target.mode == "append":
         definitions.append(sql.SQL("{} text NOT NULL").format(sql.Identifier(FILE_COLUMN)))
-    if contract.target.primary_key:
-        definitions.append(
-            sql.SQL("PRIMARY KEY ({})").format(identifiers(contract.target.primary_key))
-        )
+    if contract.target.mode == "history":
+        validity = type_sql(history_type(contract))
+        definitions += [
+            sql.SQL("{} {} NOT NULL").format(sql.Identifier(VALID_FROM), validity),
+            sql.SQL("{} {}").format(sql.Identifier(VALID_TO), validity),
+            sql.SQL("{} boolean GENERATED ALWAYS AS ({} IS NULL) STORED").format(
+                sql.Identifier(CURRENT), sql.Identifier(VALID_TO)
+            ),
+        ]
+        key.append(VALID_FROM)
+    if key:
+        definitions.append(sql.SQL("PRIMARY KEY ({})").format(identifiers(key)))
     return render(
         "table_create",
         unlogged=sql.SQL(""),
@@ -158,6 +182,64 @@ def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Compos
     )
 
 
+def _listed(names: Sequence[str], alias: str) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
+
+
+def contract_type(contract: Contract, name: str) -> str:
+    return next(c.type.ddl for c in contract.table_columns if c.name == name)
+
+
+def render_history_merge(contract: Contract) -> sql.Composed:
+    """One file's slice merged into a history table (templates/history_merge.sql)."""
+    key = contract.target.primary_key
+    version = contract.target.version_column
+    columns = [c.name for c in contract.table_columns]
+    others = [c for c in columns if c not in key]
+    # Two versions have equal values when everything but the version itself is equal.
+    compared = [c for c in others if c != version]
+    differs: sql.Composable = (
+        sql.SQL("({}) IS DISTINCT FROM ({})").format(_listed(compared, "e"), _listed(compared, "s"))
+        if compared
+        else sql.SQL("false")
+    )
+    merged = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN s.vf IS NULL THEN {} ELSE {} END AS {}").format(
+            sql.Identifier("e", c), sql.Identifier("s", c), sql.Identifier(c)
+        )
+        for c in others
+    )
+    return render(
+        "history_merge",
+        key=identifiers(key),
+        columns=identifiers(columns),
+        valid_from=sql.Identifier(version) if version else sql.SQL("now()"),
+        staging=staging_table(contract),
+        target=target_table(contract),
+        t_columns=_listed(columns, "t"),
+        t_key=_listed(key, "t"),
+        e_key=_listed(key, "e"),
+        s_key=_listed(key, "s"),
+        f_key=_listed(key, "f"),
+        g_key=_listed(key, "g"),
+        null_others=sql.SQL(", ").join(
+            sql.SQL("NULL::{} AS {}").format(
+                type_sql(contract_type(contract, c)), sql.Identifier(c)
+            )
+            for c in others
+        ),
+        s_others=_listed(others, "s"),
+        f_columns=_listed(columns, "f"),
+        merged_others=merged,
+        e_differs_from_s=differs,
+        compared=identifiers(compared) if compared else sql.SQL("1"),
+        assign_others=sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("f", c)) for c in others
+        ),
+        snapshot_at=sql.SQL("(SELECT max(vf) FROM source)") if version else sql.SQL("now()"),
+    )
+
+
 def render_insert_new(contract: Contract) -> sql.Composed:
     """A plain INSERT of one file's slice, for a first load into an empty target."""
     return render(
@@ -202,7 +284,7 @@ def render_move_duplicates(contract: Contract, columns: Sequence[str]) -> sql.Co
 
 
 def render_duplicate_keys(contract: Contract) -> sql.Composed:
-    key = contract.target.primary_key
+    key = contract.row_key
     return render(
         "staging_duplicate_keys",
         staging=staging_table(contract),
@@ -213,6 +295,8 @@ def render_duplicate_keys(contract: Contract) -> sql.Composed:
 
 def render_key_problems(contract: Contract) -> sql.Composed:
     key = contract.target.primary_key
+    if contract.target.mode == "history":
+        key = [*key, VALID_FROM]  # a history table holds each key once per version
     return render(
         "key_problems",
         target=target_table(contract),
