@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from elt_assets.orchestration.table_schema import column_schema
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (
     check_results,
@@ -233,6 +234,14 @@ def test_files_in_any_order_or_all_at_once_give_the_same_history(
         output = process.communicate(timeout=300)[0]
         assert process.returncode == 0, output
     assert history(warehouse) == expected
+
+
+def test_the_ui_shows_the_validity_columns_of_a_history_table(contracts_dir: Path) -> None:
+    schema = column_schema(write_contract(contracts_dir, PRICES))
+    shown = {column.name: column.type for column in schema.columns}
+    assert list(shown)[-3:] == ["_elt_valid_from", "_elt_valid_to", "_elt_current"]
+    assert (shown["_elt_valid_from"], shown["_elt_current"]) == ("bigint", "boolean")
+    assert not any(c.constraints.unique for c in schema.columns)  # a key has many versions
 
 
 def test_a_history_contract_needs_a_key_and_a_version_that_is_never_null(

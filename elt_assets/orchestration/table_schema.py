@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import (
+    CURRENT,
+    FILE_COLUMN,
+    ROW_COLUMN,
+    VALID_FROM,
+    VALID_TO,
+    Contract,
+)
 
 
 def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchema:
@@ -15,11 +22,24 @@ def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchem
             description=column.description,
             constraints=dg.TableColumnConstraints(
                 nullable=staging or not contract.is_required(column),
-                unique=contract.target.primary_key == [column.name] and not staging,
+                unique=contract.target.primary_key == [column.name]
+                and contract.target.mode != "history"
+                and not staging,
             ),
         )
         for column in contract.table_columns
     ]
+    if contract.target.mode == "history" and not staging:
+        validity = (
+            contract.column(contract.target.version_column).type
+            if (contract.target.version_column)
+            else "timestamptz"
+        )
+        columns += [
+            dg.TableColumn(VALID_FROM, str(validity), "when this version of the key starts"),
+            dg.TableColumn(VALID_TO, str(validity), "when it ends (NULL: current)"),
+            dg.TableColumn(CURRENT, "boolean", "whether this is the key's current version"),
+        ]
     if staging:
         columns += [
             dg.TableColumn(FILE_COLUMN, "text", "the file (partition key) the row came from"),
