@@ -189,8 +189,10 @@ def _ingest(
         with _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
-                dataset = _Dataset(settings, contract, definitions, discovery, resources, instance)
-                dataset.only = only.get(contract.name) if only is not None else None
+                files = only.get(contract.name) if only is not None else None
+                dataset = _Dataset(
+                    settings, contract, definitions, discovery, resources, instance, files
+                )
                 report.extend(dataset.ingest(retry_failed))
     finally:
         resources[WAREHOUSE_KEY].close()
@@ -221,6 +223,7 @@ class _Dataset:
         discovery: Discovery,
         resources: dict[str, Any],
         instance: dg.DagsterInstance,
+        only: frozenset[str] | None = None,
     ):
         self.settings, self.contract, self.instance = settings, contract, instance
         self.definitions, self.resources = definitions, resources
@@ -228,7 +231,7 @@ class _Dataset:
         self.warehouse: PostgresResource = resources[WAREHOUSE_KEY]
         self.landing: Landing = resources[LANDING_KEY].zone()
         self.taken: set[str] = set()  # files this call ran
-        self.only: frozenset[str] | None = None  # `--file`: only these files
+        self.only = only  # `elt ingest --file`: these files alone
         self.own_runs: set[str] = set()  # run ids of this call
 
     def ingest(self, retry_failed: bool) -> list[dict[str, Any]]:

@@ -200,33 +200,33 @@ def build_alert_sensors(
         return []
     resources = {naming.warehouse_key}
 
-    def on_failure(context: dg.RunStatusSensorContext) -> None:
-        Alerter(rules, context, naming).finished_run(failed=True)
+    def on_finished(status: dg.DagsterRunStatus, description: str) -> dg.SensorDefinition:
+        """Dagster's run-status sensor for runs of our jobs that ended in `status`."""
+        failed = status == dg.DagsterRunStatus.FAILURE
 
-    def on_success(context: dg.RunStatusSensorContext) -> None:
-        Alerter(rules, context, naming).finished_run(failed=False)
+        def evaluate(context: dg.RunStatusSensorContext) -> None:
+            Alerter(rules, context, naming).finished_run(failed=failed)
 
-    failed_runs = dg.RunStatusSensorDefinition(
-        name=naming.alert_sensor("failed_runs"),
-        run_status=dg.DagsterRunStatus.FAILURE,
-        run_status_sensor_fn=on_failure,
-        monitored_jobs=list(jobs),
-        minimum_interval_seconds=interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys=resources,
-        description="Alerts on each failed file of a failed ingest run (and on a run that "
-        "failed before recording its files), through the configured channels (README, Alerts).",
+        return dg.RunStatusSensorDefinition(
+            name=naming.alert_sensor("failed_runs" if failed else "loaded_runs"),
+            run_status=status,
+            run_status_sensor_fn=evaluate,
+            monitored_jobs=list(jobs),
+            minimum_interval_seconds=interval_seconds,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            required_resource_keys=resources,
+            description=description,
+        )
+
+    failed_runs = on_finished(
+        dg.DagsterRunStatus.FAILURE,
+        "Alerts on each failed file of a failed ingest run (and on a run that failed before "
+        "recording its files), through the configured channels (README, Alerts).",
     )
-    loaded_runs = dg.RunStatusSensorDefinition(
-        name=naming.alert_sensor("loaded_runs"),
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        run_status_sensor_fn=on_success,
-        monitored_jobs=list(jobs),
-        minimum_interval_seconds=interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys=resources,
-        description="Alerts on each file of a successful ingest run that quarantined at least "
-        "its threshold of rows (ELT_ALERT_QUARANTINE_ROWS, or the contract's).",
+    loaded_runs = on_finished(
+        dg.DagsterRunStatus.SUCCESS,
+        "Alerts on each file of a successful ingest run that quarantined at least its threshold "
+        "of rows (ELT_ALERT_QUARANTINE_ROWS, or the contract's).",
     )
 
     @dg.sensor(
