@@ -236,6 +236,47 @@ def test_files_in_any_order_or_all_at_once_give_the_same_history(
     assert history(warehouse) == expected
 
 
+def test_a_batch_run_and_a_new_column_keep_the_history_exact(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, tmp_path: Path
+) -> None:
+    """The batch job (ELT_BATCH_THRESHOLD=0: every file through it) merges each file as a run of
+    its own would; a column a later file adds (policy.new_columns: add) is one more value that
+    versions differ by, NULL in the versions before it."""
+    write_contract(contracts_dir, PRICES + "    policy: {new_columns: add}\n")
+    for name, rows in FILES.items():
+        land(landing, name, rows)
+    user = tmp_path / "user"
+    user.mkdir()
+    folders = ["--landing", str(landing), "--contracts", str(contracts_dir)]
+    settings = {"ELT_BATCH_THRESHOLD": "0"}
+    batch = subprocess.run(
+        [str(ELT), "ingest", *folders],
+        cwd=user,
+        env=user_env(warehouse, user, settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert batch.returncode == 0, batch.stdout + batch.stderr
+    assert history(warehouse) == canonical(*FILES.values())
+
+    (landing / "prices" / "f4.csv").write_text("sku,price,version,colour\na,2.00,5,red\n")
+    again = subprocess.run(
+        [str(ELT), "ingest", *folders],
+        cwd=user,
+        env=user_env(warehouse, user, settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = warehouse.query(
+        "SELECT sku, colour, _elt_valid_from, _elt_valid_to FROM shop.prices WHERE sku = 'a' "
+        "ORDER BY 3"
+    )
+    assert rows == [("a", None, 1, 2), ("a", None, 2, 5), ("a", "red", 5, None)]
+
+
 def test_the_ui_shows_the_validity_columns_of_a_history_table(contracts_dir: Path) -> None:
     schema = column_schema(write_contract(contracts_dir, PRICES))
     shown = {column.name: column.type for column in schema.columns}
