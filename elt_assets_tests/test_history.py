@@ -17,6 +17,7 @@ from elt_assets.orchestration.table_schema import column_schema
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (
     check_results,
+    elt_as_user,
     materialization_metadata,
     run_file,
     step_failure,
@@ -249,26 +250,12 @@ def test_a_batch_run_and_a_new_column_keep_the_history_exact(
     user.mkdir()
     folders = ["--landing", str(landing), "--contracts", str(contracts_dir)]
     settings = {"ELT_BATCH_THRESHOLD": "0"}
-    batch = subprocess.run(
-        [str(ELT), "ingest", *folders],
-        cwd=user,
-        env=user_env(warehouse, user, settings),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    batch = elt_as_user(warehouse, user, "ingest", *folders, settings=settings)
     assert batch.returncode == 0, batch.stdout + batch.stderr
     assert history(warehouse) == canonical(*FILES.values())
 
     (landing / "prices" / "f4.csv").write_text("sku,price,version,colour\na,2.00,5,red\n")
-    again = subprocess.run(
-        [str(ELT), "ingest", *folders],
-        cwd=user,
-        env=user_env(warehouse, user, settings),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = elt_as_user(warehouse, user, "ingest", *folders, settings=settings)
     assert again.returncode == 0, again.stdout + again.stderr
     rows = warehouse.query(
         "SELECT sku, colour, _elt_valid_from, _elt_valid_to FROM shop.prices WHERE sku = 'a' "
