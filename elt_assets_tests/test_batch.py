@@ -305,6 +305,86 @@ def test_running_the_same_batch_again_changes_nothing(
     assert metadata["files_already_loaded"] == 5 and metadata["files_loaded"] == 0
 
 
+def row_counts_by_file(instance: dg.DagsterInstance) -> dict[str, int]:
+    """The table's row count each file's target materialisation reported (newest per file)."""
+    records = instance.fetch_materializations(TARGET, limit=1000).records
+    counts: dict[str, int] = {}
+    for record in reversed(records):  # oldest first: a file loaded again keeps its newest
+        materialization = record.asset_materialization
+        assert materialization is not None
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        counts[str(metadata["file"])] = int(metadata["dagster/row_count"])  # type: ignore[call-overload]
+    return counts
+
+
+def recorded_rows(warehouse: Warehouse) -> tuple[int, int]:
+    """(elt.target_rows' count of shop.items, count(*) of it)."""
+    return (
+        warehouse.value(
+            "SELECT row_count FROM elt.target_rows WHERE relid = 'shop.items'::regclass"
+        ),
+        warehouse.value("SELECT count(*) FROM shop.items"),
+    )
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+@pytest.mark.usefixtures("always_batch")
+def test_each_files_row_count_is_exact_and_a_change_made_between_runs_is_counted(
+    ticker: Ticker,
+    landing: Path,
+    contracts_dir: Path,
+    warehouse: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """A batch counts the table once (its first load) and carries the count forward file by file
+    (elt.target_rows); the next run counts again, so rows deleted by hand in between show."""
+    target = "mode: append" if mode == "append" else "primary_key: [id]"
+    write_contract(contracts_dir, CONTRACT.replace("primary_key: [id]", target))
+    monkeypatch.setenv("ELT_BATCH_MAX_FILES", "3")
+    ticker.reload()
+    land_files(landing, 6)
+    ticker.tick()
+    requests = ticker.tick()
+    assert [len(batch_keys(r)) for r in requests] == [3, 3]
+    assert all(ticker.execute(r).success for r in requests)
+    assert row_counts_by_file(ticker.instance) == {
+        f"items/f{n:02d}.csv": 2 * n + 2 for n in range(6)
+    }
+    assert recorded_rows(warehouse) == (12, 12)
+
+    warehouse.query("DELETE FROM shop.items WHERE id IN (1, 2, 11)")  # outside the platform
+    # f03 changed (append replaces its 2 rows; upsert updates 31, 32 and adds 33), then 2 new.
+    changed = {"items/f03.csv": b"id,label\n31,x\n32,y\n33,z\n"}
+    changed |= {f"items/f{n:02d}.csv": item_file(n) for n in (6, 7)}
+    for order, (relative, data) in enumerate(changed.items()):
+        (landing / relative).write_bytes(data)
+        os.utime(landing / relative, ns=(1_800_000_000_000_000_000 + order,) * 2)
+    ticker.tick()
+    (request,) = ticker.tick()
+    result = ticker.execute(request)
+    assert result.success, step_failure(result)
+    counts = row_counts_by_file(ticker.instance)  # counted at f03: 12 - 3 deleted + 1 net
+    assert [counts[f"items/f{n:02d}.csv"] for n in (3, 6, 7)] == [10, 12, 14]
+    assert recorded_rows(warehouse) == (14, 14)
+    evaluation = ticker.instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(TARGET, "row_count_not_dropped")
+    )
+    assert evaluation is not None and evaluation.event is not None
+    data = evaluation.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
+    assert not data.passed and data.metadata["previous_row_count"].value == 12
+    assert "fewer than after the previous load" in (data.description or "")
+
+    # A table dropped and created again is counted afresh (a new relid), not carried forward.
+    warehouse.query("DROP TABLE shop.items")
+    (landing / "items/f08.csv").write_bytes(item_file(8))
+    ticker.tick()
+    (request,) = ticker.tick()
+    assert ticker.execute(request).success
+    assert row_counts_by_file(ticker.instance)["items/f08.csv"] == 2
+    assert recorded_rows(warehouse) == (2, 2)
+
+
 def output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     assert output.step_output_data is not None

@@ -262,6 +262,10 @@ def test_a_batch_run_and_a_new_column_keep_the_history_exact(
         "ORDER BY 3"
     )
     assert rows == [("a", None, 1, 2), ("a", None, 2, 5), ("a", "red", 5, None)]
+    # The row count the batch carried from file to file (versions added minus versions folded).
+    assert warehouse.value(
+        "SELECT row_count FROM elt.target_rows WHERE relid = 'shop.prices'::regclass"
+    ) == warehouse.value("SELECT count(*) FROM shop.prices")
 
 
 def test_the_ui_shows_the_validity_columns_of_a_history_table(contracts_dir: Path) -> None:

@@ -56,7 +56,7 @@ from elt_assets.orchestration.resources import LandingResource, landing_of, ware
 from elt_assets.postgres.errors import is_transient
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import current_attempt
-from elt_assets.postgres.io_manager import stage_metadata
+from elt_assets.postgres.io_manager import stage_metadata, written_slice
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.validation.staged_file import StagedFile, read_together
@@ -196,7 +196,7 @@ class _Batch:
         # The target's checks are the table's, not a file's: Dagster keeps one evaluation per run,
         # so the batch reports each once, the first failure among its files, else the last.
         self.target_checks: dict[str, dg.AssetCheckResult] = {}
-        self.row_count: int | None = None  # the table's row count after this batch's last load
+        self.last_load: steps.TargetOutcome | None = None  # of this batch's last loaded file
         # `elt ingest` without DAGSTER_HOME tags its runs: its instance keeps nothing past the
         # process, so each file's materialisations and check evaluations would be written for no
         # one to see, at half of a small file's cost. The manifest records every file either way.
@@ -314,11 +314,12 @@ class _Batch:
             contract,
             warehouse,
             self.landing.zone(),
-            steps.staged_slice(warehouse, contract.name, file),
+            written_slice(staged_file, report),
             self.run_id,
             self._previous_rows,
+            self.last_load,
         )
-        self.row_count = outcome.row_count
+        self.last_load = outcome
         lineage = {"dagster/column_lineage": column_lineage(self.contract, self.keys)}
         self._report(
             dg.AssetMaterialization(
@@ -335,8 +336,8 @@ class _Batch:
 
     def _previous_rows(self) -> int | None:
         """The instance's latest row count for the first file, then this batch's own."""
-        if self.row_count is not None:
-            return self.row_count
+        if self.last_load is not None:
+            return self.last_load.row_count
         return steps.previous_row_count(self.context.instance, self.keys.target)
 
     def _report(self, materialization: dg.AssetMaterialization) -> None:

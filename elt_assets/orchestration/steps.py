@@ -232,6 +232,7 @@ class TargetOutcome:
     metadata: dict[str, Any]
     check_results: list[dg.AssetCheckResult]
     row_count: int
+    key_state: KeyState | None  # None: the contract has no primary key
 
 
 def load_target(
@@ -241,10 +242,14 @@ def load_target(
     staged: StagedSlice,
     run_id: str,
     previous_rows: Callable[[], int | None],
+    measured: TargetOutcome | None = None,
 ) -> TargetOutcome:
     """Load the file's staged slice into the target; its metadata and the target's checks.
 
     `previous_rows()` is the table's row count after its previous load (for the row-count check).
+    `measured`: the outcome of this run's previous load of the table (a batch), whose count this
+    load carries forward and whose primary key state it keeps (loads never change the table's
+    constraints); None (a run's first load) counts the table and reads its key.
     """
     key = ManifestKey(contract.name, staged.file, staged.sha256)
     with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
@@ -262,18 +267,20 @@ def load_target(
         ):
             contract = evolution.effective_contract(connection, contract)
             warehouse.ensure_tables(connection, contract)
-            result = load_file(connection, contract, key, run_id)  # committed on return
+            result = load_file(  # committed on return
+                connection,
+                contract,
+                key,
+                run_id,
+                rows_before=None if measured is None else measured.row_count,
+            )
             warehouse.leases().release(contract.name, staged.file)  # the file is finished
             loaded = manifest_row(connection, key) if landing.archives else None
-            row_count = (
-                result.row_count
-                if result.row_count is not None
-                else table_row_count(connection, contract)
-            )
-            key_state = _key_state(connection, contract)
+            key_state = _key_state(connection, contract) if measured is None else measured.key_state
             version = (
                 evolution.evolution(connection, contract.name).version if contract.evolved else None
             )
+    row_count = result.row_count
     results = table_check_results(contract, key_state, row_count, previous_rows())
     metadata: dict[str, Any] = {
         "dagster/row_count": row_count,
@@ -300,7 +307,7 @@ def load_target(
         quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
         with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
             metadata.update(archive_loaded(landing, staged, result.rows_staged, quarantined))
-    return TargetOutcome(metadata, results, row_count)
+    return TargetOutcome(metadata, results, row_count, key_state)
 
 
 def archive_loaded(

@@ -102,6 +102,14 @@ def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> Staged
     return StagedSlice(dataset, file, sha256, int(rows_staged or 0), status, error)
 
 
+def written_slice(staged: StagedFile, report: StageReport) -> StagedSlice:
+    """The slice `stage_file` just wrote, as the manifest now records it (the batch job's
+    target step takes it from there instead of reading the manifest back)."""
+    return StagedSlice(
+        staged.dataset, staged.file, staged.sha256, report.counts.rows_staged, "running", None
+    )
+
+
 def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.MetadataValue]:
     """The staged asset's materialisation metadata."""
     counts = report.counts

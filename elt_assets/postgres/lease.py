@@ -29,6 +29,10 @@ KEEPALIVE_OPTIONS = (
     "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 )
 POLL_SECONDS = 0.5  # how often `elt ingest` looks whether a file another process holds is done
+# A session that answered this recently is taken as alive without asking again: a batch re-checks
+# its leases at every step of every file, and a server restart also ends the load's own
+# connection, which fails its transaction whatever the lease session says.
+ALIVE_SECONDS = 1.0
 
 
 def _key(dataset: str, file: str) -> dict[str, str]:
@@ -58,6 +62,7 @@ class FileLeases:
         self._url, self._setting, self._application_name = url, setting, application_name
         self._connection: psycopg.Connection | None = None
         self._held: set[tuple[str, str]] = set()
+        self._answered_at = 0.0  # monotonic time of the session's last answer
 
     def _open(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
@@ -83,6 +88,7 @@ class FileLeases:
         connection = self._open()
         started = time.monotonic()
         row = connection.execute(render("lease_try"), _key(dataset, file)).fetchone()
+        self._answered_at = time.monotonic()
         if not (row and row[0]):
             try:
                 with connection.transaction():
@@ -103,12 +109,17 @@ class FileLeases:
     def _alive(self) -> bool:
         """Is the session still there? (A restarted server or a lost connection ended it, and
         with it every lease: `take` then takes them again on a new one.)"""
-        try:
-            assert self._connection is not None
-            self._connection.execute(render("lease_ping"))
-        except (psycopg.Error, AssertionError):
+        if self._connection is None or self._connection.closed:
             self.close()
             return False
+        if time.monotonic() - self._answered_at < ALIVE_SECONDS:
+            return True
+        try:
+            self._connection.execute(render("lease_ping"))
+        except psycopg.Error:
+            self.close()
+            return False
+        self._answered_at = time.monotonic()
         return True
 
     def release(self, dataset: str, file: str) -> None:

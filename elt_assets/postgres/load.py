@@ -35,11 +35,10 @@ class LoadResult:
     rows_deduplicated: int  # rows of the file dropped because a later row had the same key
     rows_replaced: int  # append mode: rows of an earlier load of this file that were replaced
     seconds: float
+    # The table's rows when this load committed (elt.target_rows, kept under the table's lock).
+    row_count: int
     # History mode: current versions of keys the file lacks, closed (history.close_missing).
     rows_closed: int = 0
-    # The table's rows at commit when this load alone decides it (a first load into the empty
-    # table, under its lock), so nobody has to count them; else None.
-    row_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,18 @@ def start_file(
     file_format: str,
     run_id: str,
 ) -> None:
-    with connection.transaction():
-        connection.execute(
-            render("manifest_start"),
-            {
-                **key.__dict__,
-                "partition_key": partition_key,
-                "size_bytes": size_bytes,
-                "format": file_format,
-                "run_id": run_id,
-            },
-        )
+    """Open the file's manifest row as `running` (one statement: its own transaction on the
+    pool's autocommit connections, or part of the caller's)."""
+    connection.execute(
+        render("manifest_start"),
+        {
+            **key.__dict__,
+            "partition_key": partition_key,
+            "size_bytes": size_bytes,
+            "format": file_format,
+            "run_id": run_id,
+        },
+    )
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -88,15 +88,27 @@ def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_
 
 
 def load_file(
-    connection: psycopg.Connection, contract: Contract, key: ManifestKey, run_id: str
+    connection: psycopg.Connection,
+    contract: Contract,
+    key: ManifestKey,
+    run_id: str,
+    *,
+    rows_before: int | None = None,
 ) -> LoadResult:
-    """Upsert or append the file's staged slice and mark it loaded, atomically."""
+    """Upsert or append the file's staged slice and mark it loaded, atomically.
+
+    The table's row count comes with it. `rows_before`: the table's rows after this run's previous
+    load of it (a batch); then the count is carried forward (elt.target_rows) rather than counted,
+    and a table that had rows is not asked whether it is empty (the upsert is right either way).
+    None (a run's first load) counts the table.
+    """
     started = time.perf_counter()
     params = {"file": key.file}
     table = f"{contract.target.schema_}.{contract.target.table}"
     with connection.transaction():
-        connection.execute(render("lock_table"), {"table": table})
-        connection.execute(render("lock_file"), {"dataset": key.dataset, "file": key.file})
+        connection.execute(
+            render("lock_table_file"), {"table": table, "dataset": key.dataset, "file": key.file}
+        )
         recorded = manifest_row(connection, key)
         staged_rows = _staged_rows(connection, contract, key.file)
         if recorded is None or recorded["rows_staged"] != staged_rows:
@@ -105,21 +117,28 @@ def load_file(
                 f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
                 "or the server restarted (staging is UNLOGGED); materialise staged again"
             )
-        row_count, closed = None, 0
+        counted, closed = None, 0
         if contract.target.mode == "history":
-            source_rows, inserted, updated, closed = _merge_history(connection, contract, params)
-            replaced = 0
+            source_rows, inserted, updated, closed, merged = _merge_history(
+                connection, contract, params
+            )
+            removed = merged  # versions folded into a neighbour
         elif contract.target.mode == "upsert":
             source_rows, inserted, updated, first_load = _upsert(
-                connection, contract, params, staged_rows, recorded.get("duplicate_key_rows")
+                connection,
+                contract,
+                params,
+                staged_rows,
+                recorded.get("duplicate_key_rows"),
+                maybe_empty=not rows_before,
             )
-            replaced = 0
-            row_count = inserted if first_load else None
+            removed = 0
+            counted = inserted if first_load else None
         else:
             deleted = connection.execute(
                 render("slice_delete", table=target_table(contract)), params
             )
-            replaced = max(deleted.rowcount, 0)
+            removed = max(deleted.rowcount, 0)  # an earlier load of this file, replaced
             inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
             source_rows, updated = staged_rows, 0
         unchanged = source_rows - inserted - updated
@@ -133,17 +152,43 @@ def load_file(
                 "rows_unchanged": unchanged,
             },
         )
+        row_count = _row_count(
+            connection, contract, counted, None if rows_before is None else inserted - removed
+        )
     return LoadResult(
         rows_staged=staged_rows,
         rows_inserted=inserted,
         rows_updated=updated,
         rows_unchanged=unchanged,
         rows_deduplicated=staged_rows - source_rows,
-        rows_replaced=replaced,
+        rows_replaced=removed if contract.target.mode == "append" else 0,
         seconds=time.perf_counter() - started,
         row_count=row_count,
         rows_closed=closed,
     )
+
+
+def _row_count(
+    connection: psycopg.Connection, contract: Contract, counted: int | None, change: int | None
+) -> int:
+    """The table's rows now, inside the load's transaction (the table's lock is held).
+
+    `counted`: known exactly (an empty table's first load); `change`: rows added minus rows
+    removed, to carry the recorded count forward (None: count them). A table never counted, or
+    dropped and created again since (a new relid), is counted.
+    """
+    target = target_table(contract).as_string(connection)
+    if counted is None and change is not None:
+        row = connection.execute(
+            render("target_rows_carry"), {"target": target, "change": change}
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    if counted is None:
+        row = connection.execute(render("table_row_count", table=target_table(contract))).fetchone()
+        counted = int(row[0]) if row else 0
+    connection.execute(render("target_rows_set"), {"target": target, "row_count": counted})
+    return counted
 
 
 def _upsert(
@@ -152,6 +197,8 @@ def _upsert(
     params: dict[str, str],
     staged_rows: int,
     duplicate_key_rows: object,
+    *,
+    maybe_empty: bool,
 ) -> tuple[int, int, int, bool]:
     """(rows of the slice after deduplication, rows inserted, rows updated, first load).
 
@@ -164,9 +211,9 @@ def _upsert(
         # autovacuum (up to deadlock_timeout, 1 s by default, before autovacuum gives way), which
         # often works on a table after a big load. A non-empty table takes the upsert, which is
         # right whatever happens to the table meanwhile.
-        if _is_empty(connection, contract):
+        if maybe_empty and _is_empty(connection, contract):
             connection.execute(render("table_lock_writes", table=target_table(contract)))
-            if _is_empty(connection, contract):
+            if maybe_empty and _is_empty(connection, contract):
                 inserted = connection.execute(render_insert_new(contract), params).rowcount
                 return staged_rows, inserted, 0, True
         row = connection.execute(render_upsert(contract, deduplicate=False), params).fetchone()
@@ -180,15 +227,16 @@ def _upsert(
 
 def _merge_history(
     connection: psycopg.Connection, contract: Contract, params: dict[str, str]
-) -> tuple[int, int, int, int]:
-    """(versions in the slice, versions added, versions corrected, current versions closed)."""
+) -> tuple[int, int, int, int, int]:
+    """(versions in the slice, versions added, versions corrected, current versions closed,
+    versions folded into a neighbour and deleted)."""
     close = contract.target.history.close_missing
     row = connection.execute(
         render_history_merge(contract), {**params, "close_missing": close}
     ).fetchone()
     assert row is not None
-    source_rows, inserted, corrected, closed, _merged = (int(v) for v in row)
-    return source_rows, inserted, corrected, closed
+    source_rows, inserted, corrected, closed, merged = (int(v) for v in row)
+    return source_rows, inserted, corrected, closed, merged
 
 
 def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:

@@ -91,6 +91,7 @@ class PostgresResource(dg.ConfigurableResource):
     # Contracts whose tables this run found fitting (ensure_tables); when each connection was
     # last given back to the pool (_check).
     _fitted: set[str] = PrivateAttr(default_factory=set)
+    _last_fitted: Contract | None = PrivateAttr(default=None)
     _returned: "weakref.WeakKeyDictionary[psycopg.Connection, float]" = PrivateAttr(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -192,14 +193,18 @@ class PostgresResource(dg.ConfigurableResource):
     def ensure_tables(self, connection: psycopg.Connection, contract: Contract) -> None:
         """ensure_dataset_tables, once per contract (as the files evolved it) per run: the
         catalog queries are not repeated for every file of a batch."""
+        if contract is self._last_fitted:  # the same object again: every file of a batch
+            return
         fingerprint = contract.model_dump_json()
         if fingerprint not in self._fitted:
             ensure_dataset_tables(connection, contract, self.owner_connection)
             self._fitted.add(fingerprint)
+        self._last_fitted = contract
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._pool = None  # opened on first use, so runs that never touch the database stay cheap
         self._fitted = set()
+        self._last_fitted = None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()

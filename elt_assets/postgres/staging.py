@@ -51,10 +51,6 @@ QUARANTINE_COLUMNS = [
 _CONTEXT_COLUMN = re.compile(r"column (\w+)")
 
 
-def _lock_file(connection: psycopg.Connection, dataset: str, file: str) -> None:
-    connection.execute(render("lock_file"), {"dataset": dataset, "file": file})
-
-
 def _quarantine_frame(staged: StagedFile, records: pl.DataFrame) -> pl.DataFrame:
     """Add the file's identity to quarantine records and make every text storable in PostgreSQL."""
     safe = [
@@ -168,10 +164,15 @@ def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: 
 def _encoded(
     staged: StagedFile, columns: list[str]
 ) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes]]:
-    """Each batch with its good rows tagged with the file, and those rows encoded for COPY."""
-    for batch in staged.batches():
-        good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
-        yield batch, good, encode_csv(good, columns)
+    """Each batch with its good rows tagged with the file, and those rows encoded for COPY,
+    read ahead in a thread unless the file was read already (a small file: nothing to overlap)."""
+
+    def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes]]:
+        for batch in staged.batches():
+            good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
+            yield batch, good, encode_csv(good, columns)
+
+    return encode() if staged.read_already else read_ahead(encode())
 
 
 class _Progress:
@@ -204,7 +205,7 @@ def _stream(
     progress = _Progress(staged)
     with connection.cursor() as cursor, contextlib.ExitStack() as open_copy:
         copy = None
-        for batch, _good, payload in read_ahead(_encoded(staged, columns)):
+        for batch, _good, payload in _encoded(staged, columns):
             progress.batch(batch.rows_read)
             if copy is None:
                 copy = open_copy.enter_context(cursor.copy(render_copy(table, columns)))
@@ -222,7 +223,7 @@ def _stream_isolating(
     how many it refused."""
     progress = _Progress(staged)
     refused_rows = 0
-    for batch, good, payload in read_ahead(_encoded(staged, columns)):
+    for batch, good, payload in _encoded(staged, columns):
         progress.batch(batch.rows_read)
         refused = copy_frame(connection, table, columns, good, ROW_COLUMN, payload)
         _copy_quarantine(connection, staged, batch.quarantined)
@@ -271,11 +272,11 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
     report = StageReport(counts, [])
     started = time.perf_counter()
     with connection.transaction():
-        _lock_file(connection, staged.dataset, staged.file)
         # Values without an offset are read in the contract's time zone, by PostgreSQL itself.
-        connection.execute(render("timezone_local"), {"timezone": contract.source.timezone})
-        connection.execute(render("slice_delete", table=table), params)
-        connection.execute(render("quarantine_resolve"), params)
+        connection.execute(
+            render("lock_file_local_time"), {**params, "timezone": contract.source.timezone}
+        )
+        connection.execute(render("slice_replace", table=table), params)
         try:
             with connection.transaction():
                 _stream(connection, staged, table, columns)
@@ -293,10 +294,9 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         # Counted in the database, independently of the reader's own count.
         counts.rows_read = staged.rows_read
         counts.rows_rescued = staged.rows_rescued
-        staged_row = connection.execute(render("slice_count", table=table), params).fetchone()
-        counts.rows_staged = int(staged_row[0]) if staged_row else 0
-        open_row = connection.execute(render("quarantine_open_count"), params).fetchone()
-        counts.rows_quarantined = int(open_row[0]) if open_row else 0
+        row = connection.execute(render("slice_counts", table=table), params).fetchone()
+        assert row is not None
+        counts.rows_staged, counts.rows_quarantined = int(row[0]), int(row[1])
         report.violations = policy_violations(contract, counts)
         _summarise_reading(staged, report)
         connection.execute(

@@ -66,6 +66,11 @@ class StagedFile:
         sources = self.header.sources if self.header else {}
         return {c.name: sources.get(c.name, c.header) for c in self.contract.columns}
 
+    @property
+    def read_already(self) -> bool:
+        """Its batches are in memory (read with other small files): nothing is left to read."""
+        return self._read is not None
+
     def batches(self) -> Iterator[ValidatedBatch]:
         if self._read is not None:
             yield from self._batches_read_already(self._read)

@@ -1,2 +1,0 @@
-SELECT count(*) FROM elt.quarantine
-WHERE dataset = %(dataset)s AND file = %(file)s AND resolved_at IS NULL
