@@ -385,6 +385,128 @@ def test_each_files_row_count_is_exact_and_a_change_made_between_runs_is_counted
     assert recorded_rows(warehouse) == (2, 2)
 
 
+DOCS = """
+    name: items
+    source: {glob: "items/*.csv"}
+    target: {schema: shop, table: items, primary_key: [id]}
+    columns:
+      - {name: id, type: bigint}
+      - {name: label, type: text}
+      - {name: doc, type: jsonb}
+    policy: {max_bad_row_ratio: 0.5}
+"""
+
+
+def doc_file(number: int, doc: str | None = None) -> bytes:
+    """Two rows, ids 10n+1 and 10n+2; `doc` replaces the second row's JSON."""
+    second = doc if doc is not None else f'"{{""n"": {number}}}"'
+    return (
+        f'id,label,doc\n{10 * number + 1},a{number},"{{""n"": {number}}}"\n'
+        f"{10 * number + 2},b{number},{second}\n"
+    ).encode()
+
+
+def land_docs(landing: Path, files: dict[int, bytes], start: int) -> None:
+    for order, (number, data) in enumerate(files.items()):
+        path = landing / f"items/f{number:02d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, ns=(start + order, start + order))
+
+
+def run_log(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    """Every message the run logged (its context.log lines too)."""
+    return [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: dg.AssetKey) -> dict[str, dict[str, Any]]:
+    """File -> the metadata of its newest materialisation of `asset`."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in reversed(instance.fetch_materializations(asset, limit=1000).records):
+        materialization = record.asset_materialization
+        assert materialization is not None
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        found[str(metadata["file"])] = metadata
+    return found
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_small_files_are_staged_and_loaded_together_or_one_by_one_when_one_needs_it(
+    ticker: Ticker, landing: Path, contracts_dir: Path, warehouse: Warehouse
+) -> None:
+    """Small files read together are staged in one transaction and loaded in one; when
+    PostgreSQL refuses a value, or a load breaks a constraint, nothing of the group is written
+    and each file goes on its own, so the error is that file's alone."""
+    write_contract(contracts_dir, DOCS)
+    ticker.reload()
+    land_docs(landing, {n: doc_file(n) for n in range(4)}, 1_700_000_000_000_000_000)
+    ticker.tick()
+    (request,) = ticker.tick()
+    first = ticker.execute(request)
+    assert first.success, step_failure(first)
+    staged = latest_metadata(ticker.instance, STAGED)
+    target = latest_metadata(ticker.instance, TARGET)
+    assert {f: m["staged_with_files"] for f, m in staged.items()} == {
+        f"items/f{n:02d}.csv": 3 for n in range(4)
+    }
+    assert {f: (m["loaded_with_files"], m["dagster/row_count"]) for f, m in target.items()} == {
+        f"items/f{n:02d}.csv": (3, 2 * n + 2) for n in range(4)
+    }
+
+    # f05's JSON is refused by PostgreSQL (not by our validation): the group is staged file by
+    # file, f05's row isolated with PostgreSQL's reason; f06 breaks the policy and fails alone.
+    land_docs(
+        landing,
+        {
+            4: doc_file(4),
+            5: doc_file(5, '"{""n"":"'),
+            6: b"id,label,doc\nx,a,\ny,b,\n",
+            7: doc_file(7),
+        },
+        1_800_000_000_000_000_000,
+    )
+    ticker.tick()
+    (request,) = ticker.tick()
+    second = ticker.execute(request)
+    assert not second.success
+    assert step_failure(second).startswith("1 of 4 files failed (the others loaded):")
+    assert "items/f06.csv" in step_failure(second)
+    logs = run_log(ticker.instance, second)
+    assert any(m.startswith("4 files staged one by one: ") for m in logs), logs
+    staged = latest_metadata(ticker.instance, STAGED)
+    assert staged["items/f05.csv"]["rows_refused_by_postgres"] == 1
+    assert not any("staged_with_files" in staged[f"items/f{n:02d}.csv"] for n in (4, 5, 6, 7))
+    assert warehouse.query(
+        "SELECT file, row_number, check_name FROM elt.quarantine WHERE resolved_at IS NULL "
+        "AND file = 'items/f05.csv'"
+    ) == [("items/f05.csv", 2, "postgres")]
+
+    # A constraint added by hand (a unique label) breaks f09's load: the group's load is undone
+    # and each file loads on its own; f09 fails with PostgreSQL's message, f08 and f10 load.
+    warehouse.query("CREATE UNIQUE INDEX items_label ON shop.items (label)")
+    clash = b'id,label,doc\n91,a0,"{""n"": 9}"\n'
+    land_docs(landing, {8: doc_file(8), 9: clash, 10: doc_file(10)}, 1_900_000_000_000_000_000)
+    ticker.tick()
+    (request,) = ticker.tick()
+    third = ticker.execute(request)
+    assert not third.success
+    assert any(m.startswith("3 files loaded one by one: ") for m in run_log(ticker.instance, third))
+    staged, target = (
+        latest_metadata(ticker.instance, STAGED),
+        latest_metadata(ticker.instance, TARGET),
+    )
+    assert staged["items/f09.csv"]["staged_with_files"] == 2  # staged together, loaded apart
+    assert "loaded_with_files" not in target["items/f08.csv"]
+    rows = {str(f): (status, str(error)) for f, _, status, _, _, _, _, error in manifest(warehouse)}
+    assert rows["items/f08.csv"][0] == rows["items/f10.csv"][0] == "success"
+    assert rows["items/f09.csv"][0] == "failed" and "items_label" in rows["items/f09.csv"][1]
+    assert warehouse.value("SELECT count(*) FROM shop.items WHERE id IN (81, 82, 101, 102)") == 4
+    assert warehouse.value("SELECT count(*) FROM shop.items WHERE id = 91") == 0
+    assert warehouse.value(
+        "SELECT row_count FROM elt.target_rows WHERE relid = 'shop.items'::regclass"
+    ) == warehouse.value("SELECT count(*) FROM shop.items")
+
+
 def output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     assert output.step_output_data is not None
@@ -425,7 +547,7 @@ def test_a_transient_error_retries_the_op_and_redoes_only_unfinished_files(
     ready = threading.Event()
 
     def hold_the_third_files_lock() -> None:
-        """The lock every write of items/f02.csv takes (sql/templates/lock_file.sql), held by
+        """The lock every write of items/f02.csv takes (sql/templates/lock_files.sql), held by
         another session until the batch's first attempt has failed on it (and noted it)."""
         lock = "hashtext('elt:file'), hashtext('items' || '/' || 'items/f02.csv')"
         with psycopg.connect(warehouse.superuser_url, autocommit=True) as connection:

@@ -51,7 +51,7 @@ from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.lease import FileLeases, leases_held
-from elt_assets.postgres.load import ManifestKey, start_file
+from elt_assets.postgres.load import FileStart, ManifestKey, start_files
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
@@ -437,14 +437,9 @@ def start(instance: dg.DagsterInstance, landing: Path, name: str, **run: Any) ->
     else:
         owner = run_id(99)  # a run this Dagster instance does not know
     with PostgresResource.from_env().connection() as connection:
-        start_file(
-            connection,
-            ManifestKey("items", relative, sha256_of(landing / relative)),
-            partition_key=relative,
-            size_bytes=(landing / relative).stat().st_size,
-            file_format="csv",
-            run_id=owner,
-        )
+        key = ManifestKey("items", relative, sha256_of(landing / relative))
+        size = (landing / relative).stat().st_size
+        start_files(connection, [FileStart(key, relative, size, "csv")], owner)
     return relative, owner
 
 

@@ -51,7 +51,7 @@ from elt_assets.landing.objects import ObjectStore
 from elt_assets.landing.readers import FileRejected, _QuoteCheck
 from elt_assets.landing.zone import Landing, LocalDirectory
 from elt_assets.postgres.connection import connect
-from elt_assets.postgres.load import ManifestKey, load_file, start_file
+from elt_assets.postgres.load import FileStart, ManifestKey, load_files, start_files
 from elt_assets.postgres.staging import write_staged
 from elt_assets.postgres.tables import ensure_dataset_tables
 from elt_assets.validation.staged_file import StagedFile
@@ -141,20 +141,14 @@ class Harness:
         source = self.zone.source(file)
         key = ManifestKey(contract.name, file, hashlib.sha256(data).hexdigest())
         run_id = uuid.uuid4().hex
-        start_file(
-            self.loader,
-            key,
-            partition_key=path_to_key(file),
-            size_bytes=len(data),
-            file_format=contract.file_format(file),
-            run_id=run_id,
-        )
+        start = FileStart(key, path_to_key(file), len(data), contract.file_format(file))
+        start_files(self.loader, [start], run_id)
         staged = StagedFile(
             contract, source, file, path_to_key(file), key.sha256, len(data), run_id
         )
         report = write_staged(self.loader, staged)
         assert report.violations == [], report.violations
-        load_file(self.loader, contract, key, run_id)
+        load_files(self.loader, contract, [key], run_id)
 
     def outcome(self, contract: Contract, file: str) -> Outcome:
         connection, path = self.inspector, f"{contract.name}/{file}"

@@ -6,16 +6,24 @@ config: their partition keys) in one op, with exactly the functions the partitio
 (orchestration/steps.py), and reports each file as those assets would: materialisations of the raw,
 the staged and the target asset for the file's partition, and evaluations of the staged checks
 (per partition). The target's checks concern the whole table and Dagster keeps one evaluation of
-them per run: they are measured after each file as usual and reported once per batch, the first
-failure if a file caused one, else the last. In the UI every file stays its own partition.
+them per run: they are measured after each file and reported once per batch, the first failure
+if a file caused one, else the last. The row count after each file is exact without counting the
+table each time: the batch's first load counts it, each later load carries that count forward by
+what it changed, under the table's lock (elt.target_rows); the primary key is read once per
+batch (no load changes it). In the UI every file stays its own partition.
 
-1. Every file is hashed. Content the manifest already records as loaded is skipped, so a retry
-   of the op, or the same batch run again, redoes only the unfinished files. The others open
-   their manifest row (`running`, this run): a batch that dies leaves each file it took visible,
-   and the interrupted-run recovery (elt_assets/orchestration/recovery.py) loads them again.
+1. Every file is hashed. Content the manifest already records as loaded is skipped (one query
+   for all), so a retry of the op, or the same batch run again, redoes only the unfinished
+   files. The others' leases are taken and their manifest rows opened (`running`, this run; fifty
+   in one transaction): a batch that dies leaves each file it took visible, and the
+   interrupted-run recovery (elt_assets/orchestration/recovery.py) loads them again.
 2. Each file is staged, checked and loaded into the target, in the order given (oldest first).
    Small files are read and validated together first, fifty at a time (casting and pandera cost
-   far more per call than per row); each is still staged, checked and loaded on its own.
+   far more per call than per row), staged together in one transaction (one COPY; each file
+   still its own slice, counts, checks and manifest report), then loaded together in one
+   transaction, in order. If either fails, nothing of it is written and each file is staged or
+   loaded on its own, where the error is that file's alone. Other files are staged and loaded on
+   their own, after the files before them (the order decides which version of a key wins).
 
 A file that fails (a bad file, a policy violation) is recorded in the manifest exactly as in a
 single run, and the op goes on with the next file; at the end the op fails with a message listing
@@ -56,9 +64,9 @@ from elt_assets.orchestration.resources import LandingResource, landing_of, ware
 from elt_assets.postgres.errors import is_transient
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import current_attempt
-from elt_assets.postgres.io_manager import stage_metadata, written_slice
-from elt_assets.postgres.load import ManifestKey
+from elt_assets.postgres.io_manager import stage_metadata, stage_together, written_slice
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile, read_together
 
 T = TypeVar("T")
@@ -204,7 +212,7 @@ class _Batch:
 
     def run(self, partition_keys: list[str]) -> None:
         started = time.perf_counter()
-        taken = [key for key in partition_keys if self._guard(key, self._raw)]
+        taken = self._take(partition_keys)
         try:
             for start in range(0, len(taken), GROUP_FILES):
                 self._load_group(taken[start : start + GROUP_FILES])
@@ -249,19 +257,46 @@ class _Batch:
         self.context.log.error(f"{file} failed: {message}")
         return False
 
-    def _raw(self, key: str, file: str) -> bool:
-        with file_failures(self.warehouse, None, self.run_id):
-            zone = self.landing.zone()
-            if zone.stat(file) is None and self._archived_after_load(file):
-                return self._skip(file, "it was loaded, then archived (ELT_ARCHIVE_DIR)")
-            raw = steps.describe_raw(self.contract, zone, file)
-            if steps.already_loaded(
-                self.warehouse, ManifestKey(self.contract.name, file, raw.sha256)
-            ):
-                return self._skip(file, "this content is already loaded")
-            steps.start_raw(self.warehouse, self.contract, raw, key, self.run_id)
-        self._report(dg.AssetMaterialization(self.keys.raw, partition=key, metadata=raw.metadata()))
-        return True
+    def _take(self, partition_keys: list[str]) -> list[str]:
+        """The raw step of every file, its database work done for many files at once: each file
+        described (stat, sha256), the contents loaded already found in one query and skipped,
+        the others' leases taken, then their manifest rows opened together. Returns the keys of
+        the files this attempt loads."""
+        described: dict[str, steps.RawFile] = {}
+
+        def describe(key: str, file: str) -> bool:
+            with file_failures(self.warehouse, None, self.run_id):
+                zone = self.landing.zone()
+                if zone.stat(file) is None and self._archived_after_load(file):
+                    return self._skip(file, "it was loaded, then archived (ELT_ARCHIVE_DIR)")
+                described[key] = steps.describe_raw(self.contract, zone, file)
+            return True
+
+        def hold(key: str, file: str) -> bool:
+            with file_failures(self.warehouse, None, self.run_id):
+                steps.hold_file(self.warehouse, self.contract.name, file)
+            return True
+
+        for key in partition_keys:
+            self._guard(key, describe)
+        loaded = steps.loaded_already(self.warehouse, self.contract.name, list(described.values()))
+        taken = []
+        for key, raw in described.items():
+            if raw.file in loaded:
+                self._skip(raw.file, "this content is already loaded")
+            elif self._guard(key, hold):
+                taken.append(key)
+        for start in range(0, len(taken), GROUP_FILES):
+            keys = taken[start : start + GROUP_FILES]
+            with file_failures(self.warehouse, None, self.run_id):  # the platform's, no file's
+                opened = [(described[key], key) for key in keys]
+                steps.open_files(self.warehouse, self.contract, opened, self.run_id)
+            for key in keys:
+                raw = described[key]
+                self._report(
+                    dg.AssetMaterialization(self.keys.raw, partition=key, metadata=raw.metadata())
+                )
+        return taken
 
     def _archived_after_load(self, file: str) -> bool:
         """A file gone from the landing directory whose latest load succeeded: with
@@ -276,8 +311,9 @@ class _Batch:
         return False
 
     def _load_group(self, keys: list[str]) -> None:
-        """Stage and load files in order; the small ones are read and validated together first
-        (validation/staged_file.py `read_together`), each still staged and loaded on its own."""
+        """Stage and load files in order. The small ones are read and validated together first
+        (validation/staged_file.py `read_together`), staged together, then loaded together;
+        any other file is staged and loaded on its own, after the files before it."""
         prepared: dict[str, StagedFile] = {}
 
         def prepare(key: str, file: str) -> bool:
@@ -289,15 +325,58 @@ class _Batch:
         for key in keys:
             self._guard(key, prepare)
         read_together(list(prepared.values()))
+        reports = self._stage_together([f for f in prepared.values() if f.read_already])
+        pending: list[tuple[str, StagedFile, StageReport]] = []  # staged, checked, to load
         for key, staged_file in prepared.items():
-            self._guard(key, functools.partial(self._staged_and_target, staged_file))
+            report = reports.get(staged_file.file)
+            if report is None:  # on its own, after the files before it: load order counts
+                self._load_pending(pending)
+                self._guard(key, functools.partial(self._stage_and_load, staged_file))
+            else:
+                others = {"staged_with_files": len(reports) - 1}  # one transaction, one COPY
+                check = functools.partial(self._check_staged, staged_file, report, others)
+                if self._guard(key, check):
+                    pending.append((key, staged_file, report))
+        self._load_pending(pending)
 
-    def _staged_and_target(self, staged_file: StagedFile, key: str, file: str) -> bool:
-        contract, warehouse = self.contract, self.warehouse
-        report = steps.stage_file(warehouse, staged_file)
+    def _stage_together(self, files: list[StagedFile]) -> dict[str, StageReport]:
+        """Stage the files read together in one transaction (file -> its report). If that fails,
+        for whatever reason, nothing was written and each file is staged on its own, where its
+        error (the rows PostgreSQL refused, a lock it waited for too long) is its own: the files
+        before it load, and a transient error retries the op from that file on."""
+        if len(files) < 2:
+            return {}
+        try:
+            with log_context(dataset=self.contract.name, run_id=self.run_id):
+                reports = stage_together(self.warehouse, files)
+        except Exception as error:
+            self.context.log.info(
+                f"{len(files)} files staged one by one: {mask_secrets(str(error))[:300]}"
+            )
+            for staged_file in files:
+                staged_file.restart()
+            return {}
+        return {f.file: report for f, report in zip(files, reports, strict=True)}
+
+    def _stage_and_load(self, staged_file: StagedFile, key: str, file: str) -> bool:
+        report = steps.stage_file(self.warehouse, staged_file)
+        return self._check_staged(staged_file, report, {}, key, file) and self._load_one(
+            staged_file, report, key, file
+        )
+
+    def _check_staged(
+        self,
+        staged_file: StagedFile,
+        report: StageReport,
+        extra: dict[str, int],
+        key: str,
+        file: str,
+    ) -> bool:
+        """Report the file's staged materialisation and checks; raise if it may not load."""
         metadata = stage_metadata(staged_file, report)
+        metadata.update({name: dg.MetadataValue.int(value) for name, value in extra.items()})
         self._report(dg.AssetMaterialization(self.keys.staged, partition=key, metadata=metadata))
-        results = steps.staged_check_results(contract, file, report)
+        results = steps.staged_check_results(self.contract, file, report)
         for result in results:
             self._log_evaluation(self.keys.staged, result, key)
         failure = steps.violation_failure(file, report)
@@ -310,15 +389,56 @@ class _Batch:
                 + "; ".join(f"{r.check_name}: {r.description}" for r in blocked),
                 allow_retries=False,
             )
+        return True
+
+    def _load_pending(self, pending: list[tuple[str, StagedFile, StageReport]]) -> None:
+        """Load the files staged together so far, in one transaction; if that fails, nothing of
+        it is loaded and each file is loaded on its own, where its error is its own."""
+        group, pending[:] = list(pending), []
+        outcomes = self._load_together(group) if len(group) > 1 else None
+        for index, (key, staged_file, report) in enumerate(group):
+            if outcomes is None:
+                self._guard(key, functools.partial(self._load_one, staged_file, report))
+            else:
+                outcome = outcomes[index]
+                outcome.metadata["loaded_with_files"] = len(group) - 1  # in one transaction
+                self._guard(key, functools.partial(self._loaded, outcome))
+
+    def _load_together(
+        self, group: list[tuple[str, StagedFile, StageReport]]
+    ) -> list[steps.TargetOutcome] | None:
+        slices = [written_slice(staged_file, report) for _, staged_file, report in group]
+        try:
+            return steps.load_together(
+                self.contract,
+                self.warehouse,
+                self.landing.zone(),
+                slices,
+                self.run_id,
+                self._previous_rows,
+                self.last_load,
+            )
+        except Exception as error:  # as in _stage_together: each file on its own then
+            self.context.log.info(
+                f"{len(group)} files loaded one by one: {mask_secrets(str(error))[:300]}"
+            )
+            return None
+
+    def _load_one(self, staged_file: StagedFile, report: StageReport, key: str, file: str) -> bool:
         outcome = steps.load_target(
-            contract,
-            warehouse,
+            self.contract,
+            self.warehouse,
             self.landing.zone(),
             written_slice(staged_file, report),
             self.run_id,
             self._previous_rows,
             self.last_load,
         )
+        return self._loaded(outcome, key, file)
+
+    def _loaded(self, outcome: steps.TargetOutcome, key: str, file: str) -> bool:
+        """Report a file's load: its target materialisation; the table's checks kept for the
+        end of the batch."""
         self.last_load = outcome
         lineage = {"dagster/column_lineage": column_lineage(self.contract, self.keys)}
         self._report(

@@ -4,13 +4,16 @@ The partitioned assets (orchestration/assets.py, one run per file) and the batch
 (orchestration/batch.py, many files in one run) call exactly these functions, so a file loads,
 fails and is reported the same way whichever run takes it:
 
-- raw:    `describe_raw` (stat and sha256 of the landed file) then `start_raw` (its manifest row
-          opens as `running`);
+- raw:    `describe_raw` (stat and sha256 of the landed file) then `start_raw` (its lease,
+          `hold_file`, then its manifest row opens as `running`, `open_files`; a batch asks
+          `loaded_already` and opens a group of files at once);
 - staged: `prepare_staged` (a lazy `StagedFile`), `stage_file` (the staging IO manager's write,
-          postgres/io_manager.py, which records a `StageReport` in the manifest), then from that
+          postgres/io_manager.py, which records a `StageReport` in the manifest; a batch stages
+          small files read together in one transaction, `stage_together`), then from that
           report `staged_check_results` and `violation_failure`;
 - target: `staged_slice` (the IO manager's input) then `load_target` (which, with ELT_ARCHIVE_DIR
-          set, moves the file into the archive once its load has committed: `archive_loaded`).
+          set, moves the file into the archive once its load has committed: `archive_loaded`;
+          a batch loads a group of staged files in one transaction, `load_together`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ from elt_assets.postgres.inspect import (
     table_row_count,
 )
 from elt_assets.postgres.io_manager import StagedSlice, stage_file, staged_slice
-from elt_assets.postgres.load import ManifestKey, load_file, manifest_row, start_file
+from elt_assets.postgres.load import (
+    FileStart,
+    LoadResult,
+    ManifestKey,
+    load_files,
+    loaded_files,
+    manifest_row,
+    start_files,
+)
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.postgres.staging import read_stage_report
 from elt_assets.validation.policy import StageReport
@@ -51,11 +62,13 @@ from elt_assets.validation.staged_file import StagedFile
 __all__ = [
     "RawFile",
     "TargetOutcome",
-    "already_loaded",
     "archive_loaded",
     "describe_raw",
     "load_target",
+    "load_together",
+    "loaded_already",
     "measure_table",
+    "open_files",
     "prepare_staged",
     "previous_row_count",
     "recorded_report",
@@ -138,22 +151,29 @@ def start_raw(
     """Take the file's lease, then open (or reopen) its manifest row for this content as
     `running`."""
     hold_file(warehouse, contract.name, raw.file)
-    with warehouse.connection() as connection:
-        start_file(
-            connection,
-            ManifestKey(contract.name, raw.file, raw.sha256),
-            partition_key=partition_key,
-            size_bytes=raw.size_bytes,
-            file_format=raw.format,
-            run_id=run_id,
-        )
+    open_files(warehouse, contract, [(raw, partition_key)], run_id)
 
 
-def already_loaded(warehouse: PostgresResource, key: ManifestKey) -> bool:
-    """True when the manifest records this content of this file as loaded (`success`)."""
+def open_files(
+    warehouse: PostgresResource,
+    contract: Contract,
+    raws: list[tuple[RawFile, str]],
+    run_id: str,
+) -> None:
+    """Open (or reopen) the manifest rows of files whose leases this run holds, as `running`
+    (raw file, partition key), in one transaction: a batch opens a group of files at once."""
+    starts = [
+        FileStart(ManifestKey(contract.name, raw.file, raw.sha256), key, raw.size_bytes, raw.format)
+        for raw, key in raws
+    ]
     with warehouse.connection() as connection:
-        row = manifest_row(connection, key)
-    return row is not None and row["status"] == "success"
+        start_files(connection, starts, run_id)
+
+
+def loaded_already(warehouse: PostgresResource, dataset: str, raws: list[RawFile]) -> set[str]:
+    """The files whose present content the manifest records as loaded (`success`)."""
+    with warehouse.connection() as connection:
+        return loaded_files(connection, dataset, {raw.file: raw.sha256 for raw in raws})
 
 
 def prepare_staged(
@@ -261,29 +281,77 @@ def load_target(
             )
         with file_failures(warehouse, key, run_id):
             hold_file(warehouse, contract.name, staged.file)
-        with (
-            file_failures(warehouse, key, run_id),
-            warehouse.connection() as connection,
-        ):
-            contract = evolution.effective_contract(connection, contract)
-            warehouse.ensure_tables(connection, contract)
-            result = load_file(  # committed on return
-                connection,
-                contract,
-                key,
-                run_id,
-                rows_before=None if measured is None else measured.row_count,
+        with file_failures(warehouse, key, run_id):
+            (outcome,) = _load(
+                contract, warehouse, landing, [staged], run_id, previous_rows, measured
             )
+    return outcome
+
+
+def load_together(
+    contract: Contract,
+    warehouse: PostgresResource,
+    landing: Landing,
+    slices: list[StagedSlice],
+    run_id: str,
+    previous_rows: Callable[[], int | None],
+    measured: TargetOutcome | None = None,
+) -> list[TargetOutcome]:
+    """Files this run just staged, loaded in order in one transaction (a batch's group of small
+    files): what load_target does for each, the transaction's own statements once for all. Any
+    error leaves none of them loaded (then load them one by one, where each error is its file's)."""
+    for staged in slices:
+        hold_file(warehouse, contract.name, staged.file)
+    with log_context(dataset=contract.name, run_id=run_id):
+        return _load(contract, warehouse, landing, slices, run_id, previous_rows, measured)
+
+
+def _load(
+    contract: Contract,
+    warehouse: PostgresResource,
+    landing: Landing,
+    slices: list[StagedSlice],
+    run_id: str,
+    previous_rows: Callable[[], int | None],
+    measured: TargetOutcome | None,
+) -> list[TargetOutcome]:
+    keys = [ManifestKey(contract.name, staged.file, staged.sha256) for staged in slices]
+    with warehouse.connection() as connection:
+        contract = evolution.effective_contract(connection, contract)
+        warehouse.ensure_tables(connection, contract)
+        results = load_files(  # committed on return
+            connection,
+            contract,
+            keys,
+            run_id,
+            rows_before=None if measured is None else measured.row_count,
+        )
+        for staged in slices:
             warehouse.leases().release(contract.name, staged.file)  # the file is finished
-            loaded = manifest_row(connection, key) if landing.archives else None
-            key_state = _key_state(connection, contract) if measured is None else measured.key_state
-            version = (
-                evolution.evolution(connection, contract.name).version if contract.evolved else None
-            )
-    row_count = result.row_count
-    results = table_check_results(contract, key_state, row_count, previous_rows())
+        loaded = [manifest_row(connection, key) if landing.archives else None for key in keys]
+        key_state = _key_state(connection, contract) if measured is None else measured.key_state
+        version = (
+            evolution.evolution(connection, contract.name).version if contract.evolved else None
+        )
+    outcomes, previous = [], previous_rows()
+    for staged, result, row in zip(slices, results, loaded, strict=True):
+        checks = table_check_results(contract, key_state, result.row_count, previous)
+        metadata = _target_metadata(contract, staged, result, version)
+        if row is not None:
+            quarantined = int(row.get("rows_quarantined") or 0)  # type: ignore[call-overload]
+            with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
+                metadata.update(archive_loaded(landing, staged, result.rows_staged, quarantined))
+        outcomes.append(TargetOutcome(metadata, checks, result.row_count, key_state))
+        previous = result.row_count
+    return outcomes
+
+
+def _target_metadata(
+    contract: Contract, staged: StagedSlice, result: LoadResult, version: int | None
+) -> dict[str, Any]:
+    """The target asset's materialisation metadata for one file's load."""
     metadata: dict[str, Any] = {
-        "dagster/row_count": row_count,
+        "dagster/row_count": result.row_count,
         "rows_staged": result.rows_staged,
         "rows_inserted": result.rows_inserted,
         "rows_updated": result.rows_updated,
@@ -303,11 +371,7 @@ def load_target(
         metadata["columns_added_by_files"] = sorted(contract.added_columns)
         metadata["columns_widened_by_files"] = contract.widened_columns
         metadata["schema_version"] = version
-    if loaded is not None:
-        quarantined = int(loaded.get("rows_quarantined") or 0)  # type: ignore[call-overload]
-        with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
-            metadata.update(archive_loaded(landing, staged, result.rows_staged, quarantined))
-    return TargetOutcome(metadata, results, row_count, key_state)
+    return metadata
 
 
 def archive_loaded(

@@ -18,7 +18,7 @@ from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.evolution import MAX_GROWTHS, grow
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.postgres.staging import write_staged
+from elt_assets.postgres.staging import write_staged, write_staged_together
 from elt_assets.postgres.templates import STAGING_SCHEMA, render
 from elt_assets.validation.growth import SchemaGrowth
 from elt_assets.validation.policy import StageReport
@@ -84,6 +84,14 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
             f"{obj.file} still needed the tables of dataset {obj.dataset!r} to grow after "
             f"{MAX_GROWTHS} changes; add its columns and types to the contract"
         )
+
+
+def stage_together(warehouse: PostgresResource, files: list[StagedFile]) -> list[StageReport]:
+    """Small files of one dataset, read already, staged in one transaction (what stage_file does
+    for each; postgres/staging.py `write_staged_together`). Any error leaves nothing written."""
+    with warehouse.connection() as connection:
+        warehouse.ensure_tables(connection, files[0].contract)
+        return write_staged_together(connection, files)
 
 
 def staged_slice(warehouse: PostgresResource, dataset: str, file: str) -> StagedSlice:

@@ -1,13 +1,16 @@
-"""Loading one staged file into its target, and the manifest row that records it.
+"""Loading staged files into their target, and the manifest rows that record them.
 
-One transaction: the target table's advisory lock (one writer per table, so parallel runs never
-deadlock on overlapping keys; their COPYs into staging still run in parallel), a check that the
+One transaction (for one file, or a batch's group of small files in order): the target table's
+advisory lock (one writer per table, so parallel runs never deadlock on overlapping keys; their
+COPYs into staging still run in parallel), the files' locks, and for each file a check that the
 staged slice is what the staged step recorded, the upsert (or append), and the manifest's
-`success`. A crash anywhere leaves the target and the manifest as they were before.
+`success`; then the table's row count (elt.target_rows). A crash anywhere leaves the target and
+the manifest as they were before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -57,27 +60,39 @@ def manifest_row(connection: psycopg.Connection, key: ManifestKey) -> dict[str, 
     return dict(zip([d.name for d in cursor.description], row, strict=True))
 
 
-def start_file(
-    connection: psycopg.Connection,
-    key: ManifestKey,
-    *,
-    partition_key: str,
-    size_bytes: int,
-    file_format: str,
-    run_id: str,
-) -> None:
-    """Open the file's manifest row as `running` (one statement: its own transaction on the
-    pool's autocommit connections, or part of the caller's)."""
-    connection.execute(
-        render("manifest_start"),
+@dataclass(frozen=True)
+class FileStart:
+    """A file a run takes: the content it found and where it came from."""
+
+    key: ManifestKey
+    partition_key: str
+    size_bytes: int
+    file_format: str
+
+
+def start_files(connection: psycopg.Connection, starts: list[FileStart], run_id: str) -> None:
+    """Open (or reopen) the files' manifest rows as `running`, in one transaction."""
+    rows = [
         {
-            **key.__dict__,
-            "partition_key": partition_key,
-            "size_bytes": size_bytes,
-            "format": file_format,
+            **start.key.__dict__,
+            "partition_key": start.partition_key,
+            "size_bytes": start.size_bytes,
+            "format": start.file_format,
             "run_id": run_id,
-        },
-    )
+        }
+        for start in starts
+    ]
+    with connection.transaction(), connection.cursor() as cursor:
+        cursor.executemany(render("manifest_start"), rows)
+
+
+def loaded_files(
+    connection: psycopg.Connection, dataset: str, contents: dict[str, str]
+) -> set[str]:
+    """Which files (file -> the sha256 of its content now) the dataset has loaded already."""
+    params = {"dataset": dataset, "files": list(contents), "hashes": list(contents.values())}
+    rows = connection.execute(render("manifest_loaded_files"), params).fetchall()
+    return {file for (file,) in rows}
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -87,75 +102,104 @@ def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_
         )
 
 
-def load_file(
+def load_files(
+    connection: psycopg.Connection,
+    contract: Contract,
+    keys: list[ManifestKey],
+    run_id: str,
+    *,
+    rows_before: int | None = None,
+) -> list[LoadResult]:
+    """Upsert or append the files' staged slices in order and mark each loaded, in one
+    transaction: all of them or none.
+
+    Each result has the table's row count after its file. `rows_before`: the table's rows after
+    this run's previous load of it (a batch); then the count is carried forward (elt.target_rows)
+    rather than counted, and a table that had rows is not asked whether it is empty (the upsert
+    is right either way). None (a run's first load) counts the table.
+    """
+    table = f"{contract.target.schema_}.{contract.target.table}"
+    results: list[LoadResult] = []
+    changes: list[int] = []  # rows each file added minus rows it removed
+    with connection.transaction():
+        connection.execute(render("lock_table"), {"table": table})
+        connection.execute(
+            render("lock_files"), {"dataset": contract.name, "files": [k.file for k in keys]}
+        )
+        maybe_empty, empty_before = not rows_before, False
+        for key in keys:
+            result, change, first_load = _load_slice(connection, contract, key, run_id, maybe_empty)
+            empty_before = empty_before or (first_load and not results)
+            maybe_empty = maybe_empty and result.rows_inserted == 0
+            results.append(result)
+            changes.append(change)
+        # A table that was empty before the first file holds exactly what the files added.
+        counted = sum(changes) if empty_before else None
+        after = _row_count(
+            connection, contract, counted, None if rows_before is None else sum(changes)
+        )
+    counts = []
+    for change in reversed(changes):  # the count after each file, from the count after the last
+        counts.append(after)
+        after -= change
+    return [
+        dataclasses.replace(result, row_count=count)
+        for result, count in zip(results, reversed(counts), strict=True)
+    ]
+
+
+def _load_slice(
     connection: psycopg.Connection,
     contract: Contract,
     key: ManifestKey,
     run_id: str,
-    *,
-    rows_before: int | None = None,
-) -> LoadResult:
-    """Upsert or append the file's staged slice and mark it loaded, atomically.
-
-    The table's row count comes with it. `rows_before`: the table's rows after this run's previous
-    load of it (a batch); then the count is carried forward (elt.target_rows) rather than counted,
-    and a table that had rows is not asked whether it is empty (the upsert is right either way).
-    None (a run's first load) counts the table.
-    """
+    maybe_empty: bool,
+) -> tuple[LoadResult, int, bool]:
+    """One file's slice into the target, in the caller's transaction (its locks held): the
+    result (row count still 0), the rows it added minus those it removed, and whether it was a
+    first load into the empty table."""
     started = time.perf_counter()
     params = {"file": key.file}
-    table = f"{contract.target.schema_}.{contract.target.table}"
-    with connection.transaction():
-        connection.execute(
-            render("lock_table_file"), {"table": table, "dataset": key.dataset, "file": key.file}
+    recorded = manifest_row(connection, key)
+    staged_rows = _staged_rows(connection, contract, key.file)
+    if recorded is None or recorded["rows_staged"] != staged_rows:
+        raise TerminalDatabaseError(
+            f"the staging slice of {key.file} has {staged_rows} rows but the manifest recorded "
+            f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
+            "or the server restarted (staging is UNLOGGED); materialise staged again"
         )
-        recorded = manifest_row(connection, key)
-        staged_rows = _staged_rows(connection, contract, key.file)
-        if recorded is None or recorded["rows_staged"] != staged_rows:
-            raise TerminalDatabaseError(
-                f"the staging slice of {key.file} has {staged_rows} rows but the manifest recorded "
-                f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
-                "or the server restarted (staging is UNLOGGED); materialise staged again"
-            )
-        counted, closed = None, 0
-        if contract.target.mode == "history":
-            source_rows, inserted, updated, closed, merged = _merge_history(
-                connection, contract, params
-            )
-            removed = merged  # versions folded into a neighbour
-        elif contract.target.mode == "upsert":
-            source_rows, inserted, updated, first_load = _upsert(
-                connection,
-                contract,
-                params,
-                staged_rows,
-                recorded.get("duplicate_key_rows"),
-                maybe_empty=not rows_before,
-            )
-            removed = 0
-            counted = inserted if first_load else None
-        else:
-            deleted = connection.execute(
-                render("slice_delete", table=target_table(contract)), params
-            )
-            removed = max(deleted.rowcount, 0)  # an earlier load of this file, replaced
-            inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
-            source_rows, updated = staged_rows, 0
-        unchanged = source_rows - inserted - updated
-        connection.execute(
-            render("manifest_finish"),
-            {
-                **key.__dict__,
-                "run_id": run_id,
-                "rows_inserted": inserted,
-                "rows_updated": updated,
-                "rows_unchanged": unchanged,
-            },
+    first_load, closed = False, 0
+    if contract.target.mode == "history":
+        source_rows, inserted, updated, closed, removed = _merge_history(
+            connection, contract, params
+        )  # removed: versions folded into a neighbour
+    elif contract.target.mode == "upsert":
+        source_rows, inserted, updated, first_load = _upsert(
+            connection,
+            contract,
+            params,
+            staged_rows,
+            recorded.get("duplicate_key_rows"),
+            maybe_empty=maybe_empty,
         )
-        row_count = _row_count(
-            connection, contract, counted, None if rows_before is None else inserted - removed
-        )
-    return LoadResult(
+        removed = 0
+    else:
+        deleted = connection.execute(render("slice_delete", table=target_table(contract)), params)
+        removed = max(deleted.rowcount, 0)  # an earlier load of this file, replaced
+        inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
+        source_rows, updated = staged_rows, 0
+    unchanged = source_rows - inserted - updated
+    connection.execute(
+        render("manifest_finish"),
+        {
+            **key.__dict__,
+            "run_id": run_id,
+            "rows_inserted": inserted,
+            "rows_updated": updated,
+            "rows_unchanged": unchanged,
+        },
+    )
+    result = LoadResult(
         rows_staged=staged_rows,
         rows_inserted=inserted,
         rows_updated=updated,
@@ -163,9 +207,10 @@ def load_file(
         rows_deduplicated=staged_rows - source_rows,
         rows_replaced=removed if contract.target.mode == "append" else 0,
         seconds=time.perf_counter() - started,
-        row_count=row_count,
+        row_count=0,
         rows_closed=closed,
     )
+    return result, inserted - removed, first_load
 
 
 def _row_count(

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN
+from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.load import ManifestKey
@@ -118,10 +118,14 @@ def _copy_quarantine(
     connection: psycopg.Connection, staged: StagedFile, records: pl.DataFrame
 ) -> None:
     if records.height:
-        frame = _quarantine_frame(staged, records)
-        refused = copy_frame(connection, QUARANTINE_TABLE, QUARANTINE_COLUMNS, frame, "row_number")
-        if refused:  # the quarantine must hold every rejected row; never drop one silently
-            raise RuntimeError(f"could not write quarantine rows of {staged.file}: {refused[0][1]}")
+        _copy_quarantine_frame(connection, _quarantine_frame(staged, records), staged.file)
+
+
+def _copy_quarantine_frame(connection: psycopg.Connection, frame: pl.DataFrame, file: str) -> None:
+    """Quarantine records (with their files' identity) into elt.quarantine, every one of them."""
+    refused = copy_frame(connection, QUARANTINE_TABLE, QUARANTINE_COLUMNS, frame, "row_number")
+    if refused:  # the quarantine must hold every rejected row; never drop one silently
+        raise RuntimeError(f"could not write quarantine rows of {file}: {refused[0][1]}")
 
 
 def _move_duplicates(connection: psycopg.Connection, staged: StagedFile) -> int:
@@ -262,21 +266,83 @@ def read_stage_report(connection: psycopg.Connection, key: ManifestKey) -> Stage
     return StageReport.from_json(row[0]) if row and row[0] is not None else None
 
 
+def _begin(
+    connection: psycopg.Connection, contract: Contract, files: list[str], run_id: str
+) -> sql.Identifier:
+    """The staging transaction's first statements: the files' locks, the contract's time zone
+    (values without an offset are read in it, by PostgreSQL itself), and the files' previous
+    slices and open quarantine rows out of the way. Returns the staging table."""
+    table = staging_table(contract)
+    names = {"dataset": contract.name, "files": files}
+    connection.execute(render("lock_files"), names)
+    connection.execute(render("timezone_local"), {"timezone": contract.source.timezone})
+    connection.execute(render("slices_replace", table=table), {**names, "run_id": run_id})
+    return table
+
+
+def _file_checks(connection: psycopg.Connection, staged: StagedFile, report: StageReport) -> None:
+    """The whole-file checks, on the rows the file just staged."""
+    checked = time.perf_counter()
+    report.duplicates_moved = _move_duplicates(connection, staged)
+    _duplicate_keys(connection, staged, report.counts)
+    report.seconds["file_checks"] = time.perf_counter() - checked
+
+
+def _slice_counts(
+    connection: psycopg.Connection, table: sql.Identifier, dataset: str, files: list[str]
+) -> dict[str, tuple[int, int]]:
+    """File -> (rows staged, open quarantine rows), counted by PostgreSQL, independently of the
+    reader's own count."""
+    rows = connection.execute(
+        render("slices_counts", table=table), {"dataset": dataset, "files": files}
+    ).fetchall()
+    return {file: (int(staged), int(quarantined)) for file, staged, quarantined in rows}
+
+
+def _record(
+    connection: psycopg.Connection,
+    staged: StagedFile,
+    report: StageReport,
+    counted: tuple[int, int],
+) -> None:
+    """The file's counts, its policy's verdict and the reader's findings into its report and
+    manifest row (failed, if the policy says so), in the staging transaction."""
+    counts = report.counts
+    counts.rows_read = staged.rows_read
+    counts.rows_rescued = staged.rows_rescued
+    counts.rows_staged, counts.rows_quarantined = counted
+    report.violations = policy_violations(staged.contract, counts)
+    _summarise_reading(staged, report)
+    params = {
+        "dataset": staged.dataset,
+        "file": staged.file,
+        "sha256": staged.sha256,
+        "run_id": staged.run_id,
+    }
+    connection.execute(
+        render("manifest_staged"),
+        {
+            **params,
+            "rows_read": counts.rows_read,
+            "rows_staged": counts.rows_staged,
+            "rows_quarantined": counts.rows_quarantined,
+            "duplicate_key_rows": counts.duplicate_key_rows,
+            "stage_report": Jsonb(_storable(report.to_json())),
+        },
+    )
+    if report.violations:
+        connection.execute(
+            render("manifest_fail"), {**params, "error": "; ".join(report.violations)}
+        )
+
+
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
     """Replace the file's staging slice and quarantine rows, in one transaction."""
-    contract = staged.contract
-    table = staging_table(contract)
-    columns = [ROW_COLUMN, *[c.name for c in contract.table_columns], FILE_COLUMN]
-    params = {"dataset": staged.dataset, "file": staged.file, "run_id": staged.run_id}
-    counts = FileCounts()
-    report = StageReport(counts, [])
+    columns = [ROW_COLUMN, *[c.name for c in staged.contract.table_columns], FILE_COLUMN]
+    report = StageReport(FileCounts(), [])
     started = time.perf_counter()
     with connection.transaction():
-        # Values without an offset are read in the contract's time zone, by PostgreSQL itself.
-        connection.execute(
-            render("lock_file_local_time"), {**params, "timezone": contract.source.timezone}
-        )
-        connection.execute(render("slice_replace", table=table), params)
+        table = _begin(connection, staged.contract, [staged.file], staged.run_id)
         try:
             with connection.transaction():
                 _stream(connection, staged, table, columns)
@@ -287,34 +353,48 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
             staged.restart()
             report.refused_by_postgres = _stream_isolating(connection, staged, table, columns)
         report.seconds["copy"] = time.perf_counter() - started
-        checked = time.perf_counter()
-        report.duplicates_moved = _move_duplicates(connection, staged)
-        _duplicate_keys(connection, staged, counts)
-        report.seconds["file_checks"] = time.perf_counter() - checked
-        # Counted in the database, independently of the reader's own count.
-        counts.rows_read = staged.rows_read
-        counts.rows_rescued = staged.rows_rescued
-        row = connection.execute(render("slice_counts", table=table), params).fetchone()
-        assert row is not None
-        counts.rows_staged, counts.rows_quarantined = int(row[0]), int(row[1])
-        report.violations = policy_violations(contract, counts)
-        _summarise_reading(staged, report)
-        connection.execute(
-            render("manifest_staged"),
-            {
-                **params,
-                "sha256": staged.sha256,
-                "rows_read": counts.rows_read,
-                "rows_staged": counts.rows_staged,
-                "rows_quarantined": counts.rows_quarantined,
-                "duplicate_key_rows": counts.duplicate_key_rows,
-                "stage_report": Jsonb(_storable(report.to_json())),
-            },
-        )
-        if report.violations:
-            connection.execute(
-                render("manifest_fail"),
-                {**params, "sha256": staged.sha256, "error": "; ".join(report.violations)},
-            )
+        _file_checks(connection, staged, report)
+        counted = _slice_counts(connection, table, staged.dataset, [staged.file])
+        _record(connection, staged, report, counted[staged.file])
     report.seconds["stage_total"] = time.perf_counter() - started
     return report
+
+
+def write_staged_together(
+    connection: psycopg.Connection, files: list[StagedFile]
+) -> list[StageReport]:
+    """Small files of one dataset, read and validated already (`read_together`), staged in one
+    transaction: each exactly as write_staged would, with one COPY for all their good rows and
+    one for all their quarantined rows, and the per-file statements of the transaction once for
+    all. Each report's seconds are the group's, shared out evenly.
+
+    Raises psycopg.errors.DataError, with nothing written, when PostgreSQL refuses a value: the
+    files are then staged one by one, where the refused rows are isolated.
+    """
+    contract = files[0].contract
+    columns = [ROW_COLUMN, *[c.name for c in contract.table_columns], FILE_COLUMN]
+    reports = [StageReport(FileCounts(), []) for _ in files]
+    started = time.perf_counter()
+    with connection.transaction():
+        table = _begin(connection, contract, [f.file for f in files], files[0].run_id)
+        good, rejected = [], []
+        for staged in files:
+            for batch in staged.batches():  # in memory: read together already
+                good.append(batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN)))
+                if batch.quarantined.height:
+                    rejected.append(_quarantine_frame(staged, batch.quarantined))
+        with connection.cursor() as cursor, cursor.copy(render_copy(table, columns)) as copy:
+            copy.write(encode_csv(pl.concat(good), columns))
+        if rejected:
+            _copy_quarantine_frame(connection, pl.concat(rejected), files[0].file)
+        copied = time.perf_counter() - started
+        for staged, report in zip(files, reports, strict=True):
+            _file_checks(connection, staged, report)
+        counted = _slice_counts(connection, table, contract.name, [f.file for f in files])
+        for staged, report in zip(files, reports, strict=True):
+            _record(connection, staged, report, counted[staged.file])
+            report.seconds["copy"] = copied / len(files)
+    total = time.perf_counter() - started
+    for report in reports:
+        report.seconds["stage_total"] = total / len(files)
+    return reports

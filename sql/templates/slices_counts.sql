@@ -1,0 +1,7 @@
+-- Each file's staged rows and open quarantine rows, counted by PostgreSQL in the staging
+-- transaction.
+SELECT f,
+       (SELECT count(*) FROM {table} WHERE _elt_file = f),
+       (SELECT count(*) FROM elt.quarantine
+        WHERE dataset = %(dataset)s AND file = f AND resolved_at IS NULL)
+FROM unnest(%(files)s::text[]) AS f
