@@ -280,12 +280,19 @@ class _Batch:
         for key in partition_keys:
             self._guard(key, describe)
         loaded = steps.loaded_already(self.warehouse, self.contract.name, list(described.values()))
-        taken = []
-        for key, raw in described.items():
+        for key, raw in list(described.items()):
             if raw.file in loaded:
                 self._skip(raw.file, "this content is already loaded")
-            elif self._guard(key, hold):
-                taken.append(key)
+                del described[key]
+        with file_failures(self.warehouse, None, self.run_id):  # the free leases, at once
+            free = set(
+                self.warehouse.leases().take_free(
+                    self.contract.name, [raw.file for raw in described.values()]
+                )
+            )
+        taken = [  # the other files' leases are waited for one by one
+            key for key, raw in described.items() if raw.file in free or self._guard(key, hold)
+        ]
         for start in range(0, len(taken), GROUP_FILES):
             keys = taken[start : start + GROUP_FILES]
             with file_failures(self.warehouse, None, self.run_id):  # the platform's, no file's

@@ -50,8 +50,8 @@ from elt_assets.postgres.load import (
     LoadResult,
     ManifestKey,
     load_files,
-    loaded_files,
     manifest_row,
+    recorded_contents,
     start_files,
 )
 from elt_assets.postgres.resource import PostgresResource
@@ -64,6 +64,8 @@ __all__ = [
     "TargetOutcome",
     "archive_loaded",
     "describe_raw",
+    "hold_file",
+    "hold_files",
     "load_target",
     "load_together",
     "loaded_already",
@@ -145,6 +147,15 @@ def hold_file(warehouse: PostgresResource, dataset: str, file: str) -> None:
         log.info("%s: waited %.0f s for another process that was loading it", file, waited)
 
 
+def hold_files(warehouse: PostgresResource, dataset: str, files: list[str]) -> None:
+    """hold_file for many files: the free leases taken in one round trip, then the others one by
+    one (waiting for the processes that hold them)."""
+    held = set(warehouse.leases().take_free(dataset, files))
+    for file in files:
+        if file not in held:
+            hold_file(warehouse, dataset, file)
+
+
 def start_raw(
     warehouse: PostgresResource, contract: Contract, raw: RawFile, partition_key: str, run_id: str
 ) -> None:
@@ -173,7 +184,8 @@ def open_files(
 def loaded_already(warehouse: PostgresResource, dataset: str, raws: list[RawFile]) -> set[str]:
     """The files whose present content the manifest records as loaded (`success`)."""
     with warehouse.connection() as connection:
-        return loaded_files(connection, dataset, {raw.file: raw.sha256 for raw in raws})
+        recorded = recorded_contents(connection, dataset, {raw.file: raw.sha256 for raw in raws})
+    return {file for file, row in recorded.items() if row.status == "success"}
 
 
 def prepare_staged(
@@ -300,8 +312,7 @@ def load_together(
     """Files this run just staged, loaded in order in one transaction (a batch's group of small
     files): what load_target does for each, the transaction's own statements once for all. Any
     error leaves none of them loaded (then load them one by one, where each error is its file's)."""
-    for staged in slices:
-        hold_file(warehouse, contract.name, staged.file)
+    hold_files(warehouse, contract.name, [staged.file for staged in slices])
     with log_context(dataset=contract.name, run_id=run_id):
         return _load(contract, warehouse, landing, slices, run_id, previous_rows, measured)
 
@@ -326,8 +337,7 @@ def _load(
             run_id,
             rows_before=None if measured is None else measured.row_count,
         )
-        for staged in slices:
-            warehouse.leases().release(contract.name, staged.file)  # the file is finished
+        warehouse.leases().release(contract.name, [s.file for s in slices])  # files finished
         loaded = [manifest_row(connection, key) if landing.archives else None for key in keys]
         key_state = _key_state(connection, contract) if measured is None else measured.key_state
         version = (

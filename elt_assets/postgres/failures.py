@@ -84,5 +84,5 @@ def file_failures(
             raise TransientDatabaseError(message) from None
         metadata = {"file": key.file, "dataset": key.dataset} if key else {}
         if key is not None:  # the file is finished (failed): another run may take it
-            warehouse.leases().release(key.dataset, key.file)
+            warehouse.leases().release(key.dataset, [key.file])
         raise dg.Failure(description=message, metadata=metadata, allow_retries=False) from None

@@ -83,28 +83,40 @@ class FileLeases:
         """Hold the file's lease, waiting up to `wait_seconds` for another process to finish it
         (a lock wait PostgreSQL shows in pg_stat_activity). Returns how long it waited; raises
         TerminalDatabaseError naming the holder if the wait runs out."""
-        if (dataset, file) in self._held and self._alive():
+        started = time.monotonic()
+        if self.take_free(dataset, [file]):
             return 0.0
         connection = self._open()
-        started = time.monotonic()
-        row = connection.execute(render("lease_try"), _key(dataset, file)).fetchone()
-        self._answered_at = time.monotonic()
-        if not (row and row[0]):
-            try:
-                with connection.transaction():
-                    connection.execute(
-                        render("lock_timeout_local"), {"ms": int(wait_seconds * 1000)}
-                    )
-                    connection.execute(render("lease_wait"), _key(dataset, file))
-            except psycopg.errors.LockNotAvailable:
-                holder = lease_holder(connection, dataset, file)
-                raise TerminalDatabaseError(
-                    f"{file}: another process has been loading this file for over "
-                    f"{wait_seconds:.0f} s ({holder or 'it just finished'}); let it finish, then "
-                    "load the file again if it did not succeed (ELT_FILE_WAIT_MINUTES)"
-                ) from None
+        try:
+            with connection.transaction():
+                connection.execute(render("lock_timeout_local"), {"ms": int(wait_seconds * 1000)})
+                connection.execute(render("lease_wait"), _key(dataset, file))
+        except psycopg.errors.LockNotAvailable:
+            holder = lease_holder(connection, dataset, file)
+            raise TerminalDatabaseError(
+                f"{file}: another process has been loading this file for over "
+                f"{wait_seconds:.0f} s ({holder or 'it just finished'}); let it finish, then "
+                "load the file again if it did not succeed (ELT_FILE_WAIT_MINUTES)"
+            ) from None
         self._held.add((dataset, file))
         return time.monotonic() - started
+
+    def take_free(self, dataset: str, files: list[str]) -> list[str]:
+        """Hold the leases of those of `files` that no other session holds, in one round trip;
+        returns the files whose leases this session holds now (held already or just taken)."""
+        if self._held.intersection((dataset, file) for file in files):
+            self._alive()  # a session that is gone forgets what it held
+        # Only leases not held yet: a session-level advisory lock taken twice needs two unlocks.
+        wanted = [file for file in files if (dataset, file) not in self._held]
+        if wanted:
+            rows = (
+                self._open()
+                .execute(render("lease_try"), {"dataset": dataset, "files": wanted})
+                .fetchall()
+            )
+            self._answered_at = time.monotonic()
+            self._held.update((dataset, file) for file, free in rows if free)
+        return [file for file in files if (dataset, file) in self._held]
 
     def _alive(self) -> bool:
         """Is the session still there? (A restarted server or a lost connection ended it, and
@@ -122,14 +134,18 @@ class FileLeases:
         self._answered_at = time.monotonic()
         return True
 
-    def release(self, dataset: str, file: str) -> None:
-        """Give the lease back (the file is finished). A lost connection already gave it back."""
-        if (dataset, file) not in self._held:
+    def release(self, dataset: str, files: list[str]) -> None:
+        """Give the leases back (the files are finished). A lost connection already gave them
+        back."""
+        held = [file for file in files if (dataset, file) in self._held]
+        if not held:
             return
-        self._held.discard((dataset, file))
+        self._held.difference_update((dataset, file) for file in held)
         if self._connection is not None and not self._connection.closed:
             with contextlib.suppress(psycopg.Error):
-                self._connection.execute(render("lease_release"), _key(dataset, file))
+                self._connection.execute(
+                    render("lease_release"), {"dataset": dataset, "files": held}
+                )
 
     def close(self) -> None:
         """End the session: every lease it held is free."""

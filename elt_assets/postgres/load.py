@@ -86,13 +86,22 @@ def start_files(connection: psycopg.Connection, starts: list[FileStart], run_id:
         cursor.executemany(render("manifest_start"), rows)
 
 
-def loaded_files(
+@dataclass(frozen=True)
+class Recorded:
+    """What the manifest records of a file's content: its status and its staged step's counts."""
+
+    status: str
+    rows_staged: int | None
+    duplicate_key_rows: int | None
+
+
+def recorded_contents(
     connection: psycopg.Connection, dataset: str, contents: dict[str, str]
-) -> set[str]:
-    """Which files (file -> the sha256 of its content now) the dataset has loaded already."""
+) -> dict[str, Recorded]:
+    """The manifest's rows of these files (file -> the sha256 of its content now), by file."""
     params = {"dataset": dataset, "files": list(contents), "hashes": list(contents.values())}
-    rows = connection.execute(render("manifest_loaded_files"), params).fetchall()
-    return {file for (file,) in rows}
+    rows = connection.execute(render("manifest_contents"), params).fetchall()
+    return {file: Recorded(*rest) for file, *rest in rows}
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -126,13 +135,37 @@ def load_files(
         connection.execute(
             render("lock_files"), {"dataset": contract.name, "files": [k.file for k in keys]}
         )
+        recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})
+        staged = _staged_rows(connection, contract, [k.file for k in keys])
         maybe_empty, empty_before = not rows_before, False
         for key in keys:
-            result, change, first_load = _load_slice(connection, contract, key, run_id, maybe_empty)
+            known = recorded.get(key.file)
+            if known is None or known.rows_staged != staged[key.file]:
+                raise TerminalDatabaseError(
+                    f"the staging slice of {key.file} has {staged[key.file]} rows but the "
+                    f"manifest recorded {None if known is None else known.rows_staged}: another "
+                    "run replaced it or the server restarted (staging is UNLOGGED); materialise "
+                    "staged again"
+                )
+            result, change, first_load = _load_slice(
+                connection, contract, key.file, known, maybe_empty
+            )
             empty_before = empty_before or (first_load and not results)
             maybe_empty = maybe_empty and result.rows_inserted == 0
             results.append(result)
             changes.append(change)
+        finished = [
+            {
+                **key.__dict__,
+                "run_id": run_id,
+                "rows_inserted": result.rows_inserted,
+                "rows_updated": result.rows_updated,
+                "rows_unchanged": result.rows_unchanged,
+            }
+            for key, result in zip(keys, results, strict=True)
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(render("manifest_finish"), finished)
         # A table that was empty before the first file holds exactly what the files added.
         counted = sum(changes) if empty_before else None
         after = _row_count(
@@ -151,23 +184,16 @@ def load_files(
 def _load_slice(
     connection: psycopg.Connection,
     contract: Contract,
-    key: ManifestKey,
-    run_id: str,
+    file: str,
+    recorded: Recorded,
     maybe_empty: bool,
 ) -> tuple[LoadResult, int, bool]:
     """One file's slice into the target, in the caller's transaction (its locks held): the
     result (row count still 0), the rows it added minus those it removed, and whether it was a
     first load into the empty table."""
     started = time.perf_counter()
-    params = {"file": key.file}
-    recorded = manifest_row(connection, key)
-    staged_rows = _staged_rows(connection, contract, key.file)
-    if recorded is None or recorded["rows_staged"] != staged_rows:
-        raise TerminalDatabaseError(
-            f"the staging slice of {key.file} has {staged_rows} rows but the manifest recorded "
-            f"{None if recorded is None else recorded['rows_staged']}: another run replaced it "
-            "or the server restarted (staging is UNLOGGED); materialise staged again"
-        )
+    params = {"file": file}
+    staged_rows = int(recorded.rows_staged or 0)
     first_load, closed = False, 0
     if contract.target.mode == "history":
         source_rows, inserted, updated, closed, removed = _merge_history(
@@ -179,7 +205,7 @@ def _load_slice(
             contract,
             params,
             staged_rows,
-            recorded.get("duplicate_key_rows"),
+            recorded.duplicate_key_rows,
             maybe_empty=maybe_empty,
         )
         removed = 0
@@ -188,22 +214,11 @@ def _load_slice(
         removed = max(deleted.rowcount, 0)  # an earlier load of this file, replaced
         inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
         source_rows, updated = staged_rows, 0
-    unchanged = source_rows - inserted - updated
-    connection.execute(
-        render("manifest_finish"),
-        {
-            **key.__dict__,
-            "run_id": run_id,
-            "rows_inserted": inserted,
-            "rows_updated": updated,
-            "rows_unchanged": unchanged,
-        },
-    )
     result = LoadResult(
         rows_staged=staged_rows,
         rows_inserted=inserted,
         rows_updated=updated,
-        rows_unchanged=unchanged,
+        rows_unchanged=source_rows - inserted - updated,
         rows_deduplicated=staged_rows - source_rows,
         rows_replaced=removed if contract.target.mode == "append" else 0,
         seconds=time.perf_counter() - started,
@@ -289,8 +304,12 @@ def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:
     return bool(row and row[0])
 
 
-def _staged_rows(connection: psycopg.Connection, contract: Contract, file: str) -> int:
-    row = connection.execute(
-        render("slice_count", table=staging_table(contract)), {"file": file}
-    ).fetchone()
-    return int(row[0]) if row else 0
+def _staged_rows(
+    connection: psycopg.Connection, contract: Contract, files: list[str]
+) -> dict[str, int]:
+    """Each file's rows in the staging table now."""
+    counted = connection.execute(
+        render("slices_counts", table=staging_table(contract)),
+        {"dataset": contract.name, "files": files},
+    ).fetchall()
+    return {file: int(staged) for file, staged, _quarantined in counted}

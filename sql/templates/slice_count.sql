@@ -1,1 +1,0 @@
-SELECT count(*) FROM {table} WHERE _elt_file = %(file)s
