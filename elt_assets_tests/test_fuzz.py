@@ -329,6 +329,16 @@ try:
     print(f"read {rows} rows")
 except FileRejected as error:
     print(f"rejected: {error}")
+# The peak of this process's own memory. Not the parent's rusage of the child: Linux carries the
+# high-water mark of the address space the child had before exec (the parent's, shared by
+# posix_spawn) into it, so a big pytest process would make every child look big.
+try:
+    status = Path("/proc/self/status").read_text()
+    peak_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+except OSError:  # no /proc (macOS): ru_maxrss is in bytes there
+    import resource
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(f"peak_kb {peak_kb}")
 sys.stdout.flush()
 # Skip interpreter finalisation: pyarrow's read-ahead thread may still be inside a Python read
 # of the abandoned file, and finalising then aborts the process (reported; not what this
@@ -356,9 +366,10 @@ def run_child(tmp_path: Path, name: str, write: Any) -> tuple[str, int]:
                 (os.POSIX_SPAWN_DUP2, stderr.fileno(), 2),
             ],
         )
-        _, status, usage = os.wait4(pid, 0)
+        _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, err.read_text()
-    return out.read_text().strip(), usage.ru_maxrss // 1024
+    output, peak = out.read_text().strip().rsplit("\n", 1)
+    return output, int(peak.removeprefix("peak_kb ")) // 1024
 
 
 @pytest.mark.slow

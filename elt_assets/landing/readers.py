@@ -553,6 +553,9 @@ class FileReader:
             frame: pl.DataFrame = pl.from_arrow(batch)  # type: ignore[assignment]
             if (
                 look_for_empty_lines
+                # A row of nothing but NULLs needs a NULL in every column: most batches have a
+                # column without any, and are not scanned row by row.
+                and min(column.null_count for column in batch.columns) > 0
                 and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
             ):
                 look_for_empty_lines = False
