@@ -4,6 +4,8 @@ In one transaction, holding the file's advisory lock: delete the file's previous
 open quarantine rows resolved, stream every batch (good rows COPYed into staging, rejected rows
 COPYed into elt.quarantine), apply the whole-file checks (unique columns, duplicate keys), check
 the policy, and record the counts in the manifest. Either all of it commits or none of it does.
+A batch's small files, read already, go through the same steps together in one transaction, with
+one COPY for all of them (`write_staged_together`).
 """
 
 from __future__ import annotations
@@ -386,7 +388,8 @@ def write_staged_together(
         with connection.cursor() as cursor, cursor.copy(render_copy(table, columns)) as copy:
             copy.write(encode_csv(pl.concat(good), columns))
         if rejected:
-            _copy_quarantine_frame(connection, pl.concat(rejected), files[0].file)
+            group = f"{files[0].file} and the {len(files) - 1} files staged with it"
+            _copy_quarantine_frame(connection, pl.concat(rejected), group)
         copied = time.perf_counter() - started
         for staged, report in zip(files, reports, strict=True):
             _file_checks(connection, staged, report)
