@@ -11,6 +11,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.postgres.templates import (
     render,
     render_key_problems,
+    staging_table,
     target_table,
 )
 
@@ -18,6 +19,18 @@ from elt_assets.postgres.templates import (
 def _count(connection: psycopg.Connection, query: Any, params: dict[str, Any] | None = None) -> int:
     row = connection.execute(query, params).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def slice_counts(
+    connection: psycopg.Connection, contract: Contract, files: list[str]
+) -> dict[str, tuple[int, int]]:
+    """File -> (its rows in the staging table, its open quarantine rows), counted by PostgreSQL,
+    independently of the reader's own count."""
+    rows = connection.execute(
+        render("slices_counts", table=staging_table(contract)),
+        {"dataset": contract.name, "files": files},
+    ).fetchall()
+    return {file: (int(staged), int(quarantined)) for file, staged, quarantined in rows}
 
 
 def table_exists(connection: psycopg.Connection, contract: Contract) -> bool:

@@ -18,13 +18,13 @@ import psycopg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.postgres.errors import TerminalDatabaseError
+from elt_assets.postgres.inspect import slice_counts
 from elt_assets.postgres.templates import (
     render,
     render_append,
     render_history_merge,
     render_insert_new,
     render_upsert,
-    staging_table,
     target_table,
 )
 
@@ -130,13 +130,12 @@ def load_files(
     table = f"{contract.target.schema_}.{contract.target.table}"
     results: list[LoadResult] = []
     changes: list[int] = []  # rows each file added minus rows it removed
+    files = [k.file for k in keys]
     with connection.transaction():
         connection.execute(render("lock_table"), {"table": table})
-        connection.execute(
-            render("lock_files"), {"dataset": contract.name, "files": [k.file for k in keys]}
-        )
+        connection.execute(render("lock_files"), {"dataset": contract.name, "files": files})
         recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})
-        staged = _staged_rows(connection, contract, [k.file for k in keys])
+        staged = {f: rows for f, (rows, _) in slice_counts(connection, contract, files).items()}
         maybe_empty, empty_before = not rows_before, False
         for key in keys:
             known = recorded.get(key.file)
@@ -302,14 +301,3 @@ def _merge_history(
 def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:
     row = connection.execute(render("table_is_empty", table=target_table(contract))).fetchone()
     return bool(row and row[0])
-
-
-def _staged_rows(
-    connection: psycopg.Connection, contract: Contract, files: list[str]
-) -> dict[str, int]:
-    """Each file's rows in the staging table now."""
-    counted = connection.execute(
-        render("slices_counts", table=staging_table(contract)),
-        {"dataset": contract.name, "files": files},
-    ).fetchall()
-    return {file: int(staged) for file, staged, _quarantined in counted}

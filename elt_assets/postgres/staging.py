@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
+from elt_assets.postgres.inspect import slice_counts
 from elt_assets.postgres.load import ManifestKey
 from elt_assets.postgres.templates import (
     render,
@@ -290,17 +291,6 @@ def _file_checks(connection: psycopg.Connection, staged: StagedFile, report: Sta
     report.seconds["file_checks"] = time.perf_counter() - checked
 
 
-def _slice_counts(
-    connection: psycopg.Connection, table: sql.Identifier, dataset: str, files: list[str]
-) -> dict[str, tuple[int, int]]:
-    """File -> (rows staged, open quarantine rows), counted by PostgreSQL, independently of the
-    reader's own count."""
-    rows = connection.execute(
-        render("slices_counts", table=table), {"dataset": dataset, "files": files}
-    ).fetchall()
-    return {file: (int(staged), int(quarantined)) for file, staged, quarantined in rows}
-
-
 def _record(
     connection: psycopg.Connection,
     staged: StagedFile,
@@ -356,7 +346,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
             report.refused_by_postgres = _stream_isolating(connection, staged, table, columns)
         report.seconds["copy"] = time.perf_counter() - started
         _file_checks(connection, staged, report)
-        counted = _slice_counts(connection, table, staged.dataset, [staged.file])
+        counted = slice_counts(connection, staged.contract, [staged.file])
         _record(connection, staged, report, counted[staged.file])
     report.seconds["stage_total"] = time.perf_counter() - started
     return report
@@ -393,7 +383,7 @@ def write_staged_together(
         copied = time.perf_counter() - started
         for staged, report in zip(files, reports, strict=True):
             _file_checks(connection, staged, report)
-        counted = _slice_counts(connection, table, contract.name, [f.file for f in files])
+        counted = slice_counts(connection, contract, [f.file for f in files])
         for staged, report in zip(files, reports, strict=True):
             _record(connection, staged, report, counted[staged.file])
             report.seconds["copy"] = copied / len(files)
