@@ -1037,3 +1037,80 @@ def test_kill_9_during_a_schema_evolution_adds_nothing_and_the_next_run_adds_it_
         (2, "two", "red"),
     ]
     assert warehouse.value("SELECT count(*) FROM elt.schema_versions") == 1
+
+
+# -- a group of small files staged, then loaded, in one transaction each ----------------------
+
+GROUP = [f"c{k:02}.csv" for k in range(1, 13)]
+
+
+def land_group(landing: Path) -> list[str]:
+    """Twelve small files (more than ELT_BATCH_THRESHOLD: one batch run) that `elt ingest` reads,
+    stages and loads together: 40 rows each, new keys; c03 also updates ten keys of a.csv with a
+    newer version."""
+    files = []
+    for k, name in enumerate(GROUP, start=1):
+        rows = [(10_000 + 100 * k + i, f"c{k}-{i}", 1) for i in range(40)]
+        if k == 3:
+            rows[:10] = [(i, f"c3-new{i}", 2) for i in range(10)]
+        files.append(land(landing, name, rows))
+    return files
+
+
+@pytest.mark.parametrize("where", ["staging", "target"])
+def test_kill_9_in_the_middle_of_a_group_leaves_none_of_its_files_and_a_rerun_loads_them_all(
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """The group's COPY into staging (or its load into the target) is one transaction: killed
+    while it writes the third file, nothing of any of the twelve files is visible, not even of the
+    two before it (staged alone, they would have been committed already), and the next
+    `elt ingest` loads all twelve, once each."""
+    first = load_first(landing, contracts_dir, instance)
+    before = target_rows(warehouse)
+    group = land_group(landing)
+    pause = Pause(warehouse.superuser_url)
+    if where == "staging":
+        pause.install(STAGING, "NEW._elt_file = 'items/c03.csv' AND NEW._elt_row = 20")
+    else:
+        pause.install(TARGET, "NEW.id = 10320")  # c03's 21st row, after c01 and c02's upserts
+    ingest = spawn_ingest(tmp_path, ingest_env(warehouse, landing, contracts_dir))
+    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+
+    if where == "staging":
+        assert is_copy_into_staging(statement), statement
+    else:
+        assert is_upsert_into_target(statement), statement
+    during = {file: manifest(warehouse, file) for file in group}
+    staged = None if where == "staging" else 40  # the group's staging committed before its load
+    assert {(m["status"], m["rows_staged"]) for m in during.values()} == {("running", staged)}
+    ingest.process.kill()
+    assert ingest.process.wait() == -9
+    pause.wait_gone(pid)
+    assert target_rows(warehouse) == before
+    assert {file: manifest(warehouse, file) for file in group} == during
+    slices = f"SELECT count(*) FROM {STAGING} WHERE _elt_file <> %s"
+    assert warehouse.value(slices, [first]) == (0 if where == "staging" else 480)
+
+    with caplog.at_level(logging.WARNING, logger="elt_assets"):
+        outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    files = {f["file"]: f for f in outcome.files}
+    assert outcome.exit_code == 0, files
+    assert {file: (files[file]["status"], files[file]["error"]) for file in group} == {
+        file: ("success", None) for file in group
+    }
+    assert caplog.text.count(" ended without finishing") == len(group)
+    assert target_rows(warehouse) == expected_table(landing, first, *group)
+    for file in group:
+        final = manifest(warehouse, file)
+        assert (final["status"], final["interruptions"], final["rows_staged"]) == ("success", 1, 40)
+    assert warehouse.value(slices, [first]) == 480  # each file's slice once
+    assert warehouse.value(
+        "SELECT row_count FROM elt.target_rows WHERE relid = 'shop.items'::regclass"
+    ) == len(expected_table(landing, first, *group))
