@@ -10,7 +10,10 @@ Scenarios:
          requests and the batch job (benchmarks/small_files.py);
 - tick:  one sensor tick over --tick-files landed files, most already known (benchmarks/tick.py);
 - bucket: the big files again from an S3 bucket (moto's server on loopback, benchmarks/bucket.py)
-         beside the local ones, and the tick over --tick-files objects in the bucket.
+         beside the local ones, and the tick over --tick-files objects in the bucket;
+- dev:   `elt dev` as a user runs it: a file's latency from landing to commit, then a backlog of
+         --small-files files (benchmarks/dev.py);
+- partitions, workers: see benchmarks/partitions.py and benchmarks/workers.py.
 
 It starts its own embedded PostgreSQL under .elt/bench (--state; the same server settings `elt dev`
 applies), prints a table and writes it as Markdown to .elt/bench/results.md. A speed is only
@@ -290,10 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--scenarios", default="big,bucket,small,tick,partitions,workers")
+    parser.add_argument("--scenarios", default="big,bucket,small,tick,partitions,dev,workers")
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--tick-files", type=int, default=100_000)
+    parser.add_argument(
+        "--dev-alone", type=int, default=5, help="files the dev scenario lands one at a time"
+    )
     parser.add_argument(
         "--partition-counts",
         default="10000,100000",
@@ -357,6 +363,12 @@ def main(argv: list[str] | None = None) -> None:
 
         counts = [int(n) for n in args.partition_counts.split(",")]
         extra.append(partitions_scenario(bench, counts, superuser_url))
+    if "dev" in scenarios:
+        from benchmarks.dev import dev_scenario
+
+        extra.append(
+            dev_scenario(bench, args.small_files, args.small_rows, superuser_url, args.dev_alone)
+        )
     if "workers" in scenarios:
         from benchmarks.bucket import start_bucket
         from benchmarks.workers import RUNS, TAKES_ALL, workers_scenario

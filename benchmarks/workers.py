@@ -41,7 +41,7 @@ SENSORS = {
 RUNS = [(SHIPPED, 1), (TAKES_ALL, 1), (TAKES_ALL, 2)]
 
 
-def _fresh_storage(superuser_url: str, name: str) -> None:
+def fresh_storage(superuser_url: str, name: str) -> None:
     """An empty database for Dagster's storage and the broker, owned by the dagster role."""
     with connect(superuser_url, setting="benchmark superuser") as connection:
         connection.execute(
@@ -50,7 +50,7 @@ def _fresh_storage(superuser_url: str, name: str) -> None:
         connection.execute(sql.SQL("CREATE DATABASE {} OWNER dagster").format(sql.Identifier(name)))
 
 
-def _committed(owner_url: str) -> dict[str, float]:
+def committed(owner_url: str) -> dict[str, float]:
     """{file: finished_at in epoch seconds} of every loaded benchmark file."""
     with connect(owner_url, setting="benchmark owner") as connection:
         rows = connection.execute(
@@ -85,7 +85,7 @@ def _one_run(
 
     reset_ours(bench)
     storage = f"bench_workers_{workers}"
-    _fresh_storage(superuser_url, storage)
+    fresh_storage(superuser_url, storage)
     prefix = f"workers-{workers}-{int(time.time())}"
     dagster_url = bench.env["ELT_DAGSTER_DATABASE_URL"].rsplit("/", 1)[0] + f"/{storage}"
     env = {
@@ -110,7 +110,7 @@ def _one_run(
                 Bucket=BUCKET, Key=f"{prefix}/bench_orders/{path.name}", Body=path.read_bytes()
             )
         deadline = time.monotonic() + WAIT_SECONDS
-        while len(done := _committed(bench.owner_url)) < len(paths):
+        while len(done := committed(bench.owner_url)) < len(paths):
             if machines.dead() or time.monotonic() > deadline:
                 raise SystemExit(f"the deployment stopped loading:\n{machines.logs()}")
             time.sleep(1)

@@ -74,6 +74,7 @@ def build_elt_defs(
     sensor_interval_seconds: int = DEFAULT_SENSOR_SECONDS,
     sensor_running: bool = True,
     max_runs_per_tick: int | None = None,
+    file_quiet_seconds: int | None = None,
     batch_threshold: int | None = None,
     batch_max_files: int | None = None,
     max_listed_per_tick: int | None = None,
@@ -104,6 +105,7 @@ def build_elt_defs(
         zone,
         sensor_interval_seconds=sensor_interval_seconds,
         max_runs_per_tick=_given(max_runs_per_tick, zone.max_runs_per_tick),
+        file_quiet_seconds=_given(file_quiet_seconds, zone.file_quiet_seconds),
         batch_threshold=_given(batch_threshold, zone.batch_threshold),
         batch_max_files=_given(batch_max_files, zone.batch_max_files),
         max_listed_per_tick=_given(max_listed_per_tick, zone.max_listed_per_tick),
@@ -253,6 +255,12 @@ class Sensor(dg.Resolvable, dg.Model):
     max_runs_per_tick: int | None = Field(
         default=None, ge=1, description="Most files one tick sends to runs (default 50)."
     )
+    quiet_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="A file is taken once nothing has written to it for this long (default 2).",
+    )
     batch_threshold: int | None = Field(
         default=None,
         ge=0,
@@ -394,6 +402,7 @@ class EltAssetsComponent(dg.Component, dg.Resolvable, dg.Model):
             sensor_interval_seconds=self.sensor.interval_seconds,
             sensor_running=self.sensor.running,
             max_runs_per_tick=self.sensor.max_runs_per_tick,
+            file_quiet_seconds=self.sensor.quiet_seconds,
             batch_threshold=self.sensor.batch_threshold,
             batch_max_files=self.sensor.batch_max_files,
             max_listed_per_tick=self.sensor.max_listed_per_tick,

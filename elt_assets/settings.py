@@ -69,6 +69,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "line saying what it costs (README, Roles).",
     ),
     "ELT_SENSOR_INTERVAL_SECONDS": ("15", "How often the file sensor scans the landing zone."),
+    "ELT_FILE_QUIET_SECONDS": (
+        "2",
+        "A file in a landing directory is taken once nothing has written to it for this long: "
+        "its modification time is that old, or its size and modification time held still from "
+        "one sensor tick to the next. Raise it for writers that pause in the middle of a file; "
+        "objects in a bucket are complete when listed.",
+    ),
     "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
     "ELT_MAX_LISTED_PER_TICK": (
         "10000",
@@ -392,6 +399,7 @@ class Settings:
     batch_rows: int
     file_wait_minutes: int
     lost_run_seconds: int = 600
+    file_quiet_seconds: int = 2
     metrics_port: int = 9464
     max_record_bytes: int = 1 << 20
     staging_retention_hours: int = 168
@@ -431,6 +439,7 @@ class Settings:
             embedded_pg_port=_int("ELT_EMBEDDED_PG_PORT", env, 1024, 65535),
             pg_bin_dir=Path(bin_dir) if bin_dir else None,
             sensor_interval_seconds=_int("ELT_SENSOR_INTERVAL_SECONDS", env, 1, 3600),
+            file_quiet_seconds=_int("ELT_FILE_QUIET_SECONDS", env, 0, 3600),
             max_runs_per_tick=_int("ELT_MAX_RUNS_PER_TICK", env, 1, 10_000),
             max_listed_per_tick=_int("ELT_MAX_LISTED_PER_TICK", env, 1, 10_000_000),
             batch_threshold=_int("ELT_BATCH_THRESHOLD", env, 0, 10_000),

@@ -191,6 +191,10 @@ def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "landing"
     root.mkdir()
     monkeypatch.setenv("ELT_LANDING_DIR", str(root))
+    # Sensors of this process take a file once it held still from one tick to the next, however
+    # slowly a test goes between landing it and ticking (a file older than the 2 s default would
+    # be taken at first sight); the tests of that quiet period set their own.
+    monkeypatch.setenv("ELT_FILE_QUIET_SECONDS", "3600")
     return root
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,43 @@ def test_file_that_grows_between_ticks_waits_again(tmp_path: Path) -> None:
     assert requested(growing) == []
     assert len(growing.waiting) == 1
     assert requested(sensor.tick()) == [("a.csv", sha(b"id\n1\n2\n"))]
+
+
+def written_ago(path: Path, seconds: float) -> None:
+    """Set the file's mtime to `seconds` before now (negative: in the future, a skewed clock)."""
+    stamp = time.time_ns() - int(seconds * 1e9)
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_a_file_nothing_wrote_to_for_the_quiet_period_is_taken_at_first_sight(
+    tmp_path: Path,
+) -> None:
+    written_ago(put(tmp_path, "a.csv", b"id\n1\n"), 2.5)
+    first = Sensor(tmp_path).tick(quiet_seconds=2)
+    assert requested(first) == [("a.csv", sha(b"id\n1\n"))]
+    assert first.waiting == []
+
+
+def test_a_file_written_within_the_quiet_period_waits_until_it_is_quiet_or_held_still(
+    tmp_path: Path,
+) -> None:
+    path = put(tmp_path, "a.csv", b"id\n1\n")
+    written_ago(path, 0.5)
+    sensor = Sensor(tmp_path)
+    assert (requested(sensor.tick(quiet_seconds=2)), sensor.known["a.csv"].sha256) == ([], None)
+    with path.open("ab") as handle:  # the writer goes on
+        handle.write(b"2\n")
+    written_ago(path, 0.1)
+    assert requested(sensor.tick(quiet_seconds=2)) == []
+    written_ago(path, 3)  # then nothing wrote to it for 3 s: taken, changed since the last look
+    assert requested(sensor.tick(quiet_seconds=2)) == [("a.csv", sha(b"id\n1\n2\n"))]
+
+    # A clock ahead of ours (a network share) gives a future mtime: never quiet by age, so the
+    # file is taken once it held still from one tick to the next.
+    later = put(tmp_path, "b.csv", b"id\n3\n")
+    written_ago(later, -60)
+    assert [f for f, _ in requested(sensor.tick(quiet_seconds=2))] == []
+    assert requested(sensor.tick(quiet_seconds=2)) == [("b.csv", sha(b"id\n3\n"))]
 
 
 def test_unchanged_file_costs_nothing_on_later_ticks(tmp_path: Path) -> None:

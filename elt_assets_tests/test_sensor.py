@@ -9,7 +9,9 @@ instance, as the sensor daemon does.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,7 +114,7 @@ def test_files_wait_a_tick_then_each_gets_one_run_and_a_partition(
     first = ticker()
     assert first.run_requests == [] and added_keys(first) == []
     assert (
-        "items: new or changed, taken once their size and mtime hold still until the next tick: "
+        "items: new or changed, taken once nothing writes to them any more: "
         "items/a.csv, items/b.csv"
     ) in ticker.log
     assert first.cursor is None  # the memory is elt.landing_files, not a cursor to edit
@@ -137,6 +139,26 @@ def test_files_wait_a_tick_then_each_gets_one_run_and_a_partition(
 
     third = ticker()
     assert third.run_requests == [] and added_keys(third) == []
+
+
+def test_a_file_nothing_wrote_to_for_the_quiet_period_is_taken_at_the_first_tick(
+    ticker: Ticker, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default quiet period (ELT_FILE_QUIET_SECONDS, 2 s): a file whose mtime is that old
+    is complete at first sight; one written just now waits for the next tick."""
+    monkeypatch.setenv("ELT_FILE_QUIET_SECONDS", "2")
+    land(landing, "items/old.csv", b"id,label\n1,a\n")
+    land(landing, "items/new.csv", b"id,label\n2,b\n")
+    stamp = time.time_ns() - 3_000_000_000
+    os.utime(landing / "items/old.csv", ns=(stamp, stamp))
+    future = time.time_ns() + 600_000_000_000  # written "now", on any test's pace
+    os.utime(landing / "items/new.csv", ns=(future, future))
+    first = ticker()
+    assert [r.partition_key for r in first.run_requests or []] == ["items/old.csv"]
+    assert "items: new or changed, taken once nothing writes to them any more: items/new.csv" in (
+        ticker.log
+    )
+    assert [r.partition_key for r in ticker().run_requests or []] == ["items/new.csv"]
 
 
 def test_awkward_file_names_become_reversible_keys_without_commas(

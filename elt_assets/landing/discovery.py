@@ -3,8 +3,9 @@
 For each file matching a dataset's glob:
 - seen before with the same size and mtime (and ETag, for an object) and already hashed: nothing
   to do (this is the path of almost every file on almost every tick, and costs one stat);
-- new, or changed since the last tick: remembered, and taken on a later tick only if its size and
-  mtime have not moved (the stable-file rule: a file still being written is never read);
+- new, or changed since the last tick: taken once nothing has written to it for the quiet period
+  (its mtime is that old), or on a later tick if its size and mtime have not moved; until then
+  remembered (the stable-file rule: a file still being written is never read);
 - stable and not hashed yet: hashed (bounded per tick). Content already loaded for this dataset
   from another path is a duplicate, recorded and not loaded; content already sent from this path
   (a touched file) is ignored; anything else becomes a run request.
@@ -68,6 +69,7 @@ def discover(
     max_hash_bytes: int = 4 << 30,
     max_hash_seconds: float | None = None,
     assume_stable: bool = False,
+    quiet_seconds: float | None = None,
     busy: Callable[[list[str]], set[str]] = lambda files: set(),
     listed: list[LandedFile] | None = None,
 ) -> Decision:
@@ -77,10 +79,13 @@ def discover(
     `busy(files)` returns those another process is loading right now (it holds their lease):
     they are not requested, and are looked at again next tick, hashed anew.
     `assume_stable` skips the stable-file rule (`elt ingest`: files are complete when it runs).
+    `quiet_seconds`: a file whose mtime is at least this old is stable at first sight too
+    (None: only a file that held still since the last tick is).
     `listed`: this tick's share of a large zone (default: the whole zone, scanned here).
     """
     decision = Decision()
     stable: list[LandedFile] = []
+    quiet_since = None if quiet_seconds is None else time.time_ns() - int(quiet_seconds * 1e9)
     for landed in landing.scan(pattern) if listed is None else listed:
         decision.files_seen += 1
         memory = known.get(landed.relative_path)
@@ -92,10 +97,14 @@ def discover(
             and memory.hashed_etag == landed.etag
         ):
             continue
-        if assume_stable or (
-            memory is not None
-            and memory.size_bytes == landed.size_bytes
-            and memory.mtime_ns == landed.mtime_ns
+        if (
+            assume_stable
+            or (quiet_since is not None and landed.mtime_ns <= quiet_since)
+            or (
+                memory is not None
+                and memory.size_bytes == landed.size_bytes
+                and memory.mtime_ns == landed.mtime_ns
+            )
         ):
             stable.append(landed)
         else:

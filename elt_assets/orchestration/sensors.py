@@ -76,6 +76,8 @@ class Discovery:
     max_hash_seconds: float | None = MAX_HASH_SECONDS
     # A launched run whose file nobody has held this long is lost (orchestration/recovery.py).
     lost_run_seconds: int = 600
+    # A file not written for this long is complete (landing/discovery.py, the stable-file rule).
+    quiet_seconds: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -86,6 +88,7 @@ class Discovery:
             batch_max_files=settings.batch_max_files,
             max_listed_per_tick=settings.max_listed_per_tick,
             lost_run_seconds=settings.lost_run_seconds,
+            quiet_seconds=settings.file_quiet_seconds,
         )
 
     def headless(self) -> "Discovery":
@@ -118,10 +121,11 @@ def build_file_sensor(
         else dg.DefaultSensorStatus.STOPPED,
         required_resource_keys={naming.landing_key, naming.warehouse_key},
         description=(
-            f"Watches `{contract.source.glob}` in the landing directory. A file is taken once its "
-            "size and mtime stay the same across two ticks; new content becomes a partition and a "
-            "run (a backlog: batch runs of many files); content already loaded under another name "
-            "is recorded as a duplicate."
+            f"Watches `{contract.source.glob}` in the landing directory. A file is taken once "
+            f"nothing has written to it for {rules.quiet_seconds} s (its modification time is "
+            "that old, or it held still from one tick to the next); new content becomes a "
+            "partition and a run (a backlog: batch runs of many files); content already loaded "
+            "under another name is recorded as a duplicate."
         ),
     )
     def file_sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
@@ -185,8 +189,8 @@ class TickSummary:
             )
         if self.waiting:
             said.append(
-                f"{dataset}: new or changed, taken once their size and mtime hold still "
-                f"until the next tick: {_named(self.waiting)}"
+                f"{dataset}: new or changed, taken once nothing writes to them any more: "
+                f"{_named(self.waiting)}"
             )
         if self.busy:
             said.append(
@@ -248,6 +252,7 @@ class Tick:
                 max_requests=rules.max_runs_per_tick,
                 max_hash_seconds=rules.max_hash_seconds,
                 assume_stable=rules.assume_stable or zone.complete_when_listed,
+                quiet_seconds=rules.quiet_seconds,
                 busy=lambda files: leases_held(connection, contract.name, files),
                 listed=listed,
             )
