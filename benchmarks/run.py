@@ -24,6 +24,7 @@ row, or the benchmark stops.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ STATE = ROOT / ".elt" / "bench"
 FORMATS = ["csv", "csv.gz", "parquet"]
 OUR_TABLE = "bench.orders"
 LIMIT_TABLE = "bench_limit_target"
+DLT_TABLE = "bench_dlt.orders"
 
 
 @dataclass
@@ -61,6 +63,10 @@ class Row:
     ours_rss_mb: float | None = None
     bucket: float | None = None  # ours, the file read from the bucket
     bucket_rss_mb: float | None = None
+    ingest: float | None = None  # `elt ingest` as a user runs it, start-up included
+    ingest_rss_mb: float | None = None
+    dlt: float | None = None  # dlt's fastest path, as its user runs it (benchmarks/dlt_load.py)
+    dlt_rss_mb: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -80,7 +86,9 @@ class Bench:
     contracts: Path
     state: Path
     identical: dict[str, int] = field(default_factory=dict)  # format -> rows equal to the limit's
+    identical_dlt: dict[str, int] = field(default_factory=dict)  # the same for dlt's table
     bucket: BenchBucket | None = None
+    superuser_url: str = ""
 
     @property
     def owner_url(self) -> str:
@@ -198,9 +206,106 @@ def big(
         )
     if limits:
         bench.identical[fmt] = same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
+    as_users_run_it(bench, files, fmt, rows, compare=bool(limits))
     if bench.bucket is not None:
         from_bucket(bench, files, fmt, rows, superuser_url, with_limit)
     return rows
+
+
+def timed(argv: list[str], env: dict[str, str], name: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a command run as its user runs it (benchmarks/peak.py)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peak", "--", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"seconds"')]
+    if done.returncode or not lines:
+        raise SystemExit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    result = json.loads(lines[-1])
+    return float(result["seconds"]), float(result["peak_rss_mb"])
+
+
+def ingest_argv(bench: Bench) -> list[str]:
+    """`elt ingest` over the benchmark's landing folder, as a user types it."""
+    elt = str(Path(sys.executable).parent / "elt")
+    return [
+        elt,
+        "ingest",
+        "--json",
+        "--landing",
+        str(bench.landing),
+        "--contracts",
+        str(bench.contracts),
+    ]
+
+
+def dlt_available() -> bool:
+    """dlt and its ADBC driver come with the `bench` dependency group (`make bench`)."""
+    return all(importlib.util.find_spec(name) for name in ("dlt", "adbc_driver_postgresql"))
+
+
+def reset_dlt(bench: Bench) -> Path:
+    """No dlt table and no pipeline state: dlt's first load is a first load too."""
+    with psycopg.connect(bench.owner_url, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA IF EXISTS bench_dlt CASCADE")
+    pipelines = bench.state / "dlt"
+    shutil.rmtree(pipelines, ignore_errors=True)
+    return pipelines
+
+
+def dlt_argv(bench: Bench, pipelines: Path, paths: list[Path], per_file: bool = False) -> list[str]:
+    mode = ["--per-file"] if per_file else []
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.dlt_load",
+        bench.owner_url,
+        str(pipelines),
+        *mode,
+        *(str(p) for p in paths),
+    ]
+
+
+def as_users_run_it(
+    bench: Bench, files: BenchFiles, fmt: str, rows: list[Row], compare: bool
+) -> None:
+    """The same two loads with a fresh process each, start-up included: `elt ingest` on the
+    landing folder, and dlt on the file (when the `bench` group installed it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(bench.env)
+    phases = ("initial", "delta")
+    pairs = list(zip(rows, phases, (files.initial[fmt], files.delta[fmt]), strict=True))
+    reset_ours(bench)
+    shutil.rmtree(bench.landing / "bench_orders", ignore_errors=True)
+    for row, phase, path in pairs:
+        land(bench, path, f"{phase}.{fmt}")
+        bench.checkpoint(bench.superuser_url)
+        row.ingest, row.ingest_rss_mb = timed(ingest_argv(bench), env, "elt ingest")
+        print(
+            f"  elt ingest   {fmt:8} {row.scenario:13} {row.ingest:7.2f} s  "
+            f"peak RSS {row.ingest_rss_mb:.0f} MB",
+            flush=True,
+        )
+    if compare:
+        same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
+    if not dlt_available():
+        print("  dlt: skipped (not installed; `make bench` installs it)")
+        return
+    pipelines = reset_dlt(bench)
+    for row, _, path in pairs:
+        bench.checkpoint(bench.superuser_url)
+        row.dlt, row.dlt_rss_mb = timed(dlt_argv(bench, pipelines, [path]), env, "dlt")
+        print(
+            f"  dlt          {fmt:8} {row.scenario:13} {row.dlt:7.2f} s  "
+            f"peak RSS {row.dlt_rss_mb:.0f} MB",
+            flush=True,
+        )
+    if compare:
+        bench.identical_dlt[fmt] = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
 
 
 def from_bucket(
@@ -258,7 +363,46 @@ def same_table(url: str, ours: str, limit_table: str, columns: Sequence[str] = C
     return ours_rows
 
 
-def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> str:
+def seconds_cell(value: float | None) -> str:
+    return f"{value:.2f} s" if value is not None else "-"
+
+
+def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
+    """The loads again, each tool as its user runs it: a fresh process, start-up included."""
+    timed_rows = [r for r in rows if r.ingest is not None]
+    if not timed_rows:
+        return []
+    lines = [
+        "",
+        "As a user runs it (a fresh process per load, start-up included; `elt ingest --json "
+        "--landing --contracts`, and dlt's fastest path, benchmarks/dlt_load.py):",
+        "",
+        "| scenario | format | best limit | dlt | `elt ingest` | `elt ingest` / dlt | "
+        "`elt ingest` / limit | dlt peak RSS | `elt ingest` peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in timed_rows:
+        assert r.ingest is not None
+        versus_dlt = f"**{r.ingest / r.dlt:.2f}**" if r.dlt else "-"
+        versus_limit = f"{r.ingest / r.limit:.2f}" if r.limit else "-"
+        dlt_rss = f"{r.dlt_rss_mb:.0f} MB" if r.dlt_rss_mb else "-"
+        lines.append(
+            f"| {r.scenario} | {r.format} | {seconds_cell(r.limit)} | {seconds_cell(r.dlt)} | "
+            f"{seconds_cell(r.ingest)} | {versus_dlt} | {versus_limit} | {dlt_rss} | "
+            f"{r.ingest_rss_mb:.0f} MB |"
+        )
+    if identical_dlt:
+        checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical_dlt.items())
+        lines += ["", f"dlt's table equals the limit's, every row and column: {checked}."]
+    return lines
+
+
+def markdown(
+    rows: list[Row],
+    extra: list[str],
+    identical: dict[str, int],
+    identical_dlt: dict[str, int] | None = None,
+) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, embedded PostgreSQL (benchmarks/run.py).",
@@ -286,6 +430,7 @@ def markdown(rows: list[Row], extra: list[str], identical: dict[str, int]) -> st
     if identical:
         checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical.items())
         lines += ["", f"Our target table equals the limit's, every row and column: {checked}."]
+    lines += as_users_table(rows, identical_dlt or {})
     return "\n".join([*lines, "", *extra]) + "\n"
 
 
@@ -333,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
     (contracts / "bench_orders.yaml").write_text(CONTRACT)
-    bench = Bench(env, landing, contracts, state)
+    bench = Bench(env, landing, contracts, state, superuser_url=superuser_url)
     reset_ours(bench)  # the platform's tables, whichever scenarios run
     if "bucket" in scenarios:
         from benchmarks.bucket import start_bucket
@@ -378,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
         extra.append(
             workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url, runs)
         )
-    report = markdown(rows, extra, bench.identical)
+    report = markdown(rows, extra, bench.identical, bench.identical_dlt)
     (state / "results.md").write_text(report)
     print()
     print(report)

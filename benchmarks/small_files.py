@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -130,53 +129,52 @@ def run_backlog(bench: Bench, instance: dg.DagsterInstance) -> dict[str, Any]:
 
 def as_users_run_it(bench: Bench, files: int, rows_per_file: int) -> list[str]:
     """`elt ingest` over the same landing folder as a user runs it (its own process, start-up
-    included, no DAGSTER_HOME), beside the hand-written loop (benchmarks/small_loop.py), each
-    timed from process start to exit; the two tables compared row for row."""
-    from benchmarks.run import reset_ours, same_table
+    included, no DAGSTER_HOME), beside the hand-written loop (benchmarks/small_loop.py) and, when
+    the `bench` group installed it, dlt (one run over all files, and one run per file), each
+    timed from process start to exit; every table compared row for row with the loop's."""
+    from benchmarks.run import (
+        DLT_TABLE,
+        dlt_argv,
+        dlt_available,
+        ingest_argv,
+        reset_dlt,
+        reset_ours,
+        same_table,
+        timed,
+    )
 
     reset_ours(bench)
-    env = {**os.environ, **bench.env}
-    env.pop("DAGSTER_HOME", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
+    env.update(bench.env)
     folder = bench.landing / "bench_orders"
-    command = {
-        "elt ingest": [
-            str(Path(sys.executable).parent / "elt"),
-            "ingest",
-            "--json",
-            "--landing",
-            str(bench.landing),
-            "--contracts",
-            str(bench.contracts),
-        ],
-        "hand-written loop": [
-            sys.executable,
-            "-m",
-            "benchmarks.small_loop",
-            bench.owner_url,
-            "limit_small",
-            str(folder),
-        ],
-    }
-    seconds = {}
-    for name, argv in command.items():
-        print(f"{name}: {files:,} files ...", flush=True)
-        started = time.perf_counter()
-        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-        seconds[name] = time.perf_counter() - started
-        if done.returncode:
-            raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
-        print(f"  {seconds[name]:.1f} s", flush=True)
+    loop = [sys.executable, "-m", "benchmarks.small_loop", bench.owner_url, "limit_small"]
+    seconds = {"hand-written loop": timed([*loop, str(folder)], env, "the loop")[0]}
+    seconds["elt ingest"] = timed(ingest_argv(bench), env, "elt ingest")[0]
     rows = same_table(bench.owner_url, "bench.orders", "limit_small")
-    ours, loop = seconds["elt ingest"], seconds["hand-written loop"]
+    if dlt_available():
+        paths = sorted(folder.iterdir())
+        for name, per_file in (("dlt, one run", False), ("dlt, a run per file", True)):
+            argv = dlt_argv(bench, reset_dlt(bench), paths, per_file)
+            seconds[name] = timed(argv, env, name)[0]
+            same_table(bench.owner_url, DLT_TABLE, "limit_small")
+    for name, value in seconds.items():
+        print(f"  {name}: {files:,} files in {value:.1f} s", flush=True)
+
+    def cell(name: str) -> str:
+        value = seconds.get(name)
+        return f"{value:.2f} s ({files / value:,.0f} files/s)" if value else "-"
+
+    ours, loop_seconds = seconds["elt ingest"], seconds["hand-written loop"]
     return [
         "",
         f"As a user runs it (a fresh process each, start-up included, one run, tables identical: "
         f"{rows:,} rows):",
         "",
-        "| files x rows | hand-written loop | `elt ingest` | ratio |",
-        "|---|---:|---:|---:|",
-        f"| {files:,} x {rows_per_file:,} | {loop:.2f} s ({files / loop:,.0f} files/s) | "
-        f"{ours:.2f} s ({files / ours:,.0f} files/s) | {ours / loop:.1f}x |",
+        "| files x rows | hand-written loop | dlt, one run | dlt, a run per file | "
+        "`elt ingest` | ratio to the loop |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| {files:,} x {rows_per_file:,} | {cell('hand-written loop')} | {cell('dlt, one run')} "
+        f"| {cell('dlt, a run per file')} | {cell('elt ingest')} | {ours / loop_seconds:.1f}x |",
     ]
 
 

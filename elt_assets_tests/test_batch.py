@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,15 @@ def item_file(number: int) -> bytes:
 
 
 def land_files(landing: Path, count: int) -> dict[str, bytes]:
-    """items/f00.csv ... landed oldest first (distinct mtimes), so the load order is known."""
-    files = {}
+    """items/f00.csv ... landed oldest first (distinct mtimes, written just now: a sensor takes
+    them at its second tick), so the load order is known."""
+    files, now = {}, time.time_ns()
     for number in range(count):
         relative = f"items/f{number:02d}.csv"
         path = landing / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(item_file(number))
-        os.utime(path, ns=(1_700_000_000_000_000_000 + number, 1_700_000_000_000_000_000 + number))
+        os.utime(path, ns=(now + number, now + number))
         files[relative] = item_file(number)
     return files
 
@@ -357,9 +359,10 @@ def test_each_files_row_count_is_exact_and_a_change_made_between_runs_is_counted
     # f03 changed (append replaces its 2 rows; upsert updates 31, 32 and adds 33), then 2 new.
     changed = {"items/f03.csv": b"id,label\n31,x\n32,y\n33,z\n"}
     changed |= {f"items/f{n:02d}.csv": item_file(n) for n in (6, 7)}
+    now = time.time_ns()
     for order, (relative, data) in enumerate(changed.items()):
         (landing / relative).write_bytes(data)
-        os.utime(landing / relative, ns=(1_800_000_000_000_000_000 + order,) * 2)
+        os.utime(landing / relative, ns=(now + order,) * 2)
     ticker.tick()
     (request,) = ticker.tick()
     result = ticker.execute(request)
@@ -406,7 +409,9 @@ def doc_file(number: int, doc: str | None = None) -> bytes:
     ).encode()
 
 
-def land_docs(landing: Path, files: dict[int, bytes], start: int) -> None:
+def land_docs(landing: Path, files: dict[int, bytes]) -> None:
+    """Written just now, in this order (distinct mtimes)."""
+    start = time.time_ns()
     for order, (number, data) in enumerate(files.items()):
         path = landing / f"items/f{number:02d}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,7 +444,7 @@ def test_small_files_are_staged_and_loaded_together_or_one_by_one_when_one_needs
     and each file goes on its own, so the error is that file's alone."""
     write_contract(contracts_dir, DOCS)
     ticker.reload()
-    land_docs(landing, {n: doc_file(n) for n in range(4)}, 1_700_000_000_000_000_000)
+    land_docs(landing, {n: doc_file(n) for n in range(4)})
     ticker.tick()
     (request,) = ticker.tick()
     first = ticker.execute(request)
@@ -463,7 +468,6 @@ def test_small_files_are_staged_and_loaded_together_or_one_by_one_when_one_needs
             6: b"id,label,doc\nx,a,\ny,b,\n",
             7: doc_file(7),
         },
-        1_800_000_000_000_000_000,
     )
     ticker.tick()
     (request,) = ticker.tick()
@@ -485,7 +489,7 @@ def test_small_files_are_staged_and_loaded_together_or_one_by_one_when_one_needs
     # and each file loads on its own; f09 fails with PostgreSQL's message, f08 and f10 load.
     warehouse.query("CREATE UNIQUE INDEX items_label ON shop.items (label)")
     clash = b'id,label,doc\n91,a0,"{""n"": 9}"\n'
-    land_docs(landing, {8: doc_file(8), 9: clash, 10: doc_file(10)}, 1_900_000_000_000_000_000)
+    land_docs(landing, {8: doc_file(8), 9: clash, 10: doc_file(10)})
     ticker.tick()
     (request,) = ticker.tick()
     third = ticker.execute(request)
