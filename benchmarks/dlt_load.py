@@ -48,7 +48,10 @@ def batches(path: Path) -> Iterator[pa.RecordBatch]:
         column_types=CSV_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
     )
     reader = pacsv.open_csv(
-        str(path), read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=options
+        str(path),
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),  # notes hold line breaks
+        convert_options=options,
     )
     yield from reader
 
