@@ -293,39 +293,42 @@ def _file_checks(connection: psycopg.Connection, staged: StagedFile, report: Sta
 
 def _record(
     connection: psycopg.Connection,
-    staged: StagedFile,
-    report: StageReport,
-    counted: tuple[int, int],
+    written: list[tuple[StagedFile, StageReport]],
+    counted: dict[str, tuple[int, int]],
 ) -> None:
-    """The file's counts, its policy's verdict and the reader's findings into its report and
-    manifest row (failed, if the policy says so), in the staging transaction."""
-    counts = report.counts
-    counts.rows_read = staged.rows_read
-    counts.rows_rescued = staged.rows_rescued
-    counts.rows_staged, counts.rows_quarantined = counted
-    report.violations = policy_violations(staged.contract, counts)
-    _summarise_reading(staged, report)
-    params = {
-        "dataset": staged.dataset,
-        "file": staged.file,
-        "sha256": staged.sha256,
-        "run_id": staged.run_id,
-    }
-    connection.execute(
-        render("manifest_staged"),
-        {
-            **params,
-            "rows_read": counts.rows_read,
-            "rows_staged": counts.rows_staged,
-            "rows_quarantined": counts.rows_quarantined,
-            "duplicate_key_rows": counts.duplicate_key_rows,
-            "stage_report": Jsonb(_storable(report.to_json())),
-        },
-    )
-    if report.violations:
-        connection.execute(
-            render("manifest_fail"), {**params, "error": "; ".join(report.violations)}
+    """Each file's counts, its policy's verdict and the reader's findings into its report and
+    manifest row (failed, if the policy says so), in the staging transaction: one statement
+    for all the files' rows, one for those that failed (each sent as a pipeline)."""
+    staged_rows, failed_rows = [], []
+    for staged, report in written:
+        counts = report.counts
+        counts.rows_read = staged.rows_read
+        counts.rows_rescued = staged.rows_rescued
+        counts.rows_staged, counts.rows_quarantined = counted[staged.file]
+        report.violations = policy_violations(staged.contract, counts)
+        _summarise_reading(staged, report)
+        params = {
+            "dataset": staged.dataset,
+            "file": staged.file,
+            "sha256": staged.sha256,
+            "run_id": staged.run_id,
+        }
+        staged_rows.append(
+            {
+                **params,
+                "rows_read": counts.rows_read,
+                "rows_staged": counts.rows_staged,
+                "rows_quarantined": counts.rows_quarantined,
+                "duplicate_key_rows": counts.duplicate_key_rows,
+                "stage_report": Jsonb(_storable(report.to_json())),
+            }
         )
+        if report.violations:
+            failed_rows.append({**params, "error": "; ".join(report.violations)})
+    with connection.cursor() as cursor:
+        cursor.executemany(render("manifest_staged"), staged_rows)
+        if failed_rows:
+            cursor.executemany(render("manifest_fail"), failed_rows)
 
 
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
@@ -347,7 +350,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         report.seconds["copy"] = time.perf_counter() - started
         _file_checks(connection, staged, report)
         counted = slice_counts(connection, staged.contract, [staged.file])
-        _record(connection, staged, report, counted[staged.file])
+        _record(connection, [(staged, report)], counted)
     report.seconds["stage_total"] = time.perf_counter() - started
     return report
 
@@ -384,8 +387,8 @@ def write_staged_together(
         for staged, report in zip(files, reports, strict=True):
             _file_checks(connection, staged, report)
         counted = slice_counts(connection, contract, [f.file for f in files])
-        for staged, report in zip(files, reports, strict=True):
-            _record(connection, staged, report, counted[staged.file])
+        _record(connection, list(zip(files, reports, strict=True)), counted)
+        for report in reports:
             report.seconds["copy"] = copied / len(files)
     total = time.perf_counter() - started
     for report in reports:
