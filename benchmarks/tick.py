@@ -50,6 +50,9 @@ def tick_scenario(bench: Bench, files: int) -> str:
     os.environ["ELT_CONTRACTS_DIR"] = str(bench.contracts)
     # The highest the setting allows; read when the definitions are built.
     os.environ["ELT_MAX_RUNS_PER_TICK"] = "10000"
+    # New files wait for the tick after the one that first sees them, however long writing them
+    # or a tick takes (a file 2 s old would be taken at first sight): the two ticks timed apart.
+    os.environ["ELT_FILE_QUIET_SECONDS"] = "3600"
     (bench.contracts / "bench_ticks.yaml").write_text(CONTRACT)
     print(f"writing {files:,} small files ...", flush=True)
     _write_files(bench.landing / "bench_ticks", 0, files)
