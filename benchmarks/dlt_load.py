@@ -21,22 +21,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from benchmarks.limit import ARROW_TYPES  # the contract's columns as Arrow types
+
 SCHEMA = "bench_dlt"
 TABLE = "orders"
-CSV_TYPES = {
-    "order_id": pa.int64(),
-    "customer_id": pa.int64(),
-    "ordered_at": pa.timestamp("us", tz="UTC"),
-    "ship_date": pa.date32(),
-    "amount": pa.decimal128(12, 2),
-    "weight_kg": pa.float64(),
-    "quantity": pa.int32(),
-    "is_gift": pa.bool_(),
-    "status": pa.string(),
-    "country": pa.string(),
-    "note": pa.string(),
-    "updated_at": pa.timestamp("us", tz="UTC"),
-}
 
 
 def batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -45,7 +33,7 @@ def batches(path: Path) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(path).iter_batches(batch_size=100_000)
         return
     options = pacsv.ConvertOptions(
-        column_types=CSV_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
+        column_types=ARROW_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
     )
     reader = pacsv.open_csv(
         str(path),

@@ -367,6 +367,14 @@ def seconds_cell(value: float | None) -> str:
     return f"{value:.2f} s" if value is not None else "-"
 
 
+def same_as_limit(whose: str, identical: dict[str, int]) -> list[str]:
+    """The sentence saying which formats' tables were compared with the limit's, and found equal."""
+    if not identical:
+        return []
+    checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical.items())
+    return ["", f"{whose} equals the limit's, every row and column: {checked}."]
+
+
 def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
     """The loads again, each tool as its user runs it: a fresh process, start-up included."""
     timed_rows = [r for r in rows if r.ingest is not None]
@@ -391,10 +399,7 @@ def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
             f"{seconds_cell(r.ingest)} | {versus_dlt} | {versus_limit} | {dlt_rss} | "
             f"{r.ingest_rss_mb:.0f} MB |"
         )
-    if identical_dlt:
-        checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical_dlt.items())
-        lines += ["", f"dlt's table equals the limit's, every row and column: {checked}."]
-    return lines
+    return lines + same_as_limit("dlt's table", identical_dlt)
 
 
 def markdown(
@@ -412,11 +417,8 @@ def markdown(
         "its peak RSS |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    s = seconds_cell
     for r in rows:
-
-        def s(v: float | None) -> str:
-            return f"{v:.2f} s" if v is not None else "-"
-
         rate = f"{r.rows / r.ours:,.0f}" if r.ours else "-"
         mbps = f"{r.size_mb / r.ours:.1f}" if r.ours else "-"
         ratio = f"**{r.ratio:.2f}**" if r.ratio else "-"
@@ -427,9 +429,7 @@ def markdown(
             f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} | "
             f"{s(r.bucket)} | {bucket_rss} |"
         )
-    if identical:
-        checked = ", ".join(f"{fmt} ({n:,} rows)" for fmt, n in identical.items())
-        lines += ["", f"Our target table equals the limit's, every row and column: {checked}."]
+    lines += same_as_limit("Our target table", identical)
     lines += as_users_table(rows, identical_dlt or {})
     return "\n".join([*lines, "", *extra]) + "\n"
 
