@@ -24,6 +24,7 @@ import yaml
 from psycopg import sql
 
 from benchmarks.cluster import DEPLOY, Machines, instance_config
+from elt_assets.orchestration.names import FILE_TAG
 from elt_assets.postgres.embedded import free_port
 from elt_assets.settings import celery_urls
 from elt_assets_tests.conftest import TEST_PASSWORD, Bucket, Warehouse, write_contract
@@ -183,8 +184,17 @@ def test_two_workers_load_a_backlog_of_two_datasets_exactly_once_within_the_writ
     with deployment_instance(cluster) as instance:
         # A file's manifest row commits before its run reports success: wait for the runs.
         runs = wait_until("every run finished", lambda: finished_runs(instance), cluster, 60)
-    assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS] * len(runs)
-    assert len(runs) == 2 * len(numbers)  # one run per file: no file was loaded twice
+    succeeded = [run for run in runs if run.status == dg.DagsterRunStatus.SUCCESS]
+    files = sorted(run.tags[FILE_TAG] for run in succeeded)
+    assert files == sorted(file for file, _ in expected)  # one run per file loaded it
+    failed = [run for run in runs if run.status != dg.DagsterRunStatus.SUCCESS]
+    if failed:
+        # Dagster issue 33552 (open): two runs using a pool for the first time at once both
+        # insert the pool's row, and one fails before its first step; run_retries (dagster.yaml)
+        # runs it again. The file is still loaded once (the manifest and tables above).
+        logs = cluster.log("worker-a") + cluster.log("worker-b")
+        assert len(failed) == 1 and "concurrency_limits_concurrency_key_key" in logs, failed
+        assert failed[0].tags[FILE_TAG] in files
     task_ids = [run.tags["dagster-celery/task_id"] for run in runs]
     workers = workers_of_runs(warehouse, cluster.env["ELT_DAGSTER_DATABASE_URL"], task_ids)
     assert len(workers) == len(runs)
