@@ -145,29 +145,24 @@ def land(bench: Bench, source: Path, name: str) -> str:
     return relative
 
 
+def json_result(argv: list[str], env: dict[str, str], what: str) -> dict[str, object]:
+    """Run a benchmark command in its own process; the JSON object of its last such line."""
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{what} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
 def run_ours(bench: Bench, relative: str, from_bucket: bool = False) -> dict[str, object]:
     bucket = bench.bucket if from_bucket else None
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.ours",
-            bucket.url if bucket else str(bench.landing),
-            str(bench.contracts),
-            relative,
-        ],
-        env={**os.environ, **bench.env, **(bucket.env if bucket else {})},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if completed.returncode or not lines:
-        raise SystemExit(f"our path failed on {relative}:\n{completed.stderr[-4000:]}")
-    result: dict[str, object] = json.loads(lines[-1])
+    landing = bucket.url if bucket else str(bench.landing)
+    argv = [sys.executable, "-m", "benchmarks.ours", landing, str(bench.contracts), relative]
+    env = {**os.environ, **bench.env, **(bucket.env if bucket else {})}
+    result = json_result(argv, env, f"our path on {relative}")
     if not result["success"]:
-        raise SystemExit(f"our job did not succeed on {relative}:\n{completed.stderr[-4000:]}")
+        raise SystemExit(f"our job did not succeed on {relative}: {result}")
     return result
 
 
@@ -214,19 +209,8 @@ def big(
 
 def timed(argv: list[str], env: dict[str, str], name: str) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of a command run as its user runs it (benchmarks/peak.py)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peak", "--", *argv],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith('{"seconds"')]
-    if done.returncode or not lines:
-        raise SystemExit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    result = json.loads(lines[-1])
-    return float(result["seconds"]), float(result["peak_rss_mb"])
+    result = json_result([sys.executable, "-m", "benchmarks.peak", "--", *argv], env, name)
+    return float(result["seconds"]), float(result["peak_rss_mb"])  # type: ignore[arg-type]
 
 
 def ingest_argv(bench: Bench) -> list[str]:

@@ -388,16 +388,10 @@ def test_each_files_row_count_is_exact_and_a_change_made_between_runs_is_counted
     assert recorded_rows(warehouse) == (2, 2)
 
 
-DOCS = """
-    name: items
-    source: {glob: "items/*.csv"}
-    target: {schema: shop, table: items, primary_key: [id]}
-    columns:
-      - {name: id, type: bigint}
-      - {name: label, type: text}
-      - {name: doc, type: jsonb}
-    policy: {max_bad_row_ratio: 0.5}
-"""
+DOCS = CONTRACT.replace(
+    "      - {name: label, type: text}\n",
+    "      - {name: label, type: text}\n      - {name: doc, type: jsonb}\n",
+).replace("policy: {bad_rows: fail}", "policy: {max_bad_row_ratio: 0.5}")
 
 
 def doc_file(number: int, doc: str | None = None) -> bytes:
