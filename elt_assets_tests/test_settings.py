@@ -228,6 +228,8 @@ def test_blank_values_mean_the_default() -> None:
         ("ELT_SENSOR_INTERVAL_SECONDS", "0", "ELT_SENSOR_INTERVAL_SECONDS=0 is out of range: use"),
         ("ELT_SENSOR_INTERVAL_SECONDS", "3601", "ELT_SENSOR_INTERVAL_SECONDS=3601 is out of range"),
         ("ELT_SENSOR_INTERVAL_SECONDS", "1.5", "ELT_SENSOR_INTERVAL_SECONDS='1.5' is not a whole"),
+        ("ELT_FILE_QUIET_SECONDS", "-1", "ELT_FILE_QUIET_SECONDS=-1 is out of range: use 0..3600."),
+        ("ELT_FILE_QUIET_SECONDS", "2s", "ELT_FILE_QUIET_SECONDS='2s' is not a whole number."),
         ("ELT_MAX_RUNS_PER_TICK", "10001", "ELT_MAX_RUNS_PER_TICK=10001 is out of range: use 1..1"),
         ("ELT_MAX_RUNS_PER_TICK", "-1", "ELT_MAX_RUNS_PER_TICK=-1 is out of range"),
         ("ELT_BATCH_ROWS", "999", "ELT_BATCH_ROWS=999 is out of range: use 1000..10000000."),
