@@ -21,6 +21,7 @@ import pytest
 
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration import steps
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key
 from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG, FILE_EVENTS_TAG
 from elt_assets.orchestration.resources import build_resources
@@ -286,6 +287,40 @@ def test_a_bad_file_fails_alone_and_the_batch_fails_naming_it(
     assert ticker.instance.get_materialized_partitions(TARGET) == {
         path_to_key(f) for f in files if f not in ("items/f02.csv", "items/f04.csv")
     }
+
+
+@pytest.mark.usefixtures("always_batch")
+def test_a_file_gone_after_the_raw_step_fails_alone_and_the_group_is_prepared_one_by_one(
+    ticker: Ticker, landing: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged step prepares a group's files together (one manifest query); a file deleted
+    between the raw step and that moment makes the group's preparation fail, and then each file
+    is prepared on its own: that file fails with its own error, the others load."""
+    files = land_files(landing, 5)
+    open_files = steps.open_files
+
+    def open_then_delete(*args: Any, **kwargs: Any) -> None:
+        open_files(*args, **kwargs)
+        (landing / "items/f03.csv").unlink()  # the user deletes it as the run goes on
+
+    monkeypatch.setattr(steps, "open_files", open_then_delete)
+    ticker.tick()
+    (request,) = ticker.tick()
+    result = ticker.execute(request)
+
+    assert not result.success
+    assert step_failure(result).startswith("1 of 5 files failed (the others loaded):")
+    assert any("5 files prepared one by one" in line for line in run_log(ticker.instance, result))
+    rows = {str(f): (status, error) for f, _, status, *_, error in manifest(warehouse)}
+    assert {f: status for f, (status, _) in rows.items()} == {
+        f: "failed" if f == "items/f03.csv" else "success" for f in files
+    }
+    error = str(rows["items/f03.csv"][1])
+    assert error.startswith("items/f03.csv: the file is no longer in the landing zone")
+    assert error.endswith("was it moved or deleted?") and error in step_failure(result)
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY id") == expected_rows(
+        [0, 1, 2, 4]
+    )
 
 
 @pytest.mark.usefixtures("always_batch")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from elt_assets.contracts.model import Contract
-from elt_assets.validation.policy import FileCounts, policy_violations
+from elt_assets.validation.policy import FileCounts, HeaderReport, StageReport, policy_violations
 
 pytestmark = [pytest.mark.pure]
 
@@ -134,3 +136,25 @@ def test_every_violation_is_listed_in_order() -> None:
         "duplicate_keys: fail",
         "the file has 4 rows, more than row_count.max 3",
     ]
+
+
+@pytest.mark.parametrize("with_header", [True, False])
+def test_stage_report_json_is_what_asdict_gives_and_reads_back(with_header: bool) -> None:
+    report = StageReport(
+        counts=counts(10, 2, duplicate_keys=1, duplicate_key_rows=2, duplicate_key_examples=["7"]),
+        violations=["2 bad rows"],
+        refused_by_postgres=1,
+        duplicates_moved=3,
+        seconds={"copy": 0.5},
+        failure_counts={"status.isin": 2},
+        sample=[{"row_number": 4, "reason": "status: 'x' is not allowed"}],
+        header=HeaderReport({"id": "ID"}, ["status"], ["extra"]) if with_header else None,
+        schema_change="added note",
+    )
+    document = report.to_json()
+    assert document == dataclasses.asdict(report)
+    document["counts"]["duplicate_key_examples"].append("8")  # a copy, not the report's own
+    document["sample"][0]["row_number"] = 5
+    assert report.counts.duplicate_key_examples == ["7"]
+    assert report.sample[0]["row_number"] == 4
+    assert StageReport.from_json(json.loads(json.dumps(report.to_json()))) == report

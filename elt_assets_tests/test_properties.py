@@ -743,20 +743,24 @@ def first_stray_quote(data: bytes) -> int | None:
     return None
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
 @given(
     data=st.binary(max_size=40).map(lambda b: bytes(b'a,"\n\r'[x % 5] for x in b)),
     bom=st.booleans(),
     chunk=st.integers(1, 7),
+    few_quotes=st.sampled_from([-1, 2, 1 << 20]),
 )
 def test_the_stray_quote_check_finds_the_same_line_whatever_the_chunks(
-    data: bytes, bom: bool, chunk: int
+    data: bytes, bom: bool, chunk: int, few_quotes: int
 ) -> None:
     """The reader feeds the check 1 MiB at a time: a quote at a chunk's edge must be judged by
-    the byte on the other side, and the line it reports must not depend on the chunking."""
+    the byte on the other side, and the line it reports must not depend on the chunking, nor on
+    whether a chunk's quotes are judged vectorised (-1), one by one (1 << 20) or each way by
+    turns (2)."""
     if bom:
         data = b"\xef\xbb\xbf" + data
     check = _QuoteCheck("f.csv", b'"', b",")
+    check.FEW_QUOTES = few_quotes
     try:
         for start in range(0, len(data), chunk):
             check.feed(data[start : start + chunk])

@@ -70,7 +70,7 @@ from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile, read_together
 
 T = TypeVar("T")
-GROUP_FILES = 50  # files prepared, then read and validated together when small, at a time
+GROUP_FILES = 100  # files prepared, then read and validated together when small, at a time
 
 
 class BatchConfig(dg.Config):
@@ -321,16 +321,7 @@ class _Batch:
         """Stage and load files in order. The small ones are read and validated together first
         (validation/staged_file.py `read_together`), staged together, then loaded together;
         any other file is staged and loaded on its own, after the files before it."""
-        prepared: dict[str, StagedFile] = {}
-
-        def prepare(key: str, file: str) -> bool:
-            prepared[key] = steps.prepare_staged(
-                self.contract, self.landing, self.warehouse, key, self.run_id
-            )
-            return True
-
-        for key in keys:
-            self._guard(key, prepare)
+        prepared = self._prepare(keys)
         read_together(list(prepared.values()))
         reports = self._stage_together([f for f in prepared.values() if f.read_already])
         pending: list[tuple[str, StagedFile, StageReport]] = []  # staged, checked, to load
@@ -345,6 +336,34 @@ class _Batch:
                 if self._guard(key, check):
                     pending.append((key, staged_file, report))
         self._load_pending(pending)
+
+    def _prepare(self, keys: list[str]) -> dict[str, StagedFile]:
+        """The group's files as StagedFiles (key -> file), prepared together; if that fails for
+        anything but a transient error, one by one, where each error is its file's."""
+        try:
+            with log_context(dataset=self.contract.name, run_id=self.run_id):
+                group = steps.prepare_group(
+                    self.contract, self.landing, self.warehouse, keys, self.run_id
+                )
+            return dict(zip(keys, group, strict=True))
+        except Exception as error:
+            if is_transient(error):
+                raise  # the whole op is retried, as for any one file
+            message = error.description if isinstance(error, dg.Failure) else str(error)
+            self.context.log.info(
+                f"{len(keys)} files prepared one by one: {mask_secrets(message or '')[:300]}"
+            )
+        prepared: dict[str, StagedFile] = {}
+
+        def prepare(key: str, file: str) -> bool:
+            prepared[key] = steps.prepare_staged(
+                self.contract, self.landing, self.warehouse, key, self.run_id
+            )
+            return True
+
+        for key in keys:
+            self._guard(key, prepare)
+        return prepared
 
     def _stage_together(self, files: list[StagedFile]) -> dict[str, StageReport]:
         """Stage the files read together in one transaction (file -> its report). If that fails,

@@ -40,6 +40,7 @@ from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
     KeyState,
     current_attempt,
+    current_attempts,
     primary_key_state,
     table_exists,
     table_row_count,
@@ -115,18 +116,7 @@ def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
     """Size, mtime and sha256 of the landed file; FileRejected when it is gone."""
     landed = landing.stat(file)
     if landed is None:
-        archived = landing.archived_copy(file)
-        if archived is not None:
-            raise FileRejected(
-                file,
-                f"the file is no longer in the landing zone ({landing.describe()}): it was "
-                f"archived to {archived} after an earlier load; copy it back to load it again",
-            )
-        raise FileRejected(
-            file,
-            f"the file is no longer in the landing zone ({landing.describe()}); was it moved or "
-            "deleted?",
-        )
+        raise _gone(landing, file)
     return RawFile(
         file=file,
         location=landing.location(file),
@@ -135,6 +125,22 @@ def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
         sha256=landing.sha256(file),
         format=contract.file_format(file),
         etag=landed.etag,
+    )
+
+
+def _gone(landing: Landing, file: str) -> FileRejected:
+    """The error of a file that is no longer in the landing zone."""
+    archived = landing.archived_copy(file)
+    if archived is not None:
+        return FileRejected(
+            file,
+            f"the file is no longer in the landing zone ({landing.describe()}): it was "
+            f"archived to {archived} after an earlier load; copy it back to load it again",
+        )
+    return FileRejected(
+        file,
+        f"the file is no longer in the landing zone ({landing.describe()}); was it moved or "
+        "deleted?",
     )
 
 
@@ -203,16 +209,60 @@ def prepare_staged(
             current = current_attempt(connection, contract.name, file)
             # What the tables are now, if the dataset's files evolved them (postgres/evolution.py)
             contract = evolution.effective_contract(connection, contract)
-        if current is None:
+    return _staged_file(contract, landing, warehouse, partition_key, current, run_id)
+
+
+def prepare_group(
+    contract: Contract,
+    landing: LandingResource,
+    warehouse: PostgresResource,
+    partition_keys: list[str],
+    run_id: str,
+) -> list[StagedFile]:
+    """prepare_staged for a batch's group of files, its database work done once for all: the
+    leases checked together, the files' latest attempts in one query, the tables' schema once.
+    Any file's problem raises (naming no file): prepare them one by one then, where each error
+    is its file's."""
+    files = [key_to_path(key) for key in partition_keys]
+    with file_failures(warehouse, None, run_id):
+        hold_files(warehouse, contract.name, files)
+        with warehouse.connection() as connection:
+            current = current_attempts(connection, contract.name, files)
+            contract = evolution.effective_contract(connection, contract)
+    return [
+        _staged_file(contract, landing, warehouse, key, current.get(file), run_id)
+        for key, file in zip(partition_keys, files, strict=True)
+    ]
+
+
+def _staged_file(
+    contract: Contract,
+    landing: LandingResource,
+    warehouse: PostgresResource,
+    partition_key: str,
+    current: tuple[str, int, str, str | None] | None,
+    run_id: str,
+) -> StagedFile:
+    """The StagedFile of the content the file's latest attempt recorded; a file gone since then
+    fails that attempt (in the manifest too), by name."""
+    file = key_to_path(partition_key)
+    if current is None:
+        with file_failures(warehouse, None, run_id):
             raise FileRejected(file, f"materialise raw/{contract.name}_files for this file first")
-        source = landing.zone().source(file)
+    with file_failures(warehouse, ManifestKey(contract.name, file, current[0]), run_id):
+        zone = landing.zone()
+        try:
+            source = zone.source(file)
+            size = source.size
+        except FileNotFoundError:
+            raise _gone(zone, file) from None
     return StagedFile(
         contract=contract,
         source=source,
         file=file,
         partition_key=partition_key,
         sha256=current[0],
-        size_bytes=source.size,
+        size_bytes=size,
         run_id=run_id,
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,

@@ -73,6 +73,20 @@ def current_attempt(
     return sha256, int(rows_staged or 0), status, error
 
 
+def current_attempts(
+    connection: psycopg.Connection, dataset: str, files: list[str]
+) -> dict[str, tuple[str, int, str, str | None]]:
+    """current_attempt of many files in one query: file -> its most recent manifest row (files
+    without one are left out)."""
+    rows = connection.execute(
+        render("manifest_current_many"), {"dataset": dataset, "files": files}
+    ).fetchall()
+    return {
+        file: (sha256, int(rows_staged or 0), status, error)
+        for file, sha256, rows_staged, status, error in rows
+    }
+
+
 def latest_manifest(connection: psycopg.Connection, dataset: str) -> list[dict[str, Any]]:
     """The latest manifest row of every file of a dataset, as dicts."""
     cursor = connection.execute(render("manifest_latest"), {"dataset": dataset})

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from elt_assets.contracts.model import Contract
 from elt_assets.postgres.errors import TerminalDatabaseError
@@ -42,6 +44,34 @@ class LoadResult:
     row_count: int
     # History mode: current versions of keys the file lacks, closed (history.close_missing).
     rows_closed: int = 0
+
+
+class _Statements:
+    """The statements a load runs for each of its files, composed and encoded once per load:
+    for a small file, composing its upsert took longer than PostgreSQL took to run it."""
+
+    def __init__(self, connection: psycopg.Connection, contract: Contract):
+        self._connection, self._contract = connection, contract
+        self._encoded: dict[str, bytes] = {}
+
+    def _get(self, name: str, compose: Callable[[Contract], sql.Composable]) -> bytes:
+        if name not in self._encoded:
+            self._encoded[name] = compose(self._contract).as_bytes(self._connection)
+        return self._encoded[name]
+
+    def upsert(self, *, deduplicate: bool) -> bytes:
+        return self._get(
+            f"upsert deduplicate={deduplicate}", lambda c: render_upsert(c, deduplicate=deduplicate)
+        )
+
+    def append(self) -> bytes:
+        return self._get("append", render_append)
+
+    def slice_delete(self) -> bytes:
+        return self._get("slice_delete", lambda c: render("slice_delete", table=target_table(c)))
+
+    def history_merge(self) -> bytes:
+        return self._get("history_merge", render_history_merge)
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,7 @@ def load_files(
         recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})
         staged = {f: rows for f, (rows, _) in slice_counts(connection, contract, files).items()}
         maybe_empty, empty_before = not rows_before, False
+        statements = _Statements(connection, contract)
         for key in keys:
             known = recorded.get(key.file)
             if known is None or known.rows_staged != staged[key.file]:
@@ -147,7 +178,7 @@ def load_files(
                     "staged again"
                 )
             result, change, first_load = _load_slice(
-                connection, contract, key.file, known, maybe_empty
+                connection, statements, contract, key.file, known, maybe_empty
             )
             empty_before = empty_before or (first_load and not results)
             maybe_empty = maybe_empty and result.rows_inserted == 0
@@ -182,6 +213,7 @@ def load_files(
 
 def _load_slice(
     connection: psycopg.Connection,
+    statements: _Statements,
     contract: Contract,
     file: str,
     recorded: Recorded,
@@ -196,11 +228,12 @@ def _load_slice(
     first_load, closed = False, 0
     if contract.target.mode == "history":
         source_rows, inserted, updated, closed, removed = _merge_history(
-            connection, contract, params
+            connection, statements, contract, params
         )  # removed: versions folded into a neighbour
     elif contract.target.mode == "upsert":
         source_rows, inserted, updated, first_load = _upsert(
             connection,
+            statements,
             contract,
             params,
             staged_rows,
@@ -209,9 +242,9 @@ def _load_slice(
         )
         removed = 0
     else:
-        deleted = connection.execute(render("slice_delete", table=target_table(contract)), params)
+        deleted = connection.execute(statements.slice_delete(), params)
         removed = max(deleted.rowcount, 0)  # an earlier load of this file, replaced
-        inserted = max(connection.execute(render_append(contract), params).rowcount, 0)
+        inserted = max(connection.execute(statements.append(), params).rowcount, 0)
         source_rows, updated = staged_rows, 0
     result = LoadResult(
         rows_staged=staged_rows,
@@ -252,6 +285,7 @@ def _row_count(
 
 def _upsert(
     connection: psycopg.Connection,
+    statements: _Statements,
     contract: Contract,
     params: dict[str, str],
     staged_rows: int,
@@ -275,23 +309,26 @@ def _upsert(
             if maybe_empty and _is_empty(connection, contract):
                 inserted = connection.execute(render_insert_new(contract), params).rowcount
                 return staged_rows, inserted, 0, True
-        row = connection.execute(render_upsert(contract, deduplicate=False), params).fetchone()
+        row = connection.execute(statements.upsert(deduplicate=False), params).fetchone()
         assert row is not None
         return staged_rows, int(row[0]), int(row[1]), False
-    row = connection.execute(render_upsert(contract), params).fetchone()
+    row = connection.execute(statements.upsert(deduplicate=True), params).fetchone()
     assert row is not None
     source_rows, inserted, updated = (int(v) for v in row)
     return source_rows, inserted, updated, False
 
 
 def _merge_history(
-    connection: psycopg.Connection, contract: Contract, params: dict[str, str]
+    connection: psycopg.Connection,
+    statements: _Statements,
+    contract: Contract,
+    params: dict[str, str],
 ) -> tuple[int, int, int, int, int]:
     """(versions in the slice, versions added, versions corrected, current versions closed,
     versions folded into a neighbour and deleted)."""
     close = contract.target.history.close_missing
     row = connection.execute(
-        render_history_merge(contract), {**params, "close_missing": close}
+        statements.history_merge(), {**params, "close_missing": close}
     ).fetchone()
     assert row is not None
     source_rows, inserted, corrected, closed, merged = (int(v) for v in row)
