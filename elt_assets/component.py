@@ -253,7 +253,7 @@ class Sensor(dg.Resolvable, dg.Model):
         default=True, description="Whether the sensors run until someone stops them in the UI."
     )
     max_runs_per_tick: int | None = Field(
-        default=None, ge=1, description="Most files one tick sends to runs (default 50)."
+        default=None, ge=1, description="Most files one tick takes (default 1000)."
     )
     quiet_seconds: int | None = Field(
         default=None,

@@ -76,7 +76,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "one sensor tick to the next. Raise it for writers that pause in the middle of a file; "
         "objects in a bucket are complete when listed.",
     ),
-    "ELT_MAX_RUNS_PER_TICK": ("50", "Most files one sensor tick sends to runs."),
+    "ELT_MAX_RUNS_PER_TICK": (
+        "1000",
+        "Most files one sensor tick takes: a run each, or batch runs when there are more than "
+        "ELT_BATCH_THRESHOLD; the rest wait for the next tick.",
+    ),
     "ELT_MAX_LISTED_PER_TICK": (
         "10000",
         "Most objects one sensor tick lists in an s3:// landing zone; the next tick lists on from "

@@ -262,15 +262,16 @@ def test_max_runs_per_tick_caps_requests_and_the_rest_follow(
 
 
 def test_hundreds_of_files_are_taken_fifty_a_tick_with_a_log_that_stays_short(
-    ticker: Ticker, landing: Path, warehouse: Warehouse
+    ticker: Ticker, landing: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ELT_MAX_RUNS_PER_TICK", "50")
     for i in range(300):
         land(landing, f"items/{i // 100}/file_{i:04d}_with_a_fairly_long_name.csv", b"%d\n" % i)
     logs = []
     for _ in range(3):
         assert ticker().cursor is None
         logs.append(ticker.log)
-    # ELT_MAX_RUNS_PER_TICK (50) a tick, in one batch run (more than ELT_BATCH_THRESHOLD files).
+    # ELT_MAX_RUNS_PER_TICK=50 a tick, in one batch run (more than ELT_BATCH_THRESHOLD files).
     assert "items: sent 50 new file(s) to 1 run(s): " in logs[1]
     assert " and 40 more" in logs[1]  # ten files named per line, the rest counted
     assert "items: 250 more file(s) wait for the next tick" in logs[1]

@@ -176,7 +176,7 @@ def test_from_env_defaults() -> None:
     assert settings.embedded_pg_port == 54329
     assert settings.pg_bin_dir is None
     assert settings.sensor_interval_seconds == 15
-    assert settings.max_runs_per_tick == 50
+    assert settings.max_runs_per_tick == 1000
     assert settings.batch_rows == 15_000
 
 
