@@ -650,3 +650,40 @@ def test_values_no_wider_type_takes_are_left_out_of_the_choice() -> None:
     column = Column(name="c", type="integer")
     frame = pl.DataFrame({"c": ["3000000000", "many"]})
     assert str(wider_type(column, frame, pl.String(), "UTC")) == "bigint"
+
+
+def _field(low: int, high: int, width: int) -> st.SearchStrategy[str]:
+    """A zero-padded number, mostly in range, sometimes just past it (or 0, or 99...)."""
+    return st.one_of(st.integers(low, high), st.sampled_from([0, high + 1, 10**width - 1])).map(
+        lambda n: str(n).zfill(width)[-width:]
+    )
+
+
+TIMESTAMP_SPELLINGS = st.builds(
+    lambda y, mo, d, h, mi, s, frac, sign, oh, om, sep: (
+        f"{y}-{mo}-{d}{sep}{h}:{mi}:{s}{frac}" + ("" if oh is None else f"{sign}{oh}:{om}")
+    ),
+    _field(1, 9999, 4),
+    _field(1, 12, 2),
+    _field(1, 31, 2),
+    _field(0, 23, 2),
+    _field(0, 59, 2),
+    _field(0, 59, 2),
+    st.sampled_from(["", ".5", ".05", ".123456", ".1234567", ".000001", "."]),
+    st.sampled_from(["+", "-"]),
+    st.one_of(st.none(), _field(0, 15, 2)),
+    _field(0, 59, 2),
+    st.sampled_from([" ", " ", "T"]),
+)
+
+
+@given(values=st.lists(TIMESTAMP_SPELLINGS, min_size=1, max_size=40))
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+def test_fast_timestamp_casts_agree_on_generated_timestamps(values: list[str]) -> None:
+    """The fast timestamp casts see whole, plausible spellings here (the generic alphabet above
+    is too short to make one): in-range and just-out-of-range fields (30 February, hour 24,
+    second 60, offsets past 15:59), all fraction lengths, with and without an offset."""
+    for type_ in ("timestamp", "timestamptz"):
+        assert_fast_agrees(type_, values)
+        plain = ["2024-01-01 10:00:00+02:00", "2024-01-01 10:00:00"]
+        assert assert_fast_agrees(type_, [*values, *plain]) >= 1  # the fast cast is in use
