@@ -14,12 +14,13 @@ batch (no load changes it). In the UI every file stays its own partition.
 
 1. Every file is hashed. Content the manifest already records as loaded is skipped (one query
    for all), so a retry of the op, or the same batch run again, redoes only the unfinished
-   files. The others' leases are taken and their manifest rows opened (`running`, this run; fifty
-   in one transaction): a batch that dies leaves each file it took visible, and the
+   files. The others' leases are taken and their manifest rows opened (`running`, this run; a
+   hundred in one transaction): a batch that dies leaves each file it took visible, and the
    interrupted-run recovery (elt_assets/orchestration/recovery.py) loads them again.
 2. Each file is staged, checked and loaded into the target, in the order given (oldest first).
-   Small files are read and validated together first, fifty at a time (casting and pandera cost
-   far more per call than per row), staged together in one transaction (one COPY; each file
+   Each group of a hundred is prepared together (its manifest rows read back in one query).
+   Small files are read and validated together first (casting and pandera cost far more per
+   call than per row), staged together in one transaction (one COPY; each file
    still its own slice, counts, checks and manifest report), then loaded together in one
    transaction, in order. If either fails, nothing of it is written and each file is staged or
    loaded on its own, where the error is that file's alone. Other files are staged and loaded on
