@@ -39,7 +39,6 @@ from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.inspect import (
     KeyState,
-    current_attempt,
     current_attempts,
     primary_key_state,
     table_exists,
@@ -202,14 +201,7 @@ def prepare_staged(
     run_id: str,
 ) -> StagedFile:
     """The file as a lazy StagedFile, for the content its raw step recorded."""
-    file = key_to_path(partition_key)
-    with file_failures(warehouse, None, run_id):
-        hold_file(warehouse, contract.name, file)
-        with warehouse.connection() as connection:
-            current = current_attempt(connection, contract.name, file)
-            # What the tables are now, if the dataset's files evolved them (postgres/evolution.py)
-            contract = evolution.effective_contract(connection, contract)
-    return _staged_file(contract, landing, warehouse, partition_key, current, run_id)
+    return prepare_group(contract, landing, warehouse, [partition_key], run_id)[0]
 
 
 def prepare_group(
@@ -219,10 +211,10 @@ def prepare_group(
     partition_keys: list[str],
     run_id: str,
 ) -> list[StagedFile]:
-    """prepare_staged for a batch's group of files, its database work done once for all: the
-    leases checked together, the files' latest attempts in one query, the tables' schema once.
-    Any file's problem raises (naming no file): prepare them one by one then, where each error
-    is its file's."""
+    """Files as lazy StagedFiles (a batch's group), the database work done once for all: the
+    leases held (waiting for another process's), the files' latest attempts in one query, the
+    tables' schema as the dataset's files evolved them (postgres/evolution.py). For many files, a
+    problem of one raises for all: prepare them one by one then, where each error is its file's."""
     files = [key_to_path(key) for key in partition_keys]
     with file_failures(warehouse, None, run_id):
         hold_files(warehouse, contract.name, files)
