@@ -17,7 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elt_assets.contracts.model import Column
-from elt_assets.validation.casts import UncastableColumn, cast_text_column, cast_typed_column
+from elt_assets.validation.casts import (
+    WHITESPACE,
+    UncastableColumn,
+    cast_text_column,
+    cast_typed_column,
+)
 from elt_assets.validation.growth import wider_type
 
 pytestmark = [pytest.mark.pure]
@@ -488,7 +493,7 @@ def test_tz_aware_datetimes_into_timestamptz() -> None:
     series = pl.Series([datetime(2024, 1, 1, 19, tzinfo=tokyo)]).dt.convert_time_zone("Asia/Tokyo")
     [result] = cast_series("timestamptz", series, tz="Europe/Berlin")  # tz ignored: it is aware
     assert result["typed"] == utc(2024, 1, 1, 10)
-    assert result["text"] == "2024-01-01 10:00:00+00:00"
+    assert result["text"] == "2024-01-01 10:00:00.000000+00:00"
 
 
 def test_naive_datetimes_into_timestamptz_use_the_contract_time_zone() -> None:
@@ -509,9 +514,9 @@ def test_naive_datetimes_into_timestamptz_use_the_contract_time_zone() -> None:
     # Sent as the wall-clock time: PostgreSQL reads it in the contract's zone (its TimeZone while
     # staging) and makes the same choice for the repeated 02:30 (standard time).
     assert [r["text"] for r in results[:3]] == [
-        "2024-01-01 10:00:00",
+        "2024-01-01 10:00:00.000000",
         "2024-07-01 10:00:00.123456",
-        "2024-10-27 02:30:00",
+        "2024-10-27 02:30:00.000000",
     ]
     assert results[3]["reason"].startswith(
         "v: '2024-03-31 02:30:00.000000' does not exist in Europe/"
@@ -522,7 +527,36 @@ def test_naive_datetimes_into_timestamptz_use_the_contract_time_zone() -> None:
 def test_aware_datetimes_into_timestamp_keep_the_wall_clock() -> None:
     series = pl.Series([utc(2024, 1, 1, 10)]).dt.convert_time_zone("Asia/Tokyo")
     [result] = cast_series("timestamp", series)
-    assert (result["typed"], result["text"]) == (datetime(2024, 1, 1, 19), "2024-01-01 19:00:00")
+    assert (result["typed"], result["text"]) == (
+        datetime(2024, 1, 1, 19),
+        "2024-01-01 19:00:00.000000",
+    )
+
+
+@pytest.mark.parametrize(
+    ("type_", "values", "texts"),
+    [
+        ("date", [date(1, 1, 1), date(9999, 12, 31)], ["0001-01-01", "9999-12-31"]),
+        (
+            "timestamp",
+            [datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999)],
+            ["0001-01-01 00:00:00.000000", "9999-12-31 23:59:59.999999"],
+        ),
+    ],
+)
+def test_dates_and_timestamps_are_sent_as_iso_text(
+    type_: str, values: list[object], texts: list[str]
+) -> None:
+    assert [r["text"] for r in cast_series(type_, pl.Series(values))] == texts
+
+
+def test_years_past_9999_are_spelled_by_polars_as_before() -> None:
+    days = pl.Series("v", [19_723, 10_000 * 366], dtype=pl.Int32).cast(pl.Date)  # 2024-01-01, ...
+    text = cast_typed_column(column("date"), pl.Date, "UTC").text
+    assert pl.DataFrame(days).select(text).to_series().to_list() == [
+        "2024-01-01",
+        "+11990-09-28",
+    ]
 
 
 def test_text_from_numbers() -> None:
@@ -581,6 +615,9 @@ TRICKY_VALUES = [
     *["t", "f", "true", "false", "TRUE", "yes", "no", "on", "off", "1", "0", "tru", "x"],
     *["2024-02-29", "2023-02-29", "0000-01-01", "2024-1-5", "2024-13-01", "9999-12-31"],
     *["2024-01-01 10:00:00", "2024-01-01 10:00:00.123456+02:00", "2024-01-01T10:00:00Z"],
+    # read as written by the fast casts: whitespace, NUL, other digits and forms are not theirs
+    *["1\x00", "\t7", "2024-01-05 ", "2024-01-05\x00", "١٢", "0x10", "1_000", "+.5", "-.5e-3"],
+    *["+2024-01-05", "2024-01-05T00", "2024-01-05 10", "2024-01-05 10:00", "1e-400", "1e400"],
 ]
 
 
@@ -597,6 +634,8 @@ def assert_fast_agrees(type_: str, values: list[str]) -> int:
     for fast, typed, failed, value in settled.iter_rows():
         assert failed is False, f"{type_}: the fast cast passed {value!r}, the general one fails it"
         assert fast == typed, f"{type_}: {value!r} fast {fast!r} != general {typed!r}"
+        # what the fast cast settles is sent as written, which must be what the general cast sends
+        assert value == value.strip(WHITESPACE), f"{type_}: the fast cast read {value!r}"
     return settled.height
 
 

@@ -300,7 +300,8 @@ class BatchValidator:
         cast = batch.select(
             pl.col(ROW_COLUMN),
             *[fast.get(n, self.casts[n].typed).alias(n) for n in names],
-            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
+            # a value the fast cast settles is written without surrounding whitespace: as is
+            *[(pl.col(n) if n in fast else self.casts[n].text).alias(f"__text_{n}") for n in names],
             *[
                 (pl.lit(False) if n in fast else self.casts[n].failed).alias(f"__failed_{n}")
                 for n in names

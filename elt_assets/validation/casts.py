@@ -100,7 +100,7 @@ def cast_text_column(column: Column, timezone: str, raw: pl.Expr | None = None) 
         .otherwise(_reason(column, clean, what))
     )
     return ColumnCast(
-        typed=typed, failed=failed, text=clean, reason=reason, fast=_fast(clean, kind, timezone)
+        typed=typed, failed=failed, text=clean, reason=reason, fast=_fast(raw, kind, timezone)
     )
 
 
@@ -116,42 +116,39 @@ def _array(column: Column, clean: pl.Expr, timezone: str) -> ColumnCast:
 
 
 # The spelling most exports use, with every field in its everyday range (hour 24, second 60 and
-# offsets past 15:59 take the general rules below), parsed by Arrow's ISO 8601 cast.
+# offsets past 15:59 take the general rules below), parsed by Arrow's ISO 8601 cast. Arrow reads
+# more than this (an hour without minutes, say), so the shape is checked first.
 _FAST_TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2} ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
 )
 _FAST_OFFSET = r"[+-](0[0-9]|1[0-5]):[0-5][0-9]$"
-
-
-# Plain spellings whose value can never overflow or lose digits, so the cheap cast is exact.
-_FAST_INTEGER = r"^-?[0-9]{1,18}$"
-_FAST_FLOAT = r"^-?[0-9]{1,15}(\.[0-9]{1,300})?$"  # no overflow, no underflow
 _FAST_BOOLEAN = {"true": True, "false": False, "t": True, "f": False, "1": True, "0": False}
 _FAST_NUMERIC_MAX_PRECISION = 15  # digits a float64 holds exactly: comparisons stay exact
 
 
-def _fast(clean: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
+def _fast(raw: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
     """The fast cast of the common spelling of a type, or None where the general cast is cheap.
 
-    Where it gives a value, the general cast gives the same value and does not fail (the test
-    test_fast_casts_agree_with_the_general_cast holds them to that).
+    It reads the value as written: one with surrounding whitespace is left to the general cast.
+    Where it gives a value, the general cast gives the same value and does not fail (the tests
+    test_fast_casts_agree_* hold them to that). Each input is read once: polars does not share
+    a subexpression used twice in one select, and these run on every value of a file.
     """
     k = kind.kind
-    if k in INTEGER_RANGES:
-        low, high = INTEGER_RANGES[k]
-        value = pl.when(clean.str.contains(_FAST_INTEGER)).then(clean.cast(pl.Int64, strict=False))
-        return pl.when(value.is_between(low, high)).then(value).cast(kind.polars_dtype)
+    if k in INTEGER_RANGES:  # polars reads only [+-]digits, NULL when out of the type's range
+        return raw.cast(kind.polars_dtype, strict=False)
     if k in {"real", "double precision"}:
-        value = pl.when(clean.str.contains(_FAST_FLOAT)).then(clean.cast(pl.Float64, strict=False))
+        # polars reads a subset of the general cast's syntax; zero (maybe an underflow) and
+        # the infinities are for the general cast to judge.
+        value = raw.cast(pl.Float64, strict=False)
         if k == "real":  # a float4 overflow or underflow is for the general cast to report
             single = value.cast(pl.Float32)
-            value = pl.when(single.is_finite() & ((single != 0) | (value == 0))).then(value)
-        return value.cast(kind.polars_dtype)
+            return pl.when(single.is_finite() & (single != 0)).then(value).cast(pl.Float32)
+        return pl.when(value.is_finite() & (value != 0)).then(value)
     if k == "boolean":
-        return clean.replace_strict(_FAST_BOOLEAN, default=None, return_dtype=pl.Boolean)
-    if k == "date":
-        shaped = clean.str.contains(_DATE) & _not_year_zero(clean)
-        return pl.when(shaped).then(clean).map_batches(_ISO_DATES, return_dtype=pl.Date)
+        return raw.replace_strict(_FAST_BOOLEAN, default=None, return_dtype=pl.Boolean)
+    if k == "date":  # Arrow reads only YYYY-MM-DD, year 0000 too (PostgreSQL refuses it)
+        return pl.when(_not_year_zero(raw)).then(raw).map_batches(_ISO_DATES, return_dtype=pl.Date)
     if k == "numeric" and kind.precision is not None:
         if kind.precision > _FAST_NUMERIC_MAX_PRECISION:
             return None
@@ -160,16 +157,16 @@ def _fast(clean: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
         if whole == 0:
             return None
         fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
-        shaped = clean.str.contains(rf"^-?[0-9]{{1,{whole}}}{fraction}$")
-        number = clean.cast(pl.Float64, strict=False).round(scale, mode="half_away_from_zero")
+        shaped = raw.str.contains(rf"^-?[0-9]{{1,{whole}}}{fraction}$")
+        number = raw.cast(pl.Float64, strict=False).round(scale, mode="half_away_from_zero")
         return pl.when(shaped).then(number)
     if kind.kind in ("timestamptz", "timestamp"):
         zoned = kind.kind == "timestamptz"
-        shaped = clean.str.contains(_FAST_TIMESTAMP + (_FAST_OFFSET if zoned else "$"))
+        shaped = raw.str.contains(_FAST_TIMESTAMP + (_FAST_OFFSET if zoned else "$"))
         parse = _ISO_TIMESTAMPS_WITH_OFFSET if zoned else _ISO_TIMESTAMPS
         return (
-            pl.when(shaped & _not_year_zero(clean))
-            .then(clean)
+            pl.when(shaped & _not_year_zero(raw))
+            .then(raw)
             .map_batches(parse, return_dtype=kind.polars_dtype)
         )
     return None
@@ -183,10 +180,9 @@ _POOL = pa.system_memory_pool()
 def _by_arrow(
     arrow_type: pa.DataType, by_polars: Callable[[pl.Series], pl.Series]
 ) -> Callable[[pl.Series], pl.Series]:
-    """A parse of values of a fast shape (or NULL) by Arrow's ISO 8601 cast, about ten times
-    faster than polars' strptime. Arrow refuses the whole batch for one impossible date (30
-    February): that batch goes through `by_polars`, value by value, whose NULLs are left to the
-    general cast."""
+    """A parse by Arrow's ISO 8601 cast, about ten times faster than polars' strptime. Arrow
+    refuses the whole batch for one value it cannot read (30 February): that batch goes through
+    `by_polars`, value by value, whose NULLs are left to the general cast."""
 
     def parse(values: pl.Series) -> pl.Series:
         try:
@@ -198,7 +194,12 @@ def _by_arrow(
     return parse
 
 
-_ISO_DATES = _by_arrow(pa.date32(), lambda v: v.str.to_date("%Y-%m-%d", strict=False))
+def _dates_by_polars(values: pl.Series) -> pl.Series:
+    shaped = values.str.contains(_DATE)  # polars' %Y-%m-%d reads 2024-1-5 too
+    return pl.select(pl.when(shaped).then(values.str.to_date("%Y-%m-%d", strict=False))).to_series()
+
+
+_ISO_DATES = _by_arrow(pa.date32(), _dates_by_polars)
 _ISO_TIMESTAMPS = _by_arrow(
     pa.timestamp("us"),
     lambda v: v.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
@@ -473,19 +474,7 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         ok = raw.is_between(low, high)
         return _typed(column, raw.cast(target, strict=False), ok, raw.cast(pl.String))
     if kind == "numeric" and (source.is_numeric()):
-        as_float = raw.cast(pl.Float64)
-        ok = as_float.is_finite() | as_float.is_nan()
-        text = raw.cast(pl.String)
-        what = None
-        if column.type.precision is not None:
-            scale = column.type.scale or 0
-            # Integers and decimals of no larger scale are kept as written by construction.
-            narrow = isinstance(source, pl.Decimal) and source.scale <= scale
-            exact = source.is_integer() or narrow
-            kept = pl.lit(True) if exact else _kept_as_written(text, scale)
-            ok = ok & (as_float.is_nan() | (_fits_exactly(column.type, as_float, text) & kept))
-            what = _fitting(column.type)
-        return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text, what)
+        return _typed_numeric(column, source, raw)
     if kind in {"real", "double precision"} and source.is_numeric():
         value = raw.cast(pl.Float64)
         single = value.cast(pl.Float32)  # real is float4: no over- or underflow of finite values
@@ -495,7 +484,7 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     if kind == "boolean" and source == pl.Boolean:
         return _typed(column, raw, pl.lit(True), raw.cast(pl.String))
     if kind == "date" and source == pl.Date:
-        return _typed(column, raw, pl.lit(True), raw.dt.to_string("%Y-%m-%d"))
+        return _typed(column, raw, pl.lit(True), _iso_text(raw, timestamps=False))
     if kind in {"timestamp", "timestamptz"} and isinstance(source, pl.Datetime):
         return _datetime(column, source, timezone)
     if kind == "date" and isinstance(source, pl.Datetime):
@@ -504,6 +493,34 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         f"column {column.name!r} is {source} in the Parquet file and cannot become "
         f"{column.type}; change the contract's type or the file"
     )
+
+
+def _typed_numeric(column: Column, source: pl.DataType, raw: pl.Expr) -> ColumnCast:
+    """A Parquet number into numeric: sent as written, checked against numeric(p, s)."""
+    as_float = raw.cast(pl.Float64)
+    ok = as_float.is_finite() | as_float.is_nan()
+    text = raw.cast(pl.String)
+    what = None
+    if column.type.precision is not None:
+        scale = column.type.scale or 0
+        whole = column.type.precision - scale
+        if isinstance(source, pl.Decimal) and source.scale <= scale and _whole(source) <= whole:
+            ok = pl.lit(True)  # every value of the file's decimal type fits, exactly
+        else:
+            # Integers and decimals of no larger scale are kept as written by construction.
+            narrow = isinstance(source, pl.Decimal) and source.scale <= scale
+            exact = source.is_integer() or narrow
+            kept = pl.lit(True) if exact else _kept_as_written(text, scale)
+            fits = _fits_exactly(column.type, as_float, text)
+            ok = ok & (as_float.is_nan() | (fits & kept))
+        what = _fitting(column.type)
+    return _typed(column, _decide_bounds_exactly(column, as_float, text), ok, text, what)
+
+
+def _whole(source: pl.Decimal) -> int:
+    """How many digits a decimal type holds before its point."""
+    assert source.precision is not None
+    return source.precision - source.scale
 
 
 def _refused(column: Column, source: pl.DataType) -> UncastableColumn:
@@ -542,15 +559,38 @@ def _datetime(column: Column, source: pl.Datetime, timezone: str) -> ColumnCast:
     raw = pl.col(column.name).cast(pl.Datetime("us", source.time_zone))
     if column.type.kind == "timestamp":
         naive = raw.dt.replace_time_zone(None) if source.time_zone else raw
-        return _typed(column, naive, pl.lit(True), naive.dt.to_string("%Y-%m-%d %H:%M:%S%.f"))
+        return _typed(column, naive, pl.lit(True), _iso_text(naive, timestamps=True))
     if source.time_zone:
         utc = raw.dt.convert_time_zone("UTC")
-        text = utc.dt.to_string("%Y-%m-%d %H:%M:%S%.f") + pl.lit("+00:00")
+        text = _iso_text(utc.dt.replace_time_zone(None), timestamps=True) + pl.lit("+00:00")
         return _typed(column, utc, utc.is_not_null(), text)
     utc = raw.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
     utc = utc.dt.convert_time_zone("UTC")
     # The wall-clock time as written, read by PostgreSQL in the contract's time zone (its session
     # TimeZone while staging), exactly as for CSV: no year-0 UTC text for a local time of AD 1.
-    text = raw.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+    text = _iso_text(raw, timestamps=True)
     # The only naive value that fails is a time the clocks skip.
     return _typed(column, utc, utc.is_not_null(), text, pl.lit(_skipped_time(timezone)))
+
+
+# Years 1-9999, where Arrow's ISO spelling is PostgreSQL's, as days or microseconds since 1970.
+_ISO_DAYS = (-719_162, 2_932_896)
+_ISO_MICROSECONDS = (-62_135_596_800_000_000, 253_402_300_799_999_999)
+
+
+def _iso_text(value: pl.Expr, *, timestamps: bool) -> pl.Expr:
+    """Dates, or naive microsecond timestamps, as ISO 8601 text by Arrow's cast (about five times
+    faster than polars' strftime) when every year is in 1-9999; otherwise by polars."""
+    low, high = _ISO_MICROSECONDS if timestamps else _ISO_DAYS
+    spelling = "%Y-%m-%d %H:%M:%S%.f" if timestamps else "%Y-%m-%d"
+
+    def text(values: pl.Series) -> pl.Series:
+        physical = values.to_physical()
+        if physical.null_count() < len(physical):
+            least, most = cast(int, physical.min()), cast(int, physical.max())
+            if least < low or most > high:
+                return values.dt.to_string(spelling)
+        spelled = pc.cast(values.to_arrow(), pa.string(), memory_pool=_POOL)
+        return cast(pl.Series, pl.from_arrow(spelled))
+
+    return value.map_batches(text, return_dtype=pl.String)
