@@ -172,11 +172,6 @@ def _fast(raw: pl.Expr, kind: PgType, timezone: str) -> pl.Expr | None:
     return None
 
 
-# Arrow's results are allocated by malloc, not by its default pool (mimalloc), which keeps what
-# it freed: a 1M-row gzipped CSV then peaked about 5-10 MB higher.
-_POOL = pa.system_memory_pool()
-
-
 def _by_arrow(
     arrow_type: pa.DataType, by_polars: Callable[[pl.Series], pl.Series]
 ) -> Callable[[pl.Series], pl.Series]:
@@ -186,7 +181,7 @@ def _by_arrow(
 
     def parse(values: pl.Series) -> pl.Series:
         try:
-            parsed = pc.cast(values.to_arrow(), arrow_type, memory_pool=_POOL)
+            parsed = pc.cast(values.to_arrow(), arrow_type)
         except pa.ArrowInvalid:
             return by_polars(values)
         return cast(pl.Series, pl.from_arrow(parsed))
@@ -590,7 +585,7 @@ def _iso_text(value: pl.Expr, *, timestamps: bool) -> pl.Expr:
             least, most = cast(int, physical.min()), cast(int, physical.max())
             if least < low or most > high:
                 return values.dt.to_string(spelling)
-        spelled = pc.cast(values.to_arrow(), pa.string(), memory_pool=_POOL)
+        spelled = pc.cast(values.to_arrow(), pa.string())
         return cast(pl.Series, pl.from_arrow(spelled))
 
     return value.map_batches(text, return_dtype=pl.String)
