@@ -13,6 +13,8 @@ the validation deliberately accepts less than PostgreSQL does, never more.
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -357,3 +359,129 @@ def test_value_postgresql_refuses_is_quarantined_by_the_copy_fallback(
     assert manifest == [("success", 4, 3, 1)]
     staged = materialization_metadata(result, "staged/docs_staging")
     assert staged["rows_refused_by_postgres"] == 1
+
+
+TYPED = """
+    name: typed
+    source: {glob: "typed/*"}
+    target: {schema: typed, table: rows, primary_key: [id]}
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: qty, type: smallint, checks: {ge: 0}}
+      - {name: amount, type: "numeric(10,2)"}
+      - {name: at, type: timestamptz}
+      - {name: wall, type: timestamp}
+      - {name: day, type: date}
+      - {name: note, type: text}
+      - {name: flag, type: boolean}
+      - {name: w, type: double precision}
+      - {name: r, type: real}
+    policy: {max_bad_row_ratio: 0.01}
+"""
+
+
+def typed_frame(rows: int) -> pl.DataFrame:
+    """Typed Parquet columns of every kind the binary COPY sends, NULLs and edges among them."""
+    ids = list(range(1, rows + 1))
+    return pl.DataFrame(
+        {
+            "id": pl.Series(ids, dtype=pl.Int32),
+            "qty": pl.Series([i % 300 if i % 7 else None for i in ids], dtype=pl.Int16),
+            "amount": pl.Series(
+                [f"{(-1) ** i * i * 1234.57 % 99_999_999:.2f}" if i % 5 else None for i in ids]
+            ).cast(pl.Decimal(10, 2)),
+            "at": pl.Series(
+                [datetime(1, 1, 1, tzinfo=UTC)]
+                + [
+                    datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i * 3_607, microseconds=i)
+                    for i in ids[1:]
+                ]
+            ),
+            "wall": pl.Series(
+                [datetime(9999, 12, 31, 23, 59, 59, 999_999)]
+                + [datetime(1999, 12, 31) + timedelta(hours=i, microseconds=7 * i) for i in ids[1:]]
+            ),
+            "day": pl.Series(
+                [date(1, 1, 1)] + [date(2000, 1, 1) + timedelta(days=i - 500) for i in ids[1:]]
+            ),
+            "note": [None if i % 11 == 0 else "" if i % 13 == 0 else f"café 🎁 #{i}" for i in ids],
+            "flag": [None if i % 3 == 0 else i % 2 == 0 for i in ids],
+            "w": [
+                None if i == 3 else -0.0 if i == 4 else i / 7 * 1e-300 if i % 2 else i * 1e300
+                for i in ids
+            ],
+            "r": pl.Series([None if i == 5 else i / 3 for i in ids], dtype=pl.Float32),
+        }
+    )
+
+
+def test_a_typed_parquet_file_goes_in_binary_across_batches_and_its_quarantine(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three batches, one bad row in two of them (each ends a COPY, the next starts anew): every
+    good value is in the table as written in the file, the bad rows are in the quarantine."""
+    monkeypatch.setenv("ELT_BATCH_ROWS", "1000")
+    write_contract(contracts_dir, TYPED)
+    frame = typed_frame(2_500).with_columns(
+        pl.when(pl.col("id").is_in([1_500, 2_200])).then(-1).otherwise(pl.col("qty")).alias("qty")
+    )
+    (landing / "typed").mkdir()
+    frame.write_parquet(landing / "typed" / "t.parquet")
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "typed", "typed/t.parquet", instance)
+    assert result.success, step_failure(result)
+    staged = materialization_metadata(result, "staged/typed_staging")
+    assert (staged["copy_format"], staged["rows_staged"], staged["rows_quarantined"]) == (
+        "binary",
+        2_498,
+        2,
+    )
+    assert warehouse.query("SELECT row_number FROM elt.quarantine ORDER BY 1") == [
+        (1_500,),
+        (2_200,),
+    ]
+    names = ", ".join(frame.columns).replace(", r", ", r::float8")  # the float4, exactly
+    loaded = warehouse.query(f"SELECT {names} FROM typed.rows ORDER BY id")
+    good = frame.filter(~pl.col("id").is_in([1_500, 2_200]))
+    expected = [
+        (*row[:2], None if row[2] is None else Decimal(str(row[2])), *row[3:])
+        for row in good.with_columns(pl.col("amount").cast(pl.String)).iter_rows()
+    ]
+    assert len(loaded) == len(expected) == 2_498
+    for got, want in zip(loaded, expected, strict=True):
+        assert got == want, (got, want)
+
+
+def test_a_row_postgresql_refuses_in_binary_is_isolated_by_the_csv_fallback(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """Whatever PostgreSQL refuses in the binary COPY (here a trigger of the database's own
+    raising a data exception, as a rule the contract does not know would), the file is staged
+    again as csv, isolating the row with PostgreSQL's reason; the other rows load."""
+    write_contract(contracts_dir, TYPED)
+    (landing / "typed").mkdir()
+    typed_frame(3).write_parquet(landing / "typed" / "first.parquet")
+    frame = typed_frame(200).with_columns(
+        pl.when(pl.col("id") == 9).then(pl.lit("refuse me")).otherwise("note").alias("note")
+    )
+    frame.write_parquet(landing / "typed" / "t.parquet")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "typed", "typed/first.parquet", instance).success
+        warehouse.query(
+            "CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.note = 'refuse me' THEN RAISE EXCEPTION 'refused by rule'"
+            " USING ERRCODE = '22000'; END IF; RETURN NEW; END $$"
+        )
+        warehouse.query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON elt_staging.typed"
+            " FOR EACH ROW EXECUTE FUNCTION public.refuse()"
+        )
+        result = run_file(contracts_dir, "typed", "typed/t.parquet", instance)
+    assert result.success, step_failure(result)
+    staged = materialization_metadata(result, "staged/typed_staging")
+    assert (staged["copy_format"], staged["rows_refused_by_postgres"]) == ("csv", 1)
+    [(row, check, reason)] = warehouse.query(
+        "SELECT row_number, check_name, reason FROM elt.quarantine"
+    )
+    assert (row, check) == (9, "postgres") and "refused by rule" in reason
+    assert warehouse.value("SELECT count(*) FROM typed.rows") == 199  # ids 1 to 200 but 9

@@ -54,6 +54,7 @@ from elt_assets.postgres.connection import connect
 from elt_assets.postgres.load import FileStart, ManifestKey, load_files, start_files
 from elt_assets.postgres.staging import write_staged
 from elt_assets.postgres.tables import ensure_dataset_tables
+from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 from elt_assets_tests.conftest import S3, TEMPLATE, Server, Warehouse
 
@@ -130,7 +131,7 @@ class Harness:
             self.contracts[name] = contract
         return self.contracts[name]
 
-    def ingest(self, contract: Contract, name: str, data: bytes) -> None:
+    def ingest(self, contract: Contract, name: str, data: bytes) -> StageReport:
         """The real path of one landed file: manifest, staging (read, cast, validate, COPY,
         quarantine), then the target, as the raw, staged and target assets run it."""
         file = f"{contract.name}/{name}"
@@ -149,6 +150,7 @@ class Harness:
         report = write_staged(self.loader, staged)
         assert report.violations == [], report.violations
         load_files(self.loader, contract, [key], run_id)
+        return report
 
     def outcome(self, contract: Contract, file: str) -> Outcome:
         connection, path = self.inspector, f"{contract.name}/{file}"
@@ -283,6 +285,7 @@ class Case:
     parquet: st.SearchStrategy[Row] | None = None
     arrow: pa.DataType | None = None
     checks: str = "{}"
+    binary: bool = False  # a Parquet file of it goes to staging in COPY's binary format
 
 
 def run_csv(harness: Harness, case: Case, rows: list[Row], quotes: list[bool]) -> None:
@@ -311,7 +314,9 @@ def run_parquet(harness: Harness, case: Case, rows: list[Row]) -> None:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     file = f"{next(_files)}.parquet"
-    harness.ingest(contract, file, sink.getvalue())
+    report = harness.ingest(contract, file, sink.getvalue())
+    # A binary COPY PostgreSQL refuses is staged again as csv, isolating the refused rows
+    assert report.copy_format == ("binary" if case.binary else "csv") or report.refused_by_postgres
     harness.reference_insert(contract, [reference_value(case, v) for v in values])
     check(harness.outcome(contract, file), rows, values)
 
@@ -345,7 +350,7 @@ def integers(kind: str) -> Case:
     )
     typed_edges = st.sampled_from([low, high, max(low - 1, -(2**63)), min(high + 1, 2**63 - 1)])
     typed = (st.integers(-(2**63), 2**63 - 1) | typed_edges).map(lambda n: (n, low <= n <= high))
-    return Case(kind, kind, padded(canonical) | spelled | junk, typed, pa.int64())
+    return Case(kind, kind, padded(canonical) | spelled | junk, typed, pa.int64(), binary=True)
 
 
 EXACT = Context(prec=200)  # numeric(38,10) and its neighbours need more than 28 digits
@@ -408,6 +413,32 @@ def _numerics(precision: int, scale: int) -> Case:
     )
 
 
+def typed_numerics(precision: int, scale: int, arrow: pa.DataType) -> Case:
+    """Parquet decimals no wider than the column (or integers): sent as numeric in binary."""
+    typed: st.SearchStrategy[Row]
+    with localcontext(EXACT):
+        limit = Decimal(10) ** (precision - scale)
+        if pa.types.is_integer(arrow):
+            ends = [int(limit) - 1, 1 - int(limit), int(limit), 0, -1, 2**63 - 1, -(2**63)]
+            integers = st.integers(-(2**63), 2**63 - 1) | st.sampled_from(ends)
+            typed = integers.map(lambda n: (n, abs(n) < limit))
+        else:  # decimal128(p, s): every value fits a column with as many digits on each side
+            unit = Decimal(1).scaleb(-arrow.scale)
+            most = Decimal(10) ** (arrow.precision - arrow.scale) - unit
+            edges = [most, -most, Decimal(0), Decimal("-0"), unit, -unit]
+            decimals = st.decimals(min_value=-most, max_value=most, places=arrow.scale)
+            typed = (decimals | st.sampled_from(edges)).map(lambda d: (d, True))
+    source = "int" if pa.types.is_integer(arrow) else "decimal"
+    return Case(
+        f"numeric_{precision}_{scale}_from_{source}",
+        f"numeric({precision},{scale})",
+        st.nothing(),
+        typed,
+        arrow,
+        binary=True,
+    )
+
+
 def unconstrained_numeric() -> Case:
     bounded = st.decimals(
         min_value=Decimal("-1E+40"), max_value=Decimal("1E+40"), allow_nan=False
@@ -440,6 +471,7 @@ def floats(kind: str) -> Case:
         padded(canonical) | wide | spelled | junk,
         values.map(lambda f: (f, True)),
         pa.float32() if single else pa.float64(),
+        binary=True,
     )
 
 
@@ -457,6 +489,7 @@ def booleans() -> Case:
         padded(spelled) | wrong | junk,
         st.booleans().map(lambda b: (b, True)),
         pa.bool_(),
+        binary=True,
     )
 
 
@@ -468,7 +501,7 @@ def texts(pg_type: str, name: str, limit: int | None) -> Case:
         ["", " ", "NULL", "\\N", "e\u0301", "\U0001f469\u200d\U0001f467", "=1+1", "a\r\nb", '""']
     )
     rows = values.map(lambda text: (text, fits(text)))
-    return Case(name, pg_type, rows, rows, pa.string())
+    return Case(name, pg_type, rows, rows, pa.string(), binary=True)
 
 
 def dates() -> Case:
@@ -485,6 +518,7 @@ def dates() -> Case:
         padded(canonical) | shaped | junk,
         days.map(lambda d: (d, True)),
         pa.date32(),
+        binary=True,
     )
 
 
@@ -516,6 +550,7 @@ def timestamps() -> Case:
         padded(canonical) | junk,
         moments.map(lambda m: (m, True)),
         pa.timestamp("us"),
+        binary=True,
     )
 
 
@@ -553,6 +588,7 @@ def timestamptz() -> Case:
         padded(aware) | padded(local) | zulu | junk,
         typed,
         pa.timestamp("us", tz="UTC"),
+        binary=True,
     )
 
 
@@ -638,7 +674,14 @@ CASES = [
     jsons(),
     byteas(),
 ]
-PARQUET_CASES = [case for case in CASES if case.parquet is not None] + [local_timestamptz()]
+PARQUET_CASES = [
+    *[case for case in CASES if case.parquet is not None],
+    local_timestamptz(),
+    typed_numerics(12, 2, pa.decimal128(12, 2)),
+    typed_numerics(18, 5, pa.decimal128(16, 3)),
+    typed_numerics(6, 0, pa.decimal128(6, 0)),
+    typed_numerics(18, 0, pa.int64()),
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -145,6 +145,8 @@ def test_create_append_target_has_file_column_and_no_primary_key() -> None:
 def test_copy_names_table_and_columns() -> None:
     statement = text(render_copy(staging_table(contract()), ["Order_ID", "status"]))
     assert statement == 'COPY "elt_staging"."orders" ("Order_ID", "status") FROM STDIN (FORMAT csv)'
+    binary = text(render_copy(staging_table(contract()), ["status"], binary=True))
+    assert binary == 'COPY "elt_staging"."orders" ("status") FROM STDIN (FORMAT binary)'
 
 
 def test_duplicate_keys_and_key_problems_group_by_the_key() -> None:

@@ -132,6 +132,7 @@ def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.Meta
         "duplicate_keys": dg.MetadataValue.int(counts.duplicate_keys),
         "seconds_stage": dg.MetadataValue.float(round(seconds, 3)),
         "seconds_copy": dg.MetadataValue.float(round(report.seconds.get("copy", 0.0), 3)),
+        "copy_format": dg.MetadataValue.text(report.copy_format),
         "rows_per_second": dg.MetadataValue.float(
             round(counts.rows_read / seconds, 1) if seconds > 0 else 0.0
         ),

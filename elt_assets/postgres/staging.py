@@ -15,6 +15,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import polars as pl
 import psycopg
@@ -23,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
 from elt_assets.log import get_logger
+from elt_assets.postgres.binary import SIGNATURE, TRAILER, BinaryPlan, binary_plan, encode_binary
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.inspect import slice_counts
 from elt_assets.postgres.load import ManifestKey
@@ -169,17 +171,41 @@ def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: 
 
 
 def _encoded(
-    staged: StagedFile, columns: list[str]
-) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes]]:
-    """Each batch with its good rows tagged with the file, and those rows encoded for COPY,
+    staged: StagedFile, columns: list[str], *, binary: bool = True
+) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
+    """Each batch with its good rows tagged with the file, and those rows encoded for COPY (in
+    binary where the file's types allow it and `binary`, else csv; the last item says which),
     read ahead in a thread unless the file was read already (a small file: nothing to overlap)."""
 
-    def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes]]:
-        for batch in staged.batches():
+    def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
+        plan: BinaryPlan | None = None
+        for number, batch in enumerate(staged.batches()):
             good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
-            yield batch, good, encode_csv(good, columns)
+            if number == 0 and binary and not staged.read_already and staged.source_types:
+                plan = binary_plan(staged.contract, staged.source_types)
+            if plan is None:
+                yield batch, good, encode_csv(good, columns), False
+                continue
+            assert plan.columns == columns
+            # Only a batch the reader rejected whole has no typed rows, and no good ones.
+            typed = [batch.typed[n] for n in plan.typed] if batch.typed is not None else []
+            yield batch, good, encode_binary(good.with_columns(typed), plan), True
 
     return encode() if staged.read_already else read_ahead(encode())
+
+
+@contextlib.contextmanager
+def _copy_into(
+    cursor: psycopg.Cursor[Any], table: sql.Identifier, columns: list[str], binary: bool
+) -> Iterator[psycopg.Copy]:
+    """A COPY of encoded batches; a binary one opens with its signature and ends with its
+    trailer."""
+    with cursor.copy(render_copy(table, columns, binary=binary)) as copy:
+        if binary:
+            copy.write(SIGNATURE)
+        yield copy
+        if binary:
+            copy.write(TRAILER)
 
 
 class _Progress:
@@ -203,24 +229,27 @@ class _Progress:
 
 def _stream(
     connection: psycopg.Connection, staged: StagedFile, table: sql.Identifier, columns: list[str]
-) -> None:
+) -> str:
     """The whole file in one COPY stream, so PostgreSQL never waits for the next batch's end.
+    Returns the COPY's format (csv, or binary).
 
     Only a batch with rejected rows ends the COPY, to write them to the quarantine (another
     table on the same connection); the next batch starts a new one.
     """
     progress = _Progress(staged)
+    binary = False
     with connection.cursor() as cursor, contextlib.ExitStack() as open_copy:
         copy = None
-        for batch, _good, payload in _encoded(staged, columns):
+        for batch, _good, payload, binary in _encoded(staged, columns):
             progress.batch(batch.rows_read)
             if copy is None:
-                copy = open_copy.enter_context(cursor.copy(render_copy(table, columns)))
+                copy = open_copy.enter_context(_copy_into(cursor, table, columns, binary))
             copy.write(payload)
             if batch.quarantined.height:
                 open_copy.close()
                 copy = None
                 _copy_quarantine(connection, staged, batch.quarantined)
+    return "binary" if binary else "csv"
 
 
 def _stream_isolating(
@@ -230,9 +259,9 @@ def _stream_isolating(
     how many it refused."""
     progress = _Progress(staged)
     refused_rows = 0
-    for batch, good, payload in _encoded(staged, columns):
+    for batch, good, payload, _ in _encoded(staged, columns, binary=False):
         progress.batch(batch.rows_read)
-        refused = copy_frame(connection, table, columns, good, ROW_COLUMN, payload)
+        refused = copy_frame(connection, table, columns, good, ROW_COLUMN, bytes(payload))
         _copy_quarantine(connection, staged, batch.quarantined)
         if refused:
             records = _refused_records(staged, good, refused)
@@ -340,7 +369,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         table = _begin(connection, staged.contract, [staged.file], staged.run_id)
         try:
             with connection.transaction():
-                _stream(connection, staged, table, columns)
+                report.copy_format = _stream(connection, staged, table, columns)
         except psycopg.errors.DataError:
             # PostgreSQL refused a value our validation let through (rare): read the file again,
             # a COPY per batch, isolating the refused rows with PostgreSQL's own reasons.

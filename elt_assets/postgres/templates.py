@@ -135,8 +135,12 @@ def render_create_target(contract: Contract) -> sql.Composed:
     )
 
 
-def render_copy(table: sql.Identifier, columns: Sequence[str]) -> sql.Composed:
-    return render("copy_from_stdin", table=table, columns=identifiers(columns))
+def render_copy(
+    table: sql.Identifier, columns: Sequence[str], *, binary: bool = False
+) -> sql.Composed:
+    """COPY FROM STDIN in csv (copy.encode_csv) or binary format (binary.encode_binary)."""
+    copy_format = sql.SQL("binary" if binary else "csv")
+    return render("copy_from_stdin", table=table, columns=identifiers(columns), format=copy_format)
 
 
 def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Composed:

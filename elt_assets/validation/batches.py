@@ -79,6 +79,10 @@ class ValidatedBatch:
     # value. Files exported in key order then need no duplicate-key query (staged_file.py).
     increasing_keys: tuple[object, object] | None = None
     rows_rescued: int = 0  # good rows with something in the rescue column
+    # The good rows' typed values (_elt_row + contract columns, in good's order): what a binary
+    # COPY sends for a Parquet file's typed columns. None where the batch was validated with
+    # other files' (`validate_many`).
+    typed: pl.DataFrame | None = None
 
 
 class BatchValidator:
@@ -181,6 +185,7 @@ class BatchValidator:
             failure_counts=_failure_counts(failures),
             increasing_keys=self._increasing_keys(cast),
             rows_rescued=rows_rescued,
+            typed=cast.select(pl.col(ROW_COLUMN), *names),
         )
         return validated, failures, cast
 

@@ -51,6 +51,7 @@ class StageReport:
     sample: list[dict[str, object]] = field(default_factory=list)  # the first quarantined rows
     header: HeaderReport | None = None
     schema_change: str | None = None  # the columns this file added (policy.new_columns: add)
+    copy_format: str = "csv"  # how its rows went to staging: csv, or binary (typed Parquet)
 
     def to_json(self) -> dict[str, Any]:
         """What dataclasses.asdict gives, built directly: asdict deep-copies every value, which
@@ -75,6 +76,7 @@ class StageReport:
                 "extra": list(header.extra),
             },
             "schema_change": self.schema_change,
+            "copy_format": self.copy_format,
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class StageReport:
             sample=list(document.get("sample", [])),
             header=HeaderReport(**header) if header is not None else None,
             schema_change=document.get("schema_change"),
+            copy_format=document.get("copy_format", "csv"),
         )
 
 

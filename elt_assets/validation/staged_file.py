@@ -49,6 +49,8 @@ class StagedFile:
     # True while every staged key so far is greater than the one before (single-column keys).
     keys_increasing: bool = True
     _last_key: object = None
+    # The file's column types as read (all String for CSV), known once the first batch is read.
+    source_types: dict[str, pl.DataType] | None = None
     # Read and validated already, together with other small files (`read_together`).
     _read: _ReadAlready | None = None
 
@@ -84,7 +86,7 @@ class StagedFile:
                 self.header = reader.header
                 assert reader.header is not None
                 self._check_new_columns(reader.header, raw)
-                source_types = dict(raw.schema.items())
+                source_types = self.source_types = dict(raw.schema.items())
                 try:
                     validator = BatchValidator(self.contract, reader.header, source_types)
                 except UncastableColumn as error:  # name the file, like every file-level error

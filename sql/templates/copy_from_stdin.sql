@@ -1,1 +1,1 @@
-COPY {table} ({columns}) FROM STDIN (FORMAT csv)
+COPY {table} ({columns}) FROM STDIN (FORMAT {format})
