@@ -93,12 +93,16 @@ def _way(kind: PgType, source: pl.DataType) -> str | None:
 
 
 def encode_binary(frame: pl.DataFrame, plan: BinaryPlan) -> memoryview:
-    """The frame's rows in COPY's binary format (no signature or trailer)."""
+    """The frame's rows in COPY's binary format (no signature or trailer).
+
+    Each column gives its fields' length and bytes as arrays (or one scalar where every value
+    has the same); one join puts every row's parts end to end, NULL parts as nothing."""
     table = frame.select(plan.columns).to_arrow()
     parts: list[pa.Array | pa.Scalar] = [_bytes(struct.pack(">h", len(plan.columns)))]
     for name in plan.columns:
         parts.extend(_field(table.column(name).combine_chunks(), plan.kinds[name]))
-    rows = pc.binary_join_element_wise(*parts, _EMPTY)
+    options = pc.JoinOptions(null_handling="replace", null_replacement="")
+    rows = pc.binary_join_element_wise(*parts, _EMPTY, options=options)
     if not len(rows):
         return memoryview(b"")
     _, offsets, data = rows.buffers()  # the rows' bytes lie end to end, from offset to offset
@@ -110,8 +114,8 @@ def _bytes(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.binary())
 
 
-def _field(values: pa.Array, kind: PgType) -> tuple[pa.Array | pa.Scalar, pa.Array]:
-    """(length, bytes) of each value; NULL is length -1 and no bytes."""
+def _field(values: pa.Array, kind: PgType) -> list[pa.Array | pa.Scalar]:
+    """The length of each value and its bytes (NULL where the value is: length -1, no bytes)."""
     if kind.kind in INTEGER_RANGES:
         length, data = _fixed(values, values.type.byte_width)
     elif kind.kind in _FIXED:
@@ -126,13 +130,11 @@ def _field(values: pa.Array, kind: PgType) -> tuple[pa.Array | pa.Scalar, pa.Arr
     elif kind.kind == "numeric":
         length, data = _numeric(values, kind)
     else:  # text, varchar
-        data = values.cast(pa.binary())
-        length = _big_endian(pc.binary_length(data).cast(pa.int32()), 4)
+        data = [values.cast(pa.binary())]
+        length = _big_endian(pc.binary_length(data[0]).cast(pa.int32()), 4)
     if values.null_count:
-        valid = pc.is_valid(values)
-        length = pc.if_else(valid, length, _NULL)
-        data = pc.if_else(valid, data, _EMPTY)
-    return length, data
+        length = pc.if_else(pc.is_valid(values), length, _NULL)
+    return [length, *data]
 
 
 _FIXED = {
@@ -142,8 +144,8 @@ _FIXED = {
 }
 
 
-def _fixed(values: pa.Array, width: int) -> tuple[pa.Scalar, pa.Array]:
-    return _bytes(struct.pack(">i", width)), _big_endian(values, width)
+def _fixed(values: pa.Array, width: int) -> tuple[pa.Scalar, list[pa.Array]]:
+    return _bytes(struct.pack(">i", width)), [_big_endian(values, width)]
 
 
 def _big_endian(values: pa.Array, width: int) -> pa.Array:
@@ -151,14 +153,16 @@ def _big_endian(values: pa.Array, width: int) -> pa.Array:
     return pc.binary_reverse(values.view(pa.binary(width)).cast(pa.binary()))
 
 
-def _numeric(texts: pa.Array, kind: PgType) -> tuple[pa.Scalar, pa.Array]:
-    """numeric(p, s) from its decimal text: its sign, dscale s, and every base-10000 digit the
-    column may hold (PostgreSQL strips leading and trailing zero digits itself)."""
+def _numeric(texts: pa.Array, kind: PgType) -> tuple[pa.Scalar, list[pa.Array]]:
+    """numeric(p, s) from its decimal text: a header (digit count, weight of the first digit,
+    sign, display scale s) and the base-10000 digits the column may hold, as int16s, packed
+    four to an int64. Trailing zero digits pad the last four; PostgreSQL strips leading and
+    trailing zero digits itself."""
     assert kind.precision is not None
     scale = kind.scale or 0
-    fraction_digits = -(-scale // 4)  # groups of four digits after the point, and before it
+    fraction_digits = -(-scale // 4)  # groups of four decimal digits after the point
     whole_digits = -(-(kind.precision - scale) // 4)
-    count = whole_digits + fraction_digits
+    packs = -(-(whole_digits + fraction_digits) // 4)
     unit = pa.scalar(10**scale, pa.int64())
     decimals = pc.cast(texts, pa.decimal128(_NUMERIC_MAX_PRECISION, scale))
     unscaled = pc.cast(pc.multiply(decimals, unit), pa.int64())
@@ -168,30 +172,38 @@ def _numeric(texts: pa.Array, kind: PgType) -> tuple[pa.Scalar, pa.Array]:
         pc.subtract(magnitude, pc.multiply(whole, unit)),
         pa.scalar(10 ** (4 * fraction_digits - scale), pa.int64()),
     )
-    sign = pc.if_else(
-        pc.less(unscaled, pa.scalar(0, pa.int64())),
-        _bytes(struct.pack(">h", _NUMERIC_NEGATIVE)),
-        _bytes(struct.pack(">h", 0)),
+    digits = [*_base_10000(whole, whole_digits), *_base_10000(fraction, fraction_digits)]
+    digits += [None] * (4 * packs - len(digits))
+    weight = (whole_digits - 1) & 0xFFFF  # an int16: -1 when every digit is after the point
+    header = (4 * packs) << 48 | weight << 32 | scale
+    negative = pc.multiply(
+        pc.less(unscaled, pa.scalar(0, pa.int64())).cast(pa.int64()),
+        pa.scalar(_NUMERIC_NEGATIVE << 16, pa.int64()),
     )
-    data = pc.binary_join_element_wise(
-        _bytes(struct.pack(">hh", count, whole_digits - 1)),  # ndigits, weight
-        sign,
-        _bytes(struct.pack(">h", scale)),  # dscale
-        *_base_10000(whole, whole_digits),
-        *_base_10000(fraction, fraction_digits),
-        _EMPTY,
-    )
-    return _bytes(struct.pack(">i", 8 + 2 * count)), data
+    data = [_big_endian(pc.add(negative, pa.scalar(header, pa.int64())), 8)]
+    for first in range(0, 4 * packs, 4):
+        data.append(_big_endian(_pack(digits[first : first + 4]), 8))
+    return _bytes(struct.pack(">i", 8 + 8 * packs)), data
+
+
+def _pack(digits: list[pa.Array | None]) -> pa.Array:
+    """Four base-10000 digits (None: zero) as one int64 whose big-endian bytes are theirs."""
+    packed: pa.Array | None = None
+    for place, digit in enumerate(digits):
+        if digit is None:
+            continue
+        shifted = pc.multiply(digit, pa.scalar(1 << (16 * (3 - place)), pa.int64()))
+        packed = shifted if packed is None else pc.add(packed, shifted)
+    assert packed is not None  # the first digit of a pack is never padding
+    return packed
 
 
 def _base_10000(number: pa.Array, count: int) -> list[pa.Array]:
-    """`count` base-10000 digits of non-negative int64s, the most significant first, each as
-    int16 big-endian bytes."""
+    """`count` base-10000 digits of non-negative int64s, the most significant first."""
     digits: list[pa.Array] = []
     base = pa.scalar(10_000, pa.int64())
     for _ in range(count):
         rest = pc.divide(number, base)
-        digit = pc.subtract(number, pc.multiply(rest, base)).cast(pa.int16())
-        digits.append(_big_endian(digit, 2))
+        digits.append(pc.subtract(number, pc.multiply(rest, base)))
         number = rest
     return digits[::-1]
