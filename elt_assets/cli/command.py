@@ -16,6 +16,7 @@ Exit status: 0 success, 1 a file or a check failed, 2 usage or configuration err
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -306,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"elt: error: {describe(error)}", file=sys.stderr)
             return 2
         raise
+    finally:
+        # The process ends next. Python's last garbage collections at exit walk every object
+        # the imports made (Dagster alone makes hundreds of thousands): 0.3-0.6 s of every
+        # command. Frozen, they are left to the operating system; files and logs are flushed
+        # before (logging's exit handler, the standard streams).
+        gc.freeze()
 
 
 def _lean_arrow_memory() -> None:
