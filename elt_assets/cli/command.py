@@ -281,6 +281,10 @@ def _service_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A command is a process that makes many short-lived objects (Dagster's events, the Python
+    # side of frames): collecting the youngest after every 50,000 allocations instead of 700 took
+    # a 200,000-row delta from 587 collections (0.3-0.6 s) to 29 (0.07 s).
+    gc.set_threshold(50_000, 20, 20)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "db_command", None) == "psql":
