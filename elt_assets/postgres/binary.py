@@ -67,7 +67,8 @@ def binary_plan(contract: Contract, sources: dict[str, pl.DataType]) -> BinaryPl
 
 
 def _way(kind: PgType, source: pl.DataType) -> str | None:
-    """ "typed", "text", or None where the binary value could differ from the text path's."""
+    """How a column goes in binary: from its typed value ("typed"), from its text ("text"), or
+    not at all (None) where the binary value could differ from what the text path loads."""
     k = kind.kind
     if k in {"text", "varchar"}:
         return "text"
