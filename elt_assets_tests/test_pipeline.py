@@ -86,6 +86,33 @@ def test_rerun_changes_nothing(warehouse: Warehouse, landing: Path, contracts_di
     assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 1
 
 
+def test_an_upserted_table_keeps_room_so_updates_stay_in_their_page(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A new upsert target leaves 10% of each page free: a changed row's new version is
+    written beside the old one (a HOT update, no new index entry) instead of at the table's
+    end. With full pages every update of a row not on the last page would move it."""
+    write_contract(contracts_dir, ORDERS)
+    rows = range(1, 2001)
+    land(landing, "orders/a.csv", HEADER + "".join(f"{i},new,1,2026-01-01\n" for i in rows))
+    changed = [i for i in rows if i % 20 == 0]  # 5% of the rows, spread over every page
+    land(landing, "orders/b.csv", HEADER + "".join(f"{i},paid,2,2026-01-02\n" for i in changed))
+    page = "(ctid::text::point)[0]::int"
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
+        before = dict(warehouse.query(f"SELECT order_id, {page} FROM sales.orders"))
+        result = run_file(contracts_dir, "orders", "orders/b.csv", instance)
+    assert result.success, step_failure(result)
+    assert warehouse.value(
+        "SELECT reloptions FROM pg_class WHERE oid = 'sales.orders'::regclass"
+    ) == ["fillfactor=90"]
+    paid = f"SELECT order_id, {page} FROM sales.orders WHERE status = 'paid'"
+    after = dict(warehouse.query(paid))
+    assert sorted(after) == changed
+    assert max(before.values()) >= 10  # many pages, so full ones would have shown a move
+    assert {key: after[key] for key in changed} == {key: before[key] for key in changed}
+
+
 def test_policy_failure_leaves_target_untouched_and_records_why(
     warehouse: Warehouse, landing: Path, contracts_dir: Path
 ) -> None:

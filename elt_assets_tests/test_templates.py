@@ -128,7 +128,7 @@ def test_create_target_has_not_null_and_primary_key() -> None:
     assert statement == (
         'CREATE TABLE "Sales"."Orders" ( "Order_ID" bigint NOT NULL, "status" text NOT NULL, '
         '"amount" numeric(12,2), "updated_at" timestamp with time zone, '
-        'PRIMARY KEY ("Order_ID") )'
+        'PRIMARY KEY ("Order_ID") ) WITH (fillfactor = 90)'
     )
     assert "UNLOGGED" not in statement
 

