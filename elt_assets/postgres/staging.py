@@ -177,12 +177,18 @@ def _encoded(
     binary where the file's types allow it and `binary`, else csv; the last item says which),
     read ahead in a thread unless the file was read already (a small file: nothing to overlap)."""
 
+    plan: BinaryPlan | None = None
+
+    def typed_columns(sources: dict[str, pl.DataType]) -> frozenset[str]:
+        """Decided once the file's types are known, before its first batch is validated."""
+        nonlocal plan
+        plan = binary_plan(staged.contract, sources)
+        return frozenset(plan.typed - {ROW_COLUMN}) if plan else frozenset()
+
     def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
-        plan: BinaryPlan | None = None
-        for number, batch in enumerate(staged.batches()):
+        wanted = binary and not staged.read_already
+        for batch in staged.batches(typed_columns if wanted else None):
             good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
-            if number == 0 and binary and not staged.read_already and staged.source_types:
-                plan = binary_plan(staged.contract, staged.source_types)
             if plan is None:
                 yield batch, good, encode_csv(good, columns), False
                 continue

@@ -89,9 +89,16 @@ class BatchValidator:
     """Validates the batches of one file against one contract."""
 
     def __init__(
-        self, contract: Contract, header: HeaderMapping, source_types: dict[str, pl.DataType]
+        self,
+        contract: Contract,
+        header: HeaderMapping,
+        source_types: dict[str, pl.DataType],
+        typed_only: frozenset[str] = frozenset(),
     ):
+        """`typed_only`: columns whose good values go to PostgreSQL as typed values (a binary
+        COPY), not as text: their text is made only for the rows the quarantine quotes."""
         self.contract = contract
+        self.typed_only = typed_only
         self.schema = build_schema(contract)
         self.headers = {c.name: header.sources.get(c.name, c.header) for c in contract.columns}
         policy = contract.policy
@@ -166,7 +173,8 @@ class BatchValidator:
         if self.widens and cast_failures.height:
             self._widen_for(batch, cast_failures)
         cast, cast_failures, rescued = self._rescue_values(cast, cast_failures)
-        failures = pl.concat([cast_failures, self._check_failures(cast, names)], how="vertical")
+        check_failures = self._check_failures(batch, cast, names)
+        failures = pl.concat([cast_failures, check_failures], how="vertical")
         # A value that could not be cast is also NULL in the typed frame: report the cast only.
         failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
         if failures.height:  # most batches have none: no join, no sort (cast is in row order)
@@ -306,7 +314,7 @@ class BatchValidator:
             pl.col(ROW_COLUMN),
             *[fast.get(n, self.casts[n].typed).alias(n) for n in names],
             # a value the fast cast settles is written without surrounding whitespace: as is
-            *[(pl.col(n) if n in fast else self.casts[n].text).alias(f"__text_{n}") for n in names],
+            *[(pl.col(n) if n in fast else self._text(n)).alias(f"__text_{n}") for n in names],
             *[
                 (pl.lit(False) if n in fast else self.casts[n].failed).alias(f"__failed_{n}")
                 for n in names
@@ -325,9 +333,14 @@ class BatchValidator:
         return [
             pl.col(ROW_COLUMN),
             *[self.casts[n].typed.alias(n) for n in names],
-            *[self.casts[n].text.alias(f"__text_{n}") for n in names],
+            *[self._text(n).alias(f"__text_{n}") for n in names],
             *[self.casts[n].failed.alias(f"__failed_{n}") for n in names],
         ]
+
+    def _text(self, name: str) -> pl.Expr:
+        """What the good rows send for a column: its text, or for a column sent typed the value
+        as read (its typed value replaces it; spelling it out would cost more than the cast)."""
+        return pl.col(name) if name in self.typed_only else self.casts[name].text
 
     def _cast_failures(
         self, batch: pl.DataFrame, cast: pl.DataFrame, names: list[str]
@@ -349,7 +362,9 @@ class BatchValidator:
             )
         return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_FAILURE_SCHEMA)
 
-    def _check_failures(self, cast: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    def _check_failures(
+        self, batch: pl.DataFrame, cast: pl.DataFrame, names: list[str]
+    ) -> pl.DataFrame:
         typed = cast.select(names)
         try:
             self.schema.schema.validate(typed, lazy=True)
@@ -394,11 +409,16 @@ class BatchValidator:
             )
         )
         # Quote the value as written in the file, not as cast (-1, not -1.0).
-        texts = (
-            cast.join(rows.select(ROW_COLUMN).unique(), on=ROW_COLUMN, how="semi")
-            .select(ROW_COLUMN, *[pl.col(f"__text_{n}").alias(n) for n in names])
-            .unpivot(index=ROW_COLUMN, variable_name="column_name", value_name="value")
+        failing = rows.select(ROW_COLUMN).unique()
+        texts = cast.join(failing, on=ROW_COLUMN, how="semi").select(
+            ROW_COLUMN, *[pl.col(f"__text_{n}").alias(n) for n in names if n not in self.typed_only]
         )
+        if self.typed_only:  # spelled now, for these rows alone
+            spelled = batch.join(failing, on=ROW_COLUMN, how="semi").select(
+                ROW_COLUMN, *[self.casts[n].text.alias(n) for n in names if n in self.typed_only]
+            )
+            texts = texts.join(spelled, on=ROW_COLUMN, how="left")
+        texts = texts.unpivot(index=ROW_COLUMN, variable_name="column_name", value_name="value")
         value = pl.col("value")
         shown = (
             pl.when(value.is_null())

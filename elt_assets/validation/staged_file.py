@@ -10,7 +10,7 @@ run started from: a file that changed while being read raises `FileChanged`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +73,11 @@ class StagedFile:
         """Its batches are in memory (read with other small files): nothing is left to read."""
         return self._read is not None
 
-    def batches(self) -> Iterator[ValidatedBatch]:
+    def batches(
+        self, typed_only: Callable[[dict[str, pl.DataType]], frozenset[str]] | None = None
+    ) -> Iterator[ValidatedBatch]:
+        """The file's batches, validated. `typed_only`: given the file's column types, the
+        columns the caller sends typed (whose text only quarantined rows need)."""
         if self._read is not None:
             yield from self._batches_read_already(self._read)
             return
@@ -88,7 +92,12 @@ class StagedFile:
                 self._check_new_columns(reader.header, raw)
                 source_types = self.source_types = dict(raw.schema.items())
                 try:
-                    validator = BatchValidator(self.contract, reader.header, source_types)
+                    validator = BatchValidator(
+                        self.contract,
+                        reader.header,
+                        source_types,
+                        typed_only(source_types) if typed_only else frozenset(),
+                    )
                 except UncastableColumn as error:  # name the file, like every file-level error
                     raise FileRejected(self.file, str(error)) from None
             validated = validator.validate(raw)
