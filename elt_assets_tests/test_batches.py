@@ -367,3 +367,56 @@ def test_files_validated_together_give_each_what_it_gets_alone(
             alone.failure_counts,
             alone.increasing_keys,
         )
+
+
+TYPED_ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "order_id": st.sampled_from([1, 2, 3, 7, None]),
+            "qty": st.sampled_from([0, 5, 99, 100, -1, 2**40, None]),  # 2^40: no integer
+            "status": st.sampled_from(["new", "paid", "lost", None]),
+            "code": st.sampled_from(["AB", "ABCDEF", "ab", None]),
+            "note": st.sampled_from(["n", None]),
+        }
+    ),
+    min_size=1,  # the reader never hands out an empty batch
+    max_size=6,
+)
+TYPED_SOURCE = {
+    "order_id": pl.Int64(),
+    "qty": pl.Int64(),
+    "status": pl.String(),
+    "code": pl.String(),
+    "note": pl.String(),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(TYPED_ROWS, min_size=1, max_size=5), st.booleans())
+def test_consecutive_batches_validated_together_give_each_what_it_gets_alone(
+    batches_rows: list[list[dict[str, Any]]], sent_typed: bool
+) -> None:
+    """validate_consecutive (a Parquet file's batches in one pass) is validate, batch by batch,
+    whether or not the typed columns' text is left out (a binary COPY sends their values)."""
+    header = HeaderMapping({c.name: c.header for c in ORDERS.columns})
+    typed_only = frozenset({"order_id", "qty"}) if sent_typed else frozenset()
+    validator = BatchValidator(ORDERS, header, dict(TYPED_SOURCE), typed_only)
+    batches, row = [], 0
+    for rows in batches_rows:  # one file: rows numbered on from batch to batch
+        numbered = [{"_elt_row": row + n, **values} for n, values in enumerate(rows, start=1)]
+        row += len(rows)
+        batches.append(pl.DataFrame(numbered, schema={"_elt_row": pl.Int64, **TYPED_SOURCE}))
+    together = validator.validate_consecutive(batches)
+    assert len(together) == len(batches)
+    for batch, shared in zip(batches, together, strict=True):
+        alone = validator.validate(batch)
+        assert shared.good.equals(alone.good)
+        assert shared.quarantined.equals(alone.quarantined)
+        assert (shared.typed is None) == (alone.typed is None) == (not sent_typed)
+        if shared.typed is not None and alone.typed is not None:
+            assert shared.typed.equals(alone.typed)
+        assert (shared.rows_read, shared.failure_counts, shared.increasing_keys) == (
+            alone.rows_read,
+            alone.failure_counts,
+            alone.increasing_keys,
+        )

@@ -26,6 +26,11 @@ from elt_assets.validation.growth import SchemaGrowth, new_columns
 
 log = get_logger(__name__)
 SAMPLE_ROWS = 20
+# A Parquet file's batches are validated in runs of about this many rows: pandera and the casts
+# cost per call about what 15,000 rows cost (a 1M-row file: 17 calls instead of 67, 0.4-0.6 s
+# less, about 40 MB more at the peak). A CSV file's batches go one by one: casting text makes
+# copies of its values, and two batches at once already peaked 30 MB higher.
+VALIDATED_TOGETHER_ROWS = {"parquet": 60_000, "csv": 0}
 
 
 @dataclass
@@ -85,6 +90,8 @@ class StagedFile:
             self.source, self.file, self.contract, self.batch_rows, self.record_limit
         )
         validator: BatchValidator | None = None
+        pending: list[pl.DataFrame] = []  # read, not validated yet
+        pending_rows, together = 0, VALIDATED_TOGETHER_ROWS[self.format]
         for raw in reader.batches():
             if validator is None:
                 self.header = reader.header
@@ -100,12 +107,34 @@ class StagedFile:
                     )
                 except UncastableColumn as error:  # name the file, like every file-level error
                     raise FileRejected(self.file, str(error)) from None
-            validated = validator.validate(raw)
-            self.note(validated)
-            yield validated
+            if raw.height == 0 or REJECTED_COLUMN in raw.columns:  # alone, in its place
+                yield from self._validated(validator, pending)
+                pending, pending_rows = [], 0
+                yield from self._validated(validator, [raw])
+                continue
+            pending.append(raw)
+            pending_rows += raw.height
+            if pending_rows >= together:
+                yield from self._validated(validator, pending)
+                pending, pending_rows = [], 0
+        if validator is not None:
+            yield from self._validated(validator, pending)
         self.header = reader.header
         self.rows_read = reader.rows_read
         self._check_unchanged(reader.sha256)
+
+    def _validated(
+        self, validator: BatchValidator, raws: list[pl.DataFrame]
+    ) -> Iterator[ValidatedBatch]:
+        """Consecutive batches validated in one pass, then handed out one by one, as read."""
+        if not raws:
+            return
+        results = validator.validate_consecutive(raws)
+        raws.clear()  # the caller's list too: nothing but the results keeps the batches now
+        while results:
+            validated = results.pop(0)  # held by its consumer alone once handed out
+            self.note(validated)
+            yield validated
 
     def _check_new_columns(self, header: HeaderMapping, first: pl.DataFrame) -> None:
         """Under policy.new_columns: add, a file with columns the contract lacks raises
