@@ -27,6 +27,15 @@ from elt_assets.landing.readers import FileReader, FileRejected, map_header
 pytestmark = [pytest.mark.pure]
 
 
+@pytest.fixture(autouse=True, params=["read whole", "streamed"])
+def csv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test reads its CSV both ways: a small file read whole first, and streamed through
+    pyarrow's read-ahead thread as a big file is."""
+    if request.param == "streamed":
+        monkeypatch.setattr(readers, "WHOLE_READ_BYTES", -1)
+    return str(request.param)
+
+
 def make_contract(
     columns: list[dict[str, Any]] | None = None,
     csv: dict[str, Any] | None = None,
@@ -567,3 +576,23 @@ def test_new_columns_ignore_under_strict_names_reads_past_columns_the_contract_l
     assert reader.header is not None and reader.header.extra == ["extra"]
     error = rejection(tmp_path, b"A,b\n1,2\n", contract)  # names still match exactly
     assert "missing columns ['a']" in error.problem
+
+
+def test_a_small_uncompressed_csv_is_read_whole_and_a_bigger_one_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, csv_path: str
+) -> None:
+    """The two ways give the same rows; which one a file takes depends on its size alone."""
+    calls: list[int] = []
+    read_whole = readers._Tap.read_whole
+
+    def counted(tap: Any) -> pa.Buffer:
+        calls.append(1)
+        return read_whole(tap)
+
+    monkeypatch.setattr(readers._Tap, "read_whole", counted)
+    monkeypatch.setattr(readers, "WHOLE_READ_BYTES", 64 if csv_path == "read whole" else -1)
+    small, big = b"a,b\n1,x\n", b"a,b\n" + b"1,x\n" * 100
+    assert read_rows(tmp_path, small) == [(1, "1", "x")]
+    assert len(calls) == (1 if csv_path == "read whole" else 0)
+    assert len(read_rows(tmp_path, big)) == 100
+    assert len(calls) == (1 if csv_path == "read whole" else 0)  # over the limit: streamed

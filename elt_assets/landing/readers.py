@@ -63,6 +63,10 @@ MAX_ROW_BYTES = 1 << 20  # one CSV record; pyarrow's block size (ELT_MAX_RECORD_
 GZIP_RATIO_LIMIT = 500  # decompressed / compressed, beyond a 1 GiB floor: a bomb (any codec)
 GZIP_FLOOR_BYTES = 1 << 30
 READ_CHUNK = 1 << 20
+# An uncompressed CSV file up to this size is read whole before pyarrow parses it: handing a
+# small file to pyarrow's read-ahead thread through Python costs more than reading it (1.6 ms
+# per 100-row file, 1.1 ms read whole).
+WHOLE_READ_BYTES = 1 << 20
 # A batch also ends at this much column data, however few rows: wide rows keep memory flat.
 MAX_PARQUET_ROW_BYTES = 64 << 20  # a Parquet row's declared uncompressed size, at most
 MAX_BATCH_BYTES = 8 << 20
@@ -276,7 +280,7 @@ class _Tap(io.RawIOBase):
         self.data_bytes = 0
         self.quotes = 0
         self._limit = max(GZIP_FLOOR_BYTES, source.size * GZIP_RATIO_LIMIT)
-        self._compression = compression
+        self.compression = compression
         self._decompressed = decompressing(compression, self._hashing()) if compression else None
 
     def _hashing(self) -> BinaryIO:
@@ -326,13 +330,13 @@ class _Tap(io.RawIOBase):
             except DECOMPRESSION_ERRORS as error:
                 raise FileRejected(
                     self.file,
-                    f"the {self._compression} data is corrupt or truncated ({error}); ask the "
+                    f"the {self.compression} data is corrupt or truncated ({error}); ask the "
                     "sender to resend it",
                 ) from None
             if self.data_bytes + len(data) > self._limit:
                 raise FileRejected(
                     self.file,
-                    f"{self._compression} expands beyond {self._limit} bytes (over "
+                    f"{self.compression} expands beyond {self._limit} bytes (over "
                     f"{GZIP_RATIO_LIMIT}x its size); refusing a likely decompression bomb",
                 )
         else:
@@ -346,6 +350,15 @@ class _Tap(io.RawIOBase):
         if self._checker is not None:
             self._checker.feed(data)
         return len(data)
+
+    def read_whole(self) -> pa.Buffer:
+        """Everything the tap gives, read here and now, in memory pyarrow owns (so that pyarrow
+        holds no Python object). A problem ends the data, as for pyarrow's own reads."""
+        whole = pa.BufferOutputStream()
+        chunk = memoryview(bytearray(READ_CHUNK))
+        while count := self.readinto(chunk):
+            whole.write(chunk[:count])
+        return whole.getvalue()
 
     def finish_hash(self) -> str:
         """Read whatever the parser left unread, so the hash covers the whole file."""
@@ -381,17 +394,24 @@ class _ArrowCsv:
         read_options: pa_csv.ReadOptions,
         parse_options: pa_csv.ParseOptions,
         convert_options: pa_csv.ConvertOptions,
+        *,
+        whole: bool = False,
     ):
+        """`whole`: read the tap to its end first (a small file), so that pyarrow reads from
+        its own memory, not through Python."""
         self.tap = tap
         self._released = threading.Event()
-        source: io.BufferedReader | None = io.BufferedReader(tap, READ_CHUNK)
-        weakref.finalize(source, self._released.set)
-        # Only pyarrow may hold the stream: a Python frame that did (a function taking it as an
-        # argument) would keep it alive through the traceback of any error.
-        stream: pa.NativeFile | None = pa.BufferedInputStream(
-            pa.PythonFile(source, mode="r"), READ_CHUNK
-        )
-        source = None
+        stream: pa.NativeFile | None
+        if whole:
+            stream = pa.BufferReader(tap.read_whole())
+            self._released.set()  # pyarrow never held the tap
+        else:
+            source: io.BufferedReader | None = io.BufferedReader(tap, READ_CHUNK)
+            weakref.finalize(source, self._released.set)
+            # Only pyarrow may hold the stream: a Python frame that did (a function taking it as
+            # an argument) would keep it alive through the traceback of any error.
+            stream = pa.BufferedInputStream(pa.PythonFile(source, mode="r"), READ_CHUNK)
+            source = None
         self.reader: pa_csv.CSVStreamingReader | None = None
         try:
             self.reader = pa_csv.open_csv(
@@ -636,6 +656,7 @@ class FileReader:
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=False,
                 ),
+                whole=tap.compression is None and self.source.size <= WHOLE_READ_BYTES,
             )
         except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as error:
             tap.raise_error()  # the data ended early because of it
