@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -89,6 +90,9 @@ class Bench:
     identical_dlt: dict[str, int] = field(default_factory=dict)  # the same for dlt's table
     bucket: BenchBucket | None = None
     superuser_url: str = ""
+    # Times of the commands as users run them, each the median of this many rounds (this VM's
+    # speed wanders by a fifth within minutes): `elt ingest` and dlt take turns round by round.
+    rounds: int = 1
 
     @property
     def owner_url(self) -> str:
@@ -263,33 +267,46 @@ def as_users_run_it(
     env.update(bench.env)
     phases = ("initial", "delta")
     pairs = list(zip(rows, phases, (files.initial[fmt], files.delta[fmt]), strict=True))
-    reset_ours(bench)
-    shutil.rmtree(bench.landing / "bench_orders", ignore_errors=True)
-    for row, phase, path in pairs:
-        land(bench, path, f"{phase}.{fmt}")
-        bench.checkpoint(bench.superuser_url)
-        row.ingest, row.ingest_rss_mb = timed(ingest_argv(bench), env, "elt ingest")
-        print(
-            f"  elt ingest   {fmt:8} {row.scenario:13} {row.ingest:7.2f} s  "
-            f"peak RSS {row.ingest_rss_mb:.0f} MB",
-            flush=True,
-        )
-    if compare:
-        same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
-    if not dlt_available():
+    ours: dict[str, list[tuple[float, float]]] = {phase: [] for phase in phases}
+    theirs: dict[str, list[tuple[float, float]]] = {phase: [] for phase in phases}
+    with_dlt = dlt_available()
+    if not with_dlt:
         print("  dlt: skipped (not installed; `make bench` installs it)")
-        return
-    pipelines = reset_dlt(bench)
-    for row, _, path in pairs:
-        bench.checkpoint(bench.superuser_url)
-        row.dlt, row.dlt_rss_mb = timed(dlt_argv(bench, pipelines, [path]), env, "dlt")
-        print(
-            f"  dlt          {fmt:8} {row.scenario:13} {row.dlt:7.2f} s  "
-            f"peak RSS {row.dlt_rss_mb:.0f} MB",
-            flush=True,
-        )
-    if compare:
-        bench.identical_dlt[fmt] = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
+    for _ in range(bench.rounds):
+        reset_ours(bench)
+        shutil.rmtree(bench.landing / "bench_orders", ignore_errors=True)
+        for row, phase, path in pairs:
+            land(bench, path, f"{phase}.{fmt}")
+            bench.checkpoint(bench.superuser_url)
+            ours[phase].append(timed(ingest_argv(bench), env, "elt ingest"))
+            _said("elt ingest", fmt, row, *ours[phase][-1])
+        if compare:
+            same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
+        if not with_dlt:
+            continue
+        pipelines = reset_dlt(bench)
+        for row, phase, path in pairs:
+            bench.checkpoint(bench.superuser_url)
+            theirs[phase].append(timed(dlt_argv(bench, pipelines, [path]), env, "dlt"))
+            _said("dlt", fmt, row, *theirs[phase][-1])
+        if compare:
+            bench.identical_dlt[fmt] = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
+    for row, phase, _ in pairs:
+        row.ingest, row.ingest_rss_mb = _median_run(ours[phase])
+        if with_dlt:
+            row.dlt, row.dlt_rss_mb = _median_run(theirs[phase])
+
+
+def _said(tool: str, fmt: str, row: Row, seconds: float, rss_mb: float) -> None:
+    print(
+        f"  {tool:12} {fmt:8} {row.scenario:13} {seconds:7.2f} s  peak RSS {rss_mb:.0f} MB",
+        flush=True,
+    )
+
+
+def _median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median time of the rounds, and the highest peak memory any of them reached."""
+    return statistics.median(s for s, _ in runs), max(rss for _, rss in runs)
 
 
 def from_bucket(
@@ -359,7 +376,7 @@ def same_as_limit(whose: str, identical: dict[str, int]) -> list[str]:
     return ["", f"{whose} equals the limit's, every row and column: {checked}."]
 
 
-def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
+def as_users_table(rows: list[Row], identical_dlt: dict[str, int], rounds: int = 1) -> list[str]:
     """The loads again, each tool as its user runs it: a fresh process, start-up included."""
     timed_rows = [r for r in rows if r.ingest is not None]
     if not timed_rows:
@@ -367,7 +384,8 @@ def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
     lines = [
         "",
         "As a user runs it (a fresh process per load, start-up included; `elt ingest --json "
-        "--landing --contracts`, and dlt's fastest path, benchmarks/dlt_load.py):",
+        "--landing --contracts`, and dlt's fastest path, benchmarks/dlt_load.py"
+        f"{_rounds_said(rounds)}):",
         "",
         "| scenario | format | best limit | dlt | `elt ingest` | `elt ingest` / dlt | "
         "`elt ingest` / limit | dlt peak RSS | `elt ingest` peak RSS |",
@@ -386,11 +404,18 @@ def as_users_table(rows: list[Row], identical_dlt: dict[str, int]) -> list[str]:
     return lines + same_as_limit("dlt's table", identical_dlt)
 
 
+def _rounds_said(rounds: int) -> str:
+    if rounds == 1:
+        return ""
+    return f"; each time the median of {rounds} rounds, the tools taking turns"
+
+
 def markdown(
     rows: list[Row],
     extra: list[str],
     identical: dict[str, int],
     identical_dlt: dict[str, int] | None = None,
+    rounds: int = 1,
 ) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
@@ -414,7 +439,7 @@ def markdown(
             f"{s(r.bucket)} | {bucket_rss} |"
         )
     lines += same_as_limit("Our target table", identical)
-    lines += as_users_table(rows, identical_dlt or {})
+    lines += as_users_table(rows, identical_dlt or {}, rounds)
     return "\n".join([*lines, "", *extra]) + "\n"
 
 
@@ -444,6 +469,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure only our path (e.g. memory at 10M rows)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of the commands as users run them (elt ingest, dlt, the loop), taking "
+        "turns; each time reported is the median",
+    )
     parser.add_argument("--pg-bin-dir", default=os.environ.get("ELT_PG_BIN_DIR"))
     parser.add_argument("--state", type=Path, default=STATE, help="server, data and results")
     return parser
@@ -462,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
     (contracts / "bench_orders.yaml").write_text(CONTRACT)
-    bench = Bench(env, landing, contracts, state, superuser_url=superuser_url)
+    bench = Bench(env, landing, contracts, state, superuser_url=superuser_url, rounds=args.rounds)
     reset_ours(bench)  # the platform's tables, whichever scenarios run
     if "bucket" in scenarios:
         from benchmarks.bucket import start_bucket
@@ -507,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
         extra.append(
             workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url, runs)
         )
-    report = markdown(rows, extra, bench.identical, bench.identical_dlt)
+    report = markdown(rows, extra, bench.identical, bench.identical_dlt, bench.rounds)
     (state / "results.md").write_text(report)
     print()
     print(report)

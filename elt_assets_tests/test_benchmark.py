@@ -30,7 +30,7 @@ def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limi
         env["ELT_PG_BIN_DIR"] = os.environ["ELT_PG_BIN_DIR"]
     arguments = ["--rows", "2000", "--formats", "csv,parquet", "--small-files", "3"]
     arguments += ["--small-rows", "10", "--tick-files", "50", "--state", str(tmp_path)]
-    arguments += ["--dev-alone", "2"]
+    arguments += ["--dev-alone", "2", "--rounds", "2"]
     # Every scenario but `workers`, whose deployment harness (benchmarks/cluster.py) the
     # many-machines tests run, and `partitions` (minutes of Dagster writes): make test's budget.
     arguments += ["--scenarios", "big,bucket,small,tick,dev"]
@@ -70,6 +70,7 @@ def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limi
     )
     assert "**3 small files**" in report and "all loaded" in report, report
     assert "tables identical: 30 rows" in report, report  # elt ingest beside the loop
+    assert "each time the median of 2 rounds" in report, report
     assert "| 3 x 10 | " in report, report
     assert "| nothing new |" in report, report
     assert "**Sensor ticks over 150 objects in a bucket**" in report, report
