@@ -64,6 +64,15 @@ def test_upsert_takes_one_row_per_key_and_quotes_identifiers() -> None:
     assert " Order_ID" not in statement.replace('"Order_ID"', "")  # never unquoted
 
 
+def test_upsert_of_a_file_without_repeated_keys_goes_in_key_order() -> None:
+    statement = text(render_upsert(contract(primary_key=["Order_ID", "status"]), deduplicate=False))
+    assert "DISTINCT ON" not in statement
+    assert (
+        'FROM "elt_staging"."orders" WHERE _elt_file = %(file)s ORDER BY "Order_ID", "status" '
+        'ON CONFLICT ("Order_ID", "status") DO UPDATE' in statement
+    )
+
+
 def test_upsert_updates_only_real_changes() -> None:
     statement = text(render_upsert(contract()))
     assert (

@@ -165,7 +165,7 @@ def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Compos
     """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions.
 
     deduplicate=False when the staged step found no repeated key in the file: the slice then goes
-    straight in, without sorting it by key first.
+    in without DISTINCT ON, in key order all the same.
     """
     key = contract.target.primary_key
     columns = [c.name for c in contract.table_columns]
