@@ -113,6 +113,32 @@ def test_an_upserted_table_keeps_room_so_updates_stay_in_their_page(
     assert {key: after[key] for key in changed} == {key: before[key] for key in changed}
 
 
+def test_a_file_in_key_order_is_recorded_so_and_either_order_loads_the_same(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """The staged step records whether the keys came in order (the load then does not sort
+    them); a file out of order is sorted by the load, and both load exactly."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "".join(f"{i},new,{i},2026-01-01\n" for i in (1, 2, 5)))
+    land(landing, "orders/b.csv", HEADER + "".join(f"{i},paid,{i},2026-01-02\n" for i in (9, 3, 5)))
+    with dg.instance_for_test() as instance:
+        for file in ("orders/a.csv", "orders/b.csv"):
+            result = run_file(contracts_dir, "orders", file, instance)
+            assert result.success, step_failure(result)
+    in_order = warehouse.query(
+        "SELECT file, (stage_report -> 'counts' ->> 'keys_in_order')::boolean"
+        " FROM elt.ingestion_manifest ORDER BY file"
+    )
+    assert in_order == [("orders/a.csv", True), ("orders/b.csv", False)]
+    assert [(row[0], row[1], row[2]) for row in orders_table(warehouse)] == [
+        (1, "new", "1.00"),
+        (2, "new", "2.00"),
+        (3, "paid", "3.00"),
+        (5, "paid", "5.00"),
+        (9, "paid", "9.00"),
+    ]
+
+
 def test_policy_failure_leaves_target_untouched_and_records_why(
     warehouse: Warehouse, landing: Path, contracts_dir: Path
 ) -> None:

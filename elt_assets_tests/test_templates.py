@@ -16,6 +16,7 @@ from elt_assets.postgres.templates import (
     render_create_staging,
     render_create_target,
     render_duplicate_keys,
+    render_insert_new,
     render_key_problems,
     render_move_duplicates,
     render_upsert,
@@ -71,6 +72,15 @@ def test_upsert_of_a_file_without_repeated_keys_goes_in_key_order() -> None:
         'FROM "elt_staging"."orders" WHERE _elt_file = %(file)s ORDER BY "Order_ID", "status" '
         'ON CONFLICT ("Order_ID", "status") DO UPDATE' in statement
     )
+
+
+def test_a_first_load_inserts_in_key_order_sorting_only_a_file_out_of_order() -> None:
+    statement = text(render_insert_new(contract()))
+    assert statement.endswith('WHERE _elt_file = %(file)s ORDER BY "Order_ID"'), statement
+    statement = text(render_insert_new(contract(), in_order=True))
+    assert statement.endswith("WHERE _elt_file = %(file)s"), statement
+    unique = text(render_upsert(contract(), deduplicate=False, in_order=True))
+    assert "ORDER BY" not in unique
 
 
 def test_upsert_updates_only_real_changes() -> None:

@@ -59,9 +59,10 @@ class _Statements:
             self._encoded[name] = compose(self._contract).as_bytes(self._connection)
         return self._encoded[name]
 
-    def upsert(self, *, deduplicate: bool) -> bytes:
+    def upsert(self, *, deduplicate: bool, in_order: bool = False) -> bytes:
         return self._get(
-            f"upsert deduplicate={deduplicate}", lambda c: render_upsert(c, deduplicate=deduplicate)
+            f"upsert deduplicate={deduplicate} in_order={in_order}",
+            lambda c: render_upsert(c, deduplicate=deduplicate, in_order=in_order),
         )
 
     def append(self) -> bytes:
@@ -123,6 +124,7 @@ class Recorded:
     status: str
     rows_staged: int | None
     duplicate_key_rows: int | None
+    keys_in_order: bool  # the staged step saw every key greater than the one before it
 
 
 def recorded_contents(
@@ -239,6 +241,7 @@ def _load_slice(
             staged_rows,
             recorded.duplicate_key_rows,
             maybe_empty=maybe_empty,
+            in_order=recorded.keys_in_order,
         )
         removed = 0
     else:
@@ -292,12 +295,14 @@ def _upsert(
     duplicate_key_rows: object,
     *,
     maybe_empty: bool,
+    in_order: bool,
 ) -> tuple[int, int, int, bool]:
     """(rows of the slice after deduplication, rows inserted, rows updated, first load).
 
     The cheapest statement that is exact: a plain INSERT for a first load of a file with unique
     keys (the table's lock is held, so "empty" stays true), no DISTINCT ON when no key repeats,
     else the full deduplicating upsert. Unknown duplicate counts (NULL) take the full path.
+    Rows go in key order; a slice the staged step saw in key order is not sorted again.
     """
     if duplicate_key_rows == 0:
         # Only a table that looks empty is locked against writers: the lock also waits for
@@ -307,9 +312,11 @@ def _upsert(
         if maybe_empty and _is_empty(connection, contract):
             connection.execute(render("table_lock_writes", table=target_table(contract)))
             if maybe_empty and _is_empty(connection, contract):
-                inserted = connection.execute(render_insert_new(contract), params).rowcount
+                insert = render_insert_new(contract, in_order=in_order)
+                inserted = connection.execute(insert, params).rowcount
                 return staged_rows, inserted, 0, True
-        row = connection.execute(statements.upsert(deduplicate=False), params).fetchone()
+        unique = statements.upsert(deduplicate=False, in_order=in_order)
+        row = connection.execute(unique, params).fetchone()
         assert row is not None
         return staged_rows, int(row[0]), int(row[1]), False
     row = connection.execute(statements.upsert(deduplicate=True), params).fetchone()

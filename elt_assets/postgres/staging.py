@@ -161,7 +161,8 @@ def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: 
     if not staged.contract.target.primary_key:
         return
     if staged.keys_increasing and len(staged.contract.target.primary_key) == 1:
-        return  # every staged key was greater than the one before it: none repeats
+        counts.keys_in_order = True  # every staged key was greater than the one before it
+        return  # so none repeats
     row = connection.execute(
         render_duplicate_keys(staged.contract), {"file": staged.file}
     ).fetchone()

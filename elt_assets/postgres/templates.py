@@ -161,11 +161,13 @@ def render_copy(
     return render("copy_from_stdin", table=table, columns=identifiers(columns), format=copy_format)
 
 
-def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Composed:
+def render_upsert(
+    contract: Contract, *, deduplicate: bool = True, in_order: bool = False
+) -> sql.Composed:
     """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions.
 
     deduplicate=False when the staged step found no repeated key in the file: the slice then goes
-    in without DISTINCT ON, in key order all the same.
+    in without DISTINCT ON, sorted by key unless `in_order` (the file had its keys in order).
     """
     key = contract.target.primary_key
     columns = [c.name for c in contract.table_columns]
@@ -201,7 +203,16 @@ def render_upsert(contract: Contract, *, deduplicate: bool = True) -> sql.Compos
         target=target_table(contract),
         order_within_key=sql.SQL(", ").join(order),
         conflict_action=action,
+        key_order=_key_order(contract, in_order),
     )
+
+
+def _key_order(contract: Contract, in_order: bool) -> sql.Composable:
+    """ORDER BY the key, unless the slice is in key order already (sorting a big one in order
+    would cost a sort on disk for nothing)."""
+    if in_order:
+        return sql.SQL("")
+    return sql.SQL("ORDER BY {}").format(identifiers(contract.target.primary_key))
 
 
 def _listed(names: Sequence[str], alias: str) -> sql.Composed:
@@ -262,13 +273,14 @@ def render_history_merge(contract: Contract) -> sql.Composed:
     )
 
 
-def render_insert_new(contract: Contract) -> sql.Composed:
-    """A plain INSERT of one file's slice, for a first load into an empty target."""
+def render_insert_new(contract: Contract, *, in_order: bool = False) -> sql.Composed:
+    """A plain INSERT of one file's slice in key order, for a first load into an empty target."""
     return render(
         "insert_new",
         target=target_table(contract),
         staging=staging_table(contract),
         columns=identifiers(c.name for c in contract.table_columns),
+        key_order=_key_order(contract, in_order),
     )
 
 

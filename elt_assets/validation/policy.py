@@ -26,6 +26,8 @@ class FileCounts:
     duplicate_keys: int = 0  # distinct keys that occur more than once
     duplicate_key_rows: int = 0
     duplicate_key_examples: list[str] = field(default_factory=list)
+    # Every key greater than the one before it, in the file's order: the load need not sort.
+    keys_in_order: bool = False
 
 
 @dataclass
