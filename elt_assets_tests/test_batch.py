@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.landing.keys import path_to_key
@@ -25,6 +26,7 @@ from elt_assets.orchestration import steps
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key
 from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG, FILE_EVENTS_TAG
 from elt_assets.orchestration.resources import build_resources
+from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure
@@ -663,8 +665,19 @@ def test_elt_ingest_loads_a_backlog_in_batch_runs(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("ELT_BATCH_THRESHOLD", "6")
     monkeypatch.setenv("ELT_BATCH_MAX_FILES", "4")
+    opened: list[ConnectionPool] = []
+    open_pool = PostgresResource._open_pool
+
+    def counted(resource: PostgresResource) -> ConnectionPool:
+        opened.append(open_pool(resource))
+        return opened[-1]
+
+    monkeypatch.setattr(PostgresResource, "_open_pool", counted)
     outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
     assert outcome.exit_code == 0
+    # Both runs (and the command's own queries) took the one pool the command opened, and it
+    # is closed now that the command is over.
+    assert len(opened) == 1 and opened[0].closed
     assert sorted((f["file"], f["status"]) for f in outcome.files) == [
         (f"items/f{n:02d}.csv", "success") for n in range(7)
     ]

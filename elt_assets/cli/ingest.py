@@ -51,7 +51,7 @@ from elt_assets.postgres.evolution import MAX_GROWTHS, Evolution
 from elt_assets.postgres.inspect import latest_manifest
 from elt_assets.postgres.landing_state import load_known, loaded_content
 from elt_assets.postgres.lease import leases_held, wait_for_lease
-from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.resource import PostgresResource, shared_pools
 from elt_assets.settings import Settings
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.growth import SchemaGrowth
@@ -186,7 +186,7 @@ def _ingest(
     definitions = build_definitions(ContractSet(contracts), settings, resources, discovery)
     report: list[dict[str, Any]] = []
     try:
-        with _instance() as instance, warnings.catch_warnings():
+        with shared_pools(), _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
                 files = only.get(contract.name) if only is not None else None
