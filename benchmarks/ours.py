@@ -38,6 +38,9 @@ def main(landing: str, contracts: str, file: str) -> None:
 
     os.environ["ELT_LANDING_DIR"] = landing
     os.environ["ELT_CONTRACTS_DIR"] = contracts
+    from elt_assets.cli.command import lean_arrow_memory
+
+    lean_arrow_memory()  # as in the runs `elt dev`, `elt worker` and the image start
     from elt_assets.contracts.loader import load_contracts
     from elt_assets.definitions import build_definitions
     from elt_assets.landing.keys import path_to_key

@@ -203,8 +203,8 @@ def test_commands_that_read_files_use_arrows_lean_pool_unless_the_user_chose_one
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
     script = (
         "import os, pyarrow as pa\n"
-        "from elt_assets.cli.command import _lean_arrow_memory\n"
-        "_lean_arrow_memory()\n"
+        "from elt_assets.cli.command import lean_arrow_memory\n"
+        "lean_arrow_memory()\n"
         "print(pa.default_memory_pool().backend_name, os.environ['ARROW_DEFAULT_MEMORY_POOL'])\n"
     )
     result = subprocess.run(

@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.freeze()
 
 
-def _lean_arrow_memory() -> None:
+def lean_arrow_memory() -> None:
     """Arrow's jemalloc pool for this process and the processes it starts (Dagster's run
     workers, the container's command), unless the user chose one (ARROW_DEFAULT_MEMORY_POOL).
     It hands freed memory back where mimalloc, Arrow's default, keeps it: a 1M-row CSV peaked
@@ -338,7 +338,7 @@ def _lean_arrow_memory() -> None:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in {"dev", "ingest", "worker", "exec"}:  # exec: the image's entry point
-        _lean_arrow_memory()
+        lean_arrow_memory()
     if args.command == "dev":
         from elt_assets.cli.dev import run_dev
 
