@@ -159,6 +159,10 @@ def is_copy_into_staging(statement: str) -> bool:
     return statement.lstrip().startswith('COPY "elt_staging"."items"')
 
 
+def is_copy_into_target(statement: str) -> bool:
+    return statement.lstrip().startswith('COPY "shop"."items"')
+
+
 def is_upsert_into_target(statement: str) -> bool:
     return 'INSERT INTO "shop"."items"' in statement and "ON CONFLICT" in statement
 
@@ -201,17 +205,22 @@ def ingest_paused_in_copy(
     contracts_dir: Path,
     tmp_path: Path,
     bucket: Bucket | None = None,
+    into: str = STAGING,
     **env: str,
 ) -> tuple[str, Ingest, Pause, tuple[int, str]]:
     """`elt ingest` of a new items/b.csv, held by the pause trigger half-way through its COPY
-    into staging: (file, the ingest, the pause, (its backend pid, the statement)). With a
-    bucket, the file is uploaded there and the bucket is the ingest's landing zone."""
+    into staging (or `into` the target: a first load into the empty table goes straight there):
+    (file, the ingest, the pause, (its backend pid, the statement)). With a bucket, the file is
+    uploaded there and the bucket is the ingest's landing zone."""
     file = land(landing, "b.csv", second_file())
     if bucket is not None:
         bucket.upload_tree(landing)
         env = {**env, "ELT_LANDING_DIR": bucket.url}
     pause = Pause(warehouse.superuser_url)
-    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    if into == STAGING:
+        pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    else:  # the file's 1500th row
+        pause.install(into, "NEW.id = 2999 AND NEW.version = 2")
     ingest = spawn_ingest(tmp_path, {**ingest_env(warehouse, landing, contracts_dir), **env})
     return file, ingest, pause, pause.wait_paused(ingest.process, ingest.stderr)
 
@@ -615,18 +624,21 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
 ) -> None:
     """With DAGSTER_HOME set, `elt ingest` records its runs in the instance, where nobody would
     ever finish a run whose process was killed: the next call sees the file's lease free, reports
-    the run failed and loads the file at once."""
+    the run failed and loads the file at once. The file is the table's first load, killed in
+    the middle of its COPY straight into the empty table: the table stays empty until the
+    file loads again, whole and once."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     with connect(warehouse.owner_url, setting="test") as owner:
-        initialize(owner, [items])  # the staging table, for the pause trigger
+        initialize(owner, [items])  # the tables, for the pause trigger
     file, ingest, pause, (pid, statement) = ingest_paused_in_copy(
-        warehouse, landing, contracts_dir, tmp_path, DAGSTER_HOME=str(home)
+        warehouse, landing, contracts_dir, tmp_path, into=TARGET, DAGSTER_HOME=str(home)
     )
-    assert is_copy_into_staging(statement), statement
+    assert is_copy_into_target(statement), statement
     ingest.process.kill()
     assert ingest.process.wait() == -9
     pause.wait_gone(pid)
+    assert target_rows(warehouse) == [] and open_quarantine(warehouse, file) == []
     during = manifest(warehouse, file)
     assert during["status"] == "running"
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -652,6 +664,9 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
     final = manifest(warehouse, file)
     assert (final["status"], final["interruptions"]) == ("success", 1)
     assert target_rows(warehouse) == expected_table(landing, file)
+    assert open_quarantine(warehouse, file) == bad_rows(landing, file) == [10, 2500]
+    straight = "SELECT stage_report ->> 'straight_to_target' FROM elt.ingestion_manifest"
+    assert warehouse.value(straight) == "true"
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:

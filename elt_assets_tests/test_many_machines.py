@@ -230,10 +230,12 @@ def parent_of(pid: int) -> int:
 def kill_9_during_copy(
     cluster: Machines, warehouse: Warehouse, bucket: Bucket, n: int
 ) -> tuple[str, int, Pause, int]:
-    """Land items_<n>.csv and hold its COPY into staging: the name of the worker whose pool
-    process runs it, that process, the pause and the paused backend."""
+    """Land items_<n>.csv and hold its COPY at its 100th row: the name of the worker whose pool
+    process runs it, that process, the pause and the paused backend. The COPY goes into staging,
+    or straight into the table while the table is empty (a first load)."""
     pause = Pause(warehouse.superuser_url)
     pause.install("elt_staging.items", f"NEW._elt_row = 100 AND NEW.version = {n}", seconds=120)
+    pause.install("shop.items", f"NEW.id = {n * 10 + 99} AND NEW.version = {n}", seconds=120)
     bucket.put(f"items/items_{n}.csv", items_file(n, rows=500))
     backend, _ = pause.wait_paused(cluster.processes["daemon"], timeout=240)
     victim = process_of_backend(warehouse, backend)
@@ -287,6 +289,7 @@ def test_kill_9_of_a_run_process_or_of_a_whole_worker_during_copy_loads_the_file
     assert "dagster/parent_run_id" in retry.tags  # Dagster's run retry
 
     pause.execute("DROP TRIGGER fault_pause ON elt_staging.items")
+    pause.execute("DROP TRIGGER fault_pause ON shop.items")
     pause.execute("TRUNCATE public.fault_release")
     pause.execute("ALTER SEQUENCE public.fault_fired RESTART")
     lost, _, pause, backend = kill_9_during_copy(cluster, warehouse, bucket, 2)

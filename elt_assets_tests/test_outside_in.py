@@ -511,15 +511,15 @@ def test_an_unexpected_error_fails_the_file_and_is_not_retried(
     contracts_of(contracts_dir.parent, ITEMS)
     land(landing, "items/a.csv", [(1, "one", 1), (2, "two", 1)])
     calls: list[int] = []
-    real = staging._move_duplicates
+    real = staging._record
 
-    def broken_once(connection: Any, staged: Any) -> int:
+    def broken_once(connection: Any, written: Any, counted: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise KeyError("a defect")  # no platform error class: an unexpected one
-        return real(connection, staged)
+        real(connection, written, counted)
 
-    monkeypatch.setattr(staging, "_move_duplicates", broken_once)
+    monkeypatch.setattr(staging, "_record", broken_once)
     with dg.instance_for_test() as instance:
         result = run_file(contracts_dir, "items", "items/a.csv", instance)
     assert not result.success

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from elt_assets.landing.keys import path_to_key
 from elt_assets_tests import helpers
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import check_results, materialization_metadata, run_file, step_failure
@@ -241,3 +242,120 @@ def test_the_table_checks_run_on_their_own_and_see_the_table_as_it_is_now(
     dropped = after["row_count_not_dropped"]
     assert not dropped.passed and dropped.severity == dg.AssetCheckSeverity.WARN
     assert dropped.description.startswith("2 rows, 1 fewer than after the previous load")
+
+
+def staging_rows(warehouse: Warehouse, file: str) -> int:
+    return int(
+        warehouse.value("SELECT count(*) FROM elt_staging.orders WHERE _elt_file = %s", [file])
+    )
+
+
+def straight(warehouse: Warehouse, file: str) -> bool:
+    report = warehouse.value(
+        "SELECT stage_report FROM elt.ingestion_manifest WHERE file = %s", [file]
+    )
+    return bool(report["straight_to_target"])
+
+
+def test_a_first_load_goes_straight_into_the_empty_table_and_the_next_through_staging(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """The file run's staged step COPYs a first load straight into the empty table (no staging
+    slice, one transaction with the manifest's success); the target step reports that load.
+    A later file is staged and upserted as always."""
+    write_contract(contracts_dir, ORDERS)
+    land(
+        landing,
+        "orders/a.csv",
+        HEADER + "1,new,10.50,2026-01-01\n2,paid,3,2026-01-01\n3,x,1,2026-01-01\n",
+    )
+    land(landing, "orders/b.csv", HEADER + "2,shipped,3,2026-01-02\n4,new,4,2026-01-02\n")
+    with dg.instance_for_test() as instance:
+        first = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+        assert first.success, step_failure(first)
+        assert staging_rows(warehouse, "orders/a.csv") == 0 and straight(warehouse, "orders/a.csv")
+        staged = materialization_metadata(first, "staged/orders_staging")
+        target = materialization_metadata(first, "sales/orders")
+        assert staged["straight_to_target"] is True and staged["rows_staged"] == 2
+        assert target["straight_to_target"] is True
+        assert (target["rows_inserted"], target["dagster/row_count"]) == (2, 2)
+        checks = check_results(first)
+        assert checks["contract_conformance"].passed and checks["rows_reconciled"].passed
+        assert checks["primary_key_valid"].passed and checks["row_count_not_dropped"].passed
+        second = run_file(contracts_dir, "orders", "orders/b.csv", instance)
+        assert second.success, step_failure(second)
+    assert staging_rows(warehouse, "orders/b.csv") == 2 and not straight(warehouse, "orders/b.csv")
+    assert materialization_metadata(second, "sales/orders")["straight_to_target"] is False
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [
+        (1, "new"),
+        (2, "shipped"),
+        (4, "new"),
+    ]
+    manifest = warehouse.query(
+        "SELECT file, status, rows_read, rows_staged, rows_quarantined, rows_inserted,"
+        " rows_updated FROM elt.ingestion_manifest ORDER BY file"
+    )
+    assert manifest == [
+        ("orders/a.csv", "success", 3, 2, 1, 2, 0),
+        ("orders/b.csv", "success", 2, 2, 0, 1, 1),
+    ]
+    assert warehouse.value("SELECT count(*) FROM elt.quarantine WHERE resolved_at IS NULL") == 1
+    assert warehouse.value("SELECT row_count FROM elt.target_rows") == 3
+
+
+def test_a_first_load_that_cannot_go_straight_is_staged_and_loads_the_same(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A key repeating in the file (the table's key refuses the COPY) takes the staging path,
+    where the last version of the key wins, as for any file."""
+    write_contract(contracts_dir, ORDERS)
+    rows = "1,new,1,2026-01-01\n2,new,2,2026-01-01\n1,paid,1,2026-01-03\n"
+    land(landing, "orders/a.csv", HEADER + rows)
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+    assert result.success, step_failure(result)
+    assert not straight(warehouse, "orders/a.csv") and staging_rows(warehouse, "orders/a.csv") == 3
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "paid"), (2, "new")]
+    target = materialization_metadata(result, "sales/orders")
+    assert (target["rows_inserted"], target["rows_deduplicated"]) == (2, 1)
+    assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0
+
+
+def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slice(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A run that materialises the staged asset without the target (the UI's selection) keeps
+    the slice in staging; the target's own run loads it into the empty table."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
+    key = path_to_key("orders/a.csv")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("orders_files", [key])
+        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
+        staged = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+            run_config=helpers.QUIET,
+            asset_selection=[
+                dg.AssetKey(["raw", "orders_files"]),
+                dg.AssetKey(["staged", "orders_staging"]),
+            ],
+        )
+        assert staged.success, step_failure(staged)
+        assert warehouse.value("SELECT count(*) FROM sales.orders") == 0
+        assert staging_rows(warehouse, "orders/a.csv") == 2 and not straight(
+            warehouse, "orders/a.csv"
+        )
+        assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "running"
+        target = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+            run_config=helpers.QUIET,
+            asset_selection=[dg.AssetKey(["sales", "orders"])],
+        )
+        assert target.success, step_failure(target)
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
+    assert materialization_metadata(target, "sales/orders")["straight_to_target"] is False
+    assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"

@@ -43,6 +43,14 @@ def slices(warehouse: Warehouse) -> dict[str, int]:
     return {file: int(count) for file, count in rows}
 
 
+def first_load(landing: Path, contracts_dir: Path, instance: dg.DagsterInstance) -> None:
+    """A first file, loaded straight into the empty table (it keeps no staging slice): the
+    files after it are staged, and keep their slices."""
+    assert run_file(
+        contracts_dir, "items", land(landing, "first.csv", range(900, 910)), instance
+    ).success
+
+
 def age(warehouse: Warehouse, file: str, hours: int) -> None:
     """The file's attempts ended `hours` ago (as if loaded back then)."""
     warehouse.query(
@@ -65,6 +73,7 @@ def test_prune_deletes_old_slices_only_and_a_pruned_file_loads_again(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, instance: dg.DagsterInstance
 ) -> None:
     write_contract(contracts_dir, ITEMS)
+    first_load(landing, contracts_dir, instance)
     old, recent, again = (
         land(landing, n, range(k * 100, k * 100 + 50))
         for k, n in enumerate(["old.csv", "recent.csv", "again.csv"])
@@ -91,7 +100,7 @@ def test_prune_deletes_old_slices_only_and_a_pruned_file_loads_again(
     pruned = {"items.files": 1, "items.rows": 50, "items.partitions_removed": 0}
     assert prune(contracts_dir, instance) == pruned
     assert slices(warehouse) == {recent: 50, again: 60}
-    assert warehouse.value("SELECT count(*) FROM shop.items") == 150  # targets untouched
+    assert warehouse.value("SELECT count(*) FROM shop.items") == 160  # targets untouched
 
     # The target alone cannot load a pruned slice, and says what to do; the whole partition can.
     target_only = job.execute_in_process(
@@ -153,6 +162,7 @@ def test_the_schedule_runs_daily_unless_slices_are_kept_forever(
     assert list(definitions(contracts_dir).schedules or [])  # partitions still expire
     monkeypatch.setenv("ELT_PARTITION_RETENTION_DAYS", "0")
     assert not list(definitions(contracts_dir).schedules or [])
+    first_load(landing, contracts_dir, instance)
     file = land(landing, "a.csv", range(10))
     assert run_file(contracts_dir, "items", file, instance).success
     age(warehouse, file, 10_000)

@@ -25,7 +25,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.landing.keys import key_to_path
 from elt_assets.log import log_context
 from elt_assets.orchestration import checks, steps
-from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
+from elt_assets.orchestration.names import DEFAULT_NAMING, Naming, ingest_job_name
 from elt_assets.orchestration.resources import landing_of, warehouse_of
 from elt_assets.orchestration.table_schema import column_schema
 from elt_assets.postgres.failures import file_failures
@@ -145,7 +145,9 @@ def _staged_asset(
         description=(
             f"The file parsed in bounded batches, cast to the contract's types and validated "
             f"with pandera; good rows are COPYed into the file's slice of "
-            f"{STAGING_SCHEMA}.{contract.name}, rejected rows go to elt.quarantine with reasons."
+            f"{STAGING_SCHEMA}.{contract.name}, rejected rows go to elt.quarantine with reasons. "
+            "When the run loads the target next and the table is empty (a first load), the good "
+            "rows go straight into the table instead, in the same transaction."
         ),
         metadata={
             "dagster/table_name": f"{STAGING_SCHEMA}.{contract.name}",
@@ -164,6 +166,8 @@ def _staged_asset(
             staged_file = steps.prepare_staged(
                 contract, landing, warehouse, context.partition_key, run_id
             )
+            if _target_follows(context, contract, keys):
+                staged_file.load_gate = steps.load_gate(contract, file)
         yield dg.Output(staged_file)  # the IO manager streams it into PostgreSQL here
         with log_context(dataset=contract.name, file=file, run_id=run_id):
             # What the IO manager wrote, as it recorded it: the data flows one way.
@@ -175,6 +179,18 @@ def _staged_asset(
             raise failure
 
     return staged
+
+
+def _target_follows(
+    context: dg.AssetExecutionContext, contract: Contract, keys: DatasetKeys
+) -> bool:
+    """Whether this run loads the file's target right after its staged step, and nothing else
+    of the run reads the staging slice: the dataset's ingest job, or a selection of its raw,
+    staged and target assets that includes the target. A first load may then skip staging."""
+    selection = context.run.asset_selection
+    if not selection:  # the whole job (an in-process run records an empty selection)
+        return context.job_name == ingest_job_name(contract.name)
+    return keys.target in selection and selection <= {keys.raw, keys.staged, keys.target}
 
 
 def _how_loaded(contract: Contract) -> str:

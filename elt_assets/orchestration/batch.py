@@ -386,6 +386,7 @@ class _Batch:
         return {f.file: report for f, report in zip(files, reports, strict=True)}
 
     def _stage_and_load(self, staged_file: StagedFile, key: str, file: str) -> bool:
+        staged_file.load_gate = steps.load_gate(self.contract, file)  # loaded right after
         report = steps.stage_file(self.warehouse, staged_file)
         return self._check_staged(staged_file, report, {}, key, file) and self._load_one(
             staged_file, report, key, file

@@ -34,6 +34,7 @@ RECONCILED = "rows_reconciled"
 PRIMARY_KEY = "primary_key_valid"
 ROW_COUNT = "row_count_not_dropped"
 SCHEMA_DRIFT = "schema_drift"
+STAGED_BLOCKING = frozenset({CONFORMANCE, RECONCILED})  # a file failing one never loads
 
 
 def staged_check_specs(
@@ -52,7 +53,7 @@ def _staged_check_specs(
         dg.AssetCheckSpec(
             CONFORMANCE,
             asset=key,
-            blocking=True,
+            blocking=CONFORMANCE in STAGED_BLOCKING,
             partitions_def=partitions,
             description=(
                 "The file meets its contract: rows that fail a type or a check are quarantined "
@@ -65,17 +66,18 @@ def _staged_check_specs(
         dg.AssetCheckSpec(
             RECONCILED,
             asset=key,
-            blocking=True,
+            blocking=RECONCILED in STAGED_BLOCKING,
             partitions_def=partitions,
             description=(
-                "Nothing is lost: rows read from the file = rows in the staging slice + rows in "
-                "the quarantine, each counted on its own."
+                "Nothing is lost: rows read from the file = rows in the staging slice (or, for "
+                "a first load straight into the empty table, rows COPYed into it) + rows in the "
+                "quarantine, each counted on its own."
             ),
         ),
         dg.AssetCheckSpec(
             SCHEMA_DRIFT,
             asset=key,
-            blocking=False,
+            blocking=SCHEMA_DRIFT in STAGED_BLOCKING,
             partitions_def=partitions,
             description=(
                 "Warns when the file's header differs from the contract but was tolerated "

@@ -289,6 +289,20 @@ def staged_check_results(
     return results
 
 
+def load_gate(contract: Contract, file: str) -> Callable[[StageReport], bool]:
+    """For a file this run loads right after staging it: whether its staged report lets it
+    load (no policy violated, every blocking check passes), asked before a first load goes
+    straight into the empty table (postgres/staging.py `write_staged`)."""
+
+    def may_load(report: StageReport) -> bool:
+        if report.violations:
+            return False
+        results = staged_check_results(contract, file, report)
+        return all(r.passed for r in results if r.check_name in checks.STAGED_BLOCKING)
+
+    return may_load
+
+
 def violation_failure(file: str, report: StageReport) -> dg.Failure | None:
     """The failure of a file that broke its contract's policy, None when it did not."""
     if report.violations:
@@ -412,6 +426,8 @@ def _target_metadata(
         "rows_replaced": result.rows_replaced,
         **({"rows_closed": result.rows_closed} if contract.target.mode == "history" else {}),
         "seconds_load": round(result.seconds, 3),
+        # The staged step COPYed the file's rows straight into the empty table (its seconds).
+        "straight_to_target": result.straight_to_target,
         "rows_per_second": round(result.rows_staged / result.seconds, 1)
         if result.seconds > 0
         else 0.0,

@@ -43,6 +43,13 @@ class BinaryPlan:
     kinds: dict[str, PgType]
     typed: set[str]
 
+    def laid_out(self, columns: list[str]) -> BinaryPlan:
+        """The plan for a COPY of these of its columns, in this order (a target table has no
+        row number, and a file column only in append mode)."""
+        unknown = set(columns) - set(self.kinds)
+        assert not unknown, f"no binary plan for {sorted(unknown)}"
+        return BinaryPlan(list(columns), self.kinds, self.typed)
+
 
 def binary_plan(contract: Contract, sources: dict[str, pl.DataType]) -> BinaryPlan | None:
     """The plan for a file whose every column can go in binary exactly, else None (text)."""

@@ -44,6 +44,8 @@ class LoadResult:
     row_count: int
     # History mode: current versions of keys the file lacks, closed (history.close_missing).
     rows_closed: int = 0
+    # Loaded by its staged step, straight into the empty table (postgres/staging.py).
+    straight_to_target: bool = False
 
 
 class _Statements:
@@ -125,6 +127,14 @@ class Recorded:
     rows_staged: int | None
     duplicate_key_rows: int | None
     keys_in_order: bool  # the staged step saw every key greater than the one before it
+    rows_inserted: int | None
+    run_id: str | None
+    # The staged step loaded the file itself, straight into the empty table (`finish_first_load`).
+    straight_to_target: bool
+
+    def loaded_by_staging_in(self, run_id: str) -> bool:
+        """Whether this run's staged step loaded the file straight into the table."""
+        return self.straight_to_target and self.status == "success" and self.run_id == run_id
 
 
 def recorded_contents(
@@ -134,6 +144,24 @@ def recorded_contents(
     params = {"dataset": dataset, "files": list(contents), "hashes": list(contents.values())}
     rows = connection.execute(render("manifest_contents"), params).fetchall()
     return {file: Recorded(*rest) for file, *rest in rows}
+
+
+def finish_first_load(
+    connection: psycopg.Connection, contract: Contract, key: ManifestKey, run_id: str, rows: int
+) -> None:
+    """Record a file's rows, COPYed straight into its empty target (postgres/staging.py), as
+    loaded: the manifest's `success` and the table's row count, in the COPY's transaction (the
+    table's locks held)."""
+    finished = {
+        **key.__dict__,
+        "run_id": run_id,
+        "rows_inserted": rows,
+        "rows_updated": 0,
+        "rows_unchanged": 0,
+    }
+    connection.execute(render("manifest_finish"), finished)
+    target = target_table(contract).as_string(connection)
+    connection.execute(render("target_rows_set"), {"target": target, "row_count": rows})
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -172,6 +200,11 @@ def load_files(
         statements = _Statements(connection, contract)
         for key in keys:
             known = recorded.get(key.file)
+            if known is not None and known.loaded_by_staging_in(run_id):
+                results.append(_loaded_by_staging(known))  # counted in the table's rows then
+                changes.append(0)
+                maybe_empty = maybe_empty and not known.rows_inserted
+                continue
             if known is None or known.rows_staged != staged[key.file]:
                 raise TerminalDatabaseError(
                     f"the staging slice of {key.file} has {staged[key.file]} rows but the "
@@ -200,9 +233,9 @@ def load_files(
             cursor.executemany(render("manifest_finish"), finished)
         # A table that was empty before the first file holds exactly what the files added.
         counted = sum(changes) if empty_before else None
-        after = _row_count(
-            connection, contract, counted, None if rows_before is None else sum(changes)
-        )
+        # Files loaded by their staged step left the table's count recorded: carried on from it.
+        carried = rows_before is not None or all(r.straight_to_target for r in results)
+        after = _row_count(connection, contract, counted, sum(changes) if carried else None)
     counts = []
     for change in reversed(changes):  # the count after each file, from the count after the last
         counts.append(after)
@@ -211,6 +244,13 @@ def load_files(
         dataclasses.replace(result, row_count=count)
         for result, count in zip(results, reversed(counts), strict=True)
     ]
+
+
+def _loaded_by_staging(known: Recorded) -> LoadResult:
+    """The load of a file its staged step put straight into the empty table, as recorded."""
+    rows = int(known.rows_staged or 0)
+    inserted = int(known.rows_inserted or 0)
+    return LoadResult(rows, inserted, 0, rows - inserted, 0, 0, 0.0, 0, straight_to_target=True)
 
 
 def _load_slice(
@@ -309,9 +349,9 @@ def _upsert(
         # autovacuum (up to deadlock_timeout, 1 s by default, before autovacuum gives way), which
         # often works on a table after a big load. A non-empty table takes the upsert, which is
         # right whatever happens to the table meanwhile.
-        if maybe_empty and _is_empty(connection, contract):
+        if maybe_empty and is_empty(connection, contract):
             connection.execute(render("table_lock_writes", table=target_table(contract)))
-            if maybe_empty and _is_empty(connection, contract):
+            if maybe_empty and is_empty(connection, contract):
                 insert = render_insert_new(contract, in_order=in_order)
                 inserted = connection.execute(insert, params).rowcount
                 return staged_rows, inserted, 0, True
@@ -342,6 +382,7 @@ def _merge_history(
     return source_rows, inserted, corrected, closed, merged
 
 
-def _is_empty(connection: psycopg.Connection, contract: Contract) -> bool:
+def is_empty(connection: psycopg.Connection, contract: Contract) -> bool:
+    """Whether the target has no row (ask it under the table's lock for an answer that holds)."""
     row = connection.execute(render("table_is_empty", table=target_table(contract))).fetchone()
     return bool(row and row[0])

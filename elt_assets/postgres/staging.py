@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import polars as pl
@@ -27,13 +27,14 @@ from elt_assets.log import get_logger
 from elt_assets.postgres.binary import SIGNATURE, TRAILER, BinaryPlan, binary_plan, encode_binary
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.inspect import slice_counts
-from elt_assets.postgres.load import ManifestKey
+from elt_assets.postgres.load import ManifestKey, finish_first_load, is_empty
 from elt_assets.postgres.templates import (
     render,
     render_copy,
     render_duplicate_keys,
     render_move_duplicates,
     staging_table,
+    target_table,
 )
 from elt_assets.validation.batches import ValidatedBatch
 from elt_assets.validation.policy import FileCounts, HeaderReport, StageReport, policy_violations
@@ -184,7 +185,10 @@ def _encoded(
         """Decided once the file's types are known, before its first batch is validated."""
         nonlocal plan
         plan = binary_plan(staged.contract, sources)
-        return frozenset(plan.typed - {ROW_COLUMN}) if plan else frozenset()
+        if plan is None:
+            return frozenset()
+        plan = plan.laid_out(columns)  # a staging table's, or a target's (a direct first load)
+        return frozenset(plan.typed - {ROW_COLUMN})
 
     def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
         wanted = binary and not staged.read_already
@@ -193,7 +197,6 @@ def _encoded(
             if plan is None:
                 yield batch, good, encode_csv(good, columns), False
                 continue
-            assert plan.columns == columns
             # Only a batch the reader rejected whole has no typed rows, and no good ones.
             typed = [batch.typed[n] for n in plan.typed] if batch.typed is not None else []
             yield batch, good, encode_binary(good.with_columns(typed), plan), True
@@ -236,15 +239,15 @@ class _Progress:
 
 def _stream(
     connection: psycopg.Connection, staged: StagedFile, table: sql.Identifier, columns: list[str]
-) -> str:
+) -> tuple[str, int]:
     """The whole file in one COPY stream, so PostgreSQL never waits for the next batch's end.
-    Returns the COPY's format (csv, or binary).
+    Returns the COPY's format (csv, or binary) and the rows PostgreSQL says it copied.
 
     Only a batch with rejected rows ends the COPY, to write them to the quarantine (another
     table on the same connection); the next batch starts a new one.
     """
     progress = _Progress(staged)
-    binary = False
+    binary, copied = False, 0
     with connection.cursor() as cursor, contextlib.ExitStack() as open_copy:
         copy = None
         for batch, _good, payload, binary in _encoded(staged, columns):
@@ -254,9 +257,12 @@ def _stream(
             copy.write(payload)
             if batch.quarantined.height:
                 open_copy.close()
-                copy = None
+                copy, copied = None, copied + cursor.rowcount
                 _copy_quarantine(connection, staged, batch.quarantined)
-    return "binary" if binary else "csv"
+        if copy is not None:
+            open_copy.close()
+            copied += cursor.rowcount
+    return "binary" if binary else "csv", copied
 
 
 def _stream_isolating(
@@ -368,7 +374,15 @@ def _record(
 
 
 def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageReport:
-    """Replace the file's staging slice and quarantine rows, in one transaction."""
+    """Replace the file's staging slice and quarantine rows, in one transaction.
+
+    A file this run loads next into a target that is empty goes straight into the target
+    instead (`_write_first_load`), when it can."""
+    if staged.load_gate is not None and _may_load_directly(staged.contract):
+        report = _write_first_load(connection, staged, staged.load_gate)
+        if report is not None:
+            return report
+        staged.restart()
     columns = [ROW_COLUMN, *[c.name for c in staged.contract.table_columns], FILE_COLUMN]
     report = StageReport(FileCounts(), [])
     started = time.perf_counter()
@@ -376,7 +390,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         table = _begin(connection, staged.contract, [staged.file], staged.run_id)
         try:
             with connection.transaction():
-                report.copy_format = _stream(connection, staged, table, columns)
+                report.copy_format, _ = _stream(connection, staged, table, columns)
         except psycopg.errors.DataError:
             # PostgreSQL refused a value our validation let through (rare): read the file again,
             # a COPY per batch, isolating the refused rows with PostgreSQL's own reasons.
@@ -387,6 +401,77 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         _file_checks(connection, staged, report)
         counted = slice_counts(connection, staged.contract, [staged.file])
         _record(connection, [(staged, report)], counted)
+    report.seconds["stage_total"] = time.perf_counter() - started
+    return report
+
+
+class _NotDirectly(Exception):
+    """The file cannot load straight into the target: it takes the staging path instead."""
+
+
+def _may_load_directly(contract: Contract) -> bool:
+    """Whether a first load may skip staging: every whole-file check of an upsert or append
+    needs no staged rows (a history table merges versions; a unique check moves rows out of
+    the slice)."""
+    if contract.target.mode == "history":
+        return False
+    return not contract.checks.unique and not any(c.checks.unique for c in contract.columns)
+
+
+def _write_first_load(
+    connection: psycopg.Connection, staged: StagedFile, may_load: Callable[[StageReport], bool]
+) -> StageReport | None:
+    """The file's good rows COPYed straight into its empty target, with the quarantine rows, the
+    staged report and the manifest's `success`, in one transaction; None, with nothing written,
+    when it cannot: the table is not empty, or the file would not load as it is (a key repeats,
+    PostgreSQL refuses a value, the policy or a blocking check fails), which the staging path
+    then handles and reports.
+
+    A first load into an empty table is a plain INSERT of the staged slice (postgres/load.py);
+    writing the rows once instead of twice saves that whole step (a 1M-row file: 1.7-1.9 s).
+    The table's locks are taken first, without waiting: a table another load is writing to is
+    not empty for long, so the file is staged meanwhile instead. Held from then on, they keep
+    the table empty for this file.
+    """
+    contract = staged.contract
+    target = target_table(contract)
+    name = target.as_string(connection)
+    columns = [c.name for c in contract.table_columns]
+    if contract.target.mode == "append":
+        columns.append(FILE_COLUMN)
+    report = StageReport(FileCounts(), [], straight_to_target=True)
+    started = time.perf_counter()
+    try:
+        with connection.transaction():
+            taken = connection.execute(render("lock_table_try"), {"table": name}).fetchone()
+            if not (taken and taken[0]) or not is_empty(connection, contract):
+                return None
+            connection.execute(render("table_lock_writes_now", table=target))
+            if not is_empty(connection, contract):
+                return None
+            _begin(connection, contract, [staged.file], staged.run_id)
+            report.copy_format, copied = _stream(connection, staged, target, columns)
+            report.seconds["copy"] = time.perf_counter() - started
+            report.counts.keys_in_order = bool(
+                staged.keys_increasing and len(contract.target.primary_key) == 1
+            )
+            # The target's primary key let no key repeat; the open quarantine rows are counted.
+            quarantined = slice_counts(connection, contract, [staged.file])[staged.file][1]
+            _record(connection, [(staged, report)], {staged.file: (copied, quarantined)})
+            if report.violations or not may_load(report):
+                raise _NotDirectly("the file does not pass its blocking checks")
+            key = ManifestKey(staged.dataset, staged.file, staged.sha256)
+            finish_first_load(connection, contract, key, staged.run_id, copied)
+    except (
+        _NotDirectly,
+        psycopg.errors.IntegrityError,
+        psycopg.errors.DataError,
+        psycopg.errors.LockNotAvailable,
+    ) as error:
+        # PostgreSQL's message may quote a row's values: only its kind goes to the log.
+        why = str(error) if isinstance(error, _NotDirectly) else type(error).__name__
+        log.info("%s: staged first, not straight into the empty table (%s)", staged.file, why)
+        return None
     report.seconds["stage_total"] = time.perf_counter() - started
     return report
 

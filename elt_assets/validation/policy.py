@@ -54,6 +54,9 @@ class StageReport:
     header: HeaderReport | None = None
     schema_change: str | None = None  # the columns this file added (policy.new_columns: add)
     copy_format: str = "csv"  # how its rows went to staging: csv, or binary (typed Parquet)
+    # A first load into an empty table: the rows went straight into the target, in the staging
+    # transaction, which also recorded the file as loaded (no staging slice).
+    straight_to_target: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """What dataclasses.asdict gives, built directly: asdict deep-copies every value, which
@@ -79,6 +82,7 @@ class StageReport:
             },
             "schema_change": self.schema_change,
             "copy_format": self.copy_format,
+            "straight_to_target": self.straight_to_target,
         }
 
     @classmethod
@@ -95,6 +99,7 @@ class StageReport:
             header=HeaderReport(**header) if header is not None else None,
             schema_change=document.get("schema_change"),
             copy_format=document.get("copy_format", "csv"),
+            straight_to_target=bool(document.get("straight_to_target", False)),
         )
 
 

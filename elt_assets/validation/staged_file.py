@@ -23,6 +23,7 @@ from elt_assets.log import get_logger
 from elt_assets.validation.batches import BatchValidator, ValidatedBatch
 from elt_assets.validation.casts import UncastableColumn
 from elt_assets.validation.growth import SchemaGrowth, new_columns
+from elt_assets.validation.policy import StageReport
 
 log = get_logger(__name__)
 SAMPLE_ROWS = 20
@@ -58,6 +59,11 @@ class StagedFile:
     source_types: dict[str, pl.DataType] | None = None
     # Read and validated already, together with other small files (`read_together`).
     _read: _ReadAlready | None = None
+    # Set when this run loads the file into its target right after staging it (the ingest job,
+    # a batch): given the staged step's report, whether the file may load (no policy violated,
+    # the blocking checks pass). A first load into an empty table may then go straight into the
+    # table in the staging transaction (postgres/staging.py `write_staged`).
+    load_gate: Callable[[StageReport], bool] | None = None
 
     @property
     def dataset(self) -> str:
