@@ -28,6 +28,7 @@ from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_T
 from elt_assets.orchestration.resources import build_resources
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
+from elt_assets.validation import staged_file as staged_file_module
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import QUIET, definitions, run_file, step_failure
 
@@ -540,6 +541,43 @@ def test_small_files_are_staged_and_loaded_together_or_one_by_one_when_one_needs
     assert warehouse.value(
         "SELECT row_count FROM elt.target_rows WHERE relid = 'shop.items'::regclass"
     ) == warehouse.value("SELECT count(*) FROM shop.items")
+
+
+@pytest.mark.usefixtures("always_batch")
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_a_batchs_first_file_read_on_its_own_goes_straight_into_the_empty_table(
+    ticker: Ticker,
+    landing: Path,
+    contracts_dir: Path,
+    warehouse: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """Files too big to be read together are staged and loaded one by one: the first, into the
+    empty table, goes straight into it; the next ones are staged and loaded as always. Every
+    file's row count is exact either way."""
+    if mode == "append":
+        write_contract(contracts_dir, CONTRACT.replace("primary_key: [id]", "mode: append"))
+        ticker.reload()
+    monkeypatch.setattr(staged_file_module, "SMALL_FILE_BYTES", 0)  # every file on its own
+    land_files(landing, 3)
+    ticker.tick()
+    (request,) = ticker.tick()
+    result = ticker.execute(request)
+    assert result.success, step_failure(result)
+    staged, target = (
+        latest_metadata(ticker.instance, STAGED),
+        latest_metadata(ticker.instance, TARGET),
+    )
+    files = [f"items/f{n:02d}.csv" for n in range(3)]
+    assert [staged[f]["straight_to_target"] for f in files] == [True, False, False]
+    assert [target[f]["straight_to_target"] for f in files] == [True, False, False]
+    assert [target[f]["dagster/row_count"] for f in files] == [2, 4, 6]
+    slices = warehouse.query("SELECT DISTINCT _elt_file FROM elt_staging.items ORDER BY 1")
+    assert slices == [(files[1],), (files[2],)]
+    assert warehouse.query("SELECT id, label FROM shop.items ORDER BY 1") == expected_rows(range(3))
+    assert recorded_rows(warehouse) == (6, 6)
+    assert [row[2:5] for row in manifest(warehouse)] == [("success", 2, 2)] * 3
 
 
 def output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:

@@ -359,3 +359,31 @@ def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slic
     assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
     assert materialization_metadata(target, "sales/orders")["straight_to_target"] is False
     assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"
+
+
+@pytest.mark.parametrize("kind", ["history", "unique"])
+def test_a_history_table_or_a_unique_check_keeps_even_a_first_load_staged(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, kind: str
+) -> None:
+    """A history merge and a file-wide unique check work on the staged slice: such a first load
+    is staged, then loaded, as any other file."""
+    if kind == "history":
+        text = ORDERS.replace(
+            "version_column: updated_at}", "version_column: updated_at, mode: history}"
+        ).replace(
+            "{name: updated_at, type: timestamptz}",
+            "{name: updated_at, type: timestamptz, nullable: false}",
+        )
+    else:
+        text = ORDERS.replace(
+            "checks: {isin: [new, paid, shipped]}",
+            "checks: {isin: [new, paid, shipped], unique: true}",
+        )
+    assert text != ORDERS
+    write_contract(contracts_dir, text)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
+    with dg.instance_for_test() as instance:
+        result = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+    assert result.success, step_failure(result)
+    assert not straight(warehouse, "orders/a.csv") and staging_rows(warehouse, "orders/a.csv") == 2
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
