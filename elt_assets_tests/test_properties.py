@@ -54,6 +54,7 @@ from elt_assets.postgres.connection import connect
 from elt_assets.postgres.load import FileStart, ManifestKey, load_files, start_files
 from elt_assets.postgres.staging import write_staged
 from elt_assets.postgres.tables import ensure_dataset_tables
+from elt_assets.postgres.templates import render_duplicate_keys
 from elt_assets.validation.policy import StageReport
 from elt_assets.validation.staged_file import StagedFile
 from elt_assets_tests.conftest import S3, TEMPLATE, Server, Warehouse
@@ -811,3 +812,91 @@ def test_the_stray_quote_check_finds_the_same_line_whatever_the_chunks(
         assert error.line == first_stray_quote(data), error
     else:
         assert first_stray_quote(data) is None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(
+    keys=st.lists(
+        st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.integers(0, 30), max_size=120
+    ),
+    bad=st.sets(st.integers(min_value=0, max_value=119), max_size=5),
+    batch_rows=st.integers(min_value=1, max_value=50),
+    parquet=st.booleans(),
+)
+def test_repeated_keys_counted_while_reading_are_postgresqls_count_of_the_slice(
+    harness: Harness, keys: list[int], bad: set[int], batch_rows: int, parquet: bool
+) -> None:
+    """A file's repeated integer keys, counted by the reader as its batches go by (so the
+    staged step need not ask PostgreSQL), are what PostgreSQL counts in the staged slice: how
+    many keys, their rows, and the most repeated ones (a quarantined row's key not counted)."""
+    contract = Contract.model_validate(
+        {
+            "name": "repeats",
+            "source": {"glob": "repeats/*"},
+            "target": {"schema": "props", "table": "repeats", "primary_key": ["id"]},
+            "columns": [
+                {"name": "id", "type": "bigint", "nullable": False},
+                {"name": "v", "type": "integer"},
+            ],
+            "policy": {"max_bad_row_ratio": 1.0},
+        }
+    )
+    if "repeats" not in harness.contracts:
+        (harness.landing / "repeats").mkdir()
+        ensure_dataset_tables(
+            harness.loader,
+            contract,
+            lambda: connect(harness.warehouse.owner_url, setting="test owner"),
+        )
+        harness.contracts["repeats"] = contract
+    values = [None if n in bad else n for n in range(len(keys))]  # NULL v: fine; "x": bad
+    name = f"f{next(_files)}.{'parquet' if parquet else 'csv'}"
+    if parquet:
+        sink = io.BytesIO()
+        table = pa.table({"id": pa.array(keys, pa.int64()), "v": pa.array(values, pa.int64())})
+        pq.write_table(table, sink)
+        data = sink.getvalue()
+        bad_rows: set[int] = set()  # every v is an integer here: no row is bad
+    else:
+        lines = [f"{k},{'x' if n in bad else n}\n" for n, k in enumerate(keys)]
+        data = ("id,v\n" + "".join(lines)).encode()
+        bad_rows = {n for n in bad if n < len(keys)}
+    file = f"repeats/{name}"
+    if (bucket := harness.bucket) is not None:
+        bucket.client.put_object(Bucket=bucket.bucket, Key=bucket.prefix + file, Body=data)
+    else:
+        (harness.landing / file).write_bytes(data)
+    key = ManifestKey("repeats", file, hashlib.sha256(data).hexdigest())
+    run_id = uuid.uuid4().hex
+    start_files(harness.loader, [FileStart(key, path_to_key(file), len(data), "csv")], run_id)
+    staged = StagedFile(
+        contract,
+        harness.zone.source(file),
+        file,
+        path_to_key(file),
+        key.sha256,
+        len(data),
+        run_id,
+        batch_rows=batch_rows,
+    )
+    report = write_staged(harness.loader, staged)
+    counts = report.counts
+    assert counts.rows_staged == len(keys) - len(bad_rows)
+    row = harness.inspector.execute(render_duplicate_keys(contract), {"file": file}).fetchone()
+    assert row is not None
+    expected_keys, expected_rows, examples = int(row[0]), int(row[1]), list(row[2] or [])
+    if counts.keys_in_order:  # in order: no repeat, nothing asked
+        assert expected_keys == 0
+        return
+    assert (counts.duplicate_keys, counts.duplicate_key_rows) == (expected_keys, expected_rows)
+    # The reader's own count, which the report took (PostgreSQL was not asked).
+    reader = (counts.duplicate_keys, counts.duplicate_key_rows, counts.duplicate_key_examples)
+    assert staged.repeated_keys() == reader
+    good = [k for n, k in enumerate(keys) if n not in bad_rows]
+    occurrences = {k: good.count(k) for k in set(good)}
+    # PostgreSQL orders equally repeated examples as it happens to; the counts must agree.
+    assert sorted(occurrences[int(k)] for k in counts.duplicate_key_examples) == sorted(
+        occurrences[int(k)] for k in examples
+    )
+    top = sorted((-n, k) for k, n in occurrences.items() if n > 1)[:5]
+    assert counts.duplicate_key_examples == [str(k) for _, k in top]

@@ -158,12 +158,21 @@ def _move_duplicates(connection: psycopg.Connection, staged: StagedFile) -> int:
     return moved
 
 
-def _duplicate_keys(connection: psycopg.Connection, staged: StagedFile, counts: FileCounts) -> None:
+def _duplicate_keys(
+    connection: psycopg.Connection, staged: StagedFile, counts: FileCounts, *, counted: bool
+) -> None:
+    """How many keys repeat within the file: none if they came in order; as the reader counted
+    them when it could (`counted`: the slice holds every good row it saw, and the key is one
+    integer column), else counted by PostgreSQL in the slice."""
     if not staged.contract.target.primary_key:
         return
     if staged.keys_increasing and len(staged.contract.target.primary_key) == 1:
         counts.keys_in_order = True  # every staged key was greater than the one before it
         return  # so none repeats
+    repeated = staged.repeated_keys() if counted else None
+    if repeated is not None:
+        counts.duplicate_keys, counts.duplicate_key_rows, counts.duplicate_key_examples = repeated
+        return
     row = connection.execute(
         render_duplicate_keys(staged.contract), {"file": staged.file}
     ).fetchone()
@@ -329,7 +338,9 @@ def _file_checks(connection: psycopg.Connection, staged: StagedFile, report: Sta
     """The whole-file checks, on the rows the file just staged."""
     checked = time.perf_counter()
     report.duplicates_moved = _move_duplicates(connection, staged)
-    _duplicate_keys(connection, staged, report.counts)
+    # The reader's count of repeated keys holds while the slice has every good row it saw.
+    whole = not report.duplicates_moved and not report.refused_by_postgres
+    _duplicate_keys(connection, staged, report.counts, counted=whole)
     report.seconds["file_checks"] = time.perf_counter() - checked
 
 

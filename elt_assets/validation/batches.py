@@ -78,6 +78,9 @@ class ValidatedBatch:
     # A single-column primary key whose good rows' values strictly increase: their first and last
     # value. Files exported in key order then need no duplicate-key query (staged_file.py).
     increasing_keys: tuple[object, object] | None = None
+    # The good rows' typed key when the key is one integer column: the file's repeated keys are
+    # then counted as it streams by (staged_file.StagedFile.repeated_keys), not in PostgreSQL.
+    integer_keys: pl.Series | None = None
     rows_rescued: int = 0  # good rows with something in the rescue column
     # The good rows' typed values (_elt_row + contract columns, in good's order): what a binary
     # COPY sends for a Parquet file's typed columns. None where no binary COPY asked for them
@@ -145,7 +148,7 @@ class BatchValidator:
         for batch in batches:
             first, last = batch[ROW_COLUMN][0], batch[ROW_COLUMN][-1]
             end = rows.search_sorted(last, side="right")
-            good, keys = whole.good[start:end], self._increasing_keys(cast[start:end])
+            good, own_cast = whole.good[start:end], cast[start:end]
             typed = whole.typed[start:end] if whole.typed is not None else None
             start = end
             quarantined, own_failures = whole.quarantined, failures
@@ -158,7 +161,8 @@ class BatchValidator:
                     quarantined=quarantined,
                     rows_read=batch.height,
                     failure_counts=_failure_counts(own_failures),
-                    increasing_keys=keys,
+                    increasing_keys=self._increasing_keys(own_cast),
+                    integer_keys=self._integer_keys(own_cast),
                     rows_rescued=int(good[self.rescue].is_not_null().sum()) if self.rescue else 0,
                     typed=typed,
                 )
@@ -190,6 +194,7 @@ class BatchValidator:
                 rows_read=batch.height,
                 failure_counts=_failure_counts(own_failures[place]),
                 increasing_keys=self._increasing_keys(typed[place]),
+                integer_keys=self._integer_keys(typed[place]),
                 rows_rescued=int(good[place][self.rescue].is_not_null().sum())
                 if self.rescue
                 else 0,
@@ -224,6 +229,7 @@ class BatchValidator:
             rows_read=batch.height,
             failure_counts=_failure_counts(failures),
             increasing_keys=self._increasing_keys(cast),
+            integer_keys=self._integer_keys(cast),
             rows_rescued=rows_rescued,
             typed=cast.select(pl.col(ROW_COLUMN), *names) if self.typed_only else None,
         )
@@ -330,6 +336,14 @@ class BatchValidator:
         ):
             return None
         return values[0], values[-1]
+
+    def _integer_keys(self, good: pl.DataFrame) -> pl.Series | None:
+        """The good rows' typed key, if the key is one integer column. Equal integers are equal
+        in PostgreSQL and distinct ones distinct, so counting repeats here counts PostgreSQL's."""
+        key = self.contract.target.primary_key
+        if len(key) != 1 or not good.schema[key[0]].is_integer():
+            return None
+        return good[key[0]]
 
     def _cast(self, batch: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         """Typed value, text and failure flag per column (reasons come later, for failures only).
