@@ -344,6 +344,13 @@ def _file_checks(connection: psycopg.Connection, staged: StagedFile, report: Sta
     report.seconds["file_checks"] = time.perf_counter() - checked
 
 
+def _open_quarantine(connection: psycopg.Connection, staged: StagedFile) -> int:
+    """The file's open quarantine rows, as PostgreSQL counts them in the staging transaction."""
+    params = {"dataset": staged.dataset, "file": staged.file}
+    row = connection.execute(render("quarantine_open_count"), params).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _record(
     connection: psycopg.Connection,
     written: list[tuple[StagedFile, StageReport]],
@@ -399,9 +406,10 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
     started = time.perf_counter()
     with connection.transaction():
         table = _begin(connection, staged.contract, [staged.file], staged.run_id)
+        copied: int | None = None  # rows PostgreSQL's COPY says it wrote
         try:
             with connection.transaction():
-                report.copy_format, _ = _stream(connection, staged, table, columns)
+                report.copy_format, copied = _stream(connection, staged, table, columns)
         except psycopg.errors.DataError:
             # PostgreSQL refused a value our validation let through (rare): read the file again,
             # a COPY per batch, isolating the refused rows with PostgreSQL's own reasons.
@@ -410,7 +418,11 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
             report.refused_by_postgres = _stream_isolating(connection, staged, table, columns)
         report.seconds["copy"] = time.perf_counter() - started
         _file_checks(connection, staged, report)
-        counted = slice_counts(connection, staged.contract, [staged.file])
+        if copied is None:  # COPYs of isolated batches: their rows counted in the slice
+            counted = slice_counts(connection, staged.contract, [staged.file])
+        else:
+            staged_rows = copied - report.duplicates_moved
+            counted = {staged.file: (staged_rows, _open_quarantine(connection, staged))}
         _record(connection, [(staged, report)], counted)
     report.seconds["stage_total"] = time.perf_counter() - started
     return report
@@ -467,8 +479,8 @@ def _write_first_load(
                 staged.keys_increasing and len(contract.target.primary_key) == 1
             )
             # The target's primary key let no key repeat; the open quarantine rows are counted.
-            quarantined = slice_counts(connection, contract, [staged.file])[staged.file][1]
-            _record(connection, [(staged, report)], {staged.file: (copied, quarantined)})
+            counted = {staged.file: (copied, _open_quarantine(connection, staged))}
+            _record(connection, [(staged, report)], counted)
             if report.violations or not may_load(report):
                 raise _NotDirectly("the file does not pass its blocking checks")
             key = ManifestKey(staged.dataset, staged.file, staged.sha256)
