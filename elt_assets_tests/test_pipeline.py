@@ -284,6 +284,19 @@ def test_a_first_load_goes_straight_into_the_empty_table_and_the_next_through_st
         assert checks["primary_key_valid"].passed and checks["row_count_not_dropped"].passed
         second = run_file(contracts_dir, "orders", "orders/b.csv", instance)
         assert second.success, step_failure(second)
+        # Its target alone, later: no slice to load, and the message says what to do instead.
+        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
+        again = job.execute_in_process(
+            partition_key=path_to_key("orders/a.csv"),
+            instance=instance,
+            raise_on_error=False,
+            run_config=helpers.QUIET,
+            asset_selection=[dg.AssetKey(["sales", "orders"])],
+        )
+        assert not again.success
+        assert "went straight into the table on its first load" in step_failure(again)
+        assert "materialise its whole partition" in step_failure(again)
+        # The file is loaded all the same: its manifest row says so still.
     assert staging_rows(warehouse, "orders/b.csv") == 2 and not straight(warehouse, "orders/b.csv")
     assert materialization_metadata(second, "sales/orders")["straight_to_target"] is False
     assert [(row[0], row[1]) for row in orders_table(warehouse)] == [

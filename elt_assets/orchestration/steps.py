@@ -49,6 +49,7 @@ from elt_assets.postgres.load import (
     FileStart,
     LoadResult,
     ManifestKey,
+    NoStagedSlice,
     load_files,
     manifest_row,
     recorded_contents,
@@ -350,9 +351,12 @@ def load_target(
         with file_failures(warehouse, key, run_id):
             hold_file(warehouse, contract.name, staged.file)
         with file_failures(warehouse, key, run_id):
-            (outcome,) = _load(
-                contract, warehouse, landing, [staged], run_id, previous_rows, measured
-            )
+            try:
+                (outcome,) = _load(
+                    contract, warehouse, landing, [staged], run_id, previous_rows, measured
+                )
+            except NoStagedSlice as gone:  # loaded already: not a failure of the file
+                raise dg.Failure(description=str(gone), allow_retries=False) from None
     return outcome
 
 

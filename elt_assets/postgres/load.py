@@ -31,6 +31,11 @@ from elt_assets.postgres.templates import (
 )
 
 
+class NoStagedSlice(TerminalDatabaseError):
+    """The file went straight into its table on its first load: it has no slice to load again
+    (the file itself is loaded; its manifest row stays as it is)."""
+
+
 @dataclass(frozen=True)
 class LoadResult:
     rows_staged: int
@@ -205,6 +210,12 @@ def load_files(
                 changes.append(0)
                 maybe_empty = maybe_empty and not known.rows_inserted
                 continue
+            if known is not None and known.straight_to_target:
+                raise NoStagedSlice(
+                    f"{key.file} went straight into the table on its first load and kept no "
+                    "staging slice; to load it again, materialise its whole partition (raw, "
+                    "staged and target)"
+                )
             if known is None or known.rows_staged != staged[key.file]:
                 raise TerminalDatabaseError(
                     f"the staging slice of {key.file} has {staged[key.file]} rows but the "
