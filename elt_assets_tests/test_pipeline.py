@@ -374,13 +374,18 @@ def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slic
     assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"
 
 
-@pytest.mark.parametrize("kind", ["history", "unique"])
-def test_a_history_table_or_a_unique_check_keeps_even_a_first_load_staged(
+@pytest.mark.parametrize("kind", ["history", "unique", "append"])
+def test_a_history_table_a_unique_check_or_a_keyed_append_keeps_even_a_first_load_staged(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, kind: str
 ) -> None:
-    """A history merge and a file-wide unique check work on the staged slice: such a first load
-    is staged, then loaded, as any other file."""
-    if kind == "history":
+    """A history merge, a file-wide unique check and an appended file's repeated keys (an
+    append table need not refuse them) are worked out on the staged slice: such a first load is
+    staged, then loaded, as any other file."""
+    if kind == "append":
+        text = ORDERS.replace(
+            "version_column: updated_at}", "version_column: updated_at, mode: append}"
+        )
+    elif kind == "history":
         text = ORDERS.replace(
             "version_column: updated_at}", "version_column: updated_at, mode: history}"
         ).replace(

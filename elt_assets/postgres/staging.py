@@ -433,10 +433,13 @@ class _NotDirectly(Exception):
 
 
 def _may_load_directly(contract: Contract) -> bool:
-    """Whether a first load may skip staging: every whole-file check of an upsert or append
-    needs no staged rows (a history table merges versions; a unique check moves rows out of
-    the slice)."""
+    """Whether a first load may skip staging: no whole-file check needs the staged rows. A
+    history table merges versions and a unique check moves rows out of the slice; repeated keys
+    are counted only where the table refuses them (an upsert's key is always enforced: its
+    ON CONFLICT needs it), so an appended file with a key is staged, where they are counted."""
     if contract.target.mode == "history":
+        return False
+    if contract.target.mode == "append" and contract.target.primary_key:
         return False
     return not contract.checks.unique and not any(c.checks.unique for c in contract.columns)
 
