@@ -430,7 +430,8 @@ def _target_metadata(
         "rows_replaced": result.rows_replaced,
         **({"rows_closed": result.rows_closed} if contract.target.mode == "history" else {}),
         "seconds_load": round(result.seconds, 3),
-        # The staged step COPYed the file's rows straight into the empty table (its seconds).
+        # The staged step COPYed the file's rows straight into the empty table: the time is its
+        # seconds_stage, and this load's seconds_load is 0.
         "straight_to_target": result.straight_to_target,
         "rows_per_second": round(result.rows_staged / result.seconds, 1)
         if result.seconds > 0

@@ -261,7 +261,17 @@ def _loaded_by_staging(known: Recorded) -> LoadResult:
     """The load of a file its staged step put straight into the empty table, as recorded."""
     rows = int(known.rows_staged or 0)
     inserted = int(known.rows_inserted or 0)
-    return LoadResult(rows, inserted, 0, rows - inserted, 0, 0, 0.0, 0, straight_to_target=True)
+    return LoadResult(
+        rows_staged=rows,
+        rows_inserted=inserted,
+        rows_updated=0,
+        rows_unchanged=rows - inserted,
+        rows_deduplicated=0,
+        rows_replaced=0,
+        seconds=0.0,
+        row_count=0,  # set by load_files from the table's recorded count
+        straight_to_target=True,
+    )
 
 
 def _load_slice(
