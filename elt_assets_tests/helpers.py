@@ -117,15 +117,19 @@ class Pause:
             cursor = connection.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
 
-    def install(self, table: str, when: str, *, once: bool = True, seconds: float = 60) -> None:
-        """Before `table` gets a row matching `when`, wait until released (or `seconds`)."""
+    def install(
+        self, table: str, when: str, *, once: bool = True, seconds: float = 60, on: str = "INSERT"
+    ) -> None:
+        """Before `table` gets a row matching `when` (`on` INSERT, or UPDATE, where OLD is the
+        row before), wait until released (or `seconds`)."""
         schema, name = table.split(".")
         self.execute(PAUSE_SETUP)
         self.execute(
             sql.SQL(
-                "CREATE TRIGGER fault_pause BEFORE INSERT ON {} FOR EACH ROW WHEN ({}) "
+                "CREATE TRIGGER fault_pause BEFORE {} ON {} FOR EACH ROW WHEN ({}) "
                 "EXECUTE FUNCTION public.fault_pause({}, {})"
             ).format(
+                sql.SQL({"INSERT": "INSERT", "UPDATE": "UPDATE"}[on]),
                 sql.Identifier(schema, name),
                 sql.SQL(when),  # a fixed condition written in this file
                 sql.Literal("once" if once else "always"),

@@ -39,6 +39,7 @@ from psycopg import sql
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.files import sha256_of
+from elt_assets.landing.keys import path_to_key
 from elt_assets.orchestration.names import (
     DATASET_TAG,
     FILE_TAG,
@@ -667,6 +668,70 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
     assert open_quarantine(warehouse, file) == bad_rows(landing, file) == [10, 2500]
     straight = "SELECT stage_report ->> 'straight_to_target' FROM elt.ingestion_manifest"
     assert warehouse.value(straight) == "true"
+
+
+def items_job() -> dg.JobDefinition:
+    """The ingestion job of `items` from ELT_CONTRACTS_DIR: what a re-execution rebuilds."""
+    return definitions(Path(os.environ["ELT_CONTRACTS_DIR"])).resolve_job_def("ingest_items")
+
+
+def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A first load goes straight into the empty table in the staged step; the run is killed in
+    its target step. Retried from its failure (as Dagster's run-retries daemon does), the
+    target step reports the load the killed run committed: the partition's target is
+    materialised with its recorded counts, no false failure, the table as it was."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    file = land(landing, "a.csv", first_file())
+    pause = Pause(warehouse.superuser_url)
+    # The target step marks the loaded file finished again: held there, after the staged step
+    # committed its load.
+    pause.install(
+        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
+    )
+    process, _ = fork_run(contracts_dir, file, tmp_path, home=str(home))
+    pid, statement = pause.wait_paused(process)
+    assert "UPDATE" in statement and "ingestion_manifest" in statement, statement
+    loaded = expected_table(landing, file)
+    assert target_rows(warehouse) == loaded  # committed by the staged step
+    killed_run = manifest(warehouse, file)["run_id"]
+    process.kill()
+    process.join()
+    assert process.exitcode == -9
+    pause.wait_gone(pid)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        killed = instance.get_run_by_id(killed_run)
+        assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
+        instance.report_run_failed(killed)  # what run monitoring does for a dead run process
+        retry = dg.execute_job(
+            dg.reconstructable(items_job),
+            instance,
+            run_config=QUIET,
+            tags=killed.tags,  # its partition's, as the daemon's retry copies them
+            reexecution_options=dg.ReexecutionOptions.from_failure(killed_run, instance),
+        )
+        assert retry.success, step_failure(retry)  # type: ignore[arg-type]
+        assert retry.dagster_run.parent_run_id == killed_run
+        executed = {e.step_key for e in retry.all_events if e.event_type_value == "STEP_SUCCESS"}
+        assert executed == {"shop__items"}, executed  # the target step alone
+        (materialised,) = retry.get_asset_materialization_events()
+        target = materialised.event_specific_data.materialization  # type: ignore[union-attr]
+        assert target.partition == path_to_key(file)
+        metadata = {k: v.value for k, v in target.metadata.items()}
+        assert metadata["straight_to_target"] is True
+        assert (metadata["rows_inserted"], metadata["rows_updated"]) == (len(loaded), 0)
+        assert metadata["dagster/row_count"] == len(loaded)
+    assert target_rows(warehouse) == loaded
+    final = manifest(warehouse, file)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
+    assert open_quarantine(warehouse, file) == bad_rows(landing, file)
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:

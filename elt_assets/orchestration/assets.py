@@ -277,6 +277,7 @@ def _target_asset(
             steps.staged_slice(warehouse, contract.name, file),
             context.run.run_id,
             lambda: steps.previous_row_count(context.instance, keys.target),
+            retried_runs=steps.retried_runs(context.run, context.instance),
         )
         lineage = {"dagster/column_lineage": column_lineage(contract, keys)}
         yield dg.MaterializeResult(asset_key=keys.target, metadata={**outcome.metadata, **lineage})

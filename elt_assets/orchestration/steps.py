@@ -18,7 +18,7 @@ fails and is reported the same way whichever run takes it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,7 @@ __all__ = [
     "prepare_staged",
     "previous_row_count",
     "recorded_report",
+    "retried_runs",
     "stage_file",
     "staged_check_results",
     "staged_slice",
@@ -332,6 +333,7 @@ def load_target(
     run_id: str,
     previous_rows: Callable[[], int | None],
     measured: TargetOutcome | None = None,
+    retried_runs: Collection[str] = (),
 ) -> TargetOutcome:
     """Load the file's staged slice into the target; its metadata and the target's checks.
 
@@ -339,6 +341,8 @@ def load_target(
     `measured`: the outcome of this run's previous load of the table (a batch), whose count this
     load carries forward and whose primary key state it keeps (loads never change the table's
     constraints); None (a run's first load) counts the table and reads its key.
+    `retried_runs`: the runs this run re-executes (a run retried from its failure), whose staged
+    step may have loaded the file straight into the table before the run died.
     """
     key = ManifestKey(contract.name, staged.file, staged.sha256)
     with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
@@ -353,7 +357,14 @@ def load_target(
         with file_failures(warehouse, key, run_id):
             try:
                 (outcome,) = _load(
-                    contract, warehouse, landing, [staged], run_id, previous_rows, measured
+                    contract,
+                    warehouse,
+                    landing,
+                    [staged],
+                    run_id,
+                    previous_rows,
+                    measured,
+                    retried_runs,
                 )
             except NoStagedSlice as gone:  # loaded already: not a failure of the file
                 raise dg.Failure(description=str(gone), allow_retries=False) from None
@@ -385,6 +396,7 @@ def _load(
     run_id: str,
     previous_rows: Callable[[], int | None],
     measured: TargetOutcome | None,
+    retried_runs: Collection[str] = (),
 ) -> list[TargetOutcome]:
     keys = [ManifestKey(contract.name, staged.file, staged.sha256) for staged in slices]
     with warehouse.connection() as connection:
@@ -396,6 +408,7 @@ def _load(
             keys,
             run_id,
             rows_before=None if measured is None else measured.row_count,
+            retried_runs=retried_runs,
         )
         warehouse.leases().release(contract.name, [s.file for s in slices])  # files finished
         loaded = [manifest_row(connection, key) if landing.archives else None for key in keys]
@@ -517,3 +530,21 @@ def previous_row_count(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | 
         return None
     value = event.asset_materialization.metadata.get("dagster/row_count")
     return int(value.value) if value is not None and isinstance(value.value, int) else None
+
+
+# How far back a re-execution's parents are followed (a retry of a retry of ... of a run).
+RETRIED_RUNS_FOLLOWED = 10
+
+
+def retried_runs(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:
+    """The runs this run re-executes, nearest first: its parent, the parent's parent, up to
+    the root (a run retried from its failure by the run-retries daemon, or from the UI)."""
+    runs: list[str] = []
+    parent = run.parent_run_id
+    while parent is not None and len(runs) < RETRIED_RUNS_FOLLOWED:
+        runs.append(parent)
+        earlier = instance.get_run_by_id(parent)
+        parent = earlier.parent_run_id if earlier is not None else None
+    if run.root_run_id is not None and run.root_run_id not in runs:
+        runs.append(run.root_run_id)
+    return runs

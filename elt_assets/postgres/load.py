@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import psycopg
@@ -137,9 +137,10 @@ class Recorded:
     # The staged step loaded the file itself, straight into the empty table (`finish_first_load`).
     straight_to_target: bool
 
-    def loaded_by_staging_in(self, run_id: str) -> bool:
-        """Whether this run's staged step loaded the file straight into the table."""
-        return self.straight_to_target and self.status == "success" and self.run_id == run_id
+    def loaded_by_staging_in(self, runs: Collection[str]) -> bool:
+        """Whether the staged step of one of these runs loaded the file straight into the
+        table."""
+        return self.straight_to_target and self.status == "success" and self.run_id in runs
 
 
 def recorded_contents(
@@ -183,9 +184,14 @@ def load_files(
     run_id: str,
     *,
     rows_before: int | None = None,
+    retried_runs: Collection[str] = (),
 ) -> list[LoadResult]:
     """Upsert or append the files' staged slices in order and mark each loaded, in one
     transaction: all of them or none.
+
+    A file that this run's staged step loaded straight into the empty table, or the staged step
+    of a run this one re-executes (`retried_runs`: a run killed before its target step, retried
+    from its failure), is reported as that load recorded it.
 
     Each result has the table's row count after its file. `rows_before`: the table's rows after
     this run's previous load of it (a batch); then the count is carried forward (elt.target_rows)
@@ -205,7 +211,7 @@ def load_files(
         statements = _Statements(connection, contract)
         for key in keys:
             known = recorded.get(key.file)
-            if known is not None and known.loaded_by_staging_in(run_id):
+            if known is not None and known.loaded_by_staging_in({run_id, *retried_runs}):
                 results.append(_loaded_by_staging(known))  # counted in the table's rows then
                 changes.append(0)
                 maybe_empty = maybe_empty and not known.rows_inserted
