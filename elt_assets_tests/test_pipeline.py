@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import psycopg
 import pytest
 
 from elt_assets.landing.keys import path_to_key
@@ -405,3 +406,102 @@ def test_a_history_table_a_unique_check_or_a_keyed_append_keeps_even_a_first_loa
     assert result.success, step_failure(result)
     assert not straight(warehouse, "orders/a.csv") and staging_rows(warehouse, "orders/a.csv") == 2
     assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
+
+
+def outside_writes(warehouse: Warehouse) -> int:
+    return int(warehouse.value("SELECT count(*) FROM elt.outside_writes"))
+
+
+def test_the_row_count_is_carried_run_to_run_and_counted_after_a_write_outside_the_platform(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """Each load carries the table's count (elt.target_rows) forward by what it changed, run
+    after run, with no count(*) of the table; a write made outside the platform, by a role with
+    no privilege on the platform's schema, is noted by the table's trigger, and the next load
+    counts the table."""
+    write_contract(contracts_dir, ORDERS)
+    outsider = f"outsider_{warehouse.name}"
+
+    def load(file: str, ids: range) -> int:
+        rows = "".join(f"{i},new,1,2026-01-01\n" for i in ids)
+        land(landing, file, HEADER + rows)
+        result = run_file(contracts_dir, "orders", file, instance)
+        assert result.success, step_failure(result)
+        return int(materialization_metadata(result, "sales/orders")["dagster/row_count"])
+
+    with dg.instance_for_test() as instance:
+        assert load("orders/a.csv", range(1, 4)) == 3
+        assert load("orders/b.csv", range(4, 6)) == 5
+        assert outside_writes(warehouse) == 0  # the platform's own loads note nothing
+
+        # A write no trigger sees (replication role) shows that the next run carries the count.
+        with psycopg.connect(warehouse.superuser_url, autocommit=True) as hidden:
+            hidden.execute("SET session_replication_role = replica")
+            hidden.execute("INSERT INTO sales.orders (order_id, status) VALUES (100, 'new')")
+        assert outside_writes(warehouse) == 0
+        assert load("orders/c.csv", range(6, 7)) == 6  # 5 + 1, not counted: 7 rows are there
+        assert warehouse.value("SELECT count(*) FROM sales.orders") == 7
+
+        # A role that may only write the table: its delete is noted, the next load counts.
+        warehouse.query(f'CREATE ROLE "{outsider}"')
+        try:
+            warehouse.query(f'GRANT USAGE ON SCHEMA sales TO "{outsider}"')
+            warehouse.query(f'GRANT SELECT, DELETE ON sales.orders TO "{outsider}"')
+            with psycopg.connect(warehouse.superuser_url, autocommit=True) as other:
+                other.execute(f'SET ROLE "{outsider}"')
+                other.execute("DELETE FROM sales.orders WHERE order_id IN (1, 2)")
+            assert outside_writes(warehouse) == 1
+            assert load("orders/d.csv", range(7, 8)) == 6  # counted: 7 - 2 + 1
+            assert outside_writes(warehouse) == 0
+        finally:
+            warehouse.query(f'DROP OWNED BY "{outsider}"')
+            warehouse.query(f'DROP ROLE "{outsider}"')
+
+        warehouse.query("TRUNCATE sales.orders")  # noted; the table is empty for the next file
+        assert outside_writes(warehouse) == 1
+        assert load("orders/e.csv", range(8, 10)) == 2
+        assert load("orders/f.csv", range(10, 11)) == 3
+    assert warehouse.value("SELECT count(*) FROM sales.orders") == 3
+    assert warehouse.value("SELECT row_count FROM elt.target_rows") == 3
+    assert outside_writes(warehouse) == 0
+
+
+def watched(warehouse: Warehouse) -> bool:
+    trigger = "SELECT count(*) FROM pg_trigger WHERE tgname = 'elt_outside_write'"
+    return bool(warehouse.value(trigger))
+
+
+def test_a_table_without_the_trigger_gets_it_from_the_owner_and_one_nobody_may_change_is_counted(
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A target from before the platform noted outside writes gets the trigger at its next run,
+    from the owner's connection. A table the platform may not change (someone else owns it, no
+    owner connection) keeps no trigger, and each run counts it: exact either way."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
+        assert watched(warehouse)
+        warehouse.query("DROP TRIGGER elt_outside_write ON sales.orders")  # as before 0010
+        land(landing, "orders/b.csv", HEADER + "2,new,1,2026-01-01\n")
+        assert run_file(contracts_dir, "orders", "orders/b.csv", instance).success
+        assert watched(warehouse)
+
+        warehouse.query("DROP TRIGGER elt_outside_write ON sales.orders")
+        warehouse.query("ALTER TABLE sales.orders OWNER TO postgres")  # made by someone else
+        warehouse.query("GRANT SELECT, INSERT, UPDATE, DELETE ON sales.orders TO elt_loader")
+        monkeypatch.delenv("ELT_OWNER_DATABASE_URL")
+        with psycopg.connect(warehouse.superuser_url, autocommit=True) as hidden:
+            hidden.execute("SET session_replication_role = replica")
+            hidden.execute("INSERT INTO sales.orders (order_id, status) VALUES (100, 'new')")
+        land(landing, "orders/c.csv", HEADER + "3,new,1,2026-01-01\n")
+        with caplog.at_level("INFO", logger="elt_assets"):
+            result = run_file(contracts_dir, "orders", "orders/c.csv", instance)
+        assert result.success, step_failure(result)
+    assert not watched(warehouse)
+    assert "cannot note writes made outside the platform" in caplog.text
+    assert materialization_metadata(result, "sales/orders")["dagster/row_count"] == 4  # counted

@@ -193,10 +193,11 @@ def load_files(
     of a run this one re-executes (`retried_runs`: a run killed before its target step, retried
     from its failure), is reported as that load recorded it.
 
-    Each result has the table's row count after its file. `rows_before`: the table's rows after
-    this run's previous load of it (a batch); then the count is carried forward (elt.target_rows)
-    rather than counted, and a table that had rows is not asked whether it is empty (the upsert
-    is right either way). None (a run's first load) counts the table.
+    Each result has the table's row count after its file: the count the table's last load
+    recorded (elt.target_rows), carried forward by what these files changed; counted instead
+    when it cannot be carried (`_row_count`). `rows_before`: the table's rows after this run's
+    previous load of it (a batch): a table that had rows is not asked whether it is empty (the
+    upsert is right either way).
     """
     table = f"{contract.target.schema_}.{contract.target.table}"
     results: list[LoadResult] = []
@@ -204,6 +205,7 @@ def load_files(
     files = [k.file for k in keys]
     with connection.transaction():
         connection.execute(render("lock_table"), {"table": table})
+        connection.execute(render("writer_platform"))
         connection.execute(render("lock_files"), {"dataset": contract.name, "files": files})
         recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})
         staged = {f: rows for f, (rows, _) in slice_counts(connection, contract, files).items()}
@@ -248,11 +250,10 @@ def load_files(
         ]
         with connection.cursor() as cursor:
             cursor.executemany(render("manifest_finish"), finished)
-        # A table that was empty before the first file holds exactly what the files added.
+        # A table that was empty before the first file holds exactly what the files added; else
+        # the count recorded by the table's last load is carried forward by what these changed.
         counted = sum(changes) if empty_before else None
-        # Files loaded by their staged step left the table's count recorded: carried on from it.
-        carried = rows_before is not None or all(r.straight_to_target for r in results)
-        after = _row_count(connection, contract, counted, sum(changes) if carried else None)
+        after = _row_count(connection, contract, counted, sum(changes))
     counts = []
     for change in reversed(changes):  # the count after each file, from the count after the last
         counts.append(after)
@@ -336,8 +337,9 @@ def _row_count(
     """The table's rows now, inside the load's transaction (the table's lock is held).
 
     `counted`: known exactly (an empty table's first load); `change`: rows added minus rows
-    removed, to carry the recorded count forward (None: count them). A table never counted, or
-    dropped and created again since (a new relid), is counted.
+    removed, to carry the recorded count forward (None: count them). The table is counted when
+    it never was, was dropped and created again since (a new relid), cannot note writes made
+    outside the platform, or noted one since its last count (migrations/0010).
     """
     target = target_table(contract).as_string(connection)
     if counted is None and change is not None:
@@ -347,7 +349,9 @@ def _row_count(
         if row is not None:
             return int(row[0])
     if counted is None:
-        row = connection.execute(render("table_row_count", table=target_table(contract))).fetchone()
+        row = connection.execute(
+            render("target_rows_count", table=target_table(contract)), {"target": target}
+        ).fetchone()
         counted = int(row[0]) if row else 0
     connection.execute(render("target_rows_set"), {"target": target, "row_count": counted})
     return counted

@@ -28,10 +28,12 @@ log = get_logger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ROLES = ("elt_owner", "elt_loader", "elt_reader")
 PLATFORM_SCHEMAS = ("elt", "elt_staging")
-# The platform's functions (migrations/0007) and their argument types, as ALTER FUNCTION names them.
+# The platform's functions (migrations/0007, 0010) and their argument types, as ALTER FUNCTION
+# names them.
 PLATFORM_FUNCTIONS = {
     "evolve_column": "text, text, text, text, text",
     "type_widens": "text, text",
+    "note_outside_write": "",  # migrations/0010
 }
 
 

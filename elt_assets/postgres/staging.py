@@ -473,6 +473,7 @@ def _write_first_load(
             if not (taken and taken[0]) or not is_empty(connection, contract):
                 return None
             connection.execute(render("table_lock_writes_now", table=target))
+            connection.execute(render("writer_platform"))
             if not is_empty(connection, contract):
                 return None
             _begin(connection, contract, [staged.file], staged.run_id)

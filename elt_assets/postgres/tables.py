@@ -151,6 +151,7 @@ def _create_target(connection: psycopg.Connection, contract: Contract) -> None:
         if _separate_roles(connection):
             connection.execute(render("table_grants", table=table))
             connection.execute(render("table_grant_reader", table=table))
+        connection.execute(render("table_watch", table=table))
     log.info("created target table %s.%s", contract.target.schema_, contract.target.table)
 
 
@@ -269,14 +270,47 @@ def ensure_dataset_tables(
             )
     staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
     needs_staging = not staging or not _staging_matches(contract, staging)
-    if target and not needs_staging and not _lacks_rescue_column(contract, target):
-        return
+    if not target or needs_staging or _lacks_rescue_column(contract, target):
+        try:
+            with open_owner() if open_owner else contextlib.nullcontext(connection) as ddl:
+                _create_missing(ddl, contract)
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise TerminalDatabaseError(
+                f"cannot create the tables of dataset {contract.name!r} as this role "
+                f"({error.diag.message_primary}): run `elt db init` with ELT_OWNER_DATABASE_URL "
+                "set to the owner role, or set ELT_OWNER_DATABASE_URL for the runtime"
+            ) from None
+    if not table_watched(connection, contract):
+        _watch(connection, contract, open_owner)
+
+
+def table_watched(connection: psycopg.Connection, contract: Contract) -> bool:
+    """Whether the target notes writes made outside the platform (migrations/0010)."""
+    target = target_table(contract).as_string(connection)
+    row = connection.execute(render("table_watched"), {"target": target}).fetchone()
+    return bool(row and row[0])
+
+
+def _watch(
+    connection: psycopg.Connection,
+    contract: Contract,
+    open_owner: Callable[[], AbstractContextManager[psycopg.Connection]] | None,
+) -> None:
+    """Give a target made before migrations/0010, or by hand, the trigger that notes outside
+    writes, as its owner. A role that may not (no owner connection, a table someone else owns)
+    leaves it as it is: then each run counts the table at its first load, as before."""
+    name = f"{contract.target.schema_}.{contract.target.table}"
     try:
-        with open_owner() if open_owner else contextlib.nullcontext(connection) as ddl:
-            _create_missing(ddl, contract)
+        opened = open_owner() if open_owner else contextlib.nullcontext(connection)
+        with opened as ddl, ddl.transaction(), as_owner(ddl):
+            ddl.execute(render("lock_ddl"))
+            if not table_watched(ddl, contract):
+                ddl.execute(render("table_watch", table=target_table(contract)))
+                log.info("target table %s now notes writes made outside the platform", name)
     except psycopg.errors.InsufficientPrivilege as error:
-        raise TerminalDatabaseError(
-            f"cannot create the tables of dataset {contract.name!r} as this role "
-            f"({error.diag.message_primary}): run `elt db init` with ELT_OWNER_DATABASE_URL set to "
-            "the owner role, or set ELT_OWNER_DATABASE_URL for the runtime"
-        ) from None
+        log.info(
+            "target table %s cannot note writes made outside the platform (%s): each run counts "
+            "its rows with count(*)",
+            name,
+            error.diag.message_primary,
+        )
