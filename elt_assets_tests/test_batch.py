@@ -377,8 +377,8 @@ def test_each_files_row_count_is_exact_and_a_change_made_between_runs_is_counted
     monkeypatch: pytest.MonkeyPatch,
     mode: str,
 ) -> None:
-    """A batch counts the table once (its first load) and carries the count forward file by file
-    (elt.target_rows); the next run counts again, so rows deleted by hand in between show."""
+    """A batch carries the table's count forward file by file (elt.target_rows); rows deleted
+    by hand in between runs are noted by the table's trigger, and the next run counts again."""
     target = "mode: append" if mode == "append" else "primary_key: [id]"
     write_contract(contracts_dir, CONTRACT.replace("primary_key: [id]", target))
     monkeypatch.setenv("ELT_BATCH_MAX_FILES", "3")

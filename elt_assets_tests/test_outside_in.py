@@ -315,7 +315,11 @@ def test_least_privilege_can_be_required_and_a_dba_step_restores_it(owner: Owner
         "SELECT proname::text, pg_get_userbyid(proowner)::text FROM pg_proc"
         " WHERE pronamespace = 'elt'::regnamespace ORDER BY 1"
     )
-    assert functions == [("evolve_column", "elt_owner"), ("type_widens", "elt_owner")]
+    assert functions == [
+        ("evolve_column", "elt_owner"),
+        ("note_outside_write", "elt_owner"),
+        ("type_widens", "elt_owner"),
+    ]
     assert owner.query(
         "SELECT has_function_privilege(%s, 'elt.evolve_column(text,text,text,text,text)',"
         " 'EXECUTE')",

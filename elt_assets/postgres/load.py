@@ -253,7 +253,9 @@ def load_files(
         # A table that was empty before the first file holds exactly what the files added; else
         # the count recorded by the table's last load is carried forward by what these changed.
         counted = sum(changes) if empty_before else None
-        after = _row_count(connection, contract, counted, sum(changes))
+        after = _row_count(
+            connection, contract, counted, sum(changes), within_run=rows_before is not None
+        )
     counts = []
     for change in reversed(changes):  # the count after each file, from the count after the last
         counts.append(after)
@@ -332,20 +334,25 @@ def _load_slice(
 
 
 def _row_count(
-    connection: psycopg.Connection, contract: Contract, counted: int | None, change: int | None
+    connection: psycopg.Connection,
+    contract: Contract,
+    counted: int | None,
+    change: int | None,
+    *,
+    within_run: bool = False,
 ) -> int:
     """The table's rows now, inside the load's transaction (the table's lock is held).
 
     `counted`: known exactly (an empty table's first load); `change`: rows added minus rows
     removed, to carry the recorded count forward (None: count them). The table is counted when
-    it never was, was dropped and created again since (a new relid), cannot note writes made
-    outside the platform, or noted one since its last count (migrations/0010).
+    it never was, was dropped and created again since (a new relid), or noted a write made
+    outside the platform since its last count (migrations/0010); a table that cannot note them
+    is counted by each run's first load of it (`within_run` False).
     """
     target = target_table(contract).as_string(connection)
     if counted is None and change is not None:
-        row = connection.execute(
-            render("target_rows_carry"), {"target": target, "change": change}
-        ).fetchone()
+        params = {"target": target, "change": change, "within_run": within_run}
+        row = connection.execute(render("target_rows_carry"), params).fetchone()
         if row is not None:
             return int(row[0])
     if counted is None:
