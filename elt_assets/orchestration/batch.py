@@ -387,6 +387,8 @@ class _Batch:
 
     def _stage_and_load(self, staged_file: StagedFile, key: str, file: str) -> bool:
         staged_file.load_gate = steps.load_gate(self.contract, file)  # loaded right after
+        if self.contract.policy.evolves:  # a file before it in this batch may have grown them
+            steps.refresh_schema(self.warehouse, self.contract, staged_file)
         report = steps.stage_file(self.warehouse, staged_file)
         return self._check_staged(staged_file, report, {}, key, file) and self._load_one(
             staged_file, report, key, file

@@ -75,6 +75,7 @@ __all__ = [
     "prepare_staged",
     "previous_row_count",
     "recorded_report",
+    "refresh_schema",
     "retried_runs",
     "stage_file",
     "staged_check_results",
@@ -261,6 +262,16 @@ def _staged_file(
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,
     )
+
+
+def refresh_schema(
+    warehouse: PostgresResource, contract: Contract, staged_file: StagedFile
+) -> None:
+    """Give a file of a dataset whose files grow its tables (`contract`, as written) the schema
+    the tables have now: a file before it in the same batch may have grown them since the batch
+    prepared it, and a value is judged by the column it will go into."""
+    with warehouse.connection() as connection:
+        staged_file.contract = evolution.effective_contract(connection, contract)
 
 
 def recorded_report(warehouse: PostgresResource, staged_file: StagedFile) -> StageReport:
