@@ -479,8 +479,9 @@ def test_a_table_without_the_trigger_gets_it_from_the_owner_and_one_nobody_may_c
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A target from before the platform noted outside writes gets the trigger at its next run,
-    from the owner's connection. A table the platform may not change (someone else owns it, no
-    owner connection) keeps no trigger, and each run counts it: exact either way."""
+    from the owner's connection. A trigger someone disabled is left disabled, and a table the
+    platform may not change (someone else owns it, no owner connection) keeps no trigger: each
+    run then counts the table, exact either way."""
     write_contract(contracts_dir, ORDERS)
     land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n")
     with dg.instance_for_test() as instance:
@@ -490,6 +491,17 @@ def test_a_table_without_the_trigger_gets_it_from_the_owner_and_one_nobody_may_c
         land(landing, "orders/b.csv", HEADER + "2,new,1,2026-01-01\n")
         assert run_file(contracts_dir, "orders", "orders/b.csv", instance).success
         assert watched(warehouse)
+
+        # A trigger someone disabled stays disabled, and the next run counts the table.
+        warehouse.query("ALTER TABLE sales.orders DISABLE TRIGGER elt_outside_write")
+        with psycopg.connect(warehouse.superuser_url, autocommit=True) as unnoted:
+            unnoted.execute("INSERT INTO sales.orders (order_id, status) VALUES (99, 'new')")
+        land(landing, "orders/x.csv", HEADER + "5,new,1,2026-01-01\n")
+        disabled = run_file(contracts_dir, "orders", "orders/x.csv", instance)
+        assert disabled.success, step_failure(disabled)
+        assert materialization_metadata(disabled, "sales/orders")["dagster/row_count"] == 4
+        enabled = "SELECT tgenabled FROM pg_trigger WHERE tgname = 'elt_outside_write'"
+        assert warehouse.value(enabled) == "D"
 
         warehouse.query("DROP TRIGGER elt_outside_write ON sales.orders")
         warehouse.query("ALTER TABLE sales.orders OWNER TO postgres")  # made by someone else
@@ -504,4 +516,4 @@ def test_a_table_without_the_trigger_gets_it_from_the_owner_and_one_nobody_may_c
         assert result.success, step_failure(result)
     assert not watched(warehouse)
     assert "cannot note writes made outside the platform" in caplog.text
-    assert materialization_metadata(result, "sales/orders")["dagster/row_count"] == 4  # counted
+    assert materialization_metadata(result, "sales/orders")["dagster/row_count"] == 6  # counted

@@ -285,7 +285,8 @@ def ensure_dataset_tables(
 
 
 def table_watched(connection: psycopg.Connection, contract: Contract) -> bool:
-    """Whether the target notes writes made outside the platform (migrations/0010)."""
+    """Whether the target has the trigger that notes writes made outside the platform
+    (migrations/0010), enabled or not (a disabled one is left alone, and the table counted)."""
     target = target_table(contract).as_string(connection)
     row = connection.execute(render("table_watched"), {"target": target}).fetchone()
     return bool(row and row[0])
