@@ -8,8 +8,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA elt_staging TO elt_
 GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA elt TO elt_loader;
 REVOKE DELETE, TRUNCATE ON ALL TABLES IN SCHEMA elt FROM elt_loader;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA elt TO elt_loader;
--- Forgetting the outside writes a count has seen (migrations/0010) is the one delete it makes.
-GRANT DELETE ON elt.outside_writes TO elt_loader;
+-- Its deletes: the outside writes a count has seen (migrations/0010), and the row count of a
+-- target that was dropped and created again (elt.target_rows holds counts, no history).
+GRANT DELETE ON elt.outside_writes, elt.target_rows TO elt_loader;
 REVOKE ALL ON elt.schema_migrations FROM elt_loader;
 GRANT SELECT ON elt.schema_migrations TO elt_loader;
 ALTER DEFAULT PRIVILEGES FOR ROLE elt_owner IN SCHEMA elt_staging

@@ -167,7 +167,8 @@ def finish_first_load(
     }
     connection.execute(render("manifest_finish"), finished)
     target = target_table(contract).as_string(connection)
-    connection.execute(render("target_rows_set"), {"target": target, "row_count": rows})
+    params = {"target": target, "name": target, "row_count": rows}
+    connection.execute(render("target_rows_set"), params)
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -351,7 +352,7 @@ def _row_count(
     """
     target = target_table(contract).as_string(connection)
     if counted is None and change is not None:
-        params = {"target": target, "change": change, "within_run": within_run}
+        params = {"target": target, "name": target, "change": change, "within_run": within_run}
         row = connection.execute(render("target_rows_carry"), params).fetchone()
         if row is not None:
             return int(row[0])
@@ -360,7 +361,8 @@ def _row_count(
             render("target_rows_count", table=target_table(contract)), {"target": target}
         ).fetchone()
         counted = int(row[0]) if row else 0
-    connection.execute(render("target_rows_set"), {"target": target, "row_count": counted})
+    params = {"target": target, "name": target, "row_count": counted}
+    connection.execute(render("target_rows_set"), params)
     return counted
 
 

@@ -5,6 +5,7 @@
 UPDATE elt.target_rows
 SET row_count = row_count + %(change)s, updated_at = now()
 WHERE relid = %(target)s::regclass
+  AND target = %(name)s  -- the oid of a dropped table may have gone to another one
   AND NOT EXISTS (SELECT FROM elt.outside_writes WHERE relid = %(target)s::regclass)
   AND (
       %(within_run)s
