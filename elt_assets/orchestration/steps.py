@@ -351,7 +351,7 @@ def load_target(
     `previous_rows()` is the table's row count after its previous load (for the row-count check).
     `measured`: the outcome of this run's previous load of the table (a batch), whose count this
     load carries forward and whose primary key state it keeps (loads never change the table's
-    constraints); None (a run's first load) counts the table and reads its key.
+    constraints); None (a run's first load) reads the key's state.
     `retried_runs`: the runs this run re-executes (a run retried from its failure), whose staged
     step may have loaded the file straight into the table before the run died.
     """

@@ -251,7 +251,8 @@ def ensure_dataset_tables(
     contract: Contract,
     open_owner: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
 ) -> None:
-    """Make sure staging and target exist and fit the contract.
+    """Make sure staging and target exist and fit the contract, and that the target notes
+    writes made outside the platform (`_watch`).
 
     `connection` is the runtime's; `open_owner`, when given, opens the owner's connection for
     CREATE / DROP (only when something must be created). Without it `connection` itself tries, and
