@@ -734,6 +734,67 @@ def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_lo
     assert open_quarantine(warehouse, file) == bad_rows(landing, file)
 
 
+def items_batch_job() -> dg.JobDefinition:
+    """The batch job of `items` from ELT_CONTRACTS_DIR: what a re-execution rebuilds."""
+    contracts = Path(os.environ["ELT_CONTRACTS_DIR"])
+    return definitions(contracts).resolve_job_def("ingest_items_batch")
+
+
+def test_a_batch_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The same for a batch run (`elt ingest` with DAGSTER_HOME, every file batched): killed
+    after its file went straight into the empty table, its retry reports the target of that
+    file's partition from what the load recorded, and loads nothing again."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    file = land(landing, "a.csv", first_file())
+    pause = Pause(warehouse.superuser_url)
+    pause.install(
+        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
+    )
+    env = ingest_env(warehouse, landing, contracts_dir)
+    env.update(DAGSTER_HOME=str(home), ELT_BATCH_THRESHOLD="0")
+    ingest = spawn_ingest(tmp_path, env)
+    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
+    assert "UPDATE" in statement and "ingestion_manifest" in statement, statement
+    loaded = expected_table(landing, file)
+    assert target_rows(warehouse) == loaded
+    killed_run = manifest(warehouse, file)["run_id"]
+    ingest.process.kill()
+    assert ingest.process.wait() == -9
+    pause.wait_gone(pid)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        killed = instance.get_run_by_id(killed_run)
+        assert killed is not None and killed.job_name == "ingest_items_batch"
+        instance.report_run_failed(killed)  # what run monitoring does for a dead run process
+        retry = dg.execute_job(
+            dg.reconstructable(items_batch_job),
+            instance,
+            run_config=killed.run_config,
+            tags=killed.tags,
+            reexecution_options=dg.ReexecutionOptions.from_failure(killed_run, instance),
+        )
+        assert retry.success, step_failure(retry)  # type: ignore[arg-type]
+        targets = [
+            event.event_specific_data.materialization  # type: ignore[union-attr]
+            for event in retry.get_asset_materialization_events()
+        ]
+        (target,) = [m for m in targets if m.asset_key == dg.AssetKey(["shop", "items"])]
+        assert target.partition == path_to_key(file)
+        metadata = {k: v.value for k, v in target.metadata.items()}
+        assert metadata["straight_to_target"] is True
+        assert (metadata["rows_inserted"], metadata["dagster/row_count"]) == (len(loaded),) * 2
+    assert target_rows(warehouse) == loaded
+    final = manifest(warehouse, file)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
+
+
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:
     """The lease is PostgreSQL's knowledge: no timer, no look at /proc."""
     holder = subprocess.Popen(

@@ -210,6 +210,9 @@ class _Batch:
         # process, so each file's materialisations and check evaluations would be written for no
         # one to see, at half of a small file's cost. The manifest records every file either way.
         self.reports_files = context.run.tags.get(FILE_EVENTS_TAG) != "false"
+        # The runs this one re-executes (a batch retried from its failure): a file one of them
+        # loaded straight into its empty table may have died before its target was reported.
+        self.retried = steps.retried_runs(context.run, context.instance)
 
     def run(self, partition_keys: list[str]) -> None:
         started = time.perf_counter()
@@ -281,10 +284,16 @@ class _Batch:
         for key in partition_keys:
             self._guard(key, describe)
         loaded = steps.loaded_already(self.warehouse, self.contract.name, list(described.values()))
+        straight = []  # loaded straight into the table by a run this one retries
         for key, raw in list(described.items()):
             if raw.file in loaded:
-                self._skip(raw.file, "this content is already loaded")
+                if loaded[raw.file].loaded_by_staging_in(self.retried):
+                    straight.append(key)
+                else:
+                    self._skip(raw.file, "this content is already loaded")
                 del described[key]
+        for key in straight:
+            self._guard(key, self._report_straight_load)
         with file_failures(self.warehouse, None, self.run_id):  # the free leases, at once
             free = set(
                 self.warehouse.leases().take_free(
@@ -305,6 +314,22 @@ class _Batch:
                     dg.AssetMaterialization(self.keys.raw, partition=key, metadata=raw.metadata())
                 )
         return taken
+
+    def _report_straight_load(self, key: str, file: str) -> bool:
+        """A file that a run this one retries loaded straight into the empty table, then died
+        before its target was reported: that load reported now, as recorded (nothing is loaded
+        again), as the retry of a file's own run does."""
+        outcome = steps.load_target(
+            self.contract,
+            self.warehouse,
+            self.landing.zone(),
+            steps.staged_slice(self.warehouse, self.contract.name, file),
+            self.run_id,
+            self._previous_rows,
+            self.last_load,
+            retried_runs=self.retried,
+        )
+        return self._loaded(outcome, key, file)
 
     def _archived_after_load(self, file: str) -> bool:
         """A file gone from the landing directory whose latest load succeeded: with

@@ -50,6 +50,7 @@ from elt_assets.postgres.load import (
     LoadResult,
     ManifestKey,
     NoStagedSlice,
+    Recorded,
     load_files,
     manifest_row,
     recorded_contents,
@@ -189,11 +190,14 @@ def open_files(
         start_files(connection, starts, run_id)
 
 
-def loaded_already(warehouse: PostgresResource, dataset: str, raws: list[RawFile]) -> set[str]:
-    """The files whose present content the manifest records as loaded (`success`)."""
+def loaded_already(
+    warehouse: PostgresResource, dataset: str, raws: list[RawFile]
+) -> dict[str, Recorded]:
+    """The files whose present content the manifest records as loaded (`success`): what it
+    records of each."""
     with warehouse.connection() as connection:
         recorded = recorded_contents(connection, dataset, {raw.file: raw.sha256 for raw in raws})
-    return {file for file, row in recorded.items() if row.status == "success"}
+    return {file: row for file, row in recorded.items() if row.status == "success"}
 
 
 def prepare_staged(
