@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -675,6 +675,56 @@ def items_job() -> dg.JobDefinition:
     return definitions(Path(os.environ["ELT_CONTRACTS_DIR"])).resolve_job_def("ingest_items")
 
 
+def items_batch_job() -> dg.JobDefinition:
+    """The batch job of `items` from ELT_CONTRACTS_DIR: what a re-execution rebuilds."""
+    contracts = Path(os.environ["ELT_CONTRACTS_DIR"])
+    return definitions(contracts).resolve_job_def("ingest_items_batch")
+
+
+def pause_in_the_target_load(warehouse: Warehouse) -> Pause:
+    """A pause where the target's load marks a file finished that its staged step already
+    loaded straight into the table (that load committed)."""
+    pause = Pause(warehouse.superuser_url)
+    pause.install(
+        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
+    )
+    return pause
+
+
+def retried_from_failure(
+    home: Path, killed_run: str, job: Callable[[], dg.JobDefinition], file: str
+) -> tuple[dg.JobExecutionResult, dict[str, Any]]:
+    """The killed run failed (as run monitoring does for a dead process) and re-executed from
+    its failure with its own run config and tags (as Dagster's run retries do): the retry, and
+    the metadata of the file's target materialisation in it."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        killed = instance.get_run_by_id(killed_run)
+        assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
+        instance.report_run_failed(killed)
+        retry = dg.execute_job(
+            dg.reconstructable(job),
+            instance,
+            run_config=killed.run_config,
+            tags=killed.tags,  # the partition's, or the batch's
+            reexecution_options=dg.ReexecutionOptions.from_failure(killed_run, instance),
+        )
+        assert retry.success, step_failure(retry)  # type: ignore[arg-type]
+        assert retry.dagster_run.parent_run_id == killed_run
+        targets = [
+            event.event_specific_data.materialization  # type: ignore[union-attr]
+            for event in retry.get_asset_materialization_events()
+        ]
+        (target,) = [m for m in targets if m.asset_key == dg.AssetKey(["shop", "items"])]
+        assert target.partition == path_to_key(file)
+        return retry, {k: v.value for k, v in target.metadata.items()}
+
+
+def assert_loaded_once(warehouse: Warehouse, file: str, loaded: list[Row]) -> None:
+    assert target_rows(warehouse) == loaded
+    final = manifest(warehouse, file)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
+
+
 def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
     items: Contract,
     warehouse: Warehouse,
@@ -689,12 +739,7 @@ def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_lo
     home = tmp_path / "dagster_home"
     home.mkdir()
     file = land(landing, "a.csv", first_file())
-    pause = Pause(warehouse.superuser_url)
-    # The target step marks the loaded file finished again: held there, after the staged step
-    # committed its load.
-    pause.install(
-        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
-    )
+    pause = pause_in_the_target_load(warehouse)
     process, _ = fork_run(contracts_dir, file, tmp_path, home=str(home))
     pid, statement = pause.wait_paused(process)
     assert "UPDATE" in statement and "ingestion_manifest" in statement, statement
@@ -706,38 +751,14 @@ def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_lo
     assert process.exitcode == -9
     pause.wait_gone(pid)
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        killed = instance.get_run_by_id(killed_run)
-        assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
-        instance.report_run_failed(killed)  # what run monitoring does for a dead run process
-        retry = dg.execute_job(
-            dg.reconstructable(items_job),
-            instance,
-            run_config=QUIET,
-            tags=killed.tags,  # its partition's, as the daemon's retry copies them
-            reexecution_options=dg.ReexecutionOptions.from_failure(killed_run, instance),
-        )
-        assert retry.success, step_failure(retry)  # type: ignore[arg-type]
-        assert retry.dagster_run.parent_run_id == killed_run
-        executed = {e.step_key for e in retry.all_events if e.event_type_value == "STEP_SUCCESS"}
-        assert executed == {"shop__items"}, executed  # the target step alone
-        (materialised,) = retry.get_asset_materialization_events()
-        target = materialised.event_specific_data.materialization  # type: ignore[union-attr]
-        assert target.partition == path_to_key(file)
-        metadata = {k: v.value for k, v in target.metadata.items()}
-        assert metadata["straight_to_target"] is True
-        assert (metadata["rows_inserted"], metadata["rows_updated"]) == (len(loaded), 0)
-        assert metadata["dagster/row_count"] == len(loaded)
-    assert target_rows(warehouse) == loaded
-    final = manifest(warehouse, file)
-    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
+    retry, metadata = retried_from_failure(home, killed_run, items_job, file)
+    executed = {e.step_key for e in retry.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert executed == {"shop__items"}, executed  # the target step alone
+    assert metadata["straight_to_target"] is True
+    assert (metadata["rows_inserted"], metadata["rows_updated"]) == (len(loaded), 0)
+    assert metadata["dagster/row_count"] == len(loaded)
+    assert_loaded_once(warehouse, file, loaded)
     assert open_quarantine(warehouse, file) == bad_rows(landing, file)
-
-
-def items_batch_job() -> dg.JobDefinition:
-    """The batch job of `items` from ELT_CONTRACTS_DIR: what a re-execution rebuilds."""
-    contracts = Path(os.environ["ELT_CONTRACTS_DIR"])
-    return definitions(contracts).resolve_job_def("ingest_items_batch")
 
 
 def test_a_batch_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
@@ -753,10 +774,7 @@ def test_a_batch_killed_after_its_first_load_went_straight_in_is_retried_into_a_
     home = tmp_path / "dagster_home"
     home.mkdir()
     file = land(landing, "a.csv", first_file())
-    pause = Pause(warehouse.superuser_url)
-    pause.install(
-        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
-    )
+    pause = pause_in_the_target_load(warehouse)
     env = ingest_env(warehouse, landing, contracts_dir)
     env.update(DAGSTER_HOME=str(home), ELT_BATCH_THRESHOLD="0")
     ingest = spawn_ingest(tmp_path, env)
@@ -769,30 +787,11 @@ def test_a_batch_killed_after_its_first_load_went_straight_in_is_retried_into_a_
     assert ingest.process.wait() == -9
     pause.wait_gone(pid)
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        killed = instance.get_run_by_id(killed_run)
-        assert killed is not None and killed.job_name == "ingest_items_batch"
-        instance.report_run_failed(killed)  # what run monitoring does for a dead run process
-        retry = dg.execute_job(
-            dg.reconstructable(items_batch_job),
-            instance,
-            run_config=killed.run_config,
-            tags=killed.tags,
-            reexecution_options=dg.ReexecutionOptions.from_failure(killed_run, instance),
-        )
-        assert retry.success, step_failure(retry)  # type: ignore[arg-type]
-        targets = [
-            event.event_specific_data.materialization  # type: ignore[union-attr]
-            for event in retry.get_asset_materialization_events()
-        ]
-        (target,) = [m for m in targets if m.asset_key == dg.AssetKey(["shop", "items"])]
-        assert target.partition == path_to_key(file)
-        metadata = {k: v.value for k, v in target.metadata.items()}
-        assert metadata["straight_to_target"] is True
-        assert (metadata["rows_inserted"], metadata["dagster/row_count"]) == (len(loaded),) * 2
-    assert target_rows(warehouse) == loaded
-    final = manifest(warehouse, file)
-    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
+    retry, metadata = retried_from_failure(home, killed_run, items_batch_job, file)
+    assert retry.dagster_run.job_name == "ingest_items_batch"
+    assert metadata["straight_to_target"] is True
+    assert (metadata["rows_inserted"], metadata["dagster/row_count"]) == (len(loaded),) * 2
+    assert_loaded_once(warehouse, file, loaded)
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:
