@@ -167,8 +167,7 @@ def finish_first_load(
     }
     connection.execute(render("manifest_finish"), finished)
     target = target_table(contract).as_string(connection)
-    params = {"target": target, "name": target, "row_count": rows}
-    connection.execute(render("target_rows_set"), params)
+    connection.execute(render("target_rows_set"), _target_rows_params(target, row_count=rows))
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -352,7 +351,7 @@ def _row_count(
     """
     target = target_table(contract).as_string(connection)
     if counted is None and change is not None:
-        params = {"target": target, "name": target, "change": change, "within_run": within_run}
+        params = _target_rows_params(target, change=change, within_run=within_run)
         row = connection.execute(render("target_rows_carry"), params).fetchone()
         if row is not None:
             return int(row[0])
@@ -361,9 +360,15 @@ def _row_count(
             render("target_rows_count", table=target_table(contract)), {"target": target}
         ).fetchone()
         counted = int(row[0]) if row else 0
-    params = {"target": target, "name": target, "row_count": counted}
-    connection.execute(render("target_rows_set"), params)
+    connection.execute(render("target_rows_set"), _target_rows_params(target, row_count=counted))
     return counted
+
+
+def _target_rows_params(target: str, **values: object) -> dict[str, object]:
+    """Parameters of the elt.target_rows statements: the table's name twice, as `target` (cast
+    to regclass there) and as `name` (compared as text), since one parameter used both ways is
+    typed regclass by PostgreSQL."""
+    return {"target": target, "name": target, **values}
 
 
 def _upsert(
