@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,51 @@ def test_a_file_written_within_the_quiet_period_waits_until_it_is_quiet_or_held_
     written_ago(later, -60)
     assert [f for f, _ in requested(sensor.tick(quiet_seconds=2))] == []
     assert requested(sensor.tick(quiet_seconds=2)) == [("b.csv", sha(b"id\n3\n"))]
+
+
+def test_a_tick_waits_for_a_file_whose_quiet_period_ends_soon_and_takes_it(
+    tmp_path: Path,
+) -> None:
+    """A file landed just before a tick is taken by that tick once its quiet period is over (the
+    tick waits for it), not a sensor interval later; a file whose quiet period ends beyond the
+    tick's wait is left for a later tick without any wait."""
+    written_ago(put(tmp_path, "soon.csv", b"id\n1\n"), 0.3)
+    sensor = Sensor(tmp_path)
+    started = time.monotonic()
+    first = sensor.tick(quiet_seconds=1, wait_seconds=5)
+    waited = time.monotonic() - started
+    assert requested(first) == [("soon.csv", sha(b"id\n1\n"))] and first.waiting == []
+    assert 0.5 <= waited < 3, waited  # its quiet period's remaining 0.7 s, not the 5 s allowed
+
+    written_ago(put(tmp_path, "later.csv", b"id\n2\n"), 0)
+    started = time.monotonic()
+    second = sensor.tick(quiet_seconds=60, wait_seconds=5)
+    assert requested(second) == [] and second.waiting == ["later.csv"]
+    assert time.monotonic() - started < 1  # 60 s to go: not waited for
+
+
+def test_a_file_written_to_while_the_tick_waits_for_it_is_left_for_a_later_tick(
+    tmp_path: Path,
+) -> None:
+    path = put(tmp_path, "growing.csv", b"id\n1\n")
+    written_ago(path, 0.2)
+    sensor = Sensor(tmp_path)
+
+    def write_more() -> None:  # the writer goes on while the tick waits for the file
+        time.sleep(0.3)
+        with path.open("ab") as handle:
+            handle.write(b"2\n")
+
+    writer = threading.Thread(target=write_more)
+    writer.start()
+    try:
+        decision = sensor.tick(quiet_seconds=1, wait_seconds=5)
+    finally:
+        writer.join()
+    assert requested(decision) == [] and decision.waiting == ["growing.csv"]
+    assert sensor.known["growing.csv"].sha256 is None  # never read while written to
+    written_ago(path, 2)
+    assert requested(sensor.tick(quiet_seconds=1)) == [("growing.csv", sha(b"id\n1\n2\n"))]
 
 
 def test_unchanged_file_costs_nothing_on_later_ticks(tmp_path: Path) -> None:

@@ -161,6 +161,20 @@ def test_a_file_nothing_wrote_to_for_the_quiet_period_is_taken_at_the_first_tick
     assert [r.partition_key for r in ticker().run_requests or []] == ["items/new.csv"]
 
 
+def test_a_file_landed_just_before_a_tick_is_taken_by_that_tick_once_quiet(
+    ticker: Ticker, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tick waits out a fresh file's quiet period (ELT_FILE_QUIET_SECONDS) instead of
+    leaving the file to the next tick, a sensor interval later."""
+    monkeypatch.setenv("ELT_FILE_QUIET_SECONDS", "1")
+    land(landing, "items/fresh.csv", b"id,label\n1,a\n")
+    started = time.monotonic()
+    first = ticker()
+    assert [r.partition_key for r in first.run_requests or []] == ["items/fresh.csv"]
+    assert time.monotonic() - started >= 0.5  # it waited for the file to be quiet
+    assert "taken once nothing writes to them" not in ticker.log
+
+
 def test_awkward_file_names_become_reversible_keys_without_commas(
     ticker: Ticker, landing: Path
 ) -> None:

@@ -78,6 +78,9 @@ class Discovery:
     lost_run_seconds: int = 600
     # A file not written for this long is complete (landing/discovery.py, the stable-file rule).
     quiet_seconds: int = 2
+    # A tick waits up to this long for files whose quiet period ends by then, instead of leaving
+    # them to the next tick (about the daemon's 5 s loop: a longer wait would not be sooner).
+    quiet_wait_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Discovery":
@@ -253,6 +256,7 @@ class Tick:
                 max_hash_seconds=rules.max_hash_seconds,
                 assume_stable=rules.assume_stable or zone.complete_when_listed,
                 quiet_seconds=rules.quiet_seconds,
+                wait_seconds=rules.quiet_wait_seconds,
                 busy=lambda files: leases_held(connection, contract.name, files),
                 listed=listed,
             )
