@@ -42,14 +42,16 @@ def is_in_progress(name: str) -> bool:
     return name.startswith((".", "~")) or name.lower().endswith(IN_PROGRESS_SUFFIXES)
 
 
-def resolve_inside(root: Path, relative_path: str) -> Path:
-    """The absolute path of `relative_path`, refusing anything that leaves `root`."""
+def resolve_inside(root: Path, relative_path: str, real_root: Path | None = None) -> Path:
+    """The absolute path of `relative_path`, refusing anything that leaves `root`.
+    `real_root`: root.resolve(), when the caller has it already (a zone resolves its root once:
+    resolving it again took half of each call, and a small file's run makes several)."""
     pure = PurePosixPath(relative_path)
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         raise LandingPathError(
             f"{relative_path!r} is not a plain path inside the landing directory"
         )
-    real_root = root.resolve()
+    real_root = real_root or root.resolve()
     candidate = _resolved_below(real_root, pure.parts)
     if not candidate.is_relative_to(real_root):
         raise LandingPathError(

@@ -164,10 +164,8 @@ class _QuoteCheck:
 
     def __init__(self, file: str, quote: bytes, delimiter: bytes):
         self._file = file
-        self._quote = pa.scalar(quote[0], pa.uint8())
         self._quote_byte = quote[:1]
         self._boundaries = set(delimiter + b"\n\r" + quote)  # a quote may touch these
-        self._allowed = pa.array(sorted(self._boundaries), pa.uint8())
         self._quotes = 0  # quotes before the current chunk
         self._lines = 0  # line breaks before the current chunk
         self._previous = ord("\n")  # the byte before the current chunk (start of data: a break)
@@ -201,17 +199,17 @@ class _QuoteCheck:
             self._check_each(data, count)
             return
         chunk = pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
-        positions = pc.indices_nonzero(pc.equal(chunk, self._quote))
+        quote = pa.scalar(self._quote_byte[0], pa.uint8())
+        positions = pc.indices_nonzero(pc.equal(chunk, quote))
         if len(positions):
+            allowed = pa.array(sorted(self._boundaries), pa.uint8())
             before = pa.concat_arrays([pa.array([self._previous], pa.uint8()), chunk[:-1]])
             after = pa.concat_arrays([chunk[1:], pa.array([ord("\n")], pa.uint8())])
             ordinal = pc.cumulative_sum(pc.cast(pc.is_valid(positions), pa.int64()))  # 1, 2, ...
             opening = pc.equal(pc.bit_wise_and(pc.add(ordinal, self._quotes - 1), 1), 0)
-            bad_open = pc.and_(
-                opening, pc.invert(pc.is_in(pc.take(before, positions), self._allowed))
-            )
+            bad_open = pc.and_(opening, pc.invert(pc.is_in(pc.take(before, positions), allowed)))
             bad_close = pc.and_(
-                pc.invert(opening), pc.invert(pc.is_in(pc.take(after, positions), self._allowed))
+                pc.invert(opening), pc.invert(pc.is_in(pc.take(after, positions), allowed))
             )
             last = positions[-1].as_py()
             if last == len(data) - 1 and not opening[-1].as_py():

@@ -138,12 +138,19 @@ class LocalDirectory(Landing):
 
     def __init__(self, root: Path, archive_dir: Path | None = None):
         self.root, self.archive_dir = root, archive_dir
+        self._real_root: Path | None = None
+
+    def _path(self, file: str) -> Path:
+        """The file's real path inside the root (resolve_inside), the root resolved once."""
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        return resolve_inside(self.root, file, self._real_root)
 
     def describe(self) -> str:
         return str(self.root)
 
     def receive(self, file: str) -> Receiver:
-        return _FileReceiver(resolve_inside(self.root, file))
+        return _FileReceiver(self._path(file))
 
     def relative(self, given: str) -> str:
         path = Path(given).expanduser()
@@ -152,7 +159,7 @@ class LocalDirectory(Landing):
         return super().relative(given)
 
     def location(self, file: str) -> str:
-        return str(resolve_inside(self.root, file))
+        return str(self._path(file))
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -165,17 +172,17 @@ class LocalDirectory(Landing):
         return scan(self.root, pattern)
 
     def stat(self, file: str) -> LandedFile | None:
-        path = resolve_inside(self.root, file)
+        path = self._path(file)
         if not path.is_file():
             return None
         info = path.stat()
         return LandedFile(file, info.st_size, info.st_mtime_ns)
 
     def sha256(self, file: str) -> str:
-        return sha256_of(resolve_inside(self.root, file))
+        return sha256_of(self._path(file))
 
     def source(self, file: str) -> Source:
-        return LocalSource(resolve_inside(self.root, file))
+        return LocalSource(self._path(file))
 
     @property
     def archives(self) -> bool:

@@ -271,9 +271,10 @@ class _Batch:
         def describe(key: str, file: str) -> bool:
             with file_failures(self.warehouse, None, self.run_id):
                 zone = self.landing.zone()
-                if zone.stat(file) is None and self._archived_after_load(file):
+                landed = zone.stat(file)
+                if landed is None and self._archived_after_load(file):
                     return self._skip(file, "it was loaded, then archived (ELT_ARCHIVE_DIR)")
-                described[key] = steps.describe_raw(self.contract, zone, file)
+                described[key] = steps.describe_raw(self.contract, zone, file, landed)
             return True
 
         def hold(key: str, file: str) -> bool:

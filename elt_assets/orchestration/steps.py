@@ -27,6 +27,7 @@ import psycopg
 
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.archive import NotArchived
+from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import key_to_path
 from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
@@ -115,9 +116,12 @@ class RawFile:
         return metadata
 
 
-def describe_raw(contract: Contract, landing: Landing, file: str) -> RawFile:
-    """Size, mtime and sha256 of the landed file; FileRejected when it is gone."""
-    landed = landing.stat(file)
+def describe_raw(
+    contract: Contract, landing: Landing, file: str, landed: LandedFile | None = None
+) -> RawFile:
+    """Size, mtime and sha256 of the landed file; FileRejected when it is gone. `landed`: the
+    caller's stat of it just now, if it made one."""
+    landed = landed or landing.stat(file)
     if landed is None:
         raise _gone(landing, file)
     return RawFile(
