@@ -73,8 +73,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "2",
         "A file in a landing directory is taken once nothing has written to it for this long: "
         "its modification time is that old, or its size and modification time held still from "
-        "one sensor tick to the next. Raise it for writers that pause in the middle of a file; "
-        "objects in a bucket are complete when listed.",
+        "one sensor tick to the next. A tick waits for files that will be quiet within 5 s. "
+        "Raise it for writers that pause in the middle of a file; objects in a bucket are "
+        "complete when listed.",
     ),
     "ELT_MAX_RUNS_PER_TICK": (
         "1000",
