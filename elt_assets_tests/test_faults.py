@@ -40,6 +40,7 @@ from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.files import sha256_of
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration.batch import batch_run_config, batch_tags
 from elt_assets.orchestration.names import (
     DATASET_TAG,
     FILE_TAG,
@@ -253,6 +254,46 @@ def _child(
             events.append(f"{event.event_type_value}: {event.message} {error or ''}")
         report.write_text(step_failure(result) or "\n".join(events))
     sys.exit(0 if result.success else 1)
+
+
+def _child_stopping_after_its_load(
+    contracts_dir: Path, file: str, marker: Path, env: dict[str, str], home: str, batch: bool
+) -> None:
+    """Body of a child process: run the file's job (its own, or the batch job), which stops for
+    good once the file's load into the target has committed, before the load is reported: the
+    window a process can die in between the warehouse's commit and Dagster's events."""
+    for name in [n for n in os.environ if n.startswith(("ELT_", "DAGSTER_"))]:
+        del os.environ[name]
+    os.environ.update(env)
+    from elt_assets.orchestration import batch as batch_module
+    from elt_assets.orchestration import steps
+
+    def stop(*_: Any) -> bool:
+        marker.write_text("loaded")
+        time.sleep(600)
+        return False
+
+    if batch:  # the batch reports a file's load here, after load_together/load_target
+        batch_module._Batch._loaded = stop  # type: ignore[method-assign, assignment]
+    else:
+        load_target = steps.load_target
+
+        def load_then_stop(*args: Any, **kwargs: Any) -> Any:
+            load_target(*args, **kwargs)
+            return stop()
+
+        steps.load_target = load_then_stop
+    with dg.DagsterInstance.from_config(home) as instance:
+        if not batch:
+            run_file(contracts_dir, "items", file, instance)
+            return
+        key = path_to_key(file)
+        instance.add_dynamic_partitions("items_files", [key])
+        items_batch_job().execute_in_process(
+            instance=instance,
+            run_config={**QUIET, **batch_run_config("items", [key])},
+            tags=batch_tags(1),
+        )
 
 
 # Children fork from a fresh, single-threaded server process (no lock held by a thread of the test
@@ -681,16 +722,6 @@ def items_batch_job() -> dg.JobDefinition:
     return definitions(contracts).resolve_job_def("ingest_items_batch")
 
 
-def pause_in_the_target_load(warehouse: Warehouse) -> Pause:
-    """A pause where the target's load marks a file finished that its staged step already
-    loaded straight into the table (that load committed)."""
-    pause = Pause(warehouse.superuser_url)
-    pause.install(
-        "elt.ingestion_manifest", "OLD.status = 'success' AND NEW.status = 'success'", on="UPDATE"
-    )
-    return pause
-
-
 def retried_from_failure(
     home: Path, killed_run: str, job: Callable[[], dg.JobDefinition], file: str
 ) -> tuple[dg.JobExecutionResult, dict[str, Any]]:
@@ -719,79 +750,98 @@ def retried_from_failure(
         return retry, {k: v.value for k, v in target.metadata.items()}
 
 
-def assert_loaded_once(warehouse: Warehouse, file: str, loaded: list[Row]) -> None:
-    assert target_rows(warehouse) == loaded
-    final = manifest(warehouse, file)
-    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, len(loaded))
-
-
-def test_a_run_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
+@pytest.mark.parametrize("batch", [False, True], ids=["file_run", "batch_run"])
+@pytest.mark.parametrize("first_load", [True, False], ids=["straight_in", "through_staging"])
+def test_a_run_killed_between_a_loads_commit_and_its_report_is_retried_into_a_reported_load(
     items: Contract,
     warehouse: Warehouse,
     landing: Path,
     contracts_dir: Path,
     tmp_path: Path,
+    first_load: bool,
+    batch: bool,
 ) -> None:
-    """A first load goes straight into the empty table in the staged step; the run is killed in
-    its target step. Retried from its failure (as Dagster's run-retries daemon does), the
-    target step reports the load the killed run committed: the partition's target is
-    materialised with its recorded counts, no false failure, the table as it was."""
+    """A file's load commits (a first load straight into the empty table in its staged step, or
+    a load from its slice into a table that has rows), and the process dies before Dagster
+    hears of it. Retried from its failure (as Dagster's run retries do), the run reports that
+    load as recorded: the file's target partition is materialised with the counts the load
+    committed, no false failure, and nothing is loaded again (its slice upserted again could
+    undo what a newer file wrote since)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    file = land(landing, "a.csv", first_file())
-    pause = pause_in_the_target_load(warehouse)
-    process, _ = fork_run(contracts_dir, file, tmp_path, home=str(home))
-    pid, statement = pause.wait_paused(process)
-    assert "UPDATE" in statement and "ingestion_manifest" in statement, statement
-    loaded = expected_table(landing, file)
-    assert target_rows(warehouse) == loaded  # committed by the staged step
+    before: list[str] = []
+    if not first_load:
+        before.append(land(landing, "a.csv", first_file()))
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert run_file(contracts_dir, "items", before[0], instance).success
+    file = land(landing, "b.csv", first_file() if first_load else second_file())
+    marker = tmp_path / "loaded"
+    env = {n: v for n, v in os.environ.items() if n.startswith(("ELT_", "DAGSTER_"))}
+    _preload()
+    process = _CHILDREN.Process(
+        target=_child_stopping_after_its_load,
+        args=(contracts_dir, file, marker, env, str(home), batch),
+    )
+    process.start()
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.is_alive() and time.monotonic() < deadline, process.exitcode
+        time.sleep(0.05)
+    loaded = expected_table(landing, *before, file)
+    assert target_rows(warehouse) == loaded  # committed
     killed_run = manifest(warehouse, file)["run_id"]
     process.kill()
     process.join()
-    assert process.exitcode == -9
-    pause.wait_gone(pid)
 
-    retry, metadata = retried_from_failure(home, killed_run, items_job, file)
-    executed = {e.step_key for e in retry.all_events if e.event_type_value == "STEP_SUCCESS"}
-    assert executed == {"shop__items"}, executed  # the target step alone
-    assert metadata["straight_to_target"] is True
-    assert (metadata["rows_inserted"], metadata["rows_updated"]) == (len(loaded), 0)
+    retry, metadata = retried_from_failure(
+        home, killed_run, items_batch_job if batch else items_job, file
+    )
+    assert retry.dagster_run.job_name == ("ingest_items_batch" if batch else "ingest_items")
+    assert metadata["straight_to_target"] is first_load
+    staged = 3000 - len(bad_rows(landing, file))
+    inserted = len(
+        {row[0] for row in loaded} - {row[0] for row in expected_table(landing, *before)}
+    )
+    assert (metadata["rows_staged"], metadata["rows_inserted"]) == (staged, inserted)
+    assert metadata["rows_updated"] == staged - inserted
     assert metadata["dagster/row_count"] == len(loaded)
-    assert_loaded_once(warehouse, file, loaded)
+    assert target_rows(warehouse) == loaded
+    final = manifest(warehouse, file)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, staged)
+    assert final["run_id"] == killed_run  # its load, recorded once, by the run that made it
     assert open_quarantine(warehouse, file) == bad_rows(landing, file)
 
 
-def test_a_batch_killed_after_its_first_load_went_straight_in_is_retried_into_a_loaded_target(
+def test_a_re_execution_of_a_run_that_succeeded_loads_its_file_again(
     items: Contract,
     warehouse: Warehouse,
     landing: Path,
     contracts_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """The same for a batch run (`elt ingest` with DAGSTER_HOME, every file batched): killed
-    after its file went straight into the empty table, its retry reports the target of that
-    file's partition from what the load recorded, and loads nothing again."""
+    """Re-executing a run that succeeded (its target step, from the UI) is a new load, not a
+    retry: the file's slice is upserted again, undoing a change made to its rows since."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    file = land(landing, "a.csv", first_file())
-    pause = pause_in_the_target_load(warehouse)
-    env = ingest_env(warehouse, landing, contracts_dir)
-    env.update(DAGSTER_HOME=str(home), ELT_BATCH_THRESHOLD="0")
-    ingest = spawn_ingest(tmp_path, env)
-    pid, statement = pause.wait_paused(ingest.process, ingest.stderr)
-    assert "UPDATE" in statement and "ingestion_manifest" in statement, statement
-    loaded = expected_table(landing, file)
-    assert target_rows(warehouse) == loaded
-    killed_run = manifest(warehouse, file)["run_id"]
-    ingest.process.kill()
-    assert ingest.process.wait() == -9
-    pause.wait_gone(pid)
-
-    retry, metadata = retried_from_failure(home, killed_run, items_batch_job, file)
-    assert retry.dagster_run.job_name == "ingest_items_batch"
-    assert metadata["straight_to_target"] is True
-    assert (metadata["rows_inserted"], metadata["dagster/row_count"]) == (len(loaded),) * 2
-    assert_loaded_once(warehouse, file, loaded)
+    first = land(landing, "a.csv", first_file())
+    file = land(landing, "b.csv", second_file())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert run_file(contracts_dir, "items", first, instance).success
+        loaded = run_file(contracts_dir, "items", file, instance)
+        assert loaded.success
+        warehouse.query(f"UPDATE {TARGET} SET label = 'changed' WHERE id = 4000")  # by hand
+        again = dg.execute_job(
+            dg.reconstructable(items_job),
+            instance,
+            run_config=loaded.dagster_run.run_config,
+            tags=loaded.dagster_run.tags,  # its partition's
+            reexecution_options=dg.ReexecutionOptions(
+                parent_run_id=loaded.run_id, step_selection=["shop__items"]
+            ),
+        )
+        assert again.success, step_failure(again)  # type: ignore[arg-type]
+    assert target_rows(warehouse) == expected_table(landing, first, file)
+    assert manifest(warehouse, file)["run_id"] == again.run_id
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:

@@ -210,8 +210,8 @@ class _Batch:
         # process, so each file's materialisations and check evaluations would be written for no
         # one to see, at half of a small file's cost. The manifest records every file either way.
         self.reports_files = context.run.tags.get(FILE_EVENTS_TAG) != "false"
-        # The runs this one re-executes (a batch retried from its failure): a file one of them
-        # loaded straight into its empty table may have died before its target was reported.
+        # The runs this one retries (a batch retried from its failure): a file one of them
+        # loaded may have been left unreported when it died.
         self.retried = steps.retried_runs(context.run, context.instance)
 
     def run(self, partition_keys: list[str]) -> None:
@@ -285,16 +285,19 @@ class _Batch:
         for key in partition_keys:
             self._guard(key, describe)
         loaded = steps.loaded_already(self.warehouse, self.contract.name, list(described.values()))
-        straight = []  # loaded straight into the table by a run this one retries
+        unreported = []  # loaded by this run or one it retries, maybe not reported before it died
         for key, raw in list(described.items()):
             if raw.file in loaded:
-                if loaded[raw.file].loaded_by_staging_in(self.retried):
-                    straight.append(key)
+                known = loaded[raw.file]
+                if known.loaded_by({self.run_id, *self.retried}) and not self._reported(
+                    key, known.run_id
+                ):
+                    unreported.append(key)
                 else:
                     self._skip(raw.file, "this content is already loaded")
                 del described[key]
-        for key in straight:
-            self._guard(key, self._report_straight_load)
+        for key in unreported:
+            self._guard(key, self._report_recorded_load)
         with file_failures(self.warehouse, None, self.run_id):  # the free leases, at once
             free = set(
                 self.warehouse.leases().take_free(
@@ -316,10 +319,18 @@ class _Batch:
                 )
         return taken
 
-    def _report_straight_load(self, key: str, file: str) -> bool:
-        """A file that a run this one retries loaded straight into the empty table, then died
-        before its target was reported: that load reported now, as recorded (nothing is loaded
-        again), as the retry of a file's own run does."""
+    def _reported(self, key: str, run_id: str | None) -> bool:
+        """Whether the file's target partition was materialised by that run (the run that
+        loaded it), before it died."""
+        records = self.context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=self.keys.target, asset_partitions=[key]), limit=1
+        ).records
+        return bool(records) and records[0].run_id == run_id
+
+    def _report_recorded_load(self, key: str, file: str) -> bool:
+        """A file that a run this one retries (or an earlier attempt of this op) loaded, maybe
+        dying between the load's commit and its report: that load reported now, as recorded
+        (nothing is loaded again), as the retry of a file's own run does."""
         outcome = steps.load_target(
             self.contract,
             self.warehouse,

@@ -360,8 +360,10 @@ def load_target(
     `measured`: the outcome of this run's previous load of the table (a batch), whose count this
     load carries forward and whose primary key state it keeps (loads never change the table's
     constraints); None (a run's first load) reads the key's state.
-    `retried_runs`: the runs this run re-executes (a run retried from its failure), whose staged
-    step may have loaded the file straight into the table before the run died.
+    `retried_runs`: the runs this run retries (retried from its failure), which may have
+    loaded the file and died before reporting it (in its staged step, straight into the empty
+    table; or in its target step, between the load's commit and its report): such a load is
+    reported as recorded, not loaded again.
     """
     key = ManifestKey(contract.name, staged.file, staged.sha256)
     with log_context(dataset=contract.name, file=staged.file, run_id=run_id):
@@ -556,14 +558,20 @@ RETRIED_RUNS_FOLLOWED = 10
 
 
 def retried_runs(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:
-    """The runs this run re-executes, nearest first: its parent, the parent's parent, up to
-    the root (a run retried from its failure by the run-retries daemon, or from the UI)."""
+    """The runs this run retries, nearest first: its parent, the parent's parent, up to the
+    root (a run retried from its failure by the run-retries daemon, or from the UI), up to the
+    first that succeeded. A re-execution of a run that succeeded is a new load, not a retry:
+    its files are loaded again, as the user asked."""
     runs: list[str] = []
     parent = run.parent_run_id
     while parent is not None and len(runs) < RETRIED_RUNS_FOLLOWED:
-        runs.append(parent)
         earlier = instance.get_run_by_id(parent)
+        if earlier is not None and earlier.status == dg.DagsterRunStatus.SUCCESS:
+            return runs
+        runs.append(parent)
         parent = earlier.parent_run_id if earlier is not None else None
     if run.root_run_id is not None and run.root_run_id not in runs:
-        runs.append(run.root_run_id)
+        root = instance.get_run_by_id(run.root_run_id)
+        if root is not None and root.status != dg.DagsterRunStatus.SUCCESS:
+            runs.append(root.run_id)
     return runs

@@ -136,11 +136,13 @@ class Recorded:
     run_id: str | None
     # The staged step loaded the file itself, straight into the empty table (`finish_first_load`).
     straight_to_target: bool
+    rows_updated: int | None
+    rows_unchanged: int | None
 
-    def loaded_by_staging_in(self, runs: Collection[str]) -> bool:
-        """Whether the staged step of one of these runs loaded the file straight into the
-        table."""
-        return self.straight_to_target and self.status == "success" and self.run_id in runs
+    def loaded_by(self, runs: Collection[str]) -> bool:
+        """Whether one of these runs loaded this content into the table (its staged step
+        straight into the empty table, or its target step)."""
+        return self.status == "success" and self.run_id in runs
 
 
 def recorded_contents(
@@ -189,9 +191,11 @@ def load_files(
     """Upsert or append the files' staged slices in order and mark each loaded, in one
     transaction: all of them or none.
 
-    A file that this run's staged step loaded straight into the empty table, or the staged step
-    of a run this one re-executes (`retried_runs`: a run killed before its target step, retried
-    from its failure), is reported as that load recorded it.
+    A file this run loaded already (its staged step, straight into the empty table; or an
+    earlier attempt of its step, whose commit was answered by an error), or a run this one
+    re-executes loaded (`retried_runs`: a run that died between the load's commit and its
+    report, retried from its failure), is reported as that load recorded it: loading its slice
+    again could undo what a newer file wrote since.
 
     Each result has the table's row count after its file: the count the table's last load
     recorded (elt.target_rows), carried forward by what these files changed; counted instead
@@ -202,6 +206,7 @@ def load_files(
     table = f"{contract.target.schema_}.{contract.target.table}"
     results: list[LoadResult] = []
     changes: list[int] = []  # rows each file added minus rows it removed
+    reported: set[str] = set()  # loaded before (by this run or one it retries): as recorded
     files = [k.file for k in keys]
     with connection.transaction():
         connection.execute(render("lock_table"), {"table": table})
@@ -213,8 +218,9 @@ def load_files(
         statements = _Statements(connection, contract)
         for key in keys:
             known = recorded.get(key.file)
-            if known is not None and known.loaded_by_staging_in({run_id, *retried_runs}):
-                results.append(_loaded_by_staging(known))  # counted in the table's rows then
+            if known is not None and known.loaded_by({run_id, *retried_runs}):
+                results.append(_as_recorded(known))  # counted in the table's rows then
+                reported.add(key.file)  # its manifest row stays as its load finished it
                 changes.append(0)
                 maybe_empty = maybe_empty and not known.rows_inserted
                 continue
@@ -247,9 +253,11 @@ def load_files(
                 "rows_unchanged": result.rows_unchanged,
             }
             for key, result in zip(keys, results, strict=True)
+            if key.file not in reported
         ]
-        with connection.cursor() as cursor:
-            cursor.executemany(render("manifest_finish"), finished)
+        if finished:
+            with connection.cursor() as cursor:
+                cursor.executemany(render("manifest_finish"), finished)
         # A table that was empty before the first file holds exactly what the files added; else
         # the count recorded by the table's last load is carried forward by what these changed.
         counted = sum(changes) if empty_before else None
@@ -266,20 +274,21 @@ def load_files(
     ]
 
 
-def _loaded_by_staging(known: Recorded) -> LoadResult:
-    """The load of a file its staged step put straight into the empty table, as recorded."""
-    rows = int(known.rows_staged or 0)
-    inserted = int(known.rows_inserted or 0)
+def _as_recorded(known: Recorded) -> LoadResult:
+    """A file's committed load, as its manifest row recorded it (what a history merge closed or
+    an append replaced is not recorded: 0)."""
+    rows, inserted = int(known.rows_staged or 0), int(known.rows_inserted or 0)
+    updated, unchanged = int(known.rows_updated or 0), int(known.rows_unchanged or 0)
     return LoadResult(
         rows_staged=rows,
         rows_inserted=inserted,
-        rows_updated=0,
-        rows_unchanged=rows - inserted,
-        rows_deduplicated=0,
+        rows_updated=updated,
+        rows_unchanged=unchanged,
+        rows_deduplicated=rows - inserted - updated - unchanged,
         rows_replaced=0,
         seconds=0.0,
         row_count=0,  # set by load_files from the table's recorded count
-        straight_to_target=True,
+        straight_to_target=known.straight_to_target,
     )
 
 
