@@ -92,7 +92,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "More new files than this for one dataset in one sensor tick (or one `elt ingest`) are "
         "loaded by batch runs of many files instead of one run per file; 0 always batches.",
     ),
-    "ELT_BATCH_MAX_FILES": ("100", "Most files one batch run loads."),
+    "ELT_BATCH_MAX_FILES": (
+        "100",
+        "Most files one batch run loads (an `elt ingest` without DAGSTER_HOME loads up to 1,000 "
+        "a run: its runs follow each other in one process, with no workers to spread over).",
+    ),
     "ELT_BATCH_ROWS": (
         "15000",
         "Rows per streamed batch while reading a file (a batch also ends at 8 MiB of data).",

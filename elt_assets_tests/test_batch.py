@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from elt_assets.cli import ingest as ingest_module
 from elt_assets.cli.ingest import run_ingest
 from elt_assets.landing.keys import path_to_key
 from elt_assets.orchestration import steps
@@ -691,6 +692,32 @@ def test_a_single_partition_run_works_after_a_batch(
     data = evaluation.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
     # The single run compares with the row count the batch recorded (10 rows).
     assert data.metadata["previous_row_count"].value == 10 and data.passed
+
+
+def test_elt_ingest_without_dagster_home_loads_a_backlog_in_as_few_batch_runs_as_it_may(
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without DAGSTER_HOME its runs follow each other in the one process: ELT_BATCH_MAX_FILES
+    (spreading a backlog over workers) is not their bound, HEADLESS_BATCH_FILES is (each file's
+    lease is a lock held until it is loaded)."""
+    write_contract(contracts_dir, CONTRACT)
+    land_files(landing, 7)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("ELT_BATCH_MAX_FILES", "2")
+    runs = "SELECT count(DISTINCT run_id) FROM elt.ingestion_manifest WHERE status = 'success'"
+    outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    assert outcome.exit_code == 0 and len(outcome.files) == 7
+    assert warehouse.value(runs) == 1  # not four runs of two
+
+    monkeypatch.setattr(ingest_module, "HEADLESS_BATCH_FILES", 4)
+    for n in range(7, 14):
+        (landing / f"items/f{n:02d}.csv").write_bytes(item_file(n))
+    outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
+    assert outcome.exit_code == 0
+    assert warehouse.value(runs) == 1 + 2  # seven more files, at most four a run
 
 
 def test_elt_ingest_loads_a_backlog_in_batch_runs(
