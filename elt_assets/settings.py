@@ -95,7 +95,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "ELT_BATCH_MAX_FILES": (
         "100",
         "Most files one batch run loads (an `elt ingest` without DAGSTER_HOME loads up to 1,000 "
-        "a run: its runs follow each other in one process, with no workers to spread over).",
+        "a run: its runs follow each other in one process, with no workers to spread over). "
+        "Each file of a running batch holds a lock until it is loaded: keep it times the runs "
+        "at once well below PostgreSQL's lock table (max_locks_per_transaction x "
+        "max_connections, 6,400 by default).",
     ),
     "ELT_BATCH_ROWS": (
         "15000",
