@@ -236,13 +236,18 @@ def ingest_env(warehouse: Warehouse, landing: Path, contracts_dir: Path) -> dict
     }
 
 
-def _child(
-    contracts_dir: Path, file: str, report: Path, env: dict[str, str], home: str | None
-) -> None:
-    """Body of a child process: run the ingestion job for one file, write what happened."""
+def _take_settings(env: dict[str, str]) -> None:
+    """In a child process: the parent's ELT_* and DAGSTER_* settings, and no others."""
     for name in [n for n in os.environ if n.startswith(("ELT_", "DAGSTER_"))]:
         del os.environ[name]
     os.environ.update(env)
+
+
+def _child(
+    contracts_dir: Path, file: str, report: Path, home: str | None, env: dict[str, str]
+) -> None:
+    """Body of a child process: run the ingestion job for one file, write what happened."""
+    _take_settings(env)
     with dg.DagsterInstance.from_config(home) if home else dg.DagsterInstance.ephemeral() as inst:
         result = run_file(contracts_dir, "items", file, inst)
     if result.success:
@@ -257,14 +262,12 @@ def _child(
 
 
 def _child_stopping_after_its_load(
-    contracts_dir: Path, file: str, marker: Path, env: dict[str, str], home: str, batch: bool
+    contracts_dir: Path, file: str, marker: Path, home: str, batch: bool, env: dict[str, str]
 ) -> None:
     """Body of a child process: run the file's job (its own, or the batch job), which stops for
     good once the file's load into the target has committed, before the load is reported: the
     window a process can die in between the warehouse's commit and Dagster's events."""
-    for name in [n for n in os.environ if n.startswith(("ELT_", "DAGSTER_"))]:
-        del os.environ[name]
-    os.environ.update(env)
+    _take_settings(env)
     from elt_assets.orchestration import batch as batch_module
     from elt_assets.orchestration import steps
 
@@ -311,16 +314,22 @@ def _preload() -> None:
         _preload.done = True  # type: ignore[attr-defined]
 
 
+def _fork(target: Callable[..., None], *args: Any) -> multiprocessing.process.BaseProcess:
+    """A new process running `target(*args, settings)`: settings are this process's ELT_* and
+    DAGSTER_* variables, for `_take_settings`."""
+    env = {n: v for n, v in os.environ.items() if n.startswith(("ELT_", "DAGSTER_"))}
+    _preload()
+    process = _CHILDREN.Process(target=target, args=(*args, env))
+    process.start()
+    return process
+
+
 def fork_run(
     contracts_dir: Path, file: str, tmp_path: Path, home: str | None = None
 ) -> tuple[multiprocessing.process.BaseProcess, Path]:
     """A new process running the ingestion job for `file`, with this process's ELT_* settings."""
     report = tmp_path / f"child-{time.monotonic_ns()}.txt"
-    env = {n: v for n, v in os.environ.items() if n.startswith(("ELT_", "DAGSTER_"))}
-    _preload()
-    process = _CHILDREN.Process(target=_child, args=(contracts_dir, file, report, env, home))
-    process.start()
-    return process, report
+    return _fork(_child, contracts_dir, file, report, home), report
 
 
 def join(process: multiprocessing.process.BaseProcess, report: Path, timeout: float = 180) -> str:
@@ -776,13 +785,7 @@ def test_a_run_killed_between_a_loads_commit_and_its_report_is_retried_into_a_re
             assert run_file(contracts_dir, "items", before[0], instance).success
     file = land(landing, "b.csv", first_file() if first_load else second_file())
     marker = tmp_path / "loaded"
-    env = {n: v for n, v in os.environ.items() if n.startswith(("ELT_", "DAGSTER_"))}
-    _preload()
-    process = _CHILDREN.Process(
-        target=_child_stopping_after_its_load,
-        args=(contracts_dir, file, marker, env, str(home), batch),
-    )
-    process.start()
+    process = _fork(_child_stopping_after_its_load, contracts_dir, file, marker, str(home), batch)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert process.is_alive() and time.monotonic() < deadline, process.exitcode
