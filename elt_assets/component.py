@@ -47,7 +47,13 @@ from elt_assets.orchestration.resources import build_resources
 from elt_assets.orchestration.resources import landing_resource as landing_from_settings
 from elt_assets.orchestration.sensors import Discovery
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import AlertSettings, Settings, is_landing_url, landing_url
+from elt_assets.settings import (
+    MAX_BATCH_FILES,
+    AlertSettings,
+    Settings,
+    is_landing_url,
+    landing_url,
+)
 
 __all__ = ["EltAssetsComponent", "build_elt_defs"]
 
@@ -267,7 +273,10 @@ class Sensor(dg.Resolvable, dg.Model):
         description="More new files than this in one tick are loaded by batch runs (default 10).",
     )
     batch_max_files: int | None = Field(
-        default=None, ge=1, description="Most files one batch run loads (default 100)."
+        default=None,
+        ge=1,
+        le=MAX_BATCH_FILES,
+        description="Most files one batch run loads (default 100, at most 2,000).",
     )
     max_listed_per_tick: int | None = Field(
         default=None,

@@ -19,6 +19,11 @@ from elt_assets.errors import TerminalError
 from elt_assets.log import register_secret, secrets_in_url
 
 # name -> (default shown in the README, what it is for). The README table is checked against it.
+# Each file of a running batch holds a lease (a PostgreSQL advisory lock) until it is loaded:
+# two batch runs at once (the `warehouse` pool) and an `elt ingest` of 1,000 files stay within
+# the server's default lock table (max_locks_per_transaction x max_connections: 6,400 locks).
+MAX_BATCH_FILES = 2_000
+
 SETTINGS: dict[str, tuple[str, str]] = {
     "ELT_DATABASE_URL": (
         "embedded server",
@@ -94,10 +99,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "ELT_BATCH_MAX_FILES": (
         "100",
-        "Most files one batch run loads (an `elt ingest` without DAGSTER_HOME loads up to 1,000 "
-        "a run: its runs follow each other in one process, with no workers to spread over). "
-        "Each file of a running batch holds a lock until it is loaded: keep it times the runs "
-        "at once well below PostgreSQL's lock table (max_locks_per_transaction x "
+        "Most files one batch run loads, at most 2,000 (an `elt ingest` without DAGSTER_HOME "
+        "loads up to 1,000 a run: its runs follow each other in one process, with no workers to "
+        "spread over). Each file of a running batch holds a lock until it is loaded: keep it "
+        "times the batches at once below PostgreSQL's lock table (max_locks_per_transaction x "
         "max_connections, 6,400 by default).",
     ),
     "ELT_BATCH_ROWS": (
@@ -455,7 +460,7 @@ class Settings:
             max_runs_per_tick=_int("ELT_MAX_RUNS_PER_TICK", env, 1, 10_000),
             max_listed_per_tick=_int("ELT_MAX_LISTED_PER_TICK", env, 1, 10_000_000),
             batch_threshold=_int("ELT_BATCH_THRESHOLD", env, 0, 10_000),
-            batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, 10_000),
+            batch_max_files=_int("ELT_BATCH_MAX_FILES", env, 1, MAX_BATCH_FILES),
             batch_rows=_int("ELT_BATCH_ROWS", env, 1_000, 10_000_000),
             file_wait_minutes=_int("ELT_FILE_WAIT_MINUTES", env, 0, 10_080),
             lost_run_seconds=_int("ELT_LOST_RUN_SECONDS", env, 5, 604_800),

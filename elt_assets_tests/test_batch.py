@@ -27,6 +27,7 @@ from elt_assets.orchestration import steps
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key
 from elt_assets.orchestration.names import BATCH_FILES_TAG, BATCH_TAG, DATASET_TAG, FILE_EVENTS_TAG
 from elt_assets.orchestration.resources import build_resources
+from elt_assets.postgres.errors import describe, is_transient
 from elt_assets.postgres.resource import PostgresResource
 from elt_assets.settings import Settings
 from elt_assets.validation import staged_file as staged_file_module
@@ -784,3 +785,24 @@ def test_a_batch_tagged_by_elt_ingest_without_history_writes_the_manifest_but_no
         range(4)
     )
     assert [status for _, _, status, *_ in manifest(warehouse)] == ["success"] * len(files)
+
+
+def test_a_full_lock_table_is_reported_with_what_to_change_and_is_not_retried(
+    warehouse: Warehouse,
+) -> None:
+    """Each file of a running batch holds a lease (an advisory lock) until it is loaded, so the
+    server's lock table bounds ELT_BATCH_MAX_FILES (settings.py caps it at 2,000). Should the
+    table still fill up, the error says which settings to change, and is not retried: retrying
+    the same batch would fill it again."""
+    with psycopg.connect(warehouse.loader_url, autocommit=True) as connection:
+        with pytest.raises(psycopg.Error) as caught:
+            # Transaction-level locks: all released when the statement fails.
+            connection.execute(
+                "SELECT count(pg_advisory_xact_lock(n)) FROM generate_series(1, 10000000) AS n"
+            )
+        assert connection.execute("SELECT 1").fetchone() == (1,)  # the session is fine after
+    assert caught.value.sqlstate == "53200"
+    assert not is_transient(caught.value)
+    message = describe(caught.value)
+    assert "lock table is full" in message
+    assert "ELT_BATCH_MAX_FILES" in message and "max_locks_per_transaction" in message

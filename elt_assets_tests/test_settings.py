@@ -233,6 +233,7 @@ def test_blank_values_mean_the_default() -> None:
         ("ELT_MAX_RUNS_PER_TICK", "10001", "ELT_MAX_RUNS_PER_TICK=10001 is out of range: use 1..1"),
         ("ELT_MAX_RUNS_PER_TICK", "-1", "ELT_MAX_RUNS_PER_TICK=-1 is out of range"),
         ("ELT_BATCH_ROWS", "999", "ELT_BATCH_ROWS=999 is out of range: use 1000..10000000."),
+        ("ELT_BATCH_MAX_FILES", "2001", "ELT_BATCH_MAX_FILES=2001 is out of range: use 1..2000."),
         ("ELT_BATCH_ROWS", "lots", "ELT_BATCH_ROWS='lots' is not a whole number."),
     ],
 )

@@ -32,6 +32,8 @@ ADVICE = {
     "23505": "two rows share a key the table declares unique",
     "23502": "a NULL reached a NOT NULL column",
     "53100": "the database server is out of disk space",
+    "53200": "the server's lock table is full: load fewer files per batch run "
+    "(ELT_BATCH_MAX_FILES) or run fewer at once, or raise max_locks_per_transaction",
     "28P01": "the password is wrong: check the URL setting or its *_FILE secret",
     "28000": "the role may not log in: check pg_hba.conf and the role's LOGIN attribute",
     "3D000": "the database does not exist: create it, or fix the URL setting",
