@@ -18,6 +18,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from elt_assets.landing import discovery
+from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import key_to_path, path_to_key
 from elt_assets.orchestration.names import DATASET_TAG, FILE_TAG, SHA_TAG
 from elt_assets.orchestration.resources import build_resources
@@ -173,6 +175,38 @@ def test_a_file_landed_just_before_a_tick_is_taken_by_that_tick_once_quiet(
     assert [r.partition_key for r in first.run_requests or []] == ["items/fresh.csv"]
     assert time.monotonic() - started >= 0.5  # it waited for the file to be quiet
     assert "taken once nothing writes to them" not in ticker.log
+
+
+def test_a_tick_holds_no_warehouse_connection_while_it_waits_for_a_fresh_file(
+    ticker: Ticker, landing: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the tick waits out a file's quiet period (3 s here), the warehouse's sessions are
+    ended (a restart, a failover, an idle-session timeout): it still decides and records the
+    file, on a pooled connection checked after the wait (one idle for over 2 s is checked before
+    it is handed out), instead of failing on one it held through the wait."""
+    monkeypatch.setenv("ELT_FILE_QUIET_SECONDS", "3")
+    land(landing, "items/fresh.csv", b"id,label\n1,a\n")
+    wait_until_quiet = discovery._wait_until_quiet
+    ended: list[int] = []
+
+    def end_sessions_then_wait(*args: object, **kwargs: object) -> list[LandedFile]:
+        ended.extend(
+            row[0]
+            for row in warehouse.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        return wait_until_quiet(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(discovery, "_wait_until_quiet", end_sessions_then_wait)
+    first = ticker()
+    assert ended and all(ended)  # the sensor's own sessions were there, and were ended
+    assert [r.partition_key for r in first.run_requests or []] == ["items/fresh.csv"]
+    recorded = warehouse.value(
+        "SELECT sha256 FROM elt.landing_files WHERE file = 'items/fresh.csv'"
+    )
+    assert recorded == sha(b"id,label\n1,a\n")
 
 
 def test_awkward_file_names_become_reversible_keys_without_commas(

@@ -31,6 +31,7 @@ from elt_assets.contracts.model import Contract
 from elt_assets.landing.discovery import MAX_HASH_SECONDS, Decision, Known, discover
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
+from elt_assets.landing.zone import Landing
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key, batch_tags, split
 from elt_assets.orchestration.names import (
     DATASET_TAG,
@@ -245,21 +246,8 @@ class Tick:
         else:
             found = (zone.stat(file) for file in sorted(only))
             listed, up_to = [landed for landed in found if landed is not None], None
+        known, decision = self._decide(zone, listed, warehouse)
         with warehouse.connection() as connection:
-            known = load_known(connection, contract.name)
-            decision = discover(
-                zone,
-                contract.source.glob,
-                known,
-                lambda hashes: loaded_content(connection, contract.name, hashes),
-                max_requests=rules.max_runs_per_tick,
-                max_hash_seconds=rules.max_hash_seconds,
-                assume_stable=rules.assume_stable or zone.complete_when_listed,
-                quiet_seconds=rules.quiet_seconds,
-                wait_seconds=rules.quiet_wait_seconds,
-                busy=lambda files: leases_held(connection, contract.name, files),
-                listed=listed,
-            )
             save_decision(connection, contract, decision)
             recovered, reloads = self._interrupted_runs(connection, known, decision)
         job_name = ingest_job_name(contract.name)
@@ -304,6 +292,39 @@ class Tick:
             if to_add
             else [],
         )
+
+    def _decide(
+        self, zone: Landing, listed: list[LandedFile], warehouse: PostgresResource
+    ) -> tuple[dict[str, Known], Decision]:
+        """What the sensor remembers of the dataset's files, and this tick's decision on the
+        listed ones. Each question to the warehouse takes a pooled connection of its own: none
+        is held while the tick hashes files or waits out a fresh one's quiet period."""
+        dataset, rules = self.contract.name, self.rules
+        with warehouse.connection() as connection:
+            known = load_known(connection, dataset)
+
+        def loaded(hashes: list[str]) -> dict[str, str]:
+            with warehouse.connection() as connection:
+                return loaded_content(connection, dataset, hashes)
+
+        def busy(files: list[str]) -> set[str]:
+            with warehouse.connection() as connection:
+                return leases_held(connection, dataset, files)
+
+        decision = discover(
+            zone,
+            self.contract.source.glob,
+            known,
+            loaded,
+            max_requests=rules.max_runs_per_tick,
+            max_hash_seconds=rules.max_hash_seconds,
+            assume_stable=rules.assume_stable or zone.complete_when_listed,
+            quiet_seconds=rules.quiet_seconds,
+            wait_seconds=rules.quiet_wait_seconds,
+            busy=busy,
+            listed=listed,
+        )
+        return known, decision
 
     def _interrupted_runs(
         self, connection: "psycopg.Connection", known: Mapping[str, Known], decision: Decision
