@@ -13,7 +13,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from elt_assets.contracts.loader import load_contracts
+from elt_assets.orchestration import steps
+from elt_assets.orchestration.resources import landing_resource
 from elt_assets.orchestration.table_schema import column_schema
+from elt_assets.postgres.resource import PostgresResource
+from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import (
     check_results,
@@ -148,6 +153,22 @@ def test_a_late_file_goes_between_the_versions_around_it_and_a_tie_corrects_in_p
     assert history(warehouse) == [("a", "1.00", 1, 1, 2, False), ("a", "3.00", 2, 2, None, True)]
 
 
+def reported_again(contracts_dir: Path, file: str, run_id: str) -> dict[str, Any]:
+    """The file's committed load as the target step of a retry of `run_id` reports it: as
+    recorded, not loaded again (orchestration/steps.py `load_target`)."""
+    (contract,) = load_contracts(contracts_dir).contracts
+    settings = Settings.from_env()
+    warehouse, landing = PostgresResource.from_env(), landing_resource(settings)
+    try:
+        staged = steps.staged_slice(warehouse, contract.name, file)
+        outcome = steps.load_target(
+            contract, warehouse, landing.zone(), staged, "a-retry", lambda: None, None, {run_id}
+        )
+    finally:
+        warehouse.close()
+    return outcome.metadata
+
+
 SNAPSHOTS = PRICES.replace(
     "version_column: version", "version_column: version\n      history: {close_missing: true}"
 )
@@ -158,8 +179,16 @@ def test_a_snapshot_closes_the_keys_it_lacks_and_a_key_that_returns_opens_again(
 ) -> None:
     write_contract(contracts_dir, SNAPSHOTS)
     load(contracts_dir, land(landing, "s1.csv", [("a", "1.00", 1), ("b", "2.00", 1)]), instance)
-    closing = load(contracts_dir, land(landing, "s2.csv", [("a", "1.00", 2)]), instance)
-    assert materialization_metadata(closing, "shop/prices")["rows_closed"] == 1
+    closing_file = land(landing, "s2.csv", [("a", "1.00", 2)])
+    closing = load(contracts_dir, closing_file, instance)
+    reported = materialization_metadata(closing, "shop/prices")
+    assert reported["rows_closed"] == 1
+    assert history(warehouse) == [("a", "1.00", 1, 1, None, True), ("b", "2.00", 1, 1, 2, False)]
+    # A retry of that run (had it died before reporting the load) reports the load as the
+    # manifest recorded it, the closed version too, and changes nothing.
+    again = reported_again(contracts_dir, closing_file, closing.run_id)
+    counts = [name for name in reported if name.startswith("rows_") and name != "rows_per_second"]
+    assert {n: again[n] for n in counts} == {n: reported[n] for n in counts}
     assert history(warehouse) == [("a", "1.00", 1, 1, None, True), ("b", "2.00", 1, 1, 2, False)]
     load(contracts_dir, land(landing, "s3.csv", [("a", "1.00", 3), ("b", "2.00", 3)]), instance)
     assert history(warehouse) == [

@@ -138,6 +138,8 @@ class Recorded:
     straight_to_target: bool
     rows_updated: int | None
     rows_unchanged: int | None
+    rows_closed: int | None
+    rows_replaced: int | None
 
     def loaded_by(self, runs: Collection[str]) -> bool:
         """Whether one of these runs loaded this content into the table (its staged step
@@ -166,6 +168,8 @@ def finish_first_load(
         "rows_inserted": rows,
         "rows_updated": 0,
         "rows_unchanged": 0,
+        "rows_closed": 0,
+        "rows_replaced": 0,
     }
     connection.execute(render("manifest_finish"), finished)
     target = target_table(contract).as_string(connection)
@@ -251,6 +255,8 @@ def load_files(
                 "rows_inserted": result.rows_inserted,
                 "rows_updated": result.rows_updated,
                 "rows_unchanged": result.rows_unchanged,
+                "rows_closed": result.rows_closed,
+                "rows_replaced": result.rows_replaced,
             }
             for key, result in zip(keys, results, strict=True)
             if key.file not in reported
@@ -275,8 +281,7 @@ def load_files(
 
 
 def _as_recorded(known: Recorded) -> LoadResult:
-    """A file's committed load, as its manifest row recorded it (what a history merge closed or
-    an append replaced is not recorded: 0)."""
+    """A file's committed load, as its manifest row recorded it."""
     rows, inserted = int(known.rows_staged or 0), int(known.rows_inserted or 0)
     updated, unchanged = int(known.rows_updated or 0), int(known.rows_unchanged or 0)
     return LoadResult(
@@ -285,9 +290,10 @@ def _as_recorded(known: Recorded) -> LoadResult:
         rows_updated=updated,
         rows_unchanged=unchanged,
         rows_deduplicated=rows - inserted - updated - unchanged,
-        rows_replaced=0,
+        rows_replaced=int(known.rows_replaced or 0),
         seconds=0.0,
         row_count=0,  # set by load_files from the table's recorded count
+        rows_closed=int(known.rows_closed or 0),
         straight_to_target=known.straight_to_target,
     )
 
