@@ -16,6 +16,7 @@ Dagster already, so it starts in milliseconds).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import multiprocessing
 import os
@@ -40,10 +41,12 @@ from elt_assets.cli.ingest import run_ingest
 from elt_assets.contracts.model import Contract
 from elt_assets.landing.files import sha256_of
 from elt_assets.landing.keys import path_to_key
+from elt_assets.orchestration import recovery
 from elt_assets.orchestration.batch import batch_run_config, batch_tags
 from elt_assets.orchestration.names import (
     DATASET_TAG,
     FILE_TAG,
+    PROCESS_TAG,
     RELOAD_OF_TAG,
     RUN_KEY_TAG,
     SHA_TAG,
@@ -64,6 +67,7 @@ from elt_assets_tests.helpers import (
     WriterSampler,
     alive,
     definitions,
+    elt_as_user,
     run_file,
     step_failure,
 )
@@ -261,13 +265,9 @@ def _child(
     sys.exit(0 if result.success else 1)
 
 
-def _child_stopping_after_its_load(
-    contracts_dir: Path, file: str, marker: Path, home: str, batch: bool, env: dict[str, str]
-) -> None:
-    """Body of a child process: run the file's job (its own, or the batch job), which stops for
-    good once the file's load into the target has committed, before the load is reported: the
-    window a process can die in between the warehouse's commit and Dagster's events."""
-    _take_settings(env)
+def _stop_after_the_load(marker: Path, batch: bool) -> None:
+    """In a child process: its runs stop for good once a file's load into the target has
+    committed, before the load is reported (the marker says when)."""
     from elt_assets.orchestration import batch as batch_module
     from elt_assets.orchestration import steps
 
@@ -286,6 +286,16 @@ def _child_stopping_after_its_load(
             return stop()
 
         steps.load_target = load_then_stop
+
+
+def _child_stopping_after_its_load(
+    contracts_dir: Path, file: str, marker: Path, home: str, batch: bool, env: dict[str, str]
+) -> None:
+    """Body of a child process: run the file's job (its own, or the batch job), which stops for
+    good once the file's load into the target has committed, before the load is reported: the
+    window a process can die in between the warehouse's commit and Dagster's events."""
+    _take_settings(env)
+    _stop_after_the_load(marker, batch)
     with dg.DagsterInstance.from_config(home) as instance:
         if not batch:
             run_file(contracts_dir, "items", file, instance)
@@ -664,6 +674,7 @@ def test_kill_9_during_copy_into_staging_leaves_nothing_and_elt_ingest_loads_it_
     assert open_quarantine(warehouse, second) == bad_rows(landing, second) == [10, 2500]
 
 
+@pytest.mark.parametrize("seen_from", ["this_host", "another_host"])
 def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_loaded_again(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -672,12 +683,14 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
     landing: Path,
     contracts_dir: Path,
     tmp_path: Path,
+    seen_from: str,
 ) -> None:
     """With DAGSTER_HOME set, `elt ingest` records its runs in the instance, where nobody would
-    ever finish a run whose process was killed: the next call sees the file's lease free, reports
-    the run failed and loads the file at once. The file is the table's first load, killed in
-    the middle of its COPY straight into the empty table: the table stays empty until the
-    file loads again, whole and once."""
+    ever finish a run whose process was killed: the next call sees the process gone (on its
+    host, its pid is free; from another host, the file's lease is), reports the run failed and
+    loads the file at once. The file is the table's first load, killed in the middle of its
+    COPY straight into the empty table: the table stays empty until the file loads again,
+    whole and once."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     with connect(warehouse.owner_url, setting="test") as owner:
@@ -697,6 +710,8 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
         assert killed is not None and killed.status == dg.DagsterRunStatus.STARTED
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    if seen_from == "another_host":  # the killed process's pid means nothing there
+        monkeypatch.setattr(recovery.socket, "gethostname", lambda: "another-host")
     with caplog.at_level(logging.WARNING, logger="elt_assets"):
         outcome = run_ingest(Settings.from_env(), "items", dry_run=False)
     files = {f["file"]: f for f in outcome.files}
@@ -709,9 +724,12 @@ def test_a_killed_elt_ingest_on_a_dagster_home_has_its_run_failed_and_its_file_l
         killed = instance.get_run_by_id(during["run_id"])
         assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
         failure = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        assert f":{ingest.process.pid}) is gone: it no longer holds the lease of {file}" in (
-            failure[-1].message or ""
+        seen = (
+            "no process of this host has its pid"
+            if seen_from == "this_host"
+            else f"it no longer holds the lease of {file}"
         )
+        assert f":{ingest.process.pid}) is gone: {seen}" in (failure[-1].message or "")
     final = manifest(warehouse, file)
     assert (final["status"], final["interruptions"]) == ("success", 1)
     assert target_rows(warehouse) == expected_table(landing, file)
@@ -845,6 +863,80 @@ def test_a_re_execution_of_a_run_that_succeeded_loads_its_file_again(
         assert again.success, step_failure(again)  # type: ignore[arg-type]
     assert target_rows(warehouse) == expected_table(landing, first, file)
     assert manifest(warehouse, file)["run_id"] == again.run_id
+
+
+def _ingest_stopping_after_its_load(marker: Path, batch: bool, env: dict[str, str]) -> None:
+    """Body of a child process: `elt ingest` (its code, in this process, on DAGSTER_HOME's
+    instance), stopping for good once its file's load has committed, before it is reported."""
+    _take_settings(env)
+    _stop_after_the_load(marker, batch)
+    run_ingest(Settings.from_env(), None, False)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["file_run", "batch_run"])
+def test_an_elt_ingest_killed_between_a_loads_commit_and_its_report_is_reported_by_the_next(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: bool,
+) -> None:
+    """`elt ingest` with DAGSTER_HOME runs its runs in its own process, which nobody else
+    monitors. Killed between a load's commit and its report, it leaves the run in progress for
+    ever and the file's partition unmaterialised, though the table has its rows. The next `elt
+    ingest` (a user's, from their own directory) sees the process gone: the run is reported
+    failed, the load reported as the manifest recorded it, and nothing is loaded again."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")  # Dagster's defaults: its storage under home
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("ELT_BATCH_THRESHOLD", "0" if batch else "10")
+    file = land(landing, "b.csv", first_file())
+    marker = tmp_path / "loaded"
+    process = _fork(_ingest_stopping_after_its_load, marker, batch)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.is_alive() and time.monotonic() < deadline, process.exitcode
+        time.sleep(0.05)
+    loaded = expected_table(landing, file)
+    killed_run = manifest(warehouse, file)["run_id"]
+    process.kill()
+    process.join()
+    key = dg.AssetKey(["shop", "items"])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(killed_run)
+        assert run is not None and run.status == dg.DagsterRunStatus.STARTED
+        assert run.tags[PROCESS_TAG].endswith(f":{process.pid}")
+        assert not instance.fetch_materializations(key, limit=1).records  # unreported
+
+    cwd = tmp_path / "user"
+    cwd.mkdir()
+    settings = {"DAGSTER_HOME": str(home), "ELT_BATCH_ROWS": "1000"}
+    args = ("ingest", "--landing", str(landing), "--contracts", str(contracts_dir), "--json")
+    result = elt_as_user(warehouse, cwd, *args, settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert f"run {killed_run} reported failed" in result.stderr
+    (row,) = json.loads(result.stdout)["files"]
+    assert (row["file"], row["status"]) == (file, "success")
+    assert target_rows(warehouse) == loaded
+    assert manifest(warehouse, file)["run_id"] == killed_run  # its load, not loaded again
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(killed_run)
+        assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+        (record,) = instance.fetch_materializations(key, limit=10).records
+        materialization = record.asset_materialization
+        assert materialization is not None
+        assert materialization.partition == path_to_key(file)
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        staged = 3000 - len(bad_rows(landing, file))
+        assert metadata["loaded_by_run"] == killed_run
+        assert (metadata["rows_staged"], metadata["rows_inserted"]) == (staged, len(loaded))
+    again = elt_as_user(warehouse, cwd, *args, settings=settings)  # nothing more to do
+    assert again.returncode == 0 and "reported" not in again.stderr, again.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.fetch_materializations(key, limit=10).records) == 1
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:

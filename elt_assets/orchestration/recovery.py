@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from elt_assets.orchestration.names import (
+    DATASET_TAG,
     PARENT_RUN_ID_TAG,
     PROCESS_TAG,
     RUN_KEY_TAG,
@@ -41,7 +42,9 @@ from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import (
     Interrupted,
     OpenFile,
+    RecordedLoad,
     interrupted_files,
+    loads_of_runs,
     mark_interrupted,
     running_files,
 )
@@ -56,6 +59,101 @@ RETRY_GRACE_SECONDS = 600
 def process_tag() -> dict[str, str]:
     """The tag naming this process, for runs it executes in process."""
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def process_gone(tag: str) -> bool:
+    """Whether the process a run's PROCESS_TAG names (host:pid) is certainly gone: it ran on
+    this host and no process has its pid now, or this one has it (so that one ended: a
+    container restarted gives its first process the same pid). Another host's process cannot
+    be seen from here, nor one whose pid was taken by a new process since (left alone: safe)."""
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's
+        return False
+    return False
+
+
+# A run not over yet: `elt ingest` killed just after creating its run leaves it NOT_STARTED.
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def fail_dead_ingest_runs(
+    connection: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    dataset: str,
+    target: dg.AssetKey,
+) -> list[str]:
+    """The dataset's runs that an `elt ingest` of this host executed in process and whose
+    process is gone, while Dagster still shows them in progress (nobody else monitors them),
+    reported failed; a load such a run committed but did not live to report (killed between
+    the load's commit and its materialisation) is reported now, as the manifest recorded it,
+    so the file's partition shows what the table holds. Returns what was done, in words.
+
+    Another host's `elt ingest` is judged by its files' leases (`recover_stale_files`) once a
+    file of it is left `running`; a load it committed and did not report stays unreported."""
+    in_progress = instance.get_runs(
+        filters=dg.RunsFilter(statuses=_IN_PROGRESS, tags={DATASET_TAG: dataset})
+    )
+    dead = [r for r in in_progress if process_gone(r.tags.get(PROCESS_TAG, ""))]
+    said = []
+    for run in dead:
+        why = (
+            f"the process that ran it ({run.tags[PROCESS_TAG]}) is gone: no process of this "
+            "host has its pid now (killed, out of memory, or the host restarted)"
+        )
+        instance.report_run_failed(run, why)
+        said.append(f"run {run.run_id} reported failed: {why}")
+    if not dead:
+        return said
+    for load in loads_of_runs(connection, dataset, [run.run_id for run in dead]):
+        if not _reported(instance, target, load):
+            instance.report_runless_asset_event(_recorded_materialization(target, load))
+            said.append(
+                f"{load.file}: run {load.run_id} loaded it and died before reporting it; "
+                "reported now, as the manifest recorded the load"
+            )
+    return said
+
+
+def _reported(instance: dg.DagsterInstance, target: dg.AssetKey, load: RecordedLoad) -> bool:
+    """Whether the file's target partition was last materialised by the run that loaded it."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=target, asset_partitions=[load.partition_key]), limit=1
+    ).records
+    return bool(records) and records[0].run_id == load.run_id
+
+
+def _recorded_materialization(target: dg.AssetKey, load: RecordedLoad) -> dg.AssetMaterialization:
+    counts = {
+        "rows_staged": load.rows_staged,
+        "rows_inserted": load.rows_inserted,
+        "rows_updated": load.rows_updated,
+        "rows_unchanged": load.rows_unchanged,
+        "rows_closed": load.rows_closed,
+        "rows_replaced": load.rows_replaced,
+    }
+    return dg.AssetMaterialization(
+        asset_key=target,
+        partition=load.partition_key,
+        description=f"Loaded by run {load.run_id}, whose process died before reporting it; "
+        "reported from the manifest's record of the load.",
+        metadata={
+            **{name: value for name, value in counts.items() if value is not None},
+            "straight_to_target": load.straight_to_target,
+            "loaded_by_run": load.run_id,
+        },
+    )
 
 
 def _why_lost(run: dg.DagsterRun, row: OpenFile, lost_after_seconds: float) -> str | None:

@@ -32,6 +32,7 @@ from elt_assets.landing.discovery import MAX_HASH_SECONDS, Decision, Known, disc
 from elt_assets.landing.files import LandedFile
 from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.zone import Landing
+from elt_assets.orchestration.assets import DatasetKeys
 from elt_assets.orchestration.batch import batch_run_config, batch_run_key, batch_tags, split
 from elt_assets.orchestration.names import (
     DATASET_TAG,
@@ -45,7 +46,12 @@ from elt_assets.orchestration.names import (
     ingest_job_name,
     sensor_name,
 )
-from elt_assets.orchestration.recovery import files_to_reload, recover_stale_files, reload_run_key
+from elt_assets.orchestration.recovery import (
+    fail_dead_ingest_runs,
+    files_to_reload,
+    recover_stale_files,
+    reload_run_key,
+)
 from elt_assets.orchestration.resources import LandingResource, landing_of, warehouse_of
 from elt_assets.postgres.landing_state import load_known, loaded_content, save_decision
 from elt_assets.postgres.lease import leases_held
@@ -136,7 +142,7 @@ def build_file_sensor(
         # Dagster also passes the required resources by key (`_resources`); read through the
         # context like every step does. The cursor is only where a large bucket's listing
         # goes on next tick (empty: from the top); the sensor's memory is elt.landing_files.
-        tick = Tick(contract, rules, partitions, context.instance, context.log)
+        tick = Tick(contract, rules, partitions, context.instance, context.log, naming)
         landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
         return tick.evaluate(landing, warehouse, start_after=context.cursor or None)
 
@@ -222,9 +228,11 @@ class Tick:
         partitions: dg.DynamicPartitionsDefinition,
         instance: dg.DagsterInstance,
         log: logging.Logger,
+        naming: Naming = DEFAULT_NAMING,
     ):
         self.contract, self.rules, self.partitions = contract, rules, partitions
         self.instance, self.log = instance, log
+        self.target = DatasetKeys.of(contract, naming).target
         self.summary = TickSummary()
 
     def evaluate(
@@ -335,6 +343,8 @@ class Tick:
         reason.
         """
         contract = self.contract
+        for line in fail_dead_ingest_runs(connection, self.instance, contract.name, self.target):
+            self.log.warning(f"{contract.name}: {line}")
         recovered = recover_stale_files(
             connection, self.instance, contract.name, self.rules.lost_run_seconds
         )

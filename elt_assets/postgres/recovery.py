@@ -125,3 +125,29 @@ def note_retry(
             render("manifest_retrying"),
             {"dataset": dataset, "file": file, "sha256": sha256, "error": error},
         )
+
+
+@dataclass(frozen=True)
+class RecordedLoad:
+    """A file's load as its manifest row recorded it: what its target materialisation says."""
+
+    run_id: str
+    file: str
+    partition_key: str
+    rows_staged: int | None
+    rows_inserted: int | None
+    rows_updated: int | None
+    rows_unchanged: int | None
+    rows_closed: int | None
+    rows_replaced: int | None
+    straight_to_target: bool
+
+
+def loads_of_runs(
+    connection: psycopg.Connection, dataset: str, run_ids: list[str]
+) -> list[RecordedLoad]:
+    """The loads these runs committed that are still their files' present manifest rows."""
+    rows = connection.execute(
+        render("manifest_loaded_by_runs"), {"dataset": dataset, "run_ids": run_ids}
+    ).fetchall()
+    return [RecordedLoad(*row) for row in rows]
