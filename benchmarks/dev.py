@@ -17,19 +17,19 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.data import small_files
+from benchmarks.user_env import USER_BIN
 from benchmarks.workers import committed, fresh_storage
 from elt_assets.postgres.embedded import free_port
 
 if TYPE_CHECKING:
     from benchmarks.run import Bench
 
-ELT = Path(sys.executable).parent / "elt"
+ELT = USER_BIN / "elt"
 WAIT_SECONDS = 900
 
 

@@ -43,6 +43,7 @@ import psycopg
 from benchmarks import limit
 from benchmarks.bucket import BenchBucket
 from benchmarks.data import COLUMN_NAMES, CONTRACT, BenchFiles, generate
+from benchmarks.user_env import USER_BIN, USER_PYTHON
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".elt" / "bench"
@@ -162,7 +163,7 @@ def json_result(argv: list[str], env: dict[str, str], what: str) -> dict[str, ob
 def run_ours(bench: Bench, relative: str, from_bucket: bool = False) -> dict[str, object]:
     bucket = bench.bucket if from_bucket else None
     landing = bucket.url if bucket else str(bench.landing)
-    argv = [sys.executable, "-m", "benchmarks.ours", landing, str(bench.contracts), relative]
+    argv = [str(USER_PYTHON), "-m", "benchmarks.ours", landing, str(bench.contracts), relative]
     env = {**os.environ, **bench.env, **(bucket.env if bucket else {})}
     result = json_result(argv, env, f"our path on {relative}")
     if not result["success"]:
@@ -219,7 +220,7 @@ def timed(argv: list[str], env: dict[str, str], name: str) -> tuple[float, float
 
 def ingest_argv(bench: Bench) -> list[str]:
     """`elt ingest` over the benchmark's landing folder, as a user types it."""
-    elt = str(Path(sys.executable).parent / "elt")
+    elt = str(USER_BIN / "elt")
     return [
         elt,
         "ingest",
@@ -248,7 +249,7 @@ def reset_dlt(bench: Bench) -> Path:
 def dlt_argv(bench: Bench, pipelines: Path, paths: list[Path], per_file: bool = False) -> list[str]:
     mode = ["--per-file"] if per_file else []
     return [
-        sys.executable,
+        str(USER_PYTHON),
         "-m",
         "benchmarks.dlt_load",
         bench.owner_url,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from benchmarks.data import small_files
+from benchmarks.user_env import USER_PYTHON
 
 if TYPE_CHECKING:
     from benchmarks.run import Bench
@@ -147,7 +147,7 @@ def as_users_run_it(bench: Bench, files: int, rows_per_file: int) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_"))}
     env.update(bench.env)
     folder = bench.landing / "bench_orders"
-    loop = [sys.executable, "-m", "benchmarks.small_loop", bench.owner_url, "limit_small"]
+    loop = [str(USER_PYTHON), "-m", "benchmarks.small_loop", bench.owner_url, "limit_small"]
     paths = sorted(folder.iterdir())
     runs: dict[str, list[float]] = {}
     rows = 0

@@ -68,6 +68,18 @@ def sync(uv: Path, groups: tuple[str, ...] = ()) -> None:
     )
 
 
+def sync_user_env(uv: Path) -> Path:
+    """The benchmark's user install (benchmarks/user_env.py): .elt/bench/venv from uv.lock with
+    the `platform` extra and the `bench` group, without the development group. Returns its
+    interpreter."""
+    target = ROOT / ".elt" / "bench" / "venv"
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": str(target)}
+    command = [str(uv), "sync", "--locked", "--quiet", "--compile-bytecode", "--no-dev"]
+    command += ["--extra", "platform", "--group", "bench", "--python", sys.executable]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    return target / "bin" / "python"
+
+
 # What depends most on the server's version (DDL and PL/pgSQL, privileges, every value type
 # through COPY and the upsert), run again on the oldest PostgreSQL we support. The Dagster-level
 # flows (test_pipeline, test_scenarios) pass on 15 too but stay out: make test's time budget.
@@ -189,6 +201,7 @@ def main(argv: list[str]) -> int:
     uv = Path(shutil.which("uv") or "") if os.environ.get("ELT_USE_SYSTEM_UV") else bootstrap_uv()
     sync(uv, ("bench",) if command == "bench" else ())
     if command == "bench":  # the benchmark also needs the binary-COPY limit's driver (ADBC)
+        os.environ["ELT_BENCH_PYTHON"] = str(sync_user_env(uv))
         os.chdir(ROOT)
         bench = [str(uv), "run", "--locked", "--no-sync", "python", "-m", "benchmarks.run"]
         os.execv(str(uv), [*bench, *rest])
