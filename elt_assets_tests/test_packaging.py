@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -72,13 +74,80 @@ def test_compose_services_run_real_commands_and_mount_existing_paths(compose_fil
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
             host = volume.split(":")[0]
-            if host.startswith("./"):
+            if host.startswith(("./", "../")):
                 assert (path.parent / host).exists(), f"service {name} mounts missing {host}"
     # Every secret file the compose file mounts is one deploy/make-secrets.sh writes.
     written = (ROOT / "deploy" / "make-secrets.sh").read_text()
     for name, secret in compose.get("secrets", {}).items():
         file_name = Path(secret["file"]).name
         assert re.search(rf"(>|cp \S+) {re.escape(file_name)}$", written, re.MULTILINE), name
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    "compose_file", ["docker-compose.yaml", "deploy/celery/docker-compose.yaml"]
+)
+def test_compose_stacks_publish_only_on_loopback_and_the_ui_only_behind_its_password(
+    compose_file: str,
+) -> None:
+    """Dagster's UI has no login: a stack publishes nothing beyond loopback, and the UI only
+    through the proxy that asks for the password (deploy/ui-proxy/nginx.conf)."""
+    path = ROOT / compose_file
+    services = yaml.safe_load(path.read_text())["services"]
+    published = {
+        name: port for name, service in services.items() for port in service.get("ports", [])
+    }
+    assert all(port.startswith("127.0.0.1:") for port in published.values()), published
+    assert "ports" not in services["webserver"]
+    proxy = services["ui"]
+    assert proxy["ports"] == ["127.0.0.1:3000:8080"]
+    assert proxy["secrets"] == ["ui_htpasswd"]
+    (mount,) = proxy["volumes"]
+    conf_file, target, _ = mount.split(":")
+    assert target == "/etc/nginx/conf.d/default.conf"
+    conf = (path.parent / conf_file).read_text()
+    directives = [line.split("#")[0].strip() for line in conf.splitlines()]
+    assert "listen 8080;" in directives
+    assert "proxy_pass http://webserver:3000;" in directives
+    assert 'auth_basic "elt-assets";' in directives
+    assert "auth_basic_user_file /run/secrets/ui_htpasswd;" in directives
+    # one location, so no path of the UI is left without the password
+    assert sum(line.startswith("location ") for line in directives) == 1
+
+
+@pytest.mark.pure
+def test_make_secrets_writes_readable_secrets_in_a_private_directory_and_the_ui_password(
+    tmp_path: Path,
+) -> None:
+    """Compose mounts secret files as they are on the host and the containers read them as
+    their own users: every file is readable, the directory its owner's alone; the UI's
+    htpasswd holds a SHA-512 crypt hash of the password the user is given, never the password."""
+    deploy = tmp_path / "deploy"
+    (deploy / "secrets").mkdir(parents=True)
+    shutil.copy(ROOT / "deploy" / "make-secrets.sh", deploy)
+    result = subprocess.run(
+        ["sh", str(deploy / "make-secrets.sh")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    secrets = deploy / "secrets"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    for compose_file in ("docker-compose.yaml", "deploy/celery/docker-compose.yaml"):
+        for secret in yaml.safe_load((ROOT / compose_file).read_text())["secrets"].values():
+            written = secrets / Path(secret["file"]).name
+            assert written.stat().st_mode & 0o444 == 0o444, written  # readable in a container
+    password = (secrets / "ui_password").read_text().strip()
+    assert (secrets / "ui_password").stat().st_mode & 0o077 == 0  # the user's copy: private
+    user, hashed = (secrets / "ui_htpasswd").read_text().strip().split(":", 1)
+    assert user == "elt" and hashed.startswith("$6$") and password not in hashed
+    salt = hashed.split("$")[2]
+    again = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert again.stdout.strip() == hashed  # the hash is of that password
 
 
 @pytest.mark.pure
