@@ -3,6 +3,14 @@
 Pandera validates each typed batch lazily (all failures collected) and vectorised. Uniqueness is
 the exception: a column's `unique` check and the dataset's unique column sets span the whole file,
 so they run in PostgreSQL over the staged slice (flat memory whatever the file size).
+
+A pandera validation costs about 10 ms whatever the batch's size (a query per column and check,
+and its bookkeeping): two thirds of a second per million CSV rows in 15,000-row batches. Most
+batches break no rule, so `CleanProof` first asks, in one query, the very questions pandera's
+checks ask (the same polars comparisons, with pandera's treatment of nulls and NaN): a batch that
+passes them all cannot fail pandera, and only the others are validated by it, which then finds
+and names every failure. A contract with a check the proof does not know (a pattern, a length)
+is always validated by pandera.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandera.polars as pa
+import polars as pl
 
 from elt_assets.contracts.model import Column, Contract
 
@@ -42,33 +51,52 @@ def _bound(value: Any, column: Column) -> Any:
     return value if column.type.is_integer and isinstance(value, int) else float(value)
 
 
-def _column_checks(column: Column) -> list[tuple[pa.Check, CheckInfo]]:
+# A check and, where pandera's check is one polars comparison, that comparison (its value per
+# row, null where the value is null): what `CleanProof` asks.
+_Checked = tuple[pa.Check, CheckInfo, pl.Expr | None]
+
+
+def _column_checks(column: Column) -> list[_Checked]:
     checks = column.checks
-    found: list[tuple[pa.Check, CheckInfo]] = []
+    found: list[_Checked] = []
+    value = pl.col(column.name)
 
-    def add(check: pa.Check, name: str, expectation: str) -> None:
-        found.append((check, CheckInfo(name, expectation)))
+    def add(check: pa.Check, name: str, expectation: str, asks: pl.Expr | None) -> None:
+        found.append((check, CheckInfo(name, expectation), asks))
 
-    for name, symbol, factory in (
-        ("ge", ">=", pa.Check.ge),
-        ("gt", ">", pa.Check.gt),
-        ("le", "<=", pa.Check.le),
-        ("lt", "<", pa.Check.lt),
+    for name, symbol, factory, compare in (
+        ("ge", ">=", pa.Check.ge, value.ge),
+        ("gt", ">", pa.Check.gt, value.gt),
+        ("le", "<=", pa.Check.le, value.le),
+        ("lt", "<", pa.Check.lt, value.lt),
     ):
         bound = getattr(checks, name)
         if bound is not None:
-            add(factory(_bound(bound, column), name=name), name, f"must be {symbol} {bound}")
+            typed_bound = _bound(bound, column)
+            check = factory(typed_bound, name=name)
+            add(check, name, f"must be {symbol} {bound}", compare(typed_bound))
     if checks.isin is not None:
         allowed = [str(v) for v in checks.isin] if column.type.is_textual else checks.isin
-        add(pa.Check.isin(allowed, name="isin"), "isin", f"must be one of {checks.isin}")
+        add(
+            pa.Check.isin(allowed, name="isin"),
+            "isin",
+            f"must be one of {checks.isin}",
+            value.is_in(allowed),
+        )
     if checks.notin is not None:
         banned = [str(v) for v in checks.notin] if column.type.is_textual else checks.notin
-        add(pa.Check.notin(banned, name="notin"), "notin", f"must not be one of {checks.notin}")
+        add(
+            pa.Check.notin(banned, name="notin"),
+            "notin",
+            f"must not be one of {checks.notin}",
+            value.is_in(banned).not_(),
+        )
     if checks.regex is not None:
         add(
             pa.Check.str_matches(checks.regex, name="regex"),
             "regex",
             f"must match the pattern {checks.regex!r}",
+            None,
         )
     if checks.min_length is not None or checks.max_length is not None:
         low, high = checks.min_length, checks.max_length
@@ -77,22 +105,66 @@ def _column_checks(column: Column) -> list[tuple[pa.Check, CheckInfo]]:
                 pa.Check.str_length(min_value=low, name="min_length"),
                 "min_length",
                 f"must be at least {low} characters long",
+                None,
             )
         if high is not None:
             add(
                 pa.Check.str_length(max_value=high, name="max_length"),
                 "max_length",
                 f"must be at most {high} characters long",
+                None,
             )
     return found
 
 
+class CleanProof:
+    """One query whose answers are all true only for a typed batch that pandera's validation
+    would pass: every column in the schema's dtype, no null (nor NaN, in a float column) where
+    the column is required, and every check's comparison true or null on every row (pandera
+    passes a null outcome, as its checks ignore missing values)."""
+
+    def __init__(self, dtypes: dict[str, pl.DataType], questions: list[pl.Expr]):
+        self.dtypes = dtypes
+        self.questions = questions
+
+    def holds(self, typed: pl.DataFrame) -> bool:
+        if typed.schema != self.dtypes:  # exactly the schema's dtypes
+            return False
+        if not self.questions:
+            return True
+        try:
+            answers = typed.select(self.questions).row(0)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            return False  # pandera then says what is wrong with the check
+        return all(answers)
+
+
+def _clean_proof(contract: Contract, checked: dict[str, list[_Checked]]) -> CleanProof | None:
+    """The contract's CleanProof, or None when a check is not one comparison."""
+    questions: list[pl.Expr] = []
+    for column in contract.columns:
+        value = pl.col(column.name)
+        if contract.is_required(column):
+            questions.append(value.is_not_null().all())
+            if column.type.polars_dtype.is_float():
+                questions.append(value.is_not_nan().all())
+        for _, _, asks in checked[column.name]:
+            if asks is None:
+                return None
+            questions.append((asks | asks.is_null()).all())
+    dtypes = {c.name: c.type.polars_dtype for c in contract.columns}
+    aliased = [q.alias(f"q{n}") for n, q in enumerate(questions)]
+    return CleanProof(dtypes, aliased)
+
+
 @dataclass(frozen=True)
 class ContractSchema:
-    """The pandera schema of a contract and, per column, what each numbered check means."""
+    """The pandera schema of a contract, per column what each numbered check means, and the
+    proof that lets a clean batch skip pandera (None: every batch is validated by it)."""
 
     schema: pa.DataFrameSchema
     catalog: dict[str, list[CheckInfo]]
+    clean: CleanProof | None = None
 
     def describe(self, column: str, check_number: int | None, pandera_check: str) -> CheckInfo:
         if pandera_check == "not_nullable":
@@ -106,15 +178,16 @@ class ContractSchema:
 def build_schema(contract: Contract) -> ContractSchema:
     columns: dict[str, pa.Column] = {}
     catalog: dict[str, list[CheckInfo]] = {}
+    checked: dict[str, list[_Checked]] = {}
     for column in contract.columns:
-        pairs = _column_checks(column)
+        checked[column.name] = _column_checks(column)
         columns[column.name] = pa.Column(
             column.type.polars_dtype,
-            checks=[check for check, _ in pairs],
+            checks=[check for check, _, _ in checked[column.name]],
             nullable=not contract.is_required(column),
             coerce=False,
             description=column.description,
         )
-        catalog[column.name] = [info for _, info in pairs]
+        catalog[column.name] = [info for _, info, _ in checked[column.name]]
     schema = pa.DataFrameSchema(columns, strict=False, name=contract.name)
-    return ContractSchema(schema, catalog)
+    return ContractSchema(schema, catalog, _clean_proof(contract, checked))
