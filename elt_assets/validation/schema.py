@@ -15,14 +15,17 @@ is always validated by pandera.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
 import polars as pl
 
 from elt_assets.contracts.model import Column, Contract
+
+if TYPE_CHECKING:  # imported when a batch first needs pandera: a clean file never does
+    import pandera.polars as pa
 
 
 @dataclass(frozen=True)
@@ -51,69 +54,61 @@ def _bound(value: Any, column: Column) -> Any:
     return value if column.type.is_integer and isinstance(value, int) else float(value)
 
 
-# A check and, where pandera's check is one polars comparison, that comparison (its value per
-# row, null where the value is null): what `CleanProof` asks.
-_Checked = tuple[pa.Check, CheckInfo, pl.Expr | None]
+@dataclass(frozen=True)
+class _Check:
+    """A contract check: its name, pandera's comparison where pandera's check is one (its value
+    per row, null where the value is null: what `CleanProof` asks; None otherwise), and the
+    pandera check, built when pandera is first needed."""
+
+    info: CheckInfo
+    asks: pl.Expr | None
+    method: str  # pa.Check's constructor
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def pandera(self) -> pa.Check:
+        import pandera.polars as pa
+
+        return getattr(pa.Check, self.method)(*self.args, **self.kwargs)
 
 
-def _column_checks(column: Column) -> list[_Checked]:
+def _column_checks(column: Column) -> list[_Check]:
     checks = column.checks
-    found: list[_Checked] = []
+    found: list[_Check] = []
     value = pl.col(column.name)
 
-    def add(check: pa.Check, name: str, expectation: str, asks: pl.Expr | None) -> None:
-        found.append((check, CheckInfo(name, expectation), asks))
+    def add(
+        name: str, expectation: str, asks: pl.Expr | None, method: str, *args: Any, **kw: Any
+    ) -> None:
+        found.append(_Check(CheckInfo(name, expectation), asks, method, args, {**kw, "name": name}))
 
-    for name, symbol, factory, compare in (
-        ("ge", ">=", pa.Check.ge, value.ge),
-        ("gt", ">", pa.Check.gt, value.gt),
-        ("le", "<=", pa.Check.le, value.le),
-        ("lt", "<", pa.Check.lt, value.lt),
+    for name, symbol, compare in (
+        ("ge", ">=", value.ge),
+        ("gt", ">", value.gt),
+        ("le", "<=", value.le),
+        ("lt", "<", value.lt),
     ):
         bound = getattr(checks, name)
         if bound is not None:
             typed_bound = _bound(bound, column)
-            check = factory(typed_bound, name=name)
-            add(check, name, f"must be {symbol} {bound}", compare(typed_bound))
+            add(name, f"must be {symbol} {bound}", compare(typed_bound), name, typed_bound)
     if checks.isin is not None:
         allowed = [str(v) for v in checks.isin] if column.type.is_textual else checks.isin
-        add(
-            pa.Check.isin(allowed, name="isin"),
-            "isin",
-            f"must be one of {checks.isin}",
-            value.is_in(allowed),
-        )
+        add("isin", f"must be one of {checks.isin}", value.is_in(allowed), "isin", allowed)
     if checks.notin is not None:
         banned = [str(v) for v in checks.notin] if column.type.is_textual else checks.notin
-        add(
-            pa.Check.notin(banned, name="notin"),
-            "notin",
-            f"must not be one of {checks.notin}",
-            value.is_in(banned).not_(),
-        )
+        refused = value.is_in(banned).not_()
+        add("notin", f"must not be one of {checks.notin}", refused, "notin", banned)
     if checks.regex is not None:
-        add(
-            pa.Check.str_matches(checks.regex, name="regex"),
-            "regex",
-            f"must match the pattern {checks.regex!r}",
-            None,
-        )
-    if checks.min_length is not None or checks.max_length is not None:
-        low, high = checks.min_length, checks.max_length
-        if low is not None:
-            add(
-                pa.Check.str_length(min_value=low, name="min_length"),
-                "min_length",
-                f"must be at least {low} characters long",
-                None,
-            )
-        if high is not None:
-            add(
-                pa.Check.str_length(max_value=high, name="max_length"),
-                "max_length",
-                f"must be at most {high} characters long",
-                None,
-            )
+        pattern = checks.regex
+        add("regex", f"must match the pattern {pattern!r}", None, "str_matches", pattern)
+    low, high = checks.min_length, checks.max_length
+    if low is not None:
+        expectation = f"must be at least {low} characters long"
+        add("min_length", expectation, None, "str_length", min_value=low)
+    if high is not None:
+        expectation = f"must be at most {high} characters long"
+        add("max_length", expectation, None, "str_length", max_value=high)
     return found
 
 
@@ -139,7 +134,7 @@ class CleanProof:
         return all(answers)
 
 
-def _clean_proof(contract: Contract, checked: dict[str, list[_Checked]]) -> CleanProof | None:
+def _clean_proof(contract: Contract, checked: dict[str, list[_Check]]) -> CleanProof | None:
     """The contract's CleanProof, or None when a check is not one comparison."""
     questions: list[pl.Expr] = []
     for column in contract.columns:
@@ -148,22 +143,24 @@ def _clean_proof(contract: Contract, checked: dict[str, list[_Checked]]) -> Clea
             questions.append(value.is_not_null().all())
             if column.type.polars_dtype.is_float():
                 questions.append(value.is_not_nan().all())
-        for _, _, asks in checked[column.name]:
-            if asks is None:
+        for check in checked[column.name]:
+            if check.asks is None:
                 return None
-            questions.append((asks | asks.is_null()).all())
+            questions.append((check.asks | check.asks.is_null()).all())
     dtypes = {c.name: c.type.polars_dtype for c in contract.columns}
     aliased = [q.alias(f"q{n}") for n, q in enumerate(questions)]
     return CleanProof(dtypes, aliased)
 
 
-@dataclass(frozen=True)
+@dataclass
 class ContractSchema:
-    """The pandera schema of a contract, per column what each numbered check means, and the
-    proof that lets a clean batch skip pandera (None: every batch is validated by it)."""
+    """A contract's checks for its typed batches: what each numbered check of a column means,
+    the proof that lets a clean batch skip pandera (None: every batch goes to pandera), and the
+    pandera schema, built (pandera imported) when a batch first needs it."""
 
-    schema: pa.DataFrameSchema
+    contract: Contract
     catalog: dict[str, list[CheckInfo]]
+    checked: dict[str, list[_Check]]
     clean: CleanProof | None = None
 
     def describe(self, column: str, check_number: int | None, pandera_check: str) -> CheckInfo:
@@ -174,20 +171,24 @@ class ContractSchema:
             return infos[check_number]
         return CheckInfo(pandera_check, f"fails {pandera_check}")
 
+    @functools.cached_property
+    def pandera(self) -> pa.DataFrameSchema:
+        import pandera.polars as pa
+
+        columns = {
+            column.name: pa.Column(
+                column.type.polars_dtype,
+                checks=[check.pandera() for check in self.checked[column.name]],
+                nullable=not self.contract.is_required(column),
+                coerce=False,
+                description=column.description,
+            )
+            for column in self.contract.columns
+        }
+        return pa.DataFrameSchema(columns, strict=False, name=self.contract.name)
+
 
 def build_schema(contract: Contract) -> ContractSchema:
-    columns: dict[str, pa.Column] = {}
-    catalog: dict[str, list[CheckInfo]] = {}
-    checked: dict[str, list[_Checked]] = {}
-    for column in contract.columns:
-        checked[column.name] = _column_checks(column)
-        columns[column.name] = pa.Column(
-            column.type.polars_dtype,
-            checks=[check for check, _, _ in checked[column.name]],
-            nullable=not contract.is_required(column),
-            coerce=False,
-            description=column.description,
-        )
-        catalog[column.name] = [info for _, info, _ in checked[column.name]]
-    schema = pa.DataFrameSchema(columns, strict=False, name=contract.name)
-    return ContractSchema(schema, catalog, _clean_proof(contract, checked))
+    checked = {column.name: _column_checks(column) for column in contract.columns}
+    catalog = {name: [check.info for check in found] for name, found in checked.items()}
+    return ContractSchema(contract, catalog, checked, _clean_proof(contract, checked))
