@@ -54,7 +54,7 @@ def _bound(value: Any, column: Column) -> Any:
     return value if column.type.is_integer and isinstance(value, int) else float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: a polars expression compares into an expression
 class _Check:
     """A contract check: its name, pandera's comparison where pandera's check is one (its value
     per row, null where the value is null: what `CleanProof` asks; None otherwise), and the
@@ -152,7 +152,7 @@ def _clean_proof(contract: Contract, checked: dict[str, list[_Check]]) -> CleanP
     return CleanProof(dtypes, aliased)
 
 
-@dataclass
+@dataclass(eq=False)
 class ContractSchema:
     """A contract's checks for its typed batches: what each numbered check of a column means,
     the proof that lets a clean batch skip pandera (None: every batch goes to pandera), and the
