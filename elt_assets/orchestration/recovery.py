@@ -120,8 +120,8 @@ def fail_dead_ingest_runs(
         if not _reported(instance, target, load):
             instance.report_runless_asset_event(_recorded_materialization(target, load))
             said.append(
-                f"{load.file}: run {load.run_id} loaded it and died before reporting it; "
-                "reported now, as the manifest recorded the load"
+                f"{load.file}: run {load.recorded.run_id} loaded it and died before reporting "
+                "it; reported now, as the manifest recorded the load"
             )
     return said
 
@@ -131,27 +131,22 @@ def _reported(instance: dg.DagsterInstance, target: dg.AssetKey, load: RecordedL
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=target, asset_partitions=[load.partition_key]), limit=1
     ).records
-    return bool(records) and records[0].run_id == load.run_id
+    return bool(records) and records[0].run_id == load.recorded.run_id
 
 
 def _recorded_materialization(target: dg.AssetKey, load: RecordedLoad) -> dg.AssetMaterialization:
-    counts = {
-        "rows_staged": load.rows_staged,
-        "rows_inserted": load.rows_inserted,
-        "rows_updated": load.rows_updated,
-        "rows_unchanged": load.rows_unchanged,
-        "rows_closed": load.rows_closed,
-        "rows_replaced": load.rows_replaced,
-    }
+    """The target's materialisation of the load, with the counts a retry's report gives."""
+    result, run_id = load.recorded.as_result(), load.recorded.run_id
+    counts = ("staged", "inserted", "updated", "unchanged", "deduplicated", "replaced", "closed")
     return dg.AssetMaterialization(
         asset_key=target,
         partition=load.partition_key,
-        description=f"Loaded by run {load.run_id}, whose process died before reporting it; "
+        description=f"Loaded by run {run_id}, whose process died before reporting it; "
         "reported from the manifest's record of the load.",
         metadata={
-            **{name: value for name, value in counts.items() if value is not None},
-            "straight_to_target": load.straight_to_target,
-            "loaded_by_run": load.run_id,
+            **{f"rows_{name}": getattr(result, f"rows_{name}") for name in counts},
+            "straight_to_target": result.straight_to_target,
+            "loaded_by_run": run_id,
         },
     )
 

@@ -146,6 +146,23 @@ class Recorded:
         straight into the empty table, or its target step)."""
         return self.status == "success" and self.run_id in runs
 
+    def as_result(self) -> LoadResult:
+        """The content's committed load, as recorded (for a load reported after its run)."""
+        rows, inserted = int(self.rows_staged or 0), int(self.rows_inserted or 0)
+        updated, unchanged = int(self.rows_updated or 0), int(self.rows_unchanged or 0)
+        return LoadResult(
+            rows_staged=rows,
+            rows_inserted=inserted,
+            rows_updated=updated,
+            rows_unchanged=unchanged,
+            rows_deduplicated=rows - inserted - updated - unchanged,
+            rows_replaced=int(self.rows_replaced or 0),
+            seconds=0.0,
+            row_count=0,  # unknown here: load_files sets it from the table's recorded count
+            rows_closed=int(self.rows_closed or 0),
+            straight_to_target=self.straight_to_target,
+        )
+
 
 def recorded_contents(
     connection: psycopg.Connection, dataset: str, contents: dict[str, str]
@@ -223,7 +240,7 @@ def load_files(
         for key in keys:
             known = recorded.get(key.file)
             if known is not None and known.loaded_by({run_id, *retried_runs}):
-                results.append(_as_recorded(known))  # counted in the table's rows then
+                results.append(known.as_result())  # counted in the table's rows then
                 reported.add(key.file)  # its manifest row stays as its load finished it
                 changes.append(0)
                 maybe_empty = maybe_empty and not known.rows_inserted
@@ -278,24 +295,6 @@ def load_files(
         dataclasses.replace(result, row_count=count)
         for result, count in zip(results, reversed(counts), strict=True)
     ]
-
-
-def _as_recorded(known: Recorded) -> LoadResult:
-    """A file's committed load, as its manifest row recorded it."""
-    rows, inserted = int(known.rows_staged or 0), int(known.rows_inserted or 0)
-    updated, unchanged = int(known.rows_updated or 0), int(known.rows_unchanged or 0)
-    return LoadResult(
-        rows_staged=rows,
-        rows_inserted=inserted,
-        rows_updated=updated,
-        rows_unchanged=unchanged,
-        rows_deduplicated=rows - inserted - updated - unchanged,
-        rows_replaced=int(known.rows_replaced or 0),
-        seconds=0.0,
-        row_count=0,  # set by load_files from the table's recorded count
-        rows_closed=int(known.rows_closed or 0),
-        straight_to_target=known.straight_to_target,
-    )
 
 
 def _load_slice(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from elt_assets.postgres.load import Recorded
 from elt_assets.postgres.templates import render
 
 # A content whose runs end unfinished this many times is marked `failed` instead of `interrupted`
@@ -129,18 +130,11 @@ def note_retry(
 
 @dataclass(frozen=True)
 class RecordedLoad:
-    """A file's load as its manifest row recorded it: what its target materialisation says."""
+    """A file's committed load, by partition, as its manifest row records it."""
 
-    run_id: str
     file: str
     partition_key: str
-    rows_staged: int | None
-    rows_inserted: int | None
-    rows_updated: int | None
-    rows_unchanged: int | None
-    rows_closed: int | None
-    rows_replaced: int | None
-    straight_to_target: bool
+    recorded: Recorded
 
 
 def loads_of_runs(
@@ -150,4 +144,4 @@ def loads_of_runs(
     rows = connection.execute(
         render("manifest_loaded_by_runs"), {"dataset": dataset, "run_ids": run_ids}
     ).fetchall()
-    return [RecordedLoad(*row) for row in rows]
+    return [RecordedLoad(file, key, Recorded(*rest)) for file, key, *rest in rows]

@@ -1,9 +1,12 @@
 -- The files these runs loaded (`success`, recorded by the run) whose present manifest row is
 -- still that load: what a run that died between a load's commit and its report leaves
 -- unreported. A newer content of the file, loaded or not since, is the file's story now.
-SELECT m.run_id, m.file, m.partition_key, m.rows_staged, m.rows_inserted, m.rows_updated,
-       m.rows_unchanged, m.rows_closed, m.rows_replaced,
-       coalesce((m.stage_report ->> 'straight_to_target')::boolean, false)
+-- After the file and its partition key, the columns of manifest_contents.sql (load.py Recorded).
+SELECT m.file, m.partition_key, m.status, m.rows_staged, m.duplicate_key_rows,
+       coalesce((m.stage_report -> 'counts' ->> 'keys_in_order')::boolean, false),
+       m.rows_inserted, m.run_id,
+       coalesce((m.stage_report ->> 'straight_to_target')::boolean, false),
+       m.rows_updated, m.rows_unchanged, m.rows_closed, m.rows_replaced
 FROM elt.ingestion_manifest AS m
 WHERE m.dataset = %(dataset)s AND m.run_id = ANY(%(run_ids)s) AND m.status = 'success'
   AND NOT EXISTS (
