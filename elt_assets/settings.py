@@ -18,12 +18,12 @@ from urllib.parse import unquote, urlsplit
 from elt_assets.errors import TerminalError
 from elt_assets.log import register_secret, secrets_in_url
 
-# name -> (default shown in the README, what it is for). The README table is checked against it.
 # Each file of a running batch holds a lease (a PostgreSQL advisory lock) until it is loaded:
 # two batch runs at once (the `warehouse` pool) and an `elt ingest` of 1,000 files stay within
 # the server's default lock table (max_locks_per_transaction x max_connections: 6,400 locks).
 MAX_BATCH_FILES = 2_000
 
+# name -> (default shown in the README, what it is for). The README table is checked against it.
 SETTINGS: dict[str, tuple[str, str]] = {
     "ELT_DATABASE_URL": (
         "embedded server",
