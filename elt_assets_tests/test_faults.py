@@ -1112,6 +1112,7 @@ def own_server() -> Iterator[EmbeddedServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.parametrize("dagster_storage", ["sqlite", "same_postgres"])
 def test_postgres_fast_restart_during_the_upsert_is_retried_and_the_run_finishes(
     own_server: EmbeddedServer,
     landing: Path,
@@ -1119,10 +1120,19 @@ def test_postgres_fast_restart_during_the_upsert_is_retried_and_the_run_finishes
     instance: dg.DagsterInstance,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    dagster_storage: str,
 ) -> None:
+    """The server restarts while the run's upsert waits on it. With `same_postgres` Dagster's
+    own storage is on that server too, as under `elt dev` (the shipped dagster.yaml): the run's
+    events written after the restart reach it as well."""
     contract = write_contract(contracts_dir, CONTRACT)
     for name, value in provision(own_server).items():
         monkeypatch.setenv(name, value)
+    home = None
+    if dagster_storage == "same_postgres":
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("ELT_BATCH_ROWS", "1000")
     with connect(os.environ["ELT_OWNER_DATABASE_URL"], setting="test") as owner:
         initialize(owner, [contract])
@@ -1132,7 +1142,7 @@ def test_postgres_fast_restart_during_the_upsert_is_retried_and_the_run_finishes
     assert before == expected_table(landing, first)
     second = land(landing, "b.csv", second_file())
     pause.install(TARGET, "NEW.id = 3000")
-    process, report = fork_run(contracts_dir, second, tmp_path)
+    process, report = fork_run(contracts_dir, second, tmp_path, home=str(home) if home else None)
     _, statement = pause.wait_paused(process)
     assert is_upsert_into_target(statement), statement
 
@@ -1151,6 +1161,23 @@ def test_postgres_fast_restart_during_the_upsert_is_retried_and_the_run_finishes
         [second],
     )
     assert quarantined == [(10,), (2500,)]
+    if home is not None:  # Dagster's storage kept every event of the run, also those after
+        key = path_to_key(second)
+        with dg.DagsterInstance.from_config(str(home)) as stored:
+            records = stored.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}))
+            assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS]
+            run_id = records[0].dagster_run.run_id
+            kinds = [e.dagster_event_type for e in stored.all_logs(run_id) if e.dagster_event]
+            target_key = dg.AssetKey(["shop", "items"])
+            loaded = stored.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=target_key, asset_partitions=[key]), limit=1
+            ).records
+            assert loaded and loaded[0].run_id == run_id, kinds
+            assert kinds.count(dg.DagsterEventType.STEP_RESTARTED) == 1, kinds
+            # The first event after the restart: the log line that says the step will retry
+            # (a storage connection kept from before the restart would lose it).
+            said = [e.user_message for e in stored.all_logs(run_id) if not e.dagster_event]
+            assert any("the step will be retried" in line for line in said), said
 
 
 # -- C. concurrency ---------------------------------------------------------------------------
@@ -1230,53 +1257,127 @@ def test_eight_files_of_one_table_in_parallel_merge_by_version_round_after_round
     assert deadlocks == 0
 
 
+@dataclass
+class DagsterOnPostgres:
+    """A Dagster home whose storage is a database of the test's server, with the shipped
+    dagster.yaml, as in production and under `elt dev`."""
+
+    home: Path
+    url: str
+
+    def sessions(self) -> int:
+        """Sessions opened on the storage database so far (PostgreSQL's own count, once the
+        sessions that ended have reported it), this one's not included."""
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            counted = -1
+            while True:
+                connection.execute("SELECT pg_stat_clear_snapshot()")
+                row = connection.execute(
+                    "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+                ).fetchone()
+                assert row is not None
+                if row[0] == counted:
+                    return counted - 1
+                counted = row[0]
+                time.sleep(1.2)  # a backend reports its counts at most once a second
+
+
+@pytest.fixture
+def dagster_on_postgres(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterOnPostgres]:
+    storage = f"{warehouse.name}_dagster"
+    admin = Pause(warehouse.server.url("postgres", "postgres"))
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(storage)))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    url = warehouse.server.url("postgres", storage)
+    monkeypatch.setenv("ELT_DAGSTER_DATABASE_URL", url)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    try:
+        yield DagsterOnPostgres(home, url)
+    finally:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(storage))
+        )
+
+
 def test_the_warehouse_pool_bounds_writers_while_many_files_load(
     items: Contract,
     warehouse: Warehouse,
     landing: Path,
     contracts_dir: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    dagster_on_postgres: DagsterOnPostgres,
 ) -> None:
     shipped = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     limit = shipped["concurrency"]["pools"]["default_limit"]
     assert limit == 2
-    # Dagster's storage in PostgreSQL, as in production, with the shipped dagster.yaml.
-    storage = f"{warehouse.name}_dagster"
-    pause = Pause(warehouse.server.url("postgres", "postgres"))
-    pause.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(storage)))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("ELT_DAGSTER_DATABASE_URL", warehouse.server.url("postgres", storage))
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    try:
-        files = [
-            land(landing, f"p{n}.csv", [(i, f"p{n}x{i}", n) for i in range(200)]) for n in range(5)
-        ]
-        with dg.DagsterInstance.from_config(str(home)) as shared:
-            # One run first: creates Dagster's schema, the tables, and the pool's limit from
-            # dagster.yaml (Dagster's own first-use initialisation is not safe to race).
-            warm = run_file(contracts_dir, "items", files[0], shared)
-            assert warm.success, step_failure(warm)
-            shared.add_dynamic_partitions("items_files", files[1:])
-        # Every COPY into staging holds its file for half a second, so writers overlap.
-        Pause(warehouse.superuser_url).install(STAGING, "NEW._elt_row = 1", once=False, seconds=0.5)
-        with WriterSampler(warehouse.superuser_url) as writers:
-            runs = [fork_run(contracts_dir, file, tmp_path, home=str(home)) for file in files[1:]]
-            outcomes = join_all(runs)
-        assert outcomes == ["success"] * 4
-        # Staged and target steps take a slot of the `warehouse` pool, and the limit was reached.
-        # Without the pool all four files would write at once. Dagster claims a slot by
-        # check-then-act across processes (has_unassigned_slots, then add_pending_step, on
-        # autocommit connections), so steps claiming at the same instant can get one slot more
-        # than the limit (CI saw 3 writers once). README says so.
-        assert limit <= max(writers.samples) <= limit + 1, writers.samples
-        assert target_rows(warehouse) == expected_table(landing, *files)
-    finally:
-        pause.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(storage))
-        )
+    home = dagster_on_postgres.home
+    files = [
+        land(landing, f"p{n}.csv", [(i, f"p{n}x{i}", n) for i in range(200)]) for n in range(5)
+    ]
+    with dg.DagsterInstance.from_config(str(home)) as shared:
+        # One run first: creates Dagster's schema, the tables, and the pool's limit from
+        # dagster.yaml (Dagster's own first-use initialisation is not safe to race).
+        warm = run_file(contracts_dir, "items", files[0], shared)
+        assert warm.success, step_failure(warm)
+        shared.add_dynamic_partitions("items_files", files[1:])
+    # Every COPY into staging holds its file for half a second, so writers overlap.
+    Pause(warehouse.superuser_url).install(STAGING, "NEW._elt_row = 1", once=False, seconds=0.5)
+    with WriterSampler(warehouse.superuser_url) as writers:
+        runs = [fork_run(contracts_dir, file, tmp_path, home=str(home)) for file in files[1:]]
+        outcomes = join_all(runs)
+    assert outcomes == ["success"] * 4
+    # Staged and target steps take a slot of the `warehouse` pool, and the limit was reached.
+    # Without the pool all four files would write at once. Dagster claims a slot by
+    # check-then-act across processes (has_unassigned_slots, then add_pending_step, on
+    # autocommit connections), so steps claiming at the same instant can get one slot more
+    # than the limit (CI saw 3 writers once). README says so.
+    assert limit <= max(writers.samples) <= limit + 1, writers.samples
+    assert target_rows(warehouse) == expected_table(landing, *files)
+
+
+@pytest.mark.parametrize("run", ["file_run", "elt_ingest"])
+def test_a_run_writes_its_events_through_a_few_storage_connections(
+    items: Contract,
+    warehouse: Warehouse,
+    landing: Path,
+    contracts_dir: Path,
+    tmp_path: Path,
+    dagster_on_postgres: DagsterOnPostgres,
+    run: str,
+) -> None:
+    """Dagster's PostgreSQL storage opens a connection for each event and query unless told to
+    keep one (20-30 ms each with password authentication, 30-odd events a file's run): a run of
+    the platform keeps its storage connections, in a run's process and in `elt ingest`."""
+    home = dagster_on_postgres.home
+    with dg.DagsterInstance.from_config(str(home)) as warm:  # Dagster's schema, created once
+        warm.get_runs(limit=1)
+    first = land(landing, "a.csv", first_file())
+    before = dagster_on_postgres.sessions()
+    if run == "file_run":
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            result = run_file(contracts_dir, "items", first, instance)
+            assert result.success, step_failure(result)
+    else:  # a user's `elt ingest`, from their own directory, keeping its runs in DAGSTER_HOME
+        cwd = tmp_path / "user"
+        cwd.mkdir()
+        env = {"DAGSTER_HOME": str(home), "ELT_DAGSTER_DATABASE_URL": dagster_on_postgres.url}
+        args = ("ingest", "--landing", str(landing), "--contracts", str(contracts_dir), "--json")
+        done = elt_as_user(warehouse, cwd, *args, settings=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    opened = dagster_on_postgres.sessions() - before
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (record,) = instance.get_run_records()
+        events = instance.all_logs(record.dagster_run.run_id)
+    assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    # Measured: a file's run opened about 150 sessions when each event had its own. In process
+    # about 40 remain: the run's creation and its planned events come before the first code of
+    # ours runs (under the daemon they are the daemon's). `elt ingest` keeps them from the start.
+    bound = 60 if run == "file_run" else 25
+    assert len(events) >= 30 and opened <= bound, (len(events), opened)
 
 
 def test_kill_9_during_a_schema_evolution_adds_nothing_and_the_next_run_adds_it_once(

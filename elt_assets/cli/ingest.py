@@ -32,6 +32,7 @@ from elt_assets.landing.keys import path_to_key
 from elt_assets.landing.readers import FileRejected
 from elt_assets.landing.zone import Landing
 from elt_assets.log import get_logger
+from elt_assets.orchestration.instance import keep_storage_connections
 from elt_assets.orchestration.names import (
     FILE_EVENTS_TAG,
     LANDING_KEY,
@@ -176,7 +177,11 @@ def _keeps_history() -> bool:
 
 
 def _instance() -> dg.DagsterInstance:
-    return dg.DagsterInstance.get() if _keeps_history() else dg.DagsterInstance.ephemeral()
+    if not _keeps_history():
+        return dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get()
+    keep_storage_connections(instance)  # the ticks' queries and the runs' events
+    return instance
 
 
 def _ingest(

@@ -40,7 +40,6 @@ import functools
 import hashlib
 import math
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -134,7 +133,6 @@ def build_batch_job(
         ),
     )
     def load_files(context: dg.OpExecutionContext, config: BatchConfig) -> None:
-        _keep_storage_connections(context.instance)
         landing, warehouse = landing_of(context, naming), warehouse_of(context, naming)
         batch = _Batch(context, contract, keys, blocking, landing, warehouse)
         known = set(context.instance.get_dynamic_partitions(partitions_name))
@@ -161,23 +159,6 @@ def build_batch_job(
         load_files()
 
     return batch_job
-
-
-_pooled: "weakref.WeakSet[dg.DagsterInstance]" = weakref.WeakSet()
-
-
-def _keep_storage_connections(instance: dg.DagsterInstance) -> None:
-    """Let the instance's PostgreSQL storage keep its connection between events.
-
-    By default Dagster's PostgreSQL storage opens a new connection for every event it writes and
-    every query (tens of milliseconds each with password authentication); a batch writes five
-    events per file, so that alone cost more than loading a small file. The webserver's own
-    setting (a pool of one connection, more when threads need them) fixes it; statement_timeout
-    0 keeps the storage's default of no timeout. SQLite and in-memory storages ignore it.
-    """
-    if instance not in _pooled:
-        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
-        _pooled.add(instance)
 
 
 class _Batch:

@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr
 
 from elt_assets.landing.objects import ObjectStore
 from elt_assets.landing.zone import Landing, LocalDirectory
+from elt_assets.orchestration.instance import keep_storage_connections
 from elt_assets.orchestration.names import DEFAULT_NAMING, Naming
 from elt_assets.postgres.io_manager import StagingIOManager
 from elt_assets.postgres.resource import PostgresResource
@@ -44,6 +45,12 @@ class LandingResource(dg.ConfigurableResource):
 
     def zone(self) -> Landing:
         raise NotImplementedError
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every step of the platform's runs reads the landing zone, so this is the first code of
+        # ours a run process executes: its events from here on share one storage connection.
+        if context.run is not None and context.instance is not None:
+            keep_storage_connections(context.instance)
 
 
 class LocalLanding(LandingResource):
