@@ -117,23 +117,24 @@ def keep_storage_connections(instance: dg.DagsterInstance) -> None:
 
 @functools.cache
 def _ping_pooled_connections() -> None:
-    """Test every pooled connection as it is taken, and replace one that is gone.
+    """Test every pooled PostgreSQL connection as it is taken, and replace one that is gone.
 
     A connection a storage opens per event survives a restart of Dagster's PostgreSQL (its
     connect is retried with backoff); a kept one breaks on its next event after the restart,
     losing that event or failing the step. A `SELECT 1` as it is taken (SQLAlchemy's own
     recipe for pessimistic disconnect handling: `DisconnectionError` makes the pool open a new
-    one, whose connect the storage retries) costs a round trip instead of a connection. It
-    applies to the process's SQLAlchemy pools: in a run process, Dagster's storage.
+    one, whose connect the storage retries) costs a round trip instead of a connection. The
+    listener sees every SQLAlchemy pool of the process, so it tests only psycopg2 connections,
+    the driver of Dagster's PostgreSQL storage, on which `SELECT 1` is valid SQL.
     """
     sqlalchemy.event.listen(sqlalchemy.pool.Pool, "checkout", _ping)
 
 
 def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    cursor = dbapi_connection.cursor()
+    if not type(dbapi_connection).__module__.startswith("psycopg2"):
+        return
     try:
-        cursor.execute("SELECT 1")
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
     except Exception as gone:
         raise sqlalchemy.exc.DisconnectionError(str(gone)) from gone
-    finally:
-        cursor.close()
