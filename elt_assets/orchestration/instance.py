@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import sqlalchemy
 import yaml
 
 from elt_assets.log import get_logger
@@ -100,8 +99,8 @@ def keep_storage_connections(instance: dg.DagsterInstance) -> None:
 
     By default Dagster's PostgreSQL storage opens a connection for every event it writes and
     every query it makes, and password authentication makes each one cost 20-30 ms: a file's
-    run writes about 30 events (0.8 s of a 2.9 s `elt ingest` of one small file went to them,
-    and as many connections to authenticate on Dagster's database), a batch five per file. The
+    run opened about 170 (one small file's `elt ingest` keeping its runs took 4.5 s, 2.85 s with
+    this), a batch five or more per file. The
     webserver's own setting (a pool of one connection, more when threads need them) fixes it;
     statement_timeout 0 keeps the storage's default of none. SQLite and in-memory storages
     ignore it. For run processes only: a code server's instance is Dagster's to tune. Dagster
@@ -127,6 +126,8 @@ def _ping_pooled_connections() -> None:
     listener sees every SQLAlchemy pool of the process, so it tests only psycopg2 connections,
     the driver of Dagster's PostgreSQL storage, on which `SELECT 1` is valid SQL.
     """
+    import sqlalchemy  # here: 0.2 s of imports a process that pools nothing need not pay
+
     sqlalchemy.event.listen(sqlalchemy.pool.Pool, "checkout", _ping)
 
 
@@ -137,4 +138,6 @@ def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as gone:
+        import sqlalchemy
+
         raise sqlalchemy.exc.DisconnectionError(str(gone)) from gone
