@@ -100,11 +100,11 @@ def keep_storage_connections(instance: dg.DagsterInstance) -> None:
     By default Dagster's PostgreSQL storage opens a connection for every event it writes and
     every query it makes, and password authentication makes each one cost 20-30 ms: a file's
     run opened about 170 (one small file's `elt ingest` keeping its runs took 4.5 s, 2.85 s with
-    this), a batch five or more per file. The
-    webserver's own setting (a pool of one connection, more when threads need them) fixes it;
-    statement_timeout 0 keeps the storage's default of none. SQLite and in-memory storages
-    ignore it. For run processes only: a code server's instance is Dagster's to tune. Dagster
-    documents no setting for it, so a version without the method only loses the speed.
+    this), a batch five or more per file. The webserver's own setting (a pool of one
+    connection, more when threads need them) fixes it; statement_timeout 0 keeps the storage's
+    default of none. SQLite and in-memory storages ignore it. For run processes only: a code
+    server's instance is Dagster's to tune. Dagster documents no setting for it, so a version
+    without the method only loses the speed.
     """
     optimize = getattr(instance, "optimize_for_webserver", None)
     if optimize is None or instance in _pooled:
