@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from elt_assets.contracts import loader
 from elt_assets.contracts.loader import ContractSet, load_contracts, parse_contract
 from elt_assets.contracts.model import Contract
 from elt_assets.contracts.types import KNOWN_TYPES, PgType, TypeSpellingError
@@ -367,6 +370,35 @@ def test_list_or_mapping_as_yaml_key_is_an_error_not_a_crash(tmp_path: Path, tex
 def test_deeply_nested_yaml_is_an_error_not_a_crash(tmp_path: Path) -> None:
     message = load_one(tmp_path, "[" * 1000 + "]" * 1000 + "\n")
     assert message == "broken.yaml: invalid YAML: nested too deeply"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["- " * 400_000 + "a\n", "[" * 400_000 + "]" * 400_000 + "\n"],
+    ids=["block", "flow"],
+)
+def test_a_contract_nested_deeper_than_libyaml_takes_is_an_error_not_a_crash(
+    tmp_path: Path, text: str
+) -> None:
+    """libyaml (which reads contracts when PyYAML has it) nests by recursion in C without a
+    limit: 400,000 levels crash a process. Loaded in a process of its own, so that a crash
+    fails this test rather than ending the session."""
+    write(tmp_path, "deep.yaml", text)
+    script = "import sys, pathlib; from elt_assets.contracts.loader import load_contracts\n"
+    script += "print(load_contracts(pathlib.Path(sys.argv[1])).errors[0])"
+    argv = [sys.executable, "-c", script, str(tmp_path)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "deep.yaml: invalid YAML: nested too deeply"
+
+
+def test_libyaml_reads_the_example_contracts_into_the_values_pyyaml_reads() -> None:
+    assert loader._FastUniqueKeyLoader is not None  # PyYAML's wheels carry libyaml
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert loader._nesting_bound(text) <= loader.MAX_FAST_NESTING, path.name  # read fast
+        fast = loader._construct(loader._FastUniqueKeyLoader, text)
+        assert fast == yaml.load(text, Loader=yaml.SafeLoader), path.name
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "", "42\n"])

@@ -53,6 +53,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
 
 
+# libyaml's parser (PyYAML's C extension, in its wheels) reads a contract in a sixth of the time
+# of PyYAML's own, which costs about 6 ms a contract: with many datasets that is felt in every
+# process that loads the definitions (a run's, a code server's, each `elt ingest`). Same
+# constructors, so the same values.
+_CSafeLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+_FastUniqueKeyLoader: type[Any] | None = (
+    type("_FastUniqueKeyLoader", (_CSafeLoader,), {}) if _CSafeLoader is not None else None
+)
+# libyaml builds nested nodes by recursion in C, with no limit: a document nested 100,000 deep
+# (`[[[...` or `- - - ...`) crashes the process. A contract nests a few levels; one that might
+# nest deeper than this is left to PyYAML's parser, whose recursion limit makes it a clear error.
+MAX_FAST_NESTING = 1_000
+
+
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -73,6 +87,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+if _FastUniqueKeyLoader is not None:
+    _FastUniqueKeyLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+    )
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
@@ -113,8 +131,21 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int])
     return total
 
 
-def _load_yaml(text: str, loader_class: type[yaml.SafeLoader] = _UniqueKeyLoader) -> Any:
-    """yaml.load with a safe loader, refusing documents whose aliases expand too far."""
+def _load_yaml(text: str, unique_keys: bool = True) -> Any:
+    """yaml.load with a safe loader, refusing documents whose aliases expand too far (and, with
+    `unique_keys`, a key given twice). Read by libyaml when it is there and the text cannot
+    nest too deeply for it; a document it refuses is read again by PyYAML's own parser, so that
+    errors always come in PyYAML's words, with its line and column."""
+    fast = _FastUniqueKeyLoader if unique_keys else _CSafeLoader
+    if fast is not None and _nesting_bound(text) <= MAX_FAST_NESTING:
+        try:
+            return _construct(fast, text)
+        except (yaml.YAMLError, RecursionError):
+            pass  # said below
+    return _construct(_UniqueKeyLoader if unique_keys else yaml.SafeLoader, text)
+
+
+def _construct(loader_class: type[Any], text: str) -> Any:
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
@@ -124,6 +155,24 @@ def _load_yaml(text: str, loader_class: type[yaml.SafeLoader] = _UniqueKeyLoader
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _nesting_bound(text: str) -> int:
+    """How deep the text's collections can nest, at most. A block collection inside another
+    starts at a greater column (`- - a` too), so block nesting is bounded by the longest line;
+    flow collections by their brackets, quoted ones included (it can only overstate)."""
+    longest = max(map(len, text.splitlines()), default=0)
+    brackets = text.count("[") + text.count("{")
+    if longest + brackets <= MAX_FAST_NESTING:
+        return longest + brackets
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return longest + deepest
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -233,7 +282,7 @@ def _clash(kind: str, value: str, claims: dict[str, list[Path]], path: Path) -> 
 def _guess_name(path: Path) -> str | None:
     """The dataset name of a broken contract, if its `name:` key can still be read."""
     try:
-        document = _load_yaml(path.read_text(encoding="utf-8"), yaml.SafeLoader)
+        document = _load_yaml(path.read_text(encoding="utf-8"), unique_keys=False)
     except Exception:
         document = None
     name = document.get("name") if isinstance(document, dict) else None
