@@ -104,7 +104,9 @@ def keep_storage_connections(instance: dg.DagsterInstance) -> None:
     connection, more when threads need them) fixes it; statement_timeout 0 keeps the storage's
     default of none. SQLite and in-memory storages ignore it. For run processes only: a code
     server's instance is Dagster's to tune. Dagster documents no setting for it, so a version
-    without the method only loses the speed.
+    without the method only loses the speed. Dagster's storages do not close the kept
+    connections when the instance is disposed: the garbage collector does, with the instance
+    (a process serving one run, as Dagster's run workers and `elt worker` do, ends first).
     """
     optimize = getattr(instance, "optimize_for_webserver", None)
     if optimize is None or instance in _pooled:
