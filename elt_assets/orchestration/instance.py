@@ -91,11 +91,12 @@ def warn_about_instance_settings() -> None:
         )
 
 
+# The instance whose storage keeps its connections in this process (at most one at a time).
 _pooled: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
 
 
 def keep_storage_connections(instance: dg.DagsterInstance) -> None:
-    """Let this process's instance keep its PostgreSQL storage connection between events.
+    """Let this process's instance keep its PostgreSQL storage connections between events.
 
     By default Dagster's PostgreSQL storage opens a connection for every event it writes and
     every query it makes, and password authentication makes each one cost 20-30 ms: a file's
@@ -104,12 +105,18 @@ def keep_storage_connections(instance: dg.DagsterInstance) -> None:
     connection, more when threads need them) fixes it; statement_timeout 0 keeps the storage's
     default of none. SQLite and in-memory storages ignore it. For run processes only: a code
     server's instance is Dagster's to tune. Dagster documents no setting for it, so a version
-    without the method only loses the speed. Dagster's storages do not close the kept
-    connections when the instance is disposed: the garbage collector does, with the instance
-    (a process serving one run, as Dagster's run workers and `elt worker` do, ends first).
+    without the method only loses the speed.
+
+    One instance at a time per process: Dagster's storages do not close kept connections when
+    their instance is disposed, only the garbage collector does, with the instance. A process
+    serving one run (Dagster's run workers, `elt worker`) or one command (`elt ingest`) has
+    one instance; one that executes run after run with a new instance each (a Celery worker
+    serving many tasks) would hold two connections per finished run until a collection
+    (measured: up to 16 per process), so there the next instance is pooled only once the last
+    one is gone, and the others run as Dagster made them.
     """
     optimize = getattr(instance, "optimize_for_webserver", None)
-    if optimize is None or instance in _pooled:
+    if optimize is None or len(_pooled):
         return
     _ping_pooled_connections()
     optimize(statement_timeout=0, pool_recycle=3600, max_overflow=4)
