@@ -392,6 +392,18 @@ def test_a_contract_nested_deeper_than_libyaml_takes_is_an_error_not_a_crash(
     assert done.stdout.strip() == "deep.yaml: invalid YAML: nested too deeply"
 
 
+def test_a_tab_inside_a_key_is_read_as_yaml_says_and_named_as_an_unknown_key(
+    tmp_path: Path,
+) -> None:
+    """YAML allows a tab between the words of a plain scalar; PyYAML's own scanner refuses it,
+    libyaml (which reads contracts) takes it: the key is then simply unknown, and named."""
+    message = load_one(tmp_path, BASE.lstrip() + "d\tescription: x\n")
+    assert message == (
+        "broken.yaml: d\tescription: unknown key (check the spelling; see README "
+        "'Contract reference')"
+    )
+
+
 def test_libyaml_reads_the_example_contracts_into_the_values_pyyaml_reads() -> None:
     assert loader._FastUniqueKeyLoader is not None  # PyYAML's wheels carry libyaml
     for path in sorted(EXAMPLES.glob("*.yaml")):
