@@ -135,18 +135,17 @@ def _ping_pooled_connections() -> None:
     listener sees every SQLAlchemy pool of the process, so it tests only psycopg2 connections,
     the driver of Dagster's PostgreSQL storage, on which `SELECT 1` is valid SQL.
     """
-    import sqlalchemy  # here: 0.2 s of imports a process that pools nothing need not pay
+    # SQLAlchemy is Dagster's storage library (a dependency of ours for its version bound);
+    # imported here: 0.2 s of imports a process that pools nothing need not pay.
+    import sqlalchemy
 
-    sqlalchemy.event.listen(sqlalchemy.pool.Pool, "checkout", _ping)
+    def ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if not type(dbapi_connection).__module__.startswith("psycopg2"):
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as gone:
+            raise sqlalchemy.exc.DisconnectionError(str(gone)) from gone
 
-
-def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    if not type(dbapi_connection).__module__.startswith("psycopg2"):
-        return
-    try:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as gone:
-        import sqlalchemy
-
-        raise sqlalchemy.exc.DisconnectionError(str(gone)) from gone
+    sqlalchemy.event.listen(sqlalchemy.pool.Pool, "checkout", ping)
