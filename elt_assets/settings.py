@@ -327,6 +327,11 @@ def _text(name: str, env: Mapping[str, str] | None) -> str:
     return _environ(env).get(name, "").strip() or SETTINGS[name][0]
 
 
+def default_int(name: str) -> int:
+    """A whole-number setting's default, as SETTINGS documents it (one place for each)."""
+    return int(SETTINGS[name][0])
+
+
 def _int(name: str, env: Mapping[str, str] | None, low: int, high: int) -> int:
     raw = _text(name, env)
     try:
@@ -415,12 +420,12 @@ class Settings:
     batch_max_files: int
     batch_rows: int
     file_wait_minutes: int
-    lost_run_seconds: int = 600
-    file_quiet_seconds: int = 2
-    metrics_port: int = 9464
-    max_record_bytes: int = 1 << 20
-    staging_retention_hours: int = 168
-    partition_retention_days: int = 90
+    lost_run_seconds: int = default_int("ELT_LOST_RUN_SECONDS")
+    file_quiet_seconds: int = default_int("ELT_FILE_QUIET_SECONDS")
+    metrics_port: int = default_int("ELT_METRICS_PORT")
+    max_record_bytes: int = default_int("ELT_MAX_RECORD_BYTES")
+    staging_retention_hours: int = default_int("ELT_STAGING_RETENTION_HOURS")
+    partition_retention_days: int = default_int("ELT_PARTITION_RETENTION_DAYS")
     archive_dir: Path | None = None  # ELT_ARCHIVE_DIR; None: landing files are never moved
     # Where landing_dir / contracts_dir came from, for messages: the setting or a flag.
     landing_source: str = "ELT_LANDING_DIR"

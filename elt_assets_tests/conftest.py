@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -41,6 +42,18 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TEST_PASSWORD = "Sekr3t-Test-Passw0rd"
 TEMPLATE = "elt_test_template"
 _counter = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process stops on Ctrl-C and SIGTERM, whoever started it: a shell's background
+    job (`make test &`) begins with SIGINT ignored, and every process a test starts would
+    inherit that, so `dg dev` or a worker sent Ctrl-C by a test would run on until killed.
+    A handler of our own (not SIG_IGN) is reset to the default in each child."""
+    del config
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def with_credentials(url: str, user: str, password: str, database: str) -> str:

@@ -466,6 +466,34 @@ def test_the_row_count_is_carried_run_to_run_and_counted_after_a_write_outside_t
     assert outside_writes(warehouse) == 0
 
 
+def test_what_is_known_of_a_dropped_target_goes_at_the_next_count(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A target dropped outside the platform leaves its row in elt.target_rows and the notes of
+    the writes made to it in elt.outside_writes; the next table the platform counts takes them
+    away, so an oid PostgreSQL gives to another table one day inherits neither."""
+    write_contract(contracts_dir, ORDERS)
+    relid = "SELECT 'sales.orders'::regclass::oid"
+    with dg.instance_for_test() as instance:
+        land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,new,1,2026-01-01\n")
+        assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
+        dropped = warehouse.value(relid)
+        warehouse.query("DELETE FROM sales.orders WHERE order_id = 1")  # noted: not ours
+        warehouse.query("DROP TABLE sales.orders")
+        assert warehouse.value("SELECT count(*) FROM elt.outside_writes") == 1
+        assert warehouse.value("SELECT count(*) FROM elt.target_rows") == 1
+
+        land(landing, "orders/b.csv", HEADER + "3,new,1,2026-01-01\n")
+        result = run_file(contracts_dir, "orders", "orders/b.csv", instance)
+    assert result.success, step_failure(result)
+    assert int(materialization_metadata(result, "sales/orders")["dagster/row_count"]) == 1
+    assert warehouse.value(relid) != dropped  # the table the load created again
+    assert outside_writes(warehouse) == 0
+    assert warehouse.query("SELECT relid::oid, row_count FROM elt.target_rows") == [
+        (warehouse.value(relid), 1)
+    ]
+
+
 def watched(warehouse: Warehouse) -> bool:
     trigger = "SELECT count(*) FROM pg_trigger WHERE tgname = 'elt_outside_write'"
     return bool(warehouse.value(trigger))

@@ -223,7 +223,7 @@ def recover_stale_files(
     connection: psycopg.Connection,
     instance: dg.DagsterInstance,
     dataset: str,
-    lost_after_seconds: float = 600,
+    lost_after_seconds: float,
 ) -> list[Interrupted]:
     """Mark the dataset's stale `running` rows `interrupted` (or `failed`, too many times)."""
     rows = running_files(connection, dataset)

@@ -57,7 +57,7 @@ from elt_assets.postgres.landing_state import load_known, loaded_content, save_d
 from elt_assets.postgres.lease import leases_held
 from elt_assets.postgres.recovery import Interrupted
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.settings import Settings
+from elt_assets.settings import Settings, default_int
 
 if TYPE_CHECKING:
     import psycopg
@@ -82,9 +82,9 @@ class Discovery:
     # next), so a tick ends well within Dagster's sensor timeout; None: no limit.
     max_hash_seconds: float | None = MAX_HASH_SECONDS
     # A launched run whose file nobody has held this long is lost (orchestration/recovery.py).
-    lost_run_seconds: int = 600
+    lost_run_seconds: int = default_int("ELT_LOST_RUN_SECONDS")
     # A file not written for this long is complete (landing/discovery.py, the stable-file rule).
-    quiet_seconds: int = 2
+    quiet_seconds: int = default_int("ELT_FILE_QUIET_SECONDS")
     # A tick waits up to this long for files whose quiet period ends by then, instead of leaving
     # them to the next tick (about the daemon's 5 s loop: a longer wait would not be sooner).
     quiet_wait_seconds: float = 5.0
