@@ -495,7 +495,10 @@ def test_a_policy_that_starts_rescuing_keeps_the_slices_of_files_not_loaded_yet(
     """The rescue column is added to the staging table, which is never rebuilt under the slices
     of files staged but not yet loaded."""
     folder = _shifting(tmp_path, warehouse)
-    pending = "INSERT INTO elt_staging.shifting (_elt_row, _elt_file, id) VALUES (1, 'p.csv', 9)"
+    pending = (
+        "INSERT INTO elt_staging.shifting (_elt_row, _elt_file, _elt_load, id) "
+        "VALUES (1, 'p.csv', 0, 9)"
+    )
     warehouse.query(pending)  # a file of another run: staged, not loaded yet
     contract(tmp_path, SHIFTING.replace("type_changes: widen, ", "bad_values: rescue, "))
     (folder / "b.csv").write_text("id,qty,price,code,day\n2,many,1,A,2024-01-02\n")

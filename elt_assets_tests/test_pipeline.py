@@ -375,6 +375,97 @@ def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slic
     assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"
 
 
+def _stage_alone(contracts_dir: Path, key: str, instance: dg.DagsterInstance) -> None:
+    """Materialise a file's raw and staged assets, not its target (the UI's selection)."""
+    instance.add_dynamic_partitions("orders_files", [key])
+    job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
+    staged = job.execute_in_process(
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        run_config=helpers.QUIET,
+        asset_selection=[
+            dg.AssetKey(["raw", "orders_files"]),
+            dg.AssetKey(["staged", "orders_staging"]),
+        ],
+    )
+    assert staged.success, step_failure(staged)
+
+
+def staging_key(warehouse: Warehouse) -> list[str]:
+    """The columns of the staging table's primary key, in order."""
+    return [
+        str(name)
+        for (name,) in warehouse.query(
+            "SELECT a.attname FROM pg_index AS i"
+            " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)"
+            " JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            " WHERE i.indrelid = 'elt_staging.orders'::regclass AND i.indisprimary ORDER BY k.n"
+        )
+    ]
+
+
+def test_a_slice_staged_under_the_file_name_key_loads_after_the_upgrade(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """Migration 0012 keys staging by load: a slice staged before it (keyed by file name) takes
+    its manifest row's id and loads; a slice no manifest row accounts for goes."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
+    with dg.instance_for_test() as instance:
+        _stage_alone(contracts_dir, path_to_key("orders/a.csv"), instance)
+        assert staging_key(warehouse) == ["_elt_load", "_elt_row"]
+        # The table as the platform made it before 0012, with a slice of a file long forgotten.
+        with psycopg.connect(warehouse.owner_url, autocommit=True) as owner:
+            owner.execute("ALTER TABLE elt_staging.orders DROP COLUMN _elt_load")
+            owner.execute("ALTER TABLE elt_staging.orders ADD PRIMARY KEY (_elt_file, _elt_row)")
+            owner.execute(
+                "INSERT INTO elt_staging.orders (order_id, _elt_file, _elt_row)"
+                " VALUES (9, 'orders/gone.csv', 1)"
+            )
+            script = Path(__file__).parents[1] / "sql/migrations/0012_staging_load_key.sql"
+            owner.execute(script.read_text())  # type: ignore[call-overload]
+        assert staging_key(warehouse) == ["_elt_load", "_elt_row"]
+        loads = warehouse.query("SELECT DISTINCT _elt_file, _elt_load FROM elt_staging.orders")
+        manifest = warehouse.value("SELECT id FROM elt.ingestion_manifest")
+        assert loads == [("orders/a.csv", manifest)]
+        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
+        target = job.execute_in_process(
+            partition_key=path_to_key("orders/a.csv"),
+            instance=instance,
+            raise_on_error=False,
+            run_config=helpers.QUIET,
+            asset_selection=[dg.AssetKey(["sales", "orders"])],
+        )
+        assert target.success, step_failure(target)
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
+
+
+def test_a_new_slice_is_keyed_by_its_load_and_replaces_the_files_earlier_one(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """Each content of a file stages under its own manifest row's id; staging a file's new
+    content removes the slice of its earlier one, whichever load that was."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
+    land(landing, "orders/b.csv", HEADER + "5,new,5,2026-01-01\n")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "orders", "orders/b.csv", instance).success  # not empty
+        _stage_alone(contracts_dir, path_to_key("orders/a.csv"), instance)
+        first = warehouse.value("SELECT id FROM elt.ingestion_manifest WHERE file = 'orders/a.csv'")
+        assert warehouse.query("SELECT DISTINCT _elt_load FROM elt_staging.orders") == [(first,)]
+        land(landing, "orders/a.csv", HEADER + "1,paid,1,2026-01-02\n")
+        result = run_file(contracts_dir, "orders", "orders/a.csv", instance)
+        assert result.success, step_failure(result)
+    second = warehouse.value(
+        "SELECT max(id) FROM elt.ingestion_manifest WHERE file = 'orders/a.csv'"
+    )
+    assert second > first
+    slices = warehouse.query("SELECT _elt_load, count(*) FROM elt_staging.orders GROUP BY 1")
+    assert slices == [(second, 1)]
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "paid"), (5, "new")]
+
+
 @pytest.mark.parametrize("kind", ["history", "unique", "append"])
 def test_a_history_table_a_unique_check_or_a_keyed_append_keeps_even_a_first_load_staged(
     warehouse: Warehouse, landing: Path, contracts_dir: Path, kind: str

@@ -103,12 +103,14 @@ class Harness:
         self.loader.close()
         self.inspector.close()
 
-    def contract(self, name: str, pg_type: str, checks: str = "{}") -> Contract:
+    def contract(
+        self, name: str, pg_type: str, checks: str = "{}", timezone: str = TIMEZONE
+    ) -> Contract:
         if name not in self.contracts:
             contract = Contract.model_validate(
                 {
                     "name": name,
-                    "source": {"glob": f"{name}/*", "timezone": TIMEZONE},
+                    "source": {"glob": f"{name}/*", "timezone": timezone},
                     "target": {"schema": "props", "table": name, "mode": "append"},
                     "columns": [
                         {"name": "id", "type": "integer", "nullable": False},
@@ -144,10 +146,11 @@ class Harness:
         key = ManifestKey(contract.name, file, hashlib.sha256(data).hexdigest())
         run_id = uuid.uuid4().hex
         start = FileStart(key, path_to_key(file), len(data), contract.file_format(file))
-        start_files(self.loader, [start], run_id)
+        loads = start_files(self.loader, [start], run_id)
         staged = StagedFile(
             contract, source, file, path_to_key(file), key.sha256, len(data), run_id
         )
+        staged.load = loads[file]
         report = write_staged(self.loader, staged)
         assert report.violations == [], report.violations
         load_files(self.loader, contract, [key], run_id)
@@ -183,14 +186,16 @@ class Harness:
         statement = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)
         connection = self.inspector
         connection.execute(sql.SQL("TRUNCATE {}").format(table))
+        zone = sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(contract.source.timezone))
         for records in ([*lines], *([line] for line in lines)):  # all at once, else one by one
             try:
                 with (
                     connection.transaction(),
                     connection.cursor() as cursor,
-                    cursor.copy(statement) as copy,
                 ):
-                    copy.write((header + "".join(records)).encode())
+                    cursor.execute(zone)  # local times are read in the contract's zone
+                    with cursor.copy(statement) as copy:
+                        copy.write((header + "".join(records)).encode())
             except psycopg.Error:
                 continue
             if len(records) > 1:
@@ -287,17 +292,22 @@ class Case:
     arrow: pa.DataType | None = None
     checks: str = "{}"
     binary: bool = False  # a Parquet file of it goes to staging in COPY's binary format
+    csv_binary: bool = False  # so does a CSV file of it (postgres/binary.py `_way_from_text`)
+    timezone: str = TIMEZONE  # the contract's, where values without an offset are read
 
 
 def run_csv(harness: Harness, case: Case, rows: list[Row], quotes: list[bool]) -> None:
-    contract = harness.contract(f"csv_{case.name}", case.pg_type, case.checks)
+    contract = harness.contract(f"csv_{case.name}", case.pg_type, case.checks, case.timezone)
     header = "id,v\n"
     lines = [
         f"{row},{csv_field(text, quote)}\n"
         for row, ((text, _), quote) in enumerate(zip(rows, quotes, strict=True), start=1)
     ]
     file = f"{next(_files)}.csv"
-    harness.ingest(contract, file, (header + "".join(lines)).encode())
+    report = harness.ingest(contract, file, (header + "".join(lines)).encode())
+    # A binary COPY PostgreSQL refuses is staged again as csv, isolating the refused rows
+    expected = "binary" if case.csv_binary else "csv"
+    assert report.copy_format == expected or report.refused_by_postgres, report.copy_format
     harness.reference_copy(contract, header, lines)
     check(harness.outcome(contract, file), rows, [text for text, _ in rows])
 
@@ -351,7 +361,8 @@ def integers(kind: str) -> Case:
     )
     typed_edges = st.sampled_from([low, high, max(low - 1, -(2**63)), min(high + 1, 2**63 - 1)])
     typed = (st.integers(-(2**63), 2**63 - 1) | typed_edges).map(lambda n: (n, low <= n <= high))
-    return Case(kind, kind, padded(canonical) | spelled | junk, typed, pa.int64(), binary=True)
+    rows = padded(canonical) | spelled | junk
+    return Case(kind, kind, rows, typed, pa.int64(), binary=True, csv_binary=True)
 
 
 EXACT = Context(prec=200)  # numeric(38,10) and its neighbours need more than 28 digits
@@ -411,6 +422,7 @@ def _numerics(precision: int, scale: int) -> Case:
         padded(canonical) | padded(plain) | specials | junk,
         typed,
         pa.decimal128(38, places),
+        csv_binary=precision <= 18,  # the binary numeric encoder's limit
     )
 
 
@@ -473,6 +485,7 @@ def floats(kind: str) -> Case:
         values.map(lambda f: (f, True)),
         pa.float32() if single else pa.float64(),
         binary=True,
+        csv_binary=not single,  # a float4 read through a float64 could be rounded twice
     )
 
 
@@ -491,6 +504,7 @@ def booleans() -> Case:
         st.booleans().map(lambda b: (b, True)),
         pa.bool_(),
         binary=True,
+        csv_binary=True,
     )
 
 
@@ -502,7 +516,7 @@ def texts(pg_type: str, name: str, limit: int | None) -> Case:
         ["", " ", "NULL", "\\N", "e\u0301", "\U0001f469\u200d\U0001f467", "=1+1", "a\r\nb", '""']
     )
     rows = values.map(lambda text: (text, fits(text)))
-    return Case(name, pg_type, rows, rows, pa.string(), binary=True)
+    return Case(name, pg_type, rows, rows, pa.string(), binary=True, csv_binary=True)
 
 
 def dates() -> Case:
@@ -520,6 +534,7 @@ def dates() -> Case:
         days.map(lambda d: (d, True)),
         pa.date32(),
         binary=True,
+        csv_binary=True,
     )
 
 
@@ -541,6 +556,29 @@ moments = (
 )
 
 
+# Spellings PostgreSQL reads in its own way: a fraction beyond microseconds rounded (through a
+# double, carrying into the second), a leap second, hour 24, offsets up to 15:59.
+EDGE_TIMES = [
+    "2026-01-01 10:00:00.1234567",
+    "2026-01-01 10:00:00.1234565",
+    "2026-01-01 10:00:00.0000015",
+    "2026-01-01 23:59:59.9999995",
+    "2026-01-01 23:59:59.99999949",
+    "2026-01-01 10:00:00.123456789123",
+    "9999-12-31 23:59:59.9999999",
+    "2026-01-01 23:59:60",
+    "2026-01-01 23:59:60.5",
+    "2026-01-01 23:59:60.0000004",
+    "2026-01-01 24:00:00",
+    "2026-01-01T10:00:00.",
+]
+EDGE_OFFSETS = ["+00", "Z", "+15:59", "+16:00", "-15", "+0530", "-05:60", "+1", " +02"]
+edge_times = st.sampled_from(EDGE_TIMES).map(lambda text: (text, False))
+edge_zoned = st.tuples(st.sampled_from(EDGE_TIMES), st.sampled_from(EDGE_OFFSETS)).map(
+    lambda t: (t[0] + t[1], False)
+)
+
+
 def timestamps() -> Case:
     canonical = st.tuples(moments, separators, precisions).map(
         lambda t: (spelled_datetime(*t), True)
@@ -548,18 +586,19 @@ def timestamps() -> Case:
     return Case(
         "timestamp",
         "timestamp",
-        padded(canonical) | junk,
+        padded(canonical) | edge_times | junk,
         moments.map(lambda m: (m, True)),
         pa.timestamp("us"),
         binary=True,
+        csv_binary=True,
     )
 
 
-def is_skipped(local: datetime) -> bool:
-    """A wall-clock time that never happens in Berlin (the spring-forward gap)."""
-    there = local.replace(tzinfo=BERLIN)
+def is_skipped(local: datetime, zone: ZoneInfo = BERLIN) -> bool:
+    """A wall-clock time that never happens in the zone (Berlin's spring-forward gap)."""
+    there = local.replace(tzinfo=zone)
     try:
-        return there.astimezone(UTC).astimezone(BERLIN).replace(tzinfo=None) != local
+        return there.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local
     except OverflowError:  # around year 1 or 9999: no clock changes there
         return False
 
@@ -569,7 +608,9 @@ offsets = st.sampled_from([0, 60, -60, 345, -570, 840, -720, 330]).map(
 )
 
 
-def timestamptz() -> Case:
+def timestamptz(timezone: str = TIMEZONE) -> Case:
+    """In Berlin (clock changes: a CSV goes as text) or in UTC (in binary)."""
+    zone = ZoneInfo(timezone)
     aware = st.tuples(
         st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
         offsets,
@@ -577,19 +618,22 @@ def timestamptz() -> Case:
         precisions,
     ).map(lambda t: (spelled_datetime(t[0].replace(tzinfo=t[1]), t[2], t[3]), True))
     local = st.tuples(moments, separators, precisions).map(
-        lambda t: (spelled_datetime(*t), not is_skipped(t[0]))
+        lambda t: (spelled_datetime(*t), not is_skipped(t[0], zone))
     )
     zulu = st.datetimes().map(lambda m: (m.isoformat(sep=" ") + "Z", True))
     typed = st.datetimes(min_value=datetime(1, 1, 2), timezones=st.just(UTC)).map(
         lambda m: (m, True)
     )
+    utc = timezone == "UTC"
     return Case(
+        "timestamptz_utc" if utc else "timestamptz",
         "timestamptz",
-        "timestamptz",
-        padded(aware) | padded(local) | zulu | junk,
+        padded(aware) | padded(local) | zulu | edge_times | edge_zoned | junk,
         typed,
         pa.timestamp("us", tz="UTC"),
         binary=True,
+        csv_binary=utc,
+        timezone=timezone,
     )
 
 
@@ -671,12 +715,13 @@ CASES = [
     dates(),
     timestamps(),
     timestamptz(),
+    timestamptz("UTC"),
     uuids(),
     jsons(),
     byteas(),
 ]
 PARQUET_CASES = [
-    *[case for case in CASES if case.parquet is not None],
+    *[case for case in CASES if case.parquet is not None and case.name != "timestamptz_utc"],
     local_timestamptz(),
     typed_numerics(12, 2, pa.decimal128(12, 2)),
     typed_numerics(18, 5, pa.decimal128(16, 3)),
@@ -694,6 +739,36 @@ def test_csv_values_arrive_exactly_or_are_quarantined(
     rows = data.draw(st.lists(case.csv | st.just((None, True)), min_size=1, max_size=8))
     quotes = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
     run_csv(harness, case, rows, quotes)
+
+
+# Every spelling at once, in one file: what a CSV sends in binary is the value our cast read, so
+# each spelling PostgreSQL reads its own way must be read the same, or quarantined.
+EDGES = {
+    "timestamp": EDGE_TIMES,
+    "timestamptz": [*EDGE_TIMES, *[t + o for t in EDGE_TIMES for o in EDGE_OFFSETS]],
+    "timestamptz_utc": [*EDGE_TIMES, *[t + o for t in EDGE_TIMES for o in EDGE_OFFSETS]],
+    "numeric_12_2": [
+        *["+5", ".5", "5.", "1.500", "1e2", "-0", "1.5E+1", "007.10", "-.5", "0.005e2", "NaN"],
+        *["nan", " 3.14 ", "9999999999.99", "9999999999.995", "1.005", "0e-999", "-0.00"],
+    ],
+    "double_precision": [
+        *["0.1", "1e-320", "5e-324", "1.7976931348623157e308", "1e309", "Infinity", "-inf"],
+        *["NaN", "-nan", "-0", "0.30000000000000004", ".5", "5.", "1E+2", "9007199254740993"],
+        *["2.2250738585072011e-308", "1e-400", "0e-999"],
+    ],
+    "integer": ["+1", "-0", "007", " 12 ", "2147483647", "2147483648", "1_000", "0x1F", "1e3"],
+    "boolean": ["t", "TRUE", "yes", "On", "of", "0", " y ", "tru"],
+    "date": ["0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29", " 2026-01-01 ", "0000-01-01"],
+}
+EDGE_CASES = [case for case in CASES if case.name in EDGES]
+
+
+@pytest.mark.parametrize("case", EDGE_CASES, ids=[case.name for case in EDGE_CASES])
+def test_csv_spellings_at_the_edges_arrive_exactly_or_are_quarantined(
+    harness: Harness, case: Case
+) -> None:
+    rows: list[Row] = [(text, False) for text in EDGES[case.name]]
+    run_csv(harness, case, rows, [False] * len(rows))
 
 
 @pytest.mark.parametrize("case", PARQUET_CASES, ids=[case.name for case in PARQUET_CASES])
@@ -868,7 +943,8 @@ def test_repeated_keys_counted_while_reading_are_postgresqls_count_of_the_slice(
         (harness.landing / file).write_bytes(data)
     key = ManifestKey("repeats", file, hashlib.sha256(data).hexdigest())
     run_id = uuid.uuid4().hex
-    start_files(harness.loader, [FileStart(key, path_to_key(file), len(data), "csv")], run_id)
+    start = FileStart(key, path_to_key(file), len(data), "csv")
+    loads = start_files(harness.loader, [start], run_id)
     staged = StagedFile(
         contract,
         harness.zone.source(file),
@@ -878,11 +954,14 @@ def test_repeated_keys_counted_while_reading_are_postgresqls_count_of_the_slice(
         len(data),
         run_id,
         batch_rows=batch_rows,
+        load=loads[file],
     )
     report = write_staged(harness.loader, staged)
     counts = report.counts
     assert counts.rows_staged == len(keys) - len(bad_rows)
-    row = harness.inspector.execute(render_duplicate_keys(contract), {"file": file}).fetchone()
+    row = harness.inspector.execute(
+        render_duplicate_keys(contract), {"load": loads[file]}
+    ).fetchone()
     assert row is not None
     expected_keys, expected_rows, examples = int(row[0]), int(row[1]), list(row[2] or [])
     if counts.keys_in_order:  # in order: no repeat, nothing asked

@@ -56,7 +56,7 @@ def test_upsert_takes_one_row_per_key_and_quotes_identifiers() -> None:
     statement = text(render_upsert(contract()))
     assert (
         'SELECT DISTINCT ON ("Order_ID") "Order_ID", "status", "amount", "updated_at" '
-        'FROM "elt_staging"."orders" WHERE _elt_file = %(file)s '
+        'FROM "elt_staging"."orders" WHERE _elt_load = %(load)s '
         'ORDER BY "Order_ID", "_elt_row" DESC' in statement
     )
     assert 'INSERT INTO "Sales"."Orders" AS t ("Order_ID", "status", "amount", "updated_at")' in (
@@ -69,16 +69,16 @@ def test_upsert_of_a_file_without_repeated_keys_goes_in_key_order() -> None:
     statement = text(render_upsert(contract(primary_key=["Order_ID", "status"]), deduplicate=False))
     assert "DISTINCT ON" not in statement
     assert (
-        'FROM "elt_staging"."orders" WHERE _elt_file = %(file)s ORDER BY "Order_ID", "status" '
+        'FROM "elt_staging"."orders" WHERE _elt_load = %(load)s ORDER BY "Order_ID", "status" '
         'ON CONFLICT ("Order_ID", "status") DO UPDATE' in statement
     )
 
 
 def test_a_first_load_inserts_in_key_order_sorting_only_a_file_out_of_order() -> None:
     statement = text(render_insert_new(contract()))
-    assert statement.endswith('WHERE _elt_file = %(file)s ORDER BY "Order_ID"'), statement
+    assert statement.endswith('WHERE _elt_load = %(load)s ORDER BY "Order_ID"'), statement
     statement = text(render_insert_new(contract(), in_order=True))
-    assert statement.endswith("WHERE _elt_file = %(file)s"), statement
+    assert statement.endswith("WHERE _elt_load = %(load)s"), statement
     unique = text(render_upsert(contract(), deduplicate=False, in_order=True))
     assert "ORDER BY" not in unique
 
@@ -128,17 +128,17 @@ def test_append_inserts_the_file_column() -> None:
     assert statement.endswith(
         'INSERT INTO "Sales"."Orders" ("Order_ID", "status", "amount", "updated_at", _elt_file) '
         'SELECT "Order_ID", "status", "amount", "updated_at", _elt_file '
-        'FROM "elt_staging"."orders" WHERE _elt_file = %(file)s ORDER BY _elt_row'
+        'FROM "elt_staging"."orders" WHERE _elt_load = %(load)s ORDER BY _elt_row'
     )
 
 
-def test_create_staging_is_unlogged_with_file_row_key() -> None:
+def test_create_staging_is_unlogged_with_load_row_key() -> None:
     statement = text(render_create_staging(contract()))
     assert statement == (
         'CREATE UNLOGGED TABLE "elt_staging"."orders" ( "Order_ID" bigint, "status" text, '
         '"amount" numeric(12,2), "updated_at" timestamp with time zone, '
-        '"_elt_file" text NOT NULL, "_elt_row" bigint NOT NULL, '
-        'PRIMARY KEY ("_elt_file", "_elt_row") )'
+        '"_elt_file" text NOT NULL, "_elt_row" bigint NOT NULL, "_elt_load" bigint NOT NULL, '
+        'PRIMARY KEY ("_elt_load", "_elt_row") )'
     )
 
 

@@ -243,7 +243,7 @@ def _staged_file(
     landing: LandingResource,
     warehouse: PostgresResource,
     partition_key: str,
-    current: tuple[str, int, str, str | None] | None,
+    current: tuple[str, int, str, str | None, int] | None,
     run_id: str,
 ) -> StagedFile:
     """The StagedFile of the content the file's latest attempt recorded; a file gone since then
@@ -269,6 +269,7 @@ def _staged_file(
         run_id=run_id,
         batch_rows=landing.batch_rows,
         record_limit=landing.max_record_bytes,
+        load=current[4],
     )
 
 

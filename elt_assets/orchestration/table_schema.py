@@ -7,6 +7,7 @@ import dagster as dg
 from elt_assets.contracts.model import (
     CURRENT,
     FILE_COLUMN,
+    LOAD_COLUMN,
     ROW_COLUMN,
     VALID_FROM,
     VALID_TO,
@@ -44,5 +45,8 @@ def column_schema(contract: Contract, *, staging: bool = False) -> dg.TableSchem
         columns += [
             dg.TableColumn(FILE_COLUMN, "text", "the file (partition key) the row came from"),
             dg.TableColumn(ROW_COLUMN, "bigint", "1-based data row in the file"),
+            dg.TableColumn(
+                LOAD_COLUMN, "bigint", "the load: the id of the file's elt.ingestion_manifest row"
+            ),
         ]
     return dg.TableSchema(columns=columns)

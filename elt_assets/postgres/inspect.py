@@ -22,13 +22,14 @@ def _count(connection: psycopg.Connection, query: Any, params: dict[str, Any] | 
 
 
 def slice_counts(
-    connection: psycopg.Connection, contract: Contract, files: list[str]
+    connection: psycopg.Connection, contract: Contract, loads: dict[str, int]
 ) -> dict[str, tuple[int, int]]:
     """File -> (its rows in the staging table, its open quarantine rows), counted by PostgreSQL,
-    independently of the reader's own count."""
+    independently of the reader's own count. `loads`: each file's load (its manifest row's id),
+    which keys its slice."""
+    params = {"dataset": contract.name, "files": list(loads), "loads": list(loads.values())}
     rows = connection.execute(
-        render("slices_counts", table=staging_table(contract)),
-        {"dataset": contract.name, "files": files},
+        render("slices_counts", table=staging_table(contract)), params
     ).fetchall()
     return {file: (int(staged), int(quarantined)) for file, staged, quarantined in rows}
 
@@ -75,15 +76,15 @@ def current_attempt(
 
 def current_attempts(
     connection: psycopg.Connection, dataset: str, files: list[str]
-) -> dict[str, tuple[str, int, str, str | None]]:
+) -> dict[str, tuple[str, int, str, str | None, int]]:
     """current_attempt of many files in one query: file -> its most recent manifest row (files
-    without one are left out)."""
+    without one are left out), its id last."""
     rows = connection.execute(
         render("manifest_current_many"), {"dataset": dataset, "files": files}
     ).fetchall()
     return {
-        file: (sha256, int(rows_staged or 0), status, error)
-        for file, sha256, rows_staged, status, error in rows
+        file: (sha256, int(rows_staged or 0), status, error, int(load))
+        for file, sha256, rows_staged, status, error, load in rows
     }
 
 

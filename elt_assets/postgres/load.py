@@ -108,8 +108,11 @@ class FileStart:
     file_format: str
 
 
-def start_files(connection: psycopg.Connection, starts: list[FileStart], run_id: str) -> None:
-    """Open (or reopen) the files' manifest rows as `running`, in one transaction."""
+def start_files(
+    connection: psycopg.Connection, starts: list[FileStart], run_id: str
+) -> dict[str, int]:
+    """Open (or reopen) the files' manifest rows as `running`, in one transaction. Returns each
+    file's load: its manifest row's id."""
     rows = [
         {
             **start.key.__dict__,
@@ -120,8 +123,15 @@ def start_files(connection: psycopg.Connection, starts: list[FileStart], run_id:
         }
         for start in starts
     ]
+    loads: dict[str, int] = {}
     with connection.transaction(), connection.cursor() as cursor:
-        cursor.executemany(render("manifest_start"), rows)
+        cursor.executemany(render("manifest_start"), rows, returning=True)
+        for start in starts:
+            row = cursor.fetchone()
+            assert row is not None
+            loads[start.key.file] = int(row[0])
+            cursor.nextset()
+    return loads
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class Recorded:
     rows_unchanged: int | None
     rows_closed: int | None
     rows_replaced: int | None
+    load: int  # the manifest row's id: the key of this content's staging slice
 
     def loaded_by(self, runs: Collection[str]) -> bool:
         """Whether one of these runs loaded this content into the table (its staged step
@@ -234,7 +245,8 @@ def load_files(
         connection.execute(render("writer_platform"))
         connection.execute(render("lock_files"), {"dataset": contract.name, "files": files})
         recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})
-        staged = {f: rows for f, (rows, _) in slice_counts(connection, contract, files).items()}
+        loads = {file: known.load for file, known in recorded.items()}
+        staged = {f: rows for f, (rows, _) in slice_counts(connection, contract, loads).items()}
         maybe_empty, empty_before = not rows_before, False
         statements = _Statements(connection, contract)
         for key in keys:
@@ -251,9 +263,9 @@ def load_files(
                     "staging slice; to load it again, materialise its whole partition (raw, "
                     "staged and target)"
                 )
-            if known is None or known.rows_staged != staged[key.file]:
+            if known is None or known.rows_staged != staged.get(key.file, 0):
                 raise TerminalDatabaseError(
-                    f"the staging slice of {key.file} has {staged[key.file]} rows but the "
+                    f"the staging slice of {key.file} has {staged.get(key.file, 0)} rows but the "
                     f"manifest recorded {None if known is None else known.rows_staged}: another "
                     "run replaced it or the server restarted (staging is UNLOGGED); materialise "
                     "staged again"
@@ -309,7 +321,7 @@ def _load_slice(
     result (row count still 0), the rows it added minus those it removed, and whether it was a
     first load into the empty table."""
     started = time.perf_counter()
-    params = {"file": file}
+    params: dict[str, object] = {"file": file, "load": recorded.load}
     staged_rows = int(recorded.rows_staged or 0)
     first_load, closed = False, 0
     if contract.target.mode == "history":
@@ -389,7 +401,7 @@ def _upsert(
     connection: psycopg.Connection,
     statements: _Statements,
     contract: Contract,
-    params: dict[str, str],
+    params: dict[str, object],
     staged_rows: int,
     duplicate_key_rows: object,
     *,
@@ -428,7 +440,7 @@ def _merge_history(
     connection: psycopg.Connection,
     statements: _Statements,
     contract: Contract,
-    params: dict[str, str],
+    params: dict[str, object],
 ) -> tuple[int, int, int, int, int]:
     """(versions in the slice, versions added, versions corrected, current versions closed,
     versions folded into a neighbour and deleted)."""

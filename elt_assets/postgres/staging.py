@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from elt_assets.contracts.model import FILE_COLUMN, ROW_COLUMN, Contract
+from elt_assets.contracts.model import FILE_COLUMN, LOAD_COLUMN, ROW_COLUMN, Contract
 from elt_assets.log import get_logger
 from elt_assets.postgres.binary import SIGNATURE, TRAILER, BinaryPlan, binary_plan, encode_binary
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
@@ -33,6 +33,7 @@ from elt_assets.postgres.templates import (
     render_copy,
     render_duplicate_keys,
     render_move_duplicates,
+    staging_columns,
     staging_table,
     target_table,
 )
@@ -146,6 +147,7 @@ def _move_duplicates(connection: psycopg.Connection, staged: StagedFile) -> int:
             {
                 "dataset": staged.dataset,
                 "file": staged.file,
+                "load": _load(staged),
                 "sha256": staged.sha256,
                 "run_id": staged.run_id,
                 "first_column": group[0],
@@ -174,11 +176,25 @@ def _duplicate_keys(
         counts.duplicate_keys, counts.duplicate_key_rows, counts.duplicate_key_examples = repeated
         return
     row = connection.execute(
-        render_duplicate_keys(staged.contract), {"file": staged.file}
+        render_duplicate_keys(staged.contract), {"load": _load(staged)}
     ).fetchone()
     assert row is not None
     counts.duplicate_keys, counts.duplicate_key_rows = int(row[0]), int(row[1])
     counts.duplicate_key_examples = list(row[2] or [])
+
+
+def _tagged(good: pl.DataFrame, staged: StagedFile) -> pl.DataFrame:
+    """A batch's good rows with the staging table's own columns: the file and the load."""
+    return good.with_columns(
+        pl.lit(staged.file).alias(FILE_COLUMN), pl.lit(_load(staged), pl.Int64).alias(LOAD_COLUMN)
+    )
+
+
+def _load(staged: StagedFile) -> int:
+    """The file's load (its manifest row's id), which keys its staging slice."""
+    if staged.load is None:
+        raise ValueError(f"{staged.file}: no manifest row opened for it (its load) to stage under")
+    return staged.load
 
 
 def _encoded(
@@ -197,17 +213,20 @@ def _encoded(
         if plan is None:
             return frozenset()
         plan = plan.laid_out(columns)  # a staging table's, or a target's (a direct first load)
-        return frozenset(plan.typed - {ROW_COLUMN})
+        return frozenset(plan.typed - {ROW_COLUMN, LOAD_COLUMN})
 
     def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
         wanted = binary and not staged.read_already
         for batch in staged.batches(typed_columns if wanted else None):
-            good = batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN))
+            good = _tagged(batch.good, staged)
             if plan is None:
                 yield batch, good, encode_csv(good, columns), False
                 continue
-            # Only a batch the reader rejected whole has no typed rows, and no good ones.
-            typed = [batch.typed[n] for n in plan.typed] if batch.typed is not None else []
+            if batch.typed is None:  # rejected whole by the reader: no good rows to send
+                yield batch, good, b"", True
+                continue
+            wanted_typed = plan.typed - {LOAD_COLUMN}  # the file's columns and row numbers
+            typed = [batch.typed[n] for n in wanted_typed]
             yield batch, good, encode_binary(good.with_columns(typed), plan), True
 
     return encode() if staged.read_already else read_ahead(encode())
@@ -401,7 +420,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         if report is not None:
             return report
         staged.restart()
-    columns = [ROW_COLUMN, *[c.name for c in staged.contract.table_columns], FILE_COLUMN]
+    columns = staging_columns(staged.contract)
     report = StageReport(FileCounts(), [])
     started = time.perf_counter()
     with connection.transaction():
@@ -419,7 +438,7 @@ def write_staged(connection: psycopg.Connection, staged: StagedFile) -> StageRep
         report.seconds["copy"] = time.perf_counter() - started
         _file_checks(connection, staged, report)
         if copied is None:  # COPYs of isolated batches: their rows counted in the slice
-            counted = slice_counts(connection, staged.contract, [staged.file])
+            counted = slice_counts(connection, staged.contract, {staged.file: _load(staged)})
         else:
             staged_rows = copied - report.duplicates_moved
             counted = {staged.file: (staged_rows, _open_quarantine(connection, staged))}
@@ -515,7 +534,7 @@ def write_staged_together(
     files are then staged one by one, where the refused rows are isolated.
     """
     contract = files[0].contract
-    columns = [ROW_COLUMN, *[c.name for c in contract.table_columns], FILE_COLUMN]
+    columns = staging_columns(contract)
     reports = [StageReport(FileCounts(), []) for _ in files]
     started = time.perf_counter()
     with connection.transaction():
@@ -523,7 +542,7 @@ def write_staged_together(
         good, rejected = [], []
         for staged in files:
             for batch in staged.batches():  # in memory: read together already
-                good.append(batch.good.with_columns(pl.lit(staged.file).alias(FILE_COLUMN)))
+                good.append(_tagged(batch.good, staged))
                 if batch.quarantined.height:
                     rejected.append(_quarantine_frame(staged, batch.quarantined))
         with connection.cursor() as cursor, cursor.copy(render_copy(table, columns)) as copy:
@@ -534,7 +553,7 @@ def write_staged_together(
         copied = time.perf_counter() - started
         for staged, report in zip(files, reports, strict=True):
             _file_checks(connection, staged, report)
-        counted = slice_counts(connection, contract, [f.file for f in files])
+        counted = slice_counts(connection, contract, {f.file: _load(f) for f in files})
         _record(connection, list(zip(files, reports, strict=True)), counted)
         for report in reports:
             report.seconds["copy"] = copied / len(files)

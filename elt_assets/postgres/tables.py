@@ -18,6 +18,7 @@ from psycopg import sql
 from elt_assets.contracts.model import (
     CURRENT,
     FILE_COLUMN,
+    LOAD_COLUMN,
     ROW_COLUMN,
     VALID_FROM,
     VALID_TO,
@@ -168,7 +169,7 @@ def _staging_matches(contract: Contract, columns: list[ColumnInfo]) -> bool:
     whose contract predates a column another file added (postgres/evolution.py) must never
     rebuild the table under the other runs' slices; COPY names its columns."""
     wanted = {(c.name, c.type.ddl) for c in contract.table_columns}
-    wanted |= {(FILE_COLUMN, "text"), (ROW_COLUMN, "bigint")}
+    wanted |= {(FILE_COLUMN, "text"), (ROW_COLUMN, "bigint"), (LOAD_COLUMN, "bigint")}
     return wanted <= {(c.name, c.type) for c in columns}
 
 
@@ -181,6 +182,7 @@ def _staging_lacks(contract: Contract, columns: list[ColumnInfo]) -> list[Column
     if (
         present.get(FILE_COLUMN) != "text"
         or present.get(ROW_COLUMN) != "bigint"
+        or present.get(LOAD_COLUMN) != "bigint"
         or any(c.name in present and present[c.name] != c.type.ddl for c in wanted)
     ):
         return None

@@ -17,6 +17,7 @@ from psycopg import sql
 from elt_assets.contracts.model import (
     CURRENT,
     FILE_COLUMN,
+    LOAD_COLUMN,
     ROW_COLUMN,
     VALID_FROM,
     VALID_TO,
@@ -85,14 +86,22 @@ def _column_definitions(contract: Contract, *, for_target: bool) -> list[sql.Com
     return definitions
 
 
+def staging_columns(contract: Contract) -> list[str]:
+    """The columns a file's slice is COPYed into, in order: its row numbers, the contract's
+    columns, the file and the load (its manifest row)."""
+    return [ROW_COLUMN, *[c.name for c in contract.table_columns], FILE_COLUMN, LOAD_COLUMN]
+
+
 def render_create_staging(contract: Contract) -> sql.Composed:
-    """UNLOGGED: staging is rebuilt from the landed file whenever needed, so skip the WAL."""
+    """UNLOGGED: staging is rebuilt from the landed file whenever needed, so skip the WAL.
+    Keyed by load and row: a new slice's load is the newest, so its rows go at the key's end."""
     definitions = [
         *_column_definitions(contract, for_target=False),
         sql.SQL("{} text NOT NULL").format(sql.Identifier(FILE_COLUMN)),
         sql.SQL("{} bigint NOT NULL").format(sql.Identifier(ROW_COLUMN)),
+        sql.SQL("{} bigint NOT NULL").format(sql.Identifier(LOAD_COLUMN)),
         sql.SQL("PRIMARY KEY ({}, {})").format(
-            sql.Identifier(FILE_COLUMN), sql.Identifier(ROW_COLUMN)
+            sql.Identifier(LOAD_COLUMN), sql.Identifier(ROW_COLUMN)
         ),
     ]
     return render(

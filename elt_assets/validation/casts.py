@@ -397,7 +397,11 @@ def _decide_bounds_exactly(column: Column, typed: pl.Expr, text: pl.Expr) -> pl.
 
 
 def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
-    """ISO date and optional time (T or space, minutes, seconds, fraction) as a naive datetime."""
+    """ISO date and optional time (T or space, minutes, seconds, fraction) as a naive datetime,
+    the value PostgreSQL reads: it reads a fraction of a second as a double and rounds it to
+    whole microseconds (rint(strtod(fraction) * 1e6)), carrying into the second, where polars
+    would cut the digits beyond the sixth; and after a leap second (:60, the next minute's
+    start) it allows nothing."""
     spaced = clean.str.replace("T", " ", literal=True)
     full = (
         pl.when(spaced.str.contains(r"^.{10}$"))
@@ -406,7 +410,16 @@ def _to_naive_datetime(clean: pl.Expr) -> pl.Expr:
         .then(spaced + ":00")
         .otherwise(spaced)
     )
-    return full.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+    fraction = full.str.extract(r"(\.[0-9]*)$", 1)
+    seconds = full.str.replace(r"\.[0-9]*$", "").str.to_datetime(
+        "%Y-%m-%d %H:%M:%S", strict=False, time_unit="us"
+    )
+    micros = (
+        (pl.lit("0") + fraction + pl.lit("0")).cast(pl.Float64, strict=False) * 1_000_000
+    ).round(0, mode="half_to_even")
+    micros = pl.when(fraction.is_null()).then(0).otherwise(micros.cast(pl.Int64, strict=False))
+    leap_and_more = full.str.contains(r":60(\.[0-9]*)?$") & (micros > 0)
+    return pl.when(~leap_and_more).then(seconds + pl.duration(microseconds=micros))
 
 
 def _not_year_zero(clean: pl.Expr) -> pl.Expr:
@@ -419,20 +432,23 @@ def _timestamptz(clean: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, pl.Ex
     with_time = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)"
     parts = clean.str.extract_groups(f"{with_time} ?{_OFFSET}$")
     has_offset = parts.struct.field("2").is_not_null()
-    offset = parts.struct.field("2").str.replace("^[zZ]$", "+00:00")
-    naive_with_offset = _to_naive_datetime(parts.struct.field("1"))
+    # +HH, +HHMM or +HH:MM (Z: +00), up to 15:59 hours as PostgreSQL takes them (the fast cast
+    # too), subtracted from the time as written.
+    offset = parts.struct.field("2").str.replace("^[zZ]$", "+00").str.replace(":", "", literal=True)
+    hours = offset.str.slice(1, 2).cast(pl.Int32, strict=False)
+    minutes = offset.str.slice(3, 2).cast(pl.Int32, strict=False).fill_null(0)
+    too_far = has_offset & ((hours > 15) | (minutes > 59)).fill_null(True)
+    sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
     with_offset = (
-        naive_with_offset.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
-        .add(offset)
-        .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_unit="us")
-        .dt.convert_time_zone("UTC")
-    )
+        _to_naive_datetime(parts.struct.field("1"))
+        - pl.duration(minutes=sign * (hours * 60 + minutes))
+    ).dt.replace_time_zone("UTC")
     naive = _to_naive_datetime(clean)
     local = naive.dt.replace_time_zone(
         timezone, ambiguous="latest", non_existent="null"
     ).dt.convert_time_zone("UTC")
     typed = (
-        pl.when(~_not_year_zero(clean))
+        pl.when(~_not_year_zero(clean) | too_far)
         .then(None)
         .when(has_offset)
         .then(with_offset)

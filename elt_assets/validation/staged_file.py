@@ -48,6 +48,9 @@ class StagedFile:
     run_id: str
     batch_rows: int = 15_000
     record_limit: int | None = None  # the longest CSV record; None: the reader's default
+    # The load: the id of the manifest row this content's attempt opened (the staging slice's
+    # key). None only where nothing is staged (`elt ingest --dry-run`).
+    load: int | None = None
     rows_read: int = 0
     rows_rejected: int = 0
     rows_rescued: int = 0

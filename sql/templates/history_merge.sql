@@ -13,7 +13,7 @@ WITH source AS MATERIALIZED (
     FROM (
         SELECT {columns}, {valid_from} AS vf, _elt_row
         FROM {staging}
-        WHERE _elt_file = %(file)s
+        WHERE _elt_load = %(load)s
     ) AS slice
     ORDER BY {key}, vf, _elt_row DESC
 ), existing AS MATERIALIZED (

@@ -4,5 +4,5 @@
 -- end (1M rows in a random order: 1.8-2.3 s instead of 3.7-4.0 s).
 INSERT INTO {target} ({columns})
 SELECT {columns} FROM {staging}
-WHERE _elt_file = %(file)s
+WHERE _elt_load = %(load)s
 {key_order}

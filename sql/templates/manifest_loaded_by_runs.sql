@@ -6,7 +6,7 @@ SELECT m.file, m.partition_key, m.status, m.rows_staged, m.duplicate_key_rows,
        coalesce((m.stage_report -> 'counts' ->> 'keys_in_order')::boolean, false),
        m.rows_inserted, m.run_id,
        coalesce((m.stage_report ->> 'straight_to_target')::boolean, false),
-       m.rows_updated, m.rows_unchanged, m.rows_closed, m.rows_replaced
+       m.rows_updated, m.rows_unchanged, m.rows_closed, m.rows_replaced, m.id
 FROM elt.ingestion_manifest AS m
 WHERE m.dataset = %(dataset)s AND m.run_id = ANY(%(run_ids)s) AND m.status = 'success'
   AND NOT EXISTS (

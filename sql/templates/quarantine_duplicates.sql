@@ -3,11 +3,11 @@
 WITH counted AS (
     SELECT _elt_row, count(*) OVER (PARTITION BY {columns}) AS occurrences
     FROM {staging}
-    WHERE _elt_file = %(file)s AND {all_not_null}
+    WHERE _elt_load = %(load)s AND {all_not_null}
 ), moved AS (
     DELETE FROM {staging} AS s
     USING counted AS d
-    WHERE s._elt_file = %(file)s AND s._elt_row = d._elt_row AND d.occurrences > 1
+    WHERE s._elt_load = %(load)s AND s._elt_row = d._elt_row AND d.occurrences > 1
     RETURNING s.*, d.occurrences
 )
 INSERT INTO elt.quarantine
@@ -18,7 +18,7 @@ SELECT %(dataset)s::text, %(file)s::text, %(sha256)s::text, m._elt_row, %(first_
        reason.text,
        jsonb_build_array(jsonb_build_object(
            'column', %(first_column)s::text, 'check', 'unique', 'reason', reason.text)),
-       to_jsonb(m) - '_elt_file' - '_elt_row' - 'occurrences',
+       to_jsonb(m) - '_elt_file' - '_elt_row' - '_elt_load' - 'occurrences',
        %(run_id)s::text
 FROM moved AS m
 CROSS JOIN LATERAL (

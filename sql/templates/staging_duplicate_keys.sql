@@ -4,7 +4,7 @@ SELECT count(*) AS keys, coalesce(sum(occurrences), 0) AS rows,
 FROM (
     SELECT count(*) AS occurrences, {key_text} AS example
     FROM {staging}
-    WHERE _elt_file = %(file)s
+    WHERE _elt_load = %(load)s
     GROUP BY {key}
     HAVING count(*) > 1
 ) AS duplicated

@@ -9,8 +9,8 @@ WITH latest AS (
     ORDER BY file, started_at DESC, id DESC
 ), pruned AS (
     DELETE FROM {staging} AS s
-    USING latest
-    WHERE s._elt_file = latest.file
+    USING latest, elt.ingestion_manifest AS m
+    WHERE m.dataset = %(dataset)s AND m.file = latest.file AND s._elt_load = m.id
       AND latest.status IN ('success', 'failed', 'duplicate')
       AND latest.finished_at < now() - make_interval(hours => %(hours)s)
     RETURNING s._elt_file

@@ -4,7 +4,7 @@
 WITH source AS MATERIALIZED (
     SELECT DISTINCT ON ({key}) {columns}
     FROM {staging}
-    WHERE _elt_file = %(file)s
+    WHERE _elt_load = %(load)s
     ORDER BY {key}, {order_within_key}
 ), written AS (
     INSERT INTO {target} AS t ({columns})

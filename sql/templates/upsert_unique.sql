@@ -7,7 +7,7 @@
 WITH written AS (
     INSERT INTO {target} AS t ({columns})
     SELECT {columns} FROM {staging}
-    WHERE _elt_file = %(file)s
+    WHERE _elt_load = %(load)s
     {key_order}
     ON CONFLICT ({key}) DO {conflict_action}
     RETURNING (xmax = 0) AS inserted
