@@ -108,8 +108,8 @@ def _way(kind: PgType, source: pl.DataType, timezone: str) -> str | None:
 def _way_from_text(kind: PgType, timezone: str) -> str | None:
     """How a column read as text (every CSV column) goes in binary: the value our cast read, for
     the types whose cast reads every spelling it accepts as PostgreSQL would (casts.py; the
-    property tests and test_binary_csv hold the two to it), or the numeric's text; else not at
-    all. Not real: a float4 read through a float64 could round twice. Not timestamptz read in a
+    property tests hold the two to it, edge spellings included), or the numeric's text; else not
+    at all. Not real: a float4 read through a float64 could round twice. Not timestamptz read in a
     zone with clock changes: polars' time zone rules and PostgreSQL's may differ (far future
     years, rules changed since one was built), so PostgreSQL reads those."""
     k = kind.kind
