@@ -286,14 +286,7 @@ def test_a_first_load_goes_straight_into_the_empty_table_and_the_next_through_st
         second = run_file(contracts_dir, "orders", "orders/b.csv", instance)
         assert second.success, step_failure(second)
         # Its target alone, later: no slice to load, and the message says what to do instead.
-        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
-        again = job.execute_in_process(
-            partition_key=path_to_key("orders/a.csv"),
-            instance=instance,
-            raise_on_error=False,
-            run_config=helpers.QUIET,
-            asset_selection=[dg.AssetKey(["sales", "orders"])],
-        )
+        again = _target_alone(contracts_dir, path_to_key("orders/a.csv"), instance)
         assert not again.success
         assert "went straight into the table on its first load" in step_failure(again)
         assert "materialise its whole partition" in step_failure(again)
@@ -335,46 +328,6 @@ def test_a_first_load_that_cannot_go_straight_is_staged_and_loads_the_same(
     assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0
 
 
-def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slice(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path
-) -> None:
-    """A run that materialises the staged asset without the target (the UI's selection) keeps
-    the slice in staging; the target's own run loads it into the empty table."""
-    write_contract(contracts_dir, ORDERS)
-    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
-    key = path_to_key("orders/a.csv")
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("orders_files", [key])
-        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
-        staged = job.execute_in_process(
-            partition_key=key,
-            instance=instance,
-            raise_on_error=False,
-            run_config=helpers.QUIET,
-            asset_selection=[
-                dg.AssetKey(["raw", "orders_files"]),
-                dg.AssetKey(["staged", "orders_staging"]),
-            ],
-        )
-        assert staged.success, step_failure(staged)
-        assert warehouse.value("SELECT count(*) FROM sales.orders") == 0
-        assert staging_rows(warehouse, "orders/a.csv") == 2 and not straight(
-            warehouse, "orders/a.csv"
-        )
-        assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "running"
-        target = job.execute_in_process(
-            partition_key=key,
-            instance=instance,
-            raise_on_error=False,
-            run_config=helpers.QUIET,
-            asset_selection=[dg.AssetKey(["sales", "orders"])],
-        )
-        assert target.success, step_failure(target)
-    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
-    assert materialization_metadata(target, "sales/orders")["straight_to_target"] is False
-    assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"
-
-
 def _stage_alone(contracts_dir: Path, key: str, instance: dg.DagsterInstance) -> None:
     """Materialise a file's raw and staged assets, not its target (the UI's selection)."""
     instance.add_dynamic_partitions("orders_files", [key])
@@ -390,6 +343,42 @@ def _stage_alone(contracts_dir: Path, key: str, instance: dg.DagsterInstance) ->
         ],
     )
     assert staged.success, step_failure(staged)
+
+
+def _target_alone(
+    contracts_dir: Path, key: str, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Materialise a file's target alone, from its staging slice."""
+    job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
+    return job.execute_in_process(
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        run_config=helpers.QUIET,
+        asset_selection=[dg.AssetKey(["sales", "orders"])],
+    )
+
+
+def test_staged_alone_never_touches_the_table_and_the_target_then_loads_its_slice(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A run that materialises the staged asset without the target (the UI's selection) keeps
+    the slice in staging; the target's own run loads it into the empty table."""
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n2,paid,2,2026-01-01\n")
+    key = path_to_key("orders/a.csv")
+    with dg.instance_for_test() as instance:
+        _stage_alone(contracts_dir, key, instance)
+        assert warehouse.value("SELECT count(*) FROM sales.orders") == 0
+        assert staging_rows(warehouse, "orders/a.csv") == 2 and not straight(
+            warehouse, "orders/a.csv"
+        )
+        assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "running"
+        target = _target_alone(contracts_dir, key, instance)
+        assert target.success, step_failure(target)
+    assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
+    assert materialization_metadata(target, "sales/orders")["straight_to_target"] is False
+    assert warehouse.value("SELECT status FROM elt.ingestion_manifest") == "success"
 
 
 def staging_key(warehouse: Warehouse) -> list[str]:
@@ -429,14 +418,7 @@ def test_a_slice_staged_under_the_file_name_key_loads_after_the_upgrade(
         loads = warehouse.query("SELECT DISTINCT _elt_file, _elt_load FROM elt_staging.orders")
         manifest = warehouse.value("SELECT id FROM elt.ingestion_manifest")
         assert loads == [("orders/a.csv", manifest)]
-        job = helpers.definitions(contracts_dir).resolve_job_def("ingest_orders")
-        target = job.execute_in_process(
-            partition_key=path_to_key("orders/a.csv"),
-            instance=instance,
-            raise_on_error=False,
-            run_config=helpers.QUIET,
-            asset_selection=[dg.AssetKey(["sales", "orders"])],
-        )
+        target = _target_alone(contracts_dir, path_to_key("orders/a.csv"), instance)
         assert target.success, step_failure(target)
     assert [(row[0], row[1]) for row in orders_table(warehouse)] == [(1, "new"), (2, "paid")]
 
