@@ -263,7 +263,7 @@ class _QuoteCheck:
         )
 
 
-_OFFSETS: list[pa.Array] = []  # 0, 1, 2, ... as uint32, built once, as long as needed yet
+_OFFSETS: list[pa.Array] = []  # 0, 1, 2, ... as uint32: built once, longer when a chunk is
 
 
 def _offsets(count: int) -> pa.Array:

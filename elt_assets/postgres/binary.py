@@ -126,9 +126,9 @@ def encode_binary(frame: pl.DataFrame, plan: BinaryPlan) -> memoryview:
     """The frame's rows in COPY's binary format (no signature or trailer).
 
     Each column gives its fields' length and bytes as arrays (or one scalar where every value
-    has the same); one join puts every row's parts end to end. A NULL's bytes are an empty part:
-    filled in before the join, whose default (a row with a NULL part is NULL) is a quarter
-    faster than its null replacement."""
+    has the same); one join puts every row's parts end to end. A NULL value's bytes are an empty
+    part, filled in before the join: its default null handling then never applies, and it was
+    faster than its null replacement in most rounds measured (docs/performance.md, session 25)."""
     table = frame.select(plan.columns).to_arrow()
     parts: list[pa.Array | pa.Scalar] = [_bytes(struct.pack(">h", len(plan.columns)))]
     for name in plan.columns:

@@ -202,7 +202,8 @@ def _encoded(
 ) -> Iterator[tuple[ValidatedBatch, pl.DataFrame, bytes | memoryview, bool]]:
     """Each batch with its good rows tagged with the file, and those rows encoded for COPY (in
     binary where the file's types allow it and `binary`, else csv; the last item says which),
-    read ahead in a thread unless the file was read already (a small file: nothing to overlap)."""
+    read and encoded ahead in two threads unless the file was read already (a small file:
+    nothing to overlap)."""
 
     plan: BinaryPlan | None = None
 
