@@ -135,7 +135,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "600",
         "A run Dagster still shows in progress whose file no process has held for this long "
         "(its worker's host was lost, and the run launcher cannot tell: a Celery worker's task "
-        "stays STARTED) is reported failed by the sensor, and the file loaded again.",
+        "stays STARTED) is reported failed by the sensor, and the file loaded again; so is a run "
+        "of an `elt ingest` on another host this old whose process no longer holds its lease.",
     ),
     "ELT_STAGING_RETENTION_HOURS": (
         "168",

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -865,15 +866,24 @@ def test_a_re_execution_of_a_run_that_succeeded_loads_its_file_again(
     assert manifest(warehouse, file)["run_id"] == again.run_id
 
 
-def _ingest_stopping_after_its_load(marker: Path, batch: bool, env: dict[str, str]) -> None:
+def _ingest_stopping_after_its_load(
+    marker: Path, batch: bool, host: str | None, env: dict[str, str]
+) -> None:
     """Body of a child process: `elt ingest` (its code, in this process, on DAGSTER_HOME's
-    instance), stopping for good once its file's load has committed, before it is reported."""
+    instance), stopping for good once its file's load has committed, before it is reported.
+    With `host`, the process says it runs on that host (its pid means nothing here)."""
     _take_settings(env)
+    if host is not None:
+        socket.gethostname = lambda: host  # type: ignore[assignment]
     _stop_after_the_load(marker, batch)
     run_ingest(Settings.from_env(), None, False)
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["file_run", "batch_run"])
+@pytest.mark.parametrize(
+    ("batch", "host"),
+    [(False, None), (True, None), (False, "another-host")],
+    ids=["file_run", "batch_run", "file_run_on_another_host"],
+)
 def test_an_elt_ingest_killed_between_a_loads_commit_and_its_report_is_reported_by_the_next(
     items: Contract,
     warehouse: Warehouse,
@@ -882,12 +892,15 @@ def test_an_elt_ingest_killed_between_a_loads_commit_and_its_report_is_reported_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     batch: bool,
+    host: str | None,
 ) -> None:
     """`elt ingest` with DAGSTER_HOME runs its runs in its own process, which nobody else
     monitors. Killed between a load's commit and its report, it leaves the run in progress for
     ever and the file's partition unmaterialised, though the table has its rows. The next `elt
     ingest` (a user's, from their own directory) sees the process gone: the run is reported
-    failed, the load reported as the manifest recorded it, and nothing is loaded again."""
+    failed, the load reported as the manifest recorded it, and nothing is loaded again. Seen from
+    another host, the killed process's pid means nothing: its process lease says it is gone
+    (once its run is ELT_LOST_RUN_SECONDS old), and while it lived, it said it was alive."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("")  # Dagster's defaults: its storage under home
@@ -895,29 +908,35 @@ def test_an_elt_ingest_killed_between_a_loads_commit_and_its_report_is_reported_
     monkeypatch.setenv("ELT_BATCH_THRESHOLD", "0" if batch else "10")
     file = land(landing, "b.csv", first_file())
     marker = tmp_path / "loaded"
-    process = _fork(_ingest_stopping_after_its_load, marker, batch)
+    process = _fork(_ingest_stopping_after_its_load, marker, batch, host)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert process.is_alive() and time.monotonic() < deadline, process.exitcode
         time.sleep(0.05)
     loaded = expected_table(landing, file)
     killed_run = manifest(warehouse, file)["run_id"]
+    cwd = tmp_path / "user"
+    cwd.mkdir()
+    settings = {"DAGSTER_HOME": str(home), "ELT_BATCH_ROWS": "1000", "ELT_LOST_RUN_SECONDS": "5"}
+    args = ("ingest", "--landing", str(landing), "--contracts", str(contracts_dir), "--json")
+    if host is not None:  # alive, and its run old enough to be judged: left alone
+        time.sleep(5)
+        alive = elt_as_user(warehouse, cwd, *args, settings=settings)
+        assert alive.returncode == 0 and "reported failed" not in alive.stderr, alive.stderr
     process.kill()
     process.join()
     key = dg.AssetKey(["shop", "items"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.get_run_by_id(killed_run)
         assert run is not None and run.status == dg.DagsterRunStatus.STARTED
-        assert run.tags[PROCESS_TAG].endswith(f":{process.pid}")
+        assert run.tags[PROCESS_TAG] == f"{host or socket.gethostname()}:{process.pid}"
         assert not instance.fetch_materializations(key, limit=1).records  # unreported
 
-    cwd = tmp_path / "user"
-    cwd.mkdir()
-    settings = {"DAGSTER_HOME": str(home), "ELT_BATCH_ROWS": "1000"}
-    args = ("ingest", "--landing", str(landing), "--contracts", str(contracts_dir), "--json")
     result = elt_as_user(warehouse, cwd, *args, settings=settings)
     assert result.returncode == 0, result.stderr
-    assert f"run {killed_run} reported failed" in result.stderr
+    gone = "it no longer holds its process lease" if host else "no process of this host has"
+    assert f"run {killed_run} reported failed: the process that ran it" in result.stderr
+    assert gone in result.stderr, result.stderr
     (row,) = json.loads(result.stdout)["files"]
     assert (row["file"], row["status"]) == (file, "success")
     assert target_rows(warehouse) == loaded

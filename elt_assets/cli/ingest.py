@@ -45,7 +45,7 @@ from elt_assets.orchestration.names import (
     request_files,
 )
 from elt_assets.orchestration.partitions import files_partitions
-from elt_assets.orchestration.recovery import process_tag
+from elt_assets.orchestration.recovery import hold_process_lease, process_tag
 from elt_assets.orchestration.resources import LandingResource, build_resources, landing_resource
 from elt_assets.orchestration.sensors import Discovery, Tick, file_requests
 from elt_assets.postgres.evolution import MAX_GROWTHS, Evolution
@@ -206,12 +206,15 @@ def _ingest(
     definitions = build_definitions(ContractSet(contracts), settings, resources, discovery)
     report: list[dict[str, Any]] = []
     try:
+        tags = process_tag()
+        if _keeps_history():  # its runs outlive it: another host judges it by its lease
+            tags |= hold_process_lease(resources[WAREHOUSE_KEY])
         with shared_pools(), _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
             for contract in contracts:
                 files = only.get(contract.name) if only is not None else None
                 dataset = _Dataset(
-                    settings, contract, definitions, discovery, resources, instance, files
+                    settings, contract, definitions, discovery, resources, instance, tags, files
                 )
                 report.extend(dataset.ingest(retry_failed))
     finally:
@@ -243,9 +246,11 @@ class _Dataset:
         discovery: Discovery,
         resources: dict[str, Any],
         instance: dg.DagsterInstance,
+        process_tags: dict[str, str],
         only: frozenset[str] | None = None,
     ):
         self.settings, self.contract, self.instance = settings, contract, instance
+        self.process_tags = process_tags  # on every run: which process executes it
         self.definitions, self.resources = definitions, resources
         self.discovery = discovery  # the headless rules the definitions were built with
         self.warehouse: PostgresResource = resources[WAREHOUSE_KEY]
@@ -338,7 +343,7 @@ class _Dataset:
             job = self.definitions.resolve_job_def(
                 request.job_name or ingest_job_name(self.contract.name)
             )
-            tags = {**request.tags, **process_tag()}
+            tags = {**request.tags, **self.process_tags}
             if not _keeps_history():  # nothing outlives this process: no per-file events
                 tags[FILE_EVENTS_TAG] = "false"
             if request.run_key:

@@ -87,6 +87,9 @@ BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
 FILE_EVENTS_TAG = "elt/file_events"
 # Set on runs `elt ingest` executes in process: "host:pid", for people reading the run.
 PROCESS_TAG = "elt/process"
+# Set beside it when that process holds a lease of its own for its whole life (postgres/lease.py
+# `hold_process_lease`): from another host, a free lease says the process is gone.
+PROCESS_LEASE_TAG = "elt/process_lease"
 # Tags Dagster itself sets on runs (dagster._core.storage.tags).
 WILL_RETRY_TAG = "dagster/will_retry"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"

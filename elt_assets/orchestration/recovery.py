@@ -20,12 +20,20 @@ per interruption, with a run key of its own (`<partition>@<sha256>@reload-<run i
 neither dedupes it against the first run nor launches it twice; `elt ingest` loads the file
 itself. Runs whose process died are otherwise left to Dagster's run monitoring, which sees it
 first on the Kubernetes launcher, the default launcher and a Celery worker that lost a run process.
+
+A run `elt ingest` executed in process may also die after its load committed, the file no longer
+`running`: `fail_dead_ingest_runs` reports such a run failed, and its load as the manifest
+recorded it, once its process is gone: on this host its pid is free; from another host, the
+lease the process held on itself for its whole life (tag `elt/process_lease`) is.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,11 +42,12 @@ import dagster as dg
 from elt_assets.orchestration.names import (
     DATASET_TAG,
     PARENT_RUN_ID_TAG,
+    PROCESS_LEASE_TAG,
     PROCESS_TAG,
     RUN_KEY_TAG,
     WILL_RETRY_TAG,
 )
-from elt_assets.postgres.lease import leases_held
+from elt_assets.postgres.lease import leases_held, process_lease_held
 from elt_assets.postgres.recovery import (
     Interrupted,
     OpenFile,
@@ -52,6 +61,8 @@ from elt_assets.postgres.recovery import (
 if TYPE_CHECKING:  # only postgres/ imports psycopg; the connection just passes through here
     import psycopg
 
+    from elt_assets.postgres.resource import PostgresResource
+
 # How long a failed run's automatic retry may take to appear (the daemon may be down).
 RETRY_GRACE_SECONDS = 600
 
@@ -59,6 +70,15 @@ RETRY_GRACE_SECONDS = 600
 def process_tag() -> dict[str, str]:
     """The tag naming this process, for runs it executes in process."""
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def hold_process_lease(warehouse: PostgresResource) -> dict[str, str]:
+    """Take this process's own lease (postgres/lease.py), held until the process ends; the tag
+    naming it, for the runs it executes: from another host, where its pid means nothing, a free
+    lease says the process is gone (`fail_dead_ingest_runs`)."""
+    token = uuid.uuid4().hex
+    warehouse.leases().hold_process_lease(token)
+    return {PROCESS_LEASE_TAG: token}
 
 
 def process_gone(tag: str) -> bool:
@@ -93,30 +113,34 @@ def fail_dead_ingest_runs(
     instance: dg.DagsterInstance,
     dataset: str,
     target: dg.AssetKey,
+    lost_after_seconds: float,
 ) -> list[str]:
-    """The dataset's runs that an `elt ingest` of this host executed in process and whose
-    process is gone, while Dagster still shows them in progress (nobody else monitors them),
-    reported failed; a load such a run committed but did not live to report (killed between
-    the load's commit and its materialisation) is reported now, as the manifest recorded it,
-    so the file's partition shows what the table holds. Returns what was done, in words.
+    """The dataset's runs that an `elt ingest` executed in process and whose process is gone,
+    while Dagster still shows them in progress (nobody else monitors them), reported failed; a
+    load such a run committed but did not live to report (killed between the load's commit and
+    its materialisation) is reported now, as the manifest recorded it, so the file's partition
+    shows what the table holds. Returns what was done, in words.
 
-    Another host's `elt ingest` is judged by its files' leases (`recover_stale_files`) once a
-    file of it is left `running`; a load it committed and did not report stays unreported."""
-    in_progress = instance.get_runs(
+    A process of this host is gone when no process has its pid. One of another host is gone when
+    it no longer holds its process lease and its run began over `lost_after_seconds` ago
+    (ELT_LOST_RUN_SECONDS: a server restart frees a living process's lease until it next opens
+    a session). A run tagged by neither (an older version's) is judged by its files' leases
+    once a file of it is left `running` (`recover_stale_files`)."""
+    records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=_IN_PROGRESS, tags={DATASET_TAG: dataset})
     )
-    dead = [r for r in in_progress if process_gone(r.tags.get(PROCESS_TAG, ""))]
+    dead = [
+        (record.dagster_run, why)
+        for record in records
+        if (why := _why_dead(connection, record, lost_after_seconds)) is not None
+    ]
     said = []
-    for run in dead:
-        why = (
-            f"the process that ran it ({run.tags[PROCESS_TAG]}) is gone: no process of this "
-            "host has its pid now (killed, out of memory, or the host restarted)"
-        )
+    for run, why in dead:
         instance.report_run_failed(run, why)
         said.append(f"run {run.run_id} reported failed: {why}")
     if not dead:
         return said
-    for load in loads_of_runs(connection, dataset, [run.run_id for run in dead]):
+    for load in loads_of_runs(connection, dataset, [run.run_id for run, _ in dead]):
         if not _reported(instance, target, load):
             instance.report_runless_asset_event(_recorded_materialization(target, load))
             said.append(
@@ -124,6 +148,35 @@ def fail_dead_ingest_runs(
                 "it; reported now, as the manifest recorded the load"
             )
     return said
+
+
+def _why_dead(
+    connection: psycopg.Connection, record: dg.RunRecord, lost_after_seconds: float
+) -> str | None:
+    """Why the process that executes a run in process is gone, or None (alive, or unknown)."""
+    tag = record.dagster_run.tags.get(PROCESS_TAG)
+    if tag is None:
+        return None  # launched by Dagster's daemon: its run monitoring watches it
+    if process_gone(tag):
+        return (
+            f"the process that ran it ({tag}) is gone: no process of this host has its pid now "
+            "(killed, out of memory, or the host restarted)"
+        )
+    token = record.dagster_run.tags.get(PROCESS_LEASE_TAG)
+    if token is None or tag.rpartition(":")[0] == socket.gethostname():
+        return None  # its pid is taken by a living process: alive, or unknown
+    created = record.create_timestamp
+    if created.tzinfo is None:  # the run storage's UTC, without its zone
+        created = created.replace(tzinfo=datetime.UTC)
+    age = time.time() - created.timestamp()
+    if age < lost_after_seconds or process_lease_held(connection, token):
+        return None
+    since = f"{age / 60:.0f} min" if age >= 120 else f"{age:.0f} s"
+    return (
+        f"the process that ran it ({tag}) is gone: it no longer holds its process lease, and "
+        f"the run began {since} ago (killed, out of memory, or its host lost; "
+        "ELT_LOST_RUN_SECONDS)"
+    )
 
 
 def _reported(instance: dg.DagsterInstance, target: dg.AssetKey, load: RecordedLoad) -> bool:

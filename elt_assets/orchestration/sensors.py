@@ -343,7 +343,10 @@ class Tick:
         reason.
         """
         contract = self.contract
-        for line in fail_dead_ingest_runs(connection, self.instance, contract.name, self.target):
+        dead = fail_dead_ingest_runs(
+            connection, self.instance, contract.name, self.target, self.rules.lost_run_seconds
+        )
+        for line in dead:
             self.log.warning(f"{contract.name}: {line}")
         recovered = recover_stale_files(
             connection, self.instance, contract.name, self.rules.lost_run_seconds

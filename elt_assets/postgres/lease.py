@@ -35,6 +35,10 @@ POLL_SECONDS = 0.5  # how often `elt ingest` looks whether a file another proces
 ALIVE_SECONDS = 1.0
 
 
+# The "dataset" of the leases processes hold on themselves (a dataset's name has no colon).
+PROCESS_LEASES = "elt:process"
+
+
 def _key(dataset: str, file: str) -> dict[str, str]:
     return {"dataset": dataset, "file": file}
 
@@ -63,6 +67,7 @@ class FileLeases:
         self._connection: psycopg.Connection | None = None
         self._held: set[tuple[str, str]] = set()
         self._answered_at = 0.0  # monotonic time of the session's last answer
+        self._process_lease: str | None = None  # held for the process's life, see below
 
     def _open(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
@@ -77,7 +82,23 @@ class FileLeases:
                 options=KEEPALIVE_OPTIONS,
             )
             self._held.clear()
+            if self._process_lease is not None:  # a new session: the process's lease again
+                self._try(self._connection, PROCESS_LEASES, [self._process_lease])
         return self._connection
+
+    def hold_process_lease(self, token: str) -> None:
+        """Hold this process's own lease, named `token`, until it closes this session or dies.
+        A session lost with the process alive (a dropped connection, a restarted server) takes
+        it again when the next one opens, at the process's next file lease."""
+        self._process_lease = token
+        connection = self._open()
+        if (PROCESS_LEASES, token) not in self._held:
+            self._try(connection, PROCESS_LEASES, [token])
+
+    def _try(self, connection: psycopg.Connection, dataset: str, files: list[str]) -> None:
+        rows = connection.execute(render("lease_try"), {"dataset": dataset, "files": files})
+        self._answered_at = time.monotonic()
+        self._held.update((dataset, file) for file, free in rows.fetchall() if free)
 
     def take(self, dataset: str, file: str, wait_seconds: float) -> float:
         """Hold the file's lease, waiting up to `wait_seconds` for another process to finish it
@@ -109,27 +130,21 @@ class FileLeases:
         # Only leases not held yet: a session-level advisory lock taken twice needs two unlocks.
         wanted = [file for file in files if (dataset, file) not in self._held]
         if wanted:
-            rows = (
-                self._open()
-                .execute(render("lease_try"), {"dataset": dataset, "files": wanted})
-                .fetchall()
-            )
-            self._answered_at = time.monotonic()
-            self._held.update((dataset, file) for file, free in rows if free)
+            self._try(self._open(), dataset, wanted)
         return [file for file in files if (dataset, file) in self._held]
 
     def _alive(self) -> bool:
         """Is the session still there? (A restarted server or a lost connection ended it, and
         with it every lease: `take` then takes them again on a new one.)"""
         if self._connection is None or self._connection.closed:
-            self.close()
+            self._end_session()
             return False
         if time.monotonic() - self._answered_at < ALIVE_SECONDS:
             return True
         try:
             self._connection.execute(render("lease_ping"))
         except psycopg.Error:
-            self.close()
+            self._end_session()
             return False
         self._answered_at = time.monotonic()
         return True
@@ -148,7 +163,13 @@ class FileLeases:
                 )
 
     def close(self) -> None:
-        """End the session: every lease it held is free."""
+        """End the session: every lease it held is free, the process's own too."""
+        self._process_lease = None
+        self._end_session()
+
+    def _end_session(self) -> None:
+        """The session is over (or lost): its leases are free; the process's own is taken again
+        with the next one."""
         self._held.clear()
         if self._connection is not None:
             self._connection.close()
@@ -164,6 +185,11 @@ def leases_held(connection: psycopg.Connection, dataset: str, files: list[str]) 
             render("lease_probe"), {"dataset": dataset, "files": files}
         ).fetchall()
     return {file for file, free in rows if not free}
+
+
+def process_lease_held(connection: psycopg.Connection, token: str) -> bool:
+    """Whether the process that took the lease named `token` still holds it (is alive)."""
+    return bool(leases_held(connection, PROCESS_LEASES, [token]))
 
 
 def lease_holder(connection: psycopg.Connection, dataset: str, file: str) -> Holder | None:
