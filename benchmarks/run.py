@@ -40,7 +40,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks import limit
+from benchmarks import limit, statements
 from benchmarks.bucket import BenchBucket
 from benchmarks.data import COLUMN_NAMES, CONTRACT, BenchFiles, generate
 from benchmarks.user_env import USER_BIN, USER_PYTHON
@@ -69,6 +69,9 @@ class Row:
     ingest_rss_mb: float | None = None
     dlt: float | None = None  # dlt's fastest path, as its user runs it (benchmarks/dlt_load.py)
     dlt_rss_mb: float | None = None
+    # PostgreSQL's share of each round of the command as users run it (benchmarks/statements.py)
+    ingest_postgres: list[statements.Share] = field(default_factory=list)
+    dlt_postgres: list[statements.Share] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -119,7 +122,14 @@ def start_server(pg_bin_dir: str | None, state: Path = STATE) -> tuple[dict[str,
     import atexit
 
     atexit.register(server.stop, "fast")
-    return env, server.url("postgres", "warehouse")
+    superuser_url = server.url("postgres", "warehouse")
+
+    def restart() -> None:
+        server.stop("fast")
+        server.ensure_started()
+
+    statements.enable(superuser_url, restart)  # PostgreSQL's share of each command
+    return env, superuser_url
 
 
 def reset_ours(bench: Bench) -> None:
@@ -279,7 +289,9 @@ def as_users_run_it(
         for row, phase, path in pairs:
             land(bench, path, f"{phase}.{fmt}")
             bench.checkpoint(bench.superuser_url)
+            statements.reset(bench.superuser_url)
             ours[phase].append(timed(ingest_argv(bench), env, "elt ingest"))
+            row.ingest_postgres.append(statements.share(bench.superuser_url))
             _said("elt ingest", fmt, row, *ours[phase][-1])
         if compare:
             same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
@@ -288,7 +300,9 @@ def as_users_run_it(
         pipelines = reset_dlt(bench)
         for row, phase, path in pairs:
             bench.checkpoint(bench.superuser_url)
+            statements.reset(bench.superuser_url)
             theirs[phase].append(timed(dlt_argv(bench, pipelines, [path]), env, "dlt"))
+            row.dlt_postgres.append(statements.share(bench.superuser_url))
             _said("dlt", fmt, row, *theirs[phase][-1])
         if compare:
             bench.identical_dlt[fmt] = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
@@ -405,6 +419,37 @@ def as_users_table(rows: list[Row], identical_dlt: dict[str, int], rounds: int =
     return lines + same_as_limit("dlt's table", identical_dlt)
 
 
+def postgres_share_table(rows: list[Row]) -> list[str]:
+    """Where each command's time went: PostgreSQL's COPY, its writes, all its statements, and
+    the rest (start-up, reading, Python); medians of the rounds."""
+    lines = [
+        "",
+        "PostgreSQL's share of each command as users run it (pg_stat_statements, medians of the "
+        "rounds): its COPY statements (waiting for the client's data included), its writes (the "
+        "upsert, dlt's MERGE), all its statements, and the rest of the command (start-up, "
+        "reading, Python):",
+        "",
+        "| scenario | format | command | its time | COPY | writes | all statements | the rest |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for tool, seconds, shares in (
+            ("`elt ingest`", r.ingest, r.ingest_postgres),
+            ("dlt", r.dlt, r.dlt_postgres),
+        ):
+            if seconds is None or not shares:
+                continue
+            copy, writes, total = (
+                statistics.median(getattr(share, part) for share in shares)
+                for part in ("copy", "writes", "total")
+            )
+            lines.append(
+                f"| {r.scenario} | {r.format} | {tool} | {seconds:.2f} s | {copy:.2f} s | "
+                f"{writes:.2f} s | {total:.2f} s | {seconds - total:.2f} s |"
+            )
+    return lines if len(lines) > 5 else []
+
+
 def _rounds_said(rounds: int) -> str:
     if rounds == 1:
         return ""
@@ -441,6 +486,7 @@ def markdown(
         )
     lines += same_as_limit("Our target table", identical)
     lines += as_users_table(rows, identical_dlt or {}, rounds)
+    lines += postgres_share_table(rows)
     return "\n".join([*lines, "", *extra]) + "\n"
 
 
