@@ -56,7 +56,7 @@ from elt_assets.orchestration.resources import build_resources
 from elt_assets.postgres.connection import connect
 from elt_assets.postgres.embedded import EmbeddedServer, default_bin_dir, free_port, provision
 from elt_assets.postgres.errors import TerminalDatabaseError
-from elt_assets.postgres.lease import FileLeases, leases_held
+from elt_assets.postgres.lease import ALIVE_SECONDS, FileLeases, leases_held, process_lease_held
 from elt_assets.postgres.load import FileStart, ManifestKey, start_files
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
@@ -956,6 +956,31 @@ def test_an_elt_ingest_killed_between_a_loads_commit_and_its_report_is_reported_
     assert again.returncode == 0 and "reported" not in again.stderr, again.stderr
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.fetch_materializations(key, limit=10).records) == 1
+
+
+def test_a_process_lease_lost_with_its_session_is_taken_again(warehouse: Warehouse) -> None:
+    """A process's lease on itself (an `elt ingest` on DAGSTER_HOME) ends with its session: a
+    terminated connection (as a server restart does) frees it, and the process, still alive,
+    takes it again before its next run (`keep_process_lease`)."""
+    leases = FileLeases(warehouse.loader_url, setting="test", application_name="ingest")
+    try:
+        leases.hold_process_lease("token-a")
+        with connect(warehouse.superuser_url, setting="test") as observer:
+            assert process_lease_held(observer, "token-a")
+            assert not process_lease_held(observer, "token-b")
+            observer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'ingest-lease'"
+            )
+            deadline = time.monotonic() + 10
+            while process_lease_held(observer, "token-a"):
+                assert time.monotonic() < deadline, "the lease outlived its session"
+                time.sleep(0.05)
+            time.sleep(ALIVE_SECONDS)  # a session that answered just now is not asked again
+            leases.keep_process_lease()
+            assert process_lease_held(observer, "token-a")
+    finally:
+        leases.close()
 
 
 def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> None:

@@ -343,6 +343,7 @@ class _Dataset:
             job = self.definitions.resolve_job_def(
                 request.job_name or ingest_job_name(self.contract.name)
             )
+            self.warehouse.leases().keep_process_lease()  # a restarted server let it go
             tags = {**request.tags, **self.process_tags}
             if not _keeps_history():  # nothing outlives this process: no per-file events
                 tags[FILE_EVENTS_TAG] = "false"

@@ -123,8 +123,8 @@ def fail_dead_ingest_runs(
 
     A process of this host is gone when no process has its pid. One of another host is gone when
     it no longer holds its process lease and its run began over `lost_after_seconds` ago
-    (ELT_LOST_RUN_SECONDS: a server restart frees a living process's lease until it next opens
-    a session). A run tagged by neither (an older version's) is judged by its files' leases
+    (ELT_LOST_RUN_SECONDS: a server restart frees a living process's lease until its next run
+    takes it again). A run tagged by neither (an older version's) is judged by its files' leases
     once a file of it is left `running` (`recover_stale_files`)."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=_IN_PROGRESS, tags={DATASET_TAG: dataset})

@@ -88,12 +88,18 @@ class FileLeases:
 
     def hold_process_lease(self, token: str) -> None:
         """Hold this process's own lease, named `token`, until it closes this session or dies.
-        A session lost with the process alive (a dropped connection, a restarted server) takes
-        it again when the next one opens, at the process's next file lease."""
+        A session lost with the process alive (a dropped connection, a restarted server) gives
+        it up; the next session takes it again (`keep_process_lease`, and any file lease)."""
         self._process_lease = token
         connection = self._open()
         if (PROCESS_LEASES, token) not in self._held:
             self._try(connection, PROCESS_LEASES, [token])
+
+    def keep_process_lease(self) -> None:
+        """Take this process's own lease again if its session was lost (asked at most once a
+        second); nothing if it holds none."""
+        if self._process_lease is not None and not self._alive():
+            self._open()
 
     def _try(self, connection: psycopg.Connection, dataset: str, files: list[str]) -> None:
         rows = connection.execute(render("lease_try"), {"dataset": dataset, "files": files})
