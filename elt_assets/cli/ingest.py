@@ -206,11 +206,11 @@ def _ingest(
     definitions = build_definitions(ContractSet(contracts), settings, resources, discovery)
     report: list[dict[str, Any]] = []
     try:
-        tags = process_tag()
-        if _keeps_history():  # its runs outlive it: another host judges it by its lease
-            tags |= hold_process_lease(resources[WAREHOUSE_KEY])
         with shared_pools(), _instance() as instance, warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: on purpose
+            tags = process_tag()
+            if _keeps_history():  # its runs outlive it: another host judges it by its lease
+                tags |= hold_process_lease(resources[WAREHOUSE_KEY])
             for contract in contracts:
                 files = only.get(contract.name) if only is not None else None
                 dataset = _Dataset(
