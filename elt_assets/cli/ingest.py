@@ -36,6 +36,7 @@ from elt_assets.orchestration.instance import keep_storage_connections
 from elt_assets.orchestration.names import (
     FILE_EVENTS_TAG,
     LANDING_KEY,
+    PROCESS_LEASE_TAG,
     RELOAD_OF_TAG,
     RUN_KEY_TAG,
     WAREHOUSE_KEY,
@@ -343,7 +344,8 @@ class _Dataset:
             job = self.definitions.resolve_job_def(
                 request.job_name or ingest_job_name(self.contract.name)
             )
-            self.warehouse.leases().keep_process_lease()  # a restarted server let it go
+            if PROCESS_LEASE_TAG in self.process_tags:  # a restarted server may have let it go
+                self.warehouse.leases().keep_process_lease()
             tags = {**request.tags, **self.process_tags}
             if not _keeps_history():  # nothing outlives this process: no per-file events
                 tags[FILE_EVENTS_TAG] = "false"
