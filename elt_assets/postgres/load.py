@@ -32,8 +32,8 @@ from elt_assets.postgres.templates import (
 
 
 class NoStagedSlice(TerminalDatabaseError):
-    """The file went straight into its table on its first load: it has no slice to load again
-    (the file itself is loaded; its manifest row stays as it is)."""
+    """The file went straight into its table from its staged step: it has no slice to load
+    again (the file itself is loaded; its manifest row stays as it is)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class LoadResult:
     row_count: int
     # History mode: current versions of keys the file lacks, closed (history.close_missing).
     rows_closed: int = 0
-    # Loaded by its staged step, straight into the empty table (postgres/staging.py).
+    # Loaded by its staged step, straight into the table (postgres/staging.py `_write_straight`).
     straight_to_target: bool = False
 
 
@@ -57,8 +57,13 @@ class _Statements:
     """The statements a load runs for each of its files, composed and encoded once per load:
     for a small file, composing its upsert took longer than PostgreSQL took to run it."""
 
-    def __init__(self, connection: psycopg.Connection, contract: Contract):
-        self._connection, self._contract = connection, contract
+    def __init__(
+        self,
+        connection: psycopg.Connection,
+        contract: Contract,
+        slices: sql.Identifier | None = None,  # where the slices are, if not in staging
+    ):
+        self._connection, self._contract, self._slices = connection, contract, slices
         self._encoded: dict[str, bytes] = {}
 
     def _get(self, name: str, compose: Callable[[Contract], sql.Composable]) -> bytes:
@@ -69,7 +74,9 @@ class _Statements:
     def upsert(self, *, deduplicate: bool, in_order: bool = False) -> bytes:
         return self._get(
             f"upsert deduplicate={deduplicate} in_order={in_order}",
-            lambda c: render_upsert(c, deduplicate=deduplicate, in_order=in_order),
+            lambda c: render_upsert(
+                c, deduplicate=deduplicate, in_order=in_order, slices=self._slices
+            ),
         )
 
     def append(self) -> bytes:
@@ -87,6 +94,18 @@ class ManifestKey:
     dataset: str
     file: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One file's staged rows, as a load reads them: the load that keys them, how many there
+    are, how many share a key with another (None: not counted) and whether their keys came in
+    order."""
+
+    load: int
+    rows: int
+    duplicate_key_rows: int | None
+    keys_in_order: bool
 
 
 def manifest_row(connection: psycopg.Connection, key: ManifestKey) -> dict[str, object] | None:
@@ -144,7 +163,8 @@ class Recorded:
     keys_in_order: bool  # the staged step saw every key greater than the one before it
     rows_inserted: int | None
     run_id: str | None
-    # The staged step loaded the file itself, straight into the empty table (`finish_first_load`).
+    # The staged step loaded the file itself, straight into the table (`finish_first_load`,
+    # `load_straight`).
     straight_to_target: bool
     rows_updated: int | None
     rows_unchanged: int | None
@@ -154,8 +174,13 @@ class Recorded:
 
     def loaded_by(self, runs: Collection[str]) -> bool:
         """Whether one of these runs loaded this content into the table (its staged step
-        straight into the empty table, or its target step)."""
+        straight into the table, or its target step)."""
         return self.status == "success" and self.run_id in runs
+
+    def slice(self) -> Slice:
+        """The staged slice this content's staged step recorded."""
+        rows = int(self.rows_staged or 0)
+        return Slice(self.load, rows, self.duplicate_key_rows, self.keys_in_order)
 
     def as_result(self) -> LoadResult:
         """The content's committed load, as recorded (for a load reported after its run)."""
@@ -190,18 +215,42 @@ def finish_first_load(
     """Record a file's rows, COPYed straight into its empty target (postgres/staging.py), as
     loaded: the manifest's `success` and the table's row count, in the COPY's transaction (the
     table's locks held)."""
-    finished = {
-        **key.__dict__,
-        "run_id": run_id,
-        "rows_inserted": rows,
-        "rows_updated": 0,
-        "rows_unchanged": 0,
-        "rows_closed": 0,
-        "rows_replaced": 0,
-    }
-    connection.execute(render("manifest_finish"), finished)
+    result = LoadResult(rows, rows, 0, 0, 0, 0, seconds=0.0, row_count=rows)
+    connection.execute(render("manifest_finish"), _finished(key, run_id, result))
     target = target_table(contract).as_string(connection)
     connection.execute(render("target_rows_set"), _target_rows_params(target, row_count=rows))
+
+
+def load_straight(
+    connection: psycopg.Connection,
+    contract: Contract,
+    key: ManifestKey,
+    run_id: str,
+    rows: Slice,
+    slices: sql.Identifier,
+) -> LoadResult:
+    """A file's slice, COPYed by its staged step into the temporary table `slices` instead of
+    staging (postgres/staging.py), upserted into its target by the statement the target step
+    would run, and recorded as loaded (the manifest's `success`, the table's row count), in the
+    staged step's transaction: the caller holds the table's writer lock (lock_table)."""
+    statements = _Statements(connection, contract, slices)
+    result, change, _ = _load_slice(connection, statements, contract, key.file, rows, False)
+    connection.execute(render("manifest_finish"), _finished(key, run_id, result))
+    count = _row_count(connection, contract, None, change)
+    return dataclasses.replace(result, row_count=count, straight_to_target=True)
+
+
+def _finished(key: ManifestKey, run_id: str, result: LoadResult) -> dict[str, object]:
+    """The parameters of manifest_finish: a file's load, as it went."""
+    return {
+        **key.__dict__,
+        "run_id": run_id,
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "rows_unchanged": result.rows_unchanged,
+        "rows_closed": result.rows_closed,
+        "rows_replaced": result.rows_replaced,
+    }
 
 
 def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_id: str) -> None:
@@ -223,7 +272,7 @@ def load_files(
     """Upsert or append the files' staged slices in order and mark each loaded, in one
     transaction: all of them or none.
 
-    A file this run loaded already (its staged step, straight into the empty table; or an
+    A file this run loaded already (its staged step, straight into the table; or an
     earlier attempt of its step, whose commit was answered by an error), or a run this one
     re-executes loaded (`retried_runs`: a run that died between the load's commit and its
     report, retried from its failure), is reported as that load recorded it: loading its slice
@@ -259,8 +308,8 @@ def load_files(
                 continue
             if known is not None and known.straight_to_target:
                 raise NoStagedSlice(
-                    f"{key.file} went straight into the table on its first load and kept no "
-                    "staging slice; to load it again, materialise its whole partition (raw, "
+                    f"{key.file} went straight into the table from its staged step and kept "
+                    "no staging slice; to load it again, materialise its whole partition (raw, "
                     "staged and target)"
                 )
             if known is None or known.rows_staged != staged.get(key.file, 0):
@@ -271,22 +320,14 @@ def load_files(
                     "staged again"
                 )
             result, change, first_load = _load_slice(
-                connection, statements, contract, key.file, known, maybe_empty
+                connection, statements, contract, key.file, known.slice(), maybe_empty
             )
             empty_before = empty_before or (first_load and not results)
             maybe_empty = maybe_empty and result.rows_inserted == 0
             results.append(result)
             changes.append(change)
         finished = [
-            {
-                **key.__dict__,
-                "run_id": run_id,
-                "rows_inserted": result.rows_inserted,
-                "rows_updated": result.rows_updated,
-                "rows_unchanged": result.rows_unchanged,
-                "rows_closed": result.rows_closed,
-                "rows_replaced": result.rows_replaced,
-            }
+            _finished(key, run_id, result)
             for key, result in zip(keys, results, strict=True)
             if key.file not in reported
         ]
@@ -314,15 +355,15 @@ def _load_slice(
     statements: _Statements,
     contract: Contract,
     file: str,
-    recorded: Recorded,
+    rows: Slice,
     maybe_empty: bool,
 ) -> tuple[LoadResult, int, bool]:
     """One file's slice into the target, in the caller's transaction (its locks held): the
     result (row count still 0), the rows it added minus those it removed, and whether it was a
     first load into the empty table."""
     started = time.perf_counter()
-    params: dict[str, object] = {"file": file, "load": recorded.load}
-    staged_rows = int(recorded.rows_staged or 0)
+    params: dict[str, object] = {"file": file, "load": rows.load}
+    staged_rows = rows.rows
     first_load, closed = False, 0
     if contract.target.mode == "history":
         source_rows, inserted, updated, closed, removed = _merge_history(
@@ -335,9 +376,9 @@ def _load_slice(
             contract,
             params,
             staged_rows,
-            recorded.duplicate_key_rows,
+            rows.duplicate_key_rows,
             maybe_empty=maybe_empty,
-            in_order=recorded.keys_in_order,
+            in_order=rows.keys_in_order,
         )
         removed = 0
     else:

@@ -171,12 +171,18 @@ def render_copy(
 
 
 def render_upsert(
-    contract: Contract, *, deduplicate: bool = True, in_order: bool = False
+    contract: Contract,
+    *,
+    deduplicate: bool = True,
+    in_order: bool = False,
+    slices: sql.Identifier | None = None,
 ) -> sql.Composed:
     """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions.
 
     deduplicate=False when the staged step found no repeated key in the file: the slice then goes
     in without DISTINCT ON, sorted by key unless `in_order` (the file had its keys in order).
+    `slices`: the table holding the slice, when not the staging table (a file loaded straight
+    from its staged step, through a temporary table: postgres/staging.py).
     """
     key = contract.target.primary_key
     columns = [c.name for c in contract.table_columns]
@@ -208,7 +214,7 @@ def render_upsert(
         "upsert" if deduplicate else "upsert_unique",
         key=identifiers(key),
         columns=identifiers(columns),
-        staging=staging_table(contract),
+        staging=slices or staging_table(contract),
         target=target_table(contract),
         order_within_key=sql.SQL(", ").join(order),
         conflict_action=action,
@@ -326,11 +332,12 @@ def render_move_duplicates(contract: Contract, columns: Sequence[str]) -> sql.Co
     )
 
 
-def render_duplicate_keys(contract: Contract) -> sql.Composed:
+def render_duplicate_keys(contract: Contract, slices: sql.Identifier | None = None) -> sql.Composed:
+    """Keys repeated within one file's slice (in staging, or in `slices`: see render_upsert)."""
     key = contract.row_key
     return render(
         "staging_duplicate_keys",
-        staging=staging_table(contract),
+        staging=slices or staging_table(contract),
         key=identifiers(key),
         key_text=_as_text(key),
     )
