@@ -3,10 +3,13 @@ speed: the files read as Arrow (pyarrow's CSV reader with the contract's column 
 Parquet file's own), handed to dlt as Arrow tables, loaded as Parquet through ADBC's binary
 COPY, and upserted on the primary key (`merge`, strategy `upsert`). Nothing is validated.
 
-    python -m benchmarks.dlt_load URL STATE_DIR (--per-file) FILE...
+    python -m benchmarks.dlt_load URL STATE_DIR (--per-file) (--key) FILE...
 
 One pipeline run over all FILEs, or with --per-file one run per file (in order, one process).
-The table is `bench_dlt.orders`; the pipeline's state lives under STATE_DIR.
+The table is `bench_dlt.orders`; the pipeline's state lives under STATE_DIR. dlt's upsert needs
+a primary key but gives its table none; with --key the key column also gets dlt's `unique` hint,
+which its PostgreSQL destination turns into a UNIQUE constraint (`create_indexes`, on by
+default): a table that, like ours, keeps its key unique.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ def batches(path: Path) -> Iterator[pa.RecordBatch]:
     yield from reader
 
 
-def orders(paths: list[Path]) -> object:
-    """The files' rows as one dlt resource, upserted on order_id."""
+def orders(paths: list[Path], keyed: bool = False) -> object:
+    """The files' rows as one dlt resource, upserted on order_id (kept unique if `keyed`)."""
 
     def rows() -> Iterator[pa.RecordBatch]:
         for path in paths:
@@ -56,13 +59,14 @@ def orders(paths: list[Path]) -> object:
         name=TABLE,
         write_disposition={"disposition": "merge", "strategy": "upsert"},
         primary_key="order_id",
+        columns={"order_id": {"unique": True}} if keyed else {},
     )
 
 
 def main(argv: list[str]) -> None:
     url, state, *rest = argv
-    per_file = "--per-file" in rest
-    paths = [Path(p) for p in rest if p != "--per-file"]
+    per_file, keyed = "--per-file" in rest, "--key" in rest
+    paths = [Path(p) for p in rest if p not in ("--per-file", "--key")]
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     pipeline = dlt.pipeline(
         pipeline_name="bench_dlt",
@@ -71,7 +75,7 @@ def main(argv: list[str]) -> None:
         dataset_name=SCHEMA,
     )
     for group in [[p] for p in paths] if per_file else [paths]:
-        pipeline.run(orders(group), loader_file_format="parquet")
+        pipeline.run(orders(group, keyed), loader_file_format="parquet")
 
 
 if __name__ == "__main__":

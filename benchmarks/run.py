@@ -69,9 +69,12 @@ class Row:
     ingest_rss_mb: float | None = None
     dlt: float | None = None  # dlt's fastest path, as its user runs it (benchmarks/dlt_load.py)
     dlt_rss_mb: float | None = None
+    dlt_keyed: float | None = None  # the same, its table's key kept unique (`dlt_load.py --key`)
+    dlt_keyed_rss_mb: float | None = None
     # PostgreSQL's share of each round of the command as users run it (benchmarks/statements.py)
     ingest_postgres: list[statements.Share] = field(default_factory=list)
     dlt_postgres: list[statements.Share] = field(default_factory=list)
+    dlt_keyed_postgres: list[statements.Share] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -92,6 +95,7 @@ class Bench:
     state: Path
     identical: dict[str, int] = field(default_factory=dict)  # format -> rows equal to the limit's
     identical_dlt: dict[str, int] = field(default_factory=dict)  # the same for dlt's table
+    identical_dlt_keyed: dict[str, int] = field(default_factory=dict)  # and dlt's with its key
     bucket: BenchBucket | None = None
     superuser_url: str = ""
     # Times of the commands as users run them, each the median of this many rounds (this VM's
@@ -256,8 +260,10 @@ def reset_dlt(bench: Bench) -> Path:
     return pipelines
 
 
-def dlt_argv(bench: Bench, pipelines: Path, paths: list[Path], per_file: bool = False) -> list[str]:
-    mode = ["--per-file"] if per_file else []
+def dlt_argv(
+    bench: Bench, pipelines: Path, paths: list[Path], per_file: bool = False, keyed: bool = False
+) -> list[str]:
+    mode = (["--per-file"] if per_file else []) + (["--key"] if keyed else [])
     return [
         str(USER_PYTHON),
         "-m",
@@ -279,7 +285,9 @@ def as_users_run_it(
     phases = ("initial", "delta")
     pairs = list(zip(rows, phases, (files.initial[fmt], files.delta[fmt]), strict=True))
     ours: dict[str, list[tuple[float, float]]] = {phase: [] for phase in phases}
-    theirs: dict[str, list[tuple[float, float]]] = {phase: [] for phase in phases}
+    theirs: dict[bool, dict[str, list[tuple[float, float]]]] = {
+        keyed: {phase: [] for phase in phases} for keyed in (False, True)
+    }
     with_dlt = dlt_available()
     if not with_dlt:
         print("  dlt: skipped (not installed; `make bench` installs it)")
@@ -297,19 +305,40 @@ def as_users_run_it(
             same_table(bench.owner_url, OUR_TABLE, LIMIT_TABLE)
         if not with_dlt:
             continue
-        pipelines = reset_dlt(bench)
-        for row, phase, path in pairs:
-            bench.checkpoint(bench.superuser_url)
-            statements.reset(bench.superuser_url)
-            theirs[phase].append(timed(dlt_argv(bench, pipelines, [path]), env, "dlt"))
-            row.dlt_postgres.append(statements.share(bench.superuser_url))
-            _said("dlt", fmt, row, *theirs[phase][-1])
-        if compare:
-            bench.identical_dlt[fmt] = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
+        for keyed in (False, True):
+            pipelines = reset_dlt(bench)
+            tool = "dlt, key" if keyed else "dlt"
+            for row, phase, path in pairs:
+                bench.checkpoint(bench.superuser_url)
+                statements.reset(bench.superuser_url)
+                argv = dlt_argv(bench, pipelines, [path], keyed=keyed)
+                theirs[keyed][phase].append(timed(argv, env, tool))
+                shares = row.dlt_keyed_postgres if keyed else row.dlt_postgres
+                shares.append(statements.share(bench.superuser_url))
+                _said(tool, fmt, row, *theirs[keyed][phase][-1])
+            if keyed:
+                _assert_unique_key(bench, DLT_TABLE)
+            if compare:
+                identical = same_table(bench.owner_url, DLT_TABLE, LIMIT_TABLE)
+                (bench.identical_dlt_keyed if keyed else bench.identical_dlt)[fmt] = identical
     for row, phase, _ in pairs:
         row.ingest, row.ingest_rss_mb = _median_run(ours[phase])
         if with_dlt:
-            row.dlt, row.dlt_rss_mb = _median_run(theirs[phase])
+            row.dlt, row.dlt_rss_mb = _median_run(theirs[False][phase])
+            row.dlt_keyed, row.dlt_keyed_rss_mb = _median_run(theirs[True][phase])
+
+
+def _assert_unique_key(bench: Bench, table: str) -> None:
+    """dlt's `unique` hint gave its table a unique index on the key (else the comparison with a
+    key would be a comparison without one)."""
+    query = (
+        "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisunique"
+        " AND indnkeyatts = 1"
+    )
+    with psycopg.connect(bench.owner_url) as connection:
+        row = connection.execute(query, [table]).fetchone()
+    if not row or not row[0]:
+        raise RuntimeError(f"dlt's --key run left {table} without a unique index on its key")
 
 
 def _said(tool: str, fmt: str, row: Row, seconds: float, rss_mb: float) -> None:
@@ -391,32 +420,39 @@ def same_as_limit(whose: str, identical: dict[str, int]) -> list[str]:
     return ["", f"{whose} equals the limit's, every row and column: {checked}."]
 
 
-def as_users_table(rows: list[Row], identical_dlt: dict[str, int], rounds: int = 1) -> list[str]:
-    """The loads again, each tool as its user runs it: a fresh process, start-up included."""
+def as_users_table(rows: list[Row], bench: Bench) -> list[str]:
+    """The loads again, each tool as its user runs it: a fresh process, start-up included; dlt
+    as its documentation advises for speed, and again with a unique key on its table."""
     timed_rows = [r for r in rows if r.ingest is not None]
     if not timed_rows:
         return []
     lines = [
         "",
         "As a user runs it (a fresh process per load, start-up included; `elt ingest --json "
-        "--landing --contracts`, and dlt's fastest path, benchmarks/dlt_load.py"
-        f"{_rounds_said(rounds)}):",
+        "--landing --contracts`, and dlt's fastest path, benchmarks/dlt_load.py, whose table "
+        'has no key; "dlt, key": the same with a unique key on its table, as ours keeps'
+        f"{_rounds_said(bench.rounds)}):",
         "",
-        "| scenario | format | best limit | dlt | `elt ingest` | `elt ingest` / dlt | "
-        "`elt ingest` / limit | dlt peak RSS | `elt ingest` peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | format | best limit | dlt | dlt, key | `elt ingest` | `elt ingest` / dlt | "
+        "`elt ingest` / dlt, key | `elt ingest` / limit | dlt peak RSS | `elt ingest` peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in timed_rows:
         assert r.ingest is not None
         versus_dlt = f"**{r.ingest / r.dlt:.2f}**" if r.dlt else "-"
+        versus_keyed = f"**{r.ingest / r.dlt_keyed:.2f}**" if r.dlt_keyed else "-"
         versus_limit = f"{r.ingest / r.limit:.2f}" if r.limit else "-"
         dlt_rss = f"{r.dlt_rss_mb:.0f} MB" if r.dlt_rss_mb else "-"
         lines.append(
             f"| {r.scenario} | {r.format} | {seconds_cell(r.limit)} | {seconds_cell(r.dlt)} | "
-            f"{seconds_cell(r.ingest)} | {versus_dlt} | {versus_limit} | {dlt_rss} | "
-            f"{r.ingest_rss_mb:.0f} MB |"
+            f"{seconds_cell(r.dlt_keyed)} | {seconds_cell(r.ingest)} | {versus_dlt} | "
+            f"{versus_keyed} | {versus_limit} | {dlt_rss} | {r.ingest_rss_mb:.0f} MB |"
         )
-    return lines + same_as_limit("dlt's table", identical_dlt)
+    return (
+        lines
+        + same_as_limit("dlt's table", bench.identical_dlt)
+        + same_as_limit("dlt's table with its key", bench.identical_dlt_keyed)
+    )
 
 
 def postgres_share_table(rows: list[Row]) -> list[str]:
@@ -436,6 +472,7 @@ def postgres_share_table(rows: list[Row]) -> list[str]:
         for tool, seconds, shares in (
             ("`elt ingest`", r.ingest, r.ingest_postgres),
             ("dlt", r.dlt, r.dlt_postgres),
+            ("dlt, key", r.dlt_keyed, r.dlt_keyed_postgres),
         ):
             if seconds is None or not shares:
                 continue
@@ -456,13 +493,7 @@ def _rounds_said(rounds: int) -> str:
     return f"; each time the median of {rounds} rounds, the tools taking turns"
 
 
-def markdown(
-    rows: list[Row],
-    extra: list[str],
-    identical: dict[str, int],
-    identical_dlt: dict[str, int] | None = None,
-    rounds: int = 1,
-) -> str:
+def markdown(rows: list[Row], extra: list[str], bench: Bench) -> str:
     lines = [
         f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, embedded PostgreSQL (benchmarks/run.py).",
@@ -484,8 +515,8 @@ def markdown(
             f"{s(r.limit_binary)} | {s(r.ours)} | {ratio} | {rate} | {mbps} | {rss} | "
             f"{s(r.bucket)} | {bucket_rss} |"
         )
-    lines += same_as_limit("Our target table", identical)
-    lines += as_users_table(rows, identical_dlt or {}, rounds)
+    lines += same_as_limit("Our target table", bench.identical)
+    lines += as_users_table(rows, bench)
     lines += postgres_share_table(rows)
     return "\n".join([*lines, "", *extra]) + "\n"
 
@@ -586,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
         extra.append(
             workers_scenario(bench, bucket, args.small_files, args.small_rows, superuser_url, runs)
         )
-    report = markdown(rows, extra, bench.identical, bench.identical_dlt, bench.rounds)
+    report = markdown(rows, extra, bench)
     (state / "results.md").write_text(report)
     print()
     print(report)

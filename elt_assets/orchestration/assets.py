@@ -146,8 +146,9 @@ def _staged_asset(
             f"The file parsed in bounded batches, cast to the contract's types and validated "
             f"with pandera; good rows are COPYed into the file's slice of "
             f"{STAGING_SCHEMA}.{contract.name}, rejected rows go to elt.quarantine with reasons. "
-            "When the run loads the target next and the table is empty (a first load), the good "
-            "rows go straight into the table instead, in the same transaction."
+            "When the run loads the target next and the table is empty (a first load), or the "
+            "file is 1 MiB or more and the table upserted, the good rows go straight into the "
+            "table instead, in the same transaction, and no slice is kept."
         ),
         metadata={
             "dagster/table_name": f"{STAGING_SCHEMA}.{contract.name}",

@@ -70,8 +70,8 @@ def _staged_check_specs(
             partitions_def=partitions,
             description=(
                 "Nothing is lost: rows read from the file = rows in the staging slice (or, for "
-                "a first load straight into the empty table, rows COPYed into it) + rows in the "
-                "quarantine, each counted on its own."
+                "a file loaded straight into its table, rows COPYed on their way to it) + rows "
+                "in the quarantine, each counted on its own."
             ),
         ),
         dg.AssetCheckSpec(

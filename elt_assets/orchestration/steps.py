@@ -313,8 +313,8 @@ def staged_check_results(
 
 def load_gate(contract: Contract, file: str) -> Callable[[StageReport], bool]:
     """For a file this run loads right after staging it: whether its staged report lets it
-    load (no policy violated, every blocking check passes), asked before a first load goes
-    straight into the empty table (postgres/staging.py `write_staged`)."""
+    load (no policy violated, every blocking check passes), asked before a file that went
+    straight into its table commits (postgres/staging.py `write_staged`)."""
 
     def may_load(report: StageReport) -> bool:
         if report.violations:
@@ -362,7 +362,7 @@ def load_target(
     load carries forward and whose primary key state it keeps (loads never change the table's
     constraints); None (a run's first load) reads the key's state.
     `retried_runs`: the runs this run retries (retried from its failure), which may have
-    loaded the file and died before reporting it (in its staged step, straight into the empty
+    loaded the file and died before reporting it (in its staged step, straight into the
     table; or in its target step, between the load's commit and its report): such a load is
     reported as recorded, not loaded again.
     """
@@ -465,7 +465,7 @@ def _target_metadata(
         "rows_replaced": result.rows_replaced,
         **({"rows_closed": result.rows_closed} if contract.target.mode == "history" else {}),
         "seconds_load": round(result.seconds, 3),
-        # The staged step COPYed the file's rows straight into the empty table: the time is its
+        # The staged step loaded the file's rows straight into the table: the time is its
         # seconds_stage, and this load's seconds_load is 0.
         "straight_to_target": result.straight_to_target,
         "rows_per_second": round(result.rows_staged / result.seconds, 1)

@@ -137,7 +137,7 @@ def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.Meta
             round(counts.rows_read / seconds, 1) if seconds > 0 else 0.0
         ),
         "staging_table": dg.MetadataValue.text(f"{STAGING_SCHEMA}.{staged.dataset}"),
-        # A first load into the empty table: the rows went there, not to a staging slice.
+        # The rows went straight into the table (a first load, a big file), not to a slice.
         "straight_to_target": dg.MetadataValue.bool(report.straight_to_target),
         "file": dg.MetadataValue.text(staged.file),
         "sha256": dg.MetadataValue.text(staged.sha256),

@@ -54,8 +54,9 @@ class StageReport:
     header: HeaderReport | None = None
     schema_change: str | None = None  # the columns this file added (policy.new_columns: add)
     copy_format: str = "csv"  # how its rows went to staging: csv, or binary (typed Parquet)
-    # A first load into an empty table: the rows went straight into the target, in the staging
-    # transaction, which also recorded the file as loaded (no staging slice).
+    # The rows went straight into the target (a first load into the empty table, or a big file
+    # through a temporary table), in the staging transaction, which also recorded the file as
+    # loaded (no staging slice).
     straight_to_target: bool = False
 
     def to_json(self) -> dict[str, Any]:

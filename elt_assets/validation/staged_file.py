@@ -71,8 +71,8 @@ class StagedFile:
     _read: _ReadAlready | None = None
     # Set when this run loads the file into its target right after staging it (the ingest job,
     # a batch): given the staged step's report, whether the file may load (no policy violated,
-    # the blocking checks pass). A first load into an empty table may then go straight into the
-    # table in the staging transaction (postgres/staging.py `write_staged`).
+    # the blocking checks pass). The file may then go straight into the table in the staging
+    # transaction (postgres/staging.py `write_staged`).
     load_gate: Callable[[StageReport], bool] | None = None
 
     @property
