@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from elt_assets.contracts.types import PgType
+from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
 from elt_assets_tests.conftest import Warehouse
 from elt_assets_tests.helpers import (
     contract,
@@ -542,3 +543,29 @@ def test_a_wide_value_deep_in_a_big_file_widens_the_column_and_the_whole_file_lo
         == "true"
     )
     assert warehouse.value("SELECT count(*) FROM elt.quarantine") == 0
+
+
+def test_a_big_file_into_a_table_with_rows_grows_it_and_loads_once_straight(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """A big file into a table that has rows goes straight through a temporary table; a value
+    that widens a column deep in it rolls that transaction back (the rows sent so far and the
+    temporary table with it), the column is widened and the file read again and loaded once."""
+    folder = _shifting(tmp_path, warehouse)
+    lines = [f"{n},{n},1.5,AB,2024-01-01" for n in range(1, 50_001)]
+    lines[40_000] = "40001,3000000000,1.5,AB,2024-01-01"
+    (folder / "big.csv").write_text("id,qty,price,code,day\n" + "\n".join(lines) + "\n")
+    assert (folder / "big.csv").stat().st_size >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    entry = ingest(tmp_path, warehouse, settings={"ELT_BATCH_ROWS": "5000"})["shifting/big.csv"]
+    assert (entry["status"], entry["rows_inserted"], entry["rows_updated"]) == (
+        "success",
+        49_999,
+        0,  # id 1 has the same values in both files: unchanged
+    ), entry
+    assert warehouse.query("SELECT count(*), count(DISTINCT id), max(qty) FROM wild.shifting") == [
+        (50_000, 50_000, 3_000_000_000)
+    ]
+    assert warehouse.value("SELECT count(*) FROM elt_staging.shifting") == 0
+    straight = "SELECT stage_report ->> 'straight_to_target' FROM elt.ingestion_manifest"
+    assert warehouse.query(straight + " ORDER BY id") == [("true",), ("true",)]
+    assert table_types(warehouse, "wild", "shifting")[1] == ("qty", "bigint")
