@@ -572,14 +572,8 @@ def _copy_first_load(
     report.counts.keys_in_order = bool(
         staged.keys_increasing and len(contract.target.primary_key) == 1
     )
-    # The target's primary key let no key repeat; the open quarantine rows are counted.
-    _record(
-        connection,
-        [(staged, report)],
-        {staged.file: (copied, _open_quarantine(connection, staged))},
-    )
-    if report.violations or not may_load(report):
-        raise _NotStraight("the file does not pass its blocking checks")
+    # The target's primary key let no key repeat.
+    _record_passing(connection, staged, report, copied, may_load)
     key = ManifestKey(staged.dataset, staged.file, staged.sha256)
     finish_first_load(connection, contract, key, staged.run_id, copied)
 
@@ -600,6 +594,23 @@ def _copy_and_upsert(
     report.copy_format, copied = _stream(connection, staged, _SLICE, staging_columns(contract))
     report.seconds["copy"] = time.perf_counter() - started
     _file_checks(connection, staged, report, _SLICE)
+    _record_passing(connection, staged, report, copied, may_load)
+    counts = report.counts
+    rows = Slice(_load(staged), copied, counts.duplicate_key_rows, counts.keys_in_order)
+    key = ManifestKey(staged.dataset, staged.file, staged.sha256)
+    load_straight(connection, contract, key, staged.run_id, rows, _SLICE)
+
+
+def _record_passing(
+    connection: psycopg.Connection,
+    staged: StagedFile,
+    report: StageReport,
+    copied: int,
+    may_load: Callable[[StageReport], bool],
+) -> None:
+    """A file on its way straight into its table: its counts (the open quarantine rows counted)
+    and the staged report recorded, as the staging path records them; raises _NotStraight when
+    the file may not load (its policy or a blocking check fails), to stage it instead."""
     _record(
         connection,
         [(staged, report)],
@@ -607,10 +618,6 @@ def _copy_and_upsert(
     )
     if report.violations or not may_load(report):
         raise _NotStraight("the file does not pass its blocking checks")
-    counts = report.counts
-    rows = Slice(_load(staged), copied, counts.duplicate_key_rows, counts.keys_in_order)
-    key = ManifestKey(staged.dataset, staged.file, staged.sha256)
-    load_straight(connection, contract, key, staged.run_id, rows, _SLICE)
 
 
 def write_staged_together(
