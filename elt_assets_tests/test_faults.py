@@ -60,6 +60,7 @@ from elt_assets.postgres.lease import ALIVE_SECONDS, FileLeases, leases_held, pr
 from elt_assets.postgres.load import FileStart, ManifestKey, start_files
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
+from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Bucket, Warehouse, write_contract
 from elt_assets_tests.helpers import (
@@ -1026,6 +1027,7 @@ def test_a_lease_is_free_the_moment_its_process_dies(warehouse: Warehouse) -> No
             holder.stdout.close()
 
 
+@pytest.mark.parametrize("rows", [3000, 80_000], ids=["through_staging", "straight_in"])
 def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_it(
     items: Contract,
     warehouse: Warehouse,
@@ -1033,19 +1035,27 @@ def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_
     contracts_dir: Path,
     instance: dg.DagsterInstance,
     tmp_path: Path,
+    rows: int,
 ) -> None:
+    """A file's upsert killed halfway: its target step's, from a committed staging slice, or
+    (a file of 1 MiB or more) its staged step's, from the temporary table its rows went to in
+    the same transaction. Either way the table is as it was, and the rerun loads the file."""
     first = load_first(landing, contracts_dir, instance)
     before = target_rows(warehouse)
-    second = land(landing, "b.csv", second_file())
+    second = land(landing, "b.csv", second_file(n=rows))
+    straight_in = (landing / second).stat().st_size >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    assert straight_in == (rows > 3000)
     pause = Pause(warehouse.superuser_url)
     pause.install(TARGET, "NEW.id = 3000")  # ids 1500..2999 are already updated by then
     process, _ = fork_run(contracts_dir, second, tmp_path)
     pid, statement = pause.wait_paused(process)
 
     assert is_upsert_into_target(statement), statement
+    assert ('"pg_temp"."elt_slice"' in statement) == straight_in, statement
     assert target_rows(warehouse) == before  # the half-done upsert is invisible
     during = manifest(warehouse, second)
-    assert (during["status"], during["rows_staged"]) == ("running", 2998)
+    # Straight in, the slice and its counts are in the transaction the kill will end.
+    assert (during["status"], during["rows_staged"]) == ("running", None if straight_in else 2998)
 
     process.kill()
     process.join()

@@ -5,7 +5,9 @@ open quarantine rows resolved, stream every batch (good rows COPYed into staging
 COPYed into elt.quarantine), apply the whole-file checks (unique columns, duplicate keys), check
 the policy, and record the counts in the manifest. Either all of it commits or none of it does.
 A batch's small files, read already, go through the same steps together in one transaction, with
-one COPY for all of them (`write_staged_together`).
+one COPY for all of them (`write_staged_together`). A file its run loads next may go straight
+into its table instead, in the same one transaction (`_write_straight`): a first load into the
+empty table, or a big file into an upserted one.
 """
 
 from __future__ import annotations
