@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from elt_assets.contracts.types import PgType
-from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
+from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets_tests.conftest import Warehouse
 from elt_assets_tests.helpers import (
     contract,
@@ -555,7 +555,7 @@ def test_a_big_file_into_a_table_with_rows_grows_it_and_loads_once_straight(
     lines = [f"{n},{n},1.5,AB,2024-01-01" for n in range(1, 50_001)]
     lines[40_000] = "40001,3000000000,1.5,AB,2024-01-01"
     (folder / "big.csv").write_text("id,qty,price,code,day\n" + "\n".join(lines) + "\n")
-    assert (folder / "big.csv").stat().st_size >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    assert (folder / "big.csv").stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
     entry = ingest(tmp_path, warehouse, settings={"ELT_BATCH_ROWS": "5000"})["shifting/big.csv"]
     assert (entry["status"], entry["rows_inserted"], entry["rows_updated"]) == (
         "success",

@@ -60,7 +60,7 @@ from elt_assets.postgres.lease import ALIVE_SECONDS, FileLeases, leases_held, pr
 from elt_assets.postgres.load import FileStart, ManifestKey, start_files
 from elt_assets.postgres.migrate import initialize
 from elt_assets.postgres.resource import PostgresResource
-from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
+from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets.settings import Settings
 from elt_assets_tests.conftest import Bucket, Warehouse, write_contract
 from elt_assets_tests.helpers import (
@@ -1043,7 +1043,7 @@ def test_kill_9_during_the_upsert_leaves_the_target_as_it_was_and_a_rerun_loads_
     first = load_first(landing, contracts_dir, instance)
     before = target_rows(warehouse)
     second = land(landing, "b.csv", second_file(n=rows))
-    straight_in = (landing / second).stat().st_size >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    straight_in = (landing / second).stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
     assert straight_in == (rows > 3000)
     pause = Pause(warehouse.superuser_url)
     pause.install(TARGET, "NEW.id = 3000")  # ids 1500..2999 are already updated by then

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from elt_assets.landing.keys import path_to_key
-from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
+from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets_tests import helpers
 from elt_assets_tests.conftest import Warehouse, write_contract
 from elt_assets_tests.helpers import check_results, materialization_metadata, run_file, step_failure
@@ -349,7 +349,7 @@ def _stage_alone(contracts_dir: Path, key: str, instance: dg.DagsterInstance) ->
 def _big(lines: list[str]) -> str:
     """A CSV of ORDERS big enough to go straight into a table that has rows."""
     text = HEADER + "\n".join(lines) + "\n"
-    assert len(text) >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    assert len(text) >= STRAIGHT_INTO_ROWS_BYTES
     return text
 
 
@@ -443,7 +443,7 @@ def test_keys_repeated_in_a_big_file_are_counted_in_its_temporary_table(
     land(landing, "items/a.csv", "sku,quantity\nkept,1\ns-1,1\n")
     lines = [f"s-{k:07d},{k}" for k in range(90_000)] + ["s-0000001,-1", "s-0000002,-2"]
     land(landing, "items/b.csv", "sku,quantity\n" + "\n".join(lines) + "\n")
-    assert (landing / "items/b.csv").stat().st_size >= STRAIGHT_THROUGH_TEMPORARY_BYTES
+    assert (landing / "items/b.csv").stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
     with dg.instance_for_test() as instance:
         assert run_file(contracts_dir, "items", "items/a.csv", instance).success
         second = run_file(contracts_dir, "items", "items/b.csv", instance)
@@ -460,6 +460,57 @@ def test_keys_repeated_in_a_big_file_are_counted_in_its_temporary_table(
     )
     repeated = "SELECT duplicate_key_rows FROM elt.ingestion_manifest WHERE file = 'items/b.csv'"
     assert warehouse.value(repeated) == 4
+
+
+EVENTS = """
+    name: events
+    source: {glob: "events/*"}
+    target: {schema: sales, table: events, mode: append}
+    columns:
+      - {name: id, type: bigint, nullable: false}
+      - {name: kind, type: text}
+"""
+
+
+def test_a_big_file_into_an_appended_table_with_rows_is_copied_straight_and_replaced_once(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path
+) -> None:
+    """A big file into an appended table that has rows is COPYed into the table by its staged
+    step; loaded again with new content, its earlier rows are replaced, not appended twice."""
+    write_contract(contracts_dir, EVENTS)
+    land(landing, "events/a.csv", "id,kind\n1,small\n2,small\n")
+
+    def land_big(rows: int, kind: str) -> None:
+        lines = [f"{k},{kind}-{k:08d}" for k in range(rows)]
+        land(landing, "events/b.csv", "id,kind\n" + "\n".join(lines) + "\n")
+        assert (landing / "events/b.csv").stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
+
+    def events_of(file: str) -> int:
+        count = "SELECT count(*) FROM sales.events WHERE _elt_file = %s"
+        return int(warehouse.value(count, [file]))
+
+    land_big(70_000, "first")
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "events", "events/a.csv", instance).success
+        first = run_file(contracts_dir, "events", "events/b.csv", instance)
+        assert first.success, step_failure(first)
+        assert (events_of("events/a.csv"), events_of("events/b.csv")) == (2, 70_000)
+        land_big(65_000, "again")
+        again = run_file(contracts_dir, "events", "events/b.csv", instance)
+        assert again.success, step_failure(again)
+    for result, inserted, replaced in ((first, 70_000, 0), (again, 65_000, 70_000)):
+        target = materialization_metadata(result, "sales/events")
+        assert target["straight_to_target"] is True
+        assert (target["rows_inserted"], target["rows_replaced"]) == (inserted, replaced)
+    assert (
+        target["dagster/row_count"]
+        == 65_002
+        == warehouse.value("SELECT row_count FROM elt.target_rows")
+    )
+    assert (events_of("events/a.csv"), events_of("events/b.csv")) == (2, 65_000)
+    kinds = "SELECT min(kind), max(kind) FROM sales.events WHERE _elt_file = 'events/b.csv'"
+    assert warehouse.query(kinds) == [("again-00000000", "again-00064999")]
+    assert warehouse.value("SELECT count(*) FROM elt_staging.events") == 0
 
 
 def test_a_role_without_temporary_tables_stages_a_big_file_and_loads_it_the_same(

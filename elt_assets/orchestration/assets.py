@@ -30,7 +30,7 @@ from elt_assets.orchestration.resources import landing_of, warehouse_of
 from elt_assets.orchestration.table_schema import column_schema
 from elt_assets.postgres.failures import file_failures
 from elt_assets.postgres.io_manager import DATASET_METADATA
-from elt_assets.postgres.staging import STRAIGHT_THROUGH_TEMPORARY_BYTES
+from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets.postgres.templates import STAGING_SCHEMA
 
 # Transient database trouble is retried with exponential backoff and jitter; terminal errors
@@ -148,9 +148,9 @@ def _staged_asset(
             f"with pandera; good rows are COPYed into the file's slice of "
             f"{STAGING_SCHEMA}.{contract.name}, rejected rows go to elt.quarantine with reasons. "
             "When the run loads the target next and the table is empty (a first load), or the "
-            f"file is {STRAIGHT_THROUGH_TEMPORARY_BYTES >> 20} MiB or more and the table "
-            "upserted, the good rows go straight into the table instead, in the same "
-            "transaction, and no slice is kept."
+            f"file is {STRAIGHT_INTO_ROWS_BYTES >> 20} MiB or more (an upserted table, or an "
+            "appended one without a key), the good rows go straight into the table instead, in "
+            "the same transaction, and no slice is kept."
         ),
         metadata={
             "dagster/table_name": f"{STAGING_SCHEMA}.{contract.name}",

@@ -240,6 +240,23 @@ def load_straight(
     return dataclasses.replace(result, row_count=count, straight_to_target=True)
 
 
+def append_straight(
+    connection: psycopg.Connection,
+    contract: Contract,
+    key: ManifestKey,
+    run_id: str,
+    rows: int,
+    replaced: int,
+) -> None:
+    """Record a file's rows, COPYed by its staged step straight into its appended table after
+    the rows of its earlier load were deleted (`replaced`; postgres/staging.py), as loaded: the
+    manifest's `success` and the table's row count, in that transaction (the table's writer
+    lock held)."""
+    result = LoadResult(rows, rows, 0, 0, 0, replaced, seconds=0.0, row_count=0)
+    connection.execute(render("manifest_finish"), _finished(key, run_id, result))
+    _row_count(connection, contract, None, rows - replaced)
+
+
 def _finished(key: ManifestKey, run_id: str, result: LoadResult) -> dict[str, object]:
     """The parameters of manifest_finish: a file's load, as it went."""
     return {

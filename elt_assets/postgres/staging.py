@@ -7,7 +7,7 @@ the policy, and record the counts in the manifest. Either all of it commits or n
 A batch's small files, read already, go through the same steps together in one transaction, with
 one COPY for all of them (`write_staged_together`). A file its run loads next may go straight
 into its table instead, in the same one transaction (`_write_straight`): a first load into the
-empty table, or a big file into an upserted one.
+empty table, or a big file into one with rows.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from elt_assets.postgres.inspect import slice_counts
 from elt_assets.postgres.load import (
     ManifestKey,
     Slice,
+    append_straight,
     finish_first_load,
     is_empty,
     load_straight,
@@ -476,11 +477,13 @@ class _NotStraight(Exception):
     """The file cannot load straight into the target: it takes the staging path instead."""
 
 
-# The smallest file that goes straight into a table that has rows, through a temporary table:
-# creating and dropping that table costs about 1.3 ms more than a slice in staging (a 100-row
-# file: 4.2 ms instead of 2.9), and writing the rows once instead of twice saves about 2 us a
-# row (a 200,000-row delta into 1M rows: 2.07 s instead of 2.46 s for its COPY and upsert).
-STRAIGHT_THROUGH_TEMPORARY_BYTES = 1 << 20
+# The smallest file that goes straight into a table that has rows. An upserted table takes it
+# through a temporary table, whose creation and drop cost about 1.3 ms more than a slice in
+# staging (a 100-row file: 4.2 ms instead of 2.9), where writing the rows once instead of twice
+# saves about 2 us a row (a 200,000-row delta into 1M rows: 2.07 s instead of 2.46 s for its
+# COPY and upsert). An appended table takes the rows by COPY itself; the same size keeps one
+# rule for both, and a small file's slice for its target step, as before.
+STRAIGHT_INTO_ROWS_BYTES = 1 << 20
 # The temporary table a file's rows go through (dropped when its transaction ends).
 _SLICE = sql.Identifier("pg_temp", "elt_slice")
 
@@ -510,10 +513,11 @@ def _write_straight(
     The table's writer lock (lock_table) is taken first, without waiting: a table another load
     is writing to takes this file's slice in staging meanwhile, as before, so files of one table
     still stage in parallel. An empty table takes the rows from COPY itself
-    (`_copy_first_load`); an upserted table with rows, from a temporary table by the target
-    step's own statement (`_copy_and_upsert`, for a file of STRAIGHT_THROUGH_TEMPORARY_BYTES or
-    more). Either way the rows are written once instead of twice and no slice is kept: loading
-    the file again takes its whole partition (postgres/load.py NoStagedSlice).
+    (`_copy_first_load`); a table with rows, a file of STRAIGHT_INTO_ROWS_BYTES or more: an
+    upserted one from a temporary table by the target step's own statement
+    (`_copy_and_upsert`), an appended one from COPY itself (`_copy_and_append`). Either way
+    the rows are written once instead of twice and no slice is kept: loading the file again
+    takes its whole partition (postgres/load.py NoStagedSlice).
     """
     contract = staged.contract
     report = StageReport(FileCounts(), [], straight_to_target=True)
@@ -527,13 +531,12 @@ def _write_straight(
             connection.execute(render("writer_platform"))
             if is_empty(connection, contract):
                 _copy_first_load(connection, staged, report, may_load)
-            elif (
-                contract.target.mode == "upsert"
-                and staged.size_bytes >= STRAIGHT_THROUGH_TEMPORARY_BYTES
-            ):
+            elif staged.size_bytes < STRAIGHT_INTO_ROWS_BYTES:
+                return None
+            elif contract.target.mode == "upsert":
                 _copy_and_upsert(connection, staged, report, may_load)
             else:
-                return None
+                _copy_and_append(connection, staged, report, may_load)
     except (
         _NotStraight,
         psycopg.errors.IntegrityError,
@@ -601,6 +604,28 @@ def _copy_and_upsert(
     rows = Slice(_load(staged), copied, counts.duplicate_key_rows, counts.keys_in_order)
     key = ManifestKey(staged.dataset, staged.file, staged.sha256)
     load_straight(connection, contract, key, staged.run_id, rows, _SLICE)
+
+
+def _copy_and_append(
+    connection: psycopg.Connection,
+    staged: StagedFile,
+    report: StageReport,
+    may_load: Callable[[StageReport], bool],
+) -> None:
+    """A file into an appended table that has rows (a table without a key: nothing can
+    conflict): the rows an earlier load of this file appended deleted, as its target step would
+    (they are replaced, not appended twice), and the good rows COPYed into the table itself."""
+    contract = staged.contract
+    target = target_table(contract)
+    _begin(connection, contract, [staged.file], staged.run_id)
+    deleted = connection.execute(render("slice_delete", table=target), {"file": staged.file})
+    started = time.perf_counter()
+    columns = [c.name for c in contract.table_columns] + [FILE_COLUMN]
+    report.copy_format, copied = _stream(connection, staged, target, columns)
+    report.seconds["copy"] = time.perf_counter() - started
+    _record_passing(connection, staged, report, copied, may_load)
+    key = ManifestKey(staged.dataset, staged.file, staged.sha256)
+    append_straight(connection, contract, key, staged.run_id, copied, max(deleted.rowcount, 0))
 
 
 def _record_passing(
