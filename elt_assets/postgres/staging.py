@@ -590,8 +590,8 @@ def _copy_and_upsert(
     may_load: Callable[[StageReport], bool],
 ) -> None:
     """A file into an upserted table that has rows: its slice COPYed into a temporary table (no
-    index to keep, no WAL, nothing to prune later) instead of staging, checked as a staged slice
-    is, then upserted into the target by the statement its target step would have run."""
+    index to keep, nothing to prune later) instead of staging, checked as a staged slice is,
+    then upserted into the target by the statement its target step would have run."""
     contract = staged.contract
     connection.execute(render("slice_temporary", staging=staging_table(contract), slice=_SLICE))
     _begin(connection, contract, [staged.file], staged.run_id)
