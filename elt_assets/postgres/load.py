@@ -61,7 +61,8 @@ class _Statements:
         self,
         connection: psycopg.Connection,
         contract: Contract,
-        slices: sql.Identifier | None = None,  # where the slices are, if not in staging
+        # Where the upsert reads its slices, if not in staging (a straight load's temporary table).
+        slices: sql.Identifier | None = None,
     ):
         self._connection, self._contract, self._slices = connection, contract, slices
         self._encoded: dict[str, bytes] = {}
@@ -163,8 +164,7 @@ class Recorded:
     keys_in_order: bool  # the staged step saw every key greater than the one before it
     rows_inserted: int | None
     run_id: str | None
-    # The staged step loaded the file itself, straight into the table (`finish_first_load`,
-    # `load_straight`).
+    # The staged step loaded the file itself, straight into the table (`finish_straight`).
     straight_to_target: bool
     rows_updated: int | None
     rows_unchanged: int | None
@@ -209,16 +209,21 @@ def recorded_contents(
     return {file: Recorded(*rest) for file, *rest in rows}
 
 
-def finish_first_load(
-    connection: psycopg.Connection, contract: Contract, key: ManifestKey, run_id: str, rows: int
+def finish_straight(
+    connection: psycopg.Connection,
+    contract: Contract,
+    key: ManifestKey,
+    run_id: str,
+    result: LoadResult,
+    *,
+    into_empty: bool,
 ) -> None:
-    """Record a file's rows, COPYed straight into its empty target (postgres/staging.py), as
-    loaded: the manifest's `success` and the table's row count, in the COPY's transaction (the
-    table's locks held)."""
-    result = LoadResult(rows, rows, 0, 0, 0, 0, seconds=0.0, row_count=rows)
+    """Record a file its staged step loaded straight into its table (postgres/staging.py) as
+    loaded: the manifest's `success` and the table's row count (exactly the rows it added, when
+    the table was empty), in that transaction, the table's writer lock held."""
     connection.execute(render("manifest_finish"), _finished(key, run_id, result))
-    target = target_table(contract).as_string(connection)
-    connection.execute(render("target_rows_set"), _target_rows_params(target, row_count=rows))
+    change = result.rows_inserted - result.rows_replaced
+    _row_count(connection, contract, change if into_empty else None, change)
 
 
 def load_straight(
@@ -228,33 +233,13 @@ def load_straight(
     run_id: str,
     rows: Slice,
     slices: sql.Identifier,
-) -> LoadResult:
+) -> None:
     """A file's slice, COPYed by its staged step into the temporary table `slices` instead of
     staging (postgres/staging.py), upserted into its target by the statement the target step
-    would run, and recorded as loaded (the manifest's `success`, the table's row count), in the
-    staged step's transaction: the caller holds the table's writer lock (lock_table)."""
+    would run, and recorded as loaded (`finish_straight`), in the staged step's transaction."""
     statements = _Statements(connection, contract, slices)
-    result, change, _ = _load_slice(connection, statements, contract, key.file, rows, False)
-    connection.execute(render("manifest_finish"), _finished(key, run_id, result))
-    count = _row_count(connection, contract, None, change)
-    return dataclasses.replace(result, row_count=count, straight_to_target=True)
-
-
-def append_straight(
-    connection: psycopg.Connection,
-    contract: Contract,
-    key: ManifestKey,
-    run_id: str,
-    rows: int,
-    replaced: int,
-) -> None:
-    """Record a file's rows, COPYed by its staged step straight into its appended table after
-    the rows of its earlier load were deleted (`replaced`; postgres/staging.py), as loaded: the
-    manifest's `success` and the table's row count, in that transaction (the table's writer
-    lock held)."""
-    result = LoadResult(rows, rows, 0, 0, 0, replaced, seconds=0.0, row_count=0)
-    connection.execute(render("manifest_finish"), _finished(key, run_id, result))
-    _row_count(connection, contract, None, rows - replaced)
+    result, _, _ = _load_slice(connection, statements, contract, key.file, rows, False)
+    finish_straight(connection, contract, key, run_id, result, into_empty=False)
 
 
 def _finished(key: ManifestKey, run_id: str, result: LoadResult) -> dict[str, object]:

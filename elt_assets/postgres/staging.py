@@ -30,10 +30,10 @@ from elt_assets.postgres.binary import SIGNATURE, TRAILER, BinaryPlan, binary_pl
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.inspect import slice_counts
 from elt_assets.postgres.load import (
+    LoadResult,
     ManifestKey,
     Slice,
-    append_straight,
-    finish_first_load,
+    finish_straight,
     is_empty,
     load_straight,
 )
@@ -580,7 +580,8 @@ def _copy_first_load(
     # The target's primary key let no key repeat.
     _record_passing(connection, staged, report, copied, may_load)
     key = ManifestKey(staged.dataset, staged.file, staged.sha256)
-    finish_first_load(connection, contract, key, staged.run_id, copied)
+    result = LoadResult(copied, copied, 0, 0, 0, 0, seconds=0.0, row_count=0)
+    finish_straight(connection, contract, key, staged.run_id, result, into_empty=True)
 
 
 def _copy_and_upsert(
@@ -625,7 +626,9 @@ def _copy_and_append(
     report.seconds["copy"] = time.perf_counter() - started
     _record_passing(connection, staged, report, copied, may_load)
     key = ManifestKey(staged.dataset, staged.file, staged.sha256)
-    append_straight(connection, contract, key, staged.run_id, copied, max(deleted.rowcount, 0))
+    replaced = max(deleted.rowcount, 0)
+    result = LoadResult(copied, copied, 0, 0, 0, replaced, seconds=0.0, row_count=0)
+    finish_straight(connection, contract, key, staged.run_id, result, into_empty=False)
 
 
 def _record_passing(
