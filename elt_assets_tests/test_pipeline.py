@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from elt_assets.landing.keys import path_to_key
+from elt_assets.postgres import staging
 from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets_tests import helpers
 from elt_assets_tests.conftest import Warehouse, write_contract
@@ -353,54 +354,90 @@ def _big(lines: list[str]) -> str:
     return text
 
 
-def test_a_big_file_into_a_table_with_rows_is_upserted_straight_from_a_temporary_table(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path
+def test_a_big_file_into_a_table_with_rows_is_upserted_a_part_at_a_time_as_it_is_staged(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file of a MiB or more that its run loads into a table with rows is upserted by its
-    staged step from a temporary table, in one transaction with its quarantine rows and the
-    manifest's success: versions, repeated keys and counts as through staging, no slice kept."""
+    """A file of a MiB or more that its run loads into a table with rows is staged in parts on
+    a second connection while its staged step's transaction upserts each part, then records
+    it with its quarantine rows and the manifest's success: versions and counts as through
+    staging, and the slice kept, so that its target alone loads it again."""
+    monkeypatch.setattr(staging, "PART_ROWS", 10_000)  # several parts, keys out of order
     write_contract(contracts_dir, ORDERS)
     land(
         landing,
         "orders/a.csv",
-        HEADER + "1,new,1,2026-01-01\n2,new,2,2026-01-01\n3,new,3,2026-01-05\n",
+        HEADER + "1,new,1,2026-01-01\n2,new,2,2026-01-01\n3,new,3,2026-01-05\n4,new,4,2026-01-01\n",
     )
-    lines = ["2,paid,2,2026-01-02", "3,paid,3,2026-01-04"]  # 2: newer, updated; 3: older, kept
-    lines += [f"{k},new,{k % 100}.25,2026-02-01" for k in range(10, 50_010)]
-    lines += ["10,shipped,7,2026-02-02", "11,shipped,7,2026-01-31", "12,lost,1,2026-02-03"]
+    lines = [f"{k},new,{k % 100}.25,2026-02-01" for k in range(50_009, 9, -1)]
+    lines.insert(20_000, "2,paid,2,2026-01-02")  # newer: updated
+    lines.insert(30_000, "3,paid,3,2026-01-04")  # older than the table's: kept
+    lines.insert(40_000, "4,new,4,2026-01-01")  # the same: unchanged
+    lines.insert(45_000, "12,lost,1,2026-02-03")  # quarantined; 12 itself comes later
     land(landing, "orders/b.csv", _big(lines))
     with dg.instance_for_test() as instance:
         assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
         second = run_file(contracts_dir, "orders", "orders/b.csv", instance)
         assert second.success, step_failure(second)
         again = _target_alone(contracts_dir, path_to_key("orders/b.csv"), instance)
-        assert "went straight into the table from its staged step" in step_failure(again)
-    assert straight(warehouse, "orders/b.csv") and staging_rows(warehouse, "orders/b.csv") == 0
+        assert again.success, step_failure(again)
+    assert straight(warehouse, "orders/b.csv") and staging_rows(warehouse, "orders/b.csv") == 50_003
     staged = materialization_metadata(second, "staged/orders_staging")
-    assert staged["straight_to_target"] is True and staged["rows_staged"] == 50_004
+    assert staged["straight_to_target"] is True and staged["rows_staged"] == 50_003
     target = materialization_metadata(second, "sales/orders")
     counts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_deduplicated")
-    assert [target[name] for name in counts] == [50_000, 1, 1, 2]
-    assert target["straight_to_target"] is True and target["dagster/row_count"] == 50_003
+    assert [target[name] for name in counts] == [50_000, 1, 2, 0]
+    assert target["straight_to_target"] is True and target["dagster/row_count"] == 50_004
     checks = check_results(second)
     assert checks["rows_reconciled"].passed and checks["primary_key_valid"].passed
+    reloaded = materialization_metadata(again, "sales/orders")  # from the slice it kept
+    assert [reloaded[name] for name in counts] == [0, 0, 50_003, 0]
     table = {row[0]: row[1:] for row in orders_table(warehouse)}
-    assert len(table) == 50_003 == warehouse.value("SELECT row_count FROM elt.target_rows")
+    assert len(table) == 50_004 == warehouse.value("SELECT row_count FROM elt.target_rows")
     assert table[1] == ("new", "1.00", "2026-01-01 00:00:00+00")
     assert table[2] == ("paid", "2.00", "2026-01-02 00:00:00+00")
     assert table[3] == ("new", "3.00", "2026-01-05 00:00:00+00")  # the file's version is older
-    assert table[10] == ("shipped", "7.00", "2026-02-02 00:00:00+00")  # the newest of the two
-    assert table[11] == ("new", "11.25", "2026-02-01 00:00:00+00")
-    assert table[12] == ("new", "12.25", "2026-02-01 00:00:00+00")  # its bad row quarantined
+    assert table[12] == ("new", "12.25", "2026-02-01 00:00:00+00")
     assert table[50_009] == ("new", "9.25", "2026-02-01 00:00:00+00")
     manifest = warehouse.query(
         "SELECT status, rows_read, rows_staged, rows_quarantined, duplicate_key_rows"
         " FROM elt.ingestion_manifest WHERE file = 'orders/b.csv'"
     )
-    assert manifest == [("success", 50_005, 50_004, 1, 4)]
+    assert manifest == [("success", 50_004, 50_003, 1, 0)]
     assert warehouse.query(
         "SELECT row_number, column_name FROM elt.quarantine WHERE file = 'orders/b.csv'"
-    ) == [(50_005, "status")]  # rows are numbered from the first after the header
+    ) == [(45_001, "status")]  # rows are numbered from the first after the header
+
+
+def test_keys_repeated_in_a_big_file_send_it_through_staging_where_the_last_row_wins(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts upserted in turn would write a repeated key twice: a big file whose keys repeat,
+    within one part (PostgreSQL refuses the part's upsert) or across parts (the file checks
+    count them), is rolled back and staged instead, deduplicated and counted as any file."""
+    monkeypatch.setattr(staging, "PART_ROWS", 10_000)
+    write_contract(contracts_dir, ORDERS)
+    land(landing, "orders/a.csv", HEADER + "1,new,1,2026-01-01\n")
+    for repeat, where in ((5, "within"), (40_000, "across")):
+        lines = [f"{k},new,{k % 100}.25,2026-02-01" for k in range(10, 50_010)]
+        lines.insert(repeat, "10,shipped,7,2026-02-02")  # newer than the first row of key 10
+        lines.insert(repeat, "11,shipped,7,2026-01-31")  # older than the first row of key 11
+        land(landing, f"orders/{where}.csv", _big(lines))
+    with dg.instance_for_test() as instance:
+        assert run_file(contracts_dir, "orders", "orders/a.csv", instance).success
+        for where in ("within", "across"):
+            result = run_file(contracts_dir, "orders", f"orders/{where}.csv", instance)
+            assert result.success, step_failure(result)
+            target = materialization_metadata(result, "sales/orders")
+            assert target["straight_to_target"] is False
+            assert staging_rows(warehouse, f"orders/{where}.csv") == 50_002
+            counts = ("rows_inserted", "rows_unchanged", "rows_deduplicated")
+            expected = [50_000, 0, 2] if where == "within" else [0, 50_000, 2]
+            assert [target[name] for name in counts] == expected
+    table = {row[0]: row[1:] for row in orders_table(warehouse)}
+    assert table[10] == ("shipped", "7.00", "2026-02-02 00:00:00+00")  # the newest of the two
+    assert table[11] == ("new", "11.25", "2026-02-01 00:00:00+00")
+    repeated = "SELECT file, duplicate_key_rows FROM elt.ingestion_manifest ORDER BY file"
+    assert warehouse.query(repeated)[1:] == [("orders/across.csv", 4), ("orders/within.csv", 4)]
 
 
 def test_a_big_file_that_fails_its_policy_is_staged_and_fails_with_the_table_untouched(
@@ -434,32 +471,31 @@ ITEMS = """
 """
 
 
-def test_keys_repeated_in_a_big_file_are_counted_in_its_temporary_table(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path
+def test_a_big_file_with_a_text_key_is_upserted_in_parts_once_postgresql_counted_its_keys(
+    warehouse: Warehouse, landing: Path, contracts_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A text key, which the reader does not count, is counted by PostgreSQL in the temporary
-    table the file goes through: the last row of a repeated key wins, as through staging."""
+    """A text key, which the reader does not count, is counted by PostgreSQL in the staged
+    slice once every part is in: none repeated, the parts' upserts commit; one repeated across
+    parts, they are rolled back and the file staged, the last row of the key winning."""
+    monkeypatch.setattr(staging, "PART_ROWS", 20_000)
     write_contract(contracts_dir, ITEMS)
     land(landing, "items/a.csv", "sku,quantity\nkept,1\ns-1,1\n")
-    lines = [f"s-{k:07d},{k}" for k in range(90_000)] + ["s-0000001,-1", "s-0000002,-2"]
+    lines = [f"s-{k:07d},{k}" for k in range(90_000)]
     land(landing, "items/b.csv", "sku,quantity\n" + "\n".join(lines) + "\n")
+    land(landing, "items/c.csv", "sku,quantity\n" + "\n".join([*lines, "s-0000001,-1"]) + "\n")
     assert (landing / "items/b.csv").stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
     with dg.instance_for_test() as instance:
         assert run_file(contracts_dir, "items", "items/a.csv", instance).success
-        second = run_file(contracts_dir, "items", "items/b.csv", instance)
-        assert second.success, step_failure(second)
-    target = materialization_metadata(second, "sales/items")
-    assert target["straight_to_target"] is True
-    assert (target["rows_inserted"], target["rows_deduplicated"]) == (90_000, 2)
+        results = [run_file(contracts_dir, "items", f"items/{f}.csv", instance) for f in "bc"]
+        assert all(result.success for result in results), step_failure(results[-1])
+    unique, repeated = (materialization_metadata(r, "sales/items") for r in results)
+    assert unique["straight_to_target"] is True and unique["rows_inserted"] == 90_000
+    assert repeated["straight_to_target"] is False and repeated["rows_deduplicated"] == 1
     quantities = dict(warehouse.query("SELECT sku, quantity FROM sales.items"))
     assert len(quantities) == 90_002 and quantities["kept"] == 1 and quantities["s-1"] == 1
-    assert (quantities["s-0000001"], quantities["s-0000002"], quantities["s-0000003"]) == (
-        -1,
-        -2,
-        3,
-    )
-    repeated = "SELECT duplicate_key_rows FROM elt.ingestion_manifest WHERE file = 'items/b.csv'"
-    assert warehouse.value(repeated) == 4
+    assert (quantities["s-0000001"], quantities["s-0000002"]) == (-1, 2)
+    counted = "SELECT file, duplicate_key_rows FROM elt.ingestion_manifest ORDER BY file"
+    assert warehouse.query(counted)[1:] == [("items/b.csv", 0), ("items/c.csv", 2)]
 
 
 EVENTS = """
@@ -511,27 +547,6 @@ def test_a_big_file_into_an_appended_table_with_rows_is_copied_straight_and_repl
     kinds = "SELECT min(kind), max(kind) FROM sales.events WHERE _elt_file = 'events/b.csv'"
     assert warehouse.query(kinds) == [("again-00000000", "again-00064999")]
     assert warehouse.value("SELECT count(*) FROM elt_staging.events") == 0
-
-
-def test_a_role_without_temporary_tables_stages_a_big_file_and_loads_it_the_same(
-    warehouse: Warehouse, landing: Path, contracts_dir: Path
-) -> None:
-    """A database that grants no TEMPORARY privilege (a hardened one) keeps the staging path:
-    the file is staged and loaded by its target step, with the same result."""
-    write_contract(contracts_dir, ITEMS)
-    warehouse.query(f'REVOKE TEMPORARY ON DATABASE "{warehouse.name}" FROM PUBLIC')
-    land(landing, "items/a.csv", "sku,quantity\nkept,1\n")
-    lines = [f"s-{k:07d},{k}" for k in range(90_000)]
-    land(landing, "items/b.csv", "sku,quantity\n" + "\n".join(lines) + "\n")
-    with dg.instance_for_test() as instance:
-        assert run_file(contracts_dir, "items", "items/a.csv", instance).success
-        second = run_file(contracts_dir, "items", "items/b.csv", instance)
-        assert second.success, step_failure(second)
-    assert materialization_metadata(second, "sales/items")["straight_to_target"] is False
-    assert materialization_metadata(second, "sales/items")["rows_inserted"] == 90_000
-    slice_rows = "SELECT count(*) FROM elt_staging.items WHERE _elt_file = 'items/b.csv'"
-    assert warehouse.value(slice_rows) == 90_000
-    assert warehouse.value("SELECT count(*) FROM sales.items") == 90_001
 
 
 def _target_alone(

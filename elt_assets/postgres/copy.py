@@ -15,7 +15,7 @@ import io
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TypeVar
 
 import polars as pl
@@ -106,7 +106,7 @@ class _End:
         self.error = error
 
 
-def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 1) -> Generator[T, None, None]:
     """Iterate `items` in a background thread, up to `depth` items ahead of the consumer.
 
     The next batch is read, validated and encoded (polars and pyarrow release the GIL) while

@@ -74,7 +74,7 @@ def stage_file(warehouse: PostgresResource, obj: StagedFile) -> StageReport:
         warehouse.ensure_tables(connection, obj.contract)
         for _ in range(MAX_GROWTHS):
             try:
-                return write_staged(connection, obj)
+                return write_staged(connection, obj, warehouse.connection)
             except SchemaGrowth as growth:  # nothing of the file was written: grow, read again
                 obj.contract, change = grow(connection, obj.contract, growth, obj.file)
                 if change:

@@ -57,14 +57,8 @@ class _Statements:
     """The statements a load runs for each of its files, composed and encoded once per load:
     for a small file, composing its upsert took longer than PostgreSQL took to run it."""
 
-    def __init__(
-        self,
-        connection: psycopg.Connection,
-        contract: Contract,
-        # Where the upsert reads its slices, if not in staging (a straight load's temporary table).
-        slices: sql.Identifier | None = None,
-    ):
-        self._connection, self._contract, self._slices = connection, contract, slices
+    def __init__(self, connection: psycopg.Connection, contract: Contract):
+        self._connection, self._contract = connection, contract
         self._encoded: dict[str, bytes] = {}
 
     def _get(self, name: str, compose: Callable[[Contract], sql.Composable]) -> bytes:
@@ -72,12 +66,10 @@ class _Statements:
             self._encoded[name] = compose(self._contract).as_bytes(self._connection)
         return self._encoded[name]
 
-    def upsert(self, *, deduplicate: bool, in_order: bool = False) -> bytes:
+    def upsert(self, *, deduplicate: bool, in_order: bool = False, part: bool = False) -> bytes:
         return self._get(
-            f"upsert deduplicate={deduplicate} in_order={in_order}",
-            lambda c: render_upsert(
-                c, deduplicate=deduplicate, in_order=in_order, slices=self._slices
-            ),
+            f"upsert deduplicate={deduplicate} in_order={in_order} part={part}",
+            lambda c: render_upsert(c, deduplicate=deduplicate, in_order=in_order, part=part),
         )
 
     def append(self) -> bytes:
@@ -226,20 +218,37 @@ def finish_straight(
     _row_count(connection, contract, change if into_empty else None, change)
 
 
-def load_straight(
-    connection: psycopg.Connection,
-    contract: Contract,
-    key: ManifestKey,
-    run_id: str,
-    rows: Slice,
-    slices: sql.Identifier,
-) -> None:
-    """A file's slice, COPYed by its staged step into the temporary table `slices` instead of
-    staging (postgres/staging.py), upserted into its target by the statement the target step
-    would run, and recorded as loaded (`finish_straight`), in the staged step's transaction."""
-    statements = _Statements(connection, contract, slices)
-    result, _, _ = _load_slice(connection, statements, contract, key.file, rows, False)
-    finish_straight(connection, contract, key, run_id, result, into_empty=False)
+class PartsUpsert:
+    """A big file's staged slice upserted into its table a part at a time, as its staged step
+    commits the parts (postgres/staging.py `_stage_and_upsert`), in that step's transaction, the
+    table's writer lock held: the target step's statement for a slice whose keys do not repeat,
+    on each part's rows. A key that repeats within a part fails the statement; one repeated
+    across parts is the staged step's to find (its file checks) before `finish`."""
+
+    def __init__(self, connection: psycopg.Connection, contract: Contract, load: int):
+        self._connection, self._contract, self._load = connection, contract, load
+        self._statements = _Statements(connection, contract)
+        self._seconds = 0.0
+        self.inserted = self.updated = 0
+
+    def upsert(self, after_row: int, last_row: int, *, in_order: bool) -> None:
+        """The slice's rows numbered after `after_row` up to `last_row` (in key order already:
+        `in_order`)."""
+        started = time.perf_counter()
+        statement = self._statements.upsert(deduplicate=False, in_order=in_order, part=True)
+        params = {"load": self._load, "after_row": after_row, "last_row": last_row}
+        row = self._connection.execute(statement, params).fetchone()
+        assert row is not None
+        self.inserted, self.updated = self.inserted + int(row[0]), self.updated + int(row[1])
+        self._seconds += time.perf_counter() - started
+
+    def finish(self, key: ManifestKey, run_id: str, rows_staged: int) -> None:
+        """Every part upserted: the file recorded as loaded (`finish_straight`)."""
+        unchanged = rows_staged - self.inserted - self.updated
+        result = LoadResult(
+            rows_staged, self.inserted, self.updated, unchanged, 0, 0, self._seconds, row_count=0
+        )
+        finish_straight(self._connection, self._contract, key, run_id, result, into_empty=False)
 
 
 def _finished(key: ManifestKey, run_id: str, result: LoadResult) -> dict[str, object]:
@@ -308,15 +317,18 @@ def load_files(
                 changes.append(0)
                 maybe_empty = maybe_empty and not known.rows_inserted
                 continue
-            if known is not None and known.straight_to_target:
+            in_staging = staged.get(key.file, 0)
+            # A file staged in parts as it was upserted keeps its slice; one COPYed into its
+            # table itself has none.
+            if known is not None and known.straight_to_target and known.rows_staged != in_staging:
                 raise NoStagedSlice(
                     f"{key.file} went straight into the table from its staged step and kept "
                     "no staging slice; to load it again, materialise its whole partition (raw, "
                     "staged and target)"
                 )
-            if known is None or known.rows_staged != staged.get(key.file, 0):
+            if known is None or known.rows_staged != in_staging:
                 raise TerminalDatabaseError(
-                    f"the staging slice of {key.file} has {staged.get(key.file, 0)} rows but the "
+                    f"the staging slice of {key.file} has {in_staging} rows but the "
                     f"manifest recorded {None if known is None else known.rows_staged}: another "
                     "run replaced it or the server restarted (staging is UNLOGGED); materialise "
                     "staged again"

@@ -175,15 +175,17 @@ def render_upsert(
     *,
     deduplicate: bool = True,
     in_order: bool = False,
-    slices: sql.Identifier | None = None,
+    part: bool = False,
 ) -> sql.Composed:
     """INSERT ... ON CONFLICT of one file's slice, skipping no-op updates and older versions.
 
     deduplicate=False when the staged step found no repeated key in the file: the slice then goes
     in without DISTINCT ON, sorted by key unless `in_order` (the file had its keys in order).
-    `slices`: the table holding the slice, when not the staging table (a file loaded straight
-    from its staged step, through a temporary table: postgres/staging.py).
+    `part`: only the slice's rows after `after_row` up to `last_row` (a big file upserted a part
+    at a time as its staged step commits the parts: postgres/staging.py); no repeated key then.
     """
+    if part and deduplicate:
+        raise ValueError("a part of a slice is upserted only when no key repeats in the file")
     key = contract.target.primary_key
     columns = [c.name for c in contract.table_columns]
     others = [c for c in columns if c not in key]
@@ -214,11 +216,16 @@ def render_upsert(
         "upsert" if deduplicate else "upsert_unique",
         key=identifiers(key),
         columns=identifiers(columns),
-        staging=slices or staging_table(contract),
+        staging=staging_table(contract),
         target=target_table(contract),
         order_within_key=sql.SQL(", ").join(order),
         conflict_action=action,
         key_order=_key_order(contract, in_order),
+        part=sql.SQL("AND {row} > %(after_row)s AND {row} <= %(last_row)s").format(
+            row=sql.Identifier(ROW_COLUMN)
+        )
+        if part
+        else sql.SQL(""),
     )
 
 
@@ -332,12 +339,12 @@ def render_move_duplicates(contract: Contract, columns: Sequence[str]) -> sql.Co
     )
 
 
-def render_duplicate_keys(contract: Contract, slices: sql.Identifier | None = None) -> sql.Composed:
-    """Keys repeated within one file's slice (in staging, or in `slices`: see render_upsert)."""
+def render_duplicate_keys(contract: Contract) -> sql.Composed:
+    """Keys repeated within one file's staged slice."""
     key = contract.row_key
     return render(
         "staging_duplicate_keys",
-        staging=slices or staging_table(contract),
+        staging=staging_table(contract),
         key=identifiers(key),
         key_text=_as_text(key),
     )

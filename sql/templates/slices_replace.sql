@@ -1,11 +1,7 @@
 -- Files are staged again: their previous slices go (whichever of their contents each was, so by
--- every load of the file the manifest knows), and their open quarantine rows are superseded
--- (resolved by this run), never duplicated.
-WITH resolved AS (
-    UPDATE elt.quarantine
-    SET resolved_at = now(), resolved_by_run_id = %(run_id)s
-    WHERE dataset = %(dataset)s AND file = ANY(%(files)s) AND resolved_at IS NULL
-)
+-- every load of the file the manifest knows). Their open quarantine rows are superseded apart
+-- (quarantine_supersede.sql): a big file's slice is written on another connection than its
+-- quarantine rows (postgres/staging.py `_stage_and_upsert`).
 DELETE FROM {table}
 WHERE _elt_load IN (
     SELECT id FROM elt.ingestion_manifest WHERE dataset = %(dataset)s AND file = ANY(%(files)s)
