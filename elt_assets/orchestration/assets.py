@@ -147,10 +147,11 @@ def _staged_asset(
             f"The file parsed in bounded batches, cast to the contract's types and validated "
             f"with pandera; good rows are COPYed into the file's slice of "
             f"{STAGING_SCHEMA}.{contract.name}, rejected rows go to elt.quarantine with reasons. "
-            "When the run loads the target next and the table is empty (a first load), or the "
-            f"file is {STRAIGHT_INTO_ROWS_BYTES >> 20} MiB or more (an upserted table, or an "
-            "appended one without a key), the good rows go straight into the table instead, in "
-            "the same transaction, and no slice is kept."
+            "When the run loads the target next, this step loads the table itself, in the "
+            "same transaction: a first load into the empty table, and a file of "
+            f"{STRAIGHT_INTO_ROWS_BYTES >> 20} MiB or more into an appended table without a "
+            "key, by COPY into the table (no slice kept); a file of that size into an upserted "
+            "table with rows, staged in parts, each part upserted once it is committed."
         ),
         metadata={
             "dagster/table_name": f"{STAGING_SCHEMA}.{contract.name}",

@@ -137,7 +137,7 @@ def stage_metadata(staged: StagedFile, report: StageReport) -> dict[str, dg.Meta
             round(counts.rows_read / seconds, 1) if seconds > 0 else 0.0
         ),
         "staging_table": dg.MetadataValue.text(f"{STAGING_SCHEMA}.{staged.dataset}"),
-        # The rows went straight into the table (a first load, a big file), not to a slice.
+        # This step loaded the table itself (a first load, a big file), not its target step.
         "straight_to_target": dg.MetadataValue.bool(report.straight_to_target),
         "file": dg.MetadataValue.text(staged.file),
         "sha256": dg.MetadataValue.text(staged.sha256),

@@ -7,7 +7,8 @@ the policy, and record the counts in the manifest. Either all of it commits or n
 A batch's small files, read already, go through the same steps together in one transaction, with
 one COPY for all of them (`write_staged_together`). A file its run loads next may go straight
 into its table instead, in the same one transaction (`_write_straight`): a first load into the
-empty table, or a big file into one with rows.
+empty table, or a big file into one with rows (an upserted table's staged in parts on a second
+connection meanwhile, `_stage_and_upsert`).
 """
 
 from __future__ import annotations

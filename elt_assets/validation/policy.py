@@ -54,9 +54,9 @@ class StageReport:
     header: HeaderReport | None = None
     schema_change: str | None = None  # the columns this file added (policy.new_columns: add)
     copy_format: str = "csv"  # how its rows went to staging: csv, or binary (typed Parquet)
-    # The rows went straight into the target (a first load into the empty table, or a big file
-    # through a temporary table), in the staging transaction, which also recorded the file as
-    # loaded (no staging slice).
+    # The staged step loaded the target itself, in its transaction, which also recorded the
+    # file as loaded: a first load into the empty table or a big appended file by COPY (no
+    # staging slice), a big upserted file a part at a time as another connection staged it.
     straight_to_target: bool = False
 
     def to_json(self) -> dict[str, Any]:
