@@ -211,9 +211,9 @@ class BatchValidator:
         cast, cast_failures, rescued = self._rescue_values(cast, cast_failures)
         check_failures = self._check_failures(batch, cast, names)
         failures = pl.concat([cast_failures, check_failures], how="vertical")
-        # A value that could not be cast is also NULL in the typed frame: report the cast only.
-        failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
         if failures.height:  # most batches have none: no join, no sort (cast is in row order)
+            # A value that could not be cast is also NULL in the typed frame: report the cast.
+            failures = failures.sort("position").unique([ROW_COLUMN, "column_name"], keep="first")
             bad_rows = failures.select(ROW_COLUMN).unique()
             cast = cast.join(bad_rows, on=ROW_COLUMN, how="anti").sort(ROW_COLUMN)
         good = cast.select(pl.col(ROW_COLUMN), *[pl.col(f"__text_{n}").alias(n) for n in names])
@@ -391,11 +391,13 @@ class BatchValidator:
         self, batch: pl.DataFrame, cast: pl.DataFrame, names: list[str]
     ) -> pl.DataFrame:
         """One row per value that could not be cast, with its reason (computed for those only)."""
+        # Which columns failed at all, in one pass (most batches: none), before a filter each.
+        failed_any = cast.select(pl.col(f"__failed_{n}").any() for n in names).row(0)
         parts = []
-        for position, n in enumerate(names):
-            failed_rows = cast.filter(pl.col(f"__failed_{n}"))[ROW_COLUMN]
-            if failed_rows.len() == 0:
+        for position, (n, failed) in enumerate(zip(names, failed_any, strict=True)):
+            if not failed:
                 continue
+            failed_rows = cast.filter(pl.col(f"__failed_{n}"))[ROW_COLUMN]
             parts.append(
                 batch.filter(pl.col(ROW_COLUMN).is_in(failed_rows.implode())).select(
                     pl.col(ROW_COLUMN),
