@@ -35,6 +35,7 @@ import yaml
 from psycopg import sql
 
 from elt_assets.postgres.embedded import EmbeddedServer
+from elt_assets.postgres.staging import STRAIGHT_INTO_ROWS_BYTES
 from elt_assets_tests.conftest import EXAMPLES, embedded_server, with_credentials
 from elt_assets_tests.helpers import Pause, readme_instance_snippet, run_file, step_failure
 from elt_assets_tests.served import Served, wait_for
@@ -438,6 +439,65 @@ def test_concurrent_ingests_over_one_landing_all_exit_0_with_exact_tables(
         )
         assert len(manifest) == len(landed) + len(appended)
         assert {(status, copies) for *_, status, copies in manifest} == {("success", 1)}
+
+
+def test_big_files_of_one_table_wait_their_turn_or_go_in_parts_and_leave_an_exact_table(
+    owner: Owner,
+) -> None:
+    """Files of a MiB or more into an upserted table with rows. While another load holds the
+    table's writer lock, a file is staged whole and loaded in its turn; with the lock free, a
+    load stages its file in parts on a second connection and upserts each part. Two `elt
+    ingest` at once over such files: every file loads once and the table is exact."""
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS)
+    settings = {"ELT_LANDING_DIR": str(landing), "ELT_CONTRACTS_DIR": str(contracts)}
+    first = land(landing, "items/first.csv", [(k, f"first-{k}", 0) for k in range(0, 200_000, 7)])
+    assert owner.elt("ingest", "--json", env=settings).returncode == 0
+    rng = random.Random(11)
+    big = []
+    for version, name in enumerate("bcd", start=1):  # a version per file: any order is exact
+        keys = rng.sample(range(200_000), 60_000)
+        rows = [(k, f"{name}-{k:08d}", version) for k in keys]
+        big.append(land(landing, f"items/{name}.csv" if name == "b" else f"later/{name}.csv", rows))
+    assert all((landing / file).stat().st_size >= STRAIGHT_INTO_ROWS_BYTES for file in big)
+    staged = "SELECT rows_staged FROM elt.ingestion_manifest WHERE file = %s"
+
+    # The pool outlives the lock's session: a failure below frees the lock for the waiting run.
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(owner.url) as holder:
+        holder.execute(  # the writer lock another load of the table would hold (lock_table.sql)
+            "SELECT pg_advisory_xact_lock(hashtext('elt:table'), hashtext('shop.items'))"
+        )
+        waiting = pool.submit(owner.elt, "ingest", "--json", env=settings)
+        wait_for(
+            "the file staged while its table is busy",
+            lambda: owner.query(staged, [big[0]]) == [(60_000,)],
+            seconds=60,
+        )
+        assert owner.query("SELECT count(*) FROM elt_staging.items") == [(60_000,)]
+        assert owner.query("SELECT max(version) FROM shop.items") == [(0,)]  # not loaded yet
+        holder.rollback()  # the lock is free: the file loads
+        result = waiting.result(timeout=120)
+    assert result.returncode == 0 and report(result)[big[0]]["status"] == "success", result.stdout
+
+    for file in big[1:]:
+        (landing / file).rename(landing / "items" / Path(file).name)
+    big[1:] = [f"items/{Path(file).name}" for file in big[1:]]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: owner.elt("ingest", "--json", env=settings), range(2)))
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert {f["status"] for f in report(result).values()} == {"success"}, result.stdout
+    assert owner.query("SELECT id, label, version FROM shop.items ORDER BY id") == (
+        expected_upsert(landing, [first, *big])
+    )
+    loads = owner.query(
+        "SELECT file, status, (stage_report ->> 'straight_to_target')::boolean"
+        " FROM elt.ingestion_manifest WHERE file <> %s ORDER BY file",
+        [first],
+    )
+    assert [(file, status) for file, status, _ in loads] == [(f, "success") for f in big]
+    assert loads[0][2] is False  # staged whole while the table was busy
+    assert any(straight for *_, straight in loads[1:])  # with the lock free: in parts
 
 
 # -- 5: two contracts claim one dataset name ----------------------------------------------------

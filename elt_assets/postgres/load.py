@@ -271,6 +271,12 @@ def fail_file(connection: psycopg.Connection, key: ManifestKey, error: str, run_
         )
 
 
+def writer_lock(contract: Contract) -> dict[str, str]:
+    """The parameters of the table's writer lock (lock_table.sql, lock_table_try.sql): one key
+    per target table, the same for every load that takes it, waiting or not."""
+    return {"table": f"{contract.target.schema_}.{contract.target.table}"}
+
+
 def load_files(
     connection: psycopg.Connection,
     contract: Contract,
@@ -295,13 +301,12 @@ def load_files(
     previous load of it (a batch): a table that had rows is not asked whether it is empty (the
     upsert is right either way).
     """
-    table = f"{contract.target.schema_}.{contract.target.table}"
     results: list[LoadResult] = []
     changes: list[int] = []  # rows each file added minus rows it removed
     reported: set[str] = set()  # loaded before (by this run or one it retries): as recorded
     files = [k.file for k in keys]
     with connection.transaction():
-        connection.execute(render("lock_table"), {"table": table})
+        connection.execute(render("lock_table"), writer_lock(contract))
         connection.execute(render("writer_platform"))
         connection.execute(render("lock_files"), {"dataset": contract.name, "files": files})
         recorded = recorded_contents(connection, contract.name, {k.file: k.sha256 for k in keys})

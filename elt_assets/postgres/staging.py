@@ -34,7 +34,14 @@ from elt_assets.log import get_logger
 from elt_assets.postgres.binary import SIGNATURE, TRAILER, BinaryPlan, binary_plan, encode_binary
 from elt_assets.postgres.copy import copy_frame, encode_csv, read_ahead
 from elt_assets.postgres.inspect import slice_counts
-from elt_assets.postgres.load import LoadResult, ManifestKey, PartsUpsert, finish_straight, is_empty
+from elt_assets.postgres.load import (
+    LoadResult,
+    ManifestKey,
+    PartsUpsert,
+    finish_straight,
+    is_empty,
+    writer_lock,
+)
 from elt_assets.postgres.templates import (
     render,
     render_copy,
@@ -541,8 +548,7 @@ def _write_straight(
     started = time.perf_counter()
     try:
         with connection.transaction():
-            name = target_table(contract).as_string(connection)
-            taken = connection.execute(render("lock_table_try"), {"table": name}).fetchone()
+            taken = connection.execute(render("lock_table_try"), writer_lock(contract)).fetchone()
             if not (taken and taken[0]):
                 return None
             connection.execute(render("writer_platform"))
