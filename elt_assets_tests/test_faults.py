@@ -1121,6 +1121,7 @@ def test_kill_9_during_a_history_merge_leaves_the_history_as_it_was_and_a_rerun_
     assert manifest(warehouse, second)["status"] == "success"
 
 
+@pytest.mark.parametrize("rows", [3000, 80_000], ids=["through_staging", "in_parts"])
 def test_terminated_connection_mid_copy_is_retried_and_the_run_finishes(
     items: Contract,
     warehouse: Warehouse,
@@ -1128,25 +1129,38 @@ def test_terminated_connection_mid_copy_is_retried_and_the_run_finishes(
     contracts_dir: Path,
     instance: dg.DagsterInstance,
     tmp_path: Path,
+    rows: int,
 ) -> None:
+    """The staging COPY's connection terminated: a small file's, or a big file's second
+    connection after its first part was committed and upserted (uncommitted) by the step's
+    transaction. The step fails, its retry stages the file again, and it loads once."""
     first = load_first(landing, contracts_dir, instance)
     before = target_rows(warehouse)
-    second = land(landing, "b.csv", second_file())
+    second = land(landing, "b.csv", second_file(n=rows))
+    in_parts = (landing / second).stat().st_size >= STRAIGHT_INTO_ROWS_BYTES
+    assert in_parts == (rows > 3000)
     pause = Pause(warehouse.superuser_url)
-    pause.install(STAGING, "NEW._elt_file = 'items/b.csv' AND NEW._elt_row = 1500")
+    row = 50_000 if in_parts else 1500  # in parts: the second part
+    pause.install(STAGING, f"NEW._elt_file = 'items/b.csv' AND NEW._elt_row = {row}")
     process, report = fork_run(contracts_dir, second, tmp_path)
     pid, statement = pause.wait_paused(process)
     assert is_copy_into_staging(statement), statement
+    committed = f"SELECT count(*) FROM {STAGING} WHERE _elt_file = %s"
+    if in_parts:  # an earlier part committed on that connection, this one half-way
+        assert 0 < warehouse.value(committed, [second]) < row
+    else:
+        assert warehouse.value(committed, [second]) == 0
 
     assert pause.execute("SELECT pg_terminate_backend(%s)", [pid]) == [(True,)]
     pause.wait_gone(pid)
-    assert target_rows(warehouse) == before
+    assert target_rows(warehouse) == before  # the first part's upsert was never committed
     assert manifest(warehouse, second)["status"] != "success"
 
     assert join(process, report) == "success"  # the staged step's RetryPolicy took over
     assert target_rows(warehouse) == expected_table(landing, first, second)
     final = manifest(warehouse, second)
-    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, 2998)
+    assert (final["status"], final["error"], final["rows_staged"]) == ("success", None, rows - 2)
+    assert warehouse.value(committed, [second]) == rows - 2  # the slice, once
     assert open_quarantine(warehouse, second) == [10, 2500]
 
 
