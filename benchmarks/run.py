@@ -71,6 +71,10 @@ class Row:
     dlt_rss_mb: float | None = None
     dlt_keyed: float | None = None  # the same, its table's key kept unique (`dlt_load.py --key`)
     dlt_keyed_rss_mb: float | None = None
+    # Each round's times, in order (a round's commands run within a minute of each other)
+    ingest_rounds: list[float] = field(default_factory=list)
+    dlt_rounds: list[float] = field(default_factory=list)
+    dlt_keyed_rounds: list[float] = field(default_factory=list)
     # PostgreSQL's share of each round of the command as users run it (benchmarks/statements.py)
     ingest_postgres: list[statements.Share] = field(default_factory=list)
     dlt_postgres: list[statements.Share] = field(default_factory=list)
@@ -323,9 +327,12 @@ def as_users_run_it(
                 (bench.identical_dlt_keyed if keyed else bench.identical_dlt)[fmt] = identical
     for row, phase, _ in pairs:
         row.ingest, row.ingest_rss_mb = _median_run(ours[phase])
+        row.ingest_rounds = [seconds for seconds, _ in ours[phase]]
         if with_dlt:
             row.dlt, row.dlt_rss_mb = _median_run(theirs[False][phase])
             row.dlt_keyed, row.dlt_keyed_rss_mb = _median_run(theirs[True][phase])
+            row.dlt_rounds = [seconds for seconds, _ in theirs[False][phase]]
+            row.dlt_keyed_rounds = [seconds for seconds, _ in theirs[True][phase]]
 
 
 def _assert_unique_key(bench: Bench, table: str) -> None:
@@ -450,9 +457,31 @@ def as_users_table(rows: list[Row], bench: Bench) -> list[str]:
         )
     return (
         lines
+        + by_round(timed_rows)
         + same_as_limit("dlt's table", bench.identical_dlt)
         + same_as_limit("dlt's table with its key", bench.identical_dlt_keyed)
     )
+
+
+def by_round(rows: list[Row]) -> list[str]:
+    """Each round's `elt ingest` / dlt: the two commands of a round run within a minute, so their
+    ratio is steadier than the ratio of medians when this VM's speed wanders between rounds."""
+    lines = []
+    for r in rows:
+        if len(r.ingest_rounds) < 2 or len(r.dlt_rounds) != len(r.ingest_rounds):
+            continue
+        ratios = [ours / theirs for ours, theirs in zip(r.ingest_rounds, r.dlt_rounds, strict=True)]
+        keyed = [
+            ours / theirs for ours, theirs in zip(r.ingest_rounds, r.dlt_keyed_rounds, strict=True)
+        ]
+        lines.append(f"- {r.scenario}, {r.format}: {_ratios(ratios)} (dlt, key: {_ratios(keyed)})")
+    if not lines:
+        return []
+    return ["", "Round by round, `elt ingest` / dlt:", "", *lines]
+
+
+def _ratios(ratios: list[float]) -> str:
+    return ", ".join(f"{ratio:.2f}" for ratio in ratios)
 
 
 def postgres_share_table(rows: list[Row]) -> list[str]:

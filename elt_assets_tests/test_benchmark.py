@@ -9,6 +9,7 @@ limit's, row for row.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,10 @@ def test_the_benchmark_runs_every_scenario_and_checks_our_table_against_the_limi
             else:
                 assert cells[dlt] == "-" and cells[versus] == "-", cells
         assert cells[10].endswith(" MB"), cells
+    if dlt_available():  # each round's ratio beside the medians' (2 rounds, 2 formats, 2 loads)
+        pattern = r"^- (initial|delta) load, (csv|parquet): [0-9.]+, [0-9.]+ \(dlt, key: "
+        by_round = re.findall(pattern, report, re.M)
+        assert len(by_round) == 4, report
     assert "equals the limit's, every row and column: csv (2,200 rows), parquet (2,200 rows)" in (
         report
     )
