@@ -8,6 +8,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -175,6 +176,52 @@ def test_an_unreachable_warehouse_is_elt_up_0_and_the_endpoint_stays(
         scraped = endpoint.scrape()  # no password in it (checked by scrape)
         assert scraped == {("elt_up", ()): 0.0}
         assert endpoint.process.poll() is None
+
+
+def test_a_stop_during_a_scrape_waiting_for_a_hanging_warehouse_exits_0_at_once(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """SIGTERM (a container runtime's stop) while a scrape waits for a warehouse that takes the
+    connection and never answers: `elt metrics` exits 0 within seconds, not after the connect
+    timeout, and does not go on serving (it did: the stop was caught as the scrape's error)."""
+    with socket_bound() as hanging:  # listens, never accepts: the connect waits for an answer
+        cwd = tmp_path / "operator"
+        cwd.mkdir()
+        port = free_port()
+        url = f"postgresql://elt_loader:{TEST_PASSWORD}@127.0.0.1:{hanging}/warehouse"
+        env = user_env(warehouse, cwd, {"ELT_DATABASE_URL": url})
+        command = [str(Path(sys.executable).parent / "elt"), "metrics", "--port", str(port)]
+        process = subprocess.Popen(command, cwd=cwd, env=env, text=True, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # the endpoint listens (a scrape would hang: the warehouse does)
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                assert time.monotonic() < deadline, "elt metrics did not listen"
+                time.sleep(0.2)
+            scrape = threading.Thread(target=_scrape_ignoring_errors, args=(port,), daemon=True)
+            scrape.start()
+            time.sleep(1.0)  # the scrape is waiting for the warehouse (10 s connect timeout)
+            stopped_at = time.monotonic()
+            process.terminate()
+            code = process.wait(timeout=30)
+            assert code == 0
+            assert time.monotonic() - stopped_at < 6, "the stop waited for the scrape"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            stderr = process.stderr.read() if process.stderr else ""
+            if process.stderr is not None:
+                process.stderr.close()
+        assert "metrics: stopped" in stderr and "Traceback" not in stderr, stderr
+
+
+def _scrape_ignoring_errors(port: int) -> None:
+    with contextlib.suppress(OSError):  # the process stops under it: the connection closes
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path, warehouse: Warehouse) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -113,27 +114,31 @@ class _QuietHandler(WSGIRequestHandler):
         """One line per scrape would drown the log."""
 
 
-class _Stopped(Exception):
-    """SIGTERM or SIGINT: stop serving."""
-
-
-def _stop(_signum: int, _frame: object) -> None:
-    raise _Stopped
+# Seconds a stop waits for a scrape in progress. One that waits for a warehouse that hangs (up
+# to the connect timeout) is not waited out: the process exits and its client sees it close.
+STOP_GRACE_SECONDS = 2
 
 
 def run_metrics(url: str, setting: str, host: str, port: int) -> int:
     """`elt metrics`: serve until SIGTERM or Ctrl-C, then exit 0. The handlers are explicit: as
-    a container's first process (or started with the signals ignored) the defaults do nothing."""
+    a container's first process (or started with the signals ignored) the defaults do nothing.
+    They only note the signal, and the server runs in a thread of its own: an exception raised
+    by a handler in the middle of a scrape would be caught by wsgiref's error handling, which
+    answers 500 and goes on serving."""
     server = metrics_server(url, setting, host, port)
+    received: list[int] = []
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _stop)
+        signal.signal(stop_signal, lambda signum, _frame: received.append(signum))
     log.info("metrics on http://%s:%d/metrics (from %s)", host, port, setting)
-    try:
-        server.serve_forever()
-    except _Stopped:
-        log.info("metrics: stopped")
-    finally:
+    serving = serve_in_background(server)
+    while not received:
+        time.sleep(0.2)
+    stopping = threading.Thread(target=server.shutdown, name="elt-metrics-stop", daemon=True)
+    stopping.start()  # serve_forever returns once the scrape in progress is answered
+    stopping.join(STOP_GRACE_SECONDS)
+    if not serving.is_alive():
         server.server_close()
+    log.info("metrics: stopped")
     return 0
 
 
