@@ -130,13 +130,13 @@ def run_metrics(url: str, setting: str, host: str, port: int) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, _frame: received.append(signum))
     log.info("metrics on http://%s:%d/metrics (from %s)", host, port, setting)
-    serving = serve_in_background(server)
+    serve_in_background(server)
     while not received:
         time.sleep(0.2)
     stopping = threading.Thread(target=server.shutdown, name="elt-metrics-stop", daemon=True)
     stopping.start()  # serve_forever returns once the scrape in progress is answered
     stopping.join(STOP_GRACE_SECONDS)
-    if not serving.is_alive():
+    if not stopping.is_alive():  # the server stopped serving: its socket can close now
         server.server_close()
     log.info("metrics: stopped")
     return 0
