@@ -46,6 +46,7 @@ REPORT_KEYS = {
     "rows_quarantined",
     "error",
 }
+DRY_RUN_KEYS = {"schema_change", "quarantine_examples"}
 ORDER_STATUSES = {"new", "paid", "shipped", "cancelled"}  # the isin check of orders.yaml
 UNREADABLE = "orders/orders_2026-11-22.csv"
 # Line 3 (the second record) opens a quote that is never closed: the file cannot be read.
@@ -88,8 +89,8 @@ def report(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
             f"stdout is not one JSON document ({error})\n{explain(result)}"
         ) from None
     assert set(document) == {"files"}, explain(result)
-    for entry in document["files"]:
-        assert set(entry) == REPORT_KEYS, entry
+    for entry in document["files"]:  # a dry run may add what the load would change, and examples
+        assert REPORT_KEYS <= set(entry) <= REPORT_KEYS | DRY_RUN_KEYS, entry
     by_file = {entry["file"]: entry for entry in document["files"]}
     assert len(by_file) == len(document["files"]), "a file is reported twice"
     return by_file
@@ -422,6 +423,15 @@ def test_dry_run_writes_nothing_and_reports_what_would_happen(
         entry = entries[file]
         assert entry["status"] == "would_load", entry
         assert (entry["rows_read"], entry["rows_quarantined"]) == (read, quarantined), entry
+        # Nothing goes to elt.quarantine: the first rejected rows are shown instead.
+        examples = entry.get("quarantine_examples", [])
+        assert len(examples) == min(quarantined, 5), entry
+        assert all(example.startswith("row ") for example in examples), examples
+    assert any(entry.get("quarantine_examples") for entry in entries.values())
+    text = elt("ingest", "--dry-run", tmp_path=tmp_path, env=db_env(warehouse, dirs))
+    assert text.returncode == 1, explain(text)
+    assert "None" not in text.stdout and "elt.quarantine" not in text.stdout, text.stdout
+    assert "            quarantined row " in text.stdout, text.stdout
     assert warehouse.value("SELECT count(*) FROM elt.ingestion_manifest") == 0
     assert warehouse.value("SELECT count(*) FROM elt.landing_files") == 0
     tables = warehouse.value(

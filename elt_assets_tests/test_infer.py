@@ -554,6 +554,13 @@ def test_command_prints_a_loadable_contract_and_reports_errors_without_traceback
     assert (missing.returncode, missing.stdout) == (1, "")
     assert missing.stderr == "elt: error: nope.csv: no such file\n"
 
+    # The flags before the file, as people type them: a key of two columns, one flag each.
+    keyed = infer_cli(
+        "--primary-key", "Sale ID", "--primary-key", "total", "sales/Sales 2026.csv", cwd=tmp_path
+    )
+    assert keyed.returncode == 0, keyed.stderr
+    assert yaml.safe_load(keyed.stdout)["target"]["primary_key"] == ["sale_id", "total"]
+
     bad_key = infer_cli("sales/Sales 2026.csv", "--primary-key", "id", cwd=tmp_path)
     assert bad_key.returncode == 2
     assert bad_key.stderr == (

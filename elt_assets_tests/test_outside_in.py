@@ -561,6 +561,116 @@ def test_commands_that_meet_a_ragged_row_exit_cleanly_every_time(
         assert codes == [expected] * len(runs), (command[1], codes, runs[0].stderr[-2000:])
 
 
+# -- 9: a table that no longer fits stops its dataset alone; a dropped one is filled again -----
+
+PLAIN_ITEMS = """
+name: items
+source: {glob: "items/*.csv"}
+target: {schema: shop, table: items, mode: upsert, primary_key: [id]}
+columns:
+  - {name: id, type: bigint, nullable: false}
+  - {name: label, type: text}
+  - {name: version, type: integer, nullable: false}
+"""
+
+
+def test_a_target_that_no_longer_fits_stops_its_dataset_alone_and_reload_fills_it_again(
+    owner: Owner,
+) -> None:
+    """Items upsert without a version: the file loaded last wins, so its reload must come last
+    too. `z.csv` is loaded before `a.csv`, against the order of their names."""
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, PLAIN_ITEMS, EVENTS)
+    ingest = ("ingest", "--landing", str(landing), "--contracts", str(contracts), "--json")
+    land(landing, "items/z.csv", [(1, "one-z", 1), (2, "two-z", 1)])
+    land(landing, "events/a.csv", [(1, "e1", 1)])
+    assert owner.elt(*ingest).returncode == 0
+    land(landing, "items/a.csv", [(1, "one-a", 2), (3, "three-a", 1)])
+    assert owner.elt(*ingest).returncode == 0
+    table = owner.query("SELECT id, label FROM shop.items ORDER BY id")
+    assert table == [(1, "one-a"), (2, "two-z"), (3, "three-a")]
+
+    # The contract now says bigint where the table has integer: items stops, events goes on.
+    (contracts / "items.yaml").write_text(
+        PLAIN_ITEMS.replace("version, type: integer", "version, type: bigint").strip() + "\n"
+    )
+    land(landing, "events/b.csv", [(2, "e2", 1)])
+    unfit = owner.elt(*ingest)
+    assert unfit.returncode == 2, unfit.stderr
+    document = json.loads(unfit.stdout)
+    assert {f["file"]: f["status"] for f in document["files"]} == {
+        "events/a.csv": "success",
+        "events/b.csv": "success",
+    }
+    [problem] = document["unfit_tables"]
+    assert problem["dataset"] == "items"
+    assert (
+        "shop.items.version is integer in the database but bigint in the contract"
+        in (problem["error"])
+    )
+    assert "elt ingest --dataset items --reload" in problem["error"]
+    assert owner.query("SELECT count(*) FROM shop.events") == [(2,)]
+    init = owner.elt("db", "init", env={"ELT_CONTRACTS_DIR": str(contracts)})
+    assert init.returncode == 2, init.stderr
+    assert "dataset tables ready: events" in init.stdout
+    assert "dataset items not ready: the existing target table does not match" in init.stderr
+
+    # Dropped, as the message allows: created again empty, with a warning that says what to do.
+    owner.query("DROP TABLE shop.items")
+    recreated = owner.elt(*ingest)
+    assert recreated.returncode == 0, recreated.stderr
+    warning = [line for line in recreated.stderr.splitlines() if "is new" in line]
+    assert len(warning) == 1, recreated.stderr
+    assert "dataset items loaded 2 file(s) before it existed" in warning[0]
+    assert "`elt ingest --dataset items --reload`" in warning[0]
+    assert owner.query("SELECT count(*) FROM shop.items") == [(0,)]
+
+    land(landing, "items/m.csv", [(3, "three-m", 1), (4, "four-m", 1)])  # new since
+    reloaded = owner.elt(*ingest, "--dataset", "items", "--reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert {f["file"]: f["status"] for f in report(reloaded).values()} == {
+        "items/a.csv": "success",
+        "items/m.csv": "success",
+        "items/z.csv": "success",
+    }
+    assert noise(reloaded.stderr) == []
+    # z, then a (the order they were loaded in), then the new m.
+    assert owner.query("SELECT id, label FROM shop.items ORDER BY id") == [
+        (1, "one-a"),
+        (2, "two-z"),
+        (3, "three-m"),
+        (4, "four-m"),
+    ]
+    again = owner.elt(*ingest, "--dataset", "items")  # nothing new: nothing loads
+    assert again.returncode == 0 and "is new" not in again.stderr
+    assert owner.query("SELECT count(*) FROM shop.items") == [(4,)]
+
+
+def test_a_dry_run_shows_rejected_rows_and_a_closed_pipe_ends_quietly(owner: Owner) -> None:
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS)
+    (landing / "items").mkdir(parents=True)
+    (landing / "items" / "a.csv").write_text("id,label,version\n1,x,1\n2,y,two\n3,z,\n")
+    dry = owner.elt("ingest", "--dry-run", "--landing", str(landing), "--contracts", str(contracts))
+    assert dry.returncode == 1, dry.stderr
+    first = "would_fail  items        items/a.csv: read 3, quarantined 2"
+    assert dry.stdout.splitlines()[0] == first, dry.stdout
+    assert "elt.quarantine" not in dry.stdout and "None" not in dry.stdout
+    shown = [line.strip() for line in dry.stdout.splitlines() if "quarantined row" in line]
+    assert len(shown) == 2 and shown[0].startswith("quarantined row 2: version"), dry.stdout
+    assert shown[1].startswith("quarantined row 3: version"), dry.stdout
+
+    # Whoever reads the output goes away before it is written (`elt ... | head -0`).
+    process = owner.spawn(
+        "ingest", "--dry-run", "--json", "--landing", str(landing), "--contracts", str(contracts)
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 141, stderr
+    assert "Traceback" not in stderr, stderr
+
+
 # -- 8: an unexpected error fails the file once, and is not retried -----------------------------
 
 

@@ -57,11 +57,12 @@ def _contract_parsers(contract: argparse.ArgumentParser) -> None:
     infer.add_argument("--name", help="dataset name (default: the file name, sanitised)")
     infer.add_argument(
         "--primary-key",
-        nargs="+",
-        action="extend",
+        # One column per flag: a list (nargs) would swallow FILE when it comes after the flag.
+        action="append",
         default=[],
         metavar="COL",
-        help="key column(s), by header or name: mode upsert (default: append, no key)",
+        help="a key column, by header or name (repeat the flag for a key of several columns): "
+        "mode upsert (default: append, no key)",
     )
     infer.add_argument(
         "--sample-rows", type=int, default=10_000, metavar="N", help="rows read (default 10000)"
@@ -146,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="also run again the files whose last attempt failed (after fixing a contract)",
+    )
+    ingest.add_argument(
+        "--reload",
+        action="store_true",
+        help="load again the files loaded before (still in the landing zone), in the order they "
+        "were loaded, then the new ones: to fill a target that was dropped and created again",
     )
 
     db = commands.add_parser("db", help="the embedded PostgreSQL, and database set-up")
@@ -295,12 +302,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
-        return _dispatch(args, settings)
+        code = _dispatch(args, settings)
+        sys.stdout.flush()  # a reader gone meets us here (below), not in Python's exit
+        return code
     except SettingError as error:
         print(f"elt: configuration error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read the output stopped reading (`elt ingest --json | head`): nothing to say,
+        # and nothing more to write at exit either. 141 is what a shell reports for SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except EltError as error:  # every error the platform raises on purpose says what to do
         print(f"elt: error: {mask_secrets(str(error))}", file=sys.stderr)
         return 2
@@ -373,7 +387,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from elt_assets.cli.ingest import print_outcome, run_ingest
 
-    outcome = run_ingest(settings, args.dataset, args.dry_run, args.retry_failed, args.files)
+    outcome = run_ingest(
+        settings, args.dataset, args.dry_run, args.retry_failed, args.files, reload=args.reload
+    )
     print_outcome(outcome, args.json)
     return outcome.exit_code
 

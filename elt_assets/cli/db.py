@@ -114,4 +114,6 @@ def _init(settings: Settings, *, embedded: bool) -> int:
     print(f"dataset tables ready: {', '.join(report.datasets) or 'none'}")
     for error in contract_set.errors:
         print(f"broken contract {error}", file=sys.stderr)
-    return 2 if contract_set.errors else 0
+    for name, problem in report.unfit.items():
+        print(f"dataset {name} not ready: {problem}", file=sys.stderr)
+    return 2 if contract_set.errors or report.unfit else 0

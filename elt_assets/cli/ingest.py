@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -38,6 +38,7 @@ from elt_assets.orchestration.names import (
     LANDING_KEY,
     PROCESS_LEASE_TAG,
     RELOAD_OF_TAG,
+    RELOAD_TAG,
     RUN_KEY_TAG,
     WAREHOUSE_KEY,
     batch_job_name,
@@ -90,10 +91,12 @@ class UsageError(TerminalError):
 class Outcome:
     files: list[dict[str, Any]]
     broken_contracts: list[str]
+    # Datasets not loaded because their tables do not fit the contract: dataset -> why, and the fix.
+    unfit_tables: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        if self.broken_contracts:
+        if self.broken_contracts or self.unfit_tables:
             return 2
         # `running`: in progress in another process (this call's own runs are over); not a failure.
         ok = {"success", "duplicate", "would_load", "running"}
@@ -145,8 +148,11 @@ def run_ingest(
     dry_run: bool,
     retry_failed: bool = False,
     files: list[str] | None = None,
+    *,
+    reload: bool = False,
 ) -> Outcome:
-    """Load what is new (or, with `files`, only those files) for the selected datasets."""
+    """Load what is new (or, with `files`, only those files) for the selected datasets; with
+    `reload`, first the files loaded before again."""
     settings.require_landing("--landing")
     contract_set = load_contracts(settings.require_contracts_dir("--contracts"))
     contracts, broken = select(contract_set, dataset)
@@ -160,16 +166,17 @@ def run_ingest(
         return Outcome(rows, broken)
     databases = resolve_databases(settings, need_dagster=False)
     try:
-        initialize_warehouse(databases, contracts)
+        unfit = initialize_warehouse(databases, contracts).unfit
+        contracts = [c for c in contracts if c.name not in unfit]  # the others load all the same
         warehouse = PostgresResource.for_urls(
             databases.env["ELT_DATABASE_URL"], databases.env["ELT_OWNER_DATABASE_URL"], settings
         )
         resources = build_resources(settings, warehouse)
-        loaded = _ingest(settings, contracts, resources, retry_failed, only)
+        loaded = _ingest(settings, contracts, resources, retry_failed, only, reload)
     finally:
         if databases.started_server and databases.server is not None:
             databases.server.stop()
-    return Outcome(loaded, broken)
+    return Outcome(loaded, broken, unfit)
 
 
 def _keeps_history() -> bool:
@@ -191,6 +198,7 @@ def _ingest(
     resources: dict[str, Any],
     retry_failed: bool,
     only: dict[str, frozenset[str]] | None,
+    reload: bool = False,
 ) -> list[dict[str, Any]]:
     from elt_assets.definitions import build_definitions
 
@@ -217,7 +225,7 @@ def _ingest(
                 dataset = _Dataset(
                     settings, contract, definitions, discovery, resources, instance, tags, files
                 )
-                report.extend(dataset.ingest(retry_failed))
+                report.extend(dataset.ingest(retry_failed, reload))
     finally:
         resources[WAREHOUSE_KEY].close()
     return report
@@ -260,9 +268,12 @@ class _Dataset:
         self.only = only  # `elt ingest --file`: these files alone
         self.own_runs: set[str] = set()  # run ids of this call
 
-    def ingest(self, retry_failed: bool) -> list[dict[str, Any]]:
+    def ingest(self, retry_failed: bool, reload: bool = False) -> list[dict[str, Any]]:
         requests = self._tick()
-        self._run(requests + self._leftovers(requests, retry_failed))
+        if reload:  # the files loaded before first, in their order: a newer file's rows win
+            self._run(self._reloads(requests) + requests + self._leftovers(requests, retry_failed))
+        else:
+            self._run(requests + self._leftovers(requests, retry_failed))
         return self._settle()
 
     def _tick(self) -> list[dg.RunRequest]:
@@ -327,6 +338,47 @@ class _Dataset:
             batch_job_name(name),
             self.discovery,
         )
+
+    def _reloads(self, requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+        """`--reload`: runs that load again the files whose latest load succeeded and whose
+        content is still the same, in the order they were loaded. A file recorded as a duplicate
+        of another was never loaded itself, and is not either now."""
+        name = self.contract.name
+        requested = {file for request in requests for file in request_files(request, name)}
+        with self.warehouse.connection() as connection:
+            latest = {row["file"]: row for row in latest_manifest(connection, name)}
+        loaded = sorted(
+            (
+                (latest[landed.relative_path], landed)
+                for landed in self._files()
+                if landed.relative_path not in requested
+                and latest.get(landed.relative_path, {}).get("status") == "success"
+            ),
+            key=lambda pair: (pair[0]["started_at"], pair[1].relative_path),
+        )
+        with self.warehouse.connection() as connection:
+            busy = leases_held(connection, name, [landed.relative_path for _, landed in loaded])
+        files = [  # hashed last, as in _leftovers; one another process is loading is left to it
+            (landed, row["sha256"])
+            for row, landed in loaded
+            if landed.relative_path not in busy
+            and self.landing.sha256(landed.relative_path) == row["sha256"]
+        ]
+        if not files:
+            return []
+        log.info("%s: loading %d file(s) again (--reload)", name, len(files))
+        self.instance.add_dynamic_partitions(
+            files_partitions_name(name), [path_to_key(landed.relative_path) for landed, _ in files]
+        )
+        stamp = f"@reload-{time.time_ns()}"  # a run key of its own: not the file's first run's
+        return [
+            request.with_replaced_attrs(
+                run_key=(request.run_key or "") + stamp, tags={**request.tags, RELOAD_TAG: "true"}
+            )
+            for request in file_requests(
+                self.contract, files, ingest_job_name(name), batch_job_name(name), self.discovery
+            )
+        ]
 
     def _files(self) -> list[LandedFile]:
         """The dataset's files in the landing zone (with `--file`, those of them)."""
@@ -426,15 +478,17 @@ def _dry_run(
         entry: dict[str, Any] = dict.fromkeys(REPORT_FIELDS)
         entry.update(dataset=contract.name, file=file)
         try:
-            good, growth = _dry_read(staged)
+            good, growth, examples = _dry_read(staged)
         except (FileRejected, UncastableColumn) as error:
             entry.update(status="would_fail", error=str(error))
             rows.append(entry)
             continue
         if growth:
             entry["schema_change"] = growth  # what the load would add or widen
+        if examples:
+            entry["quarantine_examples"] = examples  # nothing is written: the first ones here
         counts = FileCounts(staged.rows_read, good, staged.rows_rejected)
-        problems = policy_violations(contract, counts)
+        problems = policy_violations(contract, counts, quarantine_written=False)
         entry.update(
             status="would_fail" if problems else "would_load",
             rows_read=staged.rows_read,
@@ -445,14 +499,27 @@ def _dry_run(
     return rows
 
 
-def _dry_read(staged: StagedFile) -> tuple[int, str | None]:
-    """Read the file as its load would: good rows, and how the tables would grow (in memory
-    only, from the YAML contract: a dry run writes nothing)."""
+# Quarantined rows a dry run shows of each file (it writes none to elt.quarantine).
+DRY_RUN_EXAMPLES = 5
+
+
+def _dry_read(staged: StagedFile) -> tuple[int, str | None, list[str]]:
+    """Read the file as its load would: good rows, how the tables would grow (in memory only,
+    from the YAML contract: a dry run writes nothing), and the first quarantined rows' reasons."""
     grown = Evolution()
     changes: list[str] = []
     for _ in range(MAX_GROWTHS):
+        good = 0
+        examples: list[str] = []
         try:
-            return sum(batch.good.height for batch in staged.batches()), ", ".join(changes) or None
+            for batch in staged.batches():
+                good += batch.good.height
+                wanted = DRY_RUN_EXAMPLES - len(examples)
+                examples += [  # each reason names its column
+                    f"row {row['row_number']}: {row['reason']}"
+                    for row in batch.quarantined.head(max(wanted, 0)).iter_rows(named=True)
+                ]
+            return good, ", ".join(changes) or None, examples
         except SchemaGrowth as growth:
             grown.added += growth.added
             for name, wide in growth.widened.items():
@@ -465,20 +532,30 @@ def _dry_read(staged: StagedFile) -> tuple[int, str | None]:
 
 def print_outcome(outcome: Outcome, as_json: bool) -> None:
     if as_json:
-        document = {"files": outcome.files}
+        document: dict[str, list[Any]] = {"files": outcome.files}
         if outcome.broken_contracts:
-            document["broken_contracts"] = outcome.broken_contracts  # type: ignore[assignment]
+            document["broken_contracts"] = outcome.broken_contracts
+        if outcome.unfit_tables:
+            document["unfit_tables"] = [
+                {"dataset": name, "error": error} for name, error in outcome.unfit_tables.items()
+            ]
         json.dump(document, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
     for problem in outcome.broken_contracts:
         print(f"BROKEN CONTRACT {problem}")
+    for name, error in outcome.unfit_tables.items():
+        print(f"NOT LOADED {name}: {error}")
     if not outcome.files:
         print("no files found for the selected datasets")
     for f in outcome.files:
-        counts = (
-            f"read {f['rows_read']}, inserted {f['rows_inserted']}, updated {f['rows_updated']}, "
-            f"unchanged {f['rows_unchanged']}, quarantined {f['rows_quarantined']}"
+        counts = ", ".join(  # what a load recorded (a dry run or a failed file: fewer)
+            f"{name} {f[f'rows_{name}']}"
+            for name in ("read", "inserted", "updated", "unchanged", "quarantined")
+            if f[f"rows_{name}"] is not None
         )
-        line = f"{f['status']:<11} {f['dataset']:<12} {f['file']}: {counts}"
-        print(line + (f"\n            error: {f['error']}" if f["error"] else ""))
+        lines = [f"{f['status']:<11} {f['dataset']:<12} {f['file']}: {counts or 'not read'}"]
+        lines += [f"            error: {f['error']}"] if f["error"] else []
+        examples = f.get("quarantine_examples", [])
+        lines += [f"            quarantined {example}" for example in examples]
+        print("\n".join(lines))

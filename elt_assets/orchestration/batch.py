@@ -56,6 +56,7 @@ from elt_assets.orchestration.names import (
     BATCH_TAG,
     DEFAULT_NAMING,
     FILE_EVENTS_TAG,
+    RELOAD_TAG,
     Naming,
     batch_job_name,
     batch_op_name,
@@ -194,6 +195,7 @@ class _Batch:
         # The runs this one retries (a batch retried from its failure): a file one of them
         # loaded may have been left unreported when it died.
         self.retried = steps.retried_runs(context.run, context.instance)
+        self.reloads = context.run.tags.get(RELOAD_TAG) == "true"  # `elt ingest --reload`
 
     def run(self, partition_keys: list[str]) -> None:
         started = time.perf_counter()
@@ -268,15 +270,17 @@ class _Batch:
         loaded = steps.loaded_already(self.warehouse, self.contract.name, list(described.values()))
         unreported = []  # loaded by this run or one it retries, maybe not reported before it died
         for key, raw in list(described.items()):
-            if raw.file in loaded:
-                known = loaded[raw.file]
-                if known.loaded_by({self.run_id, *self.retried}) and not self._reported(
-                    key, known.run_id
-                ):
-                    unreported.append(key)
-                else:
-                    self._skip(raw.file, "this content is already loaded")
-                del described[key]
+            known = loaded.get(raw.file)
+            if known is None:
+                continue
+            ours = known.loaded_by({self.run_id, *self.retried})
+            if ours and not self._reported(key, known.run_id):
+                unreported.append(key)
+            elif ours or not self.reloads:
+                self._skip(raw.file, "this content is already loaded")
+            else:
+                continue  # `elt ingest --reload`: loaded before by another run, loaded again
+            del described[key]
         for key in unreported:
             self._guard(key, self._report_recorded_load)
         with file_failures(self.warehouse, None, self.run_id):  # the free leases, at once

@@ -80,6 +80,8 @@ SHA_TAG = "elt/sha256"
 FILE_TAG = "elt/file"
 DATASET_TAG = "elt/dataset"
 RELOAD_OF_TAG = "elt/reload_of"  # the run that ended without finishing the file
+# "true" on the runs of `elt ingest --reload`: a file loaded before by another run loads again.
+RELOAD_TAG = "elt/reload"
 BATCH_TAG = "elt/batch"  # "true" on batch runs
 BATCH_FILES_TAG = "elt/batch_files"  # how many files the run loads
 # "false" on the runs of `elt ingest` without DAGSTER_HOME: their instance ends with the process,

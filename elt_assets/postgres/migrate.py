@@ -52,7 +52,10 @@ class InitReport:
     single_role: str | None = None
     adopted: list[str] = field(default_factory=list)  # objects handed to elt_owner by this init
     applied: list[str] = field(default_factory=list)
-    datasets: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)  # their tables exist and fit
+    # Datasets whose tables could not be made to fit (an existing target that differs from the
+    # contract, a missing privilege): dataset -> what is wrong and the fix. The others go on.
+    unfit: dict[str, str] = field(default_factory=dict)
 
 
 def available_migrations() -> list[Migration]:
@@ -268,8 +271,12 @@ def _migrate(
         with connection.transaction():
             connection.execute(script("grants.sql"))
     for contract in contracts:
-        ensure_dataset_tables(connection, effective_contract(connection, contract))
-        report.datasets.append(contract.name)
+        try:
+            ensure_dataset_tables(connection, effective_contract(connection, contract))
+        except TerminalDatabaseError as error:  # this dataset's, not the platform's
+            report.unfit[contract.name] = str(error)
+        else:
+            report.datasets.append(contract.name)
 
 
 def initialize_embedded_roles(connection: psycopg.Connection, passwords: dict[str, str]) -> None:

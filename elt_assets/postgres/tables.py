@@ -231,6 +231,7 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
         staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
         if not target:
             _create_target(connection, contract)
+            _say_earlier_loads(connection, contract)
         elif _lacks_rescue_column(contract, target):
             rescue = [c for c in contract.table_columns if c.name == contract.policy.rescue_column]
             name = f"{contract.target.schema_}.{contract.target.table}"
@@ -241,6 +242,23 @@ def _create_missing(connection: psycopg.Connection, contract: Contract) -> None:
             _add_columns(connection, staging_table(contract), name, missing)
         elif not staging or not _staging_matches(contract, staging):
             _create_staging(connection, contract, replace=bool(staging))
+
+
+def _say_earlier_loads(connection: psycopg.Connection, contract: Contract) -> None:
+    """A target created for a dataset that loaded files before (its table was dropped, or its
+    contract names another one) has none of their rows: say so, and how to load them again."""
+    row = connection.execute(render("manifest_loaded_files"), {"dataset": contract.name}).fetchone()
+    if row and row[0]:
+        log.warning(
+            "%s.%s is new, and dataset %s loaded %d file(s) before it existed: their rows are "
+            "not in it. `elt ingest --dataset %s --reload` loads the files still in the landing "
+            "zone again (or materialise their partitions in the UI)",
+            contract.target.schema_,
+            contract.target.table,
+            contract.name,
+            row[0],
+            contract.name,
+        )
 
 
 def _lacks_rescue_column(contract: Contract, target: list[ColumnInfo]) -> bool:
@@ -266,8 +284,10 @@ def ensure_dataset_tables(
         if problems:
             raise TerminalDatabaseError(
                 "the existing target table does not match the contract, and it is never altered "
-                "automatically: " + "; ".join(problems) + ". Migrate the table (or drop it to let "
-                "the platform recreate it), or change the contract (if its files evolved the "
+                "automatically: " + "; ".join(problems) + ". Migrate the table (or drop it: the "
+                "platform creates it again, and `elt ingest --dataset "
+                f"{contract.name} --reload` loads its files into it again), or change the "
+                "contract (if its files evolved the "
                 f"table, `elt contract show {contract.name} --effective` prints the contract "
                 "as the table now is)."
             )

@@ -104,9 +104,14 @@ class StageReport:
         )
 
 
-def policy_violations(contract: Contract, counts: FileCounts) -> list[str]:
-    """Why the file fails its contract's policy; empty when it passes."""
+def policy_violations(
+    contract: Contract, counts: FileCounts, *, quarantine_written: bool = True
+) -> list[str]:
+    """Why the file fails its contract's policy; empty when it passes. `quarantine_written`:
+    whether the rejected rows are in elt.quarantine to look at (not after a dry run)."""
     policy = contract.policy
+    see = " (see elt.quarantine)" if quarantine_written else ""
+    see_each = " (see elt.quarantine for each row and reason)" if quarantine_written else ""
     problems: list[str] = []
     accounted = counts.rows_staged + counts.rows_quarantined
     if counts.rows_read != accounted:
@@ -117,13 +122,12 @@ def policy_violations(contract: Contract, counts: FileCounts) -> list[str]:
     bad, read = counts.rows_quarantined, counts.rows_read
     if bad and policy.bad_rows == "fail":
         problems.append(
-            f"{bad} of {read} rows failed validation and the contract says bad_rows: fail "
-            "(see elt.quarantine for each row and reason)"
+            f"{bad} of {read} rows failed validation and the contract says bad_rows: fail{see_each}"
         )
     elif read and bad / read > policy.max_bad_row_ratio:
         problems.append(
             f"{bad} of {read} rows ({bad / read:.2%}) failed validation, more than "
-            f"max_bad_row_ratio {policy.max_bad_row_ratio:.2%} allows (see elt.quarantine)"
+            f"max_bad_row_ratio {policy.max_bad_row_ratio:.2%} allows{see}"
         )
     if counts.duplicate_keys and policy.duplicate_keys == "fail":
         examples = ", ".join(counts.duplicate_key_examples[:5])
