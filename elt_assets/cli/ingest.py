@@ -345,18 +345,18 @@ class _Dataset:
         of another was never loaded itself, and is not either now."""
         name = self.contract.name
         requested = {file for request in requests for file in request_files(request, name)}
+        landed_files = self._files()  # listed before a connection is taken: a bucket can be slow
         with self.warehouse.connection() as connection:
             latest = {row["file"]: row for row in latest_manifest(connection, name)}
-        loaded = sorted(
-            (
-                (latest[landed.relative_path], landed)
-                for landed in self._files()
-                if landed.relative_path not in requested
-                and latest.get(landed.relative_path, {}).get("status") == "success"
-            ),
-            key=lambda pair: (pair[0]["started_at"], pair[1].relative_path),
-        )
-        with self.warehouse.connection() as connection:
+            loaded = sorted(
+                (
+                    (latest[landed.relative_path], landed)
+                    for landed in landed_files
+                    if landed.relative_path not in requested
+                    and latest.get(landed.relative_path, {}).get("status") == "success"
+                ),
+                key=lambda pair: (pair[0]["started_at"], pair[1].relative_path),
+            )
             busy = leases_held(connection, name, [landed.relative_path for _, landed in loaded])
         files = [  # hashed last, as in _leftovers; one another process is loading is left to it
             (landed, row["sha256"])
