@@ -671,6 +671,82 @@ def test_a_dry_run_shows_rejected_rows_and_a_closed_pipe_ends_quietly(owner: Own
     assert "Traceback" not in stderr, stderr
 
 
+# -- 10: columns named like the words of the platform's own SQL -------------------------------
+
+# The aliases and output names of the statements that read staging and target tables: a contract
+# column of such a name was once taken for them (f and l of the slice counts, vf and gap of the
+# history merge, occurrences of the unique check), and the file failed.
+SQL_WORDS = (  # noqa: SIM905 (a list of 34 names is easier to read as words)
+    "f l s n q x e k t g c d m gap vf vt existed corrected occurrences next_vf new_vt prev_values "
+    "after_gap given slice source existing final inserted written reason text counted moved"
+).split()
+
+
+def test_columns_named_like_the_platforms_own_sql_load_in_every_mode(owner: Owner) -> None:
+    landing, contracts = owner.home / "landing", owner.home / "contracts"
+    contracts.mkdir()
+    modes = {
+        "upserted": "mode: upsert, primary_key: [id], version_column: version",
+        "appended": "mode: append",
+        "history": "mode: history, primary_key: [id], version_column: version",
+    }
+    header = ["id", "version", *SQL_WORDS]
+
+    def rows(ids: range, version: int) -> list[list[int]]:
+        return [
+            [i, version, *(i * 1000 + version * 100 + j for j in range(len(SQL_WORDS)))]
+            for i in ids
+        ]
+
+    # Row 4 (id 9) repeats row 1's f and l: the unique check quarantines both.
+    small = [*rows(range(1, 4), 1), [9, 1, *rows(range(1, 2), 1)[0][2:]]]
+    big = rows(range(2, 30_002), 2)  # over STRAIGHT_INTO_ROWS_BYTES: the big files' own path
+    for mode, target in modes.items():
+        columns = "\n".join(f"  - {{name: {name}, type: integer}}" for name in SQL_WORDS)
+        (contracts / f"{mode}.yaml").write_text(
+            f'name: {mode}\nsource: {{glob: "{mode}/*.csv"}}\n'
+            f"target: {{schema: words, table: {mode}, {target}}}\n"
+            "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+            f"  - {{name: version, type: integer, nullable: false}}\n{columns}\n"
+            "checks: {unique: [[f, l]]}\npolicy: {max_bad_row_ratio: 0.5}\n"
+        )
+    ingest = ("ingest", "--landing", str(landing), "--contracts", str(contracts), "--json")
+    for name, content in (("1-small.csv", small), ("2-big.csv", big)):  # the big into rows
+        for mode in modes:
+            path = landing / mode / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as handle:
+                csv.writer(handle).writerows([header, *content])
+        assert path.stat().st_size >= (STRAIGHT_INTO_ROWS_BYTES if content is big else 0)
+        result = owner.elt(*ingest)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert noise(result.stderr) == []
+
+    words = ", ".join(f'"{word}"' for word in SQL_WORDS)
+    last = rows(range(30_001, 30_002), 2)[0]
+    for mode in ("upserted", "history"):  # ids 2 and 3 of the small file, 2-30001 of the big
+        current = "" if mode == "upserted" else " WHERE _elt_current"
+        counted = owner.query(f"SELECT count(*), min(id) FROM words.{mode}{current}")
+        assert counted == [(30_000, 2)]
+        assert owner.query(f"SELECT id, version, {words} FROM words.{mode} WHERE id = 30001") == [
+            tuple(last)
+        ]
+    # The small file's ids 2 and 3 got a second version from the big one.
+    assert owner.query(
+        "SELECT id, count(*) FROM words.history WHERE id <= 3 GROUP BY id ORDER BY id"
+    ) == [(2, 2), (3, 2)]
+    assert owner.query("SELECT count(*) FROM words.appended") == [(2 + 30_000,)]
+    # The two rows sharing f and l went to the quarantine whole, their column `occurrences` too.
+    quarantined = owner.query(
+        "SELECT dataset, row_number, raw_record->>'occurrences', raw_record->>'f'"
+        " FROM elt.quarantine ORDER BY dataset, row_number"
+    )
+    occurrences = str(1100 + SQL_WORDS.index("occurrences"))
+    assert quarantined == [
+        (mode, row, occurrences, "1100") for mode in sorted(modes) for row in (1, 4)
+    ]
+
+
 # -- 8: an unexpected error fails the file once, and is not retried -----------------------------
 
 

@@ -937,9 +937,17 @@ class FileReader:
             if per_day is None or column.null_count == len(column):
                 continue
             ticks = column.view(pa.int32() if pa.types.is_date32(column.type) else pa.int64())
-            outside = pc.or_(
-                pc.less(ticks, _FIRST_DAY * per_day), pc.greater_equal(ticks, _END_DAY * per_day)
-            )
+            # A bound beyond int64 is one no value of the type can pass (nanoseconds hold only
+            # 1677-2262), and not a number Arrow compares an int64 with.
+            first, end = _FIRST_DAY * per_day, _END_DAY * per_day
+            beyond = [
+                pc.less(ticks, first) if first > _INT64_MIN else None,
+                pc.greater_equal(ticks, end) if end <= _INT64_MAX else None,
+            ]
+            tests = [test for test in beyond if test is not None]
+            if not tests:
+                continue
+            outside = tests[0] if len(tests) == 1 else pc.or_(*tests)
             if pc.any(outside).as_py():
                 index = pc.index(outside, True).as_py()
                 raise FileRejected(
@@ -1048,6 +1056,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 _FIRST_DAY = _days_from_civil(-4713, 11, 24)  # 4714-11-24 BC, Julian day 0: PostgreSQL's first
 _END_DAY = _days_from_civil(262143, 1, 1)  # polars (chrono) holds years up to 262142
 _TICKS_PER_DAY = {"date32[day]": 1}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _timestamp_ticks(arrow_type: pa.DataType) -> int | None:

@@ -259,7 +259,7 @@ def render_history_merge(contract: Contract) -> sql.Composed:
         else sql.SQL("false")
     )
     merged = sql.SQL(", ").join(
-        sql.SQL("CASE WHEN s.vf IS NULL THEN {} ELSE {} END AS {}").format(
+        sql.SQL("CASE WHEN s._elt_vf IS NULL THEN {} ELSE {} END AS {}").format(
             sql.Identifier("e", c), sql.Identifier("s", c), sql.Identifier(c)
         )
         for c in others
@@ -291,7 +291,7 @@ def render_history_merge(contract: Contract) -> sql.Composed:
         assign_others=sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("f", c)) for c in others
         ),
-        snapshot_at=sql.SQL("(SELECT max(vf) FROM source)") if version else sql.SQL("now()"),
+        snapshot_at=sql.SQL("(SELECT max(_elt_vf) FROM source)") if version else sql.SQL("now()"),
     )
 
 

@@ -8,72 +8,82 @@
 -- to that result row by row (other keys untouched) and, with history.close_missing, the current
 -- versions of keys the file does not have are closed. Apart from ties, the result depends on the
 -- versions alone, not on the order files arrive in.
+-- Its own columns (_elt_vf, _elt_gap, ...) carry the platform's reserved prefix, so that no
+-- column of the contract can be mistaken for one of them.
 WITH source AS MATERIALIZED (
-    SELECT DISTINCT ON ({key}, vf) *
+    SELECT DISTINCT ON ({key}, _elt_vf) *
     FROM (
-        SELECT {columns}, {valid_from} AS vf, _elt_row
+        SELECT {columns}, {valid_from} AS _elt_vf, _elt_row
         FROM {staging}
         WHERE _elt_load = %(load)s
     ) AS slice
-    ORDER BY {key}, vf, _elt_row DESC
+    ORDER BY {key}, _elt_vf, _elt_row DESC
 ), existing AS MATERIALIZED (
-    SELECT {t_columns}, t._elt_valid_from AS vf, t._elt_valid_to AS vt
+    SELECT {t_columns}, t._elt_valid_from AS _elt_vf, t._elt_valid_to AS _elt_vt
     FROM {target} AS t
     WHERE ({t_key}) IN (SELECT {key} FROM source)
 ), gaps AS (
     -- where a key was closed (history.close_missing) and absent until its next version, if any
-    SELECT {key}, x.vt AS vf
+    SELECT {key}, x._elt_vt AS _elt_vf
     FROM (
-        SELECT e.*, lead(e.vf) OVER (PARTITION BY {key} ORDER BY e.vf) AS next_vf
+        SELECT e.*, lead(e._elt_vf) OVER (PARTITION BY {key} ORDER BY e._elt_vf) AS _elt_next_vf
         FROM existing AS e
     ) AS x
-    WHERE x.vt IS NOT NULL AND (x.next_vf IS NULL OR x.next_vf > x.vt)
+    WHERE x._elt_vt IS NOT NULL AND (x._elt_next_vf IS NULL OR x._elt_next_vf > x._elt_vt)
 ), combined AS (
     -- the key's versions as they are, a tie taking the file's values ...
-    SELECT {e_key}, e.vf, {merged_others}, true AS existed, false AS gap,
-           (s.vf IS NOT NULL AND {e_differs_from_s}) AS corrected
+    SELECT {e_key}, e._elt_vf, {merged_others}, true AS _elt_existed, false AS _elt_gap,
+           (s._elt_vf IS NOT NULL AND {e_differs_from_s}) AS _elt_corrected
     FROM existing AS e
-    LEFT JOIN source AS s ON ({e_key}, e.vf) = ({s_key}, s.vf)
+    LEFT JOIN source AS s ON ({e_key}, e._elt_vf) = ({s_key}, s._elt_vf)
     UNION ALL
     -- ... the file's new versions ...
-    SELECT {s_key}, s.vf, {s_others}, false, false, false
+    SELECT {s_key}, s._elt_vf, {s_others}, false, false, false
     FROM source AS s
-    WHERE NOT EXISTS (SELECT 1 FROM existing AS e WHERE ({e_key}, e.vf) = ({s_key}, s.vf))
+    WHERE NOT EXISTS (
+        SELECT 1 FROM existing AS e WHERE ({e_key}, e._elt_vf) = ({s_key}, s._elt_vf)
+    )
     UNION ALL
     -- ... and the gaps, which end the version before them
-    SELECT {g_key}, g.vf, {null_others}, false, true, false
+    SELECT {g_key}, g._elt_vf, {null_others}, false, true, false
     FROM gaps AS g
 ), neighbours AS (
     SELECT c.*,
-           row_number() OVER w AS n,
-           lag(c.gap) OVER w AS after_gap,
-           lag(ROW({compared})) OVER w AS prev_values
+           row_number() OVER w AS _elt_n,
+           lag(c._elt_gap) OVER w AS _elt_after_gap,
+           lag(ROW({compared})) OVER w AS _elt_prev_values
     FROM combined AS c
-    WINDOW w AS (PARTITION BY {key} ORDER BY c.vf, c.gap DESC)
+    WINDOW w AS (PARTITION BY {key} ORDER BY c._elt_vf, c._elt_gap DESC)
 ), final AS (
     -- the versions that start something (a gap, or values other than the version's before),
     -- each ending where the next thing starts
-    SELECT k.*, lead(k.vf) OVER (PARTITION BY {key} ORDER BY k.vf, k.gap DESC) AS new_vt
+    SELECT k.*,
+           lead(k._elt_vf) OVER (PARTITION BY {key} ORDER BY k._elt_vf, k._elt_gap DESC)
+               AS _elt_new_vt
     FROM neighbours AS k
-    WHERE k.gap OR k.n = 1 OR k.after_gap OR ROW({compared}) IS DISTINCT FROM k.prev_values
+    WHERE k._elt_gap OR k._elt_n = 1 OR k._elt_after_gap
+       OR ROW({compared}) IS DISTINCT FROM k._elt_prev_values
 ), deleted AS (
     DELETE FROM {target} AS t
     USING existing AS e
-    WHERE ({t_key}, t._elt_valid_from) = ({e_key}, e.vf)
+    WHERE ({t_key}, t._elt_valid_from) = ({e_key}, e._elt_vf)
       AND NOT EXISTS (
-          SELECT 1 FROM final AS f WHERE f.existed AND ({f_key}, f.vf) = ({e_key}, e.vf)
+          SELECT 1 FROM final AS f
+          WHERE f._elt_existed AND ({f_key}, f._elt_vf) = ({e_key}, e._elt_vf)
       )
     RETURNING 1
 ), changed AS (
     UPDATE {target} AS t
-    SET {assign_others}, _elt_valid_to = f.new_vt
+    SET {assign_others}, _elt_valid_to = f._elt_new_vt
     FROM final AS f
-    WHERE f.existed AND ({t_key}, t._elt_valid_from) = ({f_key}, f.vf)
-      AND (f.corrected OR t._elt_valid_to IS DISTINCT FROM f.new_vt)
-    RETURNING f.corrected
+    WHERE f._elt_existed AND ({t_key}, t._elt_valid_from) = ({f_key}, f._elt_vf)
+      AND (f._elt_corrected OR t._elt_valid_to IS DISTINCT FROM f._elt_new_vt)
+    RETURNING f._elt_corrected
 ), inserted AS (
     INSERT INTO {target} ({columns}, _elt_valid_from, _elt_valid_to)
-    SELECT {f_columns}, f.vf, f.new_vt FROM final AS f WHERE NOT f.existed AND NOT f.gap
+    SELECT {f_columns}, f._elt_vf, f._elt_new_vt
+    FROM final AS f
+    WHERE NOT f._elt_existed AND NOT f._elt_gap
     RETURNING 1
 ), closed AS (
     UPDATE {target} AS t
@@ -84,6 +94,6 @@ WITH source AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM source) AS source_rows,
        (SELECT count(*) FROM inserted) AS inserted,
-       (SELECT count(*) FILTER (WHERE corrected) FROM changed) AS corrected,
+       (SELECT count(*) FILTER (WHERE _elt_corrected) FROM changed) AS corrected,
        (SELECT count(*) FROM closed) AS closed,
        (SELECT count(*) FROM deleted) AS merged
