@@ -76,6 +76,56 @@ def test_int96_timestamps_far_from_today_load_exactly_never_wrapped(
     )
 
 
+def test_pandas_nanosecond_timestamps_and_times_of_day_load_exactly(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """pandas writes nanosecond timestamps: the range check of dates and timestamps compared
+    them with a bound beyond int64 and raised (a traceback from `elt contract infer` and a
+    failed file). A time of day goes in as text (no time type yet): polars' own cast to text
+    dropped its fraction."""
+    at = [dt.datetime(2026, 3, 29, 1, 59, 59, 999_999), None, dt.datetime(1677, 9, 22)]
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "at": pa.array(at, pa.timestamp("ns")),
+            "at_zone": pa.array(at, pa.timestamp("ns", tz="Europe/Berlin")),
+            "clock": pa.array(
+                [dt.time(23, 59, 59, 999_999), None, dt.time(0, 0, 0, 500)], pa.time64("ns")
+            ),
+            "label": pa.array(["a", None, "a"]).dictionary_encode(),
+        }
+    )
+    land(tmp_path, "pandas/frame.parquet", table, coerce_timestamps=None)
+    assert pq.read_schema(tmp_path / "landing/pandas/frame.parquet").field("at").type == (
+        pa.timestamp("ns")
+    )
+    frame = str(tmp_path / "landing/pandas/frame.parquet")
+    inferred = elt(tmp_path, warehouse, "contract", "infer", frame)
+    assert inferred.returncode == 0, inferred.stderr
+    assert "{name: at, type: timestamp}" in inferred.stdout
+    assert "{name: at_zone, type: timestamptz}" in inferred.stdout
+    assert "{name: clock, type: text}" in inferred.stdout
+    contract(
+        tmp_path,
+        "name: pandas\nsource: {glob: 'pandas/*.parquet'}\n"
+        "target: {schema: wild, table: pandas, primary_key: [id]}\n"
+        "columns:\n  - {name: id, type: bigint, nullable: false}\n"
+        "  - {name: at, type: timestamp}\n  - {name: at_zone, type: timestamptz}\n"
+        "  - {name: clock, type: text}\n  - {name: label, type: text}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["pandas/frame.parquet"]
+    assert entry["status"] == "success", entry
+    rows = warehouse.query(
+        "SELECT id, at::text, (at_zone AT TIME ZONE 'UTC')::text, clock, label"
+        " FROM wild.pandas ORDER BY id"
+    )
+    assert rows == [
+        (1, "2026-03-29 01:59:59.999999", "2026-03-29 01:59:59.999999", "23:59:59.999999", "a"),
+        (2, None, None, None, None),
+        (3, "1677-09-22 00:00:00", "1677-09-22 00:00:00", "00:00:00.000500", "a"),
+    ]
+
+
 def test_the_first_date_refused_is_the_day_before_postgresqls_first(warehouse: Warehouse) -> None:
     first = warehouse.value("SELECT '4714-11-24 BC'::date - '1970-01-01'::date")
     assert first == _FIRST_DAY

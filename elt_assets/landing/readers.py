@@ -55,6 +55,7 @@ from elt_assets.landing.source import (
     kind_of,
 )
 from elt_assets.log import get_logger
+from elt_assets.validation.casts import typed_as_text
 
 log = get_logger(__name__)
 
@@ -1029,7 +1030,7 @@ def value_as_text(dtype: pl.DataType, value: pl.Expr) -> pl.Expr:
     if dtype.is_nested():  # JSON of the value alone: of {"v": value}, without the wrapping
         encoded = pl.struct(value.alias("v")).struct.json_encode()
         return pl.when(value.is_not_null()).then(encoded.str.slice(5, encoded.str.len_chars() - 6))
-    return value.cast(pl.String)
+    return typed_as_text(dtype, value)
 
 
 def _corrupt_column(parquet: pq.ParquetFile, columns: list[str]) -> str | None:

@@ -474,7 +474,7 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     kind = column.type.kind
     target = column.type.polars_dtype
     if kind in {"text", "varchar"} and not (source.is_nested() or source == pl.Binary):
-        return cast_text_column(column, timezone, raw.cast(pl.String))
+        return cast_text_column(column, timezone, typed_as_text(source, raw))
     if kind == "bytea" and source == pl.Binary:
         hexed = pl.lit("\\x") + raw.bin.encode("hex")  # exact: every byte as two hex digits
         return _typed(column, hexed, pl.lit(True), hexed)
@@ -504,6 +504,14 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         f"column {column.name!r} is {source} in the Parquet file and cannot become "
         f"{column.type}; change the contract's type or the file"
     )
+
+
+def typed_as_text(source: pl.DataType, value: pl.Expr) -> pl.Expr:
+    """A typed Parquet value as text, every digit kept: polars' own cast of a time of day
+    drops its fraction (23:59:59.999999 -> 23:59:59)."""
+    if source == pl.Time:
+        return value.dt.to_string("%H:%M:%S%.f")
+    return value.cast(pl.String)
 
 
 def _typed_numeric(column: Column, source: pl.DataType, raw: pl.Expr) -> ColumnCast:
