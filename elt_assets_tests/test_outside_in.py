@@ -646,6 +646,45 @@ def test_a_target_that_no_longer_fits_stops_its_dataset_alone_and_reload_fills_i
     assert owner.query("SELECT count(*) FROM shop.items") == [(4,)]
 
 
+def test_a_target_someone_else_created_names_the_grants_it_needs_then_loads(
+    owner: Owner,
+) -> None:
+    """A DBA made shop.items (with a column of their own) and granted nothing: the dataset stops
+    before any file is tried, with the GRANTs to run; after them the rows go in, and the extra
+    column keeps its default."""
+    owner.query(
+        "CREATE SCHEMA shop; CREATE TABLE shop.items (id bigint PRIMARY KEY, label text,"
+        " version integer NOT NULL, loaded_on date DEFAULT current_date)"
+    )
+    landing = owner.home / "landing"
+    contracts = contracts_of(owner.home, ITEMS, EVENTS.replace("shop", "mine"))
+    land(landing, "items/a.csv", [(1, "one", 1)])
+    land(landing, "events/a.csv", [(1, "e1", 1)])
+    ingest = ("ingest", "--landing", str(landing), "--contracts", str(contracts), "--json")
+    refused = owner.elt(*ingest)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stdout, refused.stderr
+    document = json.loads(refused.stdout)
+    assert [f["file"] for f in document["files"]] == ["events/a.csv"]
+    [problem] = document["unfit_tables"]
+    role = f'"{owner.role}"'
+    assert problem == {
+        "dataset": "items",
+        "error": f"the role that loads ({owner.role}) lacks USAGE on schema shop, SELECT, INSERT, "
+        "UPDATE, DELETE on the target shop.items (the platform grants on the tables it creates; "
+        "this one has only the grants its owner gave): its owner or a superuser runs "
+        f'GRANT USAGE ON SCHEMA "shop" TO {role}; '
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON "shop"."items" TO {role}',
+    }
+    owner.query(problem["error"].split(" runs ", 1)[1])  # the DBA runs what it says
+    loaded = owner.elt(*ingest)
+    assert loaded.returncode == 0, loaded.stderr
+    assert report(loaded)["items/a.csv"]["status"] == "success"
+    assert owner.query("SELECT id, label, loaded_on IS NOT NULL FROM shop.items") == [
+        (1, "one", True)
+    ]
+
+
 def test_a_dry_run_shows_rejected_rows_and_a_closed_pipe_ends_quietly(owner: Owner) -> None:
     landing = owner.home / "landing"
     contracts = contracts_of(owner.home, ITEMS)

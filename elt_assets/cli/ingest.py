@@ -546,7 +546,7 @@ def print_outcome(outcome: Outcome, as_json: bool) -> None:
         print(f"BROKEN CONTRACT {problem}")
     for name, error in outcome.unfit_tables.items():
         print(f"NOT LOADED {name}: {error}")
-    if not outcome.files:
+    if not outcome.files and not outcome.unfit_tables:
         print("no files found for the selected datasets")
     for f in outcome.files:
         counts = ", ".join(  # what a load recorded (a dry run or a failed file: fewer)

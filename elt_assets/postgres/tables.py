@@ -291,6 +291,7 @@ def ensure_dataset_tables(
                 f"table, `elt contract show {contract.name} --effective` prints the contract "
                 "as the table now is)."
             )
+        _check_loader_privileges(connection, contract)
     staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
     needs_staging = not staging or not _staging_matches(contract, staging)
     if not target or needs_staging or _lacks_rescue_column(contract, target):
@@ -305,6 +306,41 @@ def ensure_dataset_tables(
             ) from None
     if not table_watched(connection, contract):
         _watch(connection, contract, open_owner)
+
+
+def _check_loader_privileges(connection: psycopg.Connection, contract: Contract) -> None:
+    """Refuse, naming the GRANTs, an existing target the role that loads may not read and write:
+    a table the platform did not create has only what its owner granted, and the load would
+    fail on it later, file by file."""
+    schema, table = contract.target.schema_, contract.target.table
+    separate = _separate_roles(connection)
+    row = connection.execute(
+        render("table_loader_privileges"),
+        {"schema": schema, "table": table, "separate_roles": separate},
+    ).fetchone()
+    if row is None:  # dropped since it was inspected: nothing left to check
+        return
+    uses_schema, *may = row
+    missing = [
+        p for p, ok in zip(("SELECT", "INSERT", "UPDATE", "DELETE"), may, strict=True) if not ok
+    ]
+    if uses_schema and not missing:
+        return
+    loader = "elt_loader" if separate else str(connection.info.user)
+    role = sql.Identifier(loader).as_string(connection)
+    grants = (
+        []
+        if uses_schema
+        else [f"GRANT USAGE ON SCHEMA {sql.Identifier(schema).as_string(connection)} TO {role}"]
+    )
+    target = target_table(contract).as_string(connection)
+    grants.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {target} TO {role}")
+    lacks = ([] if uses_schema else [f"USAGE on schema {schema}"]) + missing
+    raise TerminalDatabaseError(
+        f"the role that loads ({loader}) lacks {', '.join(lacks)} on the target {schema}.{table} "
+        "(the platform grants on the tables it creates; this one has only the grants its owner "
+        f"gave): its owner or a superuser runs {'; '.join(grants)}"
+    )
 
 
 def table_watched(connection: psycopg.Connection, contract: Contract) -> bool:
