@@ -571,12 +571,26 @@ def test_string_parquet_columns_are_cast_like_csv() -> None:
     assert (result["typed"], result["text"], result["failed"]) == (42, "42", False)
 
 
+def test_whole_floats_become_integers_and_other_floats_are_bad_rows() -> None:
+    """pandas' integers with gaps: float64 in the file, whole numbers in range."""
+    values = pl.Series([3.0, -0.0, 2.5, float("nan"), 2.0**31, None])
+    results = cast_series("integer", values)
+    assert [(r["typed"], r["text"], r["failed"]) for r in results] == [
+        (3, "3", False),
+        (0, "0", False),
+        (None, None, True),
+        (None, None, True),
+        (None, None, True),
+        (None, None, False),
+    ]
+
+
 @pytest.mark.parametrize(
     ("type_", "source"),
     [
         ("date", pl.Series([1.5])),
         ("date", pl.Series([datetime(2024, 1, 1)])),
-        ("integer", pl.Series([1.0])),
+        ("integer", pl.Series([date(2024, 1, 1)])),
         ("boolean", pl.Series([1])),
         ("uuid", pl.Series([1])),
         ("timestamptz", pl.Series([date(2024, 1, 1)])),

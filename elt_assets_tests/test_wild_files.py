@@ -126,6 +126,51 @@ def test_pandas_nanosecond_timestamps_and_times_of_day_load_exactly(
     ]
 
 
+def test_pandas_integers_with_gaps_written_as_floats_load_exactly(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """pandas writes an integer column with missing values as float64. Whole numbers in range go
+    in as those integers (the whole file was refused before); any other float is a bad row."""
+    big = float(2**62)  # a whole float64 beyond 2**53, exact as an integer
+    table = pa.table(
+        {
+            "id": pa.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+            "count": pa.array([-0.0, None, big, 1.5, float("inf"), float("nan"), 7.0]),
+            "small": pa.array([32767.0, -32768.0, 1.0, 1.0, 1.0, 1.0, 32768.0], pa.float32()),
+        }
+    )
+    frame = land(tmp_path, "floats/frame.parquet", table)
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(frame))
+    assert inferred.returncode == 0, inferred.stderr
+    [id_line] = [line for line in inferred.stdout.splitlines() if "{name: id," in line]
+    assert "(pandas writes integers with gaps as floats), bigint loads them exactly" in id_line
+    contract(
+        tmp_path,
+        "name: floats\nsource: {glob: 'floats/*.parquet'}\n"
+        "target: {schema: wild, table: floats, primary_key: [id]}\n"
+        "columns:\n  - {name: id, type: integer, nullable: false}\n"
+        "  - {name: count, type: bigint}\n  - {name: small, type: smallint}\n"
+        "policy: {max_bad_row_ratio: 0.9}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["floats/frame.parquet"]
+    assert entry["status"] == "success", entry
+    assert (entry["rows_read"], entry["rows_quarantined"]) == (7, 4), entry
+    assert warehouse.query("SELECT id, count, small FROM wild.floats ORDER BY id") == [
+        (1, 0, 32767),
+        (2, None, -32768),
+        (3, 2**62, 1),
+    ]
+    reasons = warehouse.query(
+        "SELECT row_number, reason FROM elt.quarantine WHERE dataset = 'floats' ORDER BY 1"
+    )
+    assert reasons == [
+        (4, "count: '1.5' is not a whole number in range for bigint"),
+        (5, "count: 'inf' is not a whole number in range for bigint"),
+        (6, "count: 'NaN' is not a whole number in range for bigint"),
+        (7, "small: '32768.0' is not a whole number in range for smallint"),
+    ]
+
+
 def test_the_first_date_refused_is_the_day_before_postgresqls_first(warehouse: Warehouse) -> None:
     first = warehouse.value("SELECT '4714-11-24 BC'::date - '1970-01-01'::date")
     assert first == _FIRST_DAY

@@ -484,6 +484,8 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
         low, high = INTEGER_RANGES[kind]
         ok = raw.is_between(low, high)
         return _typed(column, raw.cast(target, strict=False), ok, raw.cast(pl.String))
+    if kind in INTEGER_RANGES and source.is_float():
+        return _whole_floats(column, raw, INTEGER_RANGES[kind])
     if kind == "numeric" and (source.is_numeric()):
         return _typed_numeric(column, source, raw)
     if kind in {"real", "double precision"} and source.is_numeric():
@@ -503,6 +505,19 @@ def cast_typed_column(column: Column, source: pl.DataType, timezone: str) -> Col
     raise UncastableColumn(
         f"column {column.name!r} is {source} in the Parquet file and cannot become "
         f"{column.type}; change the contract's type or the file"
+    )
+
+
+def _whole_floats(column: Column, raw: pl.Expr, bounds: tuple[int, int]) -> ColumnCast:
+    """Floats into an integer column: pandas writes integers with gaps as float64 (1.0, null,
+    3.0). A whole number in range is that integer exactly (a float64 holds every integer it
+    spells); a fraction, infinity, NaN or a value out of range is a bad row."""
+    value = raw.cast(pl.Float64)
+    low, high = float(bounds[0]), float(bounds[1] + 1)  # both exact: powers of two
+    ok = value.is_finite() & (value.floor() == value) & (value >= low) & (value < high)
+    typed = pl.when(ok).then(value).cast(column.type.polars_dtype, strict=False)
+    return _typed(
+        column, typed, ok, typed.cast(pl.String), f"a whole number in range for {column.type}"
     )
 
 

@@ -212,12 +212,26 @@ def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
         )
     if accepts(values, kind, dtype):
         plain = kind != TEXT or dtype in (pl.String, pl.Null, pl.Categorical, pl.Enum)
+        if dtype.is_float() and _whole_numbers(values):
+            return Guess(kind, WHOLE_FLOATS)
         return Guess(kind, None if plain else f"{dtype} in the file: loaded as text")
     if accepts(values, TEXT, dtype):
         return Guess(TEXT, f"{dtype} in the file: loaded as text")
     raise UnloadableColumn(
         f"{file}: Parquet column {header!r} ({dtype}) cannot be read as any type"
     )
+
+
+WHOLE_FLOATS = (
+    "whole numbers only: if they count things (pandas writes integers with gaps as floats), "
+    "bigint loads them exactly"
+)
+
+
+def _whole_numbers(values: pl.Series) -> bool:
+    """Every value a finite whole number (and at least one value)."""
+    present = values.drop_nulls().cast(pl.Float64)
+    return bool(len(present)) and bool((present.is_finite() & (present.floor() == present)).all())
 
 
 def _nested_guess(dtype: pl.DataType, file: str, header: str) -> Guess:
