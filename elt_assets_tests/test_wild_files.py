@@ -171,6 +171,30 @@ def test_pandas_integers_with_gaps_written_as_floats_load_exactly(
     ]
 
 
+def test_infer_leaves_out_a_column_no_type_can_hold_and_the_rest_loads(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """A pandas timedelta (a Parquet duration) has no type here yet: `elt contract infer` used to
+    refuse the whole file; now that column is left out, said in a comment, and ignored."""
+    table = pa.table(
+        {"id": [1, 2], "took": pa.array([90, None], pa.duration("s")), "label": ["a", "b"]}
+    )
+    frame = land(tmp_path, "timings/frame.parquet", table)
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(frame), "--primary-key", "id")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "  # left out: Parquet column 'took' (Duration(time_unit='ms')) cannot be loaded" in (
+        inferred.stdout
+    )
+    assert "  new_columns: ignore  # the columns left out above are not loaded" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace('"frame/', '"timings/'))
+    entry = ingest(tmp_path, warehouse)["timings/frame.parquet"]
+    assert entry["status"] == "success", entry
+    assert warehouse.query("SELECT id, label FROM imported.frame ORDER BY id") == [
+        (1, "a"),
+        (2, "b"),
+    ]
+
+
 def test_the_first_date_refused_is_the_day_before_postgresqls_first(warehouse: Warehouse) -> None:
     first = warehouse.value("SELECT '4714-11-24 BC'::date - '1970-01-01'::date")
     assert first == _FIRST_DAY

@@ -111,6 +111,8 @@ class InferredContract:
     header_doubt: str | None = None  # why the first line may be data after all
     ragged: list[str] = field(default_factory=list)  # rows of the wrong length, quarantined
     duplicate_keys: int = 0  # rows of the sample whose key appeared earlier in it
+    # Parquet columns of a type the platform cannot load, left out of the contract: why, each.
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def yaml(self) -> str:
@@ -391,7 +393,7 @@ def infer_contract(
     fmt, headers, names, sample = read.format, read.headers, read.names, read.rows
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
-    columns = []
+    columns, left_out = [], []
     for title, column in zip(headers, names, strict=True):
         values = sample[column]
         is_null = values.is_null()
@@ -402,7 +404,10 @@ def infer_contract(
             try:
                 guess = infer_parquet_type(values, file, title)
             except UnloadableColumn as error:
-                raise InferError(str(error)) from None
+                if column in key:
+                    raise InferError(str(error)) from None
+                left_out.append(str(error).removeprefix(f"{file}: "))  # the rest can load
+                continue
         nulls = int(is_null.sum())
         if column in key and nulls:
             raise InferError(
@@ -412,6 +417,8 @@ def infer_contract(
         columns.append(
             InferredColumn(column, title, guess.type, column not in key, nulls, guess.note)
         )
+    if left_out and not columns:
+        raise InferError(f"{file}: no column can be loaded: {'; '.join(left_out)}")
     inferred = InferredContract(
         name=dataset,
         file=path,
@@ -435,6 +442,7 @@ def infer_contract(
         duplicate_keys=sample.height - sample.select(key).n_unique()
         if key and sample.height
         else 0,
+        left_out=left_out,
     )
     _check_loads(inferred)
     return inferred
@@ -606,6 +614,7 @@ def render_yaml(inferred: InferredContract) -> str:
         )
     lines.append("columns:")
     lines += [_column_line(c, rows) for c in inferred.columns]
+    lines += [f"  # left out: {' '.join(reason.split())}" for reason in inferred.left_out]
     lines += [
         "policy:",
         "  schema_drift: strict  # strict | tolerant (extra columns ignored, missing ones NULL)",
@@ -614,4 +623,6 @@ def render_yaml(inferred: InferredContract) -> str:
     ]
     if inferred.primary_key:
         lines.append("  duplicate_keys: last  # last | fail (the same key twice in one file)")
+    if inferred.left_out:
+        lines.append("  new_columns: ignore  # the columns left out above are not loaded")
     return "\n".join(lines) + "\n"

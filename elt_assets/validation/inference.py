@@ -218,7 +218,8 @@ def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
     if accepts(values, TEXT, dtype):
         return Guess(TEXT, f"{dtype} in the file: loaded as text")
     raise UnloadableColumn(
-        f"{file}: Parquet column {header!r} ({dtype}) cannot be read as any type"
+        f"{file}: Parquet column {header!r} ({dtype}) cannot be loaded as any type the "
+        "platform has; the sender can write it as a number or a string"
     )
 
 
