@@ -272,6 +272,30 @@ def test_unreadable_files_are_clear_errors(tmp_path: Path) -> None:
         assert message in str(error.value)
 
 
+def test_a_file_that_is_not_utf8_is_read_as_cp1252_and_said_or_named_with_the_flag(
+    tmp_path: Path,
+) -> None:
+    western = tmp_path / "western.csv"
+    western.write_bytes("id;name\n1;Müller \u2013 \u201cquoted\u201d\n".encode("cp1252"))
+    inferred = infer_contract(western)
+    assert inferred.encoding == "cp1252"
+    assert (
+        "    encoding: cp1252  # the file is not UTF-8; Windows' Western European reads it: review"
+    ) in inferred.yaml
+    assert inferred.delimiter == ";"
+    # Not cp1252 either (0x81 has no character there): the flag to use is named.
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"id,name\n1,\x81x\n")
+    with pytest.raises(InferError) as error:
+        infer_contract(other)
+    assert str(error.value) == (
+        f"{other}, line 2: bytes that are not valid utf-8 (invalid start byte); pass --encoding "
+        "with the file's real encoding (it is not cp1252 either)"
+    )
+    with pytest.raises(InferError, match=r"pass --encoding with the file's real encoding$"):
+        infer_contract(western, encoding="utf8")  # asked for: no guess
+
+
 @pure
 def test_parquet_types_come_from_the_file(tmp_path: Path) -> None:
     table = pa.table(

@@ -61,6 +61,9 @@ from elt_assets.validation.inference import (
 
 DEFAULT_SAMPLE_ROWS = 10_000
 DEFAULT_SCHEMA = "imported"
+WINDOWS_WESTERN = "cp1252"  # tried when a file is not UTF-8 and no --encoding was given
+NOT_UTF8 = "bytes that are not valid utf-8"  # how the reader says so, and what it advises
+READER_ADVICE = "set source.csv.encoding to the file's real encoding"
 
 # Spellings of "no value" that exports write. One is added to source.csv.null_values only when it
 # stands in a column that is otherwise typed (in a text column it may be data: "NA" = Namibia).
@@ -106,6 +109,7 @@ class InferredContract:
     delimiter_detected: bool = False  # sniffed from the file, not given with --delimiter
     encoding: str = "utf8"
     encoding_detected: bool = False  # from a byte-order mark, not given with --encoding
+    encoding_guessed: bool = False  # not UTF-8, read as WINDOWS_WESTERN instead
     null_values: list[str] = field(default_factory=list)
     header: bool = True  # False: the first line is data (--no-header)
     header_doubt: str | None = None  # why the first line may be data after all
@@ -375,6 +379,7 @@ def infer_contract(
     Without a `delimiter`, a CSV file's is sniffed from its first lines. With `header` False,
     the first line is data and the columns are named by position (column_1, ...)."""
     file = str(path)
+    guessable = encoding is None  # no --encoding: another may be tried
     encoding_detected = (
         encoding is None and path.is_file() and kind_of(LocalSource(path)) == "UTF-16 text"
     )
@@ -389,7 +394,8 @@ def infer_contract(
         raise InferUsageError(
             f"dataset name {dataset!r}: use lowercase letters, digits and _, at most 50 characters"
         )
-    read = read_sample(path, file, sample_rows, delimiter, encoding, header)
+    reader = _SampleReader(path, sample_rows, header, may_guess=guessable and not encoding_detected)
+    read, encoding, delimiter, guessed = reader.read(encoding, delimiter, sniffed=detected)
     fmt, headers, names, sample = read.format, read.headers, read.names, read.rows
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
@@ -435,6 +441,7 @@ def infer_contract(
         delimiter_detected=detected and delimiter != "," and fmt == "csv",
         encoding=encoding,
         encoding_detected=encoding_detected,
+        encoding_guessed=guessed,
         null_values=markers,
         header=header,
         ragged=read.ragged,
@@ -469,6 +476,40 @@ _DATA_KINDS |= {"timestamp", "timestamptz", "uuid"}
 
 def _format_by_extension(path: Path) -> str:
     return "parquet" if path.name.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+@dataclass
+class _SampleReader:
+    """The first rows of a file, read as UTF-8 (or as given); with `may_guess`, a file that is
+    not UTF-8 is read as WINDOWS_WESTERN, which the contract then says, to review."""
+
+    path: Path
+    rows: int
+    header: bool
+    may_guess: bool
+
+    def read(
+        self, encoding: str, delimiter: str, *, sniffed: bool
+    ) -> tuple[Sample, str, str, bool]:
+        """(the sample, its encoding, its delimiter, whether the encoding was guessed)."""
+        file = str(self.path)
+        try:
+            read = read_sample(self.path, file, self.rows, delimiter, encoding, self.header)
+            return read, encoding, delimiter, False
+        except InferError as error:
+            if NOT_UTF8 not in str(error):
+                raise
+            advice = str(error).replace(
+                READER_ADVICE, "pass --encoding with the file's real encoding"
+            )
+            if not self.may_guess:
+                raise InferError(advice) from None
+        delimiter = sniff_delimiter(self.path, WINDOWS_WESTERN) if sniffed else delimiter
+        try:
+            read = read_sample(self.path, file, self.rows, delimiter, WINDOWS_WESTERN, self.header)
+        except InferError:
+            raise InferError(f"{advice} (it is not {WINDOWS_WESTERN} either)") from None
+        return read, WINDOWS_WESTERN, delimiter, True
 
 
 def _key_columns(wanted: Sequence[str], headers: list[str], names: list[str]) -> list[str]:
@@ -554,6 +595,27 @@ def _ragged_comment(ragged: list[str]) -> list[str]:
     ]
 
 
+def _csv_options(inferred: InferredContract) -> list[str]:
+    """The source.csv lines that differ from the defaults, each with why."""
+    csv_options = []
+    if not inferred.header:
+        csv_options.append("    header: false  # the first line is data: columns by position")
+    if inferred.delimiter != ",":
+        said = "  # detected from the first lines: review" if inferred.delimiter_detected else ""
+        csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}{said}")
+    if inferred.encoding.lower().replace("-", "") not in {"utf8"}:
+        said = "  # from the file's byte-order mark" if inferred.encoding_detected else ""
+        if inferred.encoding_guessed:
+            said = "  # the file is not UTF-8; Windows' Western European reads it: review"
+        csv_options.append(f"    encoding: {_scalar(inferred.encoding)}{said}")
+    if inferred.null_values:
+        csv_options.append(
+            f"    null_values: {_flow_list(inferred.null_values)}"
+            "  # seen where typed columns have no value (also NULL in text columns)"
+        )
+    return csv_options
+
+
 def render_yaml(inferred: InferredContract) -> str:
     rows = inferred.rows_sampled
     sampled = (
@@ -577,20 +639,7 @@ def render_yaml(inferred: InferredContract) -> str:
     ]
     if inferred.explicit_format:
         lines.append(f"  format: {inferred.format}  # the extension does not say it")
-    csv_options = []
-    if not inferred.header:
-        csv_options.append("    header: false  # the first line is data: columns by position")
-    if inferred.delimiter != ",":
-        said = "  # detected from the first lines: review" if inferred.delimiter_detected else ""
-        csv_options.append(f"    delimiter: {_scalar(inferred.delimiter)}{said}")
-    if inferred.encoding.lower().replace("-", "") not in {"utf8"}:
-        said = "  # from the file's byte-order mark" if inferred.encoding_detected else ""
-        csv_options.append(f"    encoding: {_scalar(inferred.encoding)}{said}")
-    if inferred.null_values:
-        csv_options.append(
-            f"    null_values: {_flow_list(inferred.null_values)}"
-            "  # seen where typed columns have no value (also NULL in text columns)"
-        )
+    csv_options = _csv_options(inferred)
     if inferred.format == "csv" and csv_options:
         lines += ["  csv:", *csv_options]
     if any(c.type.kind == "timestamptz" and c.note for c in inferred.columns):
