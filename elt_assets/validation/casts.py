@@ -590,21 +590,33 @@ def _typed(
 
 
 def _datetime(column: Column, source: pl.Datetime, timezone: str) -> ColumnCast:
-    raw = pl.col(column.name).cast(pl.Datetime("us", source.time_zone))
+    original = pl.col(column.name)
+    raw = original.cast(pl.Datetime("us", source.time_zone))
+    # PostgreSQL keeps microseconds: a value with a nanosecond part would be cut, so it is a bad
+    # row (pandas' nanoseconds are whole microseconds unless the data had finer ones).
+    whole = (original.dt.nanosecond() % 1_000 == 0) if source.time_unit == "ns" else pl.lit(True)
+    finer = pl.lit(NANOSECONDS)
     if column.type.kind == "timestamp":
         naive = raw.dt.replace_time_zone(None) if source.time_zone else raw
-        return _typed(column, naive, pl.lit(True), _iso_text(naive, timestamps=True))
+        return _typed(column, naive, whole, _iso_text(naive, timestamps=True), finer)
     if source.time_zone:
         utc = raw.dt.convert_time_zone("UTC")
         text = _iso_text(utc.dt.replace_time_zone(None), timestamps=True) + pl.lit("+00:00")
-        return _typed(column, utc, utc.is_not_null(), text)
+        return _typed(column, utc, whole & utc.is_not_null(), text, finer)
     utc = raw.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
     utc = utc.dt.convert_time_zone("UTC")
     # The wall-clock time as written, read by PostgreSQL in the contract's time zone (its session
     # TimeZone while staging), exactly as for CSV: no year-0 UTC text for a local time of AD 1.
     text = _iso_text(raw, timestamps=True)
-    # The only naive value that fails is a time the clocks skip.
-    return _typed(column, utc, utc.is_not_null(), text, pl.lit(_skipped_time(timezone)))
+    # Else the only naive value that fails is a time the clocks skip.
+    what = pl.when(whole).then(pl.lit(_skipped_time(timezone))).otherwise(finer)
+    return _typed(column, utc, whole & utc.is_not_null(), text, what)
+
+
+NANOSECONDS = (
+    "has a nanosecond part, and PostgreSQL keeps microseconds: declare the column text to keep "
+    "it, or have the sender round the values"
+)
 
 
 # Years 1-9999, where Arrow's ISO spelling is PostgreSQL's, as days or microseconds since 1970.

@@ -216,6 +216,8 @@ def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
             return Guess(kind, WHOLE_FLOATS)
         return Guess(kind, None if plain else f"{dtype} in the file: loaded as text")
     if accepts(values, TEXT, dtype):
+        if isinstance(dtype, pl.Datetime) and dtype.time_unit == "ns":
+            return Guess(TEXT, NANOSECOND_TEXT.format(kind=kind))
         return Guess(TEXT, f"{dtype} in the file: loaded as text")
     raise UnloadableColumn(
         f"{file}: Parquet column {header!r} ({dtype}) cannot be loaded as any type the "
@@ -223,6 +225,10 @@ def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
     )
 
 
+NANOSECOND_TEXT = (
+    "nanoseconds in the sample, which PostgreSQL's {kind} cannot keep: text keeps them "
+    "({kind} would make those rows bad)"
+)
 WHOLE_FLOATS = (
     "whole numbers only: if they count things (pandas writes integers with gaps as floats), "
     "bigint loads them exactly"
