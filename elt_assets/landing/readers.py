@@ -55,7 +55,6 @@ from elt_assets.landing.source import (
     kind_of,
 )
 from elt_assets.log import get_logger
-from elt_assets.validation.casts import typed_as_text
 
 log = get_logger(__name__)
 
@@ -1018,6 +1017,14 @@ class FileReader:
             )
             columns += extras.get_columns()
         return pl.DataFrame(columns)
+
+
+def typed_as_text(source: pl.DataType, value: pl.Expr) -> pl.Expr:
+    """A typed Parquet value as text, every digit kept: polars' own cast of a time of day
+    drops its fraction (23:59:59.999999 -> 23:59:59)."""
+    if source == pl.Time:
+        return value.dt.to_string("%H:%M:%S%.f")
+    return value.cast(pl.String)
 
 
 def value_as_text(dtype: pl.DataType, value: pl.Expr) -> pl.Expr:

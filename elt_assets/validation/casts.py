@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from elt_assets.contracts.model import Column
 from elt_assets.contracts.types import INTEGER_RANGES, PgType
 from elt_assets.errors import TerminalError
+from elt_assets.landing.readers import typed_as_text
 from elt_assets.validation.arrays import array_failures
 
 WHITESPACE = " \t\n\r\x0b\x0c"
@@ -519,14 +520,6 @@ def _whole_floats(column: Column, raw: pl.Expr, bounds: tuple[int, int]) -> Colu
     return _typed(
         column, typed, ok, typed.cast(pl.String), f"a whole number in range for {column.type}"
     )
-
-
-def typed_as_text(source: pl.DataType, value: pl.Expr) -> pl.Expr:
-    """A typed Parquet value as text, every digit kept: polars' own cast of a time of day
-    drops its fraction (23:59:59.999999 -> 23:59:59)."""
-    if source == pl.Time:
-        return value.dt.to_string("%H:%M:%S%.f")
-    return value.cast(pl.String)
 
 
 def _typed_numeric(column: Column, source: pl.DataType, raw: pl.Expr) -> ColumnCast:
