@@ -291,7 +291,9 @@ def ensure_dataset_tables(
                 f"table, `elt contract show {contract.name} --effective` prints the contract "
                 "as the table now is)."
             )
-        _check_loader_privileges(connection, contract)
+        # At set-up (no open_owner: this is the owner's connection) the role that will load is
+        # elt_loader where roles are separate; in a run, the connected role itself.
+        _check_loader_privileges(connection, contract, in_run=open_owner is not None)
     staging = inspect_table(connection, STAGING_SCHEMA, contract.name)
     needs_staging = not staging or not _staging_matches(contract, staging)
     if not target or needs_staging or _lacks_rescue_column(contract, target):
@@ -308,15 +310,16 @@ def ensure_dataset_tables(
         _watch(connection, contract, open_owner)
 
 
-def _check_loader_privileges(connection: psycopg.Connection, contract: Contract) -> None:
+def _check_loader_privileges(
+    connection: psycopg.Connection, contract: Contract, *, in_run: bool
+) -> None:
     """Refuse, naming the GRANTs, an existing target the role that loads may not read and write:
     a table the platform did not create has only what its owner granted, and the load would
     fail on it later, file by file."""
     schema, table = contract.target.schema_, contract.target.table
-    separate = _separate_roles(connection)
+    group = None if in_run or not _separate_roles(connection) else "elt_loader"
     row = connection.execute(
-        render("table_loader_privileges"),
-        {"schema": schema, "table": table, "separate_roles": separate},
+        render("table_loader_privileges"), {"schema": schema, "table": table, "role": group}
     ).fetchone()
     if row is None:  # dropped since it was inspected: nothing left to check
         return
@@ -326,7 +329,7 @@ def _check_loader_privileges(connection: psycopg.Connection, contract: Contract)
     ]
     if uses_schema and not missing:
         return
-    loader = "elt_loader" if separate else str(connection.info.user)
+    loader = group or str(connection.info.user)
     role = sql.Identifier(loader).as_string(connection)
     grants = (
         []
