@@ -299,7 +299,7 @@ class _Dataset:
         (or another `elt ingest`) took that no load has finished, interrupted files whose
         reload was asked before, and with --retry-failed failed (or stuck) ones, unchanged."""
         name = self.contract.name
-        requested = {file for request in requests for file in request_files(request, name)}
+        requested = self._requested(requests)
         with self.warehouse.connection() as connection:
             known = load_known(connection, name)
             latest = {row["file"]: row for row in latest_manifest(connection, name)}
@@ -329,22 +329,14 @@ class _Dataset:
             and done.get(sha) != landed.relative_path
             and self.landing.sha256(landed.relative_path) == sha
         ]
-        keys = [path_to_key(landed.relative_path) for landed, _ in files]
-        self.instance.add_dynamic_partitions(files_partitions_name(name), keys)
-        return file_requests(
-            self.contract,
-            files,
-            ingest_job_name(name),
-            batch_job_name(name),
-            self.discovery,
-        )
+        return self._requests_for(files)
 
     def _reloads(self, requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
         """`--reload`: runs that load again the files whose latest load succeeded and whose
         content is still the same, in the order they were loaded. A file recorded as a duplicate
         of another was never loaded itself, and is not either now."""
         name = self.contract.name
-        requested = {file for request in requests for file in request_files(request, name)}
+        requested = self._requested(requests)
         landed_files = self._files()  # listed before a connection is taken: a bucket can be slow
         with self.warehouse.connection() as connection:
             latest = {row["file"]: row for row in latest_manifest(connection, name)}
@@ -367,18 +359,26 @@ class _Dataset:
         if not files:
             return []
         log.info("%s: loading %d file(s) again (--reload)", name, len(files))
-        self.instance.add_dynamic_partitions(
-            files_partitions_name(name), [path_to_key(landed.relative_path) for landed, _ in files]
-        )
         stamp = f"@reload-{time.time_ns()}"  # a run key of its own: not the file's first run's
         return [
             request.with_replaced_attrs(
                 run_key=(request.run_key or "") + stamp, tags={**request.tags, RELOAD_TAG: "true"}
             )
-            for request in file_requests(
-                self.contract, files, ingest_job_name(name), batch_job_name(name), self.discovery
-            )
+            for request in self._requests_for(files)
         ]
+
+    def _requested(self, requests: list[dg.RunRequest]) -> set[str]:
+        """The files these requests load."""
+        return {file for request in requests for file in request_files(request, self.contract.name)}
+
+    def _requests_for(self, files: list[tuple[LandedFile, str]]) -> list[dg.RunRequest]:
+        """Runs for these files (each with the content it should hold), their partitions added."""
+        name = self.contract.name
+        keys = [path_to_key(landed.relative_path) for landed, _ in files]
+        self.instance.add_dynamic_partitions(files_partitions_name(name), keys)
+        return file_requests(
+            self.contract, files, ingest_job_name(name), batch_job_name(name), self.discovery
+        )
 
     def _files(self) -> list[LandedFile]:
         """The dataset's files in the landing zone (with `--file`, those of them)."""
