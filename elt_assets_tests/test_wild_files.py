@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import hashlib
 import lzma
+import uuid
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -510,6 +511,44 @@ def test_a_parquet_geometry_column_loads_as_its_wkb_bytes(
     assert [(i, g if g is None else bytes(g)) for i, g in rows] == [(1, point), (2, None)]
 
 
+def test_a_parquet_uuid_column_is_inferred_as_uuid_and_loads_as_text_or_bytes(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """The UUID logical type (DuckDB, Arrow) is 16 bytes in the file: `uuid` (proposed) and
+    `text` get the UUID as PostgreSQL writes it, `bytea` its 16 bytes."""
+    ids = [uuid.UUID("00112233-4455-6677-8899-aabbccddeeff"), None, uuid.UUID(int=0)]
+    storage = pa.array([u.bytes if u else None for u in ids], pa.binary(16))
+    values = pa.ExtensionArray.from_storage(pa.uuid(), storage)
+    path = land(tmp_path, "ids/part-0.parquet", pa.table({"n": [1, 2, 3], "u": values}))
+    assert "UUID" in str(pq.ParquetFile(path).metadata.schema)  # the logical type
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(path), "--name", "ids")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "- {name: u, type: uuid}" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'ids/*.parquet' #", 1))
+    for name, declared in (("ids_text", "text"), ("ids_bytes", "bytea")):
+        land(tmp_path, f"{name}/part-0.parquet", pa.table({"n": [1, 2, 3], "u": values}))
+        contract(
+            tmp_path,
+            f"name: {name}\nsource: {{glob: '{name}/*.parquet'}}\n"
+            f"target: {{schema: wild, table: {name}, mode: append}}\n"
+            f"columns:\n  - {{name: n, type: bigint}}\n  - {{name: u, type: {declared}}}\n",
+        )
+    entries = ingest(tmp_path, warehouse)
+    assert all(entry["status"] == "success" for entry in entries.values()), entries
+    assert warehouse.query("SELECT n, u FROM imported.ids ORDER BY n") == list(
+        zip([1, 2, 3], ids, strict=True)
+    )
+    assert warehouse.query("SELECT u FROM wild.ids_text ORDER BY n") == [
+        ("00112233-4455-6677-8899-aabbccddeeff",),
+        (None,),
+        ("00000000-0000-0000-0000-000000000000",),
+    ]
+    stored = warehouse.query("SELECT u FROM wild.ids_bytes ORDER BY n")
+    assert [None if b is None else bytes(b) for (b,) in stored] == [
+        u.bytes if u else None for u in ids
+    ]
+
+
 def _nested_table() -> pa.Table:
     """Lists, structs and maps as Spark, Arrow and parquet-mr write them."""
     utc = dt.UTC
@@ -656,8 +695,9 @@ def test_parquet_lists_structs_and_maps_are_inferred_and_load_exactly(
 def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    """A map with a key twice (jsonb keeps one) or a NaN in a struct refuses the file, naming the
-    row and column; an array element that does not fit its type quarantines the row; a nested
+    """A map with a key twice (jsonb keeps one) refuses the file, naming the row and column; a
+    NaN in a struct (no JSON holds it) or an array element that does not fit its type
+    quarantines the row, its value kept in the quarantine's raw record; a nested
     column declared as a scalar type, or a struct declared as an array, says what to declare."""
     ints = pa.array([[1, 2], [2**40], [3]], pa.list_(pa.int64()))
     amounts = pa.array([["1.5", "5.15"], ["1.5"], None], pa.list_(pa.string()))
@@ -688,6 +728,7 @@ def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
         tmp_path,
         "name: nan\nsource: {glob: 'nan/*.parquet'}\n"
         "target: {schema: wild, table: nan, mode: append}\n"
+        "policy: {max_bad_row_ratio: 1}\n"
         "columns:\n  - {name: id, type: bigint}\n  - {name: s, type: jsonb}\n",
     )
     land(tmp_path, "flat/part-0.parquet", pa.table({"id": [1], "ints": ints.slice(0, 1)}))
@@ -721,8 +762,6 @@ def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
     expected = {
         "dup/part-0.parquet": "dup/part-0.parquet, column 'm': row 2: a map with the key 'b' "
         "twice; jsonb keeps one value per key",
-        "nan/part-0.parquet": "nan/part-0.parquet, column 's': row 2: the number nan, which "
-        "JSON (and jsonb) cannot hold",
         "flat/part-0.parquet": "column 'ints' holds nested values (List(Int64)) in the Parquet "
         "file and cannot become bigint; declare it jsonb or an array such as integer[]",
         "shape/part-0.parquet": "shape/part-0.parquet, column 's': the column cannot be "
@@ -732,6 +771,15 @@ def test_nested_values_that_cannot_be_kept_exactly_are_refused_or_quarantined(
         assert entries[file]["status"] == "failed", entries[file]
         assert said in str(entries[file]["error"]), entries[file]
     assert warehouse.value("SELECT count(*) FROM wild.dup") == 0  # nothing of the file loaded
+    nans = entries["nan/part-0.parquet"]
+    assert nans["status"] == "success" and nans["rows_quarantined"] == 1, nans
+    assert warehouse.query("SELECT id, s FROM wild.nan") == [(1, {"x": 1.0})]
+    [(row, column, reason, raw)] = warehouse.query(
+        "SELECT row_number, column_name, reason, raw_record FROM elt.quarantine "
+        "WHERE file = 'nan/part-0.parquet'"
+    )
+    assert (row, column, raw) == (2, "s", {"id": "2", "s": '{"x":NaN}'})
+    assert "invalid input syntax for type json" in reason and "NaN" in reason, reason
 
 
 def test_csv_array_literals_load_and_a_bad_element_is_a_bad_row(

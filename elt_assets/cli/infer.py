@@ -52,6 +52,7 @@ from elt_assets.settings import max_record_bytes
 from elt_assets.validation.inference import (
     SNAKE,
     TEXT,
+    Guess,
     UnloadableColumn,
     column_names,
     infer_parquet_type,
@@ -399,6 +400,7 @@ def infer_contract(
     fmt, headers, names, sample = read.format, read.headers, read.names, read.rows
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
+    uuids = _uuid_columns(path) if fmt == "parquet" else frozenset()
     columns, left_out = [], []
     for title, column in zip(headers, names, strict=True):
         values = sample[column]
@@ -406,6 +408,8 @@ def infer_contract(
         if fmt == "csv":
             is_null = is_null | values.is_in(markers)
             guess = infer_text_type(values.filter(~is_null))
+        elif title in uuids:  # the reader gives their text, which is always a UUID
+            guess = Guess(PgType("uuid"))
         else:
             try:
                 guess = infer_parquet_type(values, file, title)
@@ -453,6 +457,12 @@ def infer_contract(
     )
     _check_loads(inferred)
     return inferred
+
+
+def _uuid_columns(path: Path) -> frozenset[str]:
+    """The Parquet file's columns of its UUID logical type (16 bytes that are a UUID)."""
+    schema = pq.read_schema(path)
+    return frozenset(f.name for f in schema if isinstance(f.type, pa.UuidType))
 
 
 def _header_doubt(headers: list[str]) -> str | None:

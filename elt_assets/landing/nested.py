@@ -6,9 +6,10 @@ scale, floats their shortest exact form), dates and times as ISO 8601 strings, b
 "\\x0a1b" string. An array column (integer[], text[], ...) gets PostgreSQL's array literal,
 whose elements are then cast like any value of the element type (validation/arrays.py).
 
-Nothing is dropped or changed on the way: a map with a key twice (jsonb keeps one value per key),
-a value JSON cannot hold, or a nested list for a one-dimensional array refuses the file, naming
-the row and the column.
+Nothing is dropped or changed on the way: a map with a key twice (jsonb keeps one value per key)
+or a nested list for a one-dimensional array refuses the file, naming the row and the column. A
+number JSON cannot hold (NaN, Infinity) is written as its token, which PostgreSQL refuses as JSON:
+that row goes to the quarantine with its value, the rest of the file loads.
 """
 
 from __future__ import annotations
@@ -250,8 +251,9 @@ def _json(arrow_type: pa.DataType) -> Encode:
         scalar = _scalar_text(arrow_type)
 
         def encode_number(value: Any) -> str:
-            if isinstance(value, float) and not math.isfinite(value):
-                raise NestedValueError(f"the number {value}, which JSON (and jsonb) cannot hold")
+            # NaN and Infinity have no JSON form. Written as their tokens, the row's JSON is
+            # refused by PostgreSQL, so that row (not the file) is quarantined with the value
+            # visible in its raw record, as a CSV's invalid JSON is.
             return scalar(value)
 
         return encode_number

@@ -866,7 +866,9 @@ class FileReader:
             rows = self._parquet_batch_rows(parquet)
             batches = parquet.iter_batches(batch_size=rows, columns=wanted, use_threads=False)
             nested = self._nested_columns(parquet.schema_arrow)
-            for stored in map(_storage_types, batches):
+            as_bytes = self._bytea_sources()
+            for batch in batches:
+                stored = _storage_types(batch, as_bytes)
                 self._check_time_range(stored)
                 record_batch = self._nested_as_text(stored, nested)
                 try:
@@ -893,6 +895,15 @@ class FileReader:
             ) from None
         finally:
             parquet.close()
+
+    def _bytea_sources(self) -> frozenset[str]:
+        """File columns whose contract column is bytea (a Parquet UUID stays 16 bytes there)."""
+        assert self.header is not None
+        return frozenset(
+            source
+            for column in self.contract.columns
+            if column.type.kind == "bytea" and (source := self.header.sources.get(column.name))
+        )
 
     def _nested_columns(self, schema: pa.Schema) -> dict[str, PgType]:
         """File columns with nested values (lists, structs, maps) whose contract column is jsonb
@@ -1095,16 +1106,35 @@ def header_names(header: list[str]) -> list[str]:
     return [name if name.strip() else f"column_{index}" for index, name in enumerate(header, 1)]
 
 
-def _storage_types(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Extension types as their storage: a Parquet GEOMETRY or GEOGRAPHY column (geoarrow.wkb)
-    is its WKB bytes, loaded as bytea. Without this, polars reads it as an extension type that
-    no cast knows."""
-    if not any(f.metadata or isinstance(f.type, pa.ExtensionType) for f in batch.schema):
+def _storage_types(batch: pa.RecordBatch, as_bytes: frozenset[str]) -> pa.RecordBatch:
+    """Extension types as values polars can read (it reads an extension type as one no cast
+    knows): a Parquet UUID column (arrow.uuid) as the UUID's text, or as its 16 bytes where the
+    contract says bytea (`as_bytes`); a GEOMETRY or GEOGRAPHY column (geoarrow.wkb) as its WKB
+    bytes, loaded as bytea."""
+    if not any(f.metadata or isinstance(f.type, pa.BaseExtensionType) for f in batch.schema):
         return batch
-    columns = [c.storage if isinstance(c.type, pa.ExtensionType) else c for c in batch.columns]
+    columns = [
+        _uuid_text(column.storage)
+        if isinstance(column.type, pa.UuidType) and name not in as_bytes
+        else column.storage
+        if isinstance(column.type, pa.BaseExtensionType)
+        else column
+        for name, column in zip(batch.schema.names, batch.columns, strict=True)
+    ]
     pairs = zip(batch.schema, columns, strict=True)
     fields = [pa.field(f.name, c.type, f.nullable) for f, c in pairs]
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _uuid_text(storage: pa.Array) -> pa.Array:
+    """16-byte UUIDs as PostgreSQL writes them: lowercase hex in groups of 8-4-4-4-12."""
+    hexed = pl.Series(storage).bin.encode("hex")
+    groups = [hexed.str.slice(start, length) for start, length in _UUID_GROUPS]
+    text = pl.select(pl.concat_str(groups, separator="-")).to_series()
+    return text.cast(pl.String).to_arrow().cast(pa.string())
+
+
+_UUID_GROUPS = ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))
 
 
 MAX_RAGGED_ROWS = 100_000  # beyond, the file's layout is not the contract's
