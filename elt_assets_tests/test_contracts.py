@@ -592,3 +592,30 @@ def test_the_rescue_policy_adds_its_column_to_the_tables_and_it_is_named_safely(
     assert "names starting with _elt_ are reserved" in said
     said = load_one(tmp_path, BASE + "policy: {new_columns: drop}\n")
     assert "new_columns" in said and "'fail', 'ignore', 'add' or 'rescue'" in said
+
+
+def _wide_contract(columns: int, policy: str = "") -> str:
+    lines = [f"  - {{name: c{n}, type: integer}}" for n in range(columns)]
+    return (
+        "name: wide\nsource: {glob: 'wide/*.csv'}\n"
+        "target: {schema: sales, table: wide, mode: append}\n"
+        f"{policy}columns:\n" + "\n".join(lines) + "\n"
+    )
+
+
+def test_a_contract_with_more_columns_than_a_table_can_hold_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL's 1,600 columns, less the staging table's 3: 1,597, the rescue column counted
+    (found as `tables can have at most 1600 columns` when the staging table was created)."""
+    write(tmp_path, "wide.yaml", _wide_contract(1597))
+    assert [c.name for c in load_contracts(tmp_path).contracts] == ["wide"]
+    message = load_one(tmp_path, _wide_contract(1598), "wide.yaml")
+    assert message.startswith(
+        "wide.yaml: columns: 1,598 columns, and a PostgreSQL table holds at most 1,600, 1,597 of "
+        "them for a dataset's own"
+    ), message
+    assert "keep the columns you need" in message
+    rescued = "policy: {new_columns: rescue}\n"
+    message = load_one(tmp_path, _wide_contract(1597, rescued), "wide.yaml")
+    assert "columns: 1,598 columns" in message

@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import hashlib
 import lzma
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -1159,3 +1160,44 @@ def test_rescue_keeps_typed_parquet_values_as_text(tmp_path: Path, warehouse: Wa
 
 
 # -- schema evolution (issue 23): add ----------------------------------------------------------
+
+
+def test_a_file_wider_than_a_table_can_be_is_inferred_loaded_and_never_grows_it_beyond(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """1,700 columns: infer keeps the key and the first others up to the 1,597 a dataset's
+    tables can have, says which it left out, and the contract loads the file. A dataset that
+    adds the columns its files bring stops at the limit with a message, not PostgreSQL's."""
+    folder = landing_folder(tmp_path, "wide")
+    names = [f"c{n}" for n in range(1700)]
+    rows = [[str(r * 1000 + n) for n in range(1700)] for r in range(2)]
+    (folder / "a.csv").write_text("\n".join(",".join(r) for r in [names, *rows]) + "\n")
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(folder / "a.csv"), "--name",
+                   "wide", "--primary-key", "c1650")  # fmt: skip
+    assert inferred.returncode == 0, inferred.stderr
+    declared = re.findall(r"- \{name: (c\d+),", inferred.stdout)
+    assert declared == [f"c{n}" for n in range(1596)] + ["c1650"]
+    assert (
+        "# left out: 103 columns beyond the 1,597 a dataset's table can have (PostgreSQL's "
+        "limit): c1596 to c1699 are not loaded" in inferred.stdout
+    )
+    assert "new_columns: ignore" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("glob: ", "glob: 'wide/*.csv' #", 1))
+    entry = ingest(tmp_path, warehouse)["wide/a.csv"]
+    assert entry["status"] == "success" and entry["rows_inserted"] == 2, entry
+    assert warehouse.query("SELECT c0, c1595, c1650 FROM imported.wide ORDER BY c0") == [
+        (0, 1595, 1650),
+        (1000, 2595, 2650),
+    ]
+
+    grown = inferred.stdout.replace("glob: ", "glob: 'grows/*.csv' #", 1)
+    grown = grown.replace("name: wide", "name: grows").replace("table: wide", "table: grows")
+    contract(tmp_path, grown.replace("new_columns: ignore", "new_columns: add"))
+    (landing_folder(tmp_path, "grows") / "a.csv").write_text((folder / "a.csv").read_text())
+    refused = ingest(tmp_path, warehouse)["grows/a.csv"]
+    assert refused["status"] == "failed", refused
+    assert (
+        "the file brings 103 new column(s) (c1596, c1597, c1598, c1599, c1600, ...), and "
+        "dataset 'grows' has 1,597: a table of it holds at most 1,597" in str(refused["error"])
+    ), refused
+    assert warehouse.value("SELECT count(*) FROM imported.grows") == 0

@@ -33,6 +33,8 @@ from pydantic import ValidationError
 from elt_assets.contracts.loader import format_validation_error
 from elt_assets.contracts.model import (
     DATASET_NAME,
+    MAX_COLUMNS,
+    READS_ONLY,
     REJECTED_COLUMN,
     ROW_COLUMN,
     Contract,
@@ -56,8 +58,11 @@ from elt_assets.validation.inference import (
     UnloadableColumn,
     column_names,
     infer_parquet_type,
-    infer_text_type,
+    infer_text_types,
     snake_case,
+)
+from elt_assets.validation.inference import (
+    data_like as data_like_values,
 )
 
 DEFAULT_SAMPLE_ROWS = 10_000
@@ -251,7 +256,8 @@ def _provisional(
                 {"name": n, "type": "text", "source_name": h}
                 for n, h in zip(names, headers, strict=True)
             ],
-        }
+        },
+        context={READS_ONLY: True},
     )
 
 
@@ -400,25 +406,13 @@ def infer_contract(
     fmt, headers, names, sample = read.format, read.headers, read.names, read.rows
     key = _key_columns(primary_key, headers, names)
     markers = _null_markers(sample, fmt)
-    uuids = _uuid_columns(path) if fmt == "parquet" else frozenset()
-    columns, left_out = [], []
+    empty = {name: _is_null(sample[name], fmt, markers) for name in names}
+    guesses, left_out = _guesses(path, read, empty, key)
+    columns = []
     for title, column in zip(headers, names, strict=True):
-        values = sample[column]
-        is_null = values.is_null()
-        if fmt == "csv":
-            is_null = is_null | values.is_in(markers)
-            guess = infer_text_type(values.filter(~is_null))
-        elif title in uuids:  # the reader gives their text, which is always a UUID
-            guess = Guess(PgType("uuid"))
-        else:
-            try:
-                guess = infer_parquet_type(values, file, title)
-            except UnloadableColumn as error:
-                if column in key:
-                    raise InferError(str(error)) from None
-                left_out.append(str(error).removeprefix(f"{file}: "))  # the rest can load
-                continue
-        nulls = int(is_null.sum())
+        if column not in guesses:
+            continue  # left out
+        guess, nulls = guesses[column], int(empty[column].sum())
         if column in key and nulls:
             raise InferError(
                 f"{file}: primary key column {title!r} is empty in {nulls} of {sample.height} "
@@ -429,6 +423,13 @@ def infer_contract(
         )
     if left_out and not columns:
         raise InferError(f"{file}: no column can be loaded: {'; '.join(left_out)}")
+    columns, beyond = _within_column_limit(columns, key)
+    if beyond:
+        left_out.append(
+            f"{len(beyond):,} columns beyond the {MAX_COLUMNS:,} a dataset's table can have "
+            f"(PostgreSQL's limit): {beyond[0]} to {beyond[-1]} are not loaded; to load one, "
+            "put it in place of a column above"
+        )
     inferred = InferredContract(
         name=dataset,
         file=path,
@@ -459,6 +460,48 @@ def infer_contract(
     return inferred
 
 
+def _guesses(
+    path: Path, read: Sample, empty: dict[str, pl.Series], key: Sequence[str]
+) -> tuple[dict[str, Guess], list[str]]:
+    """Each column's type (by name), and why the columns left out cannot be loaded. A CSV
+    file's columns are asked together; a Parquet file's keep their own types."""
+    file = str(path)
+    if read.format == "csv":
+        present = {n: read.rows[n].filter(~empty[n]) for n in read.names}
+        return infer_text_types(present), []
+    uuids = _uuid_columns(path)
+    guesses, left_out = {}, []
+    for title, column in zip(read.headers, read.names, strict=True):
+        if title in uuids:  # the reader gives their text, which is always a UUID
+            guesses[column] = Guess(PgType("uuid"))
+            continue
+        try:
+            guesses[column] = infer_parquet_type(read.rows[column], file, title)
+        except UnloadableColumn as error:
+            if column in key:
+                raise InferError(str(error)) from None
+            left_out.append(str(error).removeprefix(f"{file}: "))  # the rest can load
+    return guesses, left_out
+
+
+def _is_null(values: pl.Series, fmt: str, markers: Sequence[str]) -> pl.Series:
+    """The sample's empty values: nulls, and in a CSV file the null markers found."""
+    return values.is_null() | values.is_in(markers) if fmt == "csv" else values.is_null()
+
+
+def _within_column_limit(
+    columns: list[InferredColumn], key: Sequence[str]
+) -> tuple[list[InferredColumn], list[str]]:
+    """The columns a table can hold (the key's, then the others in the file's order), and the
+    headers of the rest."""
+    if len(columns) <= MAX_COLUMNS:
+        return columns, []
+    room = MAX_COLUMNS - len(key)
+    others = [c for c in columns if c.name not in key]
+    kept = {id(c) for c in others[:room]} | {id(c) for c in columns if c.name in key}
+    return [c for c in columns if id(c) in kept], [c.header for c in others[room:]]
+
+
 def _uuid_columns(path: Path) -> frozenset[str]:
     """The Parquet file's columns of its UUID logical type (16 bytes that are a UUID)."""
     schema = pq.read_schema(path)
@@ -468,9 +511,7 @@ def _uuid_columns(path: Path) -> frozenset[str]:
 def _header_doubt(headers: list[str]) -> str | None:
     """Why the first line may be data rather than names: at least half of its values are
     numbers, dates or timestamps (names rarely are; a wide table of years is the exception)."""
-    data_like = [
-        h for h in headers if h.strip() and infer_text_type(pl.Series([h])).type.kind in _DATA_KINDS
-    ]
+    data_like = [h for h, like in zip(headers, data_like_values(headers), strict=True) if like]
     if not data_like or len(data_like) * 2 < len(headers):
         return None
     shown = ", ".join(repr(h) for h in data_like[:3])
@@ -478,10 +519,6 @@ def _header_doubt(headers: list[str]) -> str | None:
         f"the first line looks like data, not column names ({len(data_like)} of {len(headers)} "
         f"are numbers or dates: {shown}); if the file has no header, run again with --no-header"
     )
-
-
-_DATA_KINDS = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "date"}
-_DATA_KINDS |= {"timestamp", "timestamptz", "uuid"}
 
 
 def _format_by_extension(path: Path) -> str:
@@ -549,12 +586,16 @@ def _null_markers(sample: pl.DataFrame, fmt: str) -> list[str]:
     """The NULL_MARKERS that stand in a CSV column whose other values are all of a typed kind."""
     if fmt != "csv":
         return []
-    chosen: set[str] = set()
+    found: dict[str, set[str]] = {}  # column -> the markers in it
+    others: dict[str, pl.Series] = {}  # column -> its other values
     for column in sample.columns:
         values = sample[column].drop_nulls()
         present = set(values.filter(values.is_in(NULL_MARKERS)).unique().to_list())
-        if present and infer_text_type(values.filter(~values.is_in(NULL_MARKERS))).type != TEXT:
-            chosen |= present
+        if present:
+            found[column] = present
+            others[column] = values.filter(~values.is_in(NULL_MARKERS))
+    typed = [c for c, guess in infer_text_types(others).items() if guess.type != TEXT]
+    chosen = set().union(*(found[c] for c in typed))
     return [m for m in NULL_MARKERS if m in chosen]
 
 

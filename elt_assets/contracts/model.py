@@ -13,7 +13,15 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.functional_serializers import PlainSerializer
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
@@ -290,6 +298,26 @@ class DatasetChecks(Strict):
     unique: list[list[Identifier]] = Field(default_factory=list)
 
 
+# PostgreSQL's limit of a table's columns, less the platform's own in the staging table (the
+# file, the load, the row); the rescue column, when there is one, counts as a column.
+POSTGRES_MAX_COLUMNS = 1600
+MAX_COLUMNS = POSTGRES_MAX_COLUMNS - 3
+
+
+# Validation context of a contract that only reads a file (elt contract infer's sample), never a
+# table: it may have more columns than a table can.
+READS_ONLY = "reads_only"
+
+
+def too_many_columns(count: int) -> str:
+    return (
+        f"columns: {count:,} columns, and a PostgreSQL table holds at most "
+        f"{POSTGRES_MAX_COLUMNS:,}, {MAX_COLUMNS:,} of them for a dataset's own (the platform adds "
+        "3 to its staging table): keep the columns you need; with `policy: {schema_drift: "
+        "tolerant}` the file's other columns are ignored"
+    )
+
+
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -402,7 +430,7 @@ class Contract(Strict):
         return value
 
     @model_validator(mode="after")
-    def _column_rules(self) -> Contract:
+    def _column_rules(self, info: ValidationInfo) -> Contract:
         names = [c.name for c in self.columns]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -410,6 +438,9 @@ class Contract(Strict):
         headers = [c.header.strip().casefold() for c in self.columns]
         if len(set(headers)) != len(headers):
             raise ValueError("columns: two columns read the same header")
+        reads_only = bool(info.context and info.context.get(READS_ONLY))
+        if len(self.table_columns) > MAX_COLUMNS and not reads_only:
+            raise ValueError(too_many_columns(len(self.table_columns)))
         for group in self.checks.unique:
             for column in group:
                 if column not in names:

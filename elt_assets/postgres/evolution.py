@@ -23,8 +23,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from elt_assets.contracts.model import Column, Contract
+from elt_assets.contracts.model import MAX_COLUMNS, Column, Contract
 from elt_assets.contracts.types import PgType
+from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
 from elt_assets.postgres.errors import TerminalDatabaseError
 from elt_assets.postgres.templates import render
@@ -122,6 +123,16 @@ def _apply(
     updated to match. The changes, as the schema_drift check says them."""
     changes: list[str] = []
     known = {c.name for c in current.columns}
+    new = [c.name for c in growth.added if c.name not in known]
+    if len(current.table_columns) + len(new) > MAX_COLUMNS:
+        raise TerminalError(
+            f"the file brings {len(new)} new column(s) ({', '.join(new[:5])}"
+            f"{', ...' if len(new) > 5 else ''}), and dataset {current.name!r} has "
+            f"{len(current.table_columns):,}: a table of it holds at most {MAX_COLUMNS:,} "
+            "(PostgreSQL's limit, less the platform's own columns); nothing of the file is "
+            "loaded: set policy.new_columns to ignore or rescue, or take columns out of the "
+            "contract"
+        )
     for column in growth.added:
         if column.name not in known:
             _evolve(connection, current, column.name, column.type)

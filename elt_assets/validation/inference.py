@@ -16,7 +16,7 @@ from typing import cast
 import polars as pl
 
 from elt_assets.contracts.model import Column
-from elt_assets.contracts.types import INTEGER_RANGES, PgType
+from elt_assets.contracts.types import INTEGER_RANGES, Kind, PgType
 from elt_assets.errors import TerminalError
 from elt_assets.landing import nested as nested_values
 from elt_assets.validation.casts import (
@@ -102,14 +102,18 @@ class Guess:
 TEXT = PgType("text")
 
 
-def infer_text_type(values: pl.Series) -> Guess:
-    """The type of a CSV column from its non-null values, checked with the platform's casts."""
+def infer_text_type(values: pl.Series, taken: frozenset[str] | None = None) -> Guess:
+    """The type of a CSV column from its non-null values, checked with the platform's casts.
+    `taken`: the kinds of ASKED_TOGETHER whose casts take every non-blank value, when they were
+    asked for many columns at once (`infer_text_types`)."""
     if values.len() == 0:
         return Guess(TEXT, "no value in the sample: review the type")
     values = values.cast(pl.String)
     clean = values.str.strip_chars(WHITESPACE)
     blank = int((clean == "").sum())
-    guess = _typed_guess(values.filter(clean != ""), clean.filter(clean != ""))
+    present = values.filter(clean != "")
+    casts = _Casts(present, taken)
+    guess = _typed_guess(casts, clean.filter(clean != ""))
     if blank and guess.type != TEXT:
         return Guess(
             TEXT,
@@ -121,8 +125,63 @@ def infer_text_type(values: pl.Series) -> Guess:
     return guess
 
 
-def _typed_guess(values: pl.Series, clean: pl.Series) -> Guess:
-    if values.len() == 0:
+# The kinds whose casts `infer_text_types` asks about every column at once.
+ASKED_TOGETHER: tuple[Kind, ...] = (
+    "boolean",
+    "integer",
+    "bigint",
+    "numeric",
+    "double precision",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "uuid",
+)
+
+
+def infer_text_types(samples: dict[str, pl.Series]) -> dict[str, Guess]:
+    """infer_text_type of many columns (name -> non-null values), each general cast asked once
+    for all of them: a file of a thousand columns costs a few queries, not thousands."""
+    stacked = [
+        pl.DataFrame({"column": [name] * values.len(), "value": values.cast(pl.String)})
+        for name, values in samples.items()
+    ]
+    taken: dict[str, frozenset[str]] = {}
+    if stacked:
+        frame = pl.concat(stacked).filter(pl.col("value").str.strip_chars(WHITESPACE) != "")
+        refused = [
+            cast_text_column(Column(name="value", type=PgType(kind)), TIMEZONE)
+            .failed.any()
+            .alias(kind)
+            for kind in ASKED_TOGETHER
+        ]
+        for row in frame.group_by("column").agg(refused).iter_rows(named=True):
+            taken[row["column"]] = frozenset(k for k in ASKED_TOGETHER if not row[k])
+    return {
+        name: infer_text_type(values, taken.get(name, frozenset(ASKED_TOGETHER)))
+        for name, values in samples.items()
+    }
+
+
+@dataclass(frozen=True)
+class _Casts:
+    """Whether the platform's casts take every one of `values` as a type: from what was asked
+    for many columns at once where it was, else asked now."""
+
+    values: pl.Series
+    taken: frozenset[str] | None
+
+    def accept(self, kind: PgType) -> bool:
+        if self.taken is not None and str(kind) in ASKED_TOGETHER:
+            return str(kind) in self.taken
+        return accepts(self.values, kind)
+
+    def verified(self, kind: PgType, note: str | None = None) -> Guess:
+        return Guess(kind, note) if self.accept(kind) else Guess(TEXT)
+
+
+def _typed_guess(casts: _Casts, clean: pl.Series) -> Guess:
+    if clean.len() == 0:
         return Guess(TEXT)
     texts = clean.to_list()
     if all(_INTEGER.match(v) or _PLAIN_DECIMAL.match(v) for v in texts) and any(
@@ -131,50 +190,63 @@ def _typed_guess(values: pl.Series, clean: pl.Series) -> Guess:
         return Guess(TEXT, "text: numbers with leading zeros (codes?) keep their zeros as text")
     lowered = {v.lower() for v in texts}
     if lowered <= _BOOLEANS and not lowered <= {"0", "1"}:
-        return _verified(values, PgType("boolean"))
+        return casts.verified(PgType("boolean"))
     if all(_INTEGER.match(v) for v in texts):
-        return _integer(values, texts)
+        return _integer(casts, texts)
     if all(_PLAIN_DECIMAL.match(v) for v in texts):
-        return _decimal(values, texts)
+        return _decimal(casts, texts)
     for kind in (PgType("numeric"), PgType("double precision")):  # exponents, NaN, Infinity
-        if accepts(values, kind):
+        if casts.accept(kind):
             return Guess(kind, "numbers with an exponent or NaN/Infinity: review the type")
-    if accepts(values, PgType("date")):
+    if casts.accept(PgType("date")):
         return Guess(PgType("date"))
     with_offset = int(clean.str.contains(_WITH_OFFSET).sum())
-    if with_offset == 0 and accepts(values, PgType("timestamp")):
+    if with_offset == 0 and casts.accept(PgType("timestamp")):
         return Guess(PgType("timestamp"))
-    if with_offset and accepts(values, PgType("timestamptz")):
-        without = values.len() - with_offset
+    if with_offset and casts.accept(PgType("timestamptz")):
+        without = clean.len() - with_offset
         note = (
-            f"{without} of {values.len()} values have no offset: they are read in source.timezone"
+            f"{without} of {clean.len()} values have no offset: they are read in source.timezone"
             if without
             else None
         )
         return Guess(PgType("timestamptz"), note)
-    if accepts(values, PgType("uuid")):
+    if casts.accept(PgType("uuid")):
         return Guess(PgType("uuid"))
     return Guess(TEXT)
 
 
-def _verified(values: pl.Series, kind: PgType, note: str | None = None) -> Guess:
-    return Guess(kind, note) if accepts(values, kind) else Guess(TEXT)
+def data_like(values: Sequence[str]) -> list[bool]:
+    """For each value, whether the platform's casts read it as a number, a date, a timestamp or
+    a UUID (a header that does is more likely data than a name); all values in one query."""
+    frame = pl.DataFrame({"value": list(values)}, schema={"value": pl.String})
+    kinds: tuple[Kind, ...] = (
+        "numeric",
+        "double precision",
+        "date",
+        "timestamp",
+        "timestamptz",
+        "uuid",
+    )
+    read = [~cast_text_column(Column(name="value", type=PgType(k)), TIMEZONE).failed for k in kinds]
+    blank = pl.col("value").str.strip_chars(WHITESPACE) == ""
+    return frame.select(pl.any_horizontal(read) & ~blank).to_series().to_list()
 
 
-def _integer(values: pl.Series, texts: list[str]) -> Guess:
+def _integer(casts: _Casts, texts: list[str]) -> Guess:
     largest = max(abs(int(v)) for v in texts)
     if largest <= INTEGER_HEADROOM:
-        return _verified(values, PgType("integer"))
+        return casts.verified(PgType("integer"))
     bottom, top = INTEGER_RANGES["bigint"]
     if all(bottom <= int(v) <= top for v in texts):
-        return _verified(values, PgType("bigint"))
+        return casts.verified(PgType("bigint"))
     return Guess(TEXT, "text: whole numbers beyond bigint (identifiers?); numeric if quantities")
 
 
 SCALE_HEADROOM = 2  # decimal places beyond the sample's, for numeric(p,s)
 
 
-def _decimal(values: pl.Series, texts: list[str]) -> Guess:
+def _decimal(casts: _Casts, texts: list[str]) -> Guess:
     """numeric(p,s): s as in the sample plus headroom when every decimal has it, p with
     headroom too."""
     digits, scales = 0, set()
@@ -184,19 +256,19 @@ def _decimal(values: pl.Series, texts: list[str]) -> Guess:
         if "." in text:
             scales.add(len(fraction))
     if len(scales) > 1:
-        return _verified(
-            values, PgType("numeric"), "decimals of varying scale: numeric keeps every digit"
+        return casts.verified(
+            PgType("numeric"), "decimals of varying scale: numeric keeps every digit"
         )
     sampled = scales.pop() if scales else 0
     scale = sampled + SCALE_HEADROOM  # a later file with a place more is not a bad row at once
     precision = max(2 * digits, digits + 4) + scale
     if precision > 1000:
-        return _verified(values, PgType("numeric"))
+        return casts.verified(PgType("numeric"))
     note = (
         f"{sampled} decimal place(s) in the sample, {SCALE_HEADROOM} more allowed; a value with "
         "more places is a bad row, never rounded: review"
     )
-    return _verified(values, PgType("numeric", precision=precision, scale=scale), note)
+    return casts.verified(PgType("numeric", precision=precision, scale=scale), note)
 
 
 def infer_parquet_type(values: pl.Series, file: str, header: str) -> Guess:
