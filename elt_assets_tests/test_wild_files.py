@@ -353,6 +353,47 @@ def test_contract_infer_detects_the_delimiter_and_the_contract_loads_the_file(
     assert loaded == [(1, "a, b; c | d", "1.5000"), (2, "plain", "2.2500")]
 
 
+def test_infer_with_the_landing_directory_writes_a_glob_that_finds_the_files_as_printed(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """With --landing (or ELT_LANDING_DIR) the glob follows where the file lies (a dated tree
+    takes the whole tree), and the contract loads the files unedited; without it, the comment
+    says the glob is a guess and how to make it right."""
+    landing = tmp_path / "landing"
+    for relative in ("shop/orders_2026-01-31.csv", "events/2026/01/31/e.csv"):
+        (landing / relative).parent.mkdir(parents=True)
+        (landing / relative).write_text("id,label\n1,a\n2,b\n")
+    orders = str(landing / "shop/orders_2026-01-31.csv")
+    plain = elt(tmp_path, warehouse, "contract", "infer", orders)
+    assert plain.returncode == 0, plain.stderr
+    assert (
+        'glob: "orders_2026_01_31/*.{csv,csv.gz}"  # relative to the landing directory: review '
+        "(the file is not in a landing directory the command knows: --landing DIR)" in plain.stdout
+    )
+    shop = elt(tmp_path, warehouse, "contract", "infer", "--landing", str(landing), "--name",
+               "shop", orders)  # fmt: skip
+    assert shop.returncode == 0, shop.stderr
+    assert 'glob: "shop/*.{csv,csv.gz}"  # relative to the landing directory: from where' in (
+        shop.stdout
+    )
+    contract(tmp_path, shop.stdout)
+    events = elt(tmp_path, warehouse, "contract", "infer", "--name", "events",
+                 str(landing / "events/2026/01/31/e.csv"),
+                 settings={"ELT_LANDING_DIR": str(landing)})  # fmt: skip
+    assert events.returncode == 0, events.stderr
+    assert 'glob: "events/**/*.{csv,csv.gz}"' in events.stdout
+    contract(tmp_path, events.stdout)
+    (landing / "events/2026/02/01").mkdir(parents=True)
+    (landing / "events/2026/02/01/f.csv").write_text("id,label\n3,c\n")
+    entries = ingest(tmp_path, warehouse)
+    assert {file: entry["status"] for file, entry in entries.items()} == {
+        "shop/orders_2026-01-31.csv": "success",
+        "events/2026/01/31/e.csv": "success",
+        "events/2026/02/01/f.csv": "success",
+    }
+    assert warehouse.value("SELECT count(*) FROM imported.events") == 3
+
+
 def test_a_blank_header_and_a_utf16_file_are_inferred_and_loaded(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:

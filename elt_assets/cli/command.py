@@ -56,6 +56,12 @@ def _contract_parsers(contract: argparse.ArgumentParser) -> None:
     infer.add_argument("file", metavar="FILE", help="the file to sample")
     infer.add_argument("--name", help="dataset name (default: the file name, sanitised)")
     infer.add_argument(
+        "--landing",
+        metavar="DIR",
+        help="the landing directory FILE lies in: the glob follows where FILE lies in it "
+        "(ELT_LANDING_DIR)",
+    )
+    infer.add_argument(
         "--primary-key",
         # One column per flag: a list (nargs) would swallow FILE when it comes after the flag.
         action="append",
@@ -368,7 +374,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "contract":
         if args.contract_command == "show":
             return _contract_show(args, settings)
-        return _contract_infer(args, settings)
+        return _contract_infer(args, settings.with_directories(args.landing, None))
     if args.command == "quarantine":
         return _quarantine_export(args, settings)
     if args.command == "metrics":

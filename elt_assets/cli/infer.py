@@ -110,6 +110,7 @@ class InferredContract:
     schema: str
     table: str
     glob: str
+    glob_in_landing: bool = False  # the glob is the file's folder in the landing directory
     explicit_format: bool = False  # the extension does not say the format
     delimiter: str = ","
     delimiter_detected: bool = False  # sniffed from the file, not given with --delimiter
@@ -142,6 +143,12 @@ def dataset_name(path: Path) -> str:
     if not name:
         return "dataset"
     return f"dataset_{name}"[:50].rstrip("_") if name[0].isdigit() else name
+
+
+def _in_landing(path: Path, landing_dir: Path | None) -> bool:
+    if landing_dir is None:
+        return False
+    return path.resolve().is_relative_to(landing_dir.resolve())
 
 
 def _glob(path: Path, landing_dir: Path | None, name: str) -> str:
@@ -441,6 +448,7 @@ def infer_contract(
         schema=schema,
         table=table or dataset,
         glob=_glob(path, landing_dir, dataset),
+        glob_in_landing=_in_landing(path, landing_dir),
         explicit_format=fmt != _format_by_extension(path),
         delimiter=delimiter,
         delimiter_detected=detected and delimiter != "," and fmt == "csv",
@@ -675,6 +683,11 @@ def render_yaml(inferred: InferredContract) -> str:
         else f"the first {rows} rows sampled"
     )
     shown = " ".join(inferred.file.name.split())  # a comment must stay on its line
+    where = (
+        "from where the file lies in it"
+        if inferred.glob_in_landing
+        else "review (the file is not in a landing directory the command knows: --landing DIR)"
+    )
     lines = [
         f"# Starting contract inferred by `elt contract infer` from {shown}",
         f"# ({inferred.format}, {sampled}).",
@@ -686,7 +699,7 @@ def render_yaml(inferred: InferredContract) -> str:
         *_ragged_comment(inferred.ragged),
         f"name: {inferred.name}",
         "source:",
-        f"  glob: {_scalar(inferred.glob)}  # relative to the landing directory: review",
+        f"  glob: {_scalar(inferred.glob)}  # relative to the landing directory: {where}",
     ]
     if inferred.explicit_format:
         lines.append(f"  format: {inferred.format}  # the extension does not say it")
