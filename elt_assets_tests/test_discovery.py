@@ -328,12 +328,17 @@ def test_in_progress_names_are_never_listed(tmp_path: Path) -> None:
         ".hidden.csv",
         "~lock.csv",
         "sub/.e.csv",
+        ".staging/f.csv",
+        # Spark's task output before its job commits (a failed job deletes it), Delta Lake's log
+        "orders/_temporary/0/_temporary/attempt_1/part-00000.csv",
+        "sales/_delta_log/00000000000000000010.checkpoint.parquet",
     ):
         put(tmp_path, name, b"x")
     put(tmp_path, "real.csv", b"x")
-    assert [f.relative_path for f in scan(tmp_path, "**/*")] == ["real.csv"]
+    put(tmp_path, "orders/_part.csv", b"x")  # only a folder of the writer's own is passed over
+    assert [f.relative_path for f in scan(tmp_path, "**/*")] == ["orders/_part.csv", "real.csv"]
     sensor = Sensor(tmp_path)
-    assert sensor.tick().files_seen == 1
+    assert sensor.tick().files_seen == 2
 
 
 def test_symlinks_out_of_the_landing_root_are_never_listed(tmp_path: Path) -> None:

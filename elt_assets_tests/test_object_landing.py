@@ -539,9 +539,12 @@ def test_the_sensor_takes_a_new_object_on_its_first_tick_and_nothing_after(
 ) -> None:
     """An object is listed only once its upload completed, so the sensor takes it at once; a
     file in a directory once nothing wrote to it for its quiet period (2 s, the stable-file
-    rule), which the first tick waits out."""
+    rule), which the first tick waits out. Files in a writer's own folders (Spark's
+    _temporary/ before its job commits, a .staging/) are never taken."""
     write_contract(contracts_dir, ORDERS)
     zone.put("orders/a.csv", (HEADER + ROWS).encode())
+    zone.put("orders/_temporary/0/task_1/part-0.csv", (HEADER + ROWS).encode())
+    zone.put("orders/.staging/b.csv", (HEADER + ROWS).encode())
     sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
 
     def tick() -> list[str]:

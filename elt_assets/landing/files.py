@@ -42,6 +42,14 @@ def is_in_progress(name: str) -> bool:
     return name.startswith((".", "~")) or name.lower().endswith(IN_PROGRESS_SUFFIXES)
 
 
+def in_hidden_folder(folders: list[str]) -> bool:
+    """Whether a file lies in a folder its writer keeps for itself: a dot folder (a writer's
+    .staging/), or one whose name starts with _ as Spark and Hadoop name theirs (a job's
+    _temporary/ holds task output that a failed job deletes; Delta Lake's _delta_log/ holds
+    checkpoints, not rows)."""
+    return any(folder.startswith((".", "_")) for folder in folders)
+
+
 def resolve_inside(root: Path, relative_path: str, real_root: Path | None = None) -> Path:
     """The absolute path of `relative_path`, refusing anything that leaves `root`.
     `real_root`: root.resolve(), when the caller has it already (a zone resolves its root once:
@@ -88,8 +96,8 @@ def scan(root: Path, pattern: str) -> list[LandedFile]:
         text = str(path)
         relative = text[len(prefix) :]
         directory, _, name = text.rpartition(os.sep)
-        if is_in_progress(name) or any(p.startswith(".") for p in relative.split(os.sep)[:-1]):
-            continue  # still being written, or inside a hidden folder (e.g. a writer's .staging/)
+        if is_in_progress(name) or in_hidden_folder(relative.split(os.sep)[:-1]):
+            continue  # still being written, or inside a writer's own folder
         inside = real_dirs.get(directory)
         if inside is None:
             real_directory = os.path.realpath(directory)

@@ -33,6 +33,7 @@ from elt_assets.landing.files import (
     LandedFile,
     LandingPathError,
     glob_matches,
+    in_hidden_folder,
     is_in_progress,
 )
 from elt_assets.landing.source import Source
@@ -178,11 +179,12 @@ class ObjectStore(Landing):
 
     @staticmethod
     def _is_file(relative: str) -> bool:
-        """A complete data file: not a folder marker, not in progress, not in a hidden folder."""
+        """A complete data file: not a folder marker, not in progress, not in a writer's own
+        folder (files.py `in_hidden_folder`)."""
         parts = relative.split("/")
         if not relative or relative.endswith("/") or is_in_progress(parts[-1]):
             return False
-        return not any(p.startswith(".") for p in parts[:-1])
+        return not in_hidden_folder(parts[:-1])
 
     def stat(self, file: str) -> LandedFile | None:
         from botocore.exceptions import ClientError
