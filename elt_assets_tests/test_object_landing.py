@@ -543,8 +543,8 @@ def test_the_sensor_takes_a_new_object_on_its_first_tick_and_nothing_after(
     _temporary/ before its job commits, a .staging/) are never taken."""
     write_contract(contracts_dir, ORDERS)
     zone.put("orders/a.csv", (HEADER + ROWS).encode())
-    zone.put("orders/_temporary/0/task_1/part-0.csv", (HEADER + ROWS).encode())
-    zone.put("orders/.staging/b.csv", (HEADER + ROWS).encode())
+    for n, unfinished in enumerate(("orders/_temporary/0/task_1/part-0.csv", "orders/.s/b.csv")):
+        zone.put(unfinished, f"{HEADER}{n + 3},new,1,2026-01-01 10:00:00+00\n".encode())
     sensor = definitions(contracts_dir).resolve_sensor_def("orders_files")
 
     def tick() -> list[str]:
