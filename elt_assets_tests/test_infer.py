@@ -317,6 +317,9 @@ def test_parquet_types_come_from_the_file(tmp_path: Path) -> None:
         }
     )
     pq.write_table(table, tmp_path / "t.parquet")
+    pq.write_table(table.schema.empty_table(), tmp_path / "no_rows.parquet")
+    # A file without rows has its types all the same.
+    assert types_of(tmp_path / "t.parquet") == types_of(tmp_path / "no_rows.parquet")
     assert types_of(tmp_path / "t.parquet") == {
         "i8": "smallint",
         "i16": "smallint",

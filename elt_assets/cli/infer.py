@@ -354,9 +354,25 @@ def read_sample(
         raise InferError(str(error)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise InferError(f"{file}: cannot be read ({error})") from None
-    if first is None:
-        first = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+    if first is None:  # no rows: a Parquet file still has its types
+        first = _no_rows(path, names) if fmt == "parquet" else None
+        first = pl.DataFrame(schema=dict.fromkeys(names, pl.String)) if first is None else first
     return Sample(fmt, headers, names, first.drop(ROW_COLUMN, strict=False).head(rows), ragged)
+
+
+def _no_rows(path: Path, names: list[str]) -> pl.DataFrame | None:
+    """An empty frame of the Parquet file's column types (an extension type as its storage),
+    columns named `names`."""
+    schema = pq.read_schema(path)
+    fields = [
+        pa.field(name, f.type.storage_type if isinstance(f.type, pa.BaseExtensionType) else f.type)
+        for name, f in zip(names, schema, strict=True)
+    ]
+    try:
+        frame = pl.from_arrow(pa.schema(fields).empty_table())
+    except (pl.exceptions.PolarsError, pa.ArrowException):
+        return None
+    return frame if isinstance(frame, pl.DataFrame) else None
 
 
 @dataclass(frozen=True)
