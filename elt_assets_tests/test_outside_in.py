@@ -259,7 +259,7 @@ def test_every_subcommand_works_from_another_directory(owner: Owner) -> None:
     assert init.returncode == 0, init.stderr
     assert "single-role mode" in init.stdout
     assert "dataset tables ready: customers, events, orders" in init.stdout
-    check = owner.elt("check-defs", env={"ELT_CONTRACTS_DIR": str(contracts)})
+    check = owner.elt("check-defs", "--contracts", str(contracts))
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("ok: 3 datasets")
     assert noise(check.stderr) == []

@@ -226,7 +226,7 @@ def test_elt_ingest_check_defs_and_failing_urls_print_no_password(
     assert '"status": "success"' in output  # but the good files loaded
     assert "items/ragged.csv, line 2" in output
     status, output = results["check-defs"]
-    assert status == 1 and "broken contract broken.yaml" in output, output
+    assert status == 2 and "broken contract broken.yaml" in output, output
     status, output = results["wrong"]
     assert status == 2 and "password authentication failed" in output, output
     status, output = results["unreachable"]
