@@ -27,9 +27,10 @@ from elt_assets.validation.casts import (
 )
 from elt_assets.validation.inference import (
     TEXT,
+    Guess,
     column_names,
     infer_parquet_type,
-    infer_text_type,
+    infer_text_types,
 )
 
 MAX_VARCHAR = 10_485_760
@@ -56,17 +57,23 @@ def new_columns(
     (never the name of an existing column), typed from the file's first values."""
     existing = [c.name for c in contract.table_columns]
     names = column_names([*existing, *headers])[len(existing) :]
+    texts = {  # typed together, as `elt contract infer` types a file's columns
+        header: values.cast(pl.String).drop_nulls()
+        for header, values in zip(headers, sample, strict=True)
+        if values.dtype in (pl.String, pl.Null)
+    }
+    guessed = infer_text_types({h: v for h, v in texts.items() if v.len()})
     return [
-        Column(name=name, type=guess_type(values, header, file), source_name=header)
+        Column(name=name, type=_new_type(values, header, file, guessed), source_name=header)
         for name, header, values in zip(names, headers, sample, strict=True)
     ]
 
 
-def guess_type(values: pl.Series, header: str, file: str) -> PgType:
-    """The type `elt contract infer` would propose for a new column's first values."""
+def _new_type(values: pl.Series, header: str, file: str, guessed: dict[str, Guess]) -> PgType:
+    """The type `elt contract infer` would propose for a new column's first values (`guessed`:
+    the text columns' types, found together); text when there is no value or no guess."""
     if values.dtype in (pl.String, pl.Null):
-        present = values.cast(pl.String).drop_nulls()
-        return infer_text_type(present).type if present.len() else TEXT
+        return guessed[header].type if header in guessed else TEXT
     try:
         return infer_parquet_type(values, file, header).type
     except TerminalError:
