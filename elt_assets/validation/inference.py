@@ -125,18 +125,11 @@ def infer_text_type(values: pl.Series, taken: frozenset[str] | None = None) -> G
     return guess
 
 
-# The kinds whose casts `infer_text_types` asks about every column at once.
-ASKED_TOGETHER: tuple[Kind, ...] = (
-    "boolean",
-    "integer",
-    "bigint",
-    "numeric",
-    "double precision",
-    "date",
-    "timestamp",
-    "timestamptz",
-    "uuid",
-)
+# The kinds a value is data of rather than a name (`data_like`), and those whose casts
+# `infer_text_types` asks about every column at once.
+DATA_KINDS: tuple[Kind, ...] = ("numeric", "double precision", "date", "timestamp", "timestamptz")
+DATA_KINDS += ("uuid",)
+ASKED_TOGETHER: tuple[Kind, ...] = ("boolean", "integer", "bigint", *DATA_KINDS)
 
 
 def infer_text_types(samples: dict[str, pl.Series]) -> dict[str, Guess]:
@@ -220,15 +213,9 @@ def data_like(values: Sequence[str]) -> list[bool]:
     """For each value, whether the platform's casts read it as a number, a date, a timestamp or
     a UUID (a header that does is more likely data than a name); all values in one query."""
     frame = pl.DataFrame({"value": list(values)}, schema={"value": pl.String})
-    kinds: tuple[Kind, ...] = (
-        "numeric",
-        "double precision",
-        "date",
-        "timestamp",
-        "timestamptz",
-        "uuid",
-    )
-    read = [~cast_text_column(Column(name="value", type=PgType(k)), TIMEZONE).failed for k in kinds]
+    read = [
+        ~cast_text_column(Column(name="value", type=PgType(k)), TIMEZONE).failed for k in DATA_KINDS
+    ]
     blank = pl.col("value").str.strip_chars(WHITESPACE) == ""
     return frame.select(pl.any_horizontal(read) & ~blank).to_series().to_list()
 
