@@ -1242,3 +1242,27 @@ def test_a_file_wider_than_a_table_can_be_is_inferred_loaded_and_never_grows_it_
         "dataset 'grows' has 1,597: a table of it holds at most 1,597" in str(refused["error"])
     ), refused
     assert warehouse.value("SELECT count(*) FROM imported.grows") == 0
+
+
+def test_excels_delimiter_hint_on_the_first_line_is_named_not_read_as_a_header(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """`sep=;` before the header (Excel writes and reads it): infer and ingest say what it is
+    and what to do, where it would otherwise be a header of two columns and every row ragged."""
+    folder = landing_folder(tmp_path, "excel")
+    (folder / "a.csv").write_bytes(b"sep=;\r\nid;name\r\n1;a\r\n")
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(folder / "a.csv"))
+    assert inferred.returncode == 1, inferred.stdout
+    hint = "line 1: the first line is Excel's delimiter hint (sep=;), not the header"
+    assert hint in inferred.stderr
+    contract(
+        tmp_path,
+        "name: excel\nsource: {glob: 'excel/*.csv', csv: {delimiter: ';'}}\n"
+        "target: {schema: wild, table: excel, mode: append}\n"
+        "columns:\n  - {name: id, type: bigint}\n  - {name: name, type: text}\n",
+    )
+    entry = ingest(tmp_path, warehouse)["excel/a.csv"]
+    assert entry["status"] == "failed" and hint in str(entry["error"]), entry
+    (folder / "a.csv").write_bytes(b"id;name\r\n1;a\r\n")  # the line removed: it loads
+    assert ingest(tmp_path, warehouse)["excel/a.csv"]["status"] == "success"
+    assert warehouse.query("SELECT id, name FROM wild.excel") == [(1, "a")]

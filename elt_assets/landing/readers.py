@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import threading
 import weakref
 from collections.abc import Iterator
@@ -748,6 +749,15 @@ class FileReader:
         prefix = text[: len(text) - len(body)]
         self.leading_empty_lines = len(prefix.replace("\r\n", "\n").replace("\r", "\n"))
         text = body
+        hint = _EXCEL_DELIMITER_HINT.match(text)
+        if hint:
+            raise FileRejected(
+                self.file,
+                f"the first line is Excel's delimiter hint ({hint[0].strip()}), not the header: "
+                "ask the sender for the file without it, or remove that line (the contract's "
+                f"source.csv.delimiter is {options.delimiter!r})",
+                line=self.leading_empty_lines + 1,
+            )
         # csv's field limit is process-wide (128 KiB until diagnose.py raises it): a long header
         # must get the same verdict in a fresh process as after a diagnosis.
         csv.field_size_limit(max(csv.field_size_limit(), len(head) + 1))
@@ -1137,6 +1147,8 @@ def _uuid_text(storage: pa.Array) -> pa.Array:
 _UUID_GROUPS = ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))
 
 
+# "sep=;" alone on the first line: Excel's hint of the delimiter, which no parser takes for one.
+_EXCEL_DELIMITER_HINT = re.compile(r'^"?sep=.?"?[ \t]*(\r\n|\n|\r|$)', re.IGNORECASE)
 MAX_RAGGED_ROWS = 100_000  # beyond, the file's layout is not the contract's
 
 
