@@ -1244,25 +1244,25 @@ def test_a_file_wider_than_a_table_can_be_is_inferred_loaded_and_never_grows_it_
     assert warehouse.value("SELECT count(*) FROM imported.grows") == 0
 
 
-def test_excels_delimiter_hint_on_the_first_line_is_named_not_read_as_a_header(
+def test_excels_delimiter_hint_on_the_first_line_is_skipped_and_names_the_delimiter(
     tmp_path: Path, warehouse: Warehouse
 ) -> None:
-    """`sep=;` before the header (Excel writes and reads it): infer and ingest say what it is
-    and what to do, where it would otherwise be a header of two columns and every row ragged."""
+    """`sep=;` before the header (Excel writes and reads it) is neither header nor data: infer
+    takes the delimiter from it, ingest skips it, and line numbers still count it."""
     folder = landing_folder(tmp_path, "excel")
-    (folder / "a.csv").write_bytes(b"sep=;\r\nid;name\r\n1;a\r\n")
-    inferred = elt(tmp_path, warehouse, "contract", "infer", str(folder / "a.csv"))
-    assert inferred.returncode == 1, inferred.stdout
-    hint = "line 1: the first line is Excel's delimiter hint (sep=;), not the header"
-    assert hint in inferred.stderr
-    contract(
-        tmp_path,
-        "name: excel\nsource: {glob: 'excel/*.csv', csv: {delimiter: ';'}}\n"
-        "target: {schema: wild, table: excel, mode: append}\n"
-        "columns:\n  - {name: id, type: bigint}\n  - {name: name, type: text}\n",
-    )
+    (folder / "a.csv").write_bytes(b"\xef\xbb\xbfsep=;\r\n\r\nid;name\r\n1;a\r\n2;x;y\r\n3;c\r\n")
+    inferred = elt(tmp_path, warehouse, "contract", "infer", str(folder / "a.csv"), "--name",
+                   "excel", "--landing", str(tmp_path / "landing"))  # fmt: skip
+    assert inferred.returncode == 0, inferred.stderr
+    assert 'delimiter: ";"' in inferred.stdout
+    assert "- {name: id, type: integer}" in inferred.stdout
+    assert "the first: line 5: 3 field(s) where the header has 2" in inferred.stdout
+    contract(tmp_path, inferred.stdout.replace("max_bad_row_ratio: 0.01", "max_bad_row_ratio: 1"))
     entry = ingest(tmp_path, warehouse)["excel/a.csv"]
-    assert entry["status"] == "failed" and hint in str(entry["error"]), entry
-    (folder / "a.csv").write_bytes(b"id;name\r\n1;a\r\n")  # the line removed: it loads
-    assert ingest(tmp_path, warehouse)["excel/a.csv"]["status"] == "success"
-    assert warehouse.query("SELECT id, name FROM wild.excel") == [(1, "a")]
+    assert entry["status"] == "success" and entry["rows_quarantined"] == 1, entry
+    assert warehouse.query("SELECT id, name FROM imported.excel ORDER BY id") == [
+        (1, "a"),
+        (3, "c"),
+    ]
+    [(row, reason)] = warehouse.query("SELECT row_number, reason FROM elt.quarantine")
+    assert row == 2 and reason.startswith("line 5: 3 field(s)"), reason

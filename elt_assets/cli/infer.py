@@ -41,6 +41,7 @@ from elt_assets.contracts.model import (
 )
 from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
+from elt_assets.landing.diagnose import excel_hint
 from elt_assets.landing.readers import FileReader, FileRejected, header_names
 from elt_assets.landing.source import (
     COMPRESSIONS,
@@ -181,9 +182,10 @@ SNIFF_LINES = 20
 
 
 def sniff_delimiter(path: Path, encoding: str = "utf8") -> str:
-    """The delimiter of a CSV file's first lines: of `, ; tab |`, the one found the same number
-    of times (at least once, outside quotes) on every line read, the most frequent if several;
-    else the one most frequent in the header; "," when none occurs (one column)."""
+    """The delimiter of a CSV file's first lines: the one Excel's hint names (`sep=;` first),
+    else of `, ; tab |`, the one found the same number of times (at least once, outside quotes)
+    on every line read, the most frequent if several; else the one most frequent in the header;
+    "," when none occurs (one column)."""
     try:
         compression = compression_of(LocalSource(path))
         with path.open("rb") as raw:
@@ -196,6 +198,11 @@ def sniff_delimiter(path: Path, encoding: str = "utf8") -> str:
         text = head.decode("utf8", errors="replace")
     text = text.lstrip("\ufeff")
     lines = [line for line in text.splitlines()[:SNIFF_LINES] if line.strip()]
+    hinted = excel_hint(lines[0]) if lines else None
+    if hinted in DELIMITERS:
+        return hinted  # Excel's `sep=;` names it
+    if hinted is not None:
+        lines = lines[1:]
     if len(lines) > 1 and len(head) == SNIFF_BYTES:
         lines = lines[:-1]  # the last line may be cut off
     if not lines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,6 +24,15 @@ from elt_assets.landing.source import (
 
 _FIELD_LIMIT = 16 << 20
 EMPTY_LINE = "an empty line inside the data; remove it or quote it"
+_EXCEL_HINT = re.compile(r"^sep=(.?)$", re.IGNORECASE)
+
+
+def excel_hint(line: str) -> str | None:
+    """The delimiter named by Excel's hint when `line` (a file's first line, without its line
+    break) is one, `sep=;`, else None. Excel writes it before the header and reads it so; it is
+    neither header nor data."""
+    match = _EXCEL_HINT.match(line.strip().strip('"'))
+    return match[1] if match else None
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,9 @@ class RaggedRecord:
 def _records(
     source: Source, options: CsvOptions, record_limit: int, expansion_limit: int
 ) -> Iterator[tuple[int, list[str]]]:
-    """(first line, fields) of every record, leading empty lines skipped; raises _Located for a
-    problem of structure (encoding, an unclosed quote, a NUL byte, a line over the limit)."""
+    """(first line, fields) of every record, leading empty lines and Excel's delimiter hint
+    skipped; raises _Located for a problem of structure (encoding, an unclosed quote, a NUL
+    byte, a line over the limit)."""
     csv.field_size_limit(_FIELD_LIMIT)
     compression = compression_of(source)
     with source.open() as raw:
@@ -135,6 +146,8 @@ def _records(
                     return
                 except csv.Error as error:
                     raise _structure(error, start, counter[0]) from None
+                if not started and record and excel_hint(options.delimiter.join(record)):
+                    continue  # Excel's `sep=;` before the header
                 if record or started:
                     started = True
                     yield start, record

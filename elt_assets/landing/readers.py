@@ -44,6 +44,7 @@ from elt_assets.landing.diagnose import (
     EMPTY_LINE,
     Located,
     RaggedRecord,
+    excel_hint,
     locate_csv_problem,
     ragged_records,
 )
@@ -484,7 +485,7 @@ class FileReader:
         self.sha256: str | None = None
         self.bytes_read = 0
         self.header: HeaderMapping | None = None
-        self.leading_empty_lines = 0  # before the header, skipped
+        self.lines_before_header = 0  # empty lines and Excel's hint, skipped
         # The longest CSV record (ELT_MAX_RECORD_BYTES, through the landing resource).
         self.record_limit = record_limit or MAX_ROW_BYTES
 
@@ -663,7 +664,7 @@ class FileReader:
                     use_threads=False,  # the read-ahead thread already overlaps it with COPY
                     encoding=options.encoding,
                     column_names=None if header else columns,
-                    skip_rows=self.leading_empty_lines,
+                    skip_rows=self.lines_before_header,
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=options.delimiter,
@@ -742,22 +743,7 @@ class FileReader:
                     line=line,
                 ) from None
             text = head[: error.start].decode(options.encoding)
-        text = text.removeprefix("\ufeff")
-        # Empty lines before the header are skipped (the parser skips them too); they still
-        # count in the line numbers a message gives.
-        body = text.lstrip("\r\n")
-        prefix = text[: len(text) - len(body)]
-        self.leading_empty_lines = len(prefix.replace("\r\n", "\n").replace("\r", "\n"))
-        text = body
-        hint = _EXCEL_DELIMITER_HINT.match(text)
-        if hint:
-            raise FileRejected(
-                self.file,
-                f"the first line is Excel's delimiter hint ({hint[0].strip()}), not the header: "
-                "ask the sender for the file without it, or remove that line (the contract's "
-                f"source.csv.delimiter is {options.delimiter!r})",
-                line=self.leading_empty_lines + 1,
-            )
+        self.lines_before_header, text = _before_header(text.removeprefix("\ufeff"))
         # csv's field limit is process-wide (128 KiB until diagnose.py raises it): a long header
         # must get the same verdict in a fresh process as after a diagnosis.
         csv.field_size_limit(max(csv.field_size_limit(), len(head) + 1))
@@ -1147,8 +1133,25 @@ def _uuid_text(storage: pa.Array) -> pa.Array:
 _UUID_GROUPS = ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))
 
 
-# "sep=;" alone on the first line: Excel's hint of the delimiter, which no parser takes for one.
-_EXCEL_DELIMITER_HINT = re.compile(r'^"?sep=.?"?[ \t]*(\r\n|\n|\r|$)', re.IGNORECASE)
+def _before_header(text: str) -> tuple[int, str]:
+    """The lines before a CSV file's header that no reader takes as records (empty lines, and
+    Excel's delimiter hint `sep=;` on the first of the others), and the text from the header on.
+    The parser skips them too; they still count in the line numbers a message gives."""
+    skipped = 0
+    for hint_allowed in (True, False):
+        body = text.lstrip("\r\n")
+        prefix = text[: len(text) - len(body)]
+        skipped += len(prefix.replace("\r\n", "\n").replace("\r", "\n"))
+        text = body
+        first = _FIRST_LINE.match(text)
+        if not hint_allowed or first is None or excel_hint(first[1]) is None:
+            break
+        skipped += 1
+        text = text[first.end() :]
+    return skipped, text
+
+
+_FIRST_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r)")
 MAX_RAGGED_ROWS = 100_000  # beyond, the file's layout is not the contract's
 
 
