@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from elt_assets.contracts.loader import format_validation_error
 from elt_assets.contracts.model import (
     DATASET_NAME,
-    MAX_COLUMNS,
+    MAX_TABLE_COLUMNS,
     READS_ONLY,
     REJECTED_COLUMN,
     ROW_COLUMN,
@@ -456,7 +456,7 @@ def infer_contract(
     columns, beyond = _within_column_limit(columns, key)
     if beyond:
         left_out.append(
-            f"{len(beyond):,} columns beyond the {MAX_COLUMNS:,} a dataset's table can have "
+            f"{len(beyond):,} columns beyond the {MAX_TABLE_COLUMNS:,} a dataset's table can have "
             f"(PostgreSQL's limit): {beyond[0]} to {beyond[-1]} are not loaded; to load one, "
             "put it in place of a column above"
         )
@@ -525,9 +525,9 @@ def _within_column_limit(
 ) -> tuple[list[InferredColumn], list[str]]:
     """The columns a table can hold (the key's, then the others in the file's order), and the
     headers of the rest."""
-    if len(columns) <= MAX_COLUMNS:
+    if len(columns) <= MAX_TABLE_COLUMNS:
         return columns, []
-    room = MAX_COLUMNS - len(key)
+    room = MAX_TABLE_COLUMNS - len(key)
     others = [c for c in columns if c.name not in key]
     kept = {id(c) for c in others[:room]} | {id(c) for c in columns if c.name in key}
     return [c for c in columns if id(c) in kept], [c.header for c in others[room:]]

@@ -301,7 +301,7 @@ class DatasetChecks(Strict):
 # PostgreSQL's limit of a table's columns, less the platform's own in the staging table (the
 # file, the load, the row); the rescue column, when there is one, counts as a column.
 POSTGRES_MAX_COLUMNS = 1600
-MAX_COLUMNS = POSTGRES_MAX_COLUMNS - 3
+MAX_TABLE_COLUMNS = POSTGRES_MAX_COLUMNS - 3
 
 
 # Validation context of a contract that only reads a file (elt contract infer's sample), never a
@@ -312,7 +312,7 @@ READS_ONLY = "reads_only"
 def too_many_columns(count: int) -> str:
     return (
         f"columns: {count:,} columns, and a PostgreSQL table holds at most "
-        f"{POSTGRES_MAX_COLUMNS:,}, {MAX_COLUMNS:,} of them for a dataset's own (the platform adds "
+        f"{POSTGRES_MAX_COLUMNS:,}, {MAX_TABLE_COLUMNS:,} of them for a dataset's own (the platform adds "
         "3 to its staging table): keep the columns you need; with `policy: {schema_drift: "
         "tolerant}` the file's other columns are ignored"
     )
@@ -439,7 +439,7 @@ class Contract(Strict):
         if len(set(headers)) != len(headers):
             raise ValueError("columns: two columns read the same header")
         reads_only = bool(info.context and info.context.get(READS_ONLY))
-        if len(self.table_columns) > MAX_COLUMNS and not reads_only:
+        if len(self.table_columns) > MAX_TABLE_COLUMNS and not reads_only:
             raise ValueError(too_many_columns(len(self.table_columns)))
         for group in self.checks.unique:
             for column in group:

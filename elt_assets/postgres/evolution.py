@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from elt_assets.contracts.model import MAX_COLUMNS, Column, Contract
+from elt_assets.contracts.model import MAX_TABLE_COLUMNS, Column, Contract
 from elt_assets.contracts.types import PgType
 from elt_assets.errors import TerminalError
 from elt_assets.log import get_logger
@@ -124,11 +124,11 @@ def _apply(
     changes: list[str] = []
     known = {c.name for c in current.columns}
     new = [c.name for c in growth.added if c.name not in known]
-    if len(current.table_columns) + len(new) > MAX_COLUMNS:
+    if len(current.table_columns) + len(new) > MAX_TABLE_COLUMNS:
         raise TerminalError(
             f"the file brings {len(new)} new column(s) ({', '.join(new[:5])}"
             f"{', ...' if len(new) > 5 else ''}), and dataset {current.name!r} has "
-            f"{len(current.table_columns):,}: a table of it holds at most {MAX_COLUMNS:,} "
+            f"{len(current.table_columns):,}: a table of it holds at most {MAX_TABLE_COLUMNS:,} "
             "(PostgreSQL's limit, less the platform's own columns); nothing of the file is "
             "loaded: set policy.new_columns to ignore or rescue, or take columns out of the "
             "contract"
