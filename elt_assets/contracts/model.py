@@ -312,9 +312,9 @@ READS_ONLY = "reads_only"
 def too_many_columns(count: int) -> str:
     return (
         f"columns: {count:,} columns, and a PostgreSQL table holds at most "
-        f"{POSTGRES_MAX_COLUMNS:,}, {MAX_TABLE_COLUMNS:,} of them for a dataset's own (the platform adds "
-        "3 to its staging table): keep the columns you need; with `policy: {schema_drift: "
-        "tolerant}` the file's other columns are ignored"
+        f"{POSTGRES_MAX_COLUMNS:,}, {MAX_TABLE_COLUMNS:,} of them for a dataset's own (the "
+        "platform adds 3 to its staging table): keep the columns you need; with `policy: "
+        "{schema_drift: tolerant}` the file's other columns are ignored"
     )
 
 
