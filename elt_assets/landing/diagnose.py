@@ -146,8 +146,9 @@ def _records(
                     return
                 except csv.Error as error:
                     raise _structure(error, start, counter[0]) from None
-                if not started and record and excel_hint(options.delimiter.join(record)):
-                    continue  # Excel's `sep=;` before the header
+                first = not started and options.header and record
+                if first and excel_hint(options.delimiter.join(record)):
+                    continue  # Excel's `sep=;` before the header (as readers.py skips it)
                 if record or started:
                     started = True
                     yield start, record
