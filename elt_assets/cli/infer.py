@@ -529,8 +529,8 @@ def _within_column_limit(
         return columns, []
     room = MAX_TABLE_COLUMNS - len(key)
     others = [c for c in columns if c.name not in key]
-    kept = {id(c) for c in others[:room]} | {id(c) for c in columns if c.name in key}
-    return [c for c in columns if id(c) in kept], [c.header for c in others[room:]]
+    kept = {*key, *(c.name for c in others[:room])}
+    return [c for c in columns if c.name in kept], [c.header for c in others[room:]]
 
 
 def _uuid_columns(path: Path) -> frozenset[str]:

@@ -1137,18 +1137,19 @@ def _before_header(text: str) -> tuple[int, str]:
     """The lines before a CSV file's header that no reader takes as records (empty lines, and
     Excel's delimiter hint `sep=;` on the first of the others), and the text from the header on.
     The parser skips them too; they still count in the line numbers a message gives."""
-    skipped = 0
-    for hint_allowed in (True, False):
-        body = text.lstrip("\r\n")
-        prefix = text[: len(text) - len(body)]
-        skipped += len(prefix.replace("\r\n", "\n").replace("\r", "\n"))
-        text = body
-        first = _FIRST_LINE.match(text)
-        if not hint_allowed or first is None or excel_hint(first[1]) is None:
-            break
-        skipped += 1
-        text = text[first.end() :]
+    skipped, text = _empty_lines(text)
+    first = _FIRST_LINE.match(text)
+    if first is not None and excel_hint(first[1]) is not None:
+        after_hint, text = _empty_lines(text[first.end() :])
+        skipped += 1 + after_hint
     return skipped, text
+
+
+def _empty_lines(text: str) -> tuple[int, str]:
+    """How many empty lines `text` starts with, and the text after them."""
+    body = text.lstrip("\r\n")
+    prefix = text[: len(text) - len(body)]
+    return len(prefix.replace("\r\n", "\n").replace("\r", "\n")), body
 
 
 _FIRST_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r)")

@@ -136,7 +136,7 @@ def infer_text_types(samples: dict[str, pl.Series]) -> dict[str, Guess]:
     """infer_text_type of many columns (name -> non-null values), each general cast asked once
     for all of them: a file of a thousand columns costs a few queries, not thousands."""
     stacked = [
-        pl.DataFrame({"column": [name] * values.len(), "value": values.cast(pl.String)})
+        values.cast(pl.String).to_frame("value").with_columns(column=pl.lit(name))
         for name, values in samples.items()
     ]
     taken: dict[str, frozenset[str]] = {}
